@@ -1,0 +1,330 @@
+//! The job protocol between the daemon and `sandbox-runner`.
+//!
+//! The daemon spawns one runner process per bot hook, writes one [`HookJob`] as
+//! JSON to the runner's stdin (then closes it), and reads one [`HookOutcome`] as
+//! JSON from the runner's stdout. This module holds only the serde types and the
+//! size bounds, so the daemon can depend on it without pulling in any of the
+//! runner's Linux code.
+//!
+//! Everything the runner needs arrives in the job: the runner reads no config
+//! file and no environment, which keeps it stateless and easy to test.
+//!
+//! # Exit codes
+//! The runner's exit code tells the daemon what happened even when stdout could
+//! not be parsed (see [`exit`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Version of this protocol; the runner refuses a job of another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest job the runner accepts on stdin.
+pub const MAX_JOB_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest result the daemon reads from the runner's stdout (DESIGN §6: 1 MiB).
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
+/// Documented exit codes of the `sandbox-runner` binary.
+pub mod exit {
+    /// The hook ran; stdout holds a [`super::HookOutcome::Ok`].
+    pub const OK: i32 = 0;
+    /// The hook failed in a way the bot caused (syntax, policy, exception,
+    /// limits); stdout holds a [`super::HookOutcome::Error`].
+    pub const HOOK_FAILED: i32 = 1;
+    /// The job on stdin was malformed or too large.
+    pub const BAD_JOB: i32 = 2;
+    /// A confinement step did not take effect; the bot never ran.
+    pub const CONFINEMENT_FAILED: i32 = 3;
+    /// The hook exceeded its CPU or wall time.
+    pub const TIMEOUT: i32 = 4;
+    /// The hook exceeded its memory limit.
+    pub const MEMORY: i32 = 5;
+    /// The hook wrote more output than allowed.
+    pub const OUTPUT_OVERRUN: i32 = 6;
+    /// An internal runner error (a bug): the bot's result is unknown.
+    pub const INTERNAL: i32 = 70;
+}
+
+/// One bot hook to run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HookJob {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The bot's exact source and parameters.
+    pub bot: BotSpec,
+    /// Which hook to call and its argument.
+    pub hook: Hook,
+    /// The channel as the bot sees it.
+    pub context: HookContext,
+    /// The bot's state as the last successful hook left it (a JSON object).
+    pub state: Value,
+    /// Resource limits for this hook.
+    pub limits: Limits,
+    /// Network permission.
+    pub network: NetworkPolicy,
+    /// Where the interpreter and harness live; set by the daemon's config.
+    pub runtime: Runtime,
+}
+
+/// A bot's source and the parameters the channel creator gave it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BotSpec {
+    /// Display name (from the manifest or the class name).
+    pub name: String,
+    /// The exact source bytes whose SHA-256 the channel announced.
+    pub source: String,
+    /// `bot_params` from `create_channel`/`attach_bot` (a JSON object).
+    #[serde(default)]
+    pub params: Value,
+}
+
+/// The hook to call. Serialized as `{"name": "on_message", "message": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum Hook {
+    /// Not a bot method: the harness runs the language layer over the source
+    /// and extracts the manifest (module-level `MANIFEST` literal, bot class
+    /// name, hooks defined) without executing any bot code. The result is
+    /// [`HookOutcome::Ok`] with `manifest` set and no posts.
+    Inspect,
+    /// Called once when the bot is attached.
+    OnInit,
+    /// Called when a seat fills; `player` is the slot label.
+    OnJoin { player: String },
+    /// Called for each user message the bot may see.
+    OnMessage { message: Value },
+}
+
+impl Hook {
+    /// The Python method name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Hook::Inspect => "inspect",
+            Hook::OnInit => "on_init",
+            Hook::OnJoin { .. } => "on_join",
+            Hook::OnMessage { .. } => "on_message",
+        }
+    }
+}
+
+/// What `ctx` exposes about the channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HookContext {
+    pub channel_id: String,
+    /// The bot's slot id, e.g. `bot:referee`.
+    pub bot_id: String,
+    /// Every non-bot slot of the channel, filled or not.
+    pub players: Vec<Player>,
+}
+
+/// One seat as a bot sees it. No secret is ever part of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Player {
+    /// Slot label, e.g. `alice`.
+    pub label: String,
+    /// Slot id, e.g. `invite:alice`.
+    pub slot: String,
+    /// Whether a principal holds this seat.
+    pub filled: bool,
+}
+
+/// Per-hook limits. Defaults follow DESIGN §6.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Limits {
+    /// Wall-clock budget for the whole hook, enforced by the runner (and by the
+    /// daemon, which kills the runner's process group a little later).
+    pub wall_ms: u64,
+    /// RLIMIT_CPU soft limit in seconds (hard = soft + 1).
+    pub cpu_secs: u64,
+    /// RLIMIT_AS in bytes.
+    pub address_space_bytes: u64,
+    /// Size of the workspace tmpfs in bytes.
+    pub workspace_bytes: u64,
+    /// Inodes of the workspace tmpfs.
+    pub workspace_inodes: u64,
+    /// RLIMIT_FSIZE in bytes.
+    pub file_size_bytes: u64,
+    /// RLIMIT_NOFILE.
+    pub open_files: u64,
+    /// Threads the hook may have (RLIMIT_NPROC in root mode, counted per uid).
+    pub threads: u64,
+    /// Posts one hook may make.
+    pub max_posts: usize,
+    /// Serialized size of one post's body.
+    pub max_post_bytes: usize,
+    /// Serialized size of the state.
+    pub max_state_bytes: usize,
+    /// Bytes of result plus captured prints the runner accepts from the hook.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            wall_ms: 5_000,
+            cpu_secs: 5,
+            address_space_bytes: 1024 * 1024 * 1024,
+            workspace_bytes: 100 * 1024 * 1024,
+            workspace_inodes: 4096,
+            file_size_bytes: 32 * 1024 * 1024,
+            open_files: 64,
+            threads: 16,
+            max_posts: 20,
+            max_post_bytes: 64 * 1024,
+            max_state_bytes: 256 * 1024,
+            max_output_bytes: MAX_RESULT_BYTES,
+        }
+    }
+}
+
+/// Whether and where the hook may connect.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NetworkPolicy {
+    /// `allow_network` of the channel. Without it the hook gets a fresh,
+    /// empty network namespace.
+    pub allowed: bool,
+    /// Exceptions to the refused ranges (CIDR strings), from the operator's
+    /// config; used by tests to reach a test host in a private range.
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+    /// Further refused addresses (CIDR strings): the daemon's own addresses.
+    #[serde(default)]
+    pub deny_cidrs: Vec<String>,
+}
+
+/// Paths the runner binds into the sandbox and execs. Trusted: they come from
+/// the operator's config, never from a bot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Runtime {
+    /// Absolute path of a real Python 3 binary (never a shim script).
+    pub python: PathBuf,
+    /// Interpreter flags, `-I -S -B` by default.
+    pub python_args: Vec<String>,
+    /// Directory holding `harness.py` (bound read-only).
+    pub harness_dir: PathBuf,
+    /// Extra read-only directories put on `sys.path` (e.g. the one holding
+    /// `requests` for network bots).
+    #[serde(default)]
+    pub python_path: Vec<PathBuf>,
+    /// Uid and gid the hook runs as when the runner starts as root.
+    pub sandbox_uid: u32,
+    pub sandbox_gid: u32,
+}
+
+/// A message the bot posted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Post {
+    /// The bot's own message type (`ctx.post(kind, ...)`), e.g. `commit`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Any JSON value.
+    pub body: Value,
+    /// Slot labels of the recipients of a private post.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<String>>,
+}
+
+/// What the runner prints on stdout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HookOutcome {
+    /// The hook returned.
+    Ok {
+        posts: Vec<Post>,
+        /// The new state (a JSON object).
+        state: Value,
+        /// What the bot printed, trimmed; for `bot run`, never shown to players.
+        #[serde(default)]
+        logs: String,
+        /// Time spent, for diagnostics.
+        #[serde(default)]
+        timings: Timings,
+        /// Only for [`Hook::Inspect`]: `{name, version, summary, hooks, params,
+        /// class_name}`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manifest: Option<Value>,
+    },
+    /// The hook failed; nothing it did takes effect.
+    Error { error: HookError },
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    /// From runner start to the interpreter's exec.
+    pub confine_us: u64,
+    /// From exec to the result.
+    pub hook_us: u64,
+}
+
+/// Why a hook failed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HookError {
+    /// The source does not parse.
+    Syntax { line: Option<u32>, message: String },
+    /// The language layer refused the source (`Import of 'os' is not allowed`).
+    Policy { line: Option<u32>, message: String },
+    /// The bot raised; the traceback is trimmed to the bot's own frames.
+    Exception { message: String, traceback: String },
+    /// CPU or wall time exhausted.
+    Timeout { message: String },
+    /// Memory limit hit.
+    Memory { message: String },
+    /// Too much output.
+    OutputOverrun { message: String },
+    /// Posts, post size or state size over the limit, or a malformed post.
+    Limit { message: String },
+    /// A confinement step did not take effect; the bot did not run.
+    Confinement { step: String, message: String },
+    /// The runner or harness misbehaved (bad job, unreadable result).
+    Internal { message: String },
+}
+
+impl HookError {
+    /// A one-line reason, safe to show to channel members.
+    pub fn short_reason(&self) -> String {
+        match self {
+            HookError::Syntax { line, message } | HookError::Policy { line, message } => {
+                match line {
+                    Some(l) => format!("line {l}: {message}"),
+                    None => message.clone(),
+                }
+            }
+            HookError::Exception { message, .. } => format!("exception: {message}"),
+            HookError::Timeout { message }
+            | HookError::Memory { message }
+            | HookError::OutputOverrun { message }
+            | HookError::Limit { message }
+            | HookError::Internal { message } => message.clone(),
+            HookError::Confinement { step, .. } => format!("sandbox could not confine ({step})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_wire_shape_is_tagged_by_name() {
+        let v = serde_json::to_value(Hook::OnJoin { player: "bob".into() }).unwrap();
+        assert_eq!(v, serde_json::json!({"name": "on_join", "player": "bob"}));
+        let v = serde_json::to_value(Hook::OnInit).unwrap();
+        assert_eq!(v, serde_json::json!({"name": "on_init"}));
+    }
+
+    #[test]
+    fn outcome_wire_shape_is_tagged_by_status() {
+        let o = HookOutcome::Error {
+            error: HookError::Timeout { message: "wall time 5000 ms exceeded".into() },
+        };
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["error"]["kind"], "timeout");
+        let back: HookOutcome = serde_json::from_value(v).unwrap();
+        assert_eq!(back, o);
+    }
+}
