@@ -1,0 +1,164 @@
+"""Drive builtin bots through the real harness, the way the runner does.
+
+`run_hook` feeds one PROTOCOL.md job to `/usr/bin/python3 -I -S -B
+bots/harness/harness.py` on stdin and reads the `HookOutcome` the harness
+writes to fd 3. There is no sandbox here: these tests are about the bots'
+logic and about the harness accepting them. `Table` plays the daemon's part
+for a whole game: it threads the bot state from hook to hook, numbers
+messages, and keeps a transcript where each bot post is stored the way the
+daemon stores it (kind "bot", body {"type": ..., "data": ...}), so that tests
+can verify commitments from the transcript alone.
+"""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+BOTS_DIR = Path(__file__).resolve().parent.parent
+PYTHON = "/usr/bin/python3"
+HARNESS = Path(os.environ.get("BOTS_HARNESS", BOTS_DIR / "harness" / "harness.py"))
+DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+DEFAULT_LIMITS = {
+    "max_posts": 20,
+    "max_post_bytes": 65536,
+    "max_state_bytes": 262144,
+    "max_output_bytes": 1048576,
+}
+
+
+class HookFailed(Exception):
+    """The harness answered with an error outcome."""
+
+    def __init__(self, outcome):
+        super().__init__(json.dumps(outcome.get("error"), indent=1))
+        self.outcome = outcome
+
+
+def bot_source(name):
+    return (BOTS_DIR / f"{name}.py").read_text(encoding="utf-8")
+
+
+def run_harness(job, timeout=30):
+    """Run the harness once on `job`; return the decoded fd-3 document."""
+    read_end, write_end = os.pipe()
+
+    def put_result_pipe_on_fd3():
+        os.dup2(write_end, 3)
+
+    try:
+        proc = subprocess.Popen(
+            [PYTHON, "-I", "-S", "-B", str(HARNESS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=put_result_pipe_on_fd3,
+            pass_fds=(3,),
+            env={"LANG": "C.UTF-8"},
+        )
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as result_pipe:
+        proc.stdin.write(json.dumps(job).encode("utf-8"))
+        proc.stdin.close()
+        raw = result_pipe.read()
+    stdout = proc.stdout.read()
+    stderr = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    proc.wait(timeout=timeout)
+    if not raw:
+        raise AssertionError(
+            f"harness wrote nothing to fd 3 (exit {proc.returncode})\nstdout: {stdout[-2000:]!r}\nstderr: {stderr[-4000:]!r}"
+        )
+    return json.loads(raw)
+
+
+def make_job(source, hook, players, state, params=None, network=False, bot_id="bot:referee",
+             channel_id="ch-test", workspace="/tmp", sys_path=None, name="bot"):
+    return {
+        "bot": {"name": name, "source": source, "params": params or {}},
+        "hook": hook,
+        "context": {"channel_id": channel_id, "bot_id": bot_id, "players": players},
+        "state": state,
+        "limits": dict(DEFAULT_LIMITS),
+        "network": network,
+        "workspace": workspace,
+        "sys_path": list(sys_path or []),
+    }
+
+
+def run_hook(source, hook, players, state, **kw):
+    """Run one hook; return (posts, state). Raises HookFailed on an error outcome."""
+    outcome = run_harness(make_job(source, hook, players, state, **kw))
+    if outcome.get("status") != "ok":
+        raise HookFailed(outcome)
+    return outcome.get("posts", []), outcome.get("state", {})
+
+
+class Table:
+    """A channel with one bot, played through the real harness."""
+
+    def __init__(self, bot, seats, params=None, network=False, sys_path=None, bot_id=None, workspace="/tmp"):
+        self.source = bot_source(bot)
+        self.bot_id = bot_id or f"bot:{bot}"
+        self.players = [{"label": s, "slot": f"invite:{s}", "filled": False} for s in seats]
+        self.params = params or {}
+        self.network = network
+        self.sys_path = sys_path
+        self.workspace = workspace
+        self.state = {}
+        self.seq = 0
+        self.transcript = []
+
+    def record(self, sender, kind, body, to=None):
+        self.seq += 1
+        message = {"seq": self.seq, "sender": sender, "kind": kind, "body": body, "ts": time.time()}
+        if to:
+            message["to"] = list(to)
+        self.transcript.append(message)
+        return message
+
+    def hook(self, hook):
+        posts, self.state = run_hook(
+            self.source, hook, self.players, self.state, params=self.params,
+            network=self.network, sys_path=self.sys_path, bot_id=self.bot_id,
+            workspace=self.workspace,
+        )
+        for post in posts:
+            self.record(self.bot_id, "bot", {"type": post["type"], "data": post.get("body")}, post.get("to"))
+        return posts
+
+    def init(self):
+        return self.hook({"name": "on_init"})
+
+    def join(self, label):
+        for seat in self.players:
+            if seat["label"] == label:
+                seat["filled"] = True
+        return self.hook({"name": "on_join", "player": label})
+
+    def say(self, sender, body, to=None):
+        message = self.record(sender, "user", body, to)
+        return self.hook({"name": "on_message", "message": dict(message)})
+
+    def bot_posts(self, kind=None):
+        """Bot messages of the transcript as (type, data, to) tuples."""
+        out = []
+        for m in self.transcript:
+            if m["kind"] == "bot" and (kind is None or m["body"]["type"] == kind):
+                out.append((m["body"]["type"], m["body"]["data"], m.get("to")))
+        return out
+
+
+def of_type(posts, kind):
+    return [p for p in posts if p["type"] == kind]
+
+
+@pytest.fixture
+def table():
+    return Table
