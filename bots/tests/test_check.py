@@ -1,0 +1,57 @@
+"""Every builtin bot passes the harness's language layer and declares a manifest."""
+
+import ast
+import json
+import subprocess
+
+import pytest
+
+from conftest import BOTS_DIR, HARNESS, PYTHON, bot_source, run_harness, make_job
+
+BUILTINS = ["guess", "blackjack", "echo", "fetch", "tlscert", "judge", "sealed_bid", "context_exchange"]
+
+
+def literal_manifest(name):
+    tree = ast.parse(bot_source(name))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MANIFEST" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name}.py has no MANIFEST literal")
+
+
+def test_every_builtin_is_listed():
+    files = sorted(p.stem for p in BOTS_DIR.glob("*.py"))
+    assert files == sorted(BUILTINS)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_check_cli_accepts_builtin(name):
+    proc = subprocess.run([PYTHON, "-I", "-S", "-B", str(HARNESS), "--check", str(BOTS_DIR / f"{name}.py")],
+                          capture_output=True, text=True, timeout=30)
+    verdict = json.loads(proc.stdout)
+    assert verdict["status"] == "ok", verdict
+    manifest = verdict["manifest"]
+    expected = literal_manifest(name)
+    assert manifest["name"] == expected["name"]
+    assert manifest["version"] == expected["version"]
+    assert "on_message" in manifest["hooks"]
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_inspect_hook_accepts_builtin(name):
+    job = make_job(bot_source(name), {"name": "inspect"}, [], {},
+                   network=name in ("fetch", "tlscert"))
+    outcome = run_harness(job)
+    assert outcome["status"] == "ok", outcome
+    assert outcome["manifest"]["name"] == literal_manifest(name)["name"]
+    assert outcome.get("posts", []) == []
+
+
+def test_check_cli_refuses_a_forbidden_import(tmp_path):
+    """The check above would be worthless if the layer accepted anything."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\nclass Bad:\n    def on_message(self, msg):\n        pass\n")
+    proc = subprocess.run([PYTHON, "-I", "-S", "-B", str(HARNESS), "--check", str(bad)],
+                          capture_output=True, text=True, timeout=30)
+    verdict = json.loads(proc.stdout)
+    assert verdict["status"] == "error" and verdict["error"]["line"] == 1

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builtin bots: pytest suite driving every bot through bots/harness/harness.py
+# (language layer + ctx API, no sandbox), plus `harness.py --check` on each.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need=()
+/usr/bin/python3 -c 'import pytest' 2>/dev/null || need+=(python3-pytest)
+/usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
+command -v openssl >/dev/null || need+=(openssl)
+if [ "${#need[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+# bots/tests/test_check.py runs `harness.py --check` on every builtin.
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider bots/tests
