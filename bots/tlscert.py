@@ -80,9 +80,19 @@ def name_string(rdns):
     return ", ".join(parts)
 
 
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+OPENSSL_TIME_RE = re.compile(r"^([A-Z][a-z]{2})\s+(\d{1,2})\s+(\d{2}):(\d{2}):(\d{2})\s+(\d{4})\s+GMT$")
+
+
 def iso_time(openssl_time):
-    seconds = ssl.cert_time_to_seconds(openssl_time)
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """"Jan  5 09:00:00 2027 GMT" (OpenSSL's form, always GMT) as ISO 8601, or None."""
+    match = OPENSSL_TIME_RE.match(openssl_time or "")
+    if not match or match.group(1) not in MONTHS:
+        return None
+    month = MONTHS.index(match.group(1)) + 1
+    day, hour, minute, second, year = (int(match.group(i)) for i in (2, 3, 4, 5, 6))
+    moment = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def handshake(host, port, timeout, context):
@@ -152,8 +162,8 @@ class TlsCertBot:
         try:
             result["not_before_utc"] = iso_time(decoded.get("notBefore"))
             result["not_after_utc"] = iso_time(decoded.get("notAfter"))
-        except (TypeError, ValueError):
-            pass
+        except ValueError:
+            result["not_before_utc"] = result["not_after_utc"] = None
         if chain is not None:
             result["chain_sha256"] = [hashlib.sha256(der).hexdigest() for der in chain]
         self.ctx.post("tls_cert", result)
