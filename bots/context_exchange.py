@@ -18,7 +18,11 @@ sees anybody's answer until everyone has both opted in and answered:
    answer with its salt in one post addressed to the participants, so each can
    check the others' commitments.
 
-An answer sent publicly is refused and not recorded. The bot's state (which
+An answer sent publicly is refused and not recorded. The other players see
+a private message's `body_hash` (SHA-256 of its body); a short, guessable
+answer ("yes") could be found from it, so add a random `nonce` field to the
+object form: {"answer": "...", "round": 1, "nonce": "<16+ random chars>"}
+(the bot ignores the field; it only makes the body unguessable). The bot's state (which
 the daemon stores) holds answers until delivery; the server's operator can
 read it, the other players cannot.
 """
@@ -122,7 +126,7 @@ class ContextExchangeBot:
 
     def on_init(self):
         self.ctx.post("help", {
-            "text": "Context exchange: propose a question publicly with \"ask: based on what you know about me, ...\"; others \"opt in\" (or \"decline\"); everyone sends \"answer: ...\" privately to this bot. Answers are delivered only when all participants opted in and answered.",
+            "text": "Context exchange: propose a question publicly with \"ask: based on what you know about me, ...\"; others \"opt in\" (or \"decline\"); everyone sends \"answer: ...\" privately to this bot (tip: send {\"answer\": \"...\", \"nonce\": \"<16+ random chars>\"} so the body_hash others see cannot be guessed). Answers are delivered only when all participants opted in and answered.",
             "commitment_scheme": "sha256 of the UTF-8 string \"<round>|<player>|<salt>|<answer>\", hex",
         })
         self.ctx.set_state({"rounds": [], "next_id": 1})

@@ -12,6 +12,14 @@ seq). With `rule: "second_price"` the winner pays the second-highest bid
 (Vickrey); with one bidder, their own bid.
 
 A bid sent publicly is refused and not recorded: its amount is already known.
+
+Why bids carry a nonce: a private message is hidden from the other players,
+but the transcript shows them its `body_hash`, the SHA-256 of the message body.
+A body like "bid 450" can be found from its hash by trying every amount. So a
+bid must carry at least 16 random characters the others cannot guess:
+{"bid": 450, "nonce": "k3J9...(16+ chars)"} or "bid 450 k3J9...". Without one
+the bid is refused (set `require_nonce: false` to allow it, e.g. where the
+daemon salts private bodies).
 """
 
 import hashlib
@@ -26,29 +34,36 @@ MANIFEST = {
         "item": "what is being auctioned (default \"the item\")",
         "min_bid": "smallest acceptable bid (default 0)",
         "rule": "\"first_price\" (default) or \"second_price\"",
+        "require_nonce": "refuse bids without 16+ random characters that keep their body_hash unguessable (default true)",
     },
 }
 
-BID_RE = re.compile(r"^\s*(?:bid\s*:?\s*)?(\d{1,15})\s*$", re.IGNORECASE)
+BID_RE = re.compile(r"^\s*(?:bid\s*:?\s*)?(\d{1,15})(?:\s+(\S{1,200}))?\s*$", re.IGNORECASE)
+MIN_NONCE_CHARS = 16
 
 
 def parse_bid(body):
-    """The amount a message bids, or None; "invalid" for a bid that is not a whole number."""
+    """(amount, nonce) a message bids; amount None when it is no bid, "invalid" when malformed."""
     if isinstance(body, dict) and "bid" in body:
         value = body.get("bid")
+        nonce = body.get("nonce") if isinstance(body.get("nonce"), str) else ""
         if isinstance(value, bool):
-            return "invalid"
+            return "invalid", nonce
         if isinstance(value, int):
-            return value if value >= 0 else "invalid"
+            return (value if value >= 0 else "invalid"), nonce
         if isinstance(value, str):
             match = BID_RE.match(value)
-            return int(match.group(1)) if match else "invalid"
-        return "invalid"
+            if not match:
+                return "invalid", nonce
+            return int(match.group(1)), nonce or match.group(2) or ""
+        return "invalid", nonce
     text = body.strip() if isinstance(body, str) else ""
     if not text.lower().startswith("bid"):
-        return None
+        return None, ""
     match = BID_RE.match(text)
-    return int(match.group(1)) if match else "invalid"
+    if not match:
+        return "invalid", ""
+    return int(match.group(1)), match.group(2) or ""
 
 
 def commitment_of(bidder, amount, salt):
@@ -69,7 +84,8 @@ class SealedBidBot:
         if isinstance(min_bid, bool) or not isinstance(min_bid, int):
             min_bid = 0
         rule = "second_price" if params.get("rule") == "second_price" else "first_price"
-        return item, min_bid, rule
+        require_nonce = params.get("require_nonce", True) is not False
+        return item, min_bid, rule, require_nonce
 
     def bidders(self):
         return [p["label"] for p in self.ctx.players]
@@ -83,14 +99,17 @@ class SealedBidBot:
         return all(label not in players or label == msg.get("sender") for label in to)
 
     def on_init(self):
-        item, min_bid, rule = self.settings()
-        state = {"item": item, "min_bid": min_bid, "rule": rule, "phase": "open", "bids": {}}
+        item, min_bid, rule, require_nonce = self.settings()
+        state = {"item": item, "min_bid": min_bid, "rule": rule, "require_nonce": require_nonce,
+                 "phase": "open", "bids": {}}
+        how = "{\"bid\": N, \"nonce\": \"<16+ random characters>\"}" if require_nonce else "\"bid N\""
         self.ctx.post("auction", {
             "item": item,
             "min_bid": min_bid,
             "rule": rule,
             "bidders": self.bidders(),
-            "text": f"Sealed-bid auction for {item}. Send me your bid privately (to this bot only): \"bid N\", a whole number >= {min_bid}. I post a hash of each bid now and reveal all bids once everyone has bid.",
+            "text": f"Sealed-bid auction for {item}. Send me your bid privately (to this bot only) as {how}, N a whole number >= {min_bid}. I post a hash of each bid now and reveal all bids once everyone has bid.",
+            "require_nonce": require_nonce,
             "commitment_scheme": "sha256 of the UTF-8 string \"<bidder>|<amount>|<salt>\", hex",
         })
         self.ctx.set_state(state)
@@ -112,7 +131,7 @@ class SealedBidBot:
                 "commitments": {b: state["bids"][b]["commitment"] for b in state["bids"]},
             })
             return
-        amount = parse_bid(body)
+        amount, nonce = parse_bid(body)
         if amount is None:
             return
         refusal = None
@@ -122,6 +141,10 @@ class SealedBidBot:
             refusal = "bids must be sent privately to the bot; this public bid was not recorded"
         elif amount == "invalid":
             refusal = "a bid is a whole number, e.g. \"bid 120\""
+        elif state.get("require_nonce", True) and len(nonce) < MIN_NONCE_CHARS:
+            refusal = ("a bid needs a nonce of 16+ random characters, e.g. {\"bid\": 120, \"nonce\": \"...\"}: "
+                       "without one, others can find the amount from the message's body_hash. "
+                       "Not recorded; bid again with a nonce (a new amount is safer)")
         elif amount < state["min_bid"]:
             refusal = f"the minimum bid is {state['min_bid']}"
         elif sender in state["bids"]:
