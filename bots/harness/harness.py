@@ -1,0 +1,18 @@
+"""Entry point of the Python harness that hosts one bot hook.
+
+`sandbox-runner` execs `python3 -I -S -B /harness/harness.py` inside the
+sandbox with the job on stdin; the outcome goes to fd 3 (see PROTOCOL.md).
+`harness.py --check FILE` prints the language-layer verdict instead.
+
+`-I` keeps the script's own folder off `sys.path`, so it is added here for the
+harness's modules (`hx_*`); everything else lives in them.
+"""
+
+import sys
+
+sys.path.insert(0, __file__.rpartition("/")[0] or ".")
+
+import hx_core  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(hx_core.main(sys.argv[1:]))

@@ -1,0 +1,236 @@
+"""The run-time half of the language layer: module facades, the import hook,
+the builtins bot code gets, and the `str.format` guard.
+
+Bot code runs with a builtins dict built here, so `import` statements go
+through `bot_import`, which enforces the allowlist of `hx_policy` and hands out
+facades instead of modules. Library code keeps the real builtins and imports:
+only bot frames see this layer.
+"""
+
+import sys
+
+import hx_policy as P
+
+ModuleType = type(sys)
+
+
+class PolicyError(Exception):
+    """Bot code reached for something the language layer refuses at run time.
+
+    Raised from the format guard and the import hook. The harness remembers
+    that one was raised, so catching it does not make the hook succeed.
+    """
+
+
+class FacadeAttributeError(AttributeError):
+    """An attribute a module facade does not expose (`sys.modules`)."""
+
+
+# Set to the harness's callback that records a policy violation even when the
+# bot catches the exception.
+_on_violation = None
+
+
+def _violation(message):
+    if _on_violation is not None:
+        _on_violation(message)
+    return PolicyError(message)
+
+
+class Facade(ModuleType):
+    """A module object holding only the allowlisted attributes of one module.
+
+    Read-only: a bot cannot plant attributes on it, and it has no route back
+    to the module it mirrors (no `__dict__`/`__class__` reads pass the `ast`
+    check, and it keeps no reference to the real module at all).
+    """
+
+    def __getattr__(self, name):
+        full = f"{self.__name__}.{name}"
+        if full in P.FACADES and name in P.FACADES.get(self.__name__, ()):
+            sub = facade(full)
+            ModuleType.__setattr__(self, name, sub)
+            return sub
+        raise FacadeAttributeError(f"'{full}' is not available to bots")
+
+    def __setattr__(self, name, value):
+        raise FacadeAttributeError(f"module '{self.__name__}' is read-only for bots")
+
+    def __delattr__(self, name):
+        raise FacadeAttributeError(f"module '{self.__name__}' is read-only for bots")
+
+    def __repr__(self):
+        return f"<module '{self.__name__}' (bot facade)>"
+
+    def __dir__(self):
+        return sorted(n for n in P.FACADES.get(self.__name__, ()))
+
+
+_facades = {}
+# Per-module replacements for attributes whose real version reads by name or
+# opens files; filled lazily by _override().
+_network = False
+
+
+def facade(name):
+    """The (cached) facade of module `name`; imports the real module."""
+    f = _facades.get(name)
+    if f is not None:
+        return f
+    real = __import__(name, fromlist=["_"])
+    f = Facade(name, getattr(real, "__doc__", None))
+    overrides = _overrides(name, real)
+    values = {}
+    for attr in P.FACADES[name]:
+        if f"{name}.{attr}" in P.FACADES:
+            continue  # submodule: made on first access by __getattr__
+        if attr in overrides:
+            values[attr] = overrides[attr]
+        elif hasattr(real, attr):
+            value = getattr(real, attr)
+            if isinstance(value, ModuleType):
+                continue  # never hand out a real module
+            values[attr] = value
+    f.__dict__.update(values)
+    _facades[name] = f
+    if name in ("traceback", "warnings"):
+        _register_source()
+    return f
+
+
+def bot_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """`__import__` for bot frames: allowlisted modules only, as facades."""
+    if level:
+        raise _violation("Relative imports are not allowed")
+    why = P.module_refused(name, _network)
+    if why:
+        raise _violation(why)
+    leaf = facade(name)
+    if fromlist:
+        # Check every name here: when `from m import x` finds no `x` on the
+        # object returned, CPython falls back to `sys.modules["m.x"]`, which
+        # would be the real module.
+        for attr in fromlist:
+            if attr == "*" or attr not in P.FACADES[name]:
+                raise _violation(f"'{name}.{attr}' is not available to bots")
+            try:
+                getattr(leaf, attr)
+            except AttributeError:
+                raise ImportError(
+                    f"cannot import name '{attr}' from '{name}' (not in this Python)"
+                ) from None
+        return leaf
+    return facade(name.partition(".")[0])
+
+
+# ------------------------------------------------------------ replacements
+
+_bot_source = None
+
+
+def _register_source():
+    """Let `traceback.format_exc()` show the bot's lines for "bot.py"."""
+    if _bot_source is None:
+        return
+    import linecache
+
+    lines = _bot_source.splitlines(True)
+    linecache.cache["bot.py"] = (len(_bot_source), None, lines, "bot.py")
+
+
+def _overrides(name, real):
+    if name == "functools":
+        real_wraps = real.wraps
+
+        def wraps(wrapped):
+            """functools.wraps with the default attribute lists only."""
+            return real_wraps(wrapped)
+
+        return {"wraps": wraps}
+    if name == "urllib.request":
+        real_urlopen = real.urlopen
+        Request = real.Request
+
+        def urlopen(url, data=None, timeout=30, *, context=None):
+            """urllib.request.urlopen for http and https URLs only."""
+            full = url.full_url if isinstance(url, Request) else url
+            if not isinstance(full, str) or not full.lower().startswith(
+                ("http://", "https://")
+            ):
+                raise _violation("urlopen: only http:// and https:// URLs are allowed")
+            return real_urlopen(url, data, timeout, context=context)
+
+        return {"urlopen": urlopen}
+    return {}
+
+
+# ------------------------------------------------------------ str.format
+
+
+def _safe_format(fmt, *args, **kwargs):
+    if not isinstance(fmt, str):
+        return str.format(fmt, *args, **kwargs)  # raises str's TypeError
+    why = P.format_refused(fmt)
+    if why:
+        raise _violation(why)
+    return str.format(fmt, *args, **kwargs)
+
+
+def _safe_format_map(fmt, mapping):
+    if not isinstance(fmt, str):
+        return str.format_map(fmt, mapping)
+    why = P.format_refused(fmt)
+    if why:
+        raise _violation(why)
+    return str.format_map(fmt, mapping)
+
+
+def format_guard(obj, name):
+    """What `obj.format` / `obj.format_map` evaluates to in bot code.
+
+    For strings and `str` itself, a version that checks the template's fields
+    first; for anything else (a bot class with its own `format` method), the
+    real attribute.
+    """
+    safe = _safe_format if name == "format" else _safe_format_map
+    if isinstance(obj, str):
+        if name == "format":
+            return lambda *a, **k: _safe_format(obj, *a, **k)
+        return lambda mapping: _safe_format_map(obj, mapping)
+    if isinstance(obj, type) and issubclass(obj, str):
+        return safe
+    return getattr(obj, name)
+
+
+# ------------------------------------------------------------ builtins
+
+_SAFE_BUILTINS = """abs aiter all anext any ascii bin bool bytearray bytes callable
+chr classmethod complex dict dir divmod enumerate filter float format frozenset
+hasattr hash hex id int isinstance issubclass iter len list map max min next
+object oct ord pow print property range repr reversed round set slice sorted
+staticmethod str sum super tuple type zip Ellipsis NotImplemented
+__build_class__""".split()
+
+
+def bot_builtins():
+    """The builtins dict of bot code: safe functions and types, every
+    exception class, and the import hook."""
+    import builtins
+
+    out = {}
+    for n in _SAFE_BUILTINS:
+        if hasattr(builtins, n):
+            out[n] = getattr(builtins, n)
+    for n, v in vars(builtins).items():
+        if isinstance(v, type) and issubclass(v, BaseException) and not n.startswith("_"):
+            out[n] = v
+    out["__import__"] = bot_import
+    return out
+
+
+def configure(network, source, on_violation):
+    """Set the hook-wide parameters before any bot code runs."""
+    global _network, _bot_source, _on_violation
+    _network = bool(network)
+    _bot_source = source
+    _on_violation = on_violation

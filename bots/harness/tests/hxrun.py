@@ -1,0 +1,79 @@
+"""Run the real harness entry point the way `sandbox-runner` does: the
+interpreter by absolute path with `-I -S -B`, an empty environment, the job
+on stdin and a pipe on fd 3 for the outcome."""
+
+import json
+import os
+import subprocess
+import textwrap
+
+PYTHON = "/usr/bin/python3"
+HERE = os.path.dirname(os.path.abspath(__file__))
+HARNESS = os.path.join(os.path.dirname(HERE), "harness.py")
+# Where Debian's python3-requests lives; the runner binds such a folder as
+# /pylib/N and lists it in `sys_path`.
+DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+PLAYERS = [
+    {"label": "alice", "slot": "invite:alice", "filled": True},
+    {"label": "bob", "slot": "invite:bob", "filled": False},
+]
+
+
+def job(source, hook="on_init", *, state=None, network=False, limits=None, **extra):
+    if isinstance(hook, str):
+        hook = {"name": hook}
+    j = {
+        "bot": {"name": "t", "source": textwrap.dedent(source), "params": extra.pop("params", {})},
+        "hook": hook,
+        "context": {"channel_id": "ch1", "bot_id": "bot:ref", "players": PLAYERS},
+        "state": {} if state is None else state,
+        "limits": limits or {},
+        "network": network,
+        "workspace": "/tmp",
+        "sys_path": [DIST_PACKAGES] if network else [],
+    }
+    j.update(extra)
+    return j
+
+
+def run_raw(stdin_bytes, timeout=30):
+    """Returns (outcome dict or None, stdout, stderr, returncode)."""
+    r, w = os.pipe()
+    try:
+        p = subprocess.Popen(
+            [PYTHON, "-I", "-S", "-B", HARNESS],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={},
+            cwd="/tmp",
+            close_fds=False,
+            preexec_fn=lambda: os.dup2(w, 3),
+        )
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as rf:
+        out, err = p.communicate(stdin_bytes, timeout=timeout)
+        result = rf.read()
+    outcome = json.loads(result) if result else None
+    return outcome, out, err, p.returncode
+
+
+def run(source, hook="on_init", **kw):
+    """Run one hook; returns the outcome (asserting the harness exited 0 and
+    wrote exactly one document)."""
+    outcome, out, err, rc = run_raw(json.dumps(job(source, hook, **kw)).encode())
+    assert rc == 0, (rc, err.decode())
+    assert outcome is not None, err.decode()
+    return outcome
+
+
+def check(source, network=False):
+    """Run the `inspect` hook."""
+    return run(source, "inspect", network=network)
+
+
+def error(outcome):
+    assert outcome["status"] == "error", outcome
+    return outcome["error"]
