@@ -1,0 +1,130 @@
+//! Bearer tokens and the principals they name.
+//!
+//! Every `/mcp` request carries `Authorization: Bearer <token>`. Tokens are
+//! opaque, stored only as SHA-256 hashes, and checked on every request for
+//! expiry, revocation and audience. `mcp-multiplayer token create NAME` issues
+//! long-lived tokens for scripts and headless agents; the OAuth server issues
+//! short-lived ones into the same table.
+
+use crate::channels::Principal;
+use crate::secrets::{self, SecretKind};
+use crate::store::{Store, StoreError};
+use rusqlite::{OptionalExtension, params};
+
+/// Why a bearer token was refused. Never includes the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Unknown, expired, revoked, or issued for another resource.
+    Invalid,
+}
+
+/// Issues a long-lived token for the CLI principal `name`, creating the
+/// principal on first use. Returns the token (shown once, stored hashed).
+pub async fn create_cli_token(store: &Store, name: &str) -> Result<String, StoreError> {
+    let token = secrets::new_secret(SecretKind::AccessToken);
+    let hash = secrets::hash_secret(&token);
+    let name = name.to_string();
+    store
+        .write(move |c| {
+            let now = secrets::now_ms();
+            let existing: Option<String> = c
+                .query_row(
+                    "SELECT id FROM principals WHERE kind = 'cli' AND name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let pid = match existing {
+                Some(id) => id,
+                None => {
+                    let id = secrets::new_id("p_");
+                    c.execute(
+                        "INSERT INTO principals (id, name, kind, created_at) VALUES (?1, ?2, 'cli', ?3)",
+                        params![id, name, now],
+                    )?;
+                    id
+                }
+            };
+            c.execute(
+                "INSERT INTO access_tokens (token_hash, principal_id, kind, created_at) VALUES (?1, ?2, 'cli', ?3)",
+                params![hash, pid, now],
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+    Ok(token)
+}
+
+/// Revokes every token of the CLI principal `name`. Returns how many.
+pub async fn revoke_cli_tokens(store: &Store, name: &str) -> Result<usize, StoreError> {
+    let name = name.to_string();
+    store
+        .write(move |c| {
+            Ok::<_, StoreError>(c.execute(
+                "UPDATE access_tokens SET revoked = 1 WHERE revoked = 0 AND principal_id IN
+                 (SELECT id FROM principals WHERE kind = 'cli' AND name = ?1)",
+                params![name],
+            )?)
+        })
+        .await
+}
+
+/// The principal a bearer token names, if the token is valid for `resource`.
+pub async fn authenticate(
+    store: &Store,
+    token: &str,
+    resource: &str,
+) -> Result<Result<Principal, TokenRejection>, StoreError> {
+    let hash = secrets::hash_secret(token);
+    let resource = resource.to_string();
+    store
+        .read(move |c| {
+            #[allow(clippy::type_complexity)]
+            let row: Option<(Vec<u8>, String, String, Option<String>, Option<i64>, i64)> = c
+                .prepare_cached(
+                    "SELECT t.token_hash, p.id, p.name, t.resource, t.expires_at, t.revoked
+                     FROM access_tokens t JOIN principals p ON p.id = t.principal_id
+                     WHERE t.token_hash = ?1",
+                )?
+                .query_row(params![hash], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .optional()?;
+            let Some((stored, id, name, aud, exp, revoked)) = row else {
+                return Ok(Err(TokenRejection::Invalid));
+            };
+            let valid = secrets::hashes_equal(&stored, &hash)
+                && revoked == 0
+                && exp.is_none_or(|e| e > secrets::now_ms())
+                // RFC 8707: a token bound to a resource is good only there.
+                && aud.as_deref().is_none_or(|a| a == resource);
+            Ok::<_, StoreError>(if valid {
+                Ok(Principal { id, name })
+            } else {
+                Err(TokenRejection::Invalid)
+            })
+        })
+        .await
+}
+
+/// The principal used when `--unsafe-no-auth` is on.
+pub async fn anonymous_principal(store: &Store) -> Result<Principal, StoreError> {
+    store
+        .write(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO principals (id, name, kind, created_at) VALUES ('p_anonymous', 'anonymous', 'anonymous', ?1)",
+                params![secrets::now_ms()],
+            )?;
+            Ok::<_, StoreError>(Principal { id: "p_anonymous".into(), name: "anonymous".into() })
+        })
+        .await
+}

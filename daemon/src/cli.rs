@@ -1,0 +1,380 @@
+//! The command line: `serve`, `token`, `bot`.
+
+use crate::bots::Bots;
+use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
+use crate::store::Store;
+use clap::{Parser, Subcommand};
+use sandbox_runner::{BotSpec, Hook, HookContext, HookOutcome, Player};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-multiplayer",
+    version,
+    about = "Portals between AI sessions: shared MCP channels refereed by verifiable bots."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct Common {
+    /// TOML config file (also MCP_MULTIPLAYER_CONFIG).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of the SQLite database (default: $STATE_DIRECTORY or the current directory).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to bind (default 127.0.0.1:8201).
+        #[arg(long)]
+        listen: Option<String>,
+        /// The origin clients use, e.g. https://mcp.example.com (behind a reverse proxy).
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Serve /mcp WITHOUT authentication. Refuses any non-loopback address.
+        /// Only for the MCP conformance suite.
+        #[arg(long)]
+        unsafe_no_auth: bool,
+    },
+    /// Manage long-lived access tokens.
+    Token {
+        #[command(subcommand)]
+        op: TokenOp,
+    },
+    /// Tools for bot authors.
+    Bot {
+        #[command(subcommand)]
+        op: BotOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenOp {
+    /// Issue a token for principal NAME (created on first use) and print it alone on stdout.
+    Create {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke every token of principal NAME.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum BotOp {
+    /// Run the language layer over FILE (in the sandbox) and print its verdict.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Play hooks of FILE locally in the real sandbox: on_init, on_join per
+    /// --player, then on_message per --message; prints posts and state.
+    Run {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Player slot labels (default: alice, bob).
+        #[arg(long = "player")]
+        players: Vec<String>,
+        /// Messages, sent in turn by the players. `NAME: TEXT` picks the sender;
+        /// a body that parses as a JSON object is sent as one.
+        #[arg(long = "message")]
+        messages: Vec<String>,
+        /// Bot params as a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Allow network (as a channel with allow_network would).
+        #[arg(long)]
+        network: bool,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcp-multiplayer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mcp-multiplayer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(common: &Common, extra: Overrides) -> anyhow::Result<Config> {
+    let over = Overrides {
+        config: common.config.clone(),
+        state_dir: common.state_dir.clone(),
+        ..extra
+    };
+    Ok(Config::load(&over, &ProcessEnv)?)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCP_MULTIPLAYER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            common,
+            listen,
+            public_url,
+            unsafe_no_auth,
+        } => {
+            let cfg = load(
+                &common,
+                Overrides {
+                    listen,
+                    public_url,
+                    unsafe_no_auth,
+                    ..Default::default()
+                },
+            )?;
+            init_logging(cfg.log_format);
+            crate::server::serve(cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            op: TokenOp::Create { name, common },
+        } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.len() > 64 {
+                anyhow::bail!("NAME must be 1-64 characters");
+            }
+            let cfg = load(&common, Overrides::default())?;
+            let store = Store::open(&cfg.db_path())?;
+            let token = crate::auth::create_cli_token(&store, &name).await?;
+            store.close();
+            println!("{token}");
+            eprintln!(
+                "Token for principal {name:?} stored (hashed) in {}. It is shown only now.",
+                cfg.db_path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            op: TokenOp::Revoke { name, common },
+        } => {
+            let cfg = load(&common, Overrides::default())?;
+            let store = Store::open(&cfg.db_path())?;
+            let n = crate::auth::revoke_cli_tokens(&store, &name).await?;
+            store.close();
+            eprintln!("Revoked {n} token(s) of {name:?}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bot {
+            op: BotOp::Check { file, config },
+        } => {
+            let cfg = load(
+                &Common {
+                    config,
+                    state_dir: None,
+                },
+                Overrides::default(),
+            )?;
+            let bots = Bots::new(cfg.bots.clone());
+            let source = read_source(&file)?;
+            match bots.prepare(Some(source), None, None, true).await {
+                Ok(Some(b)) => {
+                    println!(
+                        "{}: ok\n  name: {}\n  code_hash: {}\n  manifest: {}",
+                        file.display(),
+                        b.name,
+                        b.code_hash,
+                        b.manifest
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(None) => unreachable_none(),
+                Err(e) => {
+                    println!("{}: refused\n  {}", file.display(), e.message);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Bot {
+            op:
+                BotOp::Run {
+                    file,
+                    config,
+                    players,
+                    messages,
+                    params,
+                    network,
+                },
+        } => {
+            let cfg = load(
+                &Common {
+                    config,
+                    state_dir: None,
+                },
+                Overrides::default(),
+            )?;
+            bot_run(cfg, file, players, messages, &params, network).await
+        }
+    }
+}
+
+fn unreachable_none() -> anyhow::Result<ExitCode> {
+    anyhow::bail!("internal: no bot prepared")
+}
+
+fn read_source(file: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))
+}
+
+async fn bot_run(
+    cfg: Config,
+    file: PathBuf,
+    players: Vec<String>,
+    messages: Vec<String>,
+    params: &str,
+    network: bool,
+) -> anyhow::Result<ExitCode> {
+    let bots = Bots::new(cfg.bots.clone());
+    let source = read_source(&file)?;
+    let params: Value =
+        serde_json::from_str(params).map_err(|e| anyhow::anyhow!("--params is not JSON: {e}"))?;
+    if !params.is_object() {
+        anyhow::bail!("--params must be a JSON object");
+    }
+    let players = if players.is_empty() {
+        vec!["alice".to_string(), "bob".to_string()]
+    } else {
+        players
+    };
+    let mut filled: Vec<Player> = players
+        .iter()
+        .map(|p| Player {
+            label: p.clone(),
+            slot: format!("invite:{p}"),
+            filled: false,
+        })
+        .collect();
+    let mut state = json!({});
+    let mut seq = 0i64;
+    let mut hooks: Vec<Hook> = vec![Hook::OnInit];
+    hooks.extend(players.iter().map(|p| Hook::OnJoin { player: p.clone() }));
+    for (i, m) in messages.iter().enumerate() {
+        let (sender, text) = match m.split_once(": ") {
+            Some((s, t)) if players.contains(&s.to_string()) => (s.to_string(), t.to_string()),
+            _ => (players[i % players.len()].clone(), m.clone()),
+        };
+        let body = match serde_json::from_str::<Value>(&text) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => Value::String(text),
+        };
+        hooks.push(Hook::OnMessage {
+            message: json!({"seq": 0, "channel_id": "local", "sender": sender, "kind": "user", "body": body, "ts": ""}),
+        });
+    }
+    for mut hook in hooks {
+        if let Hook::OnJoin { player } = &hook
+            && let Some(p) = filled.iter_mut().find(|p| &p.label == player)
+        {
+            p.filled = true;
+        }
+        seq += 1;
+        if let Hook::OnMessage { message } = &mut hook {
+            message["seq"] = json!(seq);
+        }
+        println!("== {} {}", hook.method(), hook_arg(&hook));
+        let job = bots.job(
+            BotSpec {
+                name: "bot".into(),
+                source: source.clone(),
+                params: params.clone(),
+            },
+            hook,
+            HookContext {
+                channel_id: "local".into(),
+                bot_id: "bot:local".into(),
+                players: filled.clone(),
+            },
+            state.clone(),
+            network,
+        );
+        match crate::bots::runner::run_job(&bots.cfg.runner, &job).await {
+            HookOutcome::Ok {
+                posts,
+                state: new_state,
+                logs,
+                timings,
+                ..
+            } => {
+                for p in posts {
+                    let to =
+                        p.to.map(|t| format!(" (to {})", t.join(", ")))
+                            .unwrap_or_default();
+                    println!("  post{to}: {} {}", p.kind, p.body);
+                    seq += 1;
+                }
+                if !logs.is_empty() {
+                    println!("  printed: {}", logs.trim_end());
+                }
+                println!("  state: {new_state}");
+                println!(
+                    "  took: {} us confine + {} us hook",
+                    timings.confine_us, timings.hook_us
+                );
+                state = new_state;
+            }
+            HookOutcome::Error { error } => {
+                println!("  bot:error: {}", error.short_reason());
+                if let sandbox_runner::HookError::Exception { traceback, .. } = &error {
+                    println!("{traceback}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hook_arg(h: &Hook) -> String {
+    match h {
+        Hook::OnJoin { player } => player.clone(),
+        Hook::OnMessage { message } => format!(
+            "{}: {}",
+            message["sender"].as_str().unwrap_or(""),
+            message["body"]
+        ),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,571 @@
+//! Configuration: parsed once at start-up into a validated [`Config`].
+//!
+//! Sources, lowest to highest precedence: built-in defaults, a TOML file
+//! (`--config FILE` or `MCP_MULTIPLAYER_CONFIG`), `MCP_MULTIPLAYER_*`
+//! environment variables, then command-line flags. Nothing else in the daemon
+//! reads the environment.
+//!
+//! Defaults are the safe ones: bind to loopback, approval `auto` only on
+//! loopback, bodies bounded. Options that weaken security are opt-in and named
+//! so (`unsafe_no_auth`).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// File name of the SQLite database inside the state directory.
+pub const DB_FILE: &str = "mcp-multiplayer.db";
+
+/// A configuration problem, reported before the daemon binds anything.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML for mcp-multiplayer: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How `/authorize` approves a client (DESIGN §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    /// Approve at once. Allowed only when bound to loopback.
+    Auto,
+    /// Ask the operator's passphrase on a small HTML page.
+    Passphrase,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The TOML file's shape. Every field optional; see [`Config`] for meanings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub log_format: Option<LogFormat>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub auth: FileAuth,
+    #[serde(default)]
+    pub bots: FileBots,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    pub approval: Option<Approval>,
+    pub passphrase_file: Option<PathBuf>,
+    pub access_token_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBots {
+    pub runner: Option<PathBuf>,
+    pub python: Option<PathBuf>,
+    pub python_args: Option<Vec<String>>,
+    pub bots_dir: Option<PathBuf>,
+    pub python_path: Option<Vec<PathBuf>>,
+    pub max_parallel_hooks: Option<usize>,
+    pub sandbox_uid: Option<u32>,
+    pub sandbox_gid: Option<u32>,
+    pub network_allow_cidrs: Option<Vec<String>>,
+}
+
+/// Command-line overrides (the `serve` flags).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub unsafe_no_auth: bool,
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to bind. Default `127.0.0.1:8201`.
+    pub listen: SocketAddr,
+    /// Directory of the SQLite database. Default `$STATE_DIRECTORY` (systemd)
+    /// or the current directory.
+    pub state_dir: PathBuf,
+    /// The origin clients use (`https://mcp.example.com`), without a path.
+    /// Sets the OAuth issuer and resource and is added to the allowed Host and
+    /// Origin values. Default `http://<listen>`.
+    pub public_url: url::Url,
+    /// Host header values accepted on `/mcp` besides loopback names, the
+    /// listen address and `public_url`'s host (DNS-rebinding defence).
+    pub allowed_hosts: Vec<String>,
+    /// Origin values accepted besides `public_url`'s and loopback origins. A
+    /// request with any other `Origin` header is refused with 403.
+    pub allowed_origins: Vec<String>,
+    pub log_format: LogFormat,
+    /// Largest message body, in bytes of canonical JSON. Default 64 KiB.
+    pub max_body_bytes: usize,
+    pub auth: AuthConfig,
+    pub bots: BotsConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No secrets live in Config (the passphrase stays in its file), but keep
+        // the Debug output short and explicit.
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("state_dir", &self.state_dir)
+            .field("public_url", &self.public_url.as_str())
+            .field("approval", &self.auth.approval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Authorization settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub approval: Approval,
+    /// File holding the approval passphrase; default
+    /// `$CREDENTIALS_DIRECTORY/passphrase` when systemd provides it.
+    pub passphrase_file: Option<PathBuf>,
+    pub access_token_ttl_secs: u64,
+    /// Serve `/mcp` without authentication. Loopback only; for the MCP
+    /// conformance suite, which cannot send credentials.
+    pub unsafe_no_auth: bool,
+}
+
+/// Bot sandbox settings.
+#[derive(Debug, Clone)]
+pub struct BotsConfig {
+    /// The `sandbox-runner` binary. Default: next to the daemon's executable.
+    pub runner: PathBuf,
+    /// A real Python 3 binary (never a pyenv shim). Default `/usr/bin/python3`.
+    pub python: PathBuf,
+    pub python_args: Vec<String>,
+    /// Builtin bots and the harness (`harness/harness.py`).
+    pub bots_dir: PathBuf,
+    /// Extra directories on bots' `sys.path` (where `requests` lives).
+    pub python_path: Vec<PathBuf>,
+    /// Hooks running at once across channels.
+    pub max_parallel_hooks: usize,
+    pub sandbox_uid: u32,
+    pub sandbox_gid: u32,
+    /// Operator exceptions to the refused private ranges, for network bots.
+    pub network_allow_cidrs: Vec<String>,
+}
+
+/// Reads `MCP_MULTIPLAYER_*` variables through a lookup function, so tests
+/// can supply their own environment.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Loads the configuration from file, environment and flags.
+    ///
+    /// # Errors
+    /// Unreadable or invalid file, or values that fail validation (for
+    /// example `approval = "auto"` on a non-loopback bind).
+    pub fn load(over: &Overrides, env: &dyn Env) -> Result<Config, ConfigError> {
+        let path = over
+            .config
+            .clone()
+            .or_else(|| env.var("MCP_MULTIPLAYER_CONFIG").map(PathBuf::from));
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: p.clone(),
+                    source,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::from_parts(file, over, env)
+    }
+
+    /// Builds a config from already-parsed parts (used by [`Config::load`]
+    /// and by tests).
+    pub fn from_parts(
+        file: FileConfig,
+        over: &Overrides,
+        env: &dyn Env,
+    ) -> Result<Config, ConfigError> {
+        let listen_s = over
+            .listen
+            .clone()
+            .or_else(|| env.var("MCP_MULTIPLAYER_LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8201".to_string());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "listen address {listen_s:?} is not IP:PORT (for example 127.0.0.1:8201 or [::1]:8201)"
+            ))
+        })?;
+        let state_dir = over
+            .state_dir
+            .clone()
+            .or_else(|| env.var("MCP_MULTIPLAYER_STATE_DIR").map(PathBuf::from))
+            .or(file.state_dir)
+            .or_else(|| env.var("STATE_DIRECTORY").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let public_s = over
+            .public_url
+            .clone()
+            .or_else(|| env.var("MCP_MULTIPLAYER_PUBLIC_URL"))
+            .or(file.public_url);
+        let public_url = match public_s {
+            Some(s) => parse_public_url(&s)?,
+            None => {
+                let host = if listen.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    match listen.ip() {
+                        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                        std::net::IpAddr::V4(v4) => v4.to_string(),
+                    }
+                };
+                parse_public_url(&format!("http://{host}:{}", listen.port()))?
+            }
+        };
+        let mut allowed_hosts = file.allowed_hosts;
+        if let Some(extra) = env.var("MCP_MULTIPLAYER_ALLOWED_HOSTS") {
+            allowed_hosts.extend(extra.split(',').map(|s| s.trim().to_string()));
+        }
+        let mut allowed_origins = file.allowed_origins;
+        if let Some(extra) = env.var("MCP_MULTIPLAYER_ALLOWED_ORIGINS") {
+            allowed_origins.extend(extra.split(',').map(|s| s.trim().to_string()));
+        }
+        let log_format = match env.var("MCP_MULTIPLAYER_LOG_FORMAT").as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "MCP_MULTIPLAYER_LOG_FORMAT={other:?}: use \"text\" or \"json\""
+                )));
+            }
+            None => file.log_format.unwrap_or_default(),
+        };
+        let max_body_bytes = file.max_body_bytes.unwrap_or(64 * 1024);
+        if !(1024..=1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "max_body_bytes = {max_body_bytes}: choose between 1024 and 1048576"
+            )));
+        }
+
+        let loopback = listen.ip().is_loopback();
+        let approval = match env.var("MCP_MULTIPLAYER_APPROVAL").as_deref() {
+            Some("auto") => Some(Approval::Auto),
+            Some("passphrase") => Some(Approval::Passphrase),
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "MCP_MULTIPLAYER_APPROVAL={other:?}: use \"auto\" or \"passphrase\""
+                )));
+            }
+            None => file.auth.approval,
+        }
+        .unwrap_or(if loopback {
+            Approval::Auto
+        } else {
+            Approval::Passphrase
+        });
+        if approval == Approval::Auto && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "approval = \"auto\" would let anyone who reaches {listen} sign in; it is allowed only on a loopback address. Use approval = \"passphrase\" with passphrase_file, or bind to 127.0.0.1 behind a reverse proxy"
+            )));
+        }
+        let passphrase_file = env
+            .var("MCP_MULTIPLAYER_PASSPHRASE_FILE")
+            .map(PathBuf::from)
+            .or(file.auth.passphrase_file)
+            .or_else(|| {
+                env.var("CREDENTIALS_DIRECTORY")
+                    .map(|d| Path::new(&d).join("passphrase"))
+            });
+        if over.unsafe_no_auth && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "--unsafe-no-auth serves every channel to anyone who connects; it refuses to start on {listen}, which is not a loopback address"
+            )));
+        }
+        let auth = AuthConfig {
+            approval,
+            passphrase_file,
+            access_token_ttl_secs: file.auth.access_token_ttl_secs.unwrap_or(3600),
+            unsafe_no_auth: over.unsafe_no_auth,
+        };
+
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let b = file.bots;
+        let bots = BotsConfig {
+            runner: b.runner.unwrap_or_else(|| exe_dir.join("sandbox-runner")),
+            python: b
+                .python
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/python3")),
+            python_args: b
+                .python_args
+                .unwrap_or_else(|| vec!["-I".into(), "-S".into(), "-B".into()]),
+            bots_dir: b.bots_dir.unwrap_or_else(|| default_bots_dir(&exe_dir)),
+            python_path: b.python_path.unwrap_or_else(default_python_path),
+            max_parallel_hooks: b.max_parallel_hooks.unwrap_or(4).max(1),
+            sandbox_uid: b.sandbox_uid.unwrap_or(64200),
+            sandbox_gid: b.sandbox_gid.unwrap_or(64200),
+            network_allow_cidrs: b.network_allow_cidrs.unwrap_or_default(),
+        };
+        Ok(Config {
+            listen,
+            state_dir,
+            public_url,
+            allowed_hosts,
+            allowed_origins,
+            log_format,
+            max_body_bytes,
+            auth,
+            bots,
+        })
+    }
+
+    /// Path of the SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join(DB_FILE)
+    }
+
+    /// The MCP resource identifier: `PUBLIC_URL/mcp`.
+    pub fn resource(&self) -> String {
+        format!("{}/mcp", self.public_origin())
+    }
+
+    /// `public_url` without a trailing slash.
+    pub fn public_origin(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// Host header values `/mcp` accepts.
+    pub fn host_allowlist(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        if !self.listen.ip().is_unspecified() {
+            hosts.push(self.listen.ip().to_string());
+        }
+        if let Some(h) = self.public_url.host_str() {
+            hosts.push(h.trim_start_matches('[').trim_end_matches(']').to_string());
+        }
+        hosts.extend(self.allowed_hosts.iter().cloned());
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// Origin values `/mcp` accepts; any other Origin header is refused.
+    pub fn origin_allowlist(&self) -> Vec<String> {
+        let mut origins = vec![
+            "http://localhost:*".to_string(),
+            "http://127.0.0.1:*".to_string(),
+            "http://[::1]:*".to_string(),
+        ];
+        let o = self.public_url.origin().ascii_serialization();
+        let with_port = if self.public_url.port().is_some() {
+            o
+        } else {
+            format!(
+                "{o}:{}",
+                self.public_url.port_or_known_default().unwrap_or(443)
+            )
+        };
+        origins.push(with_port);
+        origins.extend(self.allowed_origins.iter().cloned());
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+}
+
+fn parse_public_url(s: &str) -> Result<url::Url, ConfigError> {
+    let u = url::Url::parse(s).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "public_url {s:?} is not a URL ({e}); give the origin clients use, like https://mcp.example.com"
+        ))
+    })?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(ConfigError::Invalid(format!(
+            "public_url {s:?} must be an http(s) origin like https://mcp.example.com"
+        )));
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "public_url {s:?} must be an origin without a path: MCP is served at PUBLIC_URL/mcp"
+        )));
+    }
+    Ok(u)
+}
+
+/// The installed share directory, or the source tree's `bots/` for `cargo run`.
+fn default_bots_dir(exe_dir: &Path) -> PathBuf {
+    let installed = exe_dir.join("../share/mcp-multiplayer/bots");
+    if installed.join("harness/harness.py").exists() {
+        return installed;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bots"))
+}
+
+/// Debian's `python3-requests` lives in dist-packages, which `-S` leaves off
+/// `sys.path`; offer it to network bots when it is there.
+fn default_python_path() -> Vec<PathBuf> {
+    let deb = PathBuf::from("/usr/lib/python3/dist-packages");
+    if deb.join("requests").is_dir() {
+        vec![deb]
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+    impl Env for MapEnv {
+        fn var(&self, key: &str) -> Option<String> {
+            self.0.get(key).map(|s| s.to_string())
+        }
+    }
+    fn env(pairs: &[(&'static str, &'static str)]) -> MapEnv {
+        MapEnv(pairs.iter().cloned().collect())
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_auto() {
+        let c =
+            Config::from_parts(FileConfig::default(), &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8201");
+        assert_eq!(c.auth.approval, Approval::Auto);
+        assert_eq!(c.db_path(), PathBuf::from("./mcp-multiplayer.db"));
+        assert_eq!(c.resource(), "http://127.0.0.1:8201/mcp");
+    }
+
+    #[test]
+    fn state_directory_from_systemd() {
+        let c = Config::from_parts(
+            FileConfig::default(),
+            &Overrides::default(),
+            &env(&[("STATE_DIRECTORY", "/var/lib/mcp-multiplayer")]),
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/mcp-multiplayer"));
+    }
+
+    #[test]
+    fn public_bind_defaults_to_passphrase_and_refuses_auto() {
+        let over = Overrides {
+            listen: Some("0.0.0.0:8201".into()),
+            ..Default::default()
+        };
+        let c = Config::from_parts(FileConfig::default(), &over, &env(&[])).unwrap();
+        assert_eq!(c.auth.approval, Approval::Passphrase);
+        let err = Config::from_parts(
+            FileConfig::default(),
+            &over,
+            &env(&[("MCP_MULTIPLAYER_APPROVAL", "auto")]),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("only on a loopback"), "{err}");
+    }
+
+    #[test]
+    fn unsafe_no_auth_refuses_public_bind() {
+        let over = Overrides {
+            listen: Some("0.0.0.0:8201".into()),
+            unsafe_no_auth: true,
+            ..Default::default()
+        };
+        let err = Config::from_parts(FileConfig::default(), &over, &env(&[]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a loopback"), "{err}");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"\n").unwrap();
+        let c = Config::from_parts(
+            file,
+            &Overrides::default(),
+            &env(&[("MCP_MULTIPLAYER_LISTEN", "127.0.0.1:2")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 2);
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"\n").unwrap();
+        let over = Overrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..Default::default()
+        };
+        let c = Config::from_parts(
+            file,
+            &over,
+            &env(&[("MCP_MULTIPLAYER_LISTEN", "127.0.0.1:2")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 3);
+    }
+
+    #[test]
+    fn public_url_sets_hosts_origins_and_resource() {
+        let over = Overrides {
+            public_url: Some("https://mcp.example.com".into()),
+            ..Default::default()
+        };
+        let c = Config::from_parts(FileConfig::default(), &over, &env(&[])).unwrap();
+        assert_eq!(c.resource(), "https://mcp.example.com/mcp");
+        assert!(c.host_allowlist().contains(&"mcp.example.com".to_string()));
+        assert!(
+            c.origin_allowlist()
+                .contains(&"https://mcp.example.com:443".to_string())
+        );
+        let bad = Overrides {
+            public_url: Some("https://mcp.example.com/mcp".into()),
+            ..Default::default()
+        };
+        assert!(Config::from_parts(FileConfig::default(), &bad, &env(&[])).is_err());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"\n").is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! Start-up and shutdown of `mcp-multiplayer serve`.
+
+use crate::app::{AppState, Metrics};
+use crate::bots::{Bots, dispatch::Dispatcher};
+use crate::channels::Channels;
+use crate::config::Config;
+use crate::store::Store;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for open connections before it stops anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the state and builds the application (no socket yet).
+pub async fn build(config: Config) -> anyhow::Result<AppState> {
+    let store = Store::open(&config.db_path())
+        .with_context(|| format!("opening the database {}", config.db_path().display()))?;
+    let channels = Channels::new(store.clone(), config.max_body_bytes);
+    let mut bots = Bots::new(config.bots.clone());
+    let dispatcher = Dispatcher::start(channels.clone(), bots.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the bot dispatcher: {e}"))?;
+    bots.dispatcher = Some(dispatcher.clone());
+    let d = dispatcher.clone();
+    channels
+        .watch
+        .set_commit_hook(Box::new(move |cid: &str, _seq: i64| d.poke(cid)));
+    let anonymous = if config.auth.unsafe_no_auth {
+        tracing::warn!("--unsafe-no-auth: /mcp is served without authentication (loopback only)");
+        Some(crate::auth::anonymous_principal(&store).await?)
+    } else {
+        None
+    };
+    Ok(AppState {
+        config: Arc::new(config),
+        channels,
+        bots,
+        metrics: Arc::new(Metrics::default()),
+        shutdown: CancellationToken::new(),
+        anonymous,
+    })
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let state = build(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, db = %state.channels.store.path().display(), "serving");
+    // A plain line that scripts and tests can wait for.
+    eprintln!("mcp-multiplayer listening on http://{addr}");
+    let shutdown = state.shutdown.clone();
+    let store = state.channels.store.clone();
+    let router = crate::http::app(state);
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    let graceful =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        r = graceful => r.context("serving HTTP")?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
+    }
+    store.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
