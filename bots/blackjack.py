@@ -190,8 +190,12 @@ class BlackjackBot:
         state = self.ctx.get_state()
         if not state:
             return
-        new = self.seat(state, player)
-        self.ctx.post("joined", {"player": player, "rejoined": not new, "chips": state["chips"][player]})
+        self.seat(state, player)
+        joins = state.setdefault("joins", [])
+        rejoined = player in joins
+        if not rejoined:
+            joins.append(player)
+        self.ctx.post("joined", {"player": player, "rejoined": rejoined, "chips": state["chips"][player]})
         if (state["phase"] == "waiting" and state["hand"] == 1 and state["autodeal"]
                 and len(state["players"]) == len(self.seat_labels())):
             self.deal(state)

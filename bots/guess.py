@@ -217,8 +217,15 @@ class GuessBot:
         state = self.ctx.get_state()
         if not state:
             return
-        new = self.add_player(state, player)
-        self.ctx.post("joined", {"player": player, "rejoined": not new, "players": list(state["players"])})
+        self.add_player(state, player)
+        # `on_init` already seats players whose seats were filled before it
+        # ran, so "rejoined" means: this seat joined before (a rejoin token
+        # moved it, or it was kicked and refilled).
+        joins = state.setdefault("joins", [])
+        rejoined = player in joins
+        if not rejoined:
+            joins.append(player)
+        self.ctx.post("joined", {"player": player, "rejoined": rejoined, "players": list(state["players"])})
         if state["phase"] == "waiting" and state["autostart"] and self.all_seated(state):
             self.start(state)
         elif state["phase"] == "playing" and state["turn"] == player:

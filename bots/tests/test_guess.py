@@ -137,3 +137,18 @@ def test_waits_for_all_seats_unless_started():
     assert t.state["turn"] == "alice"  # only alice is seated
     t.join("carol")
     assert t.state["players"] == ["alice", "carol"]
+
+
+def test_seat_filled_before_init_is_seated_once_and_not_called_a_rejoin():
+    """The creator's seat (join_as) is filled before on_init runs; its on_join follows."""
+    t = Table("guess", ["alice", "bob"])
+    t.players[0]["filled"] = True
+    t.init()
+    assert t.state["players"] == ["alice"]
+    posts = t.join("alice")
+    assert of_type(posts, "joined")[0]["body"]["rejoined"] is False
+    assert t.state["players"] == ["alice"]
+    t.join("bob")
+    assert t.state["players"] == ["alice", "bob"] and t.state["turn"] == "alice"
+    assert of_type(t.join("bob"), "joined")[0]["body"]["rejoined"] is True
+    assert t.state["players"] == ["alice", "bob"]
