@@ -287,12 +287,11 @@ impl HookError {
     /// A one-line reason, safe to show to channel members.
     pub fn short_reason(&self) -> String {
         match self {
-            HookError::Syntax { line, message } | HookError::Policy { line, message } => {
-                match line {
-                    Some(l) => format!("line {l}: {message}"),
-                    None => message.clone(),
-                }
-            }
+            HookError::Syntax { line, message } | HookError::Policy { line, message } => match line
+            {
+                Some(l) => format!("line {l}: {message}"),
+                None => message.clone(),
+            },
             HookError::Exception { message, .. } => format!("exception: {message}"),
             HookError::Timeout { message }
             | HookError::Memory { message }
@@ -310,7 +309,10 @@ mod tests {
 
     #[test]
     fn hook_wire_shape_is_tagged_by_name() {
-        let v = serde_json::to_value(Hook::OnJoin { player: "bob".into() }).unwrap();
+        let v = serde_json::to_value(Hook::OnJoin {
+            player: "bob".into(),
+        })
+        .unwrap();
         assert_eq!(v, serde_json::json!({"name": "on_join", "player": "bob"}));
         let v = serde_json::to_value(Hook::OnInit).unwrap();
         assert_eq!(v, serde_json::json!({"name": "on_init"}));
@@ -319,7 +321,9 @@ mod tests {
     #[test]
     fn outcome_wire_shape_is_tagged_by_status() {
         let o = HookOutcome::Error {
-            error: HookError::Timeout { message: "wall time 5000 ms exceeded".into() },
+            error: HookError::Timeout {
+                message: "wall time 5000 ms exceeded".into(),
+            },
         };
         let v = serde_json::to_value(&o).unwrap();
         assert_eq!(v["status"], "error");

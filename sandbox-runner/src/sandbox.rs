@@ -1,0 +1,844 @@
+//! One hook, start to finish: the order of operations of DESIGN §6.
+//!
+//! ```text
+//! runner (outer)   read job · close fds · PDEATHSIG · setsid · pipes
+//!   └─ ns child    unshare(user? mnt pid ipc uts cgroup net?) · id maps (userns)
+//!      └─ reaper      PID 1 of the new PID namespace: private / · tmpfs root with
+//!         │        read-only binds · workspace tmpfs · pivot_root · detach old root
+//!         └─ hook     fds 0-3 · rlimits · drop caps (and uid/gid in root mode)
+//!                  · no_new_privs · Landlock · seccomp (gate, kill list,
+//!                  allowlist) · execve(python -I -S -B /harness/harness.py)
+//! ```
+//!
+//! The namespaces are entered by a forked child rather than by the runner:
+//! after `unshare(CLONE_NEWPID)` a process can no longer create threads, and
+//! the supervisor needs them. The outer runner stays outside every restriction
+//! it imposes: it writes the
+//! harness input, reads the result from fd 3 and the interpreter's
+//! stdout/stderr (both capped), answers `connect` notifications for network
+//! bots, and kills the reaper (hence the whole PID namespace) at the wall
+//! deadline or on an output overrun.
+//!
+//! A step that fails in the reaper or the hook writes `step<TAB>message` to a
+//! close-on-exec pipe and exits; the runner turns that into
+//! `HookError::Confinement`. The pipe reaching EOF without a message means the
+//! interpreter was exec'd: that instant ends `timings.confine_us`.
+
+use crate::netguard::ConnectPolicy;
+use crate::policy::{self, Mode, Network, PathRule, RootPlan, SeccompPolicy};
+use crate::{creds, landlock, mounts, namespaces, rlimit, seccomp, unotify};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, socketpair,
+};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, dup2, pipe2};
+use sandbox_runner::{HookError, HookJob, HookOutcome, Timings};
+use serde_json::json;
+use std::ffi::CString;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Run-time switches that are not part of the job.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Test-only: ask the harness to skip the language layer (`"unchecked":
+    /// true`), so the attack suite can prove the OS layer holds on its own.
+    pub unchecked_language_layer: bool,
+}
+
+/// Why the runner could not produce a normal outcome before the hook ran.
+fn confinement(step: &str, message: impl Into<String>) -> HookOutcome {
+    HookOutcome::Error {
+        error: HookError::Confinement {
+            step: step.into(),
+            message: message.into(),
+        },
+    }
+}
+
+fn internal(message: impl Into<String>) -> HookOutcome {
+    HookOutcome::Error {
+        error: HookError::Internal {
+            message: message.into(),
+        },
+    }
+}
+
+/// The JSON document the harness reads on stdin (bots/harness/PROTOCOL.md).
+pub fn harness_input(job: &HookJob, opts: &Options) -> serde_json::Value {
+    let mut v = json!({
+        "bot": job.bot,
+        "hook": job.hook,
+        "context": job.context,
+        "state": job.state,
+        "limits": {
+            "max_posts": job.limits.max_posts,
+            "max_post_bytes": job.limits.max_post_bytes,
+            "max_state_bytes": job.limits.max_state_bytes,
+            "max_output_bytes": job.limits.max_output_bytes,
+        },
+        "network": job.network.allowed,
+        "workspace": policy::WORKSPACE,
+        "sys_path": (0..job.runtime.python_path.len())
+            .map(|i| policy::pylib_target(i).display().to_string())
+            .collect::<Vec<_>>(),
+    });
+    if opts.unchecked_language_layer {
+        v["unchecked"] = json!(true);
+    }
+    v
+}
+
+/// Everything the forked processes need, computed before the first fork.
+struct Prepared {
+    mode: Mode,
+    network: Network,
+    ids: (u32, u32),
+    plan: RootPlan,
+    rules: Vec<PathRule>,
+    ports: Vec<u16>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+/// The pipes between the runner and the sandbox; `.0` is the read end.
+struct Pipes {
+    input: (OwnedFd, OwnedFd),
+    result: (OwnedFd, OwnedFd),
+    diag: (OwnedFd, OwnedFd),
+    errors: (OwnedFd, OwnedFd),
+    /// (runner end, hook end): carries the seccomp listener fd.
+    listener: Option<(OwnedFd, OwnedFd)>,
+}
+
+fn cstring(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("NUL byte in {s:?}"))
+}
+
+fn prepare(job: &HookJob) -> Result<Prepared, HookOutcome> {
+    let mode = Mode::for_euid(nix::unistd::geteuid().as_raw());
+    let network = Network::from_policy(&job.network);
+    let ids = (job.runtime.sandbox_uid, job.runtime.sandbox_gid);
+    if ids.0 == 0 || ids.1 == 0 {
+        return Err(confinement("credentials", "sandbox_uid/gid must not be 0"));
+    }
+    let host = mounts::resolve_host(&job.runtime, network == Network::Guarded)
+        .map_err(|e| confinement("layout", e))?;
+    let plan = policy::root_plan(&host, network, &job.limits, ids);
+    let rules = policy::landlock_path_rules(&plan);
+    let ports = policy::landlock_connect_ports(network);
+    let python = host.python.display().to_string();
+    let mut argv = vec![cstring(&python).map_err(internal)?];
+    for a in &job.runtime.python_args {
+        argv.push(cstring(a).map_err(internal)?);
+    }
+    argv.push(cstring(&format!("{}/harness.py", policy::HARNESS_DIR)).map_err(internal)?);
+    let envp = policy::ENV
+        .iter()
+        .map(|e| cstring(e))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(internal)?;
+    Ok(Prepared {
+        mode,
+        network,
+        ids,
+        plan,
+        rules,
+        ports,
+        argv,
+        envp,
+    })
+}
+
+fn make_pipes(network: Network) -> nix::Result<Pipes> {
+    let listener = if network == Network::Guarded {
+        Some(socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?)
+    } else {
+        None
+    };
+    Ok(Pipes {
+        input: pipe2(OFlag::O_CLOEXEC)?,
+        result: pipe2(OFlag::O_CLOEXEC)?,
+        diag: pipe2(OFlag::O_CLOEXEC)?,
+        errors: pipe2(OFlag::O_CLOEXEC)?,
+        listener,
+    })
+}
+
+/// Runs one job; the caller prints the outcome. `started` is when the runner
+/// began (the wall deadline counts from there).
+pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
+    let prep = match prepare(job) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let connect_policy = match (
+        policy::parse_cidrs(&job.network.allow_cidrs),
+        policy::parse_cidrs(&job.network.deny_cidrs),
+    ) {
+        (Ok(allow), Ok(deny)) => ConnectPolicy {
+            allow,
+            deny,
+            nameservers: if prep.network == Network::Guarded {
+                std::fs::read_to_string("/etc/resolv.conf")
+                    .map(|t| policy::parse_nameservers(&t))
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        },
+        (Err(e), _) | (_, Err(e)) => return internal(format!("network policy: {e}")),
+    };
+    let input = match serde_json::to_vec(&harness_input(job, opts)) {
+        Ok(v) => v,
+        Err(e) => return internal(format!("serialize harness input: {e}")),
+    };
+    let pipes = match make_pipes(prep.network) {
+        Ok(p) => p,
+        Err(e) => return internal(format!("pipes: {e}")),
+    };
+    let outside = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+
+    // See the module docs for why a child, not the runner, unshares.
+    let child = match namespaces::fork() {
+        Err(e) => return internal(format!("fork: {e}")),
+        Ok(ForkResult::Child) => namespace_main(&prep, job, pipes, outside),
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    supervise(job, &prep, pipes, child, &input, connect_policy, started)
+}
+
+// ---------------------------------------------------------------------------
+// Inside the sandbox
+
+/// Enters the new namespaces, forks the reaper into them, and exits with the
+/// reaper's status.
+fn namespace_main(prep: &Prepared, job: &HookJob, pipes: Pipes, outside: (u32, u32)) -> ! {
+    let err_fd = pipes.errors.1.as_raw_fd();
+    if let Err(e) = namespaces::die_with_parent() {
+        fail(err_fd, "namespaces", &format!("PR_SET_PDEATHSIG: {e}"));
+    }
+    // The runner holds the read end of the error pipe; if it already died,
+    // the write end reports POLLERR.
+    if !namespaces::reader_alive(&pipes.errors.1) {
+        namespaces::exit_now(sandbox_runner::exit::INTERNAL);
+    }
+    if let Err(e) = namespaces::unshare(&policy::namespaces(prep.mode, prep.network)) {
+        fail(err_fd, "namespaces", &format!("unshare: {e}"));
+    }
+    if prep.mode == Mode::UserNamespace
+        && let Err(e) = namespaces::write_id_maps(outside, prep.ids)
+    {
+        fail(
+            err_fd,
+            "namespaces",
+            &format!("user namespace id maps: {e}"),
+        );
+    }
+    // The reaper's PDEATHSIG is set after fork; the lifeline closes if this
+    // process died before that, so the reaper can notice and exit.
+    let (life_r, life_w) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => fail(err_fd, "namespaces", &format!("pipe: {e}")),
+    };
+    let reaper = match namespaces::fork() {
+        Err(e) => fail(
+            err_fd,
+            "namespaces",
+            &format!("fork into the PID namespace: {e}"),
+        ),
+        Ok(ForkResult::Child) => {
+            drop(life_w);
+            reaper_main(prep, job, pipes, life_r)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop((pipes, life_r));
+    loop {
+        match waitpid(reaper, None) {
+            Ok(WaitStatus::Exited(_, code)) => namespaces::exit_now(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => namespaces::exit_now(128 + sig as i32),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => namespaces::exit_now(sandbox_runner::exit::INTERNAL),
+        }
+    }
+}
+
+/// Reports a failed step to the runner and exits.
+fn fail(errors: RawFd, step: &str, message: &str) -> ! {
+    let line = format!("{step}\t{}\n", message.replace(['\n', '\t'], " "));
+    // SAFETY: `errors` is the write end of the error pipe, open in this process.
+    let file = unsafe { std::fs::File::from_raw_fd(errors) };
+    let _ = std::io::Write::write_all(&mut &file, line.as_bytes());
+    std::mem::forget(file);
+    namespaces::exit_now(sandbox_runner::exit::CONFINEMENT_FAILED)
+}
+
+/// PID 1 of the hook's PID namespace.
+fn reaper_main(prep: &Prepared, job: &HookJob, pipes: Pipes, lifeline: OwnedFd) -> ! {
+    let err_fd = pipes.errors.1.as_raw_fd();
+    if let Err(e) = namespaces::die_with_parent() {
+        fail(err_fd, "namespaces", &format!("PR_SET_PDEATHSIG: {e}"));
+    }
+    if !namespaces::parent_alive(&lifeline) {
+        namespaces::exit_now(sandbox_runner::exit::INTERNAL);
+    }
+    drop(lifeline);
+    let Pipes {
+        input,
+        result,
+        diag,
+        errors,
+        listener,
+    } = pipes;
+    drop((input.1, result.0, diag.0, errors.0));
+    let listener_hook_end = listener.map(|(runner_end, hook_end)| {
+        drop(runner_end);
+        hook_end
+    });
+    if let Err(e) = namespaces::set_hostname("sandbox") {
+        fail(err_fd, "namespaces", &format!("sethostname: {e}"));
+    }
+    if let Err(e) = mounts::build_root(&prep.plan) {
+        fail(err_fd, "mounts", &e);
+    }
+    let hook = match namespaces::fork() {
+        Err(e) => fail(err_fd, "namespaces", &format!("fork the hook: {e}")),
+        Ok(ForkResult::Child) => hook_main(
+            prep,
+            job,
+            [input.0, diag.1, result.1],
+            errors.1,
+            listener_hook_end,
+        ),
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop((input.0, diag.1, result.1, errors.1, listener_hook_end));
+    let cpu_budget = job.limits.cpu_secs;
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == hook => namespaces::exit_now(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == hook => {
+                // A SIGKILL after the CPU budget is the hard RLIMIT_CPU.
+                let sig = if sig == Signal::SIGKILL && cpu_used_by_children() >= cpu_budget {
+                    Signal::SIGXCPU
+                } else {
+                    sig
+                };
+                namespaces::exit_now(128 + sig as i32)
+            }
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => namespaces::exit_now(sandbox_runner::exit::INTERNAL),
+        }
+    }
+}
+
+fn cpu_used_by_children() -> u64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| (u.user_time().tv_sec() + u.system_time().tv_sec()).max(0) as u64)
+        .unwrap_or(0)
+}
+
+/// The hook process: confines itself and execs the interpreter.
+fn hook_main(
+    prep: &Prepared,
+    job: &HookJob,
+    stdio: [OwnedFd; 3],
+    errors: OwnedFd,
+    listener_sock: Option<OwnedFd>,
+) -> ! {
+    let err_fd = errors.as_raw_fd();
+    if let Err(e) = namespaces::die_with_parent() {
+        fail(err_fd, "namespaces", &format!("PR_SET_PDEATHSIG: {e}"));
+    }
+    // fds: 0 = harness input, 1 and 2 = diagnostics, 3 = result. Move the
+    // sources above 3 first so no dup2 clobbers another.
+    let high: Vec<OwnedFd> = stdio
+        .into_iter()
+        .map(|fd| match fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(10)) {
+            // SAFETY: F_DUPFD_CLOEXEC returned a new fd that we now own.
+            Ok(n) => unsafe { OwnedFd::from_raw_fd(n) },
+            Err(e) => fail(err_fd, "fds", &e.to_string()),
+        })
+        .collect();
+    for (src, dst) in [(0, 0), (1, 1), (1, 2), (2, 3)] {
+        if let Err(e) = dup2_raw(high[src].as_raw_fd(), dst) {
+            fail(err_fd, "fds", &format!("dup2 to {dst}: {e}"));
+        }
+    }
+    drop(high);
+    if let Err(e) = namespaces::cloexec_above(3) {
+        fail(err_fd, "fds", &e.to_string());
+    }
+    if let Err(e) = std::env::set_current_dir(policy::WORKSPACE) {
+        fail(
+            err_fd,
+            "mounts",
+            &format!("chdir {}: {e}", policy::WORKSPACE),
+        );
+    }
+    if let Err(e) = rlimit::apply(&policy::rlimits(&job.limits)) {
+        fail(err_fd, "rlimits", &e);
+    }
+    if let Err(e) = creds::drop_privileges(prep.mode, prep.ids) {
+        fail(err_fd, "credentials", &e);
+    }
+    if let Err(e) = seccomp::set_no_new_privs() {
+        fail(err_fd, "no_new_privs", &e);
+    }
+    if let Err(e) = landlock::restrict_self(&prep.rules, &prep.ports) {
+        fail(err_fd, "landlock", &e);
+    }
+    let policy: SeccompPolicy =
+        policy::seccomp_policy(prep.network, nix::unistd::getpid().as_raw() as u32);
+    match seccomp::install_gate(&policy) {
+        Err(e) => fail(err_fd, "seccomp", &e),
+        Ok(Some(listener)) => {
+            let Some(sock) = listener_sock.as_ref() else {
+                fail(err_fd, "seccomp", "no channel for the listener")
+            };
+            let fds = [listener.as_raw_fd()];
+            let sent = sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(b"L")],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            );
+            if let Err(e) = sent {
+                fail(err_fd, "seccomp", &format!("hand over the listener: {e}"));
+            }
+            // The hook must never hold its own listener.
+            drop(listener);
+        }
+        Ok(None) if prep.network == Network::Guarded => {
+            fail(err_fd, "seccomp", "no listener for connect")
+        }
+        Ok(None) => {}
+    }
+    drop(listener_sock);
+    if let Err(e) = seccomp::install_lists(&policy) {
+        fail(err_fd, "seccomp", &e);
+    }
+    let err = nix::unistd::execve(&prep.argv[0], &prep.argv, &prep.envp);
+    let e = err.err().map(|e| e.to_string()).unwrap_or_default();
+    fail(
+        err_fd,
+        "exec",
+        &format!("{}: {e}", prep.argv[0].to_string_lossy()),
+    )
+}
+
+fn dup2_raw(src: RawFd, dst: RawFd) -> nix::Result<()> {
+    // SAFETY: dst is one of 0..=3, which this process owns; dup2 atomically
+    // replaces it, and we deliberately keep the new fd open for the exec.
+    let mut target = unsafe { OwnedFd::from_raw_fd(dst) };
+    // SAFETY: src is a valid open fd borrowed for the call.
+    let r = dup2(
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(src) },
+        &mut target,
+    );
+    std::mem::forget(target);
+    r
+}
+
+// ---------------------------------------------------------------------------
+// Outside: the supervisor
+
+/// What the supervisor saw.
+#[derive(Default)]
+struct Seen {
+    result: Vec<u8>,
+    diag: Vec<u8>,
+    diag_total: usize,
+    errors: Vec<u8>,
+    timed_out: bool,
+    overrun: Option<&'static str>,
+    exec_at: Option<Instant>,
+    reaper_status: Option<WaitStatus>,
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
+    fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map(|_| ())
+}
+
+/// Reads what is available; `Ok(true)` at EOF.
+fn drain(fd: &OwnedFd, into: &mut Vec<u8>, keep: usize, total: &mut usize) -> bool {
+    let mut buf = [0u8; 65536];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                *total += n;
+                let room = keep.saturating_sub(into.len());
+                into.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: SCM_RIGHTS installed this fd in our table; we own it.
+            return Some(unsafe { OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    job: &HookJob,
+    prep: &Prepared,
+    pipes: Pipes,
+    // The namespace child; killing it kills the reaper (PDEATHSIG), which
+    // tears down the whole PID namespace.
+    reaper: Pid,
+    input: &[u8],
+    connect_policy: ConnectPolicy,
+    started: Instant,
+) -> HookOutcome {
+    let Pipes {
+        input: (input_r, input_w),
+        result: (result_r, result_w),
+        diag: (diag_r, diag_w),
+        errors: (errors_r, errors_w),
+        listener,
+    } = pipes;
+    drop((input_r, result_w, diag_w, errors_w));
+    let mut listener_sock = listener.map(|(runner_end, hook_end)| {
+        drop(hook_end);
+        runner_end
+    });
+    let reaper_fd = match namespaces::pidfd_open(reaper) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = kill(reaper, Signal::SIGKILL);
+            let _ = waitpid(reaper, None);
+            return internal(format!("pidfd_open: {e}"));
+        }
+    };
+    for fd in [&input_w, &result_r, &diag_r, &errors_r] {
+        if let Err(e) = set_nonblocking(fd) {
+            let _ = kill(reaper, Signal::SIGKILL);
+            let _ = waitpid(reaper, None);
+            return internal(format!("O_NONBLOCK: {e}"));
+        }
+    }
+    let deadline = started + Duration::from_millis(job.limits.wall_ms);
+    let result_cap = job
+        .limits
+        .max_output_bytes
+        .min(sandbox_runner::MAX_RESULT_BYTES);
+    let connect_policy = Arc::new(connect_policy);
+
+    let mut seen = Seen::default();
+    let mut input_w = Some(input_w);
+    let mut input_off = 0usize;
+    let mut result_r = Some(result_r);
+    let mut diag_r = Some(diag_r);
+    let mut errors_r = Some(errors_r);
+    let mut listener: Option<Arc<OwnedFd>> = None;
+    let mut killed = false;
+    let mut result_total = 0usize;
+    let mut err_total = 0usize;
+
+    loop {
+        if seen.reaper_status.is_some()
+            && result_r.is_none()
+            && diag_r.is_none()
+            && errors_r.is_none()
+        {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline && !killed {
+            seen.timed_out = true;
+            let _ = kill(reaper, Signal::SIGKILL);
+            killed = true;
+        }
+        if let Some(why) = seen.overrun
+            && !killed
+        {
+            let _ = why;
+            let _ = kill(reaper, Signal::SIGKILL);
+            killed = true;
+        }
+        let timeout = if killed {
+            PollTimeout::from(100u16)
+        } else {
+            let ms = deadline
+                .saturating_duration_since(now)
+                .as_millis()
+                .min(10_000) as u16;
+            PollTimeout::from(ms.max(1))
+        };
+
+        // Slots: 0 input, 1 result, 2 diag, 3 errors, 4 listener sock, 5 listener, 6 reaper.
+        let mut slots: Vec<usize> = Vec::new();
+        let mut raw: Vec<PollFd> = Vec::new();
+        if let Some(fd) = &input_w {
+            slots.push(0);
+            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
+        }
+        if let Some(fd) = &result_r {
+            slots.push(1);
+            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = &diag_r {
+            slots.push(2);
+            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = &errors_r {
+            slots.push(3);
+            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = &listener_sock {
+            slots.push(4);
+            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = &listener {
+            slots.push(5);
+            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if seen.reaper_status.is_none() {
+            slots.push(6);
+            raw.push(PollFd::new(reaper_fd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut raw, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                let _ = kill(reaper, Signal::SIGKILL);
+                let _ = waitpid(reaper, None);
+                return internal(format!("poll: {e}"));
+            }
+        }
+        let ready: Vec<(usize, PollFlags)> = slots
+            .iter()
+            .zip(&raw)
+            .filter_map(|(slot, p)| {
+                let r = p.revents().unwrap_or(PollFlags::empty());
+                (!r.is_empty()).then_some((*slot, r))
+            })
+            .collect();
+        drop(raw);
+        for (slot, rev) in ready {
+            match slot {
+                0 => {
+                    if let Some(fd) = &input_w {
+                        let done = loop {
+                            if input_off >= input.len() {
+                                break true;
+                            }
+                            match nix::unistd::write(fd, &input[input_off..]) {
+                                Ok(n) => input_off += n,
+                                Err(Errno::EINTR) => continue,
+                                Err(Errno::EAGAIN) => break false,
+                                Err(_) => break true, // EPIPE: the hook is gone
+                            }
+                        };
+                        if done || rev.contains(PollFlags::POLLERR) {
+                            input_w = None; // EOF for the harness
+                        }
+                    }
+                }
+                1 => {
+                    if let Some(fd) = &result_r {
+                        let eof = drain(fd, &mut seen.result, result_cap + 1, &mut result_total);
+                        if result_total > result_cap {
+                            seen.overrun.get_or_insert("result");
+                            result_r = None;
+                        } else if eof {
+                            result_r = None;
+                        }
+                    }
+                }
+                2 => {
+                    if let Some(fd) = &diag_r {
+                        let eof = drain(
+                            fd,
+                            &mut seen.diag,
+                            policy::DIAG_KEEP_BYTES,
+                            &mut seen.diag_total,
+                        );
+                        if seen.diag_total > job.limits.max_output_bytes {
+                            seen.overrun.get_or_insert("stdout/stderr");
+                            diag_r = None;
+                        } else if eof {
+                            diag_r = None;
+                        }
+                    }
+                }
+                3 => {
+                    if let Some(fd) = &errors_r
+                        && drain(fd, &mut seen.errors, 4096, &mut err_total)
+                    {
+                        errors_r = None;
+                        seen.exec_at = Some(Instant::now());
+                    }
+                }
+                4 => {
+                    if let Some(sock) = &listener_sock {
+                        if let Some(l) = receive_listener(sock) {
+                            listener = Some(Arc::new(l));
+                        }
+                        listener_sock = None;
+                    }
+                }
+                5 => {
+                    if let Some(l) = &listener {
+                        if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                            listener = None;
+                        } else if let Some(n) = unotify::recv(l.as_raw_fd()) {
+                            unotify::spawn_handler(Arc::clone(l), n, Arc::clone(&connect_policy));
+                        }
+                    }
+                }
+                6 => match waitpid(reaper, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+                    Ok(st) => seen.reaper_status = Some(st),
+                    Err(_) => seen.reaper_status = Some(WaitStatus::Exited(reaper, 70)),
+                },
+                _ => {}
+            }
+        }
+    }
+    let finished = Instant::now();
+    outcome(job, prep, seen, started, finished)
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let s = s.trim();
+    let start = s.len().saturating_sub(600);
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    s[start..].to_string()
+}
+
+fn outcome(
+    job: &HookJob,
+    _prep: &Prepared,
+    seen: Seen,
+    started: Instant,
+    finished: Instant,
+) -> HookOutcome {
+    let err = |error: HookError| HookOutcome::Error { error };
+    if seen.timed_out {
+        return err(HookError::Timeout {
+            message: format!("wall time {} ms exceeded", job.limits.wall_ms),
+        });
+    }
+    if let Some(what) = seen.overrun {
+        return err(HookError::OutputOverrun {
+            message: format!(
+                "the hook's {what} exceeded {} bytes",
+                job.limits.max_output_bytes
+            ),
+        });
+    }
+    let errors = String::from_utf8_lossy(&seen.errors);
+    if let Some(line) = errors.lines().next() {
+        let (step, message) = line.split_once('\t').unwrap_or(("unknown", line));
+        return confinement(step, message);
+    }
+    let code = match seen.reaper_status {
+        Some(WaitStatus::Exited(_, c)) => c,
+        Some(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
+        _ => sandbox_runner::exit::INTERNAL,
+    };
+    if code > 128 {
+        let sig = Signal::try_from(code - 128).ok();
+        return match sig {
+            Some(Signal::SIGXCPU) => err(HookError::Timeout {
+                message: format!("CPU time {} s exceeded", job.limits.cpu_secs),
+            }),
+            Some(Signal::SIGSYS) => err(HookError::Policy {
+                line: None,
+                message: "forbidden system call: seccomp killed the hook".into(),
+            }),
+            Some(s) => err(HookError::Exception {
+                message: format!("the interpreter was killed by {s}"),
+                traceback: tail(&seen.diag),
+            }),
+            None => internal(format!("reaper exit {code}")),
+        };
+    }
+    let exec_at = seen.exec_at.unwrap_or(finished);
+    let timings = Timings {
+        confine_us: exec_at.saturating_duration_since(started).as_micros() as u64,
+        hook_us: finished.saturating_duration_since(exec_at).as_micros() as u64,
+    };
+    if seen.result.is_empty() {
+        let diag = tail(&seen.diag);
+        if diag.contains("MemoryError") {
+            return err(HookError::Memory {
+                message: format!(
+                    "address space limit of {} bytes reached",
+                    job.limits.address_space_bytes
+                ),
+            });
+        }
+        return internal(format!(
+            "the harness exited with {code} and no result: {diag}"
+        ));
+    }
+    match serde_json::from_slice::<HookOutcome>(&seen.result) {
+        Err(e) => internal(format!("unreadable result from the harness: {e}")),
+        Ok(HookOutcome::Ok {
+            posts,
+            state,
+            logs,
+            manifest,
+            ..
+        }) => HookOutcome::Ok {
+            posts,
+            state,
+            logs,
+            timings,
+            manifest,
+        },
+        Ok(HookOutcome::Error {
+            error: HookError::Exception { message, .. },
+        }) if message.starts_with("MemoryError") => err(HookError::Memory {
+            message: format!(
+                "address space limit of {} bytes reached ({message})",
+                job.limits.address_space_bytes
+            ),
+        }),
+        Ok(other) => other,
+    }
+}

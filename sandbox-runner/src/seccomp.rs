@@ -1,0 +1,445 @@
+//! The hook's seccomp filters, built from `policy::seccomp_policy`.
+//!
+//! Three filters are installed, in this order, right before `execve`:
+//!
+//! 1. **gate** (hand-written BPF): kill any call from another architecture
+//!    (32-bit `int 0x80`) or with the x32 bit; answer `clone3` with `ENOSYS`
+//!    so glibc falls back to `clone`, whose flags the allowlist can inspect;
+//!    and, for network bots, send `connect` to the runner's user-notification
+//!    supervisor (installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+//! 2. **kill list**: `SECCOMP_RET_KILL_PROCESS` for calls only an attacker
+//!    makes (ptrace, mount, unshare, bpf, io_uring, setuid family...).
+//! 3. **allowlist**: default `EPERM`; plain and argument-filtered calls allowed.
+//!
+//! How several filters combine: the kernel runs all of them and keeps the most
+//! restrictive action (KILL > TRAP > ERRNO > USER_NOTIF > ALLOW); between two
+//! ERRNO answers the most recently installed filter wins. That is why the
+//! allowlist *allows* `clone3`: the gate's `ENOSYS` then stands, whereas an
+//! `EPERM` from the newer allowlist would override it and break threads. It
+//! is also why the allowlist allows `connect`: the gate's USER_NOTIF then
+//! stands. The kill list does not name `seccomp` itself, because the allowlist
+//! still has to be installed after it (the allowlist refuses it with EPERM).
+//!
+//! `seccompiler::apply_filter` sets `no_new_privs` itself; the runner sets it
+//! before Landlock anyway.
+
+use crate::policy::{ArgCheck, SeccompPolicy};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+use std::collections::BTreeMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Syscall numbers of every name the policy uses (x86_64).
+const TABLE: &[(&str, i64)] = &[
+    ("access", libc::SYS_access),
+    ("acct", libc::SYS_acct),
+    ("add_key", libc::SYS_add_key),
+    ("arch_prctl", libc::SYS_arch_prctl),
+    ("bpf", libc::SYS_bpf),
+    ("brk", libc::SYS_brk),
+    ("capget", libc::SYS_capget),
+    ("capset", libc::SYS_capset),
+    ("chdir", libc::SYS_chdir),
+    ("chmod", libc::SYS_chmod),
+    ("chroot", libc::SYS_chroot),
+    ("clock_getres", libc::SYS_clock_getres),
+    ("clock_gettime", libc::SYS_clock_gettime),
+    ("clock_nanosleep", libc::SYS_clock_nanosleep),
+    ("clone", libc::SYS_clone),
+    ("clone3", libc::SYS_clone3),
+    ("close", libc::SYS_close),
+    ("close_range", libc::SYS_close_range),
+    ("connect", libc::SYS_connect),
+    ("delete_module", libc::SYS_delete_module),
+    ("dup", libc::SYS_dup),
+    ("dup2", libc::SYS_dup2),
+    ("dup3", libc::SYS_dup3),
+    ("epoll_create1", libc::SYS_epoll_create1),
+    ("epoll_ctl", libc::SYS_epoll_ctl),
+    ("epoll_pwait", libc::SYS_epoll_pwait),
+    ("epoll_wait", libc::SYS_epoll_wait),
+    ("eventfd2", libc::SYS_eventfd2),
+    ("execve", libc::SYS_execve),
+    ("exit", libc::SYS_exit),
+    ("exit_group", libc::SYS_exit_group),
+    ("faccessat", libc::SYS_faccessat),
+    ("faccessat2", libc::SYS_faccessat2),
+    ("fadvise64", libc::SYS_fadvise64),
+    ("fallocate", libc::SYS_fallocate),
+    ("fchdir", libc::SYS_fchdir),
+    ("fchmod", libc::SYS_fchmod),
+    ("fchmodat", libc::SYS_fchmodat),
+    ("fcntl", libc::SYS_fcntl),
+    ("fdatasync", libc::SYS_fdatasync),
+    ("finit_module", libc::SYS_finit_module),
+    ("flock", libc::SYS_flock),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fsopen", libc::SYS_fsopen),
+    ("fspick", libc::SYS_fspick),
+    ("fstat", libc::SYS_fstat),
+    ("fstatfs", libc::SYS_fstatfs),
+    ("fsync", libc::SYS_fsync),
+    ("ftruncate", libc::SYS_ftruncate),
+    ("futex", libc::SYS_futex),
+    ("get_robust_list", libc::SYS_get_robust_list),
+    ("getcwd", libc::SYS_getcwd),
+    ("getdents64", libc::SYS_getdents64),
+    ("getegid", libc::SYS_getegid),
+    ("geteuid", libc::SYS_geteuid),
+    ("getgid", libc::SYS_getgid),
+    ("getgroups", libc::SYS_getgroups),
+    ("getpeername", libc::SYS_getpeername),
+    ("getpgrp", libc::SYS_getpgrp),
+    ("getpid", libc::SYS_getpid),
+    ("getppid", libc::SYS_getppid),
+    ("getrandom", libc::SYS_getrandom),
+    ("getresgid", libc::SYS_getresgid),
+    ("getresuid", libc::SYS_getresuid),
+    ("getrusage", libc::SYS_getrusage),
+    ("getsockname", libc::SYS_getsockname),
+    ("getsockopt", libc::SYS_getsockopt),
+    ("gettid", libc::SYS_gettid),
+    ("gettimeofday", libc::SYS_gettimeofday),
+    ("getuid", libc::SYS_getuid),
+    ("init_module", libc::SYS_init_module),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("ioctl", libc::SYS_ioctl),
+    ("kcmp", libc::SYS_kcmp),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("keyctl", libc::SYS_keyctl),
+    ("landlock_add_rule", libc::SYS_landlock_add_rule),
+    ("landlock_create_ruleset", libc::SYS_landlock_create_ruleset),
+    ("landlock_restrict_self", libc::SYS_landlock_restrict_self),
+    ("link", libc::SYS_link),
+    ("linkat", libc::SYS_linkat),
+    ("lseek", libc::SYS_lseek),
+    ("lstat", libc::SYS_lstat),
+    ("madvise", libc::SYS_madvise),
+    ("membarrier", libc::SYS_membarrier),
+    ("memfd_create", libc::SYS_memfd_create),
+    ("memfd_secret", libc::SYS_memfd_secret),
+    ("mkdir", libc::SYS_mkdir),
+    ("mkdirat", libc::SYS_mkdirat),
+    ("mmap", libc::SYS_mmap),
+    ("mount", libc::SYS_mount),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("move_mount", libc::SYS_move_mount),
+    ("mprotect", libc::SYS_mprotect),
+    ("mremap", libc::SYS_mremap),
+    ("munmap", libc::SYS_munmap),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("nanosleep", libc::SYS_nanosleep),
+    ("newfstatat", libc::SYS_newfstatat),
+    ("open", libc::SYS_open),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("open_tree", libc::SYS_open_tree),
+    ("openat", libc::SYS_openat),
+    ("openat2", libc::SYS_openat2),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("pidfd_open", libc::SYS_pidfd_open),
+    ("pipe", libc::SYS_pipe),
+    ("pipe2", libc::SYS_pipe2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("poll", libc::SYS_poll),
+    ("ppoll", libc::SYS_ppoll),
+    ("prctl", libc::SYS_prctl),
+    ("pread64", libc::SYS_pread64),
+    ("preadv", libc::SYS_preadv),
+    ("prlimit64", libc::SYS_prlimit64),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("pselect6", libc::SYS_pselect6),
+    ("ptrace", libc::SYS_ptrace),
+    ("pwrite64", libc::SYS_pwrite64),
+    ("pwritev", libc::SYS_pwritev),
+    ("quotactl", libc::SYS_quotactl),
+    ("read", libc::SYS_read),
+    ("readlink", libc::SYS_readlink),
+    ("readlinkat", libc::SYS_readlinkat),
+    ("readv", libc::SYS_readv),
+    ("reboot", libc::SYS_reboot),
+    ("recvfrom", libc::SYS_recvfrom),
+    ("recvmsg", libc::SYS_recvmsg),
+    ("rename", libc::SYS_rename),
+    ("renameat", libc::SYS_renameat),
+    ("renameat2", libc::SYS_renameat2),
+    ("request_key", libc::SYS_request_key),
+    ("restart_syscall", libc::SYS_restart_syscall),
+    ("rmdir", libc::SYS_rmdir),
+    ("rseq", libc::SYS_rseq),
+    ("rt_sigaction", libc::SYS_rt_sigaction),
+    ("rt_sigprocmask", libc::SYS_rt_sigprocmask),
+    ("rt_sigreturn", libc::SYS_rt_sigreturn),
+    ("sched_getaffinity", libc::SYS_sched_getaffinity),
+    ("sched_yield", libc::SYS_sched_yield),
+    ("seccomp", libc::SYS_seccomp),
+    ("select", libc::SYS_select),
+    ("sendmsg", libc::SYS_sendmsg),
+    ("sendto", libc::SYS_sendto),
+    ("set_robust_list", libc::SYS_set_robust_list),
+    ("set_tid_address", libc::SYS_set_tid_address),
+    ("setfsgid", libc::SYS_setfsgid),
+    ("setfsuid", libc::SYS_setfsuid),
+    ("setgid", libc::SYS_setgid),
+    ("setgroups", libc::SYS_setgroups),
+    ("setns", libc::SYS_setns),
+    ("setregid", libc::SYS_setregid),
+    ("setresgid", libc::SYS_setresgid),
+    ("setresuid", libc::SYS_setresuid),
+    ("setreuid", libc::SYS_setreuid),
+    ("setrlimit", libc::SYS_setrlimit),
+    ("setsid", libc::SYS_setsid),
+    ("setsockopt", libc::SYS_setsockopt),
+    ("setuid", libc::SYS_setuid),
+    ("shutdown", libc::SYS_shutdown),
+    ("sigaltstack", libc::SYS_sigaltstack),
+    ("socket", libc::SYS_socket),
+    ("stat", libc::SYS_stat),
+    ("statfs", libc::SYS_statfs),
+    ("statx", libc::SYS_statx),
+    ("swapoff", libc::SYS_swapoff),
+    ("swapon", libc::SYS_swapon),
+    ("symlink", libc::SYS_symlink),
+    ("symlinkat", libc::SYS_symlinkat),
+    ("sysinfo", libc::SYS_sysinfo),
+    ("tgkill", libc::SYS_tgkill),
+    ("time", libc::SYS_time),
+    ("times", libc::SYS_times),
+    ("truncate", libc::SYS_truncate),
+    ("umask", libc::SYS_umask),
+    ("umount2", libc::SYS_umount2),
+    ("uname", libc::SYS_uname),
+    ("unlink", libc::SYS_unlink),
+    ("unlinkat", libc::SYS_unlinkat),
+    ("unshare", libc::SYS_unshare),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("utimensat", libc::SYS_utimensat),
+    ("wait4", libc::SYS_wait4),
+    ("write", libc::SYS_write),
+    ("writev", libc::SYS_writev),
+];
+
+/// The x86_64 number of a syscall name.
+pub fn number(name: &str) -> Option<i64> {
+    TABLE.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
+}
+
+fn nr(name: &str) -> Result<i64, String> {
+    number(name).ok_or_else(|| format!("unknown syscall {name}"))
+}
+
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+fn stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+/// The gate filter's program (see the module docs).
+pub fn gate_program(policy: &SeccompPolicy) -> Result<Vec<libc::sock_filter>, String> {
+    let mut p = vec![
+        stmt(LD_W_ABS, 4), // seccomp_data.arch
+        jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(LD_W_ABS, 0), // seccomp_data.nr
+        jump(JGE_K, X32_SYSCALL_BIT, 0, 1),
+        stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+    ];
+    for name in &policy.enosys {
+        p.push(jump(JEQ_K, nr(name)? as u32, 0, 1));
+        p.push(stmt(RET_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    }
+    for name in &policy.notify {
+        p.push(jump(JEQ_K, nr(name)? as u32, 0, 1));
+        p.push(stmt(RET_K, libc::SECCOMP_RET_USER_NOTIF));
+    }
+    p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+    Ok(p)
+}
+
+fn condition(c: &ArgCheck) -> Result<SeccompCondition, String> {
+    let len = if c.wide {
+        SeccompCmpArgLen::Qword
+    } else {
+        SeccompCmpArgLen::Dword
+    };
+    let full = if c.wide {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let op = if c.mask == full {
+        SeccompCmpOp::Eq
+    } else {
+        SeccompCmpOp::MaskedEq(c.mask)
+    };
+    SeccompCondition::new(c.arg, len, op, c.value).map_err(|e| e.to_string())
+}
+
+/// The kill-list program.
+pub fn kill_program(policy: &SeccompPolicy) -> Result<BpfProgram, String> {
+    let mut rules = BTreeMap::new();
+    for name in &policy.killed {
+        if *name == "seccomp" {
+            continue; // see the module docs: the allowlist refuses it instead
+        }
+        rules.insert(nr(name)?, vec![]);
+    }
+    compile(rules, SeccompAction::Allow, SeccompAction::KillProcess)
+}
+
+/// The allowlist program.
+pub fn allow_program(policy: &SeccompPolicy) -> Result<BpfProgram, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for name in policy.allowed.iter().chain(&policy.enosys) {
+        rules.insert(nr(name)?, vec![]);
+    }
+    for f in &policy.filtered {
+        if f.alternatives.iter().any(Vec::is_empty) {
+            rules.insert(nr(f.name)?, vec![]);
+            continue;
+        }
+        let alts = f
+            .alternatives
+            .iter()
+            .map(|alt| {
+                let conds = alt.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+                SeccompRule::new(conds).map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        rules.insert(nr(f.name)?, alts);
+    }
+    compile(
+        rules,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+    )
+}
+
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+) -> Result<BpfProgram, String> {
+    let filter = SeccompFilter::new(rules, mismatch, matched, TargetArch::x86_64)
+        .map_err(|e| e.to_string())?;
+    BpfProgram::try_from(filter).map_err(|e| e.to_string())
+}
+
+/// Sets `no_new_privs` and checks it took.
+pub fn set_no_new_privs() -> Result<(), String> {
+    // SAFETY: prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    // SAFETY: as above; reads the flag back.
+    if rc != 0 || unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) } != 1 {
+        return Err(format!(
+            "PR_SET_NO_NEW_PRIVS: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Installs the gate; returns the notification listener when the policy
+/// notifies.
+pub fn install_gate(policy: &SeccompPolicy) -> Result<Option<OwnedFd>, String> {
+    let prog = gate_program(policy)?;
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    let flags: libc::c_ulong = if policy.notify.is_empty() {
+        0
+    } else {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    };
+    // SAFETY: fprog points at `prog`, which outlives the call; the kernel
+    // copies the program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(format!("gate filter: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: prctl with integer arguments; 2 means a filter is active.
+    if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } != 2 {
+        return Err("seccomp mode is not FILTER after installing the gate".into());
+    }
+    if flags == 0 {
+        Ok(None)
+    } else {
+        // SAFETY: with NEW_LISTENER the kernel returned a fresh fd we own.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }))
+    }
+}
+
+/// Installs the kill list, then the allowlist. After this the process can
+/// install nothing more.
+pub fn install_lists(policy: &SeccompPolicy) -> Result<(), String> {
+    let kill = kill_program(policy)?;
+    seccompiler::apply_filter(&kill).map_err(|e| format!("kill list: {e}"))?;
+    let allow = allow_program(policy)?;
+    seccompiler::apply_filter(&allow).map_err(|e| format!("allowlist: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{self, Network};
+
+    #[test]
+    fn every_policy_name_has_a_number() {
+        for name in policy::BOT_ALLOWED
+            .iter()
+            .chain(policy::BOT_KILLED)
+            .chain(policy::CONFINE_SYSCALLS)
+        {
+            assert!(number(name).is_some(), "{name}");
+        }
+        assert_eq!(number("read"), Some(0));
+        assert_eq!(number("clone3"), Some(435));
+    }
+
+    #[test]
+    fn programs_compile_for_both_network_modes() {
+        for net in [Network::Denied, Network::Guarded] {
+            let p = policy::seccomp_policy(net, 2);
+            assert!(kill_program(&p).unwrap().len() > 10);
+            assert!(allow_program(&p).unwrap().len() > 100);
+            let gate = gate_program(&p).unwrap();
+            let notifies = gate.iter().any(|i| i.k == libc::SECCOMP_RET_USER_NOTIF);
+            assert_eq!(notifies, net == Network::Guarded);
+            assert!(
+                gate.iter()
+                    .any(|i| i.k == libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32)
+            );
+        }
+    }
+}
