@@ -112,8 +112,13 @@ def as_int(value, default):
 
 
 class BlackjackBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     def settings(self):
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         autodeal = params.get("autodeal", True)
         if isinstance(autodeal, str):
             autodeal = autodeal.strip().lower() not in ("0", "false", "no", "off")

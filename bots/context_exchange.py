@@ -91,8 +91,13 @@ def parse(body):
 
 
 class ContextExchangeBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     def limits(self):
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         answer = params.get("max_answer_chars", 8000)
         question = params.get("max_question_chars", 1000)
         answer = answer if isinstance(answer, int) and not isinstance(answer, bool) else 8000

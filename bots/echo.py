@@ -14,8 +14,13 @@ MANIFEST = {
 
 
 class EchoBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     def on_message(self, msg):
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         body = msg.get("body")
         prefix = params.get("prefix")
         if isinstance(prefix, str) and isinstance(body, str):

@@ -68,11 +68,16 @@ def text_extract(raw, content_type, encoding, limit):
 
 
 class FetchBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     def on_message(self, msg):
         url = requested_url(msg.get("body"))
         if not url:
             return
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         max_bytes = int(number_param(params, "max_bytes", 1048576, 1, 8388608))
         extract_chars = int(number_param(params, "extract_chars", 600, 0, 8000))
         timeout = number_param(params, "timeout", 4, 0.1, 4.5)

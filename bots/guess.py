@@ -98,10 +98,15 @@ def as_bool(value, default):
 
 
 class GuessBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     # -- helpers --------------------------------------------------------
 
     def settings(self):
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         low = as_int(params.get("min"), 1)
         high = as_int(params.get("max"), 100)
         if high < low:

@@ -122,11 +122,16 @@ def parse_command(body):
 
 
 class JudgeBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     def parties(self):
         return [p["label"] for p in self.ctx.players]
 
     def max_chars(self):
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         value = params.get("max_text_chars", 16000)
         return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 16000
 

@@ -77,8 +77,13 @@ def is_command(body, word):
 
 
 class SealedBidBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     def settings(self):
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         item = params.get("item") if isinstance(params.get("item"), str) else "the item"
         min_bid = params.get("min_bid", 0)
         if isinstance(min_bid, bool) or not isinstance(min_bid, int):

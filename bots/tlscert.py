@@ -109,8 +109,13 @@ def handshake(host, port, timeout, context):
 
 
 class TlsCertBot:
+    def __init__(self, ctx, params):
+        # A fresh instance per hook: nothing kept here outlives the hook.
+        self.ctx = ctx
+        self.params = params if isinstance(params, dict) else {}
+
     def on_message(self, msg):
-        params = self.ctx.params if isinstance(self.ctx.params, dict) else {}
+        params = self.params
         default_port = params.get("port", 443)
         if isinstance(default_port, bool) or not isinstance(default_port, int):
             default_port = 443

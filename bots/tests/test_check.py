@@ -24,11 +24,20 @@ def test_every_builtin_is_listed():
     assert files == sorted(BUILTINS)
 
 
+NETWORK_BOTS = {"fetch", "tlscert"}
+
+
+def check(path, network=False):
+    args = [PYTHON, "-I", "-S", "-B", str(HARNESS), "--check", str(path)] + (["--network"] if network else [])
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    verdict = json.loads(proc.stdout)
+    assert (proc.returncode == 0) == (verdict["status"] == "ok")
+    return verdict
+
+
 @pytest.mark.parametrize("name", BUILTINS)
 def test_check_cli_accepts_builtin(name):
-    proc = subprocess.run([PYTHON, "-I", "-S", "-B", str(HARNESS), "--check", str(BOTS_DIR / f"{name}.py")],
-                          capture_output=True, text=True, timeout=30)
-    verdict = json.loads(proc.stdout)
+    verdict = check(BOTS_DIR / f"{name}.py", network=name in NETWORK_BOTS)
     assert verdict["status"] == "ok", verdict
     manifest = verdict["manifest"]
     expected = literal_manifest(name)
@@ -39,8 +48,7 @@ def test_check_cli_accepts_builtin(name):
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_inspect_hook_accepts_builtin(name):
-    job = make_job(bot_source(name), {"name": "inspect"}, [], {},
-                   network=name in ("fetch", "tlscert"))
+    job = make_job(bot_source(name), {"name": "inspect"}, [], {}, network=name in NETWORK_BOTS)
     outcome = run_harness(job)
     assert outcome["status"] == "ok", outcome
     assert outcome["manifest"]["name"] == literal_manifest(name)["name"]
@@ -51,7 +59,12 @@ def test_check_cli_refuses_a_forbidden_import(tmp_path):
     """The check above would be worthless if the layer accepted anything."""
     bad = tmp_path / "bad.py"
     bad.write_text("import os\n\nclass Bad:\n    def on_message(self, msg):\n        pass\n")
-    proc = subprocess.run([PYTHON, "-I", "-S", "-B", str(HARNESS), "--check", str(bad)],
-                          capture_output=True, text=True, timeout=30)
-    verdict = json.loads(proc.stdout)
+    verdict = check(bad)
     assert verdict["status"] == "error" and verdict["error"]["line"] == 1
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK_BOTS))
+def test_network_bots_are_refused_without_network(name):
+    """Attaching fetch/tlscert to a channel without allow_network fails early."""
+    verdict = check(BOTS_DIR / f"{name}.py", network=False)
+    assert verdict["status"] == "error" and "needs network access" in verdict["error"]["message"]
