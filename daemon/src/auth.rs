@@ -82,7 +82,14 @@ pub async fn authenticate(
     store
         .read(move |c| {
             #[allow(clippy::type_complexity)]
-            let row: Option<(Vec<u8>, String, String, Option<String>, Option<i64>, i64)> = c
+            let row: Option<(
+                Vec<u8>,
+                String,
+                String,
+                Option<String>,
+                Option<i64>,
+                i64,
+            )> = c
                 .prepare_cached(
                     "SELECT t.token_hash, p.id, p.name, t.resource, t.expires_at, t.revoked
                      FROM access_tokens t JOIN principals p ON p.id = t.principal_id

@@ -116,6 +116,8 @@ pub struct Config {
     /// Sets the OAuth issuer and resource and is added to the allowed Host and
     /// Origin values. Default `http://<listen>`.
     pub public_url: url::Url,
+    /// Whether `public_url` was configured (else it follows the bound address).
+    pub public_url_explicit: bool,
     /// Host header values accepted on `/mcp` besides loopback names, the
     /// listen address and `public_url`'s host (DNS-rebinding defence).
     pub allowed_hosts: Vec<String>,
@@ -247,6 +249,7 @@ impl Config {
             .clone()
             .or_else(|| env.var("MCP_MULTIPLAYER_PUBLIC_URL"))
             .or(file.public_url);
+        let public_url_explicit = public_s.is_some();
         let public_url = match public_s {
             Some(s) => parse_public_url(&s)?,
             None => {
@@ -351,6 +354,7 @@ impl Config {
             listen,
             state_dir,
             public_url,
+            public_url_explicit,
             allowed_hosts,
             allowed_origins,
             log_format,
@@ -358,6 +362,22 @@ impl Config {
             auth,
             bots,
         })
+    }
+
+    /// Records the address actually bound (port 0 picks one); a defaulted
+    /// `public_url` follows it.
+    pub fn bound_to(&mut self, addr: SocketAddr) {
+        self.listen = addr;
+        if !self.public_url_explicit {
+            let host = match addr.ip() {
+                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+            };
+            if let Ok(u) = url::Url::parse(&format!("http://{host}:{}", addr.port())) {
+                self.public_url = u;
+            }
+        }
     }
 
     /// Path of the SQLite database.

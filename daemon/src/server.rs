@@ -44,13 +44,14 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
 }
 
 /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = build(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
+    config.bound_to(addr);
+    let state = build(config).await?;
     tracing::info!(%addr, db = %state.channels.store.path().display(), "serving");
     // A plain line that scripts and tests can wait for.
     eprintln!("mcp-multiplayer listening on http://{addr}");

@@ -1,0 +1,1 @@
+//! Crash safety under kill -9 (see crash.rs).

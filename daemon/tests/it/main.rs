@@ -1,0 +1,9 @@
+//! Integration tests of the daemon: one test binary, shared helpers in
+//! `util`. Each test starts a real `mcp-multiplayer serve` on 127.0.0.1:0
+//! with its own SQLite file and talks HTTP to it.
+
+mod util;
+
+mod crash;
+mod http;
+mod oauth;
