@@ -2,6 +2,8 @@
 //! `util`. Each test starts a real `mcp-multiplayer serve` on 127.0.0.1:0
 //! with its own SQLite file and talks HTTP to it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod util;
 
 mod crash;
