@@ -68,3 +68,22 @@ def test_network_bots_are_refused_without_network(name):
     """Attaching fetch/tlscert to a channel without allow_network fails early."""
     verdict = check(BOTS_DIR / f"{name}.py", network=False)
     assert verdict["status"] == "error" and "needs network access" in verdict["error"]["message"]
+
+
+def test_the_guide_example_bot_passes_and_its_commitment_checks(tmp_path):
+    """docs/bots.md's first example must stay a working bot."""
+    import hashlib
+    import re
+
+    from conftest import Table
+
+    guide = (BOTS_DIR.parent / "docs" / "bots.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(MANIFEST = .*?)```", guide, re.S).group(1)
+    path = tmp_path / "coin.py"
+    path.write_text(code)
+    assert check(path)["status"] == "ok"
+    t = Table("echo", ["alice"])
+    t.source = code
+    commit = t.init()[0]["body"]["sha256"]
+    reveal = t.say("alice", "flip")[0]["body"]
+    assert hashlib.sha256(f"{reveal['side']}|{reveal['seed']}".encode()).hexdigest() == commit
