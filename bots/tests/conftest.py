@@ -20,7 +20,7 @@ import pytest
 
 BOTS_DIR = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
-HARNESS = Path(os.environ.get("BOTS_HARNESS", BOTS_DIR / "harness" / "harness.py"))
+HARNESS = BOTS_DIR / "harness" / "harness.py"
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 
 DEFAULT_LIMITS = {
