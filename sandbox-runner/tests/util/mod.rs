@@ -1,0 +1,323 @@
+//! Shared helpers of the sandbox test suite: build jobs, spawn the built
+//! runner with them, and wrap attack code in a bot.
+
+#![allow(dead_code)]
+
+use sandbox_runner::{
+    BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy, Player,
+    Runtime,
+};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// Hooks that fill RLIMIT_NPROC (counted per uid in root mode) take this
+/// lock for writing so concurrent hooks of the same uid do not see EAGAIN.
+pub static NPROC: RwLock<()> = RwLock::new(());
+
+pub const RUNNER: &str = env!("CARGO_BIN_EXE_sandbox-runner");
+
+/// The real harness (`bots/harness`), or `SANDBOX_TEST_HARNESS_DIR`.
+pub fn harness_dir() -> PathBuf {
+    std::env::var_os("SANDBOX_TEST_HARNESS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bots/harness"))
+}
+
+/// Debian's real interpreter (never the pyenv shim).
+pub const PYTHON: &str = "/usr/bin/python3";
+/// Where Debian's `python3-requests` lives.
+pub const DIST_PACKAGES: &str = "/usr/lib/python3/dist-packages";
+
+pub fn is_root() -> bool {
+    // Read from /proc to avoid unsafe geteuid in tests.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn job(source: &str) -> HookJob {
+    HookJob {
+        version: sandbox_runner::PROTOCOL_VERSION,
+        bot: BotSpec {
+            name: "attack".into(),
+            source: source.into(),
+            params: json!({}),
+        },
+        hook: Hook::OnInit,
+        context: HookContext {
+            channel_id: "ch_test".into(),
+            bot_id: "bot:referee".into(),
+            players: vec![Player {
+                label: "alice".into(),
+                slot: "invite:alice".into(),
+                filled: true,
+            }],
+        },
+        state: json!({}),
+        limits: Limits::default(),
+        network: NetworkPolicy::default(),
+        runtime: Runtime {
+            python: PYTHON.into(),
+            python_args: vec!["-I".into(), "-S".into(), "-B".into()],
+            harness_dir: harness_dir(),
+            python_path: if std::path::Path::new(DIST_PACKAGES).is_dir() {
+                vec![DIST_PACKAGES.into()]
+            } else {
+                vec![]
+            },
+            sandbox_uid: 65534,
+            sandbox_gid: 65534,
+        },
+    }
+}
+
+pub fn with_network(mut j: HookJob, allow_cidrs: &[&str]) -> HookJob {
+    j.network = NetworkPolicy {
+        allowed: true,
+        allow_cidrs: allow_cidrs.iter().map(|s| s.to_string()).collect(),
+        deny_cidrs: vec![],
+    };
+    j
+}
+
+/// What one runner invocation produced.
+#[derive(Debug)]
+pub struct Run {
+    pub outcome: HookOutcome,
+    pub code: i32,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The error, or a panic naming what the hook did instead.
+    pub fn error(&self) -> &HookError {
+        match &self.outcome {
+            HookOutcome::Error { error } => error,
+            o => panic!("expected an error, got {o:?}\nstderr: {}", self.stderr),
+        }
+    }
+
+    /// Posts' bodies of a successful hook.
+    pub fn posts(&self) -> Vec<Value> {
+        match &self.outcome {
+            HookOutcome::Ok { posts, .. } => posts.iter().map(|p| p.body.clone()).collect(),
+            o => panic!("expected ok, got {o:?}\nstderr: {}", self.stderr),
+        }
+    }
+
+    /// The one post of an `attack` bot.
+    pub fn result(&self) -> Value {
+        let p = self.posts();
+        assert_eq!(p.len(), 1, "{p:?}");
+        p[0].clone()
+    }
+
+    /// Asserts the hook was killed by seccomp (SIGSYS).
+    pub fn assert_seccomp_killed(&self) {
+        match self.error() {
+            HookError::Policy { message, .. } => {
+                assert!(message.contains("seccomp"), "{message}")
+            }
+            e => panic!("expected a seccomp kill, got {e:?}\nstderr: {}", self.stderr),
+        }
+        assert_eq!(self.code, sandbox_runner::exit::HOOK_FAILED);
+    }
+}
+
+/// Which language layer the harness applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// The normal bot path: `ast` check and facades.
+    Checked,
+    /// Test-only: the harness skips the language layer, so only the OS layer
+    /// stands between the bot and the machine.
+    OsOnly,
+}
+
+pub fn run_job(job: &HookJob, layer: Layer) -> Run {
+    run_job_with(job, layer, |_| {})
+}
+
+pub fn run_job_with(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -> Run {
+    let mut cmd = Command::new(RUNNER);
+    if layer == Layer::OsOnly {
+        cmd.arg("--unchecked-language-layer");
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tweak(&mut cmd);
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn sandbox-runner");
+    let input = serde_json::to_vec(job).expect("serialize job");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&input).expect("write job");
+    }
+    let out = child.wait_with_output().expect("wait for sandbox-runner");
+    let elapsed = start.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let outcome: HookOutcome = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad runner stdout ({e}): {stdout:?}\nstderr: {stderr}"));
+    Run {
+        outcome,
+        code: out.status.code().unwrap_or(-1),
+        stderr,
+        elapsed,
+    }
+}
+
+/// A bot whose `on_init` runs `body` (Python statements of a function
+/// `attack()` that returns a JSON-able value) and posts
+/// `{"ok": true, "value": ...}` or `{"ok": false, "errno": N, "error": "..."}`.
+pub fn attack_bot(body: &str) -> String {
+    let mut src = String::from(
+        "import os, sys, errno, socket, ctypes, ctypes.util\n\
+         def attack():\n",
+    );
+    for line in body.trim_matches('\n').lines() {
+        src.push_str("    ");
+        src.push_str(line);
+        src.push('\n');
+    }
+    src.push_str(
+        "class Attack:\n\
+         \x20   def __init__(self, ctx, params):\n\
+         \x20       self.ctx = ctx\n\
+         \x20   def on_init(self):\n\
+         \x20       try:\n\
+         \x20           v = attack()\n\
+         \x20           self.ctx.post('result', {'ok': True, 'value': v})\n\
+         \x20       except OSError as e:\n\
+         \x20           self.ctx.post('result', {'ok': False, 'errno': e.errno, 'error': str(e)})\n",
+    );
+    src
+}
+
+/// Runs attack code with only the OS layer in the way.
+pub fn attack(body: &str) -> Run {
+    let _g = NPROC.read();
+    run_job(&job(&attack_bot(body)), Layer::OsOnly)
+}
+
+/// Runs attack code in a network bot.
+pub fn attack_net(body: &str, allow_cidrs: &[&str]) -> Run {
+    let _g = NPROC.read();
+    run_job(&with_network(job(&attack_bot(body)), allow_cidrs), Layer::OsOnly)
+}
+
+/// Asserts the attack failed with `errno`.
+#[track_caller]
+pub fn assert_errno(run: &Run, errno: i32) {
+    let r = run.result();
+    assert_eq!(r["ok"], json!(false), "attack succeeded: {r}\nstderr: {}", run.stderr);
+    assert_eq!(r["errno"], json!(errno), "{r}");
+}
+
+/// Raw syscall via ctypes: the bot body for `syscall(nr, args...)`.
+pub fn ctypes_syscall(nr: i64, args: &str) -> String {
+    format!(
+        "libc = ctypes.CDLL(None, use_errno=True)\n\
+         r = libc.syscall({nr}, {args})\n\
+         return {{'ret': r, 'errno': ctypes.get_errno()}}"
+    )
+}
+
+/// A test host in a network namespace: `ip netns` + a veth pair, and a tiny
+/// HTTP server on port 80 inside it.
+pub struct TestHost {
+    pub addr: String,
+    pub cidr: String,
+    netns: Option<String>,
+    server: Option<std::process::Child>,
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The test host: the one the CI step set up (`SANDBOX_TEST_HTTP_ADDR`,
+/// `SANDBOX_TEST_HTTP_CIDR`), or, as root, a fresh one made here. `None`
+/// when neither is possible (an unprivileged developer run).
+pub fn test_host() -> Option<TestHost> {
+    if let (Ok(addr), Ok(cidr)) = (
+        std::env::var("SANDBOX_TEST_HTTP_ADDR"),
+        std::env::var("SANDBOX_TEST_HTTP_CIDR"),
+    ) {
+        return Some(TestHost {
+            addr,
+            cidr,
+            netns: None,
+            server: None,
+        });
+    }
+    if !is_root() {
+        return None;
+    }
+    let n = std::process::id() % 250 + 1;
+    let ns = format!("sbxtest{}", std::process::id());
+    let (host_if, peer_if) = (format!("sbxh{n}"), format!("sbxp{n}"));
+    let (host_ip, peer_ip) = (format!("10.213.{n}.1"), format!("10.213.{n}.2"));
+    let sh = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().expect("run ip");
+        assert!(st.success(), "ip {args:?} failed");
+    };
+    sh(&["netns", "add", &ns]);
+    let mut host = TestHost {
+        addr: peer_ip.clone(),
+        cidr: format!("10.213.{n}.0/30"),
+        netns: Some(ns.clone()),
+        server: None,
+    };
+    sh(&["link", "add", &host_if, "type", "veth", "peer", "name", &peer_if]);
+    sh(&["link", "set", &peer_if, "netns", &ns]);
+    sh(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
+    sh(&["link", "set", &host_if, "up"]);
+    sh(&["-n", &ns, "addr", "add", &format!("{peer_ip}/30"), "dev", &peer_if]);
+    sh(&["-n", &ns, "link", "set", &peer_if, "up"]);
+    sh(&["-n", &ns, "link", "set", "lo", "up"]);
+    // The server: Python's http.server inside the namespace, serving a
+    // directory with one known file. Readiness is polled with a bounded
+    // number of connects from inside the namespace.
+    let root = std::env::temp_dir().join(format!("sbxtest-www-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("www dir");
+    std::fs::write(root.join("index.html"), "hello from the test host\n").expect("index");
+    let server = Command::new("ip")
+        .args(["netns", "exec", &ns, "/usr/bin/python3", "-m", "http.server", "80", "--bind"])
+        .arg(&peer_ip)
+        .arg("--directory")
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the test server");
+    host.server = Some(server);
+    let probe = format!(
+        "import socket,time\nfor i in range(200):\n    try:\n        socket.create_connection(('{peer_ip}',80),timeout=1).close(); break\n    except OSError: time.sleep(0.02)\nelse: raise SystemExit(1)"
+    );
+    let ok = Command::new("ip")
+        .args(["netns", "exec", &ns, "/usr/bin/python3", "-c", &probe])
+        .status()
+        .expect("probe");
+    assert!(ok.success(), "test server did not come up");
+    Some(host)
+}
