@@ -4,7 +4,7 @@ use crate::bots::Bots;
 use crate::channels::{Channels, Principal};
 use crate::config::Config;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use tokio_util::sync::CancellationToken;
 
 /// Counters exported at `/metrics`.
@@ -12,6 +12,24 @@ use tokio_util::sync::CancellationToken;
 pub struct Metrics {
     pub posts: AtomicU64,
     pub auth_failures: AtomicU64,
+    /// `sync_messages` calls currently waiting for a message.
+    pub sync_waiting: AtomicI64,
+}
+
+/// Counts one waiting `sync_messages` while alive.
+pub struct WaitingGuard<'a>(&'a AtomicI64);
+
+impl<'a> WaitingGuard<'a> {
+    pub fn new(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        WaitingGuard(gauge)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]

@@ -158,10 +158,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let text = format!(
         "# HELP mcp_multiplayer_posts_total User messages posted.\n# TYPE mcp_multiplayer_posts_total counter\nmcp_multiplayer_posts_total {}\n\
          # HELP mcp_multiplayer_hooks_total Bot hooks run.\n# TYPE mcp_multiplayer_hooks_total counter\nmcp_multiplayer_hooks_total {}\n\
-         # HELP mcp_multiplayer_auth_failures_total Requests refused for a missing or invalid token.\n# TYPE mcp_multiplayer_auth_failures_total counter\nmcp_multiplayer_auth_failures_total {}\n",
+         # HELP mcp_multiplayer_auth_failures_total Requests refused for a missing or invalid token.\n# TYPE mcp_multiplayer_auth_failures_total counter\nmcp_multiplayer_auth_failures_total {}\n\
+         # HELP mcp_multiplayer_sync_waiting sync_messages calls waiting for a message.\n# TYPE mcp_multiplayer_sync_waiting gauge\nmcp_multiplayer_sync_waiting {}\n",
         state.metrics.posts.load(Ordering::Relaxed),
         hooks,
         state.metrics.auth_failures.load(Ordering::Relaxed),
+        state.metrics.sync_waiting.load(Ordering::Relaxed),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -425,6 +425,7 @@ impl McpServer {
             if !msgs.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(msgs);
             }
+            let _waiting = crate::app::WaitingGuard::new(&self.app.metrics.sync_waiting);
             let wake_at = if progress_token.is_some() {
                 next_progress.min(deadline)
             } else {
