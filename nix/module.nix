@@ -68,7 +68,7 @@ let
     PrivateMounts = true;
     PrivateUsers = true;
     ProtectClock = true;
-    ProtectHostname = true;
+    ProtectHostname = false; # the runner sets the hostname in its own UTS namespace
     ProtectKernelTunables = true;
     ProtectKernelModules = true;
     ProtectKernelLogs = true;
@@ -87,7 +87,7 @@ let
     RestrictNamespaces = "user mnt pid ipc uts cgroup net";
     SystemCallArchitectures = "native";
     SystemCallFilter = [
-      "@system-service @mount landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp pidfd_getfd"
+      "@system-service @mount landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp pidfd_getfd sethostname"
       "~@clock @cpu-emulation @module @obsolete @raw-io @reboot @resources @swap"
     ];
     SystemCallErrorNumber = "EPERM";
