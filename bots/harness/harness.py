@@ -15,4 +15,11 @@ sys.path.insert(0, __file__.rpartition("/")[0] or ".")
 import hx_core  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(hx_core.main(sys.argv[1:]))
+    code = hx_core.main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: it costs a millisecond or two per hook, and
+    # no bot finalizer should run after the outcome is written.
+    import posix
+
+    posix._exit(code)

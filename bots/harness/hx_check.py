@@ -81,8 +81,11 @@ def check(tree, network):
     bindings = _import_bindings(tree)
     problems = []
 
-    def refuse(line, message):
-        problems.append((line or 0, message))
+    def refuse(line, message, node=None):
+        # Order: by line, then by where the offending expression ends, so
+        # `().__class__.__bases__` reports `__class__` first.
+        col = getattr(node, "end_col_offset", None) or 0
+        problems.append((line or 0, col, message))
 
     def resolve(expr):
         """The facade module `expr` denotes (`sys`, `email.utils`), or None."""
@@ -102,13 +105,13 @@ def check(tree, network):
         if type(value) is _ast.Constant and type(value.value) is str:
             why = P.format_refused(value.value)
             if why:
-                refuse(attr.lineno, why)
+                refuse(attr.lineno, why, attr)
         return _format_guard(attr, helpers)
 
-    def check_name(name, line):
+    def check_name(name, line, node=None):
         why = P.name_refused(name)
         if why:
-            refuse(line, why)
+            refuse(line, why, node)
 
     AST = _ast.AST
     Attribute, Name, Load = _ast.Attribute, _ast.Name, _ast.Load
@@ -120,15 +123,19 @@ def check(tree, network):
         t = type(node)
         if t is Name:
             if id(node) not in helpers:
-                check_name(node.id, line)
+                check_name(node.id, line, node)
         elif t is Attribute:
             why = P.attr_refused(node.attr)
             if why:
-                refuse(line, why)
+                refuse(line, why, node)
             else:
                 mod = resolve(node.value)
-                if mod is not None and node.attr not in P.FACADES[mod]:
-                    refuse(line, f"'{mod}.{node.attr}' is not available to bots")
+                if (
+                    mod is not None
+                    and node.attr not in P.FACADES[mod]
+                    and node.attr not in P.ALLOWED_UNDERSCORE_ATTRS
+                ):
+                    refuse(line, f"'{mod}.{node.attr}' is not available to bots", node)
         elif t is _ast.Import:
             for a in node.names:
                 why = P.module_refused(a.name, network)
@@ -215,8 +222,8 @@ def check(tree, network):
                 stack.append((v, line))
 
     if problems:
-        problems.sort(key=lambda p: p[0])
-        line, message = problems[0]
+        problems.sort(key=lambda p: (p[0], p[1]))
+        line, _col, message = problems[0]
         raise Refusal("policy", line or None, message)
 
 

@@ -45,25 +45,36 @@ class Facade(ModuleType):
     check, and it keeps no reference to the real module at all).
     """
 
+    # The module's name lives under a key that `ModuleType.__init__` does not
+    # reset, so a bot calling `json.__init__("urllib")` renames nothing that
+    # the facade's own lookups use.
+
+    def __init__(self, name, doc=None):
+        if "__mmh_name__" in self.__dict__:
+            raise FacadeAttributeError("module facades cannot be re-initialised")
+        ModuleType.__init__(self, name, doc)
+        self.__dict__["__mmh_name__"] = name
+
     def __getattr__(self, name):
-        full = f"{self.__name__}.{name}"
-        if full in P.FACADES and name in P.FACADES.get(self.__name__, ()):
+        own = self.__dict__["__mmh_name__"]
+        full = f"{own}.{name}"
+        if full in P.FACADES and name in P.FACADES[own]:
             sub = facade(full)
-            ModuleType.__setattr__(self, name, sub)
+            self.__dict__[name] = sub
             return sub
         raise FacadeAttributeError(f"'{full}' is not available to bots")
 
     def __setattr__(self, name, value):
-        raise FacadeAttributeError(f"module '{self.__name__}' is read-only for bots")
+        raise FacadeAttributeError(f"module '{self.__mmh_name__}' is read-only for bots")
 
     def __delattr__(self, name):
-        raise FacadeAttributeError(f"module '{self.__name__}' is read-only for bots")
+        raise FacadeAttributeError(f"module '{self.__mmh_name__}' is read-only for bots")
 
     def __repr__(self):
-        return f"<module '{self.__name__}' (bot facade)>"
+        return f"<module '{self.__mmh_name__}' (bot facade)>"
 
     def __dir__(self):
-        return sorted(n for n in P.FACADES.get(self.__name__, ()))
+        return sorted(P.FACADES[self.__mmh_name__])
 
 
 _facades = {}

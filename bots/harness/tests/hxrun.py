@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import textwrap
+import threading
 
 PYTHON = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,9 +54,17 @@ def run_raw(stdin_bytes, timeout=30):
         )
     finally:
         os.close(w)
+    # Drain fd 3 while the harness runs: a result larger than the pipe
+    # buffer would otherwise block it.
+    chunks = []
     with os.fdopen(r, "rb") as rf:
-        out, err = p.communicate(stdin_bytes, timeout=timeout)
-        result = rf.read()
+        reader = threading.Thread(target=lambda: chunks.append(rf.read()))
+        reader.start()
+        try:
+            out, err = p.communicate(stdin_bytes, timeout=timeout)
+        finally:
+            reader.join(timeout)
+    result = b"".join(chunks)
     outcome = json.loads(result) if result else None
     return outcome, out, err, p.returncode
 

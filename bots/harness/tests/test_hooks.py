@@ -1,0 +1,582 @@
+"""Positive controls and the `ctx` API: ordinary Python works under the
+language layer, hooks produce posts and state, limits hold, failures come
+back as structured errors on fd 3. All through the real entry point."""
+
+import json
+import subprocess
+import textwrap
+
+import pytest
+
+from hxrun import DIST_PACKAGES, HARNESS, PYTHON, check, error, job, run, run_raw
+import hx_policy
+
+HEAD = """
+class Bot:
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+        self.params = params
+"""
+
+
+def bot(on_init_body, extra=""):
+    """A bot whose on_init runs `on_init_body` (8-space indented)."""
+    body = textwrap.indent(textwrap.dedent(on_init_body).strip("\n"), " " * 8)
+    return extra + HEAD + "    def on_init(self):\n" + body + "\n"
+
+
+def ok(outcome):
+    assert outcome["status"] == "ok", outcome
+    return outcome
+
+
+# --------------------------------------------------------- plain Python works
+
+
+def test_for_loops_comprehensions_and_generators_work():
+    out = ok(
+        run(
+            bot(
+                """
+                total = 0
+                for i in range(10):
+                    if i % 2:
+                        continue
+                    total += i
+                else:
+                    total += 1000
+                squares = [i * i for i in range(5)]
+                evens = {i for i in range(10) if i % 2 == 0}
+                table = {k: v for k, v in zip("abc", range(3))}
+                def gen(n):
+                    for i in range(n):
+                        yield i * 10
+                    yield from range(2)
+                nested = [[x * y for x in range(3)] for y in range(2)]
+                lazy = sum(x for x in range(4))
+                while total > 2000:
+                    total -= 1
+                for _ in range(2):
+                    pass
+                self.ctx.post("r", {"total": total, "squares": squares, "evens": sorted(evens),
+                                    "table": table, "gen": list(gen(3)), "nested": nested, "lazy": lazy})
+                """
+            )
+        )
+    )
+    assert out["posts"] == [
+        {
+            "type": "r",
+            "body": {
+                "total": 1020,
+                "squares": [0, 1, 4, 9, 16],
+                "evens": [0, 2, 4, 6, 8],
+                "table": {"a": 0, "b": 1, "c": 2},
+                "gen": [0, 10, 20, 0, 1],
+                "nested": [[0, 0, 0], [0, 1, 2]],
+                "lazy": 6,
+            },
+        }
+    ]
+
+
+def test_classes_inheritance_exceptions_and_formatting_work():
+    extra = '''
+class GameError(Exception):
+    pass
+
+class Base:
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+    def describe(self):
+        return "base"
+
+class Card:
+    def __init__(self, rank):
+        self.rank = rank
+    def __repr__(self):
+        return f"Card({self.rank!r})"
+    def __eq__(self, other):
+        return isinstance(other, Card) and other.rank == self.rank
+    def __hash__(self):
+        return hash(self.rank)
+
+class Ctx:
+    def __init__(self):
+        self.n = 0
+    def __enter__(self):
+        self.n += 1
+        return self
+    def __exit__(self, *exc):
+        self.n += 10
+        return False
+'''
+    src = extra + '''
+class Bot(Base):
+    """Plays cards."""
+    def __init__(self, ctx, params):
+        super().__init__(ctx, params)
+        self.name = type(self).__name__
+    def on_init(self):
+        out = []
+        try:
+            raise GameError("bad move")
+        except GameError as e:
+            out.append(str(e))
+        finally:
+            out.append("finally")
+        try:
+            {}["missing"]
+        except (KeyError, ValueError) as e:
+            out.append(type(e).__name__)
+        with Ctx() as c:
+            pass
+        out.append(c.n)
+        out.append(repr(Card(3)))
+        out.append(Card(3) == Card(3))
+        out.append(len({Card(1), Card(1)}))
+        out.append("{} and {}".format("a", "b"))
+        out.append("{0[k]} {x.real}".format({"k": 1}, x=2))
+        out.append("{name}".format_map({"name": "m"}))
+        out.append("%s-%d" % ("p", 4))
+        out.append(f"{self.name}:{super().describe()}")
+        out.append(sorted([3, 1, 2], key=lambda v: -v))
+        out.append(type(1).mro()[-1] is object)
+        self.ctx.post("r", out)
+'''
+    out = ok(run(src))
+    assert out["posts"][0]["body"] == [
+        "bad move",
+        "finally",
+        "KeyError",
+        11,
+        "Card(3)",
+        True,
+        1,
+        "a and b",
+        "1 2",
+        "m",
+        "p-4",
+        "Bot:base",
+        [3, 2, 1],
+        True,
+    ]
+
+
+def test_every_allowlisted_module_imports_and_exposes_its_names():
+    """Each facade module imports from bot code (network ones with network
+    on), and every listed attribute this Python has is reachable by name."""
+    import importlib
+    import sys
+
+    sys.path.append(DIST_PACKAGES)
+    lines = []
+    for mod, names in sorted(hx_policy.FACADES.items()):
+        real = importlib.import_module(mod)
+        lines.append(f"import {mod}")
+        for n in names:
+            if f"{mod}.{n}" in hx_policy.FACADES or hasattr(real, n):
+                lines.append(f"seen.append({mod}.{n} is not None)")
+    body = "seen = []\n" + "\n".join(lines) + "\nself.ctx.post('n', len(seen))"
+    out = ok(run(bot(body), network=True))
+    assert out["posts"][0]["body"] == len(lines) - len(hx_policy.FACADES)
+
+
+@pytest.mark.parametrize("mod", sorted(hx_policy.CORE | hx_policy.UTILITIES))
+def test_core_and_utility_modules_import_without_network(mod):
+    ok(run(bot(f"import {mod}\nself.ctx.post('m', {mod}.__name__)")))
+
+
+def test_from_imports_of_submodules_work():
+    out = ok(
+        run(
+            bot(
+                """
+                from email import utils
+                from email.mime.text import MIMEText
+                from collections import abc, Counter
+                from urllib.parse import quote
+                m = MIMEText("hello")
+                self.ctx.post("r", [utils.parseaddr("A <a@b.c>")[1], isinstance({}, abc.Mapping),
+                                    Counter("aab")["a"], quote("a b"), m.get_content_type()])
+                """
+            ),
+            network=True,
+        )
+    )
+    assert out["posts"][0]["body"] == ["a@b.c", True, 2, "a%20b", "text/plain"]
+
+
+def test_urlopen_refuses_file_urls():
+    out = run(bot("import urllib.request\nurllib.request.urlopen('file:///etc/passwd')"), network=True)
+    err = error(out)
+    assert err["kind"] == "policy" and "http" in err["message"], err
+
+
+def test_traceback_facade_formats_bot_lines():
+    out = ok(
+        run(
+            bot(
+                """
+                import traceback
+                try:
+                    1 / 0
+                except ZeroDivisionError:
+                    print(traceback.format_exc())
+                """
+            )
+        )
+    )
+    assert 'File "bot.py"' in out["logs"] and "1 / 0" in out["logs"], out["logs"]
+
+
+# --------------------------------------------------------- ctx
+
+
+def test_ctx_exposes_the_channel():
+    out = ok(
+        run(
+            bot(
+                """
+                c = self.ctx
+                self.ctx.post("info", {"channel": c.channel_id, "bot": c.bot_id,
+                    "players": c.players, "workspace": c.workspace, "params": c.params,
+                    "mine": self.params})
+                """
+            ),
+            params={"max": 7},
+        )
+    )
+    body = out["posts"][0]["body"]
+    assert body["channel"] == "ch1" and body["bot"] == "bot:ref"
+    assert body["players"][0] == {"label": "alice", "slot": "invite:alice", "filled": True}
+    assert body["workspace"] == "/tmp"
+    assert body["params"] == {"max": 7} and body["mine"] == {"max": 7}
+
+
+def test_state_round_trips_between_hooks():
+    src = HEAD + (
+        "    def on_init(self):\n"
+        "        self.ctx.set_state({'secret': 42, 'seen': []})\n"
+        "    def on_join(self, player):\n"
+        "        s = self.ctx.get_state()\n"
+        "        s['seen'].append(player)\n"
+        "        self.ctx.set_state(s)\n"
+        "    def on_message(self, msg):\n"
+        "        self.ctx.post('state', {'s': self.ctx.get_state(), 'msg': msg})\n"
+    )
+    first = ok(run(src))
+    assert first["state"] == {"secret": 42, "seen": []}
+    second = ok(run(src, {"name": "on_join", "player": "bob"}, state=first["state"]))
+    assert second["state"] == {"secret": 42, "seen": ["bob"]}
+    third = ok(run(src, {"name": "on_message", "message": {"body": "hi"}}, state=second["state"]))
+    assert third["posts"][0]["body"] == {"s": {"secret": 42, "seen": ["bob"]}, "msg": {"body": "hi"}}
+    assert third["state"] == second["state"]
+
+
+def test_get_state_returns_a_copy():
+    out = ok(run(bot("s = self.ctx.get_state()\ns['x'] = 1"), state={"a": 1}))
+    assert out["state"] == {"a": 1}
+
+
+def test_posts_with_to():
+    out = ok(
+        run(
+            bot(
+                """
+                self.ctx.post("pub", "hello")
+                self.ctx.post("dm", {"card": 3}, to="alice")
+                self.ctx.post("dm2", None, to=["alice", "bob", "alice"])
+                """
+            )
+        )
+    )
+    assert out["posts"] == [
+        {"type": "pub", "body": "hello"},
+        {"type": "dm", "body": {"card": 3}, "to": ["alice"]},
+        {"type": "dm2", "body": None, "to": ["alice", "bob"]},
+    ]
+
+
+@pytest.mark.parametrize(
+    "call,needle",
+    [
+        ("self.ctx.post('x', 1, to='mallory')", "mallory"),
+        ("self.ctx.post('x', 1, to=[])", "non-empty"),
+        ("self.ctx.post('x', {1, 2})", "set"),
+        ("self.ctx.post('x', float('nan'))", "nan"),
+        ("self.ctx.post('x', object())", "object"),
+        ("self.ctx.post(5, 1)", "kind"),
+        ("self.ctx.post('x', 'y' * 70000)", "over the limit"),
+        ("self.ctx.set_state([1])", "dict"),
+        ("self.ctx.set_state({'k': 'v' * 300000})", "over the limit"),
+        ("self.ctx.set_state({1: 2})", "not a string"),
+        ("for i in range(21):\n    self.ctx.post('x', i)", "more than 20 posts"),
+    ],
+)
+def test_limits_and_malformed_posts_fail_the_hook(call, needle):
+    err = error(run(bot(call)))
+    assert err["kind"] == "limit", err
+    assert needle in err["message"], err
+
+
+def test_limits_come_from_the_job():
+    err = error(run(bot("self.ctx.post('a', 1)\nself.ctx.post('b', 2)"), limits={"max_posts": 1}))
+    assert err["kind"] == "limit" and "more than 1 posts" in err["message"]
+
+
+def test_a_caught_limit_error_still_fails_the_hook():
+    src = bot(
+        """
+        for i in range(30):
+            try:
+                self.ctx.post("x", i)
+            except Exception:
+                pass
+        """
+    )
+    err = error(run(src))
+    assert err["kind"] == "limit", err
+
+
+def test_subclassed_containers_are_copied_as_plain_json():
+    out = ok(
+        run(
+            bot(
+                """
+                from collections import Counter, OrderedDict
+                self.ctx.post("r", {"c": Counter("aab"), "o": OrderedDict(x=(1, 2))})
+                """
+            )
+        )
+    )
+    assert out["posts"][0]["body"] == {"c": {"a": 2, "b": 1}, "o": {"x": [1, 2]}}
+
+
+# --------------------------------------------------------- class discovery
+
+
+def test_imported_names_are_never_the_bot_class():
+    src = "from typing import Dict, List\nfrom collections import OrderedDict\n" + bot(
+        "self.ctx.post('me', type(self).__name__)"
+    )
+    assert ok(run(src))["posts"] == [{"type": "me", "body": "Bot"}]
+    assert ok(check(src))["manifest"]["class_name"] == "Bot"
+
+
+def test_a_helper_base_class_yields_to_the_leaf():
+    src = textwrap.dedent(
+        """
+        class Base:
+            def __init__(self, ctx, params):
+                self.ctx = ctx
+            def on_join(self, player):
+                self.ctx.post("joined", player)
+        class Helper:
+            pass
+        class Game(Base):
+            def on_init(self):
+                self.ctx.post("init", type(self).__name__)
+        """
+    )
+    m = ok(check(src))["manifest"]
+    assert m["class_name"] == "Game" and m["hooks"] == ["on_init", "on_join"]
+    out = ok(run(src, {"name": "on_join", "player": "bob"}))
+    assert out["posts"] == [{"type": "joined", "body": "bob"}]
+
+
+def test_several_bot_classes_need_manifest_class():
+    two = "class A:\n    def on_init(self):\n        pass\nclass B:\n    def on_init(self):\n        pass\n"
+    err = error(check(two))
+    assert err["kind"] == "policy" and "MANIFEST['class']" in err["message"], err
+    m = ok(check("MANIFEST = {'class': 'B'}\n" + two))["manifest"]
+    assert m["class_name"] == "B"
+
+
+def test_no_bot_class_is_a_clear_error():
+    err = error(check("import typing\nx = typing.Dict\n"))
+    assert err["kind"] == "policy" and "no bot class" in err["message"]
+
+
+# --------------------------------------------------------- inspect
+
+
+def test_inspect_reads_the_manifest_without_running_code():
+    src = textwrap.dedent(
+        '''
+        MANIFEST = {"name": "guess", "version": "1.2", "params": {"max": {"default": 100}}}
+        print("module level ran")
+        1 / 0
+        class GuessBot:
+            """Guess my number.
+
+            Longer text."""
+            def on_message(self, msg):
+                pass
+        '''
+    )
+    out = ok(check(src))
+    assert out["posts"] == [] and out["logs"] == "" and out["state"] == {}
+    assert out["manifest"] == {
+        "name": "guess",
+        "version": "1.2",
+        "summary": "Guess my number.",
+        "hooks": ["on_message"],
+        "params": {"max": {"default": 100}},
+        "class_name": "GuessBot",
+    }
+
+
+def test_inspect_defaults():
+    m = ok(check("class EchoBot:\n    def on_init(self):\n        pass\n"))["manifest"]
+    assert m == {
+        "name": "EchoBot",
+        "version": "0",
+        "summary": "",
+        "hooks": ["on_init"],
+        "params": {},
+        "class_name": "EchoBot",
+    }
+
+
+def test_inspect_returns_the_input_state():
+    out = ok(run("class E:\n    def on_init(self):\n        pass\n", "inspect", state={"k": 1}))
+    assert out["state"] == {"k": 1}
+
+
+def test_manifest_must_be_a_literal():
+    err = error(check("import json\nMANIFEST = json.loads('{}')\nclass E:\n    def on_init(self):\n        pass\n"))
+    assert err["kind"] == "policy" and err["line"] == 2 and "literal" in err["message"]
+
+
+# --------------------------------------------------------- failures
+
+
+def test_exceptions_carry_a_traceback_of_bot_frames_only():
+    src = textwrap.dedent(
+        """
+        import json
+        def helper(x):
+            return json.loads(x)
+        class Bot:
+            def __init__(self, ctx, params):
+                pass
+            def on_init(self):
+                helper("{not json")
+        """
+    )
+    err = error(run(src))
+    assert err["kind"] == "exception", err
+    assert err["message"].startswith("JSONDecodeError: Expecting property name"), err
+    tb = err["traceback"]
+    assert 'File "bot.py", line 9, in on_init' in tb and 'helper("{not json")' in tb, tb
+    assert 'File "bot.py", line 4, in helper' in tb, tb
+    assert "hx_core" not in tb and "json/decoder.py" not in tb and "/harness" not in tb, tb
+
+
+def test_syntax_errors_name_the_line():
+    err = error(run("x = 1\n\ndef broken(:\n    pass\n"))
+    assert err["kind"] == "syntax" and err["line"] == 3, err
+
+
+def test_memory_error_is_reported_as_memory():
+    err = error(run(bot("raise MemoryError")))
+    assert err["kind"] == "memory", err
+
+
+def test_system_exit_is_an_exception_not_an_exit():
+    err = error(run(bot("raise SystemExit(3)")))
+    assert err["kind"] == "exception" and "SystemExit" in err["message"], err
+
+
+def test_exception_in_module_code_and_constructor():
+    err = error(run("x = [][1]\n" + bot("pass")))
+    assert err["kind"] == "exception" and "IndexError" in err["message"]
+    err = error(run("class B:\n    def __init__(self, ctx, params):\n        raise ValueError('no')\n"
+                    "    def on_init(self):\n        pass\n"))
+    assert "line 3, in __init__" in err["traceback"], err
+
+
+def test_missing_hook_is_a_no_op():
+    out = ok(run("class B:\n    def on_init(self):\n        pass\n", {"name": "on_join", "player": "bob"}))
+    assert out["posts"] == []
+
+
+# --------------------------------------------------------- output framing
+
+
+def test_prints_become_logs_and_cannot_forge_the_result():
+    fake = json.dumps({"status": "ok", "posts": [{"type": "forged", "body": 1}], "state": {}})
+    src = bot(
+        f"""
+        import sys
+        print({fake!r})
+        sys.stdout.write("to stdout\\n")
+        sys.stderr.write("to stderr\\n")
+        self.ctx.post("real", 1)
+        """
+    )
+    outcome, stdout, stderr, rc = run_raw(json.dumps(job(src)).encode())
+    assert rc == 0
+    assert outcome["posts"] == [{"type": "real", "body": 1}]
+    assert outcome["logs"] == fake + "\nto stdout\nto stderr\n"
+    assert stdout == b"" and stderr == b""
+
+
+def test_logs_are_bounded():
+    out = ok(run(bot("for i in range(100000):\n    print('x' * 100)")))
+    assert len(out["logs"]) < 70 * 1024 and "characters dropped" in out["logs"]
+
+
+def test_oversized_result_is_an_output_overrun():
+    src = bot("for i in range(10):\n    self.ctx.post('x', 'y' * 60000)")
+    err = error(run(src, limits={"max_output_bytes": 100000}))
+    assert err["kind"] == "output_overrun", err
+
+
+def test_bad_job_is_an_internal_error_on_fd3():
+    outcome, _, _, rc = run_raw(b"{not json")
+    assert rc == 0 and outcome["error"]["kind"] == "internal", outcome
+    outcome, _, _, rc = run_raw(json.dumps({"bot": {"source": ""}, "hook": {"name": "on_fire"}}).encode())
+    assert outcome["error"]["kind"] == "internal" and "hook.name" in outcome["error"]["message"]
+
+
+def test_without_fd3_the_harness_refuses_to_run():
+    p = subprocess.run([PYTHON, "-I", "-S", "-B", HARNESS], input=b"{}", capture_output=True, env={})
+    assert p.returncode == 2 and b"fd 3" in p.stderr
+
+
+# --------------------------------------------------------- test-only switches
+
+
+def test_unchecked_mode_runs_raw_python_for_the_os_suite():
+    src = "import os\nprint('pid', os.getpid() > 0, open('/etc/hostname').readable())\n"
+    out = ok(run(src, unchecked=True))
+    assert out["logs"] == "pid True True\n"
+    out = ok(run("import os\n" + bot("self.ctx.post('os', os.name)"), unchecked=True))
+    assert out["posts"] == [{"type": "os", "body": "posix"}]
+
+
+def test_unchecked_is_only_honoured_when_exactly_true():
+    err = error(run("import os\n", unchecked="yes"))
+    assert err["kind"] == "policy"
+
+
+def test_check_cli(tmp_path):
+    good = tmp_path / "good.py"
+    good.write_text("class E:\n    def on_message(self, m):\n        pass\n")
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n")
+    net = tmp_path / "net.py"
+    net.write_text("import requests\nclass E:\n    def on_init(self):\n        pass\n")
+    p = subprocess.run([PYTHON, "-I", "-S", "-B", HARNESS, "--check", str(good)], capture_output=True, env={})
+    assert p.returncode == 0 and json.loads(p.stdout)["manifest"]["hooks"] == ["on_message"]
+    p = subprocess.run([PYTHON, "-I", "-S", "-B", HARNESS, "--check", str(bad)], capture_output=True, env={})
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["error"] == {"kind": "policy", "line": 1, "message": "Import of 'os' is not allowed"}
+    p = subprocess.run([PYTHON, "-I", "-S", "-B", HARNESS, "--check", str(net)], capture_output=True, env={})
+    assert p.returncode == 1 and "allow_network" in p.stdout.decode()
+    p = subprocess.run(
+        [PYTHON, "-I", "-S", "-B", HARNESS, "--check", str(net), "--network"], capture_output=True, env={}
+    )
+    assert p.returncode == 0, p.stdout
