@@ -122,29 +122,35 @@ fn cstring(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("NUL byte in {s:?}"))
 }
 
-fn prepare(job: &HookJob) -> Result<Prepared, HookOutcome> {
+fn prepare(job: &HookJob) -> Result<Prepared, Box<HookOutcome>> {
     let mode = Mode::for_euid(nix::unistd::geteuid().as_raw());
     let network = Network::from_policy(&job.network);
     let ids = (job.runtime.sandbox_uid, job.runtime.sandbox_gid);
     if ids.0 == 0 || ids.1 == 0 {
-        return Err(confinement("credentials", "sandbox_uid/gid must not be 0"));
+        return Err(Box::new(confinement(
+            "credentials",
+            "sandbox_uid/gid must not be 0",
+        )));
     }
     let host = mounts::resolve_host(&job.runtime, network == Network::Guarded)
-        .map_err(|e| confinement("layout", e))?;
+        .map_err(|e| Box::new(confinement("layout", e)))?;
     let plan = policy::root_plan(&host, network, &job.limits, ids);
     let rules = policy::landlock_path_rules(&plan);
     let ports = policy::landlock_connect_ports(network);
     let python = host.python.display().to_string();
-    let mut argv = vec![cstring(&python).map_err(internal)?];
+    let mut argv = vec![cstring(&python).map_err(|e| Box::new(internal(e)))?];
     for a in &job.runtime.python_args {
-        argv.push(cstring(a).map_err(internal)?);
+        argv.push(cstring(a).map_err(|e| Box::new(internal(e)))?);
     }
-    argv.push(cstring(&format!("{}/harness.py", policy::HARNESS_DIR)).map_err(internal)?);
+    argv.push(
+        cstring(&format!("{}/harness.py", policy::HARNESS_DIR))
+            .map_err(|e| Box::new(internal(e)))?,
+    );
     let envp = policy::ENV
         .iter()
         .map(|e| cstring(e))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(internal)?;
+        .map_err(|e| Box::new(internal(e)))?;
     Ok(Prepared {
         mode,
         network,
@@ -182,7 +188,7 @@ fn make_pipes(network: Network) -> nix::Result<Pipes> {
 pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
     let prep = match prepare(job) {
         Ok(p) => p,
-        Err(o) => return o,
+        Err(o) => return *o,
     };
     let connect_policy = match (
         policy::parse_cidrs(&job.network.allow_cidrs),

@@ -43,12 +43,18 @@ fn read_etc_shadow_fails_because_etc_is_not_in_the_mount_tree() {
 
 #[test]
 fn read_proc_self_mem_fails_because_there_is_no_proc() {
-    assert_errno(&attack("return open('/proc/self/mem', 'rb').read(1)"), ENOENT);
+    assert_errno(
+        &attack("return open('/proc/self/mem', 'rb').read(1)"),
+        ENOENT,
+    );
 }
 
 #[test]
 fn read_proc_1_environ_fails_because_there_is_no_proc() {
-    assert_errno(&attack("return open('/proc/1/environ', 'rb').read()"), ENOENT);
+    assert_errno(
+        &attack("return open('/proc/1/environ', 'rb').read()"),
+        ENOENT,
+    );
 }
 
 #[test]
@@ -57,7 +63,10 @@ fn read_the_daemon_database_fails_because_its_directory_is_not_bound() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("mcp-multiplayer.db");
     std::fs::write(&db, "SQLite format 3\0secret").unwrap();
-    let r = attack(&format!("return open({:?}, 'rb').read()", db.display().to_string()));
+    let r = attack(&format!(
+        "return open({:?}, 'rb').read()",
+        db.display().to_string()
+    ));
     assert_errno(&r, ENOENT);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -71,7 +80,10 @@ fn listing_root_is_refused_by_landlock() {
 fn reading_the_interpreter_tree_outside_its_binds_is_refused() {
     // /usr/bin holds only the bound interpreter; its directory is not listable.
     assert_errno(&attack("return os.listdir('/usr/bin')"), EACCES);
-    assert_errno(&attack("return open('/usr/bin/env', 'rb').read(4).hex()"), ENOENT);
+    assert_errno(
+        &attack("return open('/usr/bin/env', 'rb').read(4).hex()"),
+        ENOENT,
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -238,7 +250,13 @@ fn thread_bomb_stops_at_rlimit_nproc() {
     );
     let r = run_job(&job(&src), Layer::OsOnly);
     let v = &r.result()["value"];
-    assert!(v["error"].as_str().unwrap().contains("can't start new thread"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("can't start new thread"),
+        "{v}"
+    );
     assert!(v["started"].as_u64().unwrap() < 16, "{v}");
 }
 
@@ -251,7 +269,11 @@ fn a_4_gb_allocation_fails_at_rlimit_as() {
         &job(&attack_bot("b = bytearray(4 << 30)\nreturn len(b)")),
         Layer::OsOnly,
     );
-    assert!(matches!(r.error(), HookError::Memory { .. }), "{:?}", r.outcome);
+    assert!(
+        matches!(r.error(), HookError::Memory { .. }),
+        "{:?}",
+        r.outcome
+    );
     assert_eq!(r.code, exit::MEMORY);
 }
 
@@ -264,7 +286,11 @@ fn creeping_allocation_fails_at_rlimit_as() {
     ));
     j.limits.address_space_bytes = 256 << 20;
     let r = run_job(&j, Layer::OsOnly);
-    assert!(matches!(r.error(), HookError::Memory { .. }), "{:?}", r.outcome);
+    assert!(
+        matches!(r.error(), HookError::Memory { .. }),
+        "{:?}",
+        r.outcome
+    );
     assert_eq!(r.code, exit::MEMORY);
 }
 
@@ -301,7 +327,11 @@ fn unbounded_stdout_on_fd_1_is_cut_off_as_output_overrun() {
         &job(&attack_bot("while True:\n    os.write(1, b'x' * 65536)")),
         Layer::OsOnly,
     );
-    assert!(matches!(r.error(), HookError::OutputOverrun { .. }), "{:?}", r.outcome);
+    assert!(
+        matches!(r.error(), HookError::OutputOverrun { .. }),
+        "{:?}",
+        r.outcome
+    );
     assert_eq!(r.code, exit::OUTPUT_OVERRUN);
 }
 
@@ -311,7 +341,11 @@ fn unbounded_writes_to_the_result_fd_are_cut_off_as_output_overrun() {
         &job(&attack_bot("while True:\n    os.write(3, b'x' * 65536)")),
         Layer::OsOnly,
     );
-    assert!(matches!(r.error(), HookError::OutputOverrun { .. }), "{:?}", r.outcome);
+    assert!(
+        matches!(r.error(), HookError::OutputOverrun { .. }),
+        "{:?}",
+        r.outcome
+    );
 }
 
 #[test]
@@ -321,7 +355,11 @@ fn unbounded_print_through_the_language_layer_stays_bounded() {
     // Either the harness trims the logs or the runner cuts the stream: the
     // runner's stdout never carries more than the limit.
     let text = serde_json::to_string(&r.outcome).unwrap();
-    assert!(text.len() <= sandbox_runner::MAX_RESULT_BYTES, "{} bytes", text.len());
+    assert!(
+        text.len() <= sandbox_runner::MAX_RESULT_BYTES,
+        "{} bytes",
+        text.len()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -329,10 +367,21 @@ fn unbounded_print_through_the_language_layer_stays_bounded() {
 
 #[test]
 fn tcp_to_loopback_is_refused_by_the_connect_supervisor() {
-    for addr in ["('127.0.0.1', 80)", "('127.0.0.1', 443)", "('::1', 80)", "('::ffff:127.0.0.1', 80)"] {
-        let family = if addr.contains("::") { "socket.AF_INET6" } else { "socket.AF_INET" };
+    for addr in [
+        "('127.0.0.1', 80)",
+        "('127.0.0.1', 443)",
+        "('::1', 80)",
+        "('::ffff:127.0.0.1', 80)",
+    ] {
+        let family = if addr.contains("::") {
+            "socket.AF_INET6"
+        } else {
+            "socket.AF_INET"
+        };
         let r = attack_net(
-            &format!("s = socket.socket({family}, socket.SOCK_STREAM)\ns.settimeout(3)\ns.connect({addr})\nreturn 'connected'"),
+            &format!(
+                "s = socket.socket({family}, socket.SOCK_STREAM)\ns.settimeout(3)\ns.connect({addr})\nreturn 'connected'"
+            ),
             &[],
         );
         assert_errno(&r, ENETUNREACH);
@@ -368,7 +417,11 @@ fn tcp_to_a_public_address_on_another_port_is_refused() {
         &[],
     );
     assert_errno(&r, ENETUNREACH);
-    assert!(r.stderr.contains("Port(22)") || r.stderr.contains("Address"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Port(22)") || r.stderr.contains("Address"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -452,10 +505,16 @@ fn a_network_bot_fetches_from_a_test_host_but_not_from_loopback() {
         run_job(&j, Layer::Checked)
     };
     let posts = r.posts();
-    assert_eq!(posts[0], json!({"status": 200, "text": "hello from the test host\n"}));
+    assert_eq!(
+        posts[0],
+        json!({"status": 200, "text": "hello from the test host\n"})
+    );
     assert_eq!(posts[1]["reached"], json!(false), "{posts:?}");
     assert!(
-        posts[1]["error"].as_str().unwrap().contains("Network is unreachable"),
+        posts[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Network is unreachable"),
         "{posts:?}"
     );
 
@@ -490,7 +549,9 @@ fn setuid_0_is_killed_by_seccomp() {
 
 #[test]
 fn the_hook_runs_unprivileged_with_no_capabilities() {
-    let r = attack("return {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups()}");
+    let r = attack(
+        "return {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups()}",
+    );
     let v = &r.result()["value"];
     assert_eq!(v["uid"], json!(65534));
     assert_eq!(v["euid"], json!(65534));
@@ -532,7 +593,10 @@ fn inherited_fds_and_environment_do_not_reach_the_hook() {
     let v = &r.result()["value"];
     assert_eq!(v["env"], json!({"LANG": "C.UTF-8"}), "{v}");
     let fds = v["fds"].as_object().unwrap();
-    assert!(fds.values().all(|i| i.as_u64() != Some(ino)), "the inherited fd reached the hook: {fds:?}");
+    assert!(
+        fds.values().all(|i| i.as_u64() != Some(ino)),
+        "the inherited fd reached the hook: {fds:?}"
+    );
     drop(file);
     let _ = std::fs::remove_file(&secret);
 }
@@ -579,14 +643,26 @@ macro_rules! killed_syscall {
 
 killed_syscall!(ctypes_ptrace_is_killed_by_seccomp, 101, "16, 1, 0, 0");
 killed_syscall!(ctypes_unshare_is_killed_by_seccomp, 272, "0x10000000");
-killed_syscall!(ctypes_mount_is_killed_by_seccomp, 165, "b'none', b'/workspace', b'tmpfs', 0, 0");
+killed_syscall!(
+    ctypes_mount_is_killed_by_seccomp,
+    165,
+    "b'none', b'/workspace', b'tmpfs', 0, 0"
+);
 killed_syscall!(ctypes_bpf_is_killed_by_seccomp, 321, "0, 0, 0");
 killed_syscall!(ctypes_keyctl_is_killed_by_seccomp, 250, "0, 0, 0");
 killed_syscall!(ctypes_io_uring_setup_is_killed_by_seccomp, 425, "8, 0");
 killed_syscall!(ctypes_userfaultfd_is_killed_by_seccomp, 323, "0");
-killed_syscall!(ctypes_perf_event_open_is_killed_by_seccomp, 298, "0, 0, -1, -1, 0");
+killed_syscall!(
+    ctypes_perf_event_open_is_killed_by_seccomp,
+    298,
+    "0, 0, -1, -1, 0"
+);
 killed_syscall!(ctypes_memfd_create_is_killed_by_seccomp, 319, "b'x', 0");
-killed_syscall!(ctypes_process_vm_readv_is_killed_by_seccomp, 310, "1, 0, 1, 0, 1, 0");
+killed_syscall!(
+    ctypes_process_vm_readv_is_killed_by_seccomp,
+    310,
+    "1, 0, 1, 0, 1, 0"
+);
 killed_syscall!(ctypes_setns_is_killed_by_seccomp, 308, "0, 0");
 
 #[test]
@@ -627,7 +703,10 @@ fn the_hook_sees_its_own_empty_namespaces() {
     );
     let v = &r.result()["value"];
     assert_eq!(v["hostname"], json!("sandbox"));
-    assert!(v["pid"].as_u64().unwrap() <= 3, "not in a fresh PID namespace: {v}");
+    assert!(
+        v["pid"].as_u64().unwrap() <= 3,
+        "not in a fresh PID namespace: {v}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -641,9 +720,31 @@ fn checked(src: &str) -> Run {
 #[test]
 fn every_allowlisted_module_imports() {
     let modules = [
-        "json", "math", "random", "datetime", "time", "re", "base64", "hashlib", "hmac", "secrets",
-        "typing", "copy", "collections", "itertools", "functools", "io", "traceback", "sys",
-        "email", "warnings", "weakref", "string", "decimal", "fractions", "statistics",
+        "json",
+        "math",
+        "random",
+        "datetime",
+        "time",
+        "re",
+        "base64",
+        "hashlib",
+        "hmac",
+        "secrets",
+        "typing",
+        "copy",
+        "collections",
+        "itertools",
+        "functools",
+        "io",
+        "traceback",
+        "sys",
+        "email",
+        "warnings",
+        "weakref",
+        "string",
+        "decimal",
+        "fractions",
+        "statistics",
     ];
     let mut src = String::new();
     for m in modules {
@@ -658,7 +759,17 @@ fn every_allowlisted_module_imports() {
 
 #[test]
 fn network_modules_import_for_network_bots() {
-    let modules = ["socket", "ssl", "http.client", "urllib.parse", "urllib3", "requests", "certifi", "idna", "charset_normalizer"];
+    let modules = [
+        "socket",
+        "ssl",
+        "http.client",
+        "urllib.parse",
+        "urllib3",
+        "requests",
+        "certifi",
+        "idna",
+        "charset_normalizer",
+    ];
     let mut src = String::new();
     for m in modules {
         src.push_str(&format!("import {m}\n"));
@@ -699,8 +810,10 @@ class Calc:
     let r = checked(src);
     assert_eq!(
         r.posts(),
-        vec![json!({"total": 45, "squares": [0, 1, 4, 9, 16], "evens": [0, 2, 4, 6, 8],
-                    "names": {"a": 1, "bb": 2}, "gen": 6, "caught": "boom", "p": [2, 3]})]
+        vec![
+            json!({"total": 45, "squares": [0, 1, 4, 9, 16], "evens": [0, 2, 4, 6, 8],
+                    "names": {"a": 1, "bb": 2}, "gen": 6, "caught": "boom", "p": [2, 3]})
+        ]
     );
 }
 
@@ -725,7 +838,12 @@ class Counter:
     let _g = NPROC.read();
     let r = run_job(&j, Layer::Checked);
     match &r.outcome {
-        HookOutcome::Ok { posts, state, timings, .. } => {
+        HookOutcome::Ok {
+            posts,
+            state,
+            timings,
+            ..
+        } => {
             assert_eq!(state, &json!({"n": 42, "last": "hi"}));
             assert_eq!(posts[0].to, Some(vec!["alice".to_string()]));
             assert!(timings.confine_us > 0 && timings.hook_us > 0, "{timings:?}");
@@ -737,9 +855,14 @@ class Counter:
 
 #[test]
 fn the_language_layer_still_refuses_import_os_without_the_test_switch() {
-    let r = checked("import os\nclass B:\n    def __init__(self, ctx, params):\n        pass\n    def on_init(self):\n        pass\n");
+    let r = checked(
+        "import os\nclass B:\n    def __init__(self, ctx, params):\n        pass\n    def on_init(self):\n        pass\n",
+    );
     assert!(
-        matches!(r.error(), HookError::Policy { .. } | HookError::Internal { .. }),
+        matches!(
+            r.error(),
+            HookError::Policy { .. } | HookError::Internal { .. }
+        ),
         "{:?}",
         r.outcome
     );
@@ -771,24 +894,33 @@ fn sandbox_uid_0_is_refused() {
     let mut j = job("class B:\n    pass\n");
     j.runtime.sandbox_uid = 0;
     let r = run_job(&j, Layer::Checked);
-    assert!(matches!(r.error(), HookError::Confinement { .. }), "{:?}", r.outcome);
+    assert!(
+        matches!(r.error(), HookError::Confinement { .. }),
+        "{:?}",
+        r.outcome
+    );
     assert_eq!(r.code, exit::CONFINEMENT_FAILED);
 }
 
 #[test]
 fn a_malformed_job_exits_bad_job() {
-    let out = std::process::Command::new(RUNNER)
+    let out = std::process::Command::new(runner())
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(exit::BAD_JOB));
     let o: HookOutcome = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(matches!(o, HookOutcome::Error { error: HookError::Internal { .. } }));
+    assert!(matches!(
+        o,
+        HookOutcome::Error {
+            error: HookError::Internal { .. }
+        }
+    ));
 }
 
 #[test]
 fn policy_json_lists_syscalls_and_namespaces() {
-    let out = std::process::Command::new(RUNNER)
+    let out = std::process::Command::new(runner())
         .args(["policy", "--json"])
         .output()
         .unwrap();
@@ -801,5 +933,8 @@ fn policy_json_lists_syscalls_and_namespaces() {
     let bot = v["bot_syscalls"].as_array().unwrap();
     assert!(bot.iter().any(|x| x == "read"));
     assert!(!bot.iter().any(|x| x == "ptrace" || x == "bind"));
-    assert_eq!(v["namespaces"], json!(["user", "mnt", "pid", "ipc", "uts", "cgroup", "net"]));
+    assert_eq!(
+        v["namespaces"],
+        json!(["user", "mnt", "pid", "ipc", "uts", "cgroup", "net"])
+    );
 }

@@ -18,7 +18,13 @@ use std::time::{Duration, Instant};
 /// lock for writing so concurrent hooks of the same uid do not see EAGAIN.
 pub static NPROC: RwLock<()> = RwLock::new(());
 
-pub const RUNNER: &str = env!("CARGO_BIN_EXE_sandbox-runner");
+/// The runner binary: `SANDBOX_TEST_RUNNER` (the CI step runs a copy that
+/// the unprivileged user can read), or the one cargo built.
+pub fn runner() -> PathBuf {
+    std::env::var_os("SANDBOX_TEST_RUNNER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sandbox-runner")))
+}
 
 /// The real harness (`bots/harness`), or `SANDBOX_TEST_HARNESS_DIR`.
 pub fn harness_dir() -> PathBuf {
@@ -128,7 +134,10 @@ impl Run {
             HookError::Policy { message, .. } => {
                 assert!(message.contains("seccomp"), "{message}")
             }
-            e => panic!("expected a seccomp kill, got {e:?}\nstderr: {}", self.stderr),
+            e => panic!(
+                "expected a seccomp kill, got {e:?}\nstderr: {}",
+                self.stderr
+            ),
         }
         assert_eq!(self.code, sandbox_runner::exit::HOOK_FAILED);
     }
@@ -149,7 +158,7 @@ pub fn run_job(job: &HookJob, layer: Layer) -> Run {
 }
 
 pub fn run_job_with(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -> Run {
-    let mut cmd = Command::new(RUNNER);
+    let mut cmd = Command::new(runner());
     if layer == Layer::OsOnly {
         cmd.arg("--unchecked-language-layer");
     }
@@ -214,14 +223,22 @@ pub fn attack(body: &str) -> Run {
 /// Runs attack code in a network bot.
 pub fn attack_net(body: &str, allow_cidrs: &[&str]) -> Run {
     let _g = NPROC.read();
-    run_job(&with_network(job(&attack_bot(body)), allow_cidrs), Layer::OsOnly)
+    run_job(
+        &with_network(job(&attack_bot(body)), allow_cidrs),
+        Layer::OsOnly,
+    )
 }
 
 /// Asserts the attack failed with `errno`.
 #[track_caller]
 pub fn assert_errno(run: &Run, errno: i32) {
     let r = run.result();
-    assert_eq!(r["ok"], json!(false), "attack succeeded: {r}\nstderr: {}", run.stderr);
+    assert_eq!(
+        r["ok"],
+        json!(false),
+        "attack succeeded: {r}\nstderr: {}",
+        run.stderr
+    );
     assert_eq!(r["errno"], json!(errno), "{r}");
 }
 
@@ -288,11 +305,21 @@ pub fn test_host() -> Option<TestHost> {
         netns: Some(ns.clone()),
         server: None,
     };
-    sh(&["link", "add", &host_if, "type", "veth", "peer", "name", &peer_if]);
+    sh(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
+    ]);
     sh(&["link", "set", &peer_if, "netns", &ns]);
     sh(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
     sh(&["link", "set", &host_if, "up"]);
-    sh(&["-n", &ns, "addr", "add", &format!("{peer_ip}/30"), "dev", &peer_if]);
+    sh(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{peer_ip}/30"),
+        "dev",
+        &peer_if,
+    ]);
     sh(&["-n", &ns, "link", "set", &peer_if, "up"]);
     sh(&["-n", &ns, "link", "set", "lo", "up"]);
     // The server: Python's http.server inside the namespace, serving a
@@ -302,7 +329,16 @@ pub fn test_host() -> Option<TestHost> {
     std::fs::create_dir_all(&root).expect("www dir");
     std::fs::write(root.join("index.html"), "hello from the test host\n").expect("index");
     let server = Command::new("ip")
-        .args(["netns", "exec", &ns, "/usr/bin/python3", "-m", "http.server", "80", "--bind"])
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "/usr/bin/python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+        ])
         .arg(&peer_ip)
         .arg("--directory")
         .arg(&root)

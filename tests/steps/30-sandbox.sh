@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The sandbox-runner suite in both confinement modes:
+#   1. as root          -> root mode (drop to uid/gid 65534, no user namespace)
+#   2. as nobody (65534) -> user-namespace mode
+# Both runs use the real harness (bots/harness) and a test HTTP host in a
+# network namespace this script creates (10.213.250.0/30, port 80).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$(pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "30-sandbox: must run as root (it tests root mode and switches to nobody)" >&2
+  exit 1
+fi
+
+# --- what the suite needs -----------------------------------------------------
+need_apt=()
+for pkg in python3 python3-requests iproute2 util-linux ca-certificates; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# Unprivileged user namespaces must be available for mode 2.
+if [ -e /proc/sys/kernel/unprivileged_userns_clone ]; then
+  sysctl -q -w kernel.unprivileged_userns_clone=1
+fi
+if [ "$(cat /proc/sys/user/max_user_namespaces)" -lt 100 ]; then
+  sysctl -q -w user.max_user_namespaces=10000
+fi
+if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ]; then
+  sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0
+fi
+
+# --- build once, as root ------------------------------------------------------
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+cargo build --locked -p sandbox-runner
+TEST_BIN=$(cargo test --locked -p sandbox-runner --test sandbox --no-run --message-format=json 2>/dev/null \
+  | /usr/bin/python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "sandbox" and m.get("executable"):
+        print(m["executable"])')
+RUNNER_BIN="$CARGO_TARGET_DIR/debug/sandbox-runner"
+[ -x "$TEST_BIN" ] && [ -x "$RUNNER_BIN" ]
+
+# A copy nobody can read whatever the permissions of the clone's parents.
+WORK=$(mktemp -d /tmp/sbx-ci.XXXXXX)
+NS=sbxci$$
+cleanup() {
+  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+cp "$TEST_BIN" "$WORK/sandbox-tests"
+cp "$RUNNER_BIN" "$WORK/sandbox-runner"
+cp -r "$REPO/bots/harness" "$WORK/harness"
+rm -rf "$WORK/harness/__pycache__" "$WORK/harness/tests"
+mkdir -p "$WORK/www" "$WORK/tmp"
+echo "hello from the test host" > "$WORK/www/index.html"
+chmod -R a+rX "$WORK"
+chmod 1777 "$WORK/tmp"
+
+# --- the test host --------------------------------------------------------------
+ip netns add "$NS"
+ip link add sbxci-h type veth peer name sbxci-p
+ip link set sbxci-p netns "$NS"
+ip addr add 10.213.250.1/30 dev sbxci-h
+ip link set sbxci-h up
+ip -n "$NS" addr add 10.213.250.2/30 dev sbxci-p
+ip -n "$NS" link set sbxci-p up
+ip -n "$NS" link set lo up
+ip netns exec "$NS" /usr/bin/python3 -m http.server 80 --bind 10.213.250.2 \
+  --directory "$WORK/www" >/dev/null 2>&1 &
+SERVER_PID=$!
+ip netns exec "$NS" /usr/bin/python3 - <<'PY'
+import socket, time
+for _ in range(250):
+    try:
+        socket.create_connection(("10.213.250.2", 80), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.02)
+else:
+    raise SystemExit("test host did not come up")
+PY
+
+export SANDBOX_TEST_HTTP_ADDR=10.213.250.2
+export SANDBOX_TEST_HTTP_CIDR=10.213.250.0/30
+export SANDBOX_TEST_RUNNER="$WORK/sandbox-runner"
+export SANDBOX_TEST_HARNESS_DIR="$WORK/harness"
+
+echo "--- sandbox suite, root mode (uid $(id -u))"
+(cd "$WORK" && TMPDIR="$WORK/tmp" ./sandbox-tests)
+
+echo "--- sandbox suite, user-namespace mode (uid 65534)"
+(cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
+  env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
+  SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
+  SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
+  ./sandbox-tests)
