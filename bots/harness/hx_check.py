@@ -103,7 +103,10 @@ def check(tree, network):
     def guard(attr):
         value = attr.value
         if type(value) is _ast.Constant and type(value.value) is str:
-            why = P.format_refused(value.value)
+            try:
+                why = P.format_refused(value.value)
+            except ValueError:
+                why = None  # malformed: str.format raises at run time
             if why:
                 refuse(attr.lineno, why, attr)
         return _format_guard(attr, helpers)

@@ -108,26 +108,26 @@ def plain(value, what, depth=0):
         if value != value or value in (float("inf"), float("-inf")):
             raise NotJson(f"{what} holds {value!r}, which JSON cannot express")
         return value
-    if t is dict or isinstance(value, dict):
+    # Subclass checks go by the real type: `isinstance` would believe a
+    # bot object's fake `__class__`.
+    if t is dict or issubclass(t, dict):
         out = {}
         for k, v in dict.items(value):
             if type(k) is not str:
-                if isinstance(k, str):
+                if issubclass(type(k), str):
                     k = "".join((k,))
                 else:
                     raise NotJson(f"{what} has a key that is not a string ({type(k).__name__})")
             out[plain(k, what, depth + 1)] = plain(v, what, depth + 1)
         return out
-    if t is list or t is tuple or isinstance(value, (list, tuple)):
-        items = list.copy(value) if isinstance(value, list) else tuple.__iter__(value)
+    if t is list or t is tuple or issubclass(t, (list, tuple)):
+        items = list.copy(value) if issubclass(t, list) else tuple.__iter__(value)
         return [plain(v, what, depth + 1) for v in items]
-    if isinstance(value, bool):
-        return bool(int.__int__(value))
-    if isinstance(value, int):
+    if issubclass(t, int):
         return int.__int__(value)
-    if isinstance(value, float):
+    if issubclass(t, float):
         return plain(float.__float__(value), what, depth)
-    if isinstance(value, str):
+    if issubclass(t, str):
         return plain("".join((value,)), what, depth)
     raise NotJson(f"{what} holds a {t.__name__}, which is not JSON")
 
@@ -244,7 +244,7 @@ class Run:
         lim = self.limits
         if len(self.posts) >= lim["max_posts"]:
             raise self.limit_error(f"more than {lim['max_posts']} posts in one hook")
-        if not isinstance(kind, str) or not kind or len(kind) > 100:
+        if not issubclass(type(kind), str) or not kind or len(kind) > 100:
             raise self.limit_error("ctx.post: kind must be a string of 1 to 100 characters")
         kind = "".join((kind,))
         try:

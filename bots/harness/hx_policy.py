@@ -378,20 +378,14 @@ def format_refused(fmt):
     pending = [fmt]
     while pending:
         text = pending.pop()
-        try:
-            parts = list(_string.formatter_parser(text))
-        except ValueError:
-            return None  # str.format will raise its own error for it
+        # A malformed template raises ValueError here, as str.format would.
+        parts = list(_string.formatter_parser(text))
         for _literal, field, spec, _conv in parts:
             if field is None:
                 continue
             if spec:
                 pending.append(spec)
-            try:
-                _first, rest = _string.formatter_field_name_split(field)
-                rest = list(rest)
-            except ValueError:
-                return None
+            _first, rest = _string.formatter_field_name_split(field)
             for is_attr, key in rest:
                 if is_attr:
                     why = attr_refused(key)

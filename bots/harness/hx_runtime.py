@@ -164,10 +164,13 @@ def _overrides(name, real):
 
         def urlopen(url, data=None, timeout=30, *, context=None):
             """urllib.request.urlopen for http and https URLs only."""
-            full = url.full_url if isinstance(url, Request) else url
-            if not isinstance(full, str) or not full.lower().startswith(
-                ("http://", "https://")
-            ):
+            # Exact types only: a Request subclass could report one scheme
+            # here and another to the opener.
+            if type(url) is Request:
+                ok = url.type in ("http", "https")
+            else:
+                ok = type(url) is str and url.lower().startswith(("http://", "https://"))
+            if not ok:
                 raise _violation("urlopen: only http:// and https:// URLs are allowed")
             return real_urlopen(url, data, timeout, context=context)
 
@@ -179,7 +182,7 @@ def _overrides(name, real):
 
 
 def _safe_format(fmt, *args, **kwargs):
-    if not isinstance(fmt, str):
+    if not issubclass(type(fmt), str):
         return str.format(fmt, *args, **kwargs)  # raises str's TypeError
     why = P.format_refused(fmt)
     if why:
@@ -188,7 +191,7 @@ def _safe_format(fmt, *args, **kwargs):
 
 
 def _safe_format_map(fmt, mapping):
-    if not isinstance(fmt, str):
+    if not issubclass(type(fmt), str):
         return str.format_map(fmt, mapping)
     why = P.format_refused(fmt)
     if why:
@@ -204,13 +207,25 @@ def format_guard(obj, name):
     real attribute.
     """
     safe = _safe_format if name == "format" else _safe_format_map
-    if isinstance(obj, str):
-        if name == "format":
-            return lambda *a, **k: _safe_format(obj, *a, **k)
-        return lambda mapping: _safe_format_map(obj, mapping)
-    if isinstance(obj, type) and issubclass(obj, str):
+    t = type(obj)  # the real type: `isinstance` would trust a fake __class__
+    if issubclass(t, str):
+        return _bind(safe, obj)
+    if issubclass(t, type) and issubclass(obj, str):
         return safe
-    return getattr(obj, name)
+    value = getattr(obj, name)
+    # `super(str, s).format` and the like: the real method, bound to a str.
+    if value is str.format or value is str.format_map:
+        return safe
+    owner = getattr(value, "__self__", None)
+    if issubclass(type(owner), str) and getattr(value, "__name__", None) == name:
+        return _bind(safe, owner)
+    return value
+
+
+def _bind(safe, s):
+    if safe is _safe_format:
+        return lambda *a, **k: _safe_format(s, *a, **k)
+    return lambda mapping: _safe_format_map(s, mapping)
 
 
 # ------------------------------------------------------------ builtins

@@ -307,3 +307,30 @@ def test_underscore_names_are_refused(src, line, shown):
 def test_refusal_reports_the_first_offending_line():
     err = refused("x = 1\ny = 2\nimport os\nz = ().__class__\n", 3)
     assert "'os'" in err["message"]
+
+
+# --------------------------------------------------------- found in review
+
+
+def test_super_str_format_is_guarded():
+    body = "class S(str):\n    pass\nf = S('{0.' + '__class__}')\ns = super(S, f).format(1)"
+    refused_at_run_time(body, 9, "format field")
+
+
+def test_fake_dunder_class_does_not_fool_the_result_copy():
+    # A class claiming to be a dict via a `__class__` property in a type() dict.
+    body = (
+        "Fake = type('Fake', (), {'__class' + '__': property(lambda s: dict)})\n"
+        "self.ctx.set_state(Fake())"
+    )
+    out = run(
+        "class Bot:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n"
+        "    def on_init(self):\n" + "".join("        " + ln + "\n" for ln in body.splitlines())
+    )
+    err = error(out)
+    assert err["kind"] == "limit" and "Fake" in err["message"], err
+
+
+def test_facade_cannot_be_renamed_to_reach_other_submodules():
+    # json.__init__('urllib') must not make `.request` the urllib.request facade.
+    refused_at_run_time("import json\njson.__init__('urllib')", 7, "re-initialised")
