@@ -12,6 +12,7 @@ import _ast
 import hx_policy as P
 
 FORMAT_HELPER = "__mmh_format__"
+SCRUB_HELPER = "__mmh_scrub__"
 HOOKS = ("on_init", "on_join", "on_message")
 _ONLY_AST = 0x400  # ast.PyCF_ONLY_AST
 
@@ -178,6 +179,9 @@ def check(tree, network):
         elif t is _ast.FunctionDef or t is _ast.AsyncFunctionDef:
             if node.name not in P.SPECIAL_METHODS:
                 check_name(node.name, line)
+            elif node.name == "__exit__" and len(node.args.args) >= 3:
+                # __exit__(self, type, value, traceback) receives exceptions too.
+                node.body.insert(0, _scrub_call(node.args.args[2].arg, node, helpers))
         elif t is _ast.ClassDef:
             check_name(node.name, line)
         elif t is _ast.arg:
@@ -191,6 +195,7 @@ def check(tree, network):
         elif t is _ast.ExceptHandler:
             if node.name:
                 check_name(node.name, line)
+                node.body.insert(0, _scrub_call(node.name, node, helpers))
         elif t is _ast.MatchAs or t is _ast.MatchStar:
             if node.name:
                 check_name(node.name, line)
@@ -246,6 +251,25 @@ def _format_guard(attr, helpers):
     helpers.add(id(func))
     name = _ast.Constant(value=attr.attr, **loc)
     return _ast.Call(func=func, args=[attr.value, name], keywords=[], **loc)
+
+
+def _scrub_call(name, at, helpers):
+    """`__mmh_scrub__(name)` as a statement, located at `at`.
+
+    Python fills `AttributeError.obj` with the object whose attribute lookup
+    failed, even deep inside library code, so a caught exception could hand a
+    bot an object it never held (a real module, say). The scrub clears it.
+    """
+    loc = {
+        "lineno": at.lineno,
+        "col_offset": at.col_offset,
+        "end_lineno": at.lineno,
+        "end_col_offset": at.col_offset,
+    }
+    func = _ast.Name(id=SCRUB_HELPER, ctx=_ast.Load(), **loc)
+    helpers.add(id(func))
+    arg = _ast.Name(id=name, ctx=_ast.Load(), **loc)
+    return _ast.Expr(value=_ast.Call(func=func, args=[arg], keywords=[], **loc), **loc)
 
 
 # ---------------------------------------------------------------- manifest

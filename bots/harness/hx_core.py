@@ -497,6 +497,7 @@ def run_hook(job):
             "__name__": "bot",
             "__builtins__": hx_runtime.bot_builtins(),
             hx_check.FORMAT_HELPER: hx_runtime.format_guard,
+            hx_check.SCRUB_HELPER: hx_runtime.scrub_exception,
         }
     sys.stdout = sys.stderr = capture
 

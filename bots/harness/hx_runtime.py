@@ -228,6 +228,28 @@ def _bind(safe, s):
     return lambda mapping: _safe_format_map(s, mapping)
 
 
+def scrub_exception(exc):
+    """Clear `AttributeError.obj` in a caught exception, the groups it
+    holds and the exceptions in its args (see hx_check._scrub_call)."""
+    seen = set()
+    pending = [exc]
+    while pending:
+        e = pending.pop()
+        if id(e) in seen or not issubclass(type(e), BaseException):
+            continue
+        seen.add(id(e))
+        if issubclass(type(e), AttributeError):
+            try:
+                e.obj = None
+            except BaseException:  # a bot subclass may forbid it; its own object then
+                pass
+        if issubclass(type(e), BaseExceptionGroup):
+            pending.extend(BaseExceptionGroup.exceptions.__get__(e))
+        args = BaseException.args.__get__(e)
+        if type(args) is tuple:
+            pending.extend(args)
+
+
 # ------------------------------------------------------------ builtins
 
 _SAFE_BUILTINS = """abs aiter all anext any ascii bin bool bytearray bytes callable

@@ -334,3 +334,37 @@ def test_fake_dunder_class_does_not_fool_the_result_copy():
 def test_facade_cannot_be_renamed_to_reach_other_submodules():
     # json.__init__('urllib') must not make `.request` the urllib.request facade.
     refused_at_run_time("import json\njson.__init__('urllib')", 7, "re-initialised")
+
+
+def test_caught_attribute_errors_do_not_carry_library_objects():
+    # Python sets AttributeError.obj to the object whose lookup failed; here
+    # that is the real `dict` type behind typing.Dict, in other cases it could
+    # be a module. The harness clears it in every except clause and __exit__.
+    src = '''
+import typing
+class Quiet:
+    def __enter__(self):
+        return self
+    def __exit__(self, t, value, tb):
+        self.seen = value.obj
+        return True
+class Bot:
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+    def on_init(self):
+        try:
+            typing.Dict.no_such_attribute
+        except AttributeError as e:
+            first = e.obj
+        try:
+            typing.Dict.no_such_attribute
+        except* AttributeError as g:
+            group = g.exceptions[0].obj
+        q = Quiet()
+        with q:
+            typing.Dict.no_such_attribute
+        self.ctx.post("objs", [first is None, group is None, q.seen is None])
+'''
+    out = run(src)
+    assert out["status"] == "ok", out
+    assert out["posts"][0]["body"] == [True, True, True]
