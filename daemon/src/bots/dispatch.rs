@@ -202,19 +202,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Finds the first bot of the channel with unhandled messages and what to do.
 fn next_work(c: &Connection, cid: &str) -> Result<Option<Work>, ToolError> {
     let mut st = c.prepare_cached(
-        "SELECT b.bot_id, b.cursor FROM bots b JOIN channels ch ON ch.id = b.channel_id
+        "SELECT b.bot_id, b.cursor, b.manifest FROM bots b JOIN channels ch ON ch.id = b.channel_id
          WHERE b.channel_id = ?1 AND b.cursor < ch.last_seq ORDER BY b.created_at, b.bot_id",
     )?;
-    let bots: Vec<(String, i64)> = st
-        .query_map(params![cid], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let bots: Vec<(String, i64, String)> = st
+        .query_map(params![cid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    let Some((bot_id, cursor)) = bots.into_iter().next() else {
+    let Some((bot_id, cursor, manifest)) = bots.into_iter().next() else {
         return Ok(None);
     };
+    // Hooks the bot class does not define are not worth a sandbox start.
+    let defined: Vec<String> = serde_json::from_str::<Value>(&manifest)
+        .ok()
+        .and_then(|m| serde_json::from_value(m["hooks"].clone()).ok())
+        .unwrap_or_default();
     let msgs = channels::messages_after(c, cid, cursor, SCAN)?;
     let mut skip_to = cursor;
     for m in &msgs {
-        if let Some(hook) = hook_for(m, &bot_id) {
+        let hook = hook_for(m, &bot_id).filter(|h| defined.iter().any(|d| d == h.method()));
+        if let Some(hook) = hook {
             return Ok(Some(Work {
                 bot_id,
                 trigger: Some((m.seq, hook)),

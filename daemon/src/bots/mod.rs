@@ -167,9 +167,10 @@ impl Bots {
         }
     }
 
-    /// Tells the dispatcher that a channel has new messages.
+    /// Tells the dispatcher that a channel may have gained a bot or messages.
     pub fn channel_changed(&self, channel_id: &str) {
         if let Some(d) = &self.dispatcher {
+            d.register(channel_id);
             d.poke(channel_id);
         }
     }
