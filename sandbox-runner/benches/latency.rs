@@ -1,0 +1,151 @@
+//! Per-hook latency of the built `sandbox-runner`, end to end through the
+//! real harness: spawn, confine, run the hook, read the outcome.
+//!
+//! `cargo bench -p sandbox-runner --bench latency` (as root for root mode, as
+//! another user for user-namespace mode). `SANDBOX_BENCH_RUNS` sets the
+//! number of runs per case (default 200). Prints p50/p99 of the wall time
+//! seen by the caller and of `timings.confine_us` (runner start to the
+//! interpreter's exec: the confinement steps' own cost).
+
+use sandbox_runner::{
+    BotSpec, Hook, HookContext, HookJob, HookOutcome, Limits, NetworkPolicy, Runtime,
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TRIVIAL: &str = "class Trivial:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    def on_init(self):\n        self.ctx.post('ok', {})\n";
+const IMPORTS: &str = "import json, hashlib, random\nclass Imports:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    def on_init(self):\n        h = hashlib.sha256(json.dumps({'r': random.random()}).encode()).hexdigest()\n        self.ctx.post('ok', {'h': h})\n";
+
+fn job(source: &str, network: bool) -> HookJob {
+    HookJob {
+        version: sandbox_runner::PROTOCOL_VERSION,
+        bot: BotSpec {
+            name: "bench".into(),
+            source: source.into(),
+            params: serde_json::json!({}),
+        },
+        hook: Hook::OnInit,
+        context: HookContext {
+            channel_id: "ch_bench".into(),
+            bot_id: "bot:bench".into(),
+            players: vec![],
+        },
+        state: serde_json::json!({}),
+        limits: Limits::default(),
+        network: NetworkPolicy {
+            allowed: network,
+            ..Default::default()
+        },
+        runtime: Runtime {
+            python: "/usr/bin/python3".into(),
+            python_args: vec!["-I".into(), "-S".into(), "-B".into()],
+            harness_dir: std::env::var_os("SANDBOX_TEST_HARNESS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bots/harness")
+                }),
+            python_path: vec![],
+            sandbox_uid: 65534,
+            sandbox_gid: 65534,
+        },
+    }
+}
+
+fn once(input: &[u8]) -> (Duration, u64) {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox-runner"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sandbox-runner");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write job");
+    let out = child.wait_with_output().expect("wait");
+    let elapsed = start.elapsed();
+    match serde_json::from_slice::<HookOutcome>(&out.stdout) {
+        Ok(HookOutcome::Ok { timings, .. }) => (elapsed, timings.confine_us),
+        other => panic!(
+            "hook failed: {other:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, mut ms: Vec<f64>) {
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{name:<44} p50 {:>7.2} ms   p99 {:>7.2} ms   (n={})",
+        pct(&ms, 0.50),
+        pct(&ms, 0.99),
+        ms.len()
+    );
+}
+
+fn bench(name: &str, source: &str, network: bool, runs: usize) {
+    let input = serde_json::to_vec(&job(source, network)).expect("job");
+    for _ in 0..5 {
+        once(&input); // warm the page cache
+    }
+    let (mut wall, mut confine) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (d, c) = once(&input);
+        wall.push(d.as_secs_f64() * 1e3);
+        confine.push(c as f64 / 1e3);
+    }
+    report(&format!("{name}: whole hook"), wall);
+    report(&format!("{name}: confinement (start to exec)"), confine);
+}
+
+fn bare(name: &str, args: &[&str], runs: usize) {
+    let mut ms = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let st = Command::new("/usr/bin/python3")
+            .args(args)
+            .status()
+            .expect("python3");
+        assert!(st.success());
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    report(name, ms);
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
+    // useful either: run a short smoke pass unless asked for a real one.
+    let runs: usize = std::env::var("SANDBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") { 200 } else { 3 });
+    let mode = if std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+    {
+        "root mode"
+    } else {
+        "user-namespace mode"
+    };
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("sandbox-runner latency, {mode}, {cpus} CPUs, {runs} runs per case");
+    bare("bare python -I -S -B -c pass", &["-I", "-S", "-B", "-c", "pass"], runs);
+    bare(
+        "bare python -c 'import json,hashlib,random'",
+        &["-I", "-S", "-B", "-c", "import json,hashlib,random"],
+        runs,
+    );
+    bench("trivial hook", TRIVIAL, false, runs);
+    bench("json,hashlib,random hook", IMPORTS, false, runs);
+    bench("json,hashlib,random hook, network", IMPORTS, true, runs);
+}
