@@ -128,18 +128,31 @@ fn main() {
     let runs: usize = std::env::var("SANDBOX_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if std::env::args().any(|a| a == "--bench") { 200 } else { 3 });
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
+            200
+        } else {
+            3
+        });
     let mode = if std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
     {
         "root mode"
     } else {
         "user-namespace mode"
     };
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     println!("sandbox-runner latency, {mode}, {cpus} CPUs, {runs} runs per case");
-    bare("bare python -I -S -B -c pass", &["-I", "-S", "-B", "-c", "pass"], runs);
+    bare(
+        "bare python -I -S -B -c pass",
+        &["-I", "-S", "-B", "-c", "pass"],
+        runs,
+    );
     bare(
         "bare python -c 'import json,hashlib,random'",
         &["-I", "-S", "-B", "-c", "import json,hashlib,random"],

@@ -24,6 +24,10 @@
 //!    Sharing the socket (rather than injecting a fresh one) keeps the hook's
 //!    socket options and its non-blocking mode, so `EINPROGRESS` and timeouts
 //!    behave as Python expects.
+//!    TCP Fast Open cannot side-step this: `MSG_FASTOPEN` is refused by
+//!    seccomp, and `TCP_FASTOPEN_CONNECT` only defers the SYN of a `connect`
+//!    that went through the supervisor (the kernel then uses that checked
+//!    address, never a later `sendmsg` name).
 //! 4. Refused destinations get `ENETUNREACH` (distinct from Landlock's
 //!    `EACCES`, so tests can tell which layer answered).
 //!

@@ -581,11 +581,13 @@ fn supervise(
     let mut result_total = 0usize;
     let mut err_total = 0usize;
 
+    let mut result_done = false;
     loop {
-        if seen.reaper_status.is_some()
-            && result_r.is_none()
-            && diag_r.is_none()
-            && errors_r.is_none()
+        if result_done
+            || (seen.reaper_status.is_some()
+                && result_r.is_none()
+                && diag_r.is_none()
+                && errors_r.is_none())
         {
             break;
         }
@@ -660,6 +662,10 @@ fn supervise(
             })
             .collect();
         drop(raw);
+        // The error pipe first: its EOF (the exec) must be seen before a
+        // result that arrived in the same wake-up.
+        let mut ready = ready;
+        ready.sort_by_key(|(slot, _)| if *slot == 3 { 0 } else { slot + 1 });
         for (slot, rev) in ready {
             match slot {
                 0 => {
@@ -688,6 +694,14 @@ fn supervise(
                             result_r = None;
                         } else if eof {
                             result_r = None;
+                            // A complete outcome is final: tear the namespace
+                            // down without waiting for the interpreter's exit.
+                            if seen.exec_at.is_some()
+                                && serde_json::from_slice::<HookOutcome>(&seen.result).is_ok()
+                            {
+                                let _ = kill(reaper, Signal::SIGKILL);
+                                result_done = true;
+                            }
                         }
                     }
                 }
@@ -742,6 +756,10 @@ fn supervise(
         }
     }
     let finished = Instant::now();
+    if result_done {
+        // Killed above; reaping it is quick and leaves no zombie behind.
+        let _ = waitpid(reaper, None);
+    }
     outcome(job, prep, seen, started, finished)
 }
 

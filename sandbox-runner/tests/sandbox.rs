@@ -858,15 +858,14 @@ fn the_language_layer_still_refuses_import_os_without_the_test_switch() {
     let r = checked(
         "import os\nclass B:\n    def __init__(self, ctx, params):\n        pass\n    def on_init(self):\n        pass\n",
     );
-    assert!(
-        matches!(
-            r.error(),
-            HookError::Policy { .. } | HookError::Internal { .. }
-        ),
-        "{:?}",
-        r.outcome
-    );
-    assert_ne!(r.code, exit::OK);
+    match r.error() {
+        HookError::Policy { line, message } => {
+            assert_eq!(*line, Some(1));
+            assert!(message.contains("'os'"), "{message}");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(r.code, exit::HOOK_FAILED);
 }
 
 // ---------------------------------------------------------------------------
