@@ -42,4 +42,7 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Set only with `--unsafe-no-auth`: every request acts as this principal.
     pub anonymous: Option<Principal>,
+    /// Result of the start-up sandbox self-check: `None` until it finished,
+    /// then `Ok` or the reason bots cannot run.
+    pub sandbox: Arc<std::sync::OnceLock<Result<(), String>>>,
 }

@@ -40,7 +40,30 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         metrics: Arc::new(Metrics::default()),
         shutdown: CancellationToken::new(),
         anonymous,
+        sandbox: Arc::new(std::sync::OnceLock::new()),
     })
+}
+
+/// Inspects a one-line bot in the sandbox, so that a broken sandbox shows at
+/// start-up and in `/healthz` rather than at the first attach.
+async fn sandbox_self_check(state: AppState) {
+    let src = "class Probe:\n    def on_message(self, msg):\n        pass\n";
+    let r = match state
+        .bots
+        .prepare(Some(src.to_string()), None, None, false)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(runner = %state.bots.cfg.runner.display(), "sandbox self-check passed");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(runner = %state.bots.cfg.runner.display(), error = %e.message,
+                "sandbox self-check failed: bots cannot run until this is fixed");
+            Err(e.message)
+        }
+    };
+    let _ = state.sandbox.set(r);
 }
 
 /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
@@ -55,6 +78,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, db = %state.channels.store.path().display(), "serving");
     // A plain line that scripts and tests can wait for.
     eprintln!("mcp-multiplayer listening on http://{addr}");
+    tokio::spawn(sandbox_self_check(state.clone()));
     let shutdown = state.shutdown.clone();
     let store = state.channels.store.clone();
     let router = crate::http::app(state);

@@ -135,10 +135,16 @@ async fn healthz(State(state): State<AppState>) -> Response {
         })
         .await
         .is_ok();
+    let sandbox = match state.sandbox.get() {
+        None => json!("checking"),
+        Some(Ok(())) => json!("ok"),
+        Some(Err(e)) => json!({"error": e}),
+    };
     let body = json!({
         "status": if db_ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "database": if db_ok { "ok" } else { "error" },
+        "sandbox": sandbox,
     });
     let code = if db_ok {
         StatusCode::OK
