@@ -399,29 +399,42 @@ fn tcp_to_the_metadata_service_is_refused_by_the_connect_supervisor() {
 }
 
 #[test]
-fn tcp_to_private_addresses_is_refused_by_the_connect_supervisor() {
-    for ip in ["10.0.0.1", "192.168.1.1", "172.16.0.1", "100.64.0.1"] {
-        let r = attack_net(
-            &format!("s = socket.create_connection(({ip:?}, 443), timeout=3)\nreturn 'connected'"),
-            &[],
-        );
-        assert_errno(&r, ENETUNREACH);
-    }
+fn tcp_to_a_private_address_is_refused_by_the_connect_supervisor() {
+    // The target is a real private host, but one in a network namespace this
+    // test owns, so nothing leaves the machine even if the check regressed.
+    // (Every refused range is covered by netguard's unit tests.)
+    let Some(host) = test_host() else {
+        eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
+        return;
+    };
+    let r = attack_net(
+        &format!(
+            "s = socket.create_connection(({:?}, 80), timeout=3)\nreturn 'connected'",
+            host.addr
+        ),
+        &[],
+    );
+    assert_errno(&r, ENETUNREACH);
+    // The same connect with the operator's exception succeeds.
+    let r = attack_net(
+        &format!(
+            "s = socket.create_connection(({:?}, 80), timeout=3)\ns.close()\nreturn 'connected'",
+            host.addr
+        ),
+        &[&host.cidr],
+    );
+    assert_eq!(r.result()["value"], json!("connected"));
 }
 
 #[test]
-fn tcp_to_a_public_address_on_another_port_is_refused() {
-    // Refused before any packet leaves: no traffic to the address.
+fn tcp_to_a_port_other_than_80_and_443_is_refused() {
+    // A documentation address (TEST-NET-1): the port check answers first.
     let r = attack_net(
         "s = socket.create_connection(('192.0.2.1', 22), timeout=3)\nreturn 'connected'",
         &[],
     );
     assert_errno(&r, ENETUNREACH);
-    assert!(
-        r.stderr.contains("Port(22)") || r.stderr.contains("Address"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("Port(22)"), "{}", r.stderr);
 }
 
 #[test]

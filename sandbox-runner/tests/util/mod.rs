@@ -258,7 +258,12 @@ pub struct TestHost {
     pub cidr: String,
     netns: Option<String>,
     server: Option<std::process::Child>,
+    // One test host at a time per process (names and addresses are per pid);
+    // released after Drop removed the namespace.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static TEST_HOST_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Drop for TestHost {
     fn drop(&mut self) {
@@ -276,6 +281,9 @@ impl Drop for TestHost {
 /// `SANDBOX_TEST_HTTP_CIDR`), or, as root, a fresh one made here. `None`
 /// when neither is possible (an unprivileged developer run).
 pub fn test_host() -> Option<TestHost> {
+    let turn = TEST_HOST_TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let (Ok(addr), Ok(cidr)) = (
         std::env::var("SANDBOX_TEST_HTTP_ADDR"),
         std::env::var("SANDBOX_TEST_HTTP_CIDR"),
@@ -285,6 +293,7 @@ pub fn test_host() -> Option<TestHost> {
             cidr,
             netns: None,
             server: None,
+            _turn: turn,
         });
     }
     if !is_root() {
@@ -304,6 +313,7 @@ pub fn test_host() -> Option<TestHost> {
         cidr: format!("10.213.{n}.0/30"),
         netns: Some(ns.clone()),
         server: None,
+        _turn: turn,
     };
     sh(&[
         "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
