@@ -214,6 +214,8 @@ class BlackjackBot:
         if sender not in self.seat_labels():
             return
         self.seat(state, sender)
+        if state["phase"] == "playing" and state["turn"] and self.vacant(state["turn"]):
+            self.advance(state)
         action = body_action(msg.get("body"))
         if action == "status":
             self.post_status(state)
@@ -269,9 +271,25 @@ class BlackjackBot:
             return
         self.advance(state)
 
+    def vacant(self, label):
+        """True when the seat has no holder now (kicked, never filled)."""
+        for seat in self.ctx.players:
+            if seat["label"] == label:
+                return not seat.get("filled")
+        return True
+
     def advance(self, state):
-        """Give the turn to the next player still playing, or let the dealer play."""
+        """Give the turn to the next player still playing, or let the dealer play.
+
+        A player whose seat has emptied (kicked) stands, so that the hand
+        cannot stall."""
         for player in state["in_hand"]:
+            if state["status"][player] == "playing" and self.vacant(player):
+                state["status"][player] = "stand"
+                body = self.view(state, player)
+                body["player"] = player
+                body["reason"] = "seat empty: stands automatically"
+                self.ctx.post("stand", body)
             if state["status"][player] == "playing":
                 state["turn"] = player
                 view = self.view(state, player)

@@ -173,6 +173,31 @@ class GuessBot:
             "check": "sha256(preimage as UTF-8) must equal commitment",
         })
 
+    def vacant(self, label):
+        """True when the seat has no holder now (kicked, never filled)."""
+        for seat in self.ctx.players:
+            if seat["label"] == label:
+                return not seat.get("filled")
+        return True
+
+    def skip_vacated(self, state):
+        """Pass the turn of an emptied seat on, so that a kicked player cannot stall the game."""
+        if state["phase"] == "playing" and self.vacant(state["turn"]):
+            self.advance_turn(state)
+
+    def advance_turn(self, state):
+        """Give the turn to the next seated player whose seat is held, then
+        announce it, or reveal when the rounds are used up."""
+        for attempt in range(max(1, len(state["players"]))):
+            self.next_turn(state)
+            if state["round"] > state["max_rounds"] or not self.vacant(state["turn"]):
+                break
+        if state["round"] > state["max_rounds"]:
+            state["round"] = state["max_rounds"]
+            self.reveal(state)
+            return
+        self.announce_turn(state)
+
     def next_turn(self, state):
         """Advance to the next seated player; a wrap-around starts a new round."""
         players = state["players"]
@@ -246,6 +271,7 @@ class GuessBot:
         if sender not in self.seat_labels():
             return
         self.add_player(state, sender)
+        self.skip_vacated(state)
 
         if is_command(body, "status"):
             self.ctx.post("status", {
@@ -304,9 +330,4 @@ class GuessBot:
             state["winner"] = player
             self.reveal(state)
             return
-        self.next_turn(state)
-        if state["round"] > state["max_rounds"]:
-            state["round"] = state["max_rounds"]
-            self.reveal(state)
-            return
-        self.announce_turn(state)
+        self.advance_turn(state)

@@ -166,3 +166,19 @@ def test_deal_refused_during_a_hand_and_status_hides_the_seed():
     posts = t.say("alice", "status")
     body = of_type(posts, "status")[0]["body"]
     assert "seed" not in body and body["commitment"] == t.state["commitment"]
+
+
+def test_a_kicked_player_stands_and_the_hand_goes_on():
+    t = Table("blackjack", ["alice", "bob"])
+    t.init()
+    t.join("alice")
+    t.join("bob")
+    if t.state["phase"] != "playing" or t.state["turn"] != "alice":
+        return  # a natural decided the hand or alice's turn
+    t.players[0]["filled"] = False
+    posts = t.say("bob", "status")
+    stands = of_type(posts, "stand")
+    assert stands and stands[0]["body"]["player"] == "alice" and "seat empty" in stands[0]["body"]["reason"]
+    assert t.state["turn"] in ("bob", None)
+    play_hand(t)
+    verify_transcript(t.transcript, 1)

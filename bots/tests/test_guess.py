@@ -95,7 +95,8 @@ def test_rejoin_does_not_duplicate_player():
     for i in range(4):
         turn = t.state["turn"]
         seen.append(turn)
-        t.say(turn, "guess 0" if False else f"guess {1 + i}")
+        guess = 1 + i if 1 + i != t.state["target"] else 50 + i  # never end the game here
+        t.say(turn, f"guess {guess}")
         if t.state["phase"] == "over":
             break
     assert seen[:2] == ["alice", "bob"]
@@ -152,3 +153,13 @@ def test_seat_filled_before_init_is_seated_once_and_not_called_a_rejoin():
     assert t.state["players"] == ["alice", "bob"] and t.state["turn"] == "alice"
     assert of_type(t.join("bob"), "joined")[0]["body"]["rejoined"] is True
     assert t.state["players"] == ["alice", "bob"]
+
+
+def test_a_kicked_players_turn_passes_on():
+    t, init_posts = start_game()
+    assert t.state["turn"] == "alice"
+    t.players[0]["filled"] = False  # alice's seat was emptied (update_channel kick)
+    posts = t.say("bob", "guess 1" if t.state["target"] != 1 else "guess 2")
+    assert of_type(posts, "turn")[0]["body"]["player"] == "bob"
+    assert of_type(posts, "hint")[0]["body"]["player"] == "bob"
+    assert t.state["turn"] == "bob"  # alice is skipped again
