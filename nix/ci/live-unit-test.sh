@@ -1,33 +1,40 @@
 #!/usr/bin/env bash
-# A bot hook under the unit's restrictions, enforced by a real systemd.
+# Bot hooks under the unit's restrictions, enforced by a real systemd.
 #
-# The CI machine's PID 1 is not systemd, so this boots one: systemd 252 as
-# PID 1 of a private PID + mount namespace (as a container manager would),
-# with its own /run and a cgroup2 mount, and an /etc/passwd copy (bind-mounted
-# in that namespace only) that holds the unit's User=. It then starts a test
-# unit made of the shipped unit's [Service] section verbatim, except:
-#   - ExecStart runs `sandbox-runner` on a job (stdin/stdout from files)
-#     instead of the daemon, Type=oneshot, no Restart=;
-#   - LoadCredential= and StateDirectory= are dropped (no passphrase file,
-#     and the host's /var/lib stays untouched);
-#   - DefaultDependencies=no, so only this unit starts (ordering only).
-# Everything that confines - User=, PrivateUsers=, ProtectSystem=, the
-# syscall filter, RestrictNamespaces=, IPAddressDeny/Allow=, capabilities,
-# ProtectProc= ... - is applied by systemd exactly as in production.
+# The CI machine's PID 1 is not systemd, so this boots one: systemd as PID 1
+# of private PID, mount, UTS, IPC and network namespaces (as a container
+# manager would), with its own /run, a cgroup2 mount, and copy-on-write
+# overlays over /etc and /usr/local and a tmpfs over /var/lib, so that the
+# installation below never touches the host. Inside it:
 #
-# Jobs: an EchoBot hook without network (user, mount, pid, ipc, uts, cgroup
-# and net namespaces, Landlock, seccomp); a network hook (the runner's connect
-# supervisor: seccomp user notification, pidfd_getfd) connecting to a public
-# address; and one connecting to a link-local address that the job's
-# allow_cidrs lets through the runner, so that only the unit's IPAddressDeny=
-# can refuse it (a control run without the unit shows it is reachable). Both
-# addresses sit on the loopback of a network namespace this test creates: no
-# packet leaves the machine.
+# A. Runner jobs. A template unit made of UNIT's [Service] section verbatim,
+#    except ExecStart (the runner on a job file), Type=oneshot, no Restart=,
+#    no LoadCredential=/StateDirectory= (not needed by the runner alone), and
+#    DefaultDependencies=no (ordering only). Jobs:
+#    - echo:   EchoBot without network (user, mnt, pid, ipc, uts, cgroup, net
+#              namespaces, Landlock, seccomp);
+#    - net:    a bot connecting to a public address (the runner's connect
+#              supervisor: seccomp user notification, pidfd_getfd);
+#    - ipdeny: a bot connecting to a link-local address that the job's
+#              allow_cidrs lets through the runner, so only the unit's
+#              IPAddressDeny= can refuse it; a control run of the same job
+#              without the unit shows the address is reachable.
+#    Both addresses sit on the loopback of the test's own network namespace,
+#    with one listener: no packet leaves the machine.
 #
-# Usage: live-unit-test.sh UNIT_FILE RUNNER_BINARY   (as root)
+# B. With DAEMON: the daemon installed as docs/operations.md says (sysusers,
+#    tmpfiles, /usr/local/bin, /usr/local/share, the example config with
+#    public_url set, a passphrase credential) and started by UNIT itself, with
+#    one drop-in: DefaultDependencies=no and output to a file. Two clients
+#    (tokens from `mcp-multiplayer token create`) play a GuessBot game over
+#    MCP, so every bot hook runs through the real daemon under the unit; then
+#    a restart, and the channel must be intact.
+#
+# Usage: live-unit-test.sh UNIT_FILE RUNNER_BINARY [DAEMON_BINARY]   (as root)
 set -euo pipefail
 UNIT=$(realpath "$1")
 RUNNER=$(realpath "$2")
+DAEMON=${3:+$(realpath "$3")}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PY=/usr/bin/python3
 D=$(mktemp -d /tmp/mcpm-live.XXXXXX)
@@ -42,7 +49,7 @@ cleanup() {
         nsenter -t "$PID1" -m -p -- systemctl poweroff --no-block >/dev/null 2>&1 || kill -KILL "$PID1" 2>/dev/null || true
     fi
     [[ -n $UNSHARE_PID ]] && wait "$UNSHARE_PID" 2>/dev/null || true
-    # cgroups the inner systemd created and left empty
+    # cgroups the inner systemd created and left behind (empty by now)
     mapfile -t cg_after < <(find "$CG" -mindepth 1 -maxdepth 1 -type d | sort)
     for d in $(comm -13 <(printf '%s\n' "${cg_before[@]}") <(printf '%s\n' "${cg_after[@]}")); do
         find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
@@ -51,23 +58,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-user=$(sed -n 's/^User=//p' "$UNIT" | tail -n1)
-group=$(sed -n 's/^Group=//p' "$UNIT" | tail -n1)
-[[ -n $user && -n $group ]] || { echo "live: $UNIT has no User=/Group=" >&2; exit 2; }
-
 # --- files for the namespace ---------------------------------------------------
-mkdir -p "$D/live"
-cp "$RUNNER" "$D/live/sandbox-runner"
-cp -r "$ROOT/bots/harness" "$D/live/harness"
-rm -rf "$D/live/harness/__pycache__" "$D/live/harness/tests"
-uid=64180
-while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do uid=$((uid + 1)); done
-cp /etc/passwd "$D/passwd"
-cp /etc/group "$D/group"
-getent passwd "$user" >/dev/null || echo "$user:x:$uid:$uid:live test:/nonexistent:/usr/sbin/nologin" >>"$D/passwd"
-getent group "$group" >/dev/null || echo "$group:x:$uid:" >>"$D/group"
+L=$D/live
+mkdir -p "$L"
+cp "$RUNNER" "$L/sandbox-runner"
+cp -r "$ROOT/bots" "$L/bots"
+rm -rf "$L/bots/tests" && find "$L/bots" -name __pycache__ -prune -exec rm -rf {} +
+cp "$ROOT/systemd/mcp-multiplayer.sysusers" "$ROOT/systemd/mcp-multiplayer.tmpfiles" \
+    "$ROOT/systemd/config.toml" "$ROOT/nix/tests/client.py" "$L/"
+cp "$UNIT" "$L/mcp-multiplayer.service"
+[[ -n $DAEMON ]] && cp "$DAEMON" "$L/mcp-multiplayer"
 
-"$PY" - "$ROOT/bots/echo.py" "$D/live" <<'PYEOF'
+"$PY" - "$ROOT/bots/echo.py" "$L" <<'PYEOF'
 import json, sys
 echo, out = sys.argv[1], sys.argv[2]
 limits = {"wall_ms": 5000, "cpu_secs": 5, "address_space_bytes": 1 << 30,
@@ -103,19 +105,16 @@ def job(name, source, network, params={}, allow=[]):
         "state": {}, "limits": limits,
         "network": {"allowed": network, "allow_cidrs": allow, "deny_cidrs": []},
         "runtime": {"python": "/usr/bin/python3", "python_args": ["-I", "-S", "-B"],
-                    "harness_dir": "/run/mcpm-live/harness", "python_path": [],
+                    "harness_dir": "/run/mcpm-live/bots/harness", "python_path": [],
                     "sandbox_uid": 64200, "sandbox_gid": 64200},
     }
 json.dump(job("EchoBot", open(echo).read(), False), open(f"{out}/echo.json", "w"))
-# Both addresses live on the namespace's own loopback, with one listener.
 json.dump(job("NetProbe", net_bot, True, {"host": "1.2.3.4"}), open(f"{out}/net.json", "w"))
-# The runner is told to let link-local through (an operator exception), so
-# only the unit's IPAddressDeny= stands between the bot and this address.
 json.dump(job("NetProbe", net_bot, True, {"host": "169.254.77.1"}, ["169.254.0.0/16"]),
           open(f"{out}/ipdeny.json", "w"))
 PYEOF
 
-# The test unit: the shipped [Service] section, with the changes listed above.
+# A. the runner template unit: UNIT's [Service] with the changes listed above
 {
     printf '[Unit]\nDescription=mcp-multiplayer unit restrictions, live\nDefaultDependencies=no\n\n[Service]\n'
     sed -n '/^\[Service\]/,/^\[/p' "$UNIT" | grep -v '^\[' |
@@ -123,8 +122,8 @@ PYEOF
     printf 'Type=oneshot\nExecStart=/run/mcpm-live/sandbox-runner\n'
     printf 'StandardInput=file:/run/mcpm-live/%%i.json\n'
     printf 'StandardOutput=truncate:/run/mcpm-live/%%i.out\nStandardError=truncate:/run/mcpm-live/%%i.err\n'
-} >"$D/live/mcpm-live@.service"
-printf '[Unit]\nDescription=live test target\nDefaultDependencies=no\n' >"$D/live/mcpm-live.target"
+} >"$L/mcpm-live@.service"
+printf '[Unit]\nDescription=live test target\nDefaultDependencies=no\n' >"$L/mcpm-live.target"
 
 cat >"$D/boot.sh" <<'BOOT'
 #!/bin/bash
@@ -132,15 +131,19 @@ set -e
 D=$1
 mount --make-rprivate /
 mount -t tmpfs -o mode=755 live-run /run
-mkdir -p /run/systemd/system /run/mcpm-live
+mkdir -p /run/systemd/system /run/mcpm-live /run/ovl/etc/up /run/ovl/etc/work /run/ovl/local/up /run/ovl/local/work
 cp -a "$D/live/." /run/mcpm-live/
-cp "$D/live/mcpm-live@.service" "$D/live/mcpm-live.target" /run/systemd/system/
-mount --bind "$D/passwd" /etc/passwd
-mount --bind "$D/group" /etc/group
+cp /run/mcpm-live/mcpm-live@.service /run/mcpm-live/mcpm-live.target /run/systemd/system/
+# The daemon's Wants=network-online.target would start the host's network
+# units in here; masked, the want is simply dropped.
+ln -s /dev/null /run/systemd/system/network-online.target
+mount -t overlay live-etc -o lowerdir=/etc,upperdir=/run/ovl/etc/up,workdir=/run/ovl/etc/work /etc
+mount -t overlay live-local -o lowerdir=/usr/local,upperdir=/run/ovl/local/up,workdir=/run/ovl/local/work /usr/local
+mount -t tmpfs -o mode=755 live-varlib /var/lib
 umount -l /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-# This network namespace is the test's own: a "public" and a link-local
-# address on its loopback, one listener on port 80 behind both.
+# This network namespace is the test's own: a public and a link-local address
+# on its loopback, one listener on port 80 behind both.
 ip link set lo up
 ip addr add 1.2.3.4/32 dev lo
 ip addr add 169.254.77.1/32 dev lo
@@ -159,38 +162,40 @@ chmod +x "$D/boot.sh"
 unshare --pid --fork --mount --mount-proc --uts --ipc --net "$D/boot.sh" "$D" >"$D/systemd.log" 2>&1 &
 UNSHARE_PID=$!
 for _ in $(seq 200); do
-    PID1=$(cat "/proc/$UNSHARE_PID/task/$UNSHARE_PID/children" 2>/dev/null | awk '{print $1}')
+    PID1=$(awk '{print $1}' "/proc/$UNSHARE_PID/task/$UNSHARE_PID/children" 2>/dev/null || true)
     [[ -n $PID1 ]] && [[ $(readlink "/proc/$PID1/exe" 2>/dev/null) == */systemd ]] && break
     kill -0 "$UNSHARE_PID" 2>/dev/null || break
     PID1=
-    sleep 0.05 # waiting for a process to exec: no event to wait on
+    sleep 0.05 # waiting for a process to exec: nothing to block on
 done
-if [[ -z $PID1 ]]; then
+in_ns() { nsenter -t "$PID1" -m -p -n -- "$@"; }
+for _ in $(seq 400); do
+    [[ -n $PID1 ]] || break
+    in_ns test -S /run/systemd/private && break
+    kill -0 "$PID1" 2>/dev/null || break
+    sleep 0.05 # the manager's socket appears when it is up: nothing to block on
+done
+if [[ -z $PID1 ]] || ! in_ns test -S /run/systemd/private; then
     echo "live: could not boot systemd as PID 1 of a namespace:" >&2
     cat "$D/systemd.log" >&2
     exit 1
 fi
-in_ns() { nsenter -t "$PID1" -m -p -n -- "$@"; }
-# systemd's private bus socket appears once the manager is up.
-for _ in $(seq 400); do
-    in_ns test -S /run/systemd/private && break
-    kill -0 "$PID1" 2>/dev/null || break
-    sleep 0.05 # no event to wait on from outside the namespace
-done
-if ! in_ns test -S /run/systemd/private; then
-    echo "live: systemd did not come up:" >&2
-    cat "$D/systemd.log" >&2
-    exit 1
-fi
-state=$(timeout 60 nsenter -t "$PID1" -m -p -- systemctl is-system-running --wait 2>&1 || true)
-echo "  systemd $(systemctl --version | head -n1 | awk '{print $2}') is PID 1 of a private PID namespace (state: $state)"
+in_ns timeout 60 systemctl is-system-running --wait >/dev/null 2>&1 || true
+echo "  systemd $(in_ns systemctl --version | awk 'NR==1{print $2}') is PID 1 of private PID/mount/net namespaces"
+
+# The account, exactly as installed: sysusers.d and tmpfiles.d snippets.
+in_ns install -D -m 0644 /run/mcpm-live/mcp-multiplayer.sysusers /etc/sysusers.d/mcp-multiplayer.conf
+in_ns install -D -m 0644 /run/mcpm-live/mcp-multiplayer.tmpfiles /etc/tmpfiles.d/mcp-multiplayer.conf
+in_ns systemd-sysusers mcp-multiplayer.conf >/dev/null 2>&1
+in_ns systemd-tmpfiles --create mcp-multiplayer.conf
+in_ns systemctl daemon-reload
 
 status=0
 run_job() {
     local name=$1
-    if ! in_ns timeout 60 systemctl start "mcpm-live@$name.service"; then
+    if ! in_ns timeout 60 systemctl start "mcpm-live@$name.service" 2>/dev/null; then
         echo "  FAIL: mcpm-live@$name.service did not succeed:"
-        in_ns systemctl status --no-pager "mcpm-live@$name.service" 2>&1 | sed 's/^/    /' | head -20
+        in_ns systemctl status --no-pager "mcpm-live@$name.service" 2>&1 | sed 's/^/    /' | head -12
         in_ns cat "/run/mcpm-live/$name.err" 2>/dev/null | sed 's/^/    stderr: /' | head -20
         in_ns cat "/run/mcpm-live/$name.out" 2>/dev/null | sed 's/^/    stdout: /' | head -5
         status=1
@@ -216,18 +221,15 @@ import json, sys
 out = json.load(open(sys.argv[1]))
 assert out["status"] == "ok", out
 result = out["posts"][0]["body"]["result"]
-# EPERM/EACCES would mean a filter (systemd's or the runner's) refused the
-# supervisor's work; anything else is the network's answer.
-assert "errno=1 " not in result and "errno=13 " not in result, result
 assert result == "connected", result
 print(f"  ok: network hook under the unit (connect supervisor, pidfd_getfd): 1.2.3.4:80 -> {result}")
 PYEOF
 fi
 # Control: the same job without the unit (the runner alone, as root, in the
-# same network namespace) does connect, so a refusal below is the unit's.
+# same network namespace) connects, so a refusal below is the unit's doing.
 ctl=$(in_ns sh -c '/run/mcpm-live/sandbox-runner < /run/mcpm-live/ipdeny.json' 2>/dev/null || true)
 if ! grep -q '"result":"connected"' <<<"$ctl"; then
-    echo "  FAIL: control run without the unit did not connect to 169.254.77.1: $ctl"
+    echo "  FAIL: the control run without the unit did not reach 169.254.77.1: $ctl"
     status=1
 fi
 if run_job ipdeny; then
@@ -240,7 +242,57 @@ assert result != "connected", f"IPAddressDeny= did not refuse 169.254.77.1: {res
 print(f"  ok: IPAddressDeny= refuses 169.254.77.1:80, which the runner alone reaches -> {result}")
 PYEOF
 fi
-# The service's own view, for the record: who it ran as, and its capabilities.
-in_ns systemctl show -p User -p ExecMainStatus "mcpm-live@echo.service" | tr '\n' ' ' | sed 's/^/  unit: /'
-echo
+
+# --- B. the daemon itself, under the unit --------------------------------------
+if [[ -n $DAEMON && $status == 0 ]]; then
+    daemon_fail() {
+        echo "  FAIL: $*"
+        in_ns systemctl status --no-pager mcp-multiplayer.service 2>&1 | sed 's/^/    /' | head -12
+        in_ns tail -n 30 /run/mcpm-live/daemon.log 2>/dev/null | sed 's/^/    log: /'
+        status=1
+    }
+    in_ns sh -ec '
+        install -m 0755 /run/mcpm-live/mcp-multiplayer /run/mcpm-live/sandbox-runner /usr/local/bin/
+        install -d /usr/local/share/mcp-multiplayer
+        cp -r /run/mcpm-live/bots /usr/local/share/mcp-multiplayer/bots
+        install -m 0644 /run/mcpm-live/mcp-multiplayer.service /etc/systemd/system/
+        sed "s|^public_url = .*|public_url = \"http://127.0.0.1:8201\"|" /run/mcpm-live/config.toml > /run/mcpm-live/config.edited
+        install -m 0640 -o root -g mcp-multiplayer /run/mcpm-live/config.edited /etc/mcp-multiplayer/config.toml
+        ( umask 077; head -c 24 /dev/urandom | base64 > /etc/mcp-multiplayer/passphrase )
+        mkdir -p /run/systemd/system/mcp-multiplayer.service.d
+        printf "[Unit]\nDefaultDependencies=no\n[Service]\nStandardOutput=append:/run/mcpm-live/daemon.log\nStandardError=append:/run/mcpm-live/daemon.log\n" \
+            > /run/systemd/system/mcp-multiplayer.service.d/live.conf
+        systemctl daemon-reload'
+    healthy() {
+        for _ in $(seq 300); do
+            in_ns "$PY" -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8201/healthz", timeout=1)' 2>/dev/null && return 0
+            in_ns systemctl is-failed -q mcp-multiplayer.service && return 1
+            sleep 0.1 # polling the port: the unit is Type=exec, it signals nothing when it listens
+        done
+        return 1
+    }
+    if ! in_ns systemctl start mcp-multiplayer.service || ! healthy; then
+        daemon_fail "the daemon did not come up under the unit"
+    else
+        pid=$(in_ns systemctl show -P MainPID mcp-multiplayer.service)
+        echo "  daemon up under the unit: user $(in_ns ps -o user:24= -p "$pid" | tr -d " "), $(in_ns grep CapEff "/proc/$pid/status" | tr -s '\t ' ' ')"
+        echo "  loaded unit, online analysis (the test drop-in's DefaultDependencies=no makes four items N/A): $(in_ns systemd-analyze security --no-pager mcp-multiplayer.service | tail -n1)"
+        mint='runuser -u mcp-multiplayer -- mcp-multiplayer token create %s --config /etc/mcp-multiplayer/config.toml'
+        alice=$(in_ns sh -c "$(printf "$mint" alice)" 2>/dev/null)
+        bob=$(in_ns sh -c "$(printf "$mint" bob)" 2>/dev/null)
+        if ! game=$(in_ns timeout 120 "$PY" /run/mcpm-live/client.py play http://127.0.0.1:8201 "$alice" "$bob" 2>&1); then
+            daemon_fail "the GuessBot game under the unit: $game"
+        else
+            echo "  ok: two clients played GuessBot through the daemon under the unit: $game"
+            read -r cid count head < <("$PY" -c 'import json,sys; g=json.loads(sys.argv[1]); print(g["channel_id"], json.dumps(g["count"]), json.dumps(g["head"]))' "$game")
+            if ! in_ns systemctl restart mcp-multiplayer.service || ! healthy; then
+                daemon_fail "the daemon did not come back after a restart"
+            elif ! out=$(in_ns timeout 60 "$PY" /run/mcpm-live/client.py check http://127.0.0.1:8201 "$alice" "$cid" "$count" "$head" 2>&1); then
+                daemon_fail "after the restart: $out"
+            else
+                echo "  ok: after a restart, $out"
+            fi
+        fi
+    fi
+fi
 exit $status

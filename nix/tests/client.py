@@ -69,10 +69,10 @@ class Client:
             raise SystemExit(f"{method} failed: {reply}")
         return reply["result"]
 
-    def tool(self, name, **args):
-        result = self.rpc("tools/call", {"name": name, "arguments": args})
+    def tool(self, tool_name, /, **args):
+        result = self.rpc("tools/call", {"name": tool_name, "arguments": args})
         if result.get("isError"):
-            raise SystemExit(f"{name} returned an error: {result}")
+            raise SystemExit(f"{tool_name} returned an error: {result}")
         return result["structuredContent"]
 
 
