@@ -59,7 +59,7 @@ rustPlatform.buildRustPackage {
   postInstall = ''
     mkdir -p $out/share/mcp-multiplayer
     cp -r bots $out/share/mcp-multiplayer/bots
-    rm -rf $out/share/mcp-multiplayer/bots/tests
+    rm -rf $out/share/mcp-multiplayer/bots/tests $out/share/mcp-multiplayer/bots/harness/tests
     find $out/share/mcp-multiplayer/bots -name __pycache__ -prune -exec rm -rf {} +
     # An explicit --config or MCP_MULTIPLAYER_CONFIG still wins.
     wrapProgram $out/bin/mcp-multiplayer \

@@ -63,7 +63,7 @@ L=$D/live
 mkdir -p "$L"
 cp "$RUNNER" "$L/sandbox-runner"
 cp -r "$ROOT/bots" "$L/bots"
-rm -rf "$L/bots/tests" && find "$L/bots" -name __pycache__ -prune -exec rm -rf {} +
+rm -rf "$L/bots/tests" "$L/bots/harness/tests" && find "$L/bots" -name __pycache__ -prune -exec rm -rf {} +
 cp "$ROOT/systemd/mcp-multiplayer.sysusers" "$ROOT/systemd/mcp-multiplayer.tmpfiles" \
     "$ROOT/systemd/config.toml" "$ROOT/nix/tests/client.py" "$L/"
 cp "$UNIT" "$L/mcp-multiplayer.service"
