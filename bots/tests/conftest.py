@@ -92,9 +92,64 @@ def make_job(source, hook, players, state, params=None, network=False, bot_id="b
     }
 
 
-def run_hook(source, hook, players, state, **kw):
+# The sandbox: `SANDBOX_RUNNER` names a built `sandbox-runner` binary (step
+# 45 sets it when step 30 has built one). Runner limits follow DESIGN §6.
+SANDBOX_RUNNER = os.environ.get("SANDBOX_RUNNER")
+RUNNER_LIMITS = {
+    "wall_ms": 5000, "cpu_secs": 5, "address_space_bytes": 1 << 30, "workspace_bytes": 100 << 20,
+    "workspace_inodes": 4096, "file_size_bytes": 32 << 20, "open_files": 64, "threads": 16,
+    **DEFAULT_LIMITS,
+}
+_sandbox_harness = []
+
+
+def sandbox_harness_dir():
+    """A copy of bots/harness that the sandbox's unprivileged uid can read
+    (a clone under /root is not)."""
+    if not _sandbox_harness:
+        import atexit
+        import shutil
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="bots-harness-", dir="/tmp")
+        atexit.register(shutil.rmtree, base, True)
+        os.chmod(base, 0o755)
+        target = os.path.join(base, "harness")
+        shutil.copytree(HARNESS.parent, target, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+        for root, dirs, files in os.walk(target):
+            os.chmod(root, 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        _sandbox_harness.append(target)
+    return _sandbox_harness[0]
+
+
+def run_sandboxed(job, timeout=30):
+    """Run one harness job inside the real `sandbox-runner` (daemon's job shape)."""
+    runner_job = {
+        "version": 1,
+        "bot": job["bot"],
+        "hook": job["hook"],
+        "context": job["context"],
+        "state": job["state"],
+        "limits": RUNNER_LIMITS,
+        "network": {"allowed": bool(job["network"]), "allow_cidrs": [], "deny_cidrs": []},
+        "runtime": {
+            "python": PYTHON, "python_args": ["-I", "-S", "-B"], "harness_dir": sandbox_harness_dir(),
+            "python_path": list(job["sys_path"]), "sandbox_uid": 65534, "sandbox_gid": 65534,
+        },
+    }
+    proc = subprocess.run([SANDBOX_RUNNER], input=json.dumps(runner_job).encode(), capture_output=True,
+                          timeout=timeout)
+    if not proc.stdout:
+        raise AssertionError(f"sandbox-runner exit {proc.returncode}, no outcome; stderr: {proc.stderr[-2000:]!r}")
+    return json.loads(proc.stdout)
+
+
+def run_hook(source, hook, players, state, sandboxed=False, **kw):
     """Run one hook; return (posts, state). Raises HookFailed on an error outcome."""
-    outcome = run_harness(make_job(source, hook, players, state, **kw))
+    job = make_job(source, hook, players, state, **kw)
+    outcome = run_sandboxed(job) if sandboxed else run_harness(job)
     if outcome.get("status") != "ok":
         raise HookFailed(outcome)
     return outcome.get("posts", []), outcome.get("state", {})
@@ -103,7 +158,9 @@ def run_hook(source, hook, players, state, **kw):
 class Table:
     """A channel with one bot, played through the real harness."""
 
-    def __init__(self, bot, seats, params=None, network=False, sys_path=None, bot_id=None, workspace="/tmp"):
+    def __init__(self, bot, seats, params=None, network=False, sys_path=None, bot_id=None, workspace="/tmp",
+                 sandboxed=False):
+        self.sandboxed = sandboxed
         self.source = bot_source(bot)
         self.bot_id = bot_id or f"bot:{bot}"
         self.players = [{"label": s, "slot": f"invite:{s}", "filled": False} for s in seats]
@@ -127,7 +184,7 @@ class Table:
         posts, self.state = run_hook(
             self.source, hook, self.players, self.state, params=self.params,
             network=self.network, sys_path=self.sys_path, bot_id=self.bot_id,
-            workspace=self.workspace,
+            workspace=self.workspace, sandboxed=self.sandboxed,
         )
         for post in posts:
             self.record(self.bot_id, "bot", {"type": post["type"], "data": post.get("body")}, post.get("to"))

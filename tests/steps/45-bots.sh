@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builtin bots: pytest suite driving every bot through bots/harness/harness.py
-# (language layer + ctx API, no sandbox), plus `harness.py --check` on each.
+# (language layer + ctx API), `harness.py --check` on each, and whole games
+# inside the real sandbox-runner.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,4 +15,10 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 # bots/tests/test_check.py runs `harness.py --check` on every builtin.
+# bots/tests/test_sandboxed.py plays the games inside the real sandbox-runner:
+# build it (a no-op after step 30 built it) and point the tests at it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
+cargo build --locked -q -p sandbox-runner
+export SANDBOX_RUNNER="$CARGO_TARGET_DIR/debug/sandbox-runner"
+export PYTHONDONTWRITEBYTECODE=1
 exec /usr/bin/python3 -m pytest -q -p no:cacheprovider bots/tests
