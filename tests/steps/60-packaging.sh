@@ -63,6 +63,14 @@ render_unit() {
     "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[2],"w").write(d["unit"])' \
         "$out/render.json" "$out/mcp-multiplayer.service"
 }
+# check_testscript VM_NIX: the VM test's Python test script compiles
+check_testscript() {
+    nix-instantiate --eval --json -E "(import $1 {
+        self = { nixosModules.default = { }; packages.x86_64-linux.default = { }; };
+        pkgs = { testers.runNixOSTest = t: t; stdenv.hostPlatform.system = \"x86_64-linux\"; };
+    }).testScript" >"$WORK/testscript.json" || return 1
+    "$PY" -c 'import json,sys; compile(json.load(open(sys.argv[1])), "testScript", "exec")' "$WORK/testscript.json"
+}
 check_verify() { "$CI/verify-unit.sh" "$1"; }
 check_security() {
     local line
@@ -97,12 +105,23 @@ assert any("-requests-" in p for p in s["bots"]["python_path"]), s["bots"]["pyth
 assert s["auth"]["approval"] == "passphrase" and s["public_url"] == "https://mcp.example.com", s
 assert s["log_format"] == "json", "settings must be merged over the generated values"
 assert d["user"]["isSystemUser"] and d["firewallPorts"] == [], d
-print("  ok: ExecStart, config (python by store path, requests on python_path), user")
+# Every key the module generates is one the example config uses, and the
+# daemon (deny_unknown_fields) starts on the example config in check 8.
+import tomllib
+def paths(t, pre=""):
+    for k, v in t.items():
+        yield from paths(v, f"{pre}{k}.") if isinstance(v, dict) else [pre + k]
+known = set(paths(tomllib.load(open("systemd/config.toml", "rb"))))
+unknown = set(paths(s)) - known
+assert not unknown, f"the module writes keys systemd/config.toml does not know: {unknown}"
+print("  ok: ExecStart, config (python by store path, requests on python_path, known keys), user")
 PYEOF
 render_unit "$WORK/fw" '{ userConfig = { enable = true; listen = "0.0.0.0:9000"; openFirewall = true; }; }' \
     || fail "the module does not evaluate with openFirewall"
 "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["firewallPorts"]==[9000], d["firewallPorts"]' \
     "$WORK/fw/render.json" || fail "openFirewall does not open the listen port"
+check_testscript "$ROOT/nix/tests/vm.nix" || fail "the VM test's script does not compile"
+echo "  ok: openFirewall; the VM test's Python script compiles"
 
 say "4. systemd-analyze verify (must print nothing)"
 check_verify "$SHIPPED" || fail "verify complained about $SHIPPED"
@@ -161,6 +180,10 @@ expect_fail "an option that does not exist (evaluation)" "lsiten' does not exist
     render_unit "$B/unknown" '{ userConfig = { enable = true; lsiten = "127.0.0.1:1"; }; }'
 expect_fail "a wrongly typed option (evaluation)" "openFirewall' is not of type" \
     render_unit "$B/type" '{ userConfig = { enable = true; openFirewall = "yes"; }; }'
+mkdir -p "$B/vm"
+cp nix/tests/client.py "$B/vm/"
+sed 's/^    server.wait_for_open_port(8201)$/    server.wait_for_open_port(8201/' nix/tests/vm.nix >"$B/vm/vm.nix"
+expect_fail "a Python syntax error in the VM test script" "SyntaxError|never closed" check_testscript "$B/vm/vm.nix"
 mkdir -p "$B/typo" "$B/bare" "$B/nolandlock" "$B/nons" "$B/differ"
 sed 's/^ProtectSystem=/ProtectSytem=/' "$SHIPPED" >"$B/typo/mcp-multiplayer.service"
 expect_fail "a misspelt key (verify)" "Unknown key .ProtectSytem" check_verify "$B/typo/mcp-multiplayer.service"
