@@ -41,8 +41,9 @@ MANIFEST = {
     },
 }
 
-ASK_RE = re.compile(r"^\s*ask\s*:?\s*(.+)$", re.IGNORECASE | re.DOTALL)
-ANSWER_RE = re.compile(r"^\s*answer(?:\s+(\d+))?\s*:?\s*(.*)$", re.IGNORECASE | re.DOTALL)
+# The colon is required, so that chat such as "ask bob later" is not a command.
+ASK_RE = re.compile(r"^\s*ask\s*:\s*(.+)$", re.IGNORECASE | re.DOTALL)
+ANSWER_RE = re.compile(r"^\s*answer(?:\s+(\d+))?\s*:\s*(.*)$", re.IGNORECASE | re.DOTALL)
 OPT_RE = re.compile(r"^\s*(opt[\s_-]?in|decline)(?:\s+(\d+))?\s*[.!]?\s*$", re.IGNORECASE)
 
 

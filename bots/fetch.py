@@ -56,7 +56,10 @@ def number_param(params, key, default, low, high):
 
 def text_extract(raw, content_type, encoding, limit):
     """Readable text of the body: tags, scripts and styles removed, whitespace collapsed."""
-    text = raw.decode(encoding or "utf-8", errors="replace")
+    try:
+        text = raw.decode(encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset name Python does not know
+        text = raw.decode("utf-8", errors="replace")
     if "html" in content_type or "<html" in text[:2000].lower():
         text = re.sub(r"(?is)<(script|style|noscript)\b.*?</\1\s*>", " ", text)
         text = re.sub(r"(?s)<!--.*?-->", " ", text)

@@ -48,7 +48,8 @@ RULE_LINE_RE = re.compile(r"^\s*RULE\s+([A-Za-z0-9_-]{1,32})\s*:\s*(.+?)\s*$", r
 MUST_BEFORE_RE = re.compile(r"^(\S+)\s+must\s+post\s+\"([^\"]+)\"\s+before\s+seq\s+(\d{1,12})\.?$", re.IGNORECASE)
 MUST_WITHIN_RE = re.compile(r"^(\S+)\s+must\s+post\s+\"([^\"]+)\"\s+within\s+(\d{1,9})\s+messages?\.?$", re.IGNORECASE)
 MUST_NOT_RE = re.compile(r"^(\S+)\s+must\s+not\s+post\s+\"([^\"]+)\"\.?$", re.IGNORECASE)
-PROPOSE_RE = re.compile(r"^\s*propose\b\s*:?\s*(.+)$", re.IGNORECASE | re.DOTALL)
+# "propose:" needs its colon, so that "propose we meet at 5" stays chat.
+PROPOSE_RE = re.compile(r"^\s*propose\s*:\s*(.+)$", re.IGNORECASE | re.DOTALL)
 AGREE_RE = re.compile(r"^\s*agree\s*:?\s*([0-9a-fA-F]{64})\s*$", re.IGNORECASE)
 CLAIM_RE = re.compile(r"^\s*claim\b(?:\s+([A-Za-z0-9_-]{1,32}))?\s*:?\s*(.*)$", re.IGNORECASE | re.DOTALL)
 

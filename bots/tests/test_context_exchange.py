@@ -91,3 +91,10 @@ def test_no_answer_changes_and_outsiders_refused():
     (delivery, to), = deliveries(t)
     assert sorted(delivery["answers"]) == ["alice", "bob", "carol"]
     assert delivery["answers"]["alice"]["answer"] == "one"
+
+
+def test_chat_is_not_a_command():
+    t = table()
+    assert t.say("alice", "ask bob, he knows") == []
+    assert t.say("bob", "answer me this first") == []
+    assert t.state["rounds"] == []

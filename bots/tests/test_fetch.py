@@ -24,6 +24,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/item":
             body, ctype, status = PAGE, "text/html; charset=utf-8", 200
+        elif self.path == "/oddcharset":
+            body, ctype, status = "caf\u00e9 menu".encode(), "text/plain; charset=x-no-such-charset", 200
         elif self.path == "/big":
             body, ctype, status = BIG, "application/octet-stream", 200
         elif self.path == "/moved":
@@ -100,3 +102,9 @@ def test_fetch_error_and_ignored_messages(server):
     s.close()
     posts = t.say("alice", f"fetch http://127.0.0.1:{port}/")
     assert posts[0]["type"] == "fetch_error" and "error" in posts[0]["body"]
+
+
+def test_unknown_charset_falls_back_to_utf8(server):
+    t = fetch_table()
+    r = t.say("alice", f"{server}/oddcharset")[0]["body"]
+    assert r["status"] == 200 and "caf\u00e9" in r["extract"]

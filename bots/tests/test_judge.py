@@ -133,3 +133,5 @@ def test_must_not_rule_and_manual_rule():
 def test_chatter_is_not_a_command():
     t, proposal = sealed_table()
     assert t.say("alice", "I claimed nothing, proposed nothing") == []
+    assert t.say("bob", "propose we talk tomorrow") == []
+    assert t.state["proposal"]["sha256"] == proposal["sha256"]
