@@ -276,6 +276,20 @@ if [[ -n $DAEMON && $status == 0 ]]; then
     else
         pid=$(in_ns systemctl show -P MainPID mcp-multiplayer.service)
         echo "  daemon up under the unit: user $(in_ns ps -o user:24= -p "$pid" | tr -d " "), $(in_ns grep CapEff "/proc/$pid/status" | tr -s '\t ' ' ')"
+        # The daemon's own start-up self-check runs one hook through the runner.
+        sandbox=$(in_ns "$PY" -c '
+import json, time, urllib.request
+for _ in range(300):
+    h = json.load(urllib.request.urlopen("http://127.0.0.1:8201/healthz", timeout=2))
+    if h.get("sandbox") != "checking":
+        break
+    time.sleep(0.1)  # the self-check reports through /healthz only
+print(json.dumps(h.get("sandbox")))')
+        if [[ $sandbox == '"ok"' ]]; then
+            echo "  ok: /healthz under the unit: sandbox self-check $sandbox"
+        else
+            daemon_fail "/healthz sandbox self-check under the unit: $sandbox"
+        fi
         echo "  loaded unit, online analysis (the test drop-in's DefaultDependencies=no makes four items N/A): $(in_ns systemd-analyze security --no-pager mcp-multiplayer.service | tail -n1)"
         mint='runuser -u mcp-multiplayer -- mcp-multiplayer token create %s --config /etc/mcp-multiplayer/config.toml'
         alice=$(in_ns sh -c "$(printf "$mint" alice)" 2>/dev/null)
