@@ -36,6 +36,9 @@ need_apt=()
 command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v ps >/dev/null || need_apt+=(procps)
+[[ -x /usr/bin/python3 ]] || need_apt+=(python3)
 if ((${#need_apt[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
