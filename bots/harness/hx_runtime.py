@@ -111,6 +111,8 @@ def facade(name):
 
 def bot_import(name, globals=None, locals=None, fromlist=(), level=0):
     """`__import__` for bot frames: allowlisted modules only, as facades."""
+    if not _copy_hardened:
+        harden_copy()
     if level:
         raise _violation("Relative imports are not allowed")
     why = P.module_refused(name, _network)
@@ -134,6 +136,129 @@ def bot_import(name, globals=None, locals=None, fromlist=(), level=0):
     return facade(name.partition(".")[0])
 
 
+# ------------------------------------------------------------ copy
+
+# The copy protocol hands an object's whole state, private attributes
+# included, to hooks the object's class defines (`__setstate__`,
+# `__reduce_ex__`, `__deepcopy__`...), and its `_reconstruct` sets attributes
+# by names that come from those hooks. Bot code cannot define such hooks with
+# `class` syntax, but it can with `type(name, bases, {"__setstate__": f})`; a
+# subclass of `warnings.catch_warnings` built that way received the real
+# `warnings` module from `copy.copy`. So, before any bot import can reach the
+# `copy` module (directly or through `UserDict.copy`, `email.generator`,
+# `requests`' cookies...), its entry points refuse objects whose class has a
+# copy hook written in bot code.
+
+_COPY_HOOKS = (
+    "__reduce_ex__",
+    "__reduce__",
+    "__getstate__",
+    "__setstate__",
+    "__copy__",
+    "__deepcopy__",
+    "__new__",
+    "__getnewargs__",
+    "__getnewargs_ex__",
+)
+_copy_hardened = False
+
+
+_FUNCTION = type(lambda: None)
+# C functions, slot wrappers and method descriptors are library code.
+_C_CALLABLES = (
+    type(len),  # builtin_function_or_method
+    type(object.__init__),  # wrapper_descriptor
+    type(str.join),  # method_descriptor
+    type(dict.__dict__["fromkeys"]),  # classmethod_descriptor
+    type(type.__dict__["__mro__"]),  # getset_descriptor
+    type(BaseException.__dict__["args"]),  # getset on exceptions
+)
+
+
+def _written_by_bot(value):
+    """Whether a class attribute is, or wraps, something other than C code
+    or a function compiled from a file other than the bot's. Exact type checks
+    only: a bot object can claim any `__class__`."""
+    if type(value) in (staticmethod, classmethod):
+        value = value.__func__
+    if type(value) is _FUNCTION:
+        return value.__code__.co_filename == "bot.py"
+    return type(value) not in _C_CALLABLES
+
+
+_MRO = type.__dict__["__mro__"]
+_DICT = type.__dict__["__dict__"]
+# Also refused when written by the bot: what could hide the instance dict or
+# answer attribute lookups for the copy machinery.
+_LOOKUP_HOOKS = ("__dict__", "__getattribute__", "__getattr__")
+
+
+def _refuse_bot_copy_hooks(x):
+    cls = type(x)
+    for k in _MRO.__get__(cls):
+        d = _DICT.__get__(k)
+        for hook in _COPY_HOOKS + _LOOKUP_HOOKS:
+            if hook in d and _written_by_bot(d[hook]):
+                raise TypeError(
+                    f"copy: {cls.__name__} has a {hook} written in bot code; "
+                    "copying it is not available to bots"
+                )
+    try:
+        own = object.__getattribute__(x, "__dict__")
+    except AttributeError:
+        return
+    if type(own) is dict:
+        for hook in _COPY_HOOKS:
+            if hook in own:
+                raise TypeError(f"copy: an instance attribute {hook} is not available to bots")
+
+
+def harden_copy():
+    """Guard `copy.copy`, `copy.deepcopy` and `copy._reconstruct` in place."""
+    global _copy_hardened
+    _copy_hardened = True
+    import copy
+
+    real_copy, real_deepcopy, real_reconstruct = copy.copy, copy.deepcopy, copy._reconstruct
+
+    def guarded_copy(x):
+        _refuse_bot_copy_hooks(x)
+        return real_copy(x)
+
+    def guarded_deepcopy(x, memo=None, _nil=[]):  # noqa: B006 (copy's own signature)
+        _refuse_bot_copy_hooks(x)
+        return real_deepcopy(x, memo, _nil)
+
+    def guarded_reconstruct(x, memo, *args, **kwargs):
+        # Its `deepcopy=` default is bound to the unguarded function.
+        kwargs["deepcopy"] = guarded_deepcopy
+        return real_reconstruct(x, memo, *args, **kwargs)
+
+    copy.copy = guarded_copy
+    copy.deepcopy = guarded_deepcopy
+    copy._reconstruct = guarded_reconstruct
+    # The container copiers (`_deepcopy_list`...) bind `deepcopy=` at
+    # definition too; route their recursion through the guard as well.
+    table = copy._deepcopy_dispatch
+    for t, f in list(table.items()):
+        code = getattr(f, "__code__", None)
+        if code is not None and "deepcopy" in code.co_varnames[: code.co_argcount]:
+            table[t] = lambda x, memo, _f=f: _f(x, memo, deepcopy=guarded_deepcopy)
+
+
+def _copy_overrides(copy):
+    def copy_(x):
+        """copy.copy (objects whose class has copy hooks from bot code are refused)."""
+        return copy.copy(x)
+
+    def deepcopy(x):
+        """copy.deepcopy without the `memo` argument (a memo would keep every
+        original it met, private state included, for the caller to read)."""
+        return copy.deepcopy(x)
+
+    return {"copy": copy_, "deepcopy": deepcopy}
+
+
 # ------------------------------------------------------------ replacements
 
 _bot_source = None
@@ -150,6 +275,8 @@ def _register_source():
 
 
 def _overrides(name, real):
+    if name == "copy":
+        return _copy_overrides(real)
     if name == "functools":
         real_wraps = real.wraps
 

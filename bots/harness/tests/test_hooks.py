@@ -580,3 +580,21 @@ def test_check_cli(tmp_path):
         [PYTHON, "-I", "-S", "-B", HARNESS, "--check", str(net), "--network"], capture_output=True, env={}
     )
     assert p.returncode == 0, p.stdout
+
+
+def test_print_capture_cannot_be_unbounded_by_reinitialising_it():
+    src = bot(
+        """
+        import sys
+        try:
+            sys.stdout.__init__(10 ** 12)
+        except TypeError:
+            print("refused")
+        """
+    )
+    assert ok(run(src))["logs"] == "refused\n"
+
+
+def test_inspect_ignores_unchecked():
+    err = error(run("import os\nclass B:\n    def on_init(self):\n        pass\n", "inspect", unchecked=True))
+    assert err["kind"] == "policy" and err["line"] == 1

@@ -368,3 +368,68 @@ class Bot:
     out = run(src)
     assert out["status"] == "ok", out
     assert out["posts"][0]["body"] == [True, True, True]
+
+
+# --------------------------------------------------------- the copy protocol
+
+COPY_BOT = """
+import copy, warnings, collections
+got = []
+def grab(self, state):
+    got.append(state)
+class Bot:
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+    def on_init(self):
+{body}
+        self.ctx.post("got", len(got))
+"""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A subclass made by type() with a __setstate__ of its own received
+        # catch_warnings' state, `_module` (the real warnings module) included.
+        "Sub = type('Sub', (warnings.catch_warnings,), {'__set' + 'state__': grab})\n"
+        "copy.copy(Sub())",
+        "Sub = type('Sub', (warnings.catch_warnings,), {'__set' + 'state__': grab})\n"
+        "copy.deepcopy([1, {'k': Sub()}])",
+        # The same through library code that copies what it is given.
+        "Sub = type('Sub', (collections.UserDict,), {'__set' + 'state__': grab})\n"
+        "Sub({'a': 1}).copy()",
+        "Sub = type('Sub', (), {'__reduce' + '_ex__': lambda self, p: (list, (), None, None, None)})\n"
+        "copy.copy(Sub())",
+        "Sub = type('Sub', (), {'__deep' + 'copy__': lambda self, memo: got.append(memo)})\n"
+        "copy.deepcopy(Sub())",
+    ],
+)
+def test_copy_hooks_written_by_the_bot_are_refused(body):
+    src = COPY_BOT.format(body="".join("        " + ln + "\n" for ln in body.splitlines()))
+    err = error(run(src))
+    assert err["kind"] == "exception", err
+    assert "written in bot code" in err["message"], err
+
+
+def test_deepcopy_takes_no_memo():
+    src = COPY_BOT.format(body="        copy.deepcopy([1], {})\n")
+    err = error(run(src))
+    assert err["kind"] == "exception" and "TypeError" in err["message"], err
+
+
+def test_copy_still_copies_data_and_bot_objects():
+    body = (
+        "class P:\\n"
+        "    def __init__(self, xs):\\n"
+        "        self.xs = xs\\n"
+        "p = P([1, [2]])\\n"
+        "q = copy.deepcopy(p)\\n"
+        "q.xs[1].append(3)\\n"
+        "s = copy.copy({'a': [1]})\\n"
+        "d = copy.deepcopy(collections.OrderedDict(a={'b': 1}))\\n"
+        "self.ctx.post('r', [p.xs, q.xs, s, d, collections.UserDict({'u': 1}).copy()['u']])"
+    )
+    src = COPY_BOT.format(body="".join("        " + ln + "\n" for ln in body.replace("\\n", "\n").splitlines()))
+    out = run(src)
+    assert out["status"] == "ok", out
+    assert out["posts"][0]["body"] == [[1, [2]], [1, [2, 3]], {"a": [1]}, {"a": {"b": 1}}, 1]
