@@ -256,8 +256,10 @@ FACADES = {
         header_encode header_length quote unquote"""
     ),
     # Not: showwarning/formatwarning (they read source lines of any file
-    # name through linecache), warn_explicit.
-    "warnings": _names("warn simplefilter filterwarnings resetwarnings catch_warnings"),
+    # name through linecache), warn_explicit, catch_warnings (its instances
+    # keep the real `warnings` module in `_module`, which a bot subclass made
+    # with type() can intercept with a property of that name).
+    "warnings": _names("warn simplefilter filterwarnings resetwarnings"),
     "weakref": _names(
         """ref proxy getweakrefcount getweakrefs WeakKeyDictionary
         WeakValueDictionary WeakSet WeakMethod finalize ReferenceType ProxyType

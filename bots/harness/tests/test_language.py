@@ -178,6 +178,7 @@ def test_network_modules_import_with_network():
         ("import typing\nh = typing.get_type_hints\n", "'typing.get_type_hints'"),
         ("import warnings\nm = warnings.sys\n", "'warnings.sys'"),
         ("import warnings\nf = warnings.formatwarning\n", "'warnings.formatwarning'"),
+        ("import warnings\nc = warnings.catch_warnings\n", "'warnings.catch_warnings'"),
         ("import traceback\nf = traceback.walk_stack(None)\n", "'traceback.walk_stack'"),
         ("import traceback\nm = traceback.sys\n", "'traceback.sys'"),
         ("import json\nm = json.decoder.re\n", "'json.decoder'"),
@@ -390,10 +391,12 @@ class Bot:
     "body",
     [
         # A subclass made by type() with a __setstate__ of its own received
-        # catch_warnings' state, `_module` (the real warnings module) included.
-        "Sub = type('Sub', (warnings.catch_warnings,), {'__set' + 'state__': grab})\n"
+        # the state of warnings.catch_warnings, `_module` (the real warnings
+        # module) included, before the copy guard (and before catch_warnings
+        # left the facade).
+        "Sub = type('Sub', (collections.OrderedDict,), {'__set' + 'state__': grab})\n"
         "copy.copy(Sub())",
-        "Sub = type('Sub', (warnings.catch_warnings,), {'__set' + 'state__': grab})\n"
+        "Sub = type('Sub', (collections.OrderedDict,), {'__set' + 'state__': grab})\n"
         "copy.deepcopy([1, {'k': Sub()}])",
         # The same through library code that copies what it is given.
         "Sub = type('Sub', (collections.UserDict,), {'__set' + 'state__': grab})\n"

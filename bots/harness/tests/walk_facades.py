@@ -142,6 +142,17 @@ def walk(roots, depth):
         if d >= depth:
             continue
         edges = []
+        # An instance's own dict, underscore keys included: a bot subclass
+        # made with type() can intercept what library code stores on self
+        # (a data descriptor or property named `_module` sees the value).
+        if not isinstance(obj, (type, ModuleType)):
+            try:
+                own = object.__getattribute__(obj, "__dict__")
+            except Exception:
+                own = None
+            if type(own) is dict:
+                for k, v in list(own.items()):
+                    edges.append((f"{path}.{k}", v))
         for n in attr_names(obj):
             try:
                 edges.append((f"{path}.{n}", getattr(obj, n)))
@@ -196,7 +207,6 @@ def instances():
         "random.Random()": lambda: f("random").Random(1),
         "decimal.getcontext()": lambda: f("decimal").getcontext(),
         "string.Template()": lambda: f("string").Template("$x"),
-        "warnings.catch_warnings()": lambda: f("warnings").catch_warnings(record=True),
         "weakref.finalize()": lambda: f("weakref").finalize(hx_core.Ctx, print),
         "json.JSONDecoder()": lambda: f("json").JSONDecoder(),
         "re match": lambda: f("re").compile("a").match("a"),
@@ -211,12 +221,23 @@ def instances():
         "statistics.NormalDist()": lambda: f("statistics").NormalDist(),
         "fractions.Fraction()": lambda: f("fractions").Fraction(1, 3),
     }
+    # Every facade class that constructs without arguments, too.
+    for mod in sorted(P.FACADES):
+        fac = f(mod)
+        for n in P.FACADES[mod]:
+            if f"{mod}.{n}" in P.FACADES:
+                continue
+            cls = getattr(fac, n, None)
+            if isinstance(cls, type) and not issubclass(cls, BaseException):
+                out.setdefault(f"{mod}.{n}()", cls)
     roots = []
     for name, make in out.items():
         try:
             roots.append((name, make()))
-        except Exception as e:  # report rather than hide
-            roots.append((f"{name} failed: {e!r}", None))
+        except Exception as e:
+            if isinstance(make, type):
+                continue  # needs arguments: covered as a class only
+            roots.append((f"{name} failed: {e!r}", None))  # report rather than hide
     return roots
 
 
@@ -230,7 +251,10 @@ def canaries():
         pass
 
     Holder.mod = os
+    import warnings
+
     return [
+        ("canary.catch_warnings", warnings.catch_warnings()),
         ("canary.class", Holder),
         ("canary.partial", functools.partial(eval)),
         ("canary.dict", {"g": real_json.dumps.__globals__}),
