@@ -86,7 +86,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 fn report(name: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     println!(
-        "{name:<44} p50 {:>7.2} ms   p99 {:>7.2} ms   (n={})",
+        "{name:<62} p50 {:>7.2} ms   p99 {:>7.2} ms   (n={})",
         pct(&ms, 0.50),
         pct(&ms, 0.99),
         ms.len()
@@ -117,6 +117,41 @@ fn bare(name: &str, args: &[&str], runs: usize) {
             .status()
             .expect("python3");
         assert!(st.success());
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    report(name, ms);
+}
+
+/// The harness alone, unconfined (`sh` redirects fd 3), to tell the
+/// harness's own cost from the runner's.
+fn bare_harness(name: &str, source: &str, runs: usize) {
+    let j = job(source, false);
+    let input = serde_json::to_vec(&serde_json::json!({
+        "bot": j.bot, "hook": j.hook, "context": j.context, "state": j.state,
+        "limits": {"max_posts": 20, "max_post_bytes": 65536, "max_state_bytes": 262144,
+                   "max_output_bytes": 1048576},
+        "network": false, "workspace": "/tmp", "sys_path": [],
+    }))
+    .expect("input");
+    let script = format!(
+        "exec /usr/bin/python3 -I -S -B {}/harness.py 3>/dev/null",
+        j.runtime.harness_dir.display()
+    );
+    let mut ms = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&input)
+            .expect("write");
+        assert!(child.wait().expect("wait").success());
         ms.push(start.elapsed().as_secs_f64() * 1e3);
     }
     report(name, ms);
@@ -158,6 +193,8 @@ fn main() {
         &["-I", "-S", "-B", "-c", "import json,hashlib,random"],
         runs,
     );
+    bare_harness("unconfined harness, trivial hook", TRIVIAL, runs);
+    bare_harness("unconfined harness, json,hashlib,random", IMPORTS, runs);
     bench("trivial hook", TRIVIAL, false, runs);
     bench("json,hashlib,random hook", IMPORTS, false, runs);
     bench("json,hashlib,random hook, network", IMPORTS, true, runs);

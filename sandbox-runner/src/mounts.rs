@@ -68,11 +68,19 @@ pub fn resolve_host(rt: &Runtime, want_dns: bool) -> Result<HostLayout, String> 
     }
     let loader = (canonical(Path::new(LOADER))?, PathBuf::from(LOADER));
 
-    let ssl_dirs = ["/etc/ssl", "/usr/lib/ssl"]
-        .iter()
-        .filter_map(|d| canonical(Path::new(d)).ok())
-        .filter(|d| d.is_dir())
-        .collect();
+    let mut tls = Vec::new();
+    if let Ok(certs) = canonical(Path::new("/etc/ssl/certs"))
+        && certs.is_dir()
+    {
+        tls.push((certs, PathBuf::from("/etc/ssl/certs"), true));
+    }
+    // OpenSSL's default CA file (Python's ssl.create_default_context); on
+    // Debian a link to /etc/ssl/certs/ca-certificates.crt.
+    if let Ok(bundle) = canonical(Path::new("/usr/lib/ssl/cert.pem"))
+        && bundle.is_file()
+    {
+        tls.push((bundle, PathBuf::from("/usr/lib/ssl/cert.pem"), false));
+    }
 
     let harness_dir = canonical(&rt.harness_dir)?;
     if !harness_dir.join("harness.py").is_file() {
@@ -95,7 +103,7 @@ pub fn resolve_host(rt: &Runtime, want_dns: bool) -> Result<HostLayout, String> 
         stdlib,
         lib_dirs,
         loader,
-        ssl_dirs,
+        tls,
         harness_dir,
         python_path,
         nameservers,

@@ -143,9 +143,10 @@ pub struct HostLayout {
     pub lib_dirs: Vec<PathBuf>,
     /// The ELF loader: (canonical host file, path the binary asks for).
     pub loader: (PathBuf, PathBuf),
-    /// `/etc/ssl` and OpenSSL's directory (`/usr/lib/ssl`, whose links point
-    /// into `/etc/ssl`), when present: CA certificates for TLS.
-    pub ssl_dirs: Vec<PathBuf>,
+    /// Public CA certificates for TLS, as (host source, target, is_dir):
+    /// `/etc/ssl/certs` (never all of `/etc/ssl`, which holds
+    /// `private/`), and the CA bundle at OpenSSL's default `cert.pem`.
+    pub tls: Vec<(PathBuf, PathBuf, bool)>,
     /// The harness directory (canonical).
     pub harness_dir: PathBuf,
     /// `runtime.python_path` entries (canonical), in order.
@@ -243,8 +244,13 @@ pub fn root_plan(
         is_dir: false,
         access: PathAccess::Execute,
     });
-    for ssl in &host.ssl_dirs {
-        binds.push(same(ssl, true, PathAccess::ReadOnly));
+    for (source, target, is_dir) in &host.tls {
+        binds.push(Bind {
+            source: source.clone(),
+            target: target.clone(),
+            is_dir: *is_dir,
+            access: PathAccess::ReadOnly,
+        });
     }
     binds.push(Bind {
         source: host.harness_dir.clone(),
@@ -848,7 +854,7 @@ mod tests {
                 "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into(),
                 "/lib64/ld-linux-x86-64.so.2".into(),
             ),
-            ssl_dirs: vec!["/etc/ssl".into()],
+            tls: vec![("/etc/ssl/certs".into(), "/etc/ssl/certs".into(), true)],
             harness_dir: "/opt/mcp/bots/harness".into(),
             python_path: vec!["/usr/lib/python3/dist-packages".into()],
             nameservers: vec!["10.0.0.2".parse().unwrap()],

@@ -72,6 +72,16 @@ fn read_the_daemon_database_fails_because_its_directory_is_not_bound() {
 }
 
 #[test]
+fn tls_private_keys_are_not_in_the_mount_tree() {
+    // Only /etc/ssl/certs is bound, never /etc/ssl (which holds private/).
+    assert_errno(&attack("return os.listdir('/etc/ssl/private')"), ENOENT);
+    assert_errno(
+        &attack("return open('/etc/ssl/openssl.cnf').read()"),
+        ENOENT,
+    );
+}
+
+#[test]
 fn listing_root_is_refused_by_landlock() {
     assert_errno(&attack("return os.listdir('/')"), EACCES);
 }
@@ -791,6 +801,19 @@ fn network_modules_import_for_network_bots() {
     let _g = NPROC.read();
     let r = run_job(&with_network(job(&src), &[]), Layer::Checked);
     assert_eq!(r.posts(), vec![json!({})], "{:?}", r.outcome);
+}
+
+#[test]
+fn tls_finds_the_ca_certificates_for_network_bots() {
+    let src = "import ssl\nimport certifi\nclass T:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    def on_init(self):\n        c = ssl.create_default_context()\n        n = c.cert_store_stats()['x509_ca']\n        c2 = ssl.create_default_context(cafile=certifi.where())\n        self.ctx.post('tls', {'default': n > 50, 'certifi': c2.cert_store_stats()['x509_ca'] > 50})\n";
+    let _g = NPROC.read();
+    let r = run_job(&with_network(job(src), &[]), Layer::Checked);
+    assert_eq!(
+        r.posts(),
+        vec![json!({"default": true, "certifi": true})],
+        "{:?}",
+        r.outcome
+    );
 }
 
 #[test]
