@@ -93,6 +93,7 @@ export SANDBOX_TEST_HTTP_ADDR=10.213.250.2
 export SANDBOX_TEST_HTTP_CIDR=10.213.250.0/30
 export SANDBOX_TEST_RUNNER="$WORK/sandbox-runner"
 export SANDBOX_TEST_HARNESS_DIR="$WORK/harness"
+export SANDBOX_TEST_REQUIRE_HOST=1
 
 echo "--- sandbox suite, root mode (uid $(id -u))"
 (cd "$WORK" && TMPDIR="$WORK/tmp" ./sandbox-tests)
@@ -102,4 +103,4 @@ echo "--- sandbox suite, user-namespace mode (uid 65534)"
   env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
   SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
   SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
-  ./sandbox-tests)
+  SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)

@@ -258,6 +258,7 @@ pub struct TestHost {
     pub cidr: String,
     netns: Option<String>,
     server: Option<std::process::Child>,
+    www: Option<PathBuf>,
     // One test host at a time per process (names and addresses are per pid);
     // released after Drop removed the namespace.
     _turn: std::sync::MutexGuard<'static, ()>,
@@ -274,13 +275,26 @@ impl Drop for TestHost {
         if let Some(ns) = &self.netns {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+        if let Some(www) = &self.www {
+            let _ = std::fs::remove_dir_all(www);
+        }
     }
 }
 
 /// The test host: the one the CI step set up (`SANDBOX_TEST_HTTP_ADDR`,
 /// `SANDBOX_TEST_HTTP_CIDR`), or, as root, a fresh one made here. `None`
-/// when neither is possible (an unprivileged developer run).
+/// when neither is possible (an unprivileged developer run), which is a
+/// failure when `SANDBOX_TEST_REQUIRE_HOST=1` (CI sets it).
 pub fn test_host() -> Option<TestHost> {
+    let host = make_test_host();
+    assert!(
+        host.is_some() || std::env::var("SANDBOX_TEST_REQUIRE_HOST").as_deref() != Ok("1"),
+        "SANDBOX_TEST_REQUIRE_HOST=1 but no test host is available"
+    );
+    host
+}
+
+fn make_test_host() -> Option<TestHost> {
     let turn = TEST_HOST_TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -293,6 +307,7 @@ pub fn test_host() -> Option<TestHost> {
             cidr,
             netns: None,
             server: None,
+            www: None,
             _turn: turn,
         });
     }
@@ -313,6 +328,7 @@ pub fn test_host() -> Option<TestHost> {
         cidr: format!("10.213.{n}.0/30"),
         netns: Some(ns.clone()),
         server: None,
+        www: None,
         _turn: turn,
     };
     sh(&[
@@ -337,6 +353,7 @@ pub fn test_host() -> Option<TestHost> {
     // number of connects from inside the namespace.
     let root = std::env::temp_dir().join(format!("sbxtest-www-{}", std::process::id()));
     std::fs::create_dir_all(&root).expect("www dir");
+    host.www = Some(root.clone());
     std::fs::write(root.join("index.html"), "hello from the test host\n").expect("index");
     let server = Command::new("ip")
         .args([
