@@ -182,3 +182,22 @@ def test_a_kicked_player_stands_and_the_hand_goes_on():
     assert t.state["turn"] in ("bob", None)
     play_hand(t)
     verify_transcript(t.transcript, 1)
+
+
+def test_the_guides_verifier_rebuilds_the_dealt_deck():
+    """docs/bots.md's blackjack verifier must agree with the bot."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "bots.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(import hashlib\n\ndef blackjack_deck.*?)```", guide, re.S).group(1)
+    scope = {}
+    exec(code, scope)
+    t = Table("blackjack", ["alice"])
+    t.init()
+    t.join("alice")
+    play_hand(t)
+    reveal = t.bot_posts("reveal")[0][1]
+    commit = t.bot_posts("commit")[0][1]
+    assert scope["check_commitment"](reveal["seed"], commit["commitment"])
+    assert scope["blackjack_deck"](reveal["seed"]) == reveal["deck"] == independent_deck(reveal["seed"])
