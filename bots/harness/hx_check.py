@@ -179,9 +179,15 @@ def check(tree, network):
         elif t is _ast.FunctionDef or t is _ast.AsyncFunctionDef:
             if node.name not in P.SPECIAL_METHODS:
                 check_name(node.name, line)
-            elif node.name == "__exit__" and len(node.args.args) >= 3:
-                # __exit__(self, type, value, traceback) receives exceptions too.
-                node.body.insert(0, _scrub_call(node.args.args[2].arg, node, helpers))
+            elif node.name == "__exit__":
+                # __exit__(self, type, value, traceback) receives exceptions
+                # too; scrub every parameter (a tuple of them for *args).
+                a = node.args
+                params = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+                if a.vararg is not None:
+                    params.append(a.vararg.arg)
+                for p in params:
+                    node.body.insert(0, _scrub_call(p, node, helpers))
         elif t is _ast.ClassDef:
             check_name(node.name, line)
         elif t is _ast.arg:

@@ -362,6 +362,9 @@ def scrub_exception(exc):
     pending = [exc]
     while pending:
         e = pending.pop()
+        if type(e) is tuple:  # `def __exit__(self, *exc)`
+            pending.extend(e)
+            continue
         if id(e) in seen or not issubclass(type(e), BaseException):
             continue
         seen.add(id(e))

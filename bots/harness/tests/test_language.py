@@ -349,6 +349,12 @@ class Quiet:
     def __exit__(self, t, value, tb):
         self.seen = value.obj
         return True
+class Quieter:
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.seen = exc[1].obj
+        return True
 class Bot:
     def __init__(self, ctx, params):
         self.ctx = ctx
@@ -364,11 +370,14 @@ class Bot:
         q = Quiet()
         with q:
             typing.Dict.no_such_attribute
-        self.ctx.post("objs", [first is None, group is None, q.seen is None])
+        q2 = Quieter()
+        with q2:
+            typing.Dict.no_such_attribute
+        self.ctx.post("objs", [first is None, group is None, q.seen is None, q2.seen is None])
 '''
     out = run(src)
     assert out["status"] == "ok", out
-    assert out["posts"][0]["body"] == [True, True, True]
+    assert out["posts"][0]["body"] == [True, True, True, True]
 
 
 # --------------------------------------------------------- the copy protocol
