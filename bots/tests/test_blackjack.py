@@ -44,7 +44,6 @@ def verify_transcript(transcript, hand_no):
     deck = independent_deck(seed)
     assert reveal[1]["deck"] == deck
     order = deal[1]["order"]
-    n = len(order)
     pos = 0
     hands = {p: [] for p in order}
     dealer = []

@@ -104,7 +104,6 @@ def test_rejoin_does_not_duplicate_player():
 
 def test_max_rounds_reveals_without_winner():
     t, init_posts = start_game({"min": 1, "max": 1000, "max_rounds": 1})
-    target = None
     for i in range(2):
         turn = t.state["turn"]
         t.say(turn, "guess 1000" if t.state["target"] != 1000 else "guess 999")
