@@ -45,6 +45,17 @@ def _raise(exc):
     raise exc
 
 
+def compile_tree(tree):
+    """Bytecode for a checked tree. Some errors (`return` outside a function,
+    `nonlocal` at module level) only show up here, not in `parse`."""
+    try:
+        return compile(tree, "bot.py", "exec", 0, True)
+    except SyntaxError as e:
+        return _raise(Refusal("syntax", e.lineno, e.msg or "invalid syntax"))
+    except (ValueError, RecursionError, MemoryError) as e:
+        return _raise(Refusal("syntax", None, f"cannot compile the source: {e}"))
+
+
 def _import_bindings(tree):
     """Names bound by import statements anywhere -> the module they name."""
     bound = {}

@@ -446,7 +446,9 @@ def inspect_source(source, network):
     """The `inspect` outcome's manifest, or raise `Refusal`."""
     tree = hx_check.parse(source)
     hx_check.check(tree, network)
-    return hx_check.manifest_of(tree)
+    manifest = hx_check.manifest_of(tree)
+    hx_check.compile_tree(tree)  # compile-time errors, as a hook would see them
+    return manifest
 
 
 def run_hook(job):
@@ -475,14 +477,15 @@ def run_hook(job):
         tree = hx_check.parse(source)
         if not unchecked:
             hx_check.check(tree, network)
-        class_name = hx_check.select_class(tree, hx_check.read_manifest(tree))[0]
+        try:
+            class_name = hx_check.select_class(tree, hx_check.read_manifest(tree))[0]
+        except hx_check.Refusal:
+            if not unchecked:
+                raise
+            # unchecked attack code without a bot class: module code only
+        code = hx_check.compile_tree(tree)
     except hx_check.Refusal as r:
-        if not unchecked:
-            return {"status": "error", "error": r.as_error()}
-        if r.kind == "syntax":
-            return {"status": "error", "error": r.as_error()}
-        tree = None  # unchecked attack code without a bot class: module only
-    code = compile(tree if tree is not None else source, "bot.py", "exec", 0, True)
+        return {"status": "error", "error": r.as_error()}
 
     _RUN = run
     capture = Capture(min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4))

@@ -598,3 +598,10 @@ def test_print_capture_cannot_be_unbounded_by_reinitialising_it():
 def test_inspect_ignores_unchecked():
     err = error(run("import os\nclass B:\n    def on_init(self):\n        pass\n", "inspect", unchecked=True))
     assert err["kind"] == "policy" and err["line"] == 1
+
+
+@pytest.mark.parametrize("hook", ["inspect", "on_init"])
+def test_compile_time_errors_are_syntax_errors(hook):
+    src = "class B:\n    def on_init(self):\n        pass\n\nreturn 1\n"
+    err = error(run(src, hook))
+    assert err["kind"] == "syntax" and err["line"] == 5, err
