@@ -9,10 +9,13 @@ need=()
 /usr/bin/python3 -c 'import pytest' 2>/dev/null || need+=(python3-pytest)
 /usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
 command -v openssl >/dev/null || need+=(openssl)
+command -v pyflakes3 >/dev/null || need+=(pyflakes3)
 if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
+
+pyflakes3 bots/*.py bots/tests/*.py
 
 # bots/tests/test_check.py runs `harness.py --check` on every builtin.
 # bots/tests/test_sandboxed.py plays the games inside the real sandbox-runner:
