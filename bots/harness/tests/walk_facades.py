@@ -220,6 +220,21 @@ def instances():
         "functools.lru_cache()": lambda: f("functools").lru_cache(maxsize=2)(len),
         "statistics.NormalDist()": lambda: f("statistics").NormalDist(),
         "fractions.Fraction()": lambda: f("fractions").Fraction(1, 3),
+        "urllib3.HTTPConnectionPool()": lambda: f("urllib3").HTTPConnectionPool("localhost"),
+        "urllib3.HTTPSConnectionPool()": lambda: f("urllib3").HTTPSConnectionPool("localhost"),
+        "urllib3.ProxyManager()": lambda: f("urllib3").ProxyManager("http://localhost:3128"),
+        "HTTPSConnection()": lambda: http_client.HTTPSConnection("example.com"),
+        "hmac.HMAC()": lambda: f("hmac").HMAC(b"k", digestmod="sha256"),
+        "requests.auth.HTTPDigestAuth()": lambda: f("requests.auth").HTTPDigestAuth("u", "p"),
+        "email Address": lambda: f("email.headerregistry").Address("A", "a", "b.c"),
+        "MIMEText()": lambda: f("email.mime.text").MIMEText("x"),
+        "typing.TypeVar()": lambda: f("typing").TypeVar("T"),
+        "typing.NewType()": lambda: f("typing").NewType("UserId", int),
+        "collections.namedtuple()": lambda: f("collections").namedtuple("P", "x y")(1, 2),
+        "http.cookies.SimpleCookie()": lambda: f("http.cookies").SimpleCookie("a=b"),
+        "SSLContext.wrap_socket()": lambda: f("ssl").create_default_context().wrap_socket(
+            f("socket").socket(), server_hostname="example.com", do_handshake_on_connect=False
+        ),
     }
     # Every facade class that constructs without arguments, too.
     for mod in sorted(P.FACADES):
