@@ -38,9 +38,18 @@ def job(source, hook="on_init", *, state=None, network=False, limits=None, **ext
     return j
 
 
-def run_raw(stdin_bytes, timeout=30):
-    """Returns (outcome dict or None, stdout, stderr, returncode)."""
+def run_raw(stdin_bytes, timeout=30, address_space=None):
+    """Returns (outcome dict or None, stdout, stderr, returncode).
+    `address_space` sets RLIMIT_AS for the harness, as the runner does."""
     r, w = os.pipe()
+
+    def child_setup():
+        os.dup2(w, 3)
+        if address_space is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
     try:
         p = subprocess.Popen(
             [PYTHON, "-I", "-S", "-B", HARNESS],
@@ -50,7 +59,7 @@ def run_raw(stdin_bytes, timeout=30):
             env={},
             cwd="/tmp",
             close_fds=False,
-            preexec_fn=lambda: os.dup2(w, 3),
+            preexec_fn=child_setup,
         )
     finally:
         os.close(w)

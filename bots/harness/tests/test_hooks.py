@@ -484,6 +484,13 @@ def test_memory_error_is_reported_as_memory():
     assert err["kind"] == "memory", err
 
 
+def test_running_out_of_address_space_is_reported_as_memory():
+    src = bot("keep = []\nfor i in range(100):\n    keep.append(bytearray(50 * 1024 * 1024))")
+    outcome, _, err, rc = run_raw(json.dumps(job(src)).encode(), address_space=400 * 1024 * 1024)
+    assert rc == 0, err
+    assert outcome["error"]["kind"] == "memory", outcome
+
+
 def test_system_exit_is_an_exception_not_an_exit():
     err = error(run(bot("raise SystemExit(3)")))
     assert err["kind"] == "exception" and "SystemExit" in err["message"], err
