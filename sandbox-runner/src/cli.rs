@@ -107,6 +107,11 @@ pub fn main() -> i32 {
             job.version
         ));
     }
+    for list in [&job.network.allow_cidrs, &job.network.deny_cidrs] {
+        if let Err(e) = policy::parse_cidrs(list) {
+            return bad_job(format!("network policy: {e}"));
+        }
+    }
     let outcome = sandbox::run(&job, &opts, started);
     let code = exit_code(&outcome);
     emit(&outcome, code)

@@ -106,6 +106,8 @@ struct Prepared {
     ports: Vec<u16>,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// The host's name servers (network bots only).
+    nameservers: Vec<std::net::IpAddr>,
 }
 
 /// The pipes between the runner and the sandbox; `.0` is the read end.
@@ -160,6 +162,7 @@ fn prepare(job: &HookJob) -> Result<Prepared, Box<HookOutcome>> {
         ports,
         argv,
         envp,
+        nameservers: host.nameservers,
     })
 }
 
@@ -197,13 +200,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         (Ok(allow), Ok(deny)) => ConnectPolicy {
             allow,
             deny,
-            nameservers: if prep.network == Network::Guarded {
-                std::fs::read_to_string("/etc/resolv.conf")
-                    .map(|t| policy::parse_nameservers(&t))
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            },
+            nameservers: prep.nameservers.clone(),
         },
         (Err(e), _) | (_, Err(e)) => return internal(format!("network policy: {e}")),
     };

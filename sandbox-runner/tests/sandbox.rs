@@ -954,6 +954,27 @@ fn a_malformed_job_exits_bad_job() {
 }
 
 #[test]
+fn a_malformed_cidr_is_a_bad_job() {
+    let mut j = with_network(job("class B:\n    pass\n"), &["10.0.0.0/99"]);
+    j.network.deny_cidrs = vec![];
+    let r = run_job(&j, Layer::Checked);
+    assert!(
+        matches!(r.error(), HookError::Internal { .. }),
+        "{:?}",
+        r.outcome
+    );
+    assert_eq!(r.code, exit::BAD_JOB);
+}
+
+#[test]
+fn a_job_of_another_version_is_a_bad_job() {
+    let mut j = job("class B:\n    pass\n");
+    j.version = 99;
+    let r = run_job(&j, Layer::Checked);
+    assert_eq!(r.code, exit::BAD_JOB);
+}
+
+#[test]
 fn policy_json_lists_syscalls_and_namespaces() {
     let out = std::process::Command::new(runner())
         .args(["policy", "--json"])
