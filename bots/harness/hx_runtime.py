@@ -74,13 +74,14 @@ class Facade(ModuleType):
         return f"<module '{self.__mmh_name__}' (bot facade)>"
 
     def __dir__(self):
-        return sorted(P.FACADES[self.__mmh_name__])
+        own = self.__dict__["__mmh_name__"]
+        return sorted(
+            n for n in P.FACADES[own] if n in self.__dict__ or f"{own}.{n}" in P.FACADES
+        )
 
 
-_facades = {}
-# Per-module replacements for attributes whose real version reads by name or
-# opens files; filled lazily by _override().
-_network = False
+_facades = {}  # module name -> its facade, made once per hook
+_network = False  # whether network modules may be imported (set by configure)
 
 
 def facade(name):

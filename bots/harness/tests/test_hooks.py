@@ -612,3 +612,10 @@ def test_compile_time_errors_are_syntax_errors(hook):
     src = "class B:\n    def on_init(self):\n        pass\n\nreturn 1\n"
     err = error(run(src, hook))
     assert err["kind"] == "syntax" and err["line"] == 5, err
+
+
+def test_dotted_imports_with_as_bind_the_submodule():
+    src = "import email.mime.text as t\nimport collections.abc as cabc\nimport urllib.parse as up\n" + bot(
+        "self.ctx.post('x', [t.MIMEText('a').get_content_type(), isinstance([], cabc.Sequence), up.quote('a b')])"
+    )
+    assert ok(run(src, network=True))["posts"][0]["body"] == ["text/plain", True, "a%20b"]
