@@ -448,6 +448,53 @@ fn tcp_to_a_port_other_than_80_and_443_is_refused() {
 }
 
 #[test]
+fn rewriting_the_address_during_connect_cannot_redirect_it() {
+    // One thread keeps swapping the sockaddr between the allowed test host
+    // and 127.0.0.1 while another connects with it. The supervisor connects
+    // with its own checked copy, so every connect either reaches the test
+    // host or is refused; none reaches (or is refused by) loopback.
+    let Some(host) = test_host() else {
+        eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
+        return;
+    };
+    let body = format!(
+        "import threading, struct\n\
+         def sa(ip): return struct.pack('<H', 2) + struct.pack('>H', 80) + socket.inet_aton(ip) + bytes(8)\n\
+         good, bad = sa({addr:?}), sa('127.0.0.1')\n\
+         buf = ctypes.create_string_buffer(good, 16)\n\
+         state = {{'stop': False}}\n\
+         def flip():\n\
+         \x20   while not state['stop']:\n\
+         \x20       ctypes.memmove(buf, bad, 16)\n\
+         \x20       ctypes.memmove(buf, good, 16)\n\
+         t = threading.Thread(target=flip)\n\
+         t.start()\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         results = []\n\
+         for i in range(40):\n\
+         \x20   s = socket.socket()\n\
+         \x20   r = libc.connect(s.fileno(), buf, 16)\n\
+         \x20   e = ctypes.get_errno() if r else 0\n\
+         \x20   results.append([r, e, s.getpeername()[0] if r == 0 else None])\n\
+         \x20   s.close()\n\
+         state['stop'] = True\n\
+         t.join()\n\
+         return results",
+        addr = host.addr
+    );
+    let r = attack_net(&body, &[&host.cidr]);
+    let results = r.result()["value"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 40);
+    for res in &results {
+        if res[0] == json!(0) {
+            assert_eq!(res[2], json!(host.addr), "{results:?}");
+        } else {
+            assert_eq!(res[1], json!(ENETUNREACH), "{results:?}");
+        }
+    }
+}
+
+#[test]
 fn bind_and_listen_are_refused_by_seccomp() {
     let r = attack_net(
         "s = socket.socket()\ns.bind(('0.0.0.0', 8080))\nreturn 'bound'",
@@ -687,6 +734,35 @@ killed_syscall!(
     "1, 0, 1, 0, 1, 0"
 );
 killed_syscall!(ctypes_setns_is_killed_by_seccomp, 308, "0, 0");
+
+#[test]
+fn x32_syscall_numbers_are_killed_by_the_gate() {
+    // getpid with the x32 bit set.
+    attack(&ctypes_syscall(0x4000_0000 + 39, "")).assert_seccomp_killed();
+}
+
+#[test]
+fn raw_fork_and_vfork_syscalls_are_refused_by_seccomp() {
+    for nr in [57, 58] {
+        let r = attack(&ctypes_syscall(nr, ""));
+        assert_eq!(
+            r.result()["value"],
+            json!({"ret": -1, "errno": EPERM}),
+            "syscall {nr}"
+        );
+    }
+}
+
+#[test]
+fn tiocsti_and_other_ioctls_are_refused_by_seccomp_argument_filter() {
+    // TIOCSTI would push input into a terminal; only five ioctls are allowed.
+    let r = attack(
+        "import fcntl\n\
+         fcntl.ioctl(0, 0x5412, b'x')\n\
+         return 'injected'",
+    );
+    assert_errno(&r, EPERM);
+}
 
 #[test]
 fn clone3_answers_enosys_so_threads_still_work() {

@@ -244,9 +244,10 @@ pub fn assert_errno(run: &Run, errno: i32) {
 
 /// Raw syscall via ctypes: the bot body for `syscall(nr, args...)`.
 pub fn ctypes_syscall(nr: i64, args: &str) -> String {
+    let sep = if args.is_empty() { "" } else { ", " };
     format!(
         "libc = ctypes.CDLL(None, use_errno=True)\n\
-         r = libc.syscall({nr}, {args})\n\
+         r = libc.syscall({nr}{sep}{args})\n\
          return {{'ret': r, 'errno': ctypes.get_errno()}}"
     )
 }
