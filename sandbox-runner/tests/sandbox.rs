@@ -308,14 +308,13 @@ fn creeping_allocation_fails_at_rlimit_as() {
 fn while_true_is_stopped_by_rlimit_cpu() {
     let mut j = job(&attack_bot("while True:\n    pass"));
     j.limits.cpu_secs = 1;
-    j.limits.wall_ms = 20_000;
     let r = run_job(&j, Layer::OsOnly);
+    // The CPU limit, not the (30 s) wall deadline, ended it.
     match r.error() {
         HookError::Timeout { message } => assert!(message.contains("CPU"), "{message}"),
         e => panic!("{e:?}"),
     }
     assert_eq!(r.code, exit::TIMEOUT);
-    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
 }
 
 #[test]

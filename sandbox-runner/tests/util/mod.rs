@@ -69,7 +69,12 @@ pub fn job(source: &str) -> HookJob {
             }],
         },
         state: json!({}),
-        limits: Limits::default(),
+        // Production limits, but a generous wall clock: CI machines can be
+        // loaded, and the tests of the wall deadline set their own.
+        limits: Limits {
+            wall_ms: 30_000,
+            ..Limits::default()
+        },
         network: NetworkPolicy::default(),
         runtime: Runtime {
             python: PYTHON.into(),
