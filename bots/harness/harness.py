@@ -9,10 +9,14 @@ harness's modules (`hx_*`); everything else lives in them.
 """
 
 import sys
+import time
 
+START_NS = time.perf_counter_ns()
 sys.path.insert(0, __file__.rpartition("/")[0] or ".")
 
 import hx_core  # noqa: E402
+
+hx_core.START_NS = START_NS
 
 if __name__ == "__main__":
     code = hx_core.main(sys.argv[1:])
