@@ -35,3 +35,24 @@ def test_the_walk_sees_planted_escapes():
     # Instance dicts count, underscore keys included.
     assert "canary.catch_warnings._module -> the real module warnings" in found
     assert len(out["findings"]) == 5, found
+
+
+def test_facade_lists_name_no_module_except_listed_submodules():
+    """A listed attribute that is a real module would be silently dropped by
+    the facade (and `from m import x` would fail oddly): list submodules as
+    their own FACADES entries instead."""
+    import importlib
+    import sys
+
+    import hx_policy as P
+
+    sys.path.append("/usr/lib/python3/dist-packages")
+    ModuleType = type(sys)
+    wrong = []
+    for mod, names in P.FACADES.items():
+        real = importlib.import_module(mod)
+        for n in names:
+            if f"{mod}.{n}" not in P.FACADES and isinstance(getattr(real, n, None), ModuleType):
+                wrong.append(f"{mod}.{n}")
+        assert mod.partition(".")[0] in P.TOP_LEVEL, mod
+    assert wrong == []
