@@ -78,6 +78,9 @@ pub struct FileAuth {
     pub approval: Option<Approval>,
     pub passphrase_file: Option<PathBuf>,
     pub access_token_ttl_secs: Option<u64>,
+    pub refresh_token_ttl_secs: Option<u64>,
+    pub code_ttl_secs: Option<u64>,
+    pub refresh_grace_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,10 +154,65 @@ pub struct AuthConfig {
     /// File holding the approval passphrase; default
     /// `$CREDENTIALS_DIRECTORY/passphrase` when systemd provides it.
     pub passphrase_file: Option<PathBuf>,
+    /// Lifetime of an OAuth access token. Default 3600 (1 h).
     pub access_token_ttl_secs: u64,
+    /// Lifetime of an OAuth refresh token; each rotation starts a new one.
+    /// Default 30 days.
+    pub refresh_token_ttl_secs: u64,
+    /// Lifetime of an authorization code, 0-60 s. Default 60. (0 makes
+    /// every code expire at once; it exists for tests.)
+    pub code_ttl_secs: u64,
+    /// How long a rotated refresh token still works, for clients that
+    /// refresh concurrently (claude.ai does), 0-300 s. Default 60. Reuse
+    /// after this window revokes the whole grant.
+    pub refresh_grace_secs: u64,
+    /// The approval passphrase's SHA-256, read by [`Config::load_secrets`]
+    /// at start-up (never from argv or the environment).
+    pub passphrase: Option<Passphrase>,
     /// Serve `/mcp` without authentication. Loopback only; for the MCP
     /// conformance suite, which cannot send credentials.
     pub unsafe_no_auth: bool,
+}
+
+/// The operator's approval passphrase, kept only as its SHA-256 so that the
+/// plaintext neither stays in memory nor shows up in `Debug` output.
+#[derive(Clone)]
+pub struct Passphrase([u8; 32]);
+
+impl Passphrase {
+    /// The passphrase from its file's text: trailing newlines dropped.
+    ///
+    /// # Errors
+    /// An empty passphrase.
+    pub fn from_file_text(text: &str) -> Result<Passphrase, ConfigError> {
+        let p = text.trim_end_matches(['\n', '\r']);
+        if p.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "the passphrase file is empty; write a long random passphrase into it".into(),
+            ));
+        }
+        Ok(Passphrase::new(p))
+    }
+
+    pub fn new(plain: &str) -> Passphrase {
+        use sha2::Digest;
+        Passphrase(sha2::Sha256::digest(plain.as_bytes()).into())
+    }
+
+    /// Constant-time comparison with a candidate (hashed first, so the time
+    /// depends on neither the length nor the content of the secret).
+    pub fn matches(&self, candidate: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let c: [u8; 32] = sha2::Sha256::digest(candidate.as_bytes()).into();
+        bool::from(self.0.ct_eq(&c))
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
 }
 
 /// Bot sandbox settings.
@@ -323,10 +381,26 @@ impl Config {
                 "--unsafe-no-auth serves every channel to anyone who connects; it refuses to start on {listen}, which is not a loopback address"
             )));
         }
+        let code_ttl_secs = file.auth.code_ttl_secs.unwrap_or(60);
+        if code_ttl_secs > 60 {
+            return Err(ConfigError::Invalid(format!(
+                "auth.code_ttl_secs = {code_ttl_secs}: authorization codes live at most 60 s"
+            )));
+        }
+        let refresh_grace_secs = file.auth.refresh_grace_secs.unwrap_or(60);
+        if refresh_grace_secs > 300 {
+            return Err(ConfigError::Invalid(format!(
+                "auth.refresh_grace_secs = {refresh_grace_secs}: choose at most 300"
+            )));
+        }
         let auth = AuthConfig {
             approval,
             passphrase_file,
             access_token_ttl_secs: file.auth.access_token_ttl_secs.unwrap_or(3600),
+            refresh_token_ttl_secs: file.auth.refresh_token_ttl_secs.unwrap_or(30 * 24 * 3600),
+            code_ttl_secs,
+            refresh_grace_secs,
+            passphrase: None,
             unsafe_no_auth: over.unsafe_no_auth,
         };
 
@@ -378,6 +452,29 @@ impl Config {
                 self.public_url = u;
             }
         }
+    }
+
+    /// Reads the secrets the server needs (the approval passphrase) from
+    /// their files. Called by `serve` only, so that CLI commands work without
+    /// access to the service's credentials.
+    ///
+    /// # Errors
+    /// `approval = "passphrase"` without a readable, non-empty passphrase file.
+    pub fn load_secrets(&mut self) -> Result<(), ConfigError> {
+        if self.auth.approval != Approval::Passphrase || self.auth.unsafe_no_auth {
+            return Ok(());
+        }
+        let Some(path) = &self.auth.passphrase_file else {
+            return Err(ConfigError::Invalid(
+                "approval = \"passphrase\" needs the passphrase: set auth.passphrase_file (or MCP_MULTIPLAYER_PASSPHRASE_FILE), or load it as the systemd credential \"passphrase\"".into(),
+            ));
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        self.auth.passphrase = Some(Passphrase::from_file_text(&text)?);
+        Ok(())
     }
 
     /// Path of the SQLite database.
@@ -582,6 +679,49 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::from_parts(FileConfig::default(), &bad, &env(&[])).is_err());
+    }
+
+    #[test]
+    fn passphrase_is_read_from_its_file_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("mcpmp-pass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("passphrase");
+        std::fs::write(&file, "correct horse battery staple\n").unwrap();
+        let toml = format!(
+            "[auth]\napproval = \"passphrase\"\npassphrase_file = {:?}\n",
+            file.display().to_string()
+        );
+        let mut c = Config::from_parts(
+            toml::from_str(&toml).unwrap(),
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap();
+        assert!(c.auth.passphrase.is_none(), "read only by load_secrets");
+        c.load_secrets().unwrap();
+        let p = c.auth.passphrase.clone().unwrap();
+        assert!(p.matches("correct horse battery staple"));
+        assert!(!p.matches("correct horse battery staple\n"));
+        assert!(!p.matches("wrong"));
+        assert!(!format!("{:?}", c.auth).contains("horse"));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(c.load_secrets().is_err(), "an empty passphrase is refused");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let mut missing = Config::from_parts(
+            toml::from_str("[auth]\napproval = \"passphrase\"\n").unwrap(),
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap();
+        let err = missing.load_secrets().err().unwrap();
+        assert!(err.to_string().contains("passphrase_file"), "{err}");
+    }
+
+    #[test]
+    fn code_ttl_is_at_most_a_minute() {
+        let f: FileConfig = toml::from_str("[auth]\ncode_ttl_secs = 61\n").unwrap();
+        assert!(Config::from_parts(f, &Overrides::default(), &env(&[])).is_err());
     }
 
     #[test]

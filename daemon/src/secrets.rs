@@ -21,6 +21,8 @@ pub enum SecretKind {
     Rejoin,
     AuthCode,
     ClientSecret,
+    /// Binds the OAuth approval form to the browser that loaded it.
+    FormToken,
 }
 
 impl SecretKind {
@@ -32,6 +34,7 @@ impl SecretKind {
             SecretKind::Rejoin => "mcpmp_rj_",
             SecretKind::AuthCode => "mcpmp_code_",
             SecretKind::ClientSecret => "mcpmp_cs_",
+            SecretKind::FormToken => "mcpmp_form_",
         }
     }
 }

@@ -68,6 +68,7 @@ async fn sandbox_self_check(state: AppState) {
 
 /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    config.load_secrets()?;
     let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -88,8 +89,12 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    let graceful =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // With the peer address: OAuth rate limits and lockouts are per IP.
+    let graceful = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
         r = graceful => r.context("serving HTTP")?,
         _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {

@@ -1,5 +1,6 @@
-//! The HTTP surface: `/mcp` behind bearer authentication, `/healthz`,
-//! `/metrics`. [`app`] is pure (no socket), so tests drive it with `oneshot`.
+//! The HTTP surface: `/mcp` behind bearer authentication, the OAuth
+//! endpoints (`crate::oauth`), `/healthz`, `/metrics`. [`app`] is pure (no
+//! socket), so tests drive it with `oneshot`.
 
 use crate::app::AppState;
 use crate::auth::{self, TokenRejection};
@@ -46,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(mcp_routes)
+        .merge(crate::oauth::router(state.clone()))
         .with_state(state)
         .layer(
             tower_http::trace::TraceLayer::new_for_http()

@@ -20,7 +20,10 @@ use tokio::sync::oneshot;
 
 /// Migrations embedded in the binary, applied in order; `PRAGMA user_version`
 /// records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_core.sql"),
+    include_str!("../../migrations/0002_oauth.sql"),
+];
 
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 512;

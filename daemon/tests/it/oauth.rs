@@ -1,1 +1,1138 @@
-//! OAuth 2.1 authorization server tests.
+//! The OAuth 2.1 authorization server, over real HTTP against a real daemon.
+//!
+//! The `oauth2` crate plays a real client where a flow should succeed; raw
+//! `reqwest` exchanges send what a good client never would. Every negative
+//! test asserts the refusal on the wire (status, RFC 6749 error code), and
+//! where a refusal must have side effects (a replayed code, a reused refresh
+//! token) that the tokens it concerns stop working at `/mcp`.
+//!
+//! Expiry is tested without sleeping through config knobs: `code_ttl_secs = 0`
+//! makes every code expire at once, `refresh_grace_secs = 0` closes the
+//! refresh grace window at once.
+
+use crate::util::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge, RedirectUrl,
+    TokenResponse, TokenUrl,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// An HTTP client that never follows redirects: the tests read `Location`.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `oauth2` crate's HTTP hook, backed by reqwest, no redirects.
+async fn send(req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, reqwest::Error> {
+    let (parts, body) = req.into_parts();
+    let resp = http()
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await?;
+    let mut out = oauth2::http::Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        out = out.header(k, v);
+    }
+    let body = resp.bytes().await?.to_vec();
+    Ok(out.body(body).unwrap())
+}
+
+/// A config file with `[auth]` settings; returns `--config PATH` args.
+fn config(dir: &Path, auth: &str) -> Vec<String> {
+    let p = dir.join("config.toml");
+    std::fs::write(&p, format!("[auth]\n{auth}\n")).unwrap();
+    vec!["--config".into(), p.display().to_string()]
+}
+
+fn start(dir: &TempDir, extra: &[String]) -> Daemon {
+    let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+    Daemon::start(dir.path(), &args)
+}
+
+/// A fresh PKCE pair (verifier, S256 challenge).
+fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+async fn register(d: &Daemon, body: Value) -> (u16, Value) {
+    let r = http()
+        .post(format!("{}/register", d.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Registers a client with the test redirect URI and `method`.
+async fn client(d: &Daemon, method: &str) -> (String, Option<String>) {
+    let (s, v) = register(
+        d,
+        json!({"client_name": "it", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": method}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    (
+        v["client_id"].as_str().unwrap().to_string(),
+        v["client_secret"].as_str().map(str::to_string),
+    )
+}
+
+/// GETs `/authorize` with `params`; returns (status, Location, body).
+async fn authorize(d: &Daemon, params: &[(&str, &str)]) -> (u16, Option<url::Url>, String) {
+    let r = http()
+        .get(format!("{}/authorize", d.base))
+        .query(params)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let loc = r
+        .headers()
+        .get("location")
+        .map(|l| url::Url::parse(l.to_str().unwrap()).unwrap());
+    (status, loc, r.text().await.unwrap())
+}
+
+fn query(u: &url::Url, k: &str) -> Option<String> {
+    u.query_pairs()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A code for a public client through `auto` approval.
+async fn code_for(d: &Daemon, client_id: &str, challenge: &str) -> String {
+    let (s, loc, body) = authorize(
+        d,
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "st"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 302, "{body}");
+    let loc = loc.unwrap();
+    assert_eq!(query(&loc, "state").as_deref(), Some("st"));
+    query(&loc, "code").unwrap()
+}
+
+/// POSTs a form to `/token`; returns (status, body, Cache-Control).
+async fn token(d: &Daemon, form: &[(&str, &str)]) -> (u16, Value, String) {
+    let r = http()
+        .post(format!("{}/token", d.base))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let cc = r
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, r.json().await.unwrap(), cc)
+}
+
+/// A public client's tokens: (client_id, token response).
+async fn signed_in(d: &Daemon) -> (String, Value) {
+    let (cid, _) = client(d, "none").await;
+    let (verifier, challenge) = pkce();
+    let code = code_for(d, &cid, &challenge).await;
+    let (s, v, _) = token(
+        d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &cid),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    (cid, v)
+}
+
+async fn refresh(d: &Daemon, cid: &str, rt: &str) -> (u16, Value) {
+    let (s, v, _) = token(
+        d,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("client_id", cid),
+        ],
+    )
+    .await;
+    (s, v)
+}
+
+/// Status and `WWW-Authenticate` of a `/mcp` request with `token`.
+async fn mcp_status(d: &Daemon, token: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(d.mcp_url())
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let h = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (r.status().as_u16(), h)
+}
+
+fn assert_invalid_token(status_and_header: (u16, String)) {
+    assert_eq!(status_and_header.0, 401);
+    assert!(
+        status_and_header.1.contains("error=\"invalid_token\""),
+        "{}",
+        status_and_header.1
+    );
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("{k} in {v}"))
+        .to_string()
+}
+
+// ---------------------------------------------------------------- snapshots
+
+fn snapshot_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots")
+}
+
+/// Compares `actual` with the committed snapshot `name` (the daemon's port
+/// replaced by `PORT`). `UPDATE_SNAPSHOTS=1` rewrites it instead.
+fn check_snapshot(name: &str, actual: &str) {
+    let path = snapshot_dir().join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(snapshot_dir()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "the wire changed: {} (UPDATE_SNAPSHOTS=1 accepts it)",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn discovery_documents_and_challenge_match_snapshots() {
+    let dir = TempDir::new("oauth-snap");
+    let d = start(&dir, &[]);
+    let normalise = |s: String| s.replace(&d.base, "http://127.0.0.1:PORT");
+    let doc = |path: &'static str| {
+        let url = format!("{}{path}", d.base);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json")
+            );
+            let v: Value = r.json().await.unwrap();
+            serde_json::to_string_pretty(&v).unwrap() + "\n"
+        }
+    };
+    let prm = doc("/.well-known/oauth-protected-resource/mcp").await;
+    assert_eq!(prm, doc("/.well-known/oauth-protected-resource").await);
+    let v: Value = serde_json::from_str(&prm).unwrap();
+    assert_eq!(
+        v["resource"],
+        json!(d.mcp_url()),
+        "resource = PUBLIC_URL/mcp exactly"
+    );
+    check_snapshot("oauth-protected-resource.json", &normalise(prm));
+
+    let asm = doc("/.well-known/oauth-authorization-server").await;
+    let v: Value = serde_json::from_str(&asm).unwrap();
+    assert_eq!(v["issuer"], json!(d.base), "issuer = the origin");
+    assert_eq!(v["code_challenge_methods_supported"], json!(["S256"]));
+    check_snapshot("oauth-authorization-server.json", &normalise(asm));
+
+    let (_, without) = {
+        let r = reqwest::Client::new()
+            .post(d.mcp_url())
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        (
+            (),
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let (status, with_bad) = mcp_status(&d, "mcpmp_at_not-a-token").await;
+    assert_eq!(status, 401);
+    check_snapshot(
+        "www-authenticate.txt",
+        &normalise(format!("no token: {without}\nbad token: {with_bad}\n")),
+    );
+}
+
+// ------------------------------------------------------------ happy paths
+
+#[tokio::test]
+async fn oauth2_crate_client_signs_in_calls_tools_refreshes_and_keeps_its_seat() {
+    let dir = TempDir::new("oauth-flow");
+    let d = start(&dir, &[]);
+    // A confidential client using HTTP Basic, the oauth2 crate's default.
+    let (cid, secret) = client(&d, "client_secret_basic").await;
+    let secret = secret.unwrap();
+    let oc = BasicClient::new(ClientId::new(cid.clone()))
+        .set_client_secret(ClientSecret::new(secret.clone()))
+        .set_auth_uri(AuthUrl::new(format!("{}/authorize", d.base)).unwrap())
+        .set_token_uri(TokenUrl::new(format!("{}/token", d.base)).unwrap())
+        .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf) = oc
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_extra_param("resource", d.mcp_url())
+        .url();
+    let r = http().get(url.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(loc.as_str().starts_with(REDIRECT), "{loc}");
+    assert_eq!(
+        query(&loc, "state").as_deref(),
+        Some(csrf.secret().as_str())
+    );
+    let code = query(&loc, "code").unwrap();
+    assert!(code.starts_with("mcpmp_code_"));
+
+    let tok = oc
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .add_extra_param("resource", d.mcp_url())
+        .request_async(&send)
+        .await
+        .unwrap();
+    let access = tok.access_token().secret().clone();
+    let expires = tok.expires_in().unwrap().as_secs();
+    assert!(
+        (3590..=3600).contains(&expires),
+        "1 h default, got {expires}"
+    );
+    let rt = tok.refresh_token().unwrap().clone();
+
+    let mut c = Mcp::connect(&d.mcp_url(), Some(&access)).await;
+    let ch = c
+        .ok(
+            "create_channel",
+            json!({"name": "oauth", "slots": ["invite:alice", "invite:bob"], "join_as": "alice"}),
+        )
+        .await;
+    let channel = s(&ch, "channel_id");
+
+    // Refresh: a new access token for the same principal, which still holds
+    // its seat — from a fresh MCP session, as a reconnecting client would.
+    let tok2 = oc
+        .exchange_refresh_token(&rt)
+        .request_async(&send)
+        .await
+        .unwrap();
+    let access2 = tok2.access_token().secret().clone();
+    assert_ne!(access2, access);
+    let mut c2 = Mcp::connect(&d.mcp_url(), Some(&access2)).await;
+    let mine = c2.ok("list_channels", json!({})).await;
+    assert!(
+        mine.to_string().contains(&channel),
+        "the seat stays with the grant across refresh: {mine}"
+    );
+    c2.ok(
+        "post_message",
+        json!({"channel_id": channel, "body": "still me"}),
+    )
+    .await;
+
+    // Revoking the current refresh token (RFC 7009, HTTP Basic; the oauth2
+    // crate refuses a plain-http revocation URL) revokes the whole grant.
+    let rt2 = tok2.refresh_token().unwrap().secret().clone();
+    let r = http()
+        .post(format!("{}/revoke", d.base))
+        .basic_auth(&cid, Some(&secret))
+        .form(&[
+            ("token", rt2.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_invalid_token(mcp_status(&d, &access2).await);
+    assert_invalid_token(mcp_status(&d, &access).await);
+}
+
+#[tokio::test]
+async fn claude_ai_registration_replayed_exactly() {
+    let dir = TempDir::new("oauth-claude");
+    let d = start(&dir, &[]);
+    // The body claude.ai sends (CLIENTS.md), byte for byte.
+    let body = r#"{"client_name":"Claude","redirect_uris":["https://claude.ai/api/mcp/auth_callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"client_secret_post"}"#;
+    let r = http()
+        .post(format!("{}/register", d.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["client_name"], "Claude");
+    assert_eq!(
+        v["redirect_uris"],
+        json!(["https://claude.ai/api/mcp/auth_callback"])
+    );
+    assert_eq!(
+        v["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    assert_eq!(v["response_types"], json!(["code"]));
+    assert_eq!(v["token_endpoint_auth_method"], "client_secret_post");
+    assert_eq!(v["client_secret_expires_at"], json!(0));
+    assert!(v["client_id_issued_at"].is_i64(), "integer timestamp: {v}");
+    let cid = s(&v, "client_id");
+    let secret = s(&v, "client_secret");
+
+    let (verifier, challenge) = pkce();
+    let cb = "https://claude.ai/api/mcp/auth_callback";
+    let (st, loc, _) = authorize(
+        &d,
+        &[
+            ("response_type", "code"),
+            ("client_id", &cid),
+            ("redirect_uri", cb),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "claude-state"),
+            ("scope", "claudeai"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 302);
+    let loc = loc.unwrap();
+    assert_eq!(
+        format!(
+            "{}://{}{}",
+            loc.scheme(),
+            loc.host_str().unwrap(),
+            loc.path()
+        ),
+        cb
+    );
+    assert_eq!(query(&loc, "state").as_deref(), Some("claude-state"));
+    let code = query(&loc, "code").unwrap();
+    // No resource anywhere (older flows): the canonical one is bound.
+    let (st, tok, cc) = token(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", cb),
+            ("client_id", &cid),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{tok}");
+    assert_eq!(cc, "no-store");
+    assert_eq!(tok["token_type"], "Bearer");
+    let mut c = Mcp::connect(&d.mcp_url(), Some(&s(&tok, "access_token"))).await;
+    c.ok("list_channels", json!({})).await;
+
+    // claude.com's callback registers too.
+    let (st, _) = register(
+        &d,
+        json!({"client_name":"Claude","redirect_uris":["https://claude.com/api/mcp/auth_callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"client_secret_post"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+}
+
+// ---------------------------------------------------------- PKCE and codes
+
+#[tokio::test]
+async fn pkce_is_mandatory_and_s256_only() {
+    let dir = TempDir::new("oauth-pkce");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    let base = [
+        ("response_type", "code"),
+        ("client_id", cid.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("state", "s1"),
+    ];
+    let cases: [(&str, Vec<(&str, &str)>); 3] = [
+        ("missing challenge", vec![]),
+        (
+            "plain",
+            vec![
+                ("code_challenge", verifier.as_str()),
+                ("code_challenge_method", "plain"),
+            ],
+        ),
+        (
+            "missing method",
+            vec![("code_challenge", challenge.as_str())],
+        ),
+    ];
+    for (what, extra) in cases {
+        let mut params = base.to_vec();
+        params.extend(extra);
+        let (st, loc, _) = authorize(&d, &params).await;
+        assert_eq!(st, 302, "{what}");
+        let loc = loc.unwrap();
+        assert!(loc.as_str().starts_with(REDIRECT), "{what}: {loc}");
+        assert_eq!(
+            query(&loc, "error").as_deref(),
+            Some("invalid_request"),
+            "{what}"
+        );
+        assert_eq!(query(&loc, "state").as_deref(), Some("s1"), "{what}");
+        assert!(query(&loc, "code").is_none(), "{what}: no code");
+    }
+    // No verifier at the token endpoint: refused.
+    let code = code_for(&d, &cid, &challenge).await;
+    let (st, v, cc) = token(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &cid),
+        ],
+    )
+    .await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_request"));
+    assert_eq!(cc, "no-store");
+}
+
+#[tokio::test]
+async fn wrong_verifier_is_refused_and_burns_the_code() {
+    let dir = TempDir::new("oauth-verifier");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    let (other, _) = pkce();
+    let code = code_for(&d, &cid, &challenge).await;
+    let exchange = |v: String| {
+        let (code, cid) = (code.clone(), cid.clone());
+        let d = &d;
+        async move {
+            token(
+                d,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("code_verifier", &v),
+                    ("client_id", &cid),
+                ],
+            )
+            .await
+        }
+    };
+    let (st, v, _) = exchange(other).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
+    assert!(s(&v, "error_description").contains("code_verifier"), "{v}");
+    // The right verifier now comes too late: the code is spent.
+    let (st, v, _) = exchange(verifier).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
+}
+
+#[tokio::test]
+async fn reused_code_is_refused_and_revokes_what_it_issued() {
+    let dir = TempDir::new("oauth-reuse");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    let code = code_for(&d, &cid, &challenge).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", cid.as_str()),
+    ];
+    let (st, first, _) = token(&d, &form).await;
+    assert_eq!(st, 200);
+    let access = s(&first, "access_token");
+    assert_eq!(mcp_status(&d, &access).await.0, 200);
+    let (st, v, _) = token(&d, &form).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
+    assert!(s(&v, "error_description").contains("already used"), "{v}");
+    // RFC 6749 §4.1.2: what the code issued is revoked.
+    assert_invalid_token(mcp_status(&d, &access).await);
+    let (st, v) = refresh(&d, &cid, &s(&first, "refresh_token")).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
+}
+
+#[tokio::test]
+async fn expired_code_is_refused() {
+    let dir = TempDir::new("oauth-expired");
+    let d = start(&dir, &config(dir.path(), "code_ttl_secs = 0"));
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    let code = code_for(&d, &cid, &challenge).await;
+    let (st, v, _) = token(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &cid),
+        ],
+    )
+    .await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
+    assert!(s(&v, "error_description").contains("expired"), "{v}");
+}
+
+// --------------------------------------------------------- redirect URIs
+
+#[tokio::test]
+async fn unregistered_redirect_or_unknown_client_is_an_error_page_never_a_redirect() {
+    let dir = TempDir::new("oauth-redirect");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (_, challenge) = pkce();
+    for (what, client_id, redirect) in [
+        ("other uri", cid.as_str(), "https://evil.example/callback"),
+        (
+            "prefix of the registered",
+            cid.as_str(),
+            "http://127.0.0.1:9/callback/x",
+        ),
+        ("other port", cid.as_str(), "http://127.0.0.1:10/callback"),
+        ("unknown client", "mcpmp_client_nope", REDIRECT),
+    ] {
+        let (st, loc, body) = authorize(
+            &d,
+            &[
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", redirect),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "s"),
+            ],
+        )
+        .await;
+        assert_eq!(st, 400, "{what}");
+        assert!(loc.is_none(), "{what}: must not redirect");
+        assert!(body.contains("<!doctype html>"), "{what}: an HTML page");
+    }
+}
+
+#[tokio::test]
+async fn registration_refuses_non_https_redirects() {
+    let dir = TempDir::new("oauth-register");
+    let d = start(&dir, &[]);
+    for bad in [
+        "http://example.com/callback",
+        "http://192.168.1.2/callback",
+        "javascript:alert(1)",
+        "https://claude.ai/cb#fragment",
+    ] {
+        let (st, v) = register(&d, json!({"redirect_uris": [bad]})).await;
+        assert_eq!(st, 400, "{bad}");
+        assert_eq!(v["error"], "invalid_redirect_uri", "{bad}");
+    }
+    let (st, v) = register(&d, json!({"client_name": "x"})).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_redirect_uri"))
+    );
+    let (st, v) = register(
+        &d,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_client_metadata"))
+    );
+    // Public clients get no secret; confidential ones default to Basic.
+    let (st, v) = register(
+        &d,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert!(v.get("client_secret").is_none(), "{v}");
+    let (_, v) = register(&d, json!({"redirect_uris": ["http://localhost:1/cb"]})).await;
+    assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
+    assert!(v["client_secret"].is_string());
+}
+
+#[tokio::test]
+async fn registration_is_rate_limited_per_address() {
+    let dir = TempDir::new("oauth-ratelimit");
+    let d = start(&dir, &[]);
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let (st, _) = register(&d, json!({"redirect_uris": [REDIRECT]})).await;
+        statuses.push(st);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429));
+}
+
+// ------------------------------------------------------------ refresh tokens
+
+#[tokio::test]
+async fn refresh_reuse_after_the_grace_window_revokes_the_family() {
+    let dir = TempDir::new("oauth-refresh-reuse");
+    let d = start(&dir, &config(dir.path(), "refresh_grace_secs = 0"));
+    let (cid, first) = signed_in(&d).await;
+    let r1 = s(&first, "refresh_token");
+    let (st, second) = refresh(&d, &cid, &r1).await;
+    assert_eq!(st, 200, "{second}");
+    let a2 = s(&second, "access_token");
+    let r2 = s(&second, "refresh_token");
+    assert_ne!(r1, r2, "refresh tokens rotate");
+    assert_eq!(mcp_status(&d, &a2).await.0, 200);
+    // r1 again, the window closed: a replay. The whole family goes.
+    let (st, v) = refresh(&d, &cid, &r1).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
+    assert_invalid_token(mcp_status(&d, &a2).await);
+    assert_invalid_token(mcp_status(&d, &s(&first, "access_token")).await);
+    let (st, v) = refresh(&d, &cid, &r2).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_within_the_grace_window_both_work() {
+    let dir = TempDir::new("oauth-refresh-grace");
+    let d = start(&dir, &[]);
+    let (cid, first) = signed_in(&d).await;
+    let r1 = s(&first, "refresh_token");
+    // Two refreshes of one token at once, as claude.ai's two egress IPs do.
+    let (a, b) = tokio::join!(refresh(&d, &cid, &r1), refresh(&d, &cid, &r1));
+    assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
+    for v in [&a.1, &b.1] {
+        assert_eq!(mcp_status(&d, &s(v, "access_token")).await.0, 200);
+    }
+    // Each successor keeps the family going.
+    let (st, _) = refresh(&d, &cid, &s(&b.1, "refresh_token")).await;
+    assert_eq!(st, 200);
+}
+
+// ------------------------------------------------------------ revocation
+
+#[tokio::test]
+async fn revoked_access_token_is_refused() {
+    let dir = TempDir::new("oauth-revoke");
+    let d = start(&dir, &[]);
+    let (cid, tok) = signed_in(&d).await;
+    let access = s(&tok, "access_token");
+    assert_eq!(mcp_status(&d, &access).await.0, 200);
+    let r = http()
+        .post(format!("{}/revoke", d.base))
+        .form(&[
+            ("token", access.as_str()),
+            ("token_type_hint", "access_token"),
+            ("client_id", cid.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_invalid_token(mcp_status(&d, &access).await);
+    // An unknown token: still 200 (RFC 7009 §2.2).
+    let r = http()
+        .post(format!("{}/revoke", d.base))
+        .form(&[("token", "mcpmp_at_unknown"), ("client_id", cid.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The refresh token was not revoked with the access token.
+    let (st, _) = refresh(&d, &cid, &s(&tok, "refresh_token")).await;
+    assert_eq!(st, 200);
+}
+
+// ------------------------------------------------------------ audience
+
+#[tokio::test]
+async fn tokens_are_bound_to_this_resource() {
+    let dir = TempDir::new("oauth-resource");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    // Asking for another resource at /authorize: invalid_target.
+    let (st, loc, _) = authorize(
+        &d,
+        &[
+            ("response_type", "code"),
+            ("client_id", &cid),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://other.example/mcp"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 302);
+    assert_eq!(
+        query(&loc.unwrap(), "error").as_deref(),
+        Some("invalid_target")
+    );
+    // ...or at /token.
+    let code = code_for(&d, &cid, &challenge).await;
+    let (st, v, _) = token(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &cid),
+            ("resource", "https://other.example/mcp"),
+        ],
+    )
+    .await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_target"));
+
+    // A token issued for this resource is refused by a server whose resource
+    // is another (here: the same state, now published under another URL).
+    let (_, tok) = signed_in(&d).await;
+    let access = s(&tok, "access_token");
+    assert_eq!(mcp_status(&d, &access).await.0, 200);
+    drop(d);
+    let moved = start(
+        &dir,
+        &["--public-url".into(), "http://mcp.example.test".into()],
+    );
+    assert_invalid_token(mcp_status(&moved, &access).await);
+    // A CLI token (no audience) keeps working there.
+    let cli = create_token(dir.path(), "ops");
+    assert_eq!(mcp_status(&moved, &cli).await.0, 200);
+}
+
+#[tokio::test]
+async fn garbage_bearer_is_invalid_token() {
+    let dir = TempDir::new("oauth-garbage");
+    let d = start(&dir, &[]);
+    for garbage in [
+        "x",
+        "mcpmp_at_",
+        "mcpmp_rt_AAAA",
+        "Bearer",
+        "%00%ff",
+        "a b c",
+    ] {
+        let r = reqwest::Client::new()
+            .post(d.mcp_url())
+            .header("authorization", format!("Bearer {garbage}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{garbage}");
+        let h = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(h.contains("error=\"invalid_token\""), "{garbage}: {h}");
+        assert!(h.contains("resource_metadata="), "{h}");
+    }
+    // A refresh token is not an access token.
+    let (_, tok) = signed_in(&d).await;
+    assert_invalid_token(mcp_status(&d, &s(&tok, "refresh_token")).await);
+}
+
+// --------------------------------------------------- client authentication
+
+#[tokio::test]
+async fn token_endpoint_authenticates_clients() {
+    let dir = TempDir::new("oauth-clientauth");
+    let d = start(&dir, &[]);
+    let (cid, secret) = client(&d, "client_secret_post").await;
+    let secret = secret.unwrap();
+    let (verifier, challenge) = pkce();
+    let code = code_for(&d, &cid, &challenge).await;
+    let base = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", cid.as_str()),
+    ];
+    // No secret, wrong secret: invalid_client, 401, and the code survives.
+    let (st, v, _) = token(&d, &base).await;
+    assert_eq!((st, s(&v, "error").as_str()), (401, "invalid_client"));
+    let mut wrong = base.to_vec();
+    wrong.push(("client_secret", "mcpmp_cs_wrong"));
+    let (st, v, _) = token(&d, &wrong).await;
+    assert_eq!((st, s(&v, "error").as_str()), (401, "invalid_client"));
+    let r = http()
+        .post(format!("{}/token", d.base))
+        .basic_auth(&cid, Some("mcpmp_cs_wrong"))
+        .form(&base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let mut right = base.to_vec();
+    right.push(("client_secret", secret.as_str()));
+    let (st, v, _) = token(&d, &right).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v, _) = token(
+        &d,
+        &[
+            ("grant_type", "password"),
+            ("client_id", &cid),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, s(&v, "error").as_str()),
+        (400, "unsupported_grant_type")
+    );
+}
+
+// ------------------------------------------------------- passphrase mode
+
+/// A daemon in passphrase mode with `pass` as the passphrase.
+fn passphrase_daemon(dir: &TempDir, pass: &str) -> Daemon {
+    let file = dir.path().join("passphrase");
+    std::fs::write(&file, format!("{pass}\n")).unwrap();
+    start(
+        dir,
+        &config(
+            dir.path(),
+            &format!(
+                "approval = \"passphrase\"\npassphrase_file = {:?}",
+                file.display().to_string()
+            ),
+        ),
+    )
+}
+
+/// Opens the approval page; returns (request id, cookie header).
+async fn approval_page(d: &Daemon, cid: &str, challenge: &str) -> (String, String) {
+    let r = http()
+        .get(format!("{}/authorize", d.base))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", cid),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "pp"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("<strong>it</strong> asks"),
+        "names the client"
+    );
+    assert!(html.contains("type=\"password\""));
+    let id = html
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    (id, cookie)
+}
+
+async fn post_passphrase(
+    d: &Daemon,
+    id: &str,
+    cookie: Option<&str>,
+    pass: &str,
+) -> reqwest::Response {
+    let mut r = http().post(format!("{}/authorize", d.base)).form(&[
+        ("request", id),
+        ("passphrase", pass),
+        ("decision", "approve"),
+    ]);
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn passphrase_approval_accepts_the_right_one_only() {
+    let dir = TempDir::new("oauth-pass");
+    let d = passphrase_daemon(&dir, "correct horse battery staple");
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    let (id, cookie) = approval_page(&d, &cid, &challenge).await;
+
+    let r = post_passphrase(&d, &id, Some(&cookie), "Correct horse battery staple").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("location").is_none());
+    assert!(r.text().await.unwrap().contains("Wrong passphrase"));
+    // The right passphrase without the page's cookie (a cross-site POST).
+    let r = post_passphrase(&d, &id, None, "correct horse battery staple").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("location").is_none());
+
+    let r = post_passphrase(&d, &id, Some(&cookie), "correct horse battery staple").await;
+    assert_eq!(r.status(), 303);
+    let loc = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(query(&loc, "state").as_deref(), Some("pp"));
+    let code = query(&loc, "code").unwrap();
+    let (st, tok, _) = token(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &cid),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{tok}");
+    assert_eq!(mcp_status(&d, &s(&tok, "access_token")).await.0, 200);
+    // The request was consumed.
+    let r = post_passphrase(&d, &id, Some(&cookie), "correct horse battery staple").await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn passphrase_guessing_at_speed_is_locked_out() {
+    let dir = TempDir::new("oauth-brute");
+    let pass = "correct horse battery staple";
+    let d = passphrase_daemon(&dir, pass);
+    let (cid, _) = client(&d, "none").await;
+    let (_, challenge) = pkce();
+    let (id, cookie) = approval_page(&d, &cid, &challenge).await;
+    // 40 guesses at once from one address: only a handful are even judged.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (url, id, cookie) = (format!("{}/authorize", d.base), id.clone(), cookie.clone());
+        set.spawn(async move {
+            http()
+                .post(url)
+                .header("cookie", cookie)
+                .form(&[
+                    ("request", id.as_str()),
+                    ("passphrase", &format!("guess {i}")),
+                    ("decision", "approve"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let statuses = set.join_all().await;
+    let judged = statuses.iter().filter(|s| **s == 403).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(judged + locked, 40, "{statuses:?}");
+    assert!(
+        judged <= 5,
+        "at most 5 wrong guesses judged per address: {statuses:?}"
+    );
+    // Locked out: now even the right passphrase is refused, with Retry-After.
+    let r = post_passphrase(&d, &id, Some(&cookie), pass).await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 60, "{wait}");
+    assert!(r.headers().get("location").is_none());
+    // Other addresses (behind the proxy, per X-Forwarded-For) are bounded in
+    // total: 20 wrong guesses across all of them, then everyone waits.
+    let mut judged_total = judged;
+    for n in 0..40 {
+        let r = http()
+            .post(format!("{}/authorize", d.base))
+            .header("cookie", &cookie)
+            .header("x-forwarded-for", format!("203.0.113.{n}"))
+            .form(&[
+                ("request", id.as_str()),
+                ("passphrase", "nope"),
+                ("decision", "approve"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 403 {
+            judged_total += 1;
+        } else {
+            assert_eq!(r.status(), 429);
+        }
+    }
+    assert_eq!(judged_total, 20, "the global bound");
+}
+
+#[tokio::test]
+async fn passphrase_mode_refuses_to_start_without_a_passphrase() {
+    let dir = TempDir::new("oauth-nopass");
+    let args = config(dir.path(), "approval = \"passphrase\"");
+    let out = std::process::Command::new(daemon_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.path())
+        .args(&args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("MCP_MULTIPLAYER_PASSPHRASE_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("passphrase_file"), "{err}");
+}

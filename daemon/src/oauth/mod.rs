@@ -1,0 +1,143 @@
+//! The OAuth 2.1 authorization server for the MCP resource `PUBLIC_URL/mcp`
+//! (DESIGN §7, MCP authorization spec 2025-06-18 and later).
+//!
+//! No Rust crate provides an authorization server of the shape MCP clients
+//! need, so this is a small, strict one: discovery (RFC 9728, RFC 8414),
+//! dynamic client registration (RFC 7591), the authorization code grant with
+//! mandatory PKCE S256 and resource indicators (RFC 7636, RFC 8707), refresh
+//! token rotation with reuse detection, and revocation (RFC 7009).
+//!
+//! Every endpoint sits at the origin root, because claude.ai calls
+//! `/authorize`, `/token` and `/register` there whatever the metadata says.
+//!
+//! An approved grant is a [`Principal`](crate::channels::Principal): approval
+//! creates the principal, and every token of the grant (its family) names it,
+//! so seats survive refreshes and reconnects. Access tokens go into the
+//! `access_tokens` table that `auth::authenticate` reads on every `/mcp`
+//! request (one indexed read); codes, refresh tokens and client secrets live
+//! in the tables of migration 0002. Secrets are stored hashed and never logged.
+//!
+//! Layout: [`metadata`] (discovery), [`register`], [`authorize`] (with the
+//! passphrase page in [`page`]), [`token`] (`/token`, `/revoke`), [`grants`]
+//! (every SQL statement), [`limits`] (rate limits and the passphrase lockout),
+//! [`error`] (RFC 6749 error responses).
+
+mod authorize;
+mod error;
+mod grants;
+mod limits;
+mod metadata;
+mod page;
+mod register;
+mod token;
+
+pub use error::OAuthError;
+
+use crate::app::AppState;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// State of the OAuth endpoints: the application plus in-memory limits and
+/// pending approvals (lost on restart, which only means "sign in again").
+#[derive(Clone)]
+struct OAuth {
+    app: AppState,
+    limits: Arc<limits::Limits>,
+    pending: Arc<authorize::PendingApprovals>,
+}
+
+/// The OAuth routes, to merge into the application router.
+pub fn router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
+    let oauth = OAuth {
+        app: state,
+        limits: Arc::new(limits::Limits::default()),
+        pending: Arc::new(authorize::PendingApprovals::default()),
+    };
+    Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(metadata::protected_resource),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(metadata::protected_resource),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::authorization_server),
+        )
+        .route("/register", post(register::register))
+        .route(
+            "/authorize",
+            get(authorize::authorize).post(authorize::approve),
+        )
+        .route("/token", post(token::token))
+        .route("/revoke", post(token::revoke))
+        .layer(axum::middleware::from_fn(metadata::cors))
+        .with_state(oauth)
+}
+
+/// Lifetimes from the config, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Lifetimes {
+    access_ms: i64,
+    refresh_ms: i64,
+    code_ms: i64,
+    grace_ms: i64,
+}
+
+impl OAuth {
+    fn lifetimes(&self) -> Lifetimes {
+        let a = &self.app.config.auth;
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Lifetimes {
+            access_ms: ms(a.access_token_ttl_secs),
+            refresh_ms: ms(a.refresh_token_ttl_secs),
+            code_ms: ms(a.code_ttl_secs),
+            grace_ms: ms(a.refresh_grace_secs),
+        }
+    }
+
+    fn store(&self) -> &crate::store::Store {
+        &self.app.channels.store
+    }
+}
+
+/// The client's IP address, for rate limits and lockouts.
+///
+/// The TCP peer, except behind a reverse proxy on loopback, where it is the
+/// last `X-Forwarded-For` entry: the one the proxy itself appended (entries
+/// before it come from the client and prove nothing). A local process could
+/// forge that header, which is why the passphrase lockout also has a global
+/// bound that no address juggling escapes.
+#[derive(Debug, Clone, Copy)]
+struct ClientIp(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if !peer.is_loopback() {
+            return Ok(ClientIp(peer));
+        }
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok());
+        Ok(ClientIp(forwarded.unwrap_or(peer)))
+    }
+}
