@@ -296,9 +296,9 @@ class Run:
             )
         self.state = state
 
-    def on_violation(self, message):
+    def on_violation(self, message, line):
         if self.violation is None:
-            self.violation = message
+            self.violation = (message, line)
 
 
 _RUN = None
@@ -538,7 +538,8 @@ def run_hook(job):
     _RUN = None
 
     if error is None and run.violation is not None:
-        error = {"kind": "policy", "line": None, "message": run.violation}
+        message, line = run.violation
+        error = {"kind": "policy", "line": line, "message": message}
     if error is None and run.limit is not None:
         error = {"kind": "limit", "message": run.limit}
     if error is not None:

@@ -33,8 +33,18 @@ _on_violation = None
 
 def _violation(message):
     if _on_violation is not None:
-        _on_violation(message)
+        _on_violation(message, _bot_line())
     return PolicyError(message)
+
+
+def _bot_line():
+    """Line of the innermost bot frame on the stack, or None."""
+    f = sys._getframe(1)
+    while f is not None:
+        if f.f_code.co_filename == "bot.py":
+            return f.f_lineno
+        f = f.f_back
+    return None
 
 
 class Facade(ModuleType):

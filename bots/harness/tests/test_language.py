@@ -278,6 +278,7 @@ def test_a_caught_format_refusal_still_fails_the_hook():
     )
     err = error(out)
     assert err["kind"] == "policy" and "format field" in err["message"], err
+    assert err["line"] == 6, err
 
 
 # --------------------------------------------------------- names
