@@ -760,6 +760,47 @@ fn supervise(
     outcome(job, prep, seen, started, finished)
 }
 
+/// The harness enforces the post and state limits; the runner checks them
+/// again, so a bot that got past the language layer and wrote fd 3 itself
+/// still cannot post more than the channel allows.
+pub fn check_limits(
+    posts: &[sandbox_runner::Post],
+    state: &serde_json::Value,
+    limits: &sandbox_runner::Limits,
+) -> Result<(), String> {
+    if posts.len() > limits.max_posts {
+        return Err(format!(
+            "{} posts, over the limit of {}",
+            posts.len(),
+            limits.max_posts
+        ));
+    }
+    for p in posts {
+        let n = serde_json::to_vec(&p.body)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if n > limits.max_post_bytes {
+            return Err(format!(
+                "a post of {n} bytes, over the limit of {}",
+                limits.max_post_bytes
+            ));
+        }
+    }
+    if !state.is_object() {
+        return Err("the state is not a JSON object".into());
+    }
+    let n = serde_json::to_vec(state)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if n > limits.max_state_bytes {
+        return Err(format!(
+            "a state of {n} bytes, over the limit of {}",
+            limits.max_state_bytes
+        ));
+    }
+    Ok(())
+}
+
 fn tail(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     let s = s.trim();
@@ -845,12 +886,15 @@ fn outcome(
             logs,
             manifest,
             ..
-        }) => HookOutcome::Ok {
-            posts,
-            state,
-            logs,
-            timings,
-            manifest,
+        }) => match check_limits(&posts, &state, &job.limits) {
+            Err(message) => err(HookError::Limit { message }),
+            Ok(()) => HookOutcome::Ok {
+                posts,
+                state,
+                logs,
+                timings,
+                manifest,
+            },
         },
         Ok(HookOutcome::Error {
             error: HookError::Exception { message, .. },
@@ -861,5 +905,64 @@ fn outcome(
             ),
         }),
         Ok(other) => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_runner::{Limits, Post};
+
+    fn post(body: serde_json::Value) -> Post {
+        Post {
+            kind: "k".into(),
+            body,
+            to: None,
+        }
+    }
+
+    #[test]
+    fn limits_are_checked_again_outside_the_harness() {
+        let l = Limits {
+            max_posts: 2,
+            max_post_bytes: 10,
+            max_state_bytes: 20,
+            ..Limits::default()
+        };
+        let ok = [post(json!(1)), post(json!("short"))];
+        assert_eq!(check_limits(&ok, &json!({}), &l), Ok(()));
+        let many = [post(json!(1)), post(json!(2)), post(json!(3))];
+        assert!(check_limits(&many, &json!({}), &l).is_err());
+        assert!(check_limits(&[post(json!("a long body here"))], &json!({}), &l).is_err());
+        assert!(check_limits(&ok, &json!([]), &l).is_err());
+        assert!(check_limits(&ok, &json!({"k": "a long state value"}), &l).is_err());
+    }
+
+    #[test]
+    fn harness_input_carries_unchecked_only_with_the_test_switch() {
+        let job: HookJob = serde_json::from_value(json!({
+            "version": 1,
+            "bot": {"name": "b", "source": "x"},
+            "hook": {"name": "on_init"},
+            "context": {"channel_id": "c", "bot_id": "bot:b", "players": []},
+            "state": {},
+            "limits": serde_json::to_value(Limits::default()).unwrap(),
+            "network": {"allowed": true},
+            "runtime": {"python": "/usr/bin/python3", "python_args": [], "harness_dir": "/h",
+                        "python_path": ["/a", "/b"], "sandbox_uid": 1, "sandbox_gid": 1}
+        }))
+        .unwrap();
+        let v = harness_input(&job, &Options::default());
+        assert!(v.get("unchecked").is_none());
+        assert_eq!(v["network"], json!(true));
+        assert_eq!(v["workspace"], json!("/workspace"));
+        assert_eq!(v["sys_path"], json!(["/pylib/0", "/pylib/1"]));
+        let v = harness_input(
+            &job,
+            &Options {
+                unchecked_language_layer: true,
+            },
+        );
+        assert_eq!(v["unchecked"], json!(true));
     }
 }

@@ -358,6 +358,22 @@ fn unbounded_writes_to_the_result_fd_are_cut_off_as_output_overrun() {
 }
 
 #[test]
+fn a_forged_result_on_fd_3_is_still_held_to_the_post_limits() {
+    let r = attack(
+        "import json\n\
+         doc = {'status': 'ok', 'state': {}, 'logs': '',\n\
+         \x20      'posts': [{'type': 'spam', 'body': i} for i in range(1000)]}\n\
+         os.write(3, json.dumps(doc).encode())\n\
+         os._exit(0)",
+    );
+    match r.error() {
+        HookError::Limit { message } => assert!(message.contains("1000 posts"), "{message}"),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(r.code, exit::HOOK_FAILED);
+}
+
+#[test]
 fn unbounded_print_through_the_language_layer_stays_bounded() {
     let src = "class P:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    def on_init(self):\n        for i in range(200000):\n            print('spam' * 100)\n        self.ctx.post('done', {})\n";
     let r = run_job(&job(src), Layer::Checked);

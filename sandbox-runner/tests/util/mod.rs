@@ -320,15 +320,40 @@ fn make_test_host() -> Option<TestHost> {
     if !is_root() {
         return None;
     }
-    let n = std::process::id() % 250 + 1;
-    let ns = format!("sbxtest{}", std::process::id());
-    let (host_if, peer_if) = (format!("sbxh{n}"), format!("sbxp{n}"));
-    let (host_ip, peer_ip) = (format!("10.213.{n}.1"), format!("10.213.{n}.2"));
+    // Names and the /30 differ per call: a deleted namespace's veth pair
+    // disappears asynchronously, so the next call must not reuse its name.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let sh = |args: &[&str]| {
         let st = Command::new("ip").args(args).status().expect("run ip");
         assert!(st.success(), "ip {args:?} failed");
     };
-    sh(&["netns", "add", &ns]);
+    let try_ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let (n, ns) = (0..16)
+        .map(|_| {
+            let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = (std::process::id().wrapping_mul(7).wrapping_add(call * 13)) % 250 + 1;
+            (n, format!("sbxtest{}-{call}", std::process::id()))
+        })
+        .find(|(n, ns)| {
+            if !try_ip(&["netns", "add", ns]) {
+                return false;
+            }
+            let (h, p) = (format!("sbxh{n}"), format!("sbxp{n}"));
+            if try_ip(&["link", "add", &h, "type", "veth", "peer", "name", &p]) {
+                return true;
+            }
+            let _ = try_ip(&["netns", "del", ns]);
+            false
+        })
+        .expect("no free name for a test network namespace");
+    let (host_if, peer_if) = (format!("sbxh{n}"), format!("sbxp{n}"));
+    let (host_ip, peer_ip) = (format!("10.213.{n}.1"), format!("10.213.{n}.2"));
     let mut host = TestHost {
         addr: peer_ip.clone(),
         cidr: format!("10.213.{n}.0/30"),
@@ -337,9 +362,6 @@ fn make_test_host() -> Option<TestHost> {
         www: None,
         _turn: turn,
     };
-    sh(&[
-        "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
-    ]);
     sh(&["link", "set", &peer_if, "netns", &ns]);
     sh(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
     sh(&["link", "set", &host_if, "up"]);
