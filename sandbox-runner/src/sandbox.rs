@@ -223,7 +223,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         Ok(ForkResult::Child) => namespace_main(&prep, job, pipes, outside),
         Ok(ForkResult::Parent { child }) => child,
     };
-    supervise(job, &prep, pipes, child, &input, connect_policy, started)
+    supervise(job, pipes, child, &input, connect_policy, started)
 }
 
 // ---------------------------------------------------------------------------
@@ -474,7 +474,7 @@ struct Seen {
     timed_out: bool,
     overrun: Option<&'static str>,
     exec_at: Option<Instant>,
-    reaper_status: Option<WaitStatus>,
+    child_status: Option<WaitStatus>,
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
@@ -521,14 +521,12 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
     None
 }
 
-#[allow(clippy::too_many_arguments)]
 fn supervise(
     job: &HookJob,
-    prep: &Prepared,
     pipes: Pipes,
     // The namespace child; killing it kills the reaper (PDEATHSIG), which
     // tears down the whole PID namespace.
-    reaper: Pid,
+    ns_child: Pid,
     input: &[u8],
     connect_policy: ConnectPolicy,
     started: Instant,
@@ -545,18 +543,18 @@ fn supervise(
         drop(hook_end);
         runner_end
     });
-    let reaper_fd = match namespaces::pidfd_open(reaper) {
+    let child_fd = match namespaces::pidfd_open(ns_child) {
         Ok(fd) => fd,
         Err(e) => {
-            let _ = kill(reaper, Signal::SIGKILL);
-            let _ = waitpid(reaper, None);
+            let _ = kill(ns_child, Signal::SIGKILL);
+            let _ = waitpid(ns_child, None);
             return internal(format!("pidfd_open: {e}"));
         }
     };
     for fd in [&input_w, &result_r, &diag_r, &errors_r] {
         if let Err(e) = set_nonblocking(fd) {
-            let _ = kill(reaper, Signal::SIGKILL);
-            let _ = waitpid(reaper, None);
+            let _ = kill(ns_child, Signal::SIGKILL);
+            let _ = waitpid(ns_child, None);
             return internal(format!("O_NONBLOCK: {e}"));
         }
     }
@@ -581,7 +579,7 @@ fn supervise(
     let mut result_done = false;
     loop {
         if result_done
-            || (seen.reaper_status.is_some()
+            || (seen.child_status.is_some()
                 && result_r.is_none()
                 && diag_r.is_none()
                 && errors_r.is_none())
@@ -591,14 +589,11 @@ fn supervise(
         let now = Instant::now();
         if now >= deadline && !killed {
             seen.timed_out = true;
-            let _ = kill(reaper, Signal::SIGKILL);
+            let _ = kill(ns_child, Signal::SIGKILL);
             killed = true;
         }
-        if let Some(why) = seen.overrun
-            && !killed
-        {
-            let _ = why;
-            let _ = kill(reaper, Signal::SIGKILL);
+        if seen.overrun.is_some() && !killed {
+            let _ = kill(ns_child, Signal::SIGKILL);
             killed = true;
         }
         let timeout = if killed {
@@ -611,7 +606,7 @@ fn supervise(
             PollTimeout::from(ms.max(1))
         };
 
-        // Slots: 0 input, 1 result, 2 diag, 3 errors, 4 listener sock, 5 listener, 6 reaper.
+        // Slots: 0 input, 1 result, 2 diag, 3 errors, 4 listener sock, 5 listener, 6 ns_child.
         let mut slots: Vec<usize> = Vec::new();
         let mut raw: Vec<PollFd> = Vec::new();
         if let Some(fd) = &input_w {
@@ -638,15 +633,15 @@ fn supervise(
             slots.push(5);
             raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
-        if seen.reaper_status.is_none() {
+        if seen.child_status.is_none() {
             slots.push(6);
-            raw.push(PollFd::new(reaper_fd.as_fd(), PollFlags::POLLIN));
+            raw.push(PollFd::new(child_fd.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut raw, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
-                let _ = kill(reaper, Signal::SIGKILL);
-                let _ = waitpid(reaper, None);
+                let _ = kill(ns_child, Signal::SIGKILL);
+                let _ = waitpid(ns_child, None);
                 return internal(format!("poll: {e}"));
             }
         }
@@ -696,7 +691,7 @@ fn supervise(
                             if seen.exec_at.is_some()
                                 && serde_json::from_slice::<HookOutcome>(&seen.result).is_ok()
                             {
-                                let _ = kill(reaper, Signal::SIGKILL);
+                                let _ = kill(ns_child, Signal::SIGKILL);
                                 result_done = true;
                             }
                         }
@@ -743,10 +738,10 @@ fn supervise(
                         }
                     }
                 }
-                6 => match waitpid(reaper, Some(WaitPidFlag::WNOHANG)) {
+                6 => match waitpid(ns_child, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-                    Ok(st) => seen.reaper_status = Some(st),
-                    Err(_) => seen.reaper_status = Some(WaitStatus::Exited(reaper, 70)),
+                    Ok(st) => seen.child_status = Some(st),
+                    Err(_) => seen.child_status = Some(WaitStatus::Exited(ns_child, 70)),
                 },
                 _ => {}
             }
@@ -755,9 +750,9 @@ fn supervise(
     let finished = Instant::now();
     if result_done {
         // Killed above; reaping it is quick and leaves no zombie behind.
-        let _ = waitpid(reaper, None);
+        let _ = waitpid(ns_child, None);
     }
-    outcome(job, prep, seen, started, finished)
+    outcome(job, seen, started, finished)
 }
 
 /// The harness enforces the post and state limits; the runner checks them
@@ -811,13 +806,7 @@ fn tail(bytes: &[u8]) -> String {
     s[start..].to_string()
 }
 
-fn outcome(
-    job: &HookJob,
-    _prep: &Prepared,
-    seen: Seen,
-    started: Instant,
-    finished: Instant,
-) -> HookOutcome {
+fn outcome(job: &HookJob, seen: Seen, started: Instant, finished: Instant) -> HookOutcome {
     let err = |error: HookError| HookOutcome::Error { error };
     if seen.timed_out {
         return err(HookError::Timeout {
@@ -837,7 +826,7 @@ fn outcome(
         let (step, message) = line.split_once('\t').unwrap_or(("unknown", line));
         return confinement(step, message);
     }
-    let code = match seen.reaper_status {
+    let code = match seen.child_status {
         Some(WaitStatus::Exited(_, c)) => c,
         Some(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
         _ => sandbox_runner::exit::INTERNAL,
