@@ -39,6 +39,11 @@ MANIFEST = {
     },
 }
 
+# One deck holds 340 points (aces counted as 1). A player's cards sum to at
+# most 31 before the hand stops (21 plus a ten), the dealer's to at most 26,
+# so with at most 10 players a hand can never run out of cards (10 * 31 + 26
+# = 336 < 340). Further seats sit the hand out.
+MAX_HAND_PLAYERS = 10
 RANKS = "A23456789TJQK"
 SUITS = "SHDC"
 ACTIONS = ("deal", "hit", "stand", "status")
@@ -247,7 +252,7 @@ class BlackjackBot:
         if not state["players"]:
             return
         state["phase"] = "playing"
-        state["in_hand"] = list(state["players"])
+        state["in_hand"] = list(state["players"][:MAX_HAND_PLAYERS])
         state["hands"] = {p: [] for p in state["in_hand"]}
         state["status"] = {p: "playing" for p in state["in_hand"]}
         state["dealer"] = []
@@ -263,6 +268,7 @@ class BlackjackBot:
             "hand": state["hand"],
             "bet": state["bet"],
             "order": list(state["in_hand"]),
+            "sitting_out": state["players"][MAX_HAND_PLAYERS:],
             "players": {p: self.view(state, p) for p in state["in_hand"]},
             "dealer_up": state["dealer"][0],
         })

@@ -200,3 +200,16 @@ def test_the_guides_verifier_rebuilds_the_dealt_deck():
     commit = t.bot_posts("commit")[0][1]
     assert scope["check_commitment"](reveal["seed"], commit["commitment"])
     assert scope["blackjack_deck"](reveal["seed"]) == reveal["deck"] == independent_deck(reveal["seed"])
+
+
+def test_eleven_seats_ten_play_and_the_deck_suffices():
+    seats = [f"p{i:02d}" for i in range(11)]
+    t = Table("blackjack", seats)
+    t.init()
+    for s in seats:
+        t.join(s)
+    deal = t.bot_posts("deal")[0][1]
+    assert deal["order"] == seats[:10] and deal["sitting_out"] == ["p10"]
+    # everyone hits to the end: the worst case for the deck
+    play_hand(t, threshold=22)
+    verify_transcript(t.transcript, 1)
