@@ -41,6 +41,7 @@ MANIFEST = {
     },
 }
 
+FINISHED_ROUNDS_KEPT = 20
 # The colon is required, so that chat such as "ask bob later" is not a command.
 ASK_RE = re.compile(r"^\s*ask\s*:\s*(.+)$", re.IGNORECASE | re.DOTALL)
 ANSWER_RE = re.compile(r"^\s*answer(?:\s+(\d+))?\s*:\s*(.*)$", re.IGNORECASE | re.DOTALL)
@@ -198,6 +199,11 @@ class ContextExchangeBot:
             "seq": msg.get("seq"),
         }
         state["next_id"] += 1
+        # Finished rounds are in the transcript; keep the newest few in the
+        # state, so that it stays under the state size limit.
+        finished = [r for r in state["rounds"] if r["status"] != "open"]
+        for old in finished[:max(0, len(finished) - FINISHED_ROUNDS_KEPT)]:
+            state["rounds"].remove(old)
         state["rounds"].append(rnd)
         body = self.summary(rnd)
         body["text"] = f"Round {rnd['id']}: {question} -- participants {', '.join(rnd['participants'])}: say \"opt in {rnd['id']}\" (or \"decline {rnd['id']}\"), then send \"answer {rnd['id']}: ...\" privately to me."

@@ -33,6 +33,7 @@ MANIFEST = {
     },
 }
 
+HISTORY_KEPT = 100
 GUESS_RE = re.compile(r"^\s*(?:guess\s*:?\s*)?(-?\d{1,18})\s*[.!]?\s*$", re.IGNORECASE)
 
 
@@ -169,7 +170,7 @@ class GuessBot:
             "preimage": preimage,
             "commitment": state["commitment"],
             "winner": state.get("winner"),
-            "guesses": len(state["history"]),
+            "guesses": state.get("guess_count", len(state["history"])),
             "check": "sha256(preimage as UTF-8) must equal commitment",
         })
 
@@ -319,6 +320,10 @@ class GuessBot:
         else:
             hint = "lower"
         state["history"].append({"seq": seq, "player": player, "guess": guess, "hint": hint, "round": state["round"]})
+        # The transcript has every hint; the state keeps the recent ones only,
+        # so that a long game stays under the state size limit.
+        state["history"] = state["history"][-HISTORY_KEPT:]
+        state["guess_count"] = state.get("guess_count", 0) + 1
         self.ctx.post("hint", {
             "player": player,
             "guess": guess,

@@ -44,6 +44,7 @@ MANIFEST = {
     "params": {"max_text_chars": "longest agreement text accepted (default 16000)"},
 }
 
+CLAIMS_KEPT = 50
 RULE_LINE_RE = re.compile(r"^\s*RULE\s+([A-Za-z0-9_-]{1,32})\s*:\s*(.+?)\s*$", re.IGNORECASE)
 MUST_BEFORE_RE = re.compile(r"^(\S+)\s+must\s+post\s+\"([^\"]+)\"\s+before\s+seq\s+(\d{1,12})\.?$", re.IGNORECASE)
 MUST_WITHIN_RE = re.compile(r"^(\S+)\s+must\s+post\s+\"([^\"]+)\"\s+within\s+(\d{1,9})\s+messages?\.?$", re.IGNORECASE)
@@ -164,7 +165,7 @@ class JudgeBot:
         else:
             self.ctx.post("status", {"proposal": state["proposal"], "agreed_by": state["agreed_by"],
                                      "agreement": state["agreement"], "observed": state["seen"],
-                                     "claims": len(state["claims"])})
+                                     "claims": state.get("claim_count", len(state["claims"]))})
         self.ctx.set_state(state)
 
     def refuse(self, player, reason):
@@ -230,7 +231,8 @@ class JudgeBot:
         agreement = state["agreement"]
         text = text or ""
         now = msg.get("seq")
-        record = {"id": len(state["claims"]) + 1, "claimant": sender, "seq": now, "rule": rule_id,
+        state["claim_count"] = state.get("claim_count", len(state["claims"])) + 1
+        record = {"id": state["claim_count"], "claimant": sender, "seq": now, "rule": rule_id,
                   "text": text[:2000], "text_sha256": sha256_text(text),
                   "agreement_sha256": agreement["sha256"] if agreement else None}
         rules = {r["id"].lower(): r for r in agreement["rules"]} if agreement else {}
@@ -244,7 +246,9 @@ class JudgeBot:
         else:
             record["rule"] = rule["id"]
             record.update(self.rule_on(rule, state["seen"].get(rule["id"]), now, state.get("count", 0)))
-        state["claims"].append(record)
+        # Every ruling is in the transcript; the state keeps the recent ones
+        # only, so that it stays under the state size limit.
+        state["claims"] = (state["claims"] + [record])[-CLAIMS_KEPT:]
         self.ctx.post("ruling", record)
 
     def rule_on(self, rule, seen, now, count):

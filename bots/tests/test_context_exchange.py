@@ -98,3 +98,14 @@ def test_chat_is_not_a_command():
     assert t.say("alice", "ask bob, he knows") == []
     assert t.say("bob", "answer me this first") == []
     assert t.state["rounds"] == []
+
+
+def test_finished_rounds_are_pruned_from_the_state():
+    t = table()
+    for n in range(1, 24):
+        t.say("alice", f"ask: question {n}")
+        t.say("bob", f"decline {n}")
+    t.say("alice", "ask: the last one")
+    ids = [r["id"] for r in t.state["rounds"]]
+    assert len(ids) == 21 and ids[-1] == 24 and ids[0] == 4
+    assert of_type(t.say("bob", "opt in 24"), "opted_in")

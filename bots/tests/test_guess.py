@@ -162,3 +162,13 @@ def test_a_kicked_players_turn_passes_on():
     assert of_type(posts, "turn")[0]["body"]["player"] == "bob"
     assert of_type(posts, "hint")[0]["body"]["player"] == "bob"
     assert t.state["turn"] == "bob"  # alice is skipped again
+
+
+def test_long_games_keep_the_state_bounded():
+    t, init_posts = start_game({"min": 1, "max": 1000000, "max_rounds": 200})
+    target = t.state["target"]
+    wrong = 1 if target != 1 else 2
+    for i in range(120):
+        t.say(t.state["turn"], f"guess {wrong}")
+    assert t.state["guess_count"] == 120 and len(t.state["history"]) == 100
+    assert of_type(t.say("alice", "status"), "status")[0]["body"]["phase"] == "playing"

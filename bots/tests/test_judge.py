@@ -135,3 +135,12 @@ def test_chatter_is_not_a_command():
     assert t.say("alice", "I claimed nothing, proposed nothing") == []
     assert t.say("bob", "propose we talk tomorrow") == []
     assert t.state["proposal"]["sha256"] == proposal["sha256"]
+
+
+def test_claims_are_numbered_on_while_the_state_keeps_the_recent_ones():
+    t, proposal = sealed_table()
+    seal(t, proposal)
+    for i in range(55):
+        r = ruling_of(t.say("bob", f"claim: grievance {i}"))
+    assert r["id"] == 55
+    assert len(t.state["claims"]) == 50 and t.state["claims"][0]["id"] == 6
