@@ -2,8 +2,9 @@
 
 `run_hook` feeds one PROTOCOL.md job to `/usr/bin/python3 -I -S -B
 bots/harness/harness.py` on stdin and reads the `HookOutcome` the harness
-writes to fd 3. There is no sandbox here: these tests are about the bots'
-logic and about the harness accepting them. `Table` plays the daemon's part
+writes to fd 3, with no sandbox around it: these tests are about the bots'
+logic and about the harness accepting them. `run_sandboxed` sends the same job
+through a built `sandbox-runner` instead (test_sandboxed.py). `Table` plays the daemon's part
 for a whole game: it threads the bot state from hook to hook, numbers
 messages, and keeps a transcript where each bot post is stored the way the
 daemon stores it (kind "bot", body {"type": ..., "data": ...}), so that tests
