@@ -53,9 +53,11 @@ fn job(source: &str, network: bool) -> HookJob {
     }
 }
 
-fn once(input: &[u8]) -> (Duration, u64) {
+/// One hook: (wall time, confine_us, per-step micros from `--trace-steps`).
+fn once(input: &[u8]) -> (Duration, u64, Vec<(String, u64)>) {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox-runner"))
+        .arg("--trace-steps")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,8 +71,16 @@ fn once(input: &[u8]) -> (Duration, u64) {
         .expect("write job");
     let out = child.wait_with_output().expect("wait");
     let elapsed = start.elapsed();
+    let steps = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("sandbox-runner: step ")?;
+            let (name, us) = rest.rsplit_once(" +")?;
+            Some((name.to_string(), us.strip_suffix(" us")?.parse().ok()?))
+        })
+        .collect();
     match serde_json::from_slice::<HookOutcome>(&out.stdout) {
-        Ok(HookOutcome::Ok { timings, .. }) => (elapsed, timings.confine_us),
+        Ok(HookOutcome::Ok { timings, .. }) => (elapsed, timings.confine_us, steps),
         other => panic!(
             "hook failed: {other:?}\n{}",
             String::from_utf8_lossy(&out.stderr)
@@ -96,16 +106,26 @@ fn report(name: &str, mut ms: Vec<f64>) {
 fn bench(name: &str, source: &str, network: bool, runs: usize) {
     let input = serde_json::to_vec(&job(source, network)).expect("job");
     for _ in 0..5 {
-        once(&input); // warm the page cache
+        let _ = once(&input); // warm the page cache
     }
     let (mut wall, mut confine) = (Vec::new(), Vec::new());
+    let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
     for _ in 0..runs {
-        let (d, c) = once(&input);
+        let (d, c, s) = once(&input);
         wall.push(d.as_secs_f64() * 1e3);
         confine.push(c as f64 / 1e3);
+        for (step, us) in s {
+            match steps.iter_mut().find(|(n, _)| *n == step) {
+                Some((_, v)) => v.push(us as f64 / 1e3),
+                None => steps.push((step, vec![us as f64 / 1e3])),
+            }
+        }
     }
     report(&format!("{name}: whole hook"), wall);
     report(&format!("{name}: confinement (start to exec)"), confine);
+    for (step, ms) in steps {
+        report(&format!("    step {step}"), ms);
+    }
 }
 
 fn bare(name: &str, args: &[&str], runs: usize) {

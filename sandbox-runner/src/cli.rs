@@ -45,7 +45,7 @@ fn bad_job(message: String) -> i32 {
     emit(&o, exit::BAD_JOB)
 }
 
-const USAGE: &str = "usage: sandbox-runner [--unchecked-language-layer] < job.json\n       sandbox-runner policy --json";
+const USAGE: &str = "usage: sandbox-runner [--trace-steps] [--unchecked-language-layer] < job.json\n       sandbox-runner policy --json";
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
@@ -64,6 +64,7 @@ pub fn main() -> i32 {
         match a.as_str() {
             // Test-only: see README.md, "The attack suite".
             "--unchecked-language-layer" => opts.unchecked_language_layer = true,
+            "--trace-steps" => opts.trace_steps = true,
             _ => {
                 eprintln!("{USAGE}");
                 return exit::BAD_JOB;

@@ -51,6 +51,9 @@ pub struct Options {
     /// Test-only: ask the harness to skip the language layer (`"unchecked":
     /// true`), so the attack suite can prove the OS layer holds on its own.
     pub unchecked_language_layer: bool,
+    /// Print when each confinement step finished (stderr lines
+    /// `sandbox-runner: step NAME +N us`), for the benchmark.
+    pub trace_steps: bool,
 }
 
 /// Why the runner could not produce a normal outcome before the hook ran.
@@ -108,6 +111,8 @@ struct Prepared {
     envp: Vec<CString>,
     /// The host's name servers (network bots only).
     nameservers: Vec<std::net::IpAddr>,
+    /// `Some(runner start)` when steps are traced.
+    trace: Option<Instant>,
 }
 
 /// The pipes between the runner and the sandbox; `.0` is the read end.
@@ -124,7 +129,7 @@ fn cstring(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("NUL byte in {s:?}"))
 }
 
-fn prepare(job: &HookJob) -> Result<Prepared, Box<HookOutcome>> {
+fn prepare(job: &HookJob, trace: Option<Instant>) -> Result<Prepared, Box<HookOutcome>> {
     let mode = Mode::for_euid(nix::unistd::geteuid().as_raw());
     let network = Network::from_policy(&job.network);
     let ids = (job.runtime.sandbox_uid, job.runtime.sandbox_gid);
@@ -163,6 +168,7 @@ fn prepare(job: &HookJob) -> Result<Prepared, Box<HookOutcome>> {
         argv,
         envp,
         nameservers: host.nameservers,
+        trace,
     })
 }
 
@@ -189,7 +195,7 @@ fn make_pipes(network: Network) -> nix::Result<Pipes> {
 /// Runs one job; the caller prints the outcome. `started` is when the runner
 /// began (the wall deadline counts from there).
 pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
-    let prep = match prepare(job) {
+    let prep = match prepare(job, opts.trace_steps.then_some(started)) {
         Ok(p) => p,
         Err(o) => return *o,
     };
@@ -236,6 +242,7 @@ fn namespace_main(prep: &Prepared, job: &HookJob, pipes: Pipes, outside: (u32, u
     if let Err(e) = namespaces::die_with_parent() {
         fail(err_fd, "namespaces", &format!("PR_SET_PDEATHSIG: {e}"));
     }
+    mark(err_fd, prep, "prepare+fork");
     // The runner holds the read end of the error pipe; if it already died,
     // the write end reports POLLERR.
     if !namespaces::reader_alive(&pipes.errors.1) {
@@ -292,6 +299,18 @@ fn fail(errors: RawFd, step: &str, message: &str) -> ! {
     namespaces::exit_now(sandbox_runner::exit::CONFINEMENT_FAILED)
 }
 
+/// With tracing on, records on the error pipe that `step` just finished
+/// (`@step<TAB>micros since the runner started`).
+fn mark(errors: RawFd, prep: &Prepared, step: &str) {
+    if let Some(started) = prep.trace {
+        let line = format!("@{step}\t{}\n", started.elapsed().as_micros());
+        // SAFETY: `errors` is the write end of the error pipe, open in this process.
+        let file = unsafe { std::fs::File::from_raw_fd(errors) };
+        let _ = std::io::Write::write_all(&mut &file, line.as_bytes());
+        std::mem::forget(file);
+    }
+}
+
 /// PID 1 of the hook's PID namespace.
 fn reaper_main(prep: &Prepared, job: &HookJob, pipes: Pipes, lifeline: OwnedFd) -> ! {
     let err_fd = pipes.errors.1.as_raw_fd();
@@ -317,9 +336,11 @@ fn reaper_main(prep: &Prepared, job: &HookJob, pipes: Pipes, lifeline: OwnedFd) 
     if let Err(e) = namespaces::set_hostname("sandbox") {
         fail(err_fd, "namespaces", &format!("sethostname: {e}"));
     }
+    mark(err_fd, prep, "namespaces");
     if let Err(e) = mounts::build_root(&prep.plan) {
         fail(err_fd, "mounts", &e);
     }
+    mark(err_fd, prep, "mounts");
     let hook = match namespaces::fork() {
         Err(e) => fail(err_fd, "namespaces", &format!("fork the hook: {e}")),
         Ok(ForkResult::Child) => hook_main(
@@ -396,18 +417,22 @@ fn hook_main(
             &format!("chdir {}: {e}", policy::WORKSPACE),
         );
     }
+    mark(err_fd, prep, "fork+fds");
     if let Err(e) = rlimit::apply(&policy::rlimits(&job.limits)) {
         fail(err_fd, "rlimits", &e);
     }
+    mark(err_fd, prep, "rlimits");
     if let Err(e) = creds::drop_privileges(prep.mode, prep.ids) {
         fail(err_fd, "credentials", &e);
     }
+    mark(err_fd, prep, "credentials");
     if let Err(e) = seccomp::set_no_new_privs() {
         fail(err_fd, "no_new_privs", &e);
     }
     if let Err(e) = landlock::restrict_self(&prep.rules, &prep.ports) {
         fail(err_fd, "landlock", &e);
     }
+    mark(err_fd, prep, "landlock");
     let policy: SeccompPolicy =
         policy::seccomp_policy(prep.network, nix::unistd::getpid().as_raw() as u32);
     match seccomp::install_gate(&policy) {
@@ -439,6 +464,7 @@ fn hook_main(
     if let Err(e) = seccomp::install_lists(&policy) {
         fail(err_fd, "seccomp", &e);
     }
+    mark(err_fd, prep, "seccomp");
     let err = nix::unistd::execve(&prep.argv[0], &prep.argv, &prep.envp);
     let e = err.err().map(|e| e.to_string()).unwrap_or_default();
     fail(
@@ -822,7 +848,28 @@ fn outcome(job: &HookJob, seen: Seen, started: Instant, finished: Instant) -> Ho
         });
     }
     let errors = String::from_utf8_lossy(&seen.errors);
-    if let Some(line) = errors.lines().next() {
+    let mut last = 0u64;
+    for (step, at) in errors
+        .lines()
+        .filter_map(|l| l.strip_prefix('@')?.split_once('\t'))
+    {
+        let at: u64 = at.parse().unwrap_or(0);
+        eprintln!(
+            "sandbox-runner: step {step} +{} us",
+            at.saturating_sub(last)
+        );
+        last = at;
+    }
+    if last > 0
+        && let Some(exec_at) = seen.exec_at
+    {
+        let exec_us = exec_at.saturating_duration_since(started).as_micros() as u64;
+        eprintln!(
+            "sandbox-runner: step execve +{} us",
+            exec_us.saturating_sub(last)
+        );
+    }
+    if let Some(line) = errors.lines().find(|l| !l.starts_with('@')) {
         let (step, message) = line.split_once('\t').unwrap_or(("unknown", line));
         return confinement(step, message);
     }
@@ -950,6 +997,7 @@ mod tests {
             &job,
             &Options {
                 unchecked_language_layer: true,
+                ..Options::default()
             },
         );
         assert_eq!(v["unchecked"], json!(true));
