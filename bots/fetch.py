@@ -15,6 +15,7 @@ address policy of its own.
 
 import hashlib
 import re
+import time
 
 MANIFEST = {
     "name": "FetchBot",
@@ -23,7 +24,7 @@ MANIFEST = {
     "params": {
         "max_bytes": "largest download kept and hashed, in bytes (default 1048576)",
         "extract_chars": "length of the text extract (default 600)",
-        "timeout": "seconds for connect and for each read (default 4)",
+        "timeout": "total seconds for the whole fetch, at most 4 (default 3.5); the hook itself has 5",
         "price_regex": "regular expression whose first match is reported as `price` (default: a currency symbol followed by a number)",
     },
 }
@@ -83,21 +84,29 @@ class FetchBot:
         params = self.params
         max_bytes = int(number_param(params, "max_bytes", 1048576, 1, 8388608))
         extract_chars = int(number_param(params, "extract_chars", 600, 0, 8000))
-        timeout = number_param(params, "timeout", 4, 0.1, 4.5)
+        budget = number_param(params, "timeout", 3.5, 0.1, 4)
+        deadline = time.monotonic() + budget
         pattern = params.get("price_regex") if isinstance(params.get("price_regex"), str) else DEFAULT_PRICE_RE
         result = {"url": url, "requested_by": msg.get("sender"), "request_seq": msg.get("seq")}
         try:
             import requests
 
-            response = requests.get(url, timeout=timeout, stream=True, allow_redirects=True,
+            # requests' timeouts bound each connect and each read, not the
+            # total, so the loop also watches the deadline between chunks. A
+            # server that trickles a few bytes at a time can still hold one
+            # read open until the hook's 5 s kill (a bot:error, nothing worse).
+            response = requests.get(url, timeout=(budget / 2, budget), stream=True, allow_redirects=True,
                                     headers={"User-Agent": "mcp-multiplayer FetchBot/1.0", "Accept-Encoding": "identity"})
             data = b""
             truncated = False
-            for chunk in response.iter_content(chunk_size=65536):
+            for chunk in response.iter_content(chunk_size=4096):
                 data += chunk
                 if len(data) > max_bytes:
                     data = data[:max_bytes]
-                    truncated = True
+                    truncated = "size"
+                    break
+                if time.monotonic() > deadline:
+                    truncated = "time"
                     break
             response.close()
         except Exception as exc:

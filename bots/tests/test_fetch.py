@@ -7,6 +7,7 @@ loopback and private ranges is tested with the runner, not here.
 import hashlib
 import http.server
 import threading
+import time
 
 import pytest
 
@@ -24,6 +25,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/item":
             body, ctype, status = PAGE, "text/html; charset=utf-8", 200
+        elif self.path == "/slow":
+            # A slow server (the behaviour under test, not synchronisation):
+            # 4 KiB every 0.2 s, 40 times.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(40 * 4096))
+            self.end_headers()
+            try:
+                for i in range(40):
+                    self.wfile.write(b"s" * 4096)
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+            return
         elif self.path == "/oddcharset":
             body, ctype, status = "caf\u00e9 menu".encode(), "text/plain; charset=x-no-such-charset", 200
         elif self.path == "/big":
@@ -87,7 +103,7 @@ def test_fetch_object_body_redirect_and_404(server):
 def test_fetch_truncates_at_max_bytes(server):
     t = fetch_table({"max_bytes": 1000})
     r = t.say("alice", f"{server}/big")[0]["body"]
-    assert r["truncated"] is True and r["bytes"] == 1000
+    assert r["truncated"] == "size" and r["bytes"] == 1000
     assert r["sha256"] == hashlib.sha256(BIG[:1000]).hexdigest()
 
 
@@ -108,3 +124,12 @@ def test_unknown_charset_falls_back_to_utf8(server):
     t = fetch_table()
     r = t.say("alice", f"{server}/oddcharset")[0]["body"]
     assert r["status"] == 200 and "caf\u00e9" in r["extract"]
+
+
+def test_a_slow_download_stops_at_the_time_budget(server):
+    t = fetch_table({"timeout": 1})
+    started = time.monotonic()
+    r = t.say("alice", f"{server}/slow")[0]["body"]
+    assert r["truncated"] == "time" and 0 < r["bytes"] < 40 * 4096
+    assert r["sha256"] == hashlib.sha256(b"s" * r["bytes"]).hexdigest()
+    assert time.monotonic() - started < 4
