@@ -34,7 +34,7 @@ MANIFEST = {
     "summary": "Connects to host:443 and posts the certificate's SHA-256 fingerprint, subject, issuer and validity (needs allow_network).",
     "params": {
         "port": "default port when the message names none (default 443)",
-        "timeout": "seconds for connect and handshake (default 4)",
+        "timeout": "seconds for each socket operation of a connection, at most 2 (default 2); the bot makes at most two connections and the hook has 5 s",
         "ca_pem": "extra trusted CA certificates, PEM text (default none: system store only)",
         "report_unverified": "on a verification failure, still report the leaf fingerprint (default true)",
     },
@@ -123,10 +123,10 @@ class TlsCertBot:
         if target is None:
             return
         host, port = target
-        timeout = params.get("timeout", 4)
+        timeout = params.get("timeout", 2)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            timeout = 4
-        timeout = min(max(timeout, 0.1), 4.5)
+            timeout = 2
+        timeout = min(max(timeout, 0.1), 2)
         result = {"host": host, "port": port, "requested_by": msg.get("sender"), "request_seq": msg.get("seq")}
 
         context = ssl.create_default_context()
