@@ -4,8 +4,10 @@
 //! `cargo bench -p sandbox-runner --bench latency` (as root for root mode, as
 //! another user for user-namespace mode). `SANDBOX_BENCH_RUNS` sets the
 //! number of runs per case (default 200). Prints p50/p99 of the wall time
-//! seen by the caller and of `timings.confine_us` (runner start to the
-//! interpreter's exec: the confinement steps' own cost).
+//! seen by the caller, of `timings.confine_us` (runner start to the
+//! interpreter's exec: the confinement steps' own cost) and of each step
+//! (`--trace-steps`), next to bare interpreter start-up and the harness run
+//! without the runner. The cases run interleaved, one round after another.
 
 use sandbox_runner::{
     BotSpec, Hook, HookContext, HookJob, HookOutcome, Limits, NetworkPolicy, Runtime,
@@ -103,78 +105,91 @@ fn report(name: &str, mut ms: Vec<f64>) {
     );
 }
 
-fn bench(name: &str, source: &str, network: bool, runs: usize) {
-    let input = serde_json::to_vec(&job(source, network)).expect("job");
-    for _ in 0..5 {
-        let _ = once(&input); // warm the page cache
+/// One measurement: wall time, and for runner cases `confine_us` and the
+/// per-step split.
+struct Sample {
+    wall_ms: f64,
+    confine_ms: Option<f64>,
+    steps: Vec<(String, f64)>,
+}
+
+/// A case of the benchmark; all cases run interleaved, round by round, so
+/// that a burst of load on the machine hits every case alike.
+enum Case {
+    Bare(&'static [&'static str]),
+    UnconfinedHarness(Vec<u8>),
+    Runner(Vec<u8>),
+}
+
+impl Case {
+    fn harness_input(source: &str) -> Vec<u8> {
+        let j = job(source, false);
+        serde_json::to_vec(&serde_json::json!({
+            "bot": j.bot, "hook": j.hook, "context": j.context, "state": j.state,
+            "limits": {"max_posts": 20, "max_post_bytes": 65536, "max_state_bytes": 262144,
+                       "max_output_bytes": 1048576},
+            "network": false, "workspace": "/tmp", "sys_path": [],
+        }))
+        .expect("input")
     }
-    let (mut wall, mut confine) = (Vec::new(), Vec::new());
-    let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
-    for _ in 0..runs {
-        let (d, c, s) = once(&input);
-        wall.push(d.as_secs_f64() * 1e3);
-        confine.push(c as f64 / 1e3);
-        for (step, us) in s {
-            match steps.iter_mut().find(|(n, _)| *n == step) {
-                Some((_, v)) => v.push(us as f64 / 1e3),
-                None => steps.push((step, vec![us as f64 / 1e3])),
+
+    fn runner(source: &str, network: bool) -> Case {
+        Case::Runner(serde_json::to_vec(&job(source, network)).expect("job"))
+    }
+
+    fn sample(&self) -> Sample {
+        match self {
+            Case::Bare(args) => {
+                let start = Instant::now();
+                let st = Command::new("/usr/bin/python3")
+                    .args(*args)
+                    .status()
+                    .expect("python3");
+                assert!(st.success());
+                Sample {
+                    wall_ms: start.elapsed().as_secs_f64() * 1e3,
+                    confine_ms: None,
+                    steps: vec![],
+                }
+            }
+            Case::UnconfinedHarness(input) => {
+                // `sh` only redirects fd 3 for the result.
+                let script = format!(
+                    "exec /usr/bin/python3 -I -S -B {}/harness.py 3>/dev/null",
+                    job("", false).runtime.harness_dir.display()
+                );
+                let start = Instant::now();
+                let mut child = Command::new("/bin/sh")
+                    .args(["-c", &script])
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .expect("sh");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(input)
+                    .expect("write");
+                assert!(child.wait().expect("wait").success());
+                Sample {
+                    wall_ms: start.elapsed().as_secs_f64() * 1e3,
+                    confine_ms: None,
+                    steps: vec![],
+                }
+            }
+            Case::Runner(input) => {
+                let (d, c, steps) = once(input);
+                Sample {
+                    wall_ms: d.as_secs_f64() * 1e3,
+                    confine_ms: Some(c as f64 / 1e3),
+                    steps: steps
+                        .into_iter()
+                        .map(|(n, us)| (n, us as f64 / 1e3))
+                        .collect(),
+                }
             }
         }
     }
-    report(&format!("{name}: whole hook"), wall);
-    report(&format!("{name}: confinement (start to exec)"), confine);
-    for (step, ms) in steps {
-        report(&format!("    step {step}"), ms);
-    }
-}
-
-fn bare(name: &str, args: &[&str], runs: usize) {
-    let mut ms = Vec::new();
-    for _ in 0..runs {
-        let start = Instant::now();
-        let st = Command::new("/usr/bin/python3")
-            .args(args)
-            .status()
-            .expect("python3");
-        assert!(st.success());
-        ms.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    report(name, ms);
-}
-
-/// The harness alone, unconfined (`sh` redirects fd 3), to tell the
-/// harness's own cost from the runner's.
-fn bare_harness(name: &str, source: &str, runs: usize) {
-    let j = job(source, false);
-    let input = serde_json::to_vec(&serde_json::json!({
-        "bot": j.bot, "hook": j.hook, "context": j.context, "state": j.state,
-        "limits": {"max_posts": 20, "max_post_bytes": 65536, "max_state_bytes": 262144,
-                   "max_output_bytes": 1048576},
-        "network": false, "workspace": "/tmp", "sys_path": [],
-    }))
-    .expect("input");
-    let script = format!(
-        "exec /usr/bin/python3 -I -S -B {}/harness.py 3>/dev/null",
-        j.runtime.harness_dir.display()
-    );
-    let mut ms = Vec::new();
-    for _ in 0..runs {
-        let start = Instant::now();
-        let mut child = Command::new("/bin/sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("sh");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&input)
-            .expect("write");
-        assert!(child.wait().expect("wait").success());
-        ms.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    report(name, ms);
 }
 
 fn main() {
@@ -202,20 +217,68 @@ fn main() {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    println!("sandbox-runner latency, {mode}, {cpus} CPUs, {runs} runs per case");
-    bare(
-        "bare python -I -S -B -c pass",
-        &["-I", "-S", "-B", "-c", "pass"],
-        runs,
-    );
-    bare(
-        "bare python -c 'import json,hashlib,random'",
-        &["-I", "-S", "-B", "-c", "import json,hashlib,random"],
-        runs,
-    );
-    bare_harness("unconfined harness, trivial hook", TRIVIAL, runs);
-    bare_harness("unconfined harness, json,hashlib,random", IMPORTS, runs);
-    bench("trivial hook", TRIVIAL, false, runs);
-    bench("json,hashlib,random hook", IMPORTS, false, runs);
-    bench("json,hashlib,random hook, network", IMPORTS, true, runs);
+    println!("sandbox-runner latency, {mode}, {cpus} CPUs, {runs} runs per case, interleaved");
+    let cases: Vec<(&str, Case)> = vec![
+        (
+            "bare python -I -S -B -c pass",
+            Case::Bare(&["-I", "-S", "-B", "-c", "pass"]),
+        ),
+        (
+            "bare python -c 'import json,hashlib,random'",
+            Case::Bare(&["-I", "-S", "-B", "-c", "import json,hashlib,random"]),
+        ),
+        (
+            "unconfined harness, trivial hook",
+            Case::UnconfinedHarness(Case::harness_input(TRIVIAL)),
+        ),
+        (
+            "unconfined harness, json,hashlib,random",
+            Case::UnconfinedHarness(Case::harness_input(IMPORTS)),
+        ),
+        ("trivial hook", Case::runner(TRIVIAL, false)),
+        ("json,hashlib,random hook", Case::runner(IMPORTS, false)),
+        (
+            "json,hashlib,random hook, network",
+            Case::runner(IMPORTS, true),
+        ),
+    ];
+    for (_, case) in &cases {
+        for _ in 0..3 {
+            let _ = case.sample(); // warm the page cache
+        }
+    }
+    let mut samples: Vec<Vec<Sample>> = cases.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs {
+        for (i, (_, case)) in cases.iter().enumerate() {
+            samples[i].push(case.sample());
+        }
+    }
+    for ((name, case), samples) in cases.iter().zip(samples) {
+        let is_runner = matches!(case, Case::Runner(_));
+        let label = if is_runner {
+            format!("{name}: whole hook")
+        } else {
+            name.to_string()
+        };
+        report(&label, samples.iter().map(|s| s.wall_ms).collect());
+        if !is_runner {
+            continue;
+        }
+        report(
+            &format!("{name}: confinement (start to exec)"),
+            samples.iter().filter_map(|s| s.confine_ms).collect(),
+        );
+        let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
+        for s in &samples {
+            for (step, ms) in &s.steps {
+                match steps.iter_mut().find(|(n, _)| n == step) {
+                    Some((_, v)) => v.push(*ms),
+                    None => steps.push((step.clone(), vec![*ms])),
+                }
+            }
+        }
+        for (step, ms) in steps {
+            report(&format!("    step {step}"), ms);
+        }
+    }
 }
