@@ -1,0 +1,235 @@
+//! Bot benchmark (issue 4): post → bot-reply latency through MCP for EchoBot
+//! and GuessBot, and hooks per second across 16 busy channels, checking that
+//! no hook is lost or reordered. Prints a table.
+//!
+//! `cargo build --release --workspace && cargo bench -p mcp-multiplayer --bench bots`
+//! (the runner binary must sit next to the release daemon). `BENCH_SAMPLES` sets the latency samples per bot (default 200).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/it/util.rs"]
+mod util;
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use util::{Daemon, Mcp, TempDir, create_token};
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn bot_posts(msgs: &[Value], type_: &str) -> Vec<Value> {
+    msgs.iter()
+        .filter(|m| m["kind"] == "bot" && m["body"]["type"] == type_)
+        .cloned()
+        .collect()
+}
+
+/// Syncs until `pred` holds on the new messages; returns them and the cursor.
+async fn follow(
+    c: &mut Mcp,
+    cid: &str,
+    mut cursor: i64,
+    pred: impl Fn(&[Value]) -> bool,
+) -> (Vec<Value>, i64) {
+    let mut got = Vec::new();
+    loop {
+        let v = c
+            .ok(
+                "sync_messages",
+                json!({"channel_id": cid, "cursor": cursor, "wait_ms": 10000}),
+            )
+            .await;
+        got.extend(v["messages"].as_array().unwrap().iter().cloned());
+        cursor = v["cursor"].as_i64().unwrap();
+        if pred(&got) {
+            return (got, cursor);
+        }
+    }
+}
+
+async fn echo_latency(d: &Daemon, token: &str, samples: usize) -> Vec<Duration> {
+    let mut c = Mcp::connect(&d.mcp_url(), Some(token)).await;
+    let ch = c
+        .ok(
+            "create_channel",
+            json!({"name": "echo", "slots": ["me"], "bot_preset": "echo", "join_as": "me"}),
+        )
+        .await;
+    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    let (_, mut cursor) = follow(&mut c, &cid, 0, |m| !m.is_empty()).await;
+    let mut out = Vec::new();
+    for i in 0..samples + 5 {
+        let t0 = Instant::now();
+        c.ok(
+            "post_message",
+            json!({"channel_id": cid, "body": format!("ping {i}")}),
+        )
+        .await;
+        let (_, cur) = follow(&mut c, &cid, cursor, |m| !bot_posts(m, "echo").is_empty()).await;
+        cursor = cur;
+        if i >= 5 {
+            out.push(t0.elapsed());
+        }
+    }
+    out
+}
+
+async fn guess_latency(d: &Daemon, ta: &str, tb: &str, samples: usize) -> Vec<Duration> {
+    let mut a = Mcp::connect(&d.mcp_url(), Some(ta)).await;
+    let mut b = Mcp::connect(&d.mcp_url(), Some(tb)).await;
+    let ch = a
+        .ok(
+            "create_channel",
+            json!({"name": "guess", "slots": ["alice", "bob"], "bot_preset": "guess", "join_as": "alice",
+                   "bot_params": {"min": 1, "max": 1000000000, "max_rounds": 100000}}),
+        )
+        .await;
+    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    let invite = ch["invites"][0]["invite_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.ok("join_channel", json!({"invite_code": invite})).await;
+    let (msgs, mut cursor) = follow(&mut a, &cid, 0, |m| !bot_posts(m, "turn").is_empty()).await;
+    let mut turn = bot_posts(&msgs, "turn").last().unwrap()["body"]["data"]["player"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut out = Vec::new();
+    // Guess 1, 2, 3, ...: the target (up to 10^9) is practically never hit,
+    // so the game goes on for every sample.
+    for i in 0..samples + 5 {
+        let t0 = Instant::now();
+        let who = if turn == "alice" { &mut a } else { &mut b };
+        who.ok(
+            "post_message",
+            json!({"channel_id": cid, "body": {"guess": i + 1}}),
+        )
+        .await;
+        let (msgs, cur) = follow(&mut a, &cid, cursor, |m| !bot_posts(m, "hint").is_empty()).await;
+        let elapsed = t0.elapsed();
+        let (more, cur) = if bot_posts(&msgs, "turn").is_empty() {
+            follow(&mut a, &cid, cur, |m| !bot_posts(m, "turn").is_empty()).await
+        } else {
+            (msgs, cur)
+        };
+        cursor = cur;
+        turn = bot_posts(&more, "turn").last().unwrap()["body"]["data"]["player"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if i >= 5 {
+            out.push(elapsed);
+        }
+    }
+    out
+}
+
+/// 16 channels, each sent `per` messages at once; waits for every echo and
+/// checks order. Returns (hooks, elapsed).
+async fn busy_channels(d: &Daemon, token: &str, channels: usize, per: usize) -> (usize, Duration) {
+    let mut setup = Mcp::connect(&d.mcp_url(), Some(token)).await;
+    let mut cids = Vec::new();
+    for i in 0..channels {
+        let ch = setup
+            .ok("create_channel", json!({"name": format!("busy {i}"), "slots": ["me"], "bot_preset": "echo", "join_as": "me"}))
+            .await;
+        cids.push(ch["channel_id"].as_str().unwrap().to_string());
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for cid in cids {
+        let url = d.mcp_url();
+        let token = token.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Mcp::connect(&url, Some(&token)).await;
+            let mut posted = Vec::new();
+            for i in 0..per {
+                let r = c
+                    .ok(
+                        "post_message",
+                        json!({"channel_id": cid, "body": format!("m{i}")}),
+                    )
+                    .await;
+                posted.push(r["seq"].as_i64().unwrap());
+            }
+            let (msgs, _) = follow(&mut c, &cid, 0, |m| bot_posts(m, "echo").len() >= per).await;
+            let echoed: Vec<i64> = bot_posts(&msgs, "echo")
+                .iter()
+                .map(|m| m["body"]["data"]["seq"].as_i64().unwrap())
+                .collect();
+            assert_eq!(echoed, posted, "every hook ran once, in message order");
+            per
+        }));
+    }
+    let mut hooks = 0;
+    for t in tasks {
+        hooks += t.await.unwrap();
+    }
+    (hooks, t0.elapsed())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let samples: usize = std::env::var("BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let runner = util::daemon_bin().with_file_name("sandbox-runner");
+    assert!(
+        runner.exists(),
+        "{} is missing: run `cargo build --release --workspace` before this bench",
+        runner.display()
+    );
+    let dir = TempDir::new("bench-bots");
+    let ta = create_token(dir.path(), "alice");
+    let tb = create_token(dir.path(), "bob");
+    let d = Daemon::start(dir.path(), &[]);
+    println!(
+        "mcp-multiplayer bot benchmark ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!("| measurement | n | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    for (name, mut lat) in [
+        ("EchoBot post → reply", echo_latency(&d, &ta, samples).await),
+        (
+            "GuessBot guess → hint",
+            guess_latency(&d, &ta, &tb, samples).await,
+        ),
+    ] {
+        lat.sort();
+        println!(
+            "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            lat.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lat, 1.0)
+        );
+    }
+    let (hooks, took) = busy_channels(&d, &ta, 16, 25).await;
+    println!();
+    println!(
+        "16 busy EchoBot channels: {hooks} hooks in {:.2} s = {:.0} hooks/s, none lost or reordered",
+        took.as_secs_f64(),
+        hooks as f64 / took.as_secs_f64()
+    );
+    println!(
+        "daemon RSS after the run: {} MiB",
+        rss_kib(d.child.id()) / 1024
+    );
+}
