@@ -84,6 +84,11 @@ fn unauthorized(state: &AppState, token_sent: bool) -> Response {
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
+    // The request body is left unread, so hyper may close the connection
+    // after this response without saying so; a client that pools it (the
+    // Python SDK, mid OAuth discovery) then fails its next request. Say it.
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
