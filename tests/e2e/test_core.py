@@ -192,3 +192,25 @@ async def test_unauthenticated_sdk_client_is_refused(daemon):
     assert ei.value is not None
     # The SDK reports the refusal generically; the daemon counted a 401.
     assert daemon.metric("mcp_multiplayer_auth_failures_total") >= 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_long_poll_reports_progress_while_waiting(daemon, mode):
+    """A client that gives a progress token hears from a waiting sync_messages
+    (every 5 s), so proxies and clients with short idle timeouts keep the call."""
+    t = daemon.token("patient")
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append((p, message))
+
+    async with connect(daemon.url, t, mode) as c:
+        ch = await call(c, "create_channel", {"name": "quiet", "slots": ["me"], "join_as": "me"})
+        info = await call(c, "get_channel_info", {"channel_id": ch["channel_id"]})
+        t0 = time.monotonic()
+        r = await call(c, "sync_messages",
+                       {"channel_id": ch["channel_id"], "cursor": info["message_count"], "wait_ms": 6000},
+                       progress_callback=on_progress)
+        waited = time.monotonic() - t0
+    assert r["messages"] == [] and waited >= 5.9
+    assert progress and progress[0][0] == 1.0 and "waiting" in progress[0][1]
