@@ -323,8 +323,9 @@ class BlackjackBot:
             body = self.view(state, player)
             body["player"] = player
             self.ctx.post("stand", body)
-        if state["status"][player] != "playing":
-            self.advance(state)
+        # Announce the turn after every action, also when it stays with the
+        # same player after a hit: agents act on `turn` posts naming them.
+        self.advance(state)
 
     def finish(self, state):
         """Dealer plays (S17), hands settle, the seed is revealed, the next one committed."""

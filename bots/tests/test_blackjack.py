@@ -213,3 +213,18 @@ def test_eleven_seats_ten_play_and_the_deck_suffices():
     # everyone hits to the end: the worst case for the deck
     play_hand(t, threshold=22)
     verify_transcript(t.transcript, 1)
+
+
+def test_every_action_is_followed_by_a_turn_post_or_the_settlement():
+    """An agent that acts only on `turn` posts naming it must never be left waiting."""
+    for attempt in range(5):
+        t = Table("blackjack", ["alice", "bob"])
+        t.init()
+        t.join("alice")
+        t.join("bob")
+        while t.state["phase"] == "playing":
+            turn = t.bot_posts("turn")[-1][1]["player"]
+            posts = t.say(turn, "hit" if total(t.state["hands"][turn]) < 17 else "stand")
+            kinds = [p["type"] for p in posts]
+            assert "turn" in kinds or "settle" in kinds, kinds
+        verify_transcript(t.transcript, 1)
