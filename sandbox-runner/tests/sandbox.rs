@@ -510,6 +510,21 @@ fn rewriting_the_address_during_connect_cannot_redirect_it() {
 }
 
 #[test]
+fn network_bots_resolve_over_tcp_only() {
+    // The sandbox's resolv.conf lists the host's name servers with use-vc,
+    // so glibc asks over TCP (UDP sockets are refused by seccomp).
+    let r = attack_net("return open('/etc/resolv.conf').read()", &[]);
+    let text = r.result()["value"].as_str().unwrap().to_string();
+    assert!(text.contains("options use-vc"), "{text}");
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for ns in host.lines().filter(|l| l.starts_with("nameserver")) {
+        assert!(text.contains(ns.trim()), "{ns} missing from {text}");
+    }
+    // Bots without network have no resolv.conf at all.
+    assert_errno(&attack("return open('/etc/resolv.conf').read()"), ENOENT);
+}
+
+#[test]
 fn bind_and_listen_are_refused_by_seccomp() {
     let r = attack_net(
         "s = socket.socket()\ns.bind(('0.0.0.0', 8080))\nreturn 'bound'",
