@@ -60,6 +60,8 @@ cp "$TEST_BIN" "$WORK/sandbox-tests"
 cp "$RUNNER_BIN" "$WORK/sandbox-runner"
 cp -r "$REPO/bots/harness" "$WORK/harness"
 rm -rf "$WORK/harness/__pycache__" "$WORK/harness/tests"
+# As installed for production (bots/harness/PROTOCOL.md, "Start-up").
+/usr/bin/python3 -m compileall -q "$WORK/harness"
 mkdir -p "$WORK/www" "$WORK/tmp"
 echo "hello from the test host" > "$WORK/www/index.html"
 chmod -R a+rX "$WORK"
