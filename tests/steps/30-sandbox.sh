@@ -68,6 +68,7 @@ chmod -R a+rX "$WORK"
 chmod 1777 "$WORK/tmp"
 
 # --- the test host --------------------------------------------------------------
+ip link del sbxci-h 2>/dev/null || true   # left over from an interrupted run
 ip netns add "$NS"
 ip link add sbxci-h type veth peer name sbxci-p
 ip link set sbxci-p netns "$NS"
