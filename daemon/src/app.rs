@@ -45,4 +45,6 @@ pub struct AppState {
     /// Result of the start-up sandbox self-check: `None` until it finished,
     /// then `Ok` or the reason bots cannot run.
     pub sandbox: Arc<std::sync::OnceLock<Result<(), String>>>,
+    /// Sessions subscribed to channel resources.
+    pub subscriptions: Arc<crate::mcp::resources::Subscriptions>,
 }

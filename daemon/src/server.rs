@@ -23,10 +23,14 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         .await
         .map_err(|e| anyhow::anyhow!("starting the bot dispatcher: {e}"))?;
     bots.dispatcher = Some(dispatcher.clone());
-    let d = dispatcher.clone();
+    let subscriptions = Arc::new(crate::mcp::resources::Subscriptions::default());
+    let (d, subs) = (dispatcher.clone(), subscriptions.clone());
     channels
         .watch
-        .set_commit_hook(Box::new(move |cid: &str, _seq: i64| d.poke(cid)));
+        .set_commit_hook(Box::new(move |cid: &str, _seq: i64| {
+            d.poke(cid);
+            subs.notify(cid);
+        }));
     let anonymous = if config.auth.unsafe_no_auth {
         tracing::warn!("--unsafe-no-auth: /mcp is served without authentication (loopback only)");
         Some(crate::auth::anonymous_principal(&store).await?)
@@ -41,6 +45,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         shutdown: CancellationToken::new(),
         anonymous,
         sandbox: Arc::new(std::sync::OnceLock::new()),
+        subscriptions,
     })
 }
 

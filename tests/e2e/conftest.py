@@ -124,12 +124,13 @@ def daemon(state_dir):
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str, token: str | None, mode: str = "legacy"):
+async def connect(url: str, token: str | None, mode: str = "legacy", message_handler=None):
     """An SDK client acting as the principal that `token` names."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = create_mcp_http_client(headers=headers)
     async with http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode,
+                          message_handler=message_handler) as client:
             yield client
 
 

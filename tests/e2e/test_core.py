@@ -214,3 +214,37 @@ async def test_long_poll_reports_progress_while_waiting(daemon, mode):
         waited = time.monotonic() - t0
     assert r["messages"] == [] and waited >= 5.9
     assert progress and progress[0][0] == 1.0 and "waiting" in progress[0][1]
+
+
+async def test_channels_are_resources_with_update_notifications(daemon):
+    """DESIGN §4: channel://ID resources; subscribers hear of every commit."""
+    import json
+
+    ta, tm = daemon.token("reader"), daemon.token("outsider")
+    updated = []
+    got_one = anyio.Event()
+
+    async def on_message(msg):
+        if getattr(msg, "method", None) == "notifications/resources/updated" or \
+                "resources/updated" in repr(msg):
+            updated.append(repr(msg))
+            got_one.set()
+
+    async with connect(daemon.url, ta, "legacy", message_handler=on_message) as r, \
+            connect(daemon.url, tm) as outsider:
+        ch = await call(r, "create_channel", {"name": "watched", "slots": ["me"], "join_as": "me"})
+        uri = f"channel://{ch['channel_id']}"
+        listed = await r.list_resources()
+        assert [str(x.uri) for x in listed.resources] == [uri]
+        await r.subscribe_resource(uri)
+        await call(r, "post_message", {"channel_id": ch["channel_id"], "body": "news"})
+        with anyio.fail_after(10):
+            await got_one.wait()
+        assert uri in updated[0]
+        content = await r.read_resource(uri)
+        data = json.loads(content.contents[0].text)
+        assert data["as"] == "me" and data["messages"][-1]["body"] == "news"
+        # Members only.
+        assert (await outsider.list_resources()).resources == []
+        with pytest.raises(Exception):
+            await outsider.read_resource(uri)

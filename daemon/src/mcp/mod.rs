@@ -11,6 +11,7 @@
 
 pub mod args;
 mod render;
+pub mod resources;
 
 use crate::app::AppState;
 use crate::channels::{Code, NewChannel, Principal, SlotSpec, ToolError, UpdateOp};
@@ -19,7 +20,9 @@ use rmcp::handler::server::common::schema_for_type;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResult, ContentBlock, Implementation, InitializeResult, JsonObject,
-    ProgressNotificationParam, ServerCapabilities,
+    ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ServerCapabilities, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -37,11 +40,16 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct McpServer {
     app: AppState,
+    /// Identifies this session's resource subscriptions.
+    session: u64,
 }
 
 impl McpServer {
     pub fn new(app: AppState) -> Self {
-        McpServer { app }
+        McpServer {
+            session: app.subscriptions.new_session_id(),
+            app,
+        }
     }
 }
 
@@ -458,10 +466,128 @@ impl McpServer {
     }
 }
 
+impl McpServer {
+    /// The caller and a channel it may read, from a `channel://ID` URI.
+    async fn resource_access(
+        &self,
+        uri: &str,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<(Principal, String), ErrorData> {
+        let who = principal(ctx)?;
+        let cid = resources::channel_of(uri).ok_or_else(|| {
+            ErrorData::invalid_params(format!("{uri:?} is not a channel://ID resource"), None)
+        })?;
+        self.app
+            .channels
+            .view(&who, cid)
+            .await
+            .map_err(|e| ErrorData::resource_not_found(e.message, None))?;
+        Ok((who, cid.to_string()))
+    }
+}
+
 #[tool_handler]
 impl ServerHandler for McpServer {
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let who = principal(&ctx)?;
+        let list = self
+            .app
+            .channels
+            .list(&who)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
+        let items = list
+            .iter()
+            .map(|c| {
+                let id = c["channel_id"].as_str().unwrap_or_default();
+                Resource::new(format!("{}{id}", resources::SCHEME), id.to_string())
+                    .with_title(c["name"].as_str().unwrap_or_default().to_string())
+                    .with_description("A channel: its view and latest messages as JSON")
+                    .with_mime_type("application/json")
+            })
+            .collect();
+        Ok(ListResourcesResult::with_all_items(items))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let (who, cid) = self.resource_access(&request.uri, &ctx).await?;
+        let view = self
+            .app
+            .channels
+            .view(&who, &cid)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
+        // As the caller's first seat (or only the view, for an admin without one).
+        let seat = view["slots"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["yours"] == true))
+            .and_then(|x| x["label"].as_str())
+            .map(str::to_string);
+        let mut messages = Vec::new();
+        if let Some(seat) = &seat {
+            let last = view["message_count"].as_i64().unwrap_or(0);
+            let from = (last - crate::channels::DEFAULT_SYNC_LIMIT as i64).max(0);
+            let stored = self
+                .app
+                .channels
+                .read_after(&cid, from, crate::channels::DEFAULT_SYNC_LIMIT)
+                .await
+                .map_err(|e| ErrorData::internal_error(e.message, None))?;
+            messages = stored.iter().map(|m| m.view_for(seat)).collect();
+        }
+        let body = json!({"view": view, "as": seat, "messages": messages});
+        Ok(
+            ReadResourceResult::new(vec![ResourceContents::TextResourceContents {
+                uri: request.uri,
+                mime_type: Some("application/json".into()),
+                text: body.to_string(),
+                meta: None,
+            }])
+            .into(),
+        )
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let (_, cid) = self.resource_access(&request.uri, &ctx).await?;
+        self.app
+            .subscriptions
+            .subscribe(&cid, self.session, ctx.peer.clone());
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if let Some(cid) = resources::channel_of(&request.uri) {
+            self.app.subscriptions.unsubscribe(cid, self.session);
+        }
+        Ok(())
+    }
+
     fn get_info(&self) -> InitializeResult {
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+        InitializeResult::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .build(),
+        )
             .with_server_info(
                 Implementation::new("mcp-multiplayer", env!("CARGO_PKG_VERSION"))
                     .with_title("mcp-multiplayer"),
