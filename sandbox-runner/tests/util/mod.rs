@@ -14,9 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-/// Hooks that fill RLIMIT_NPROC (counted per uid in root mode) take this
-/// lock for writing so concurrent hooks of the same uid do not see EAGAIN.
-pub static NPROC: RwLock<()> = RwLock::new(());
+/// In root mode RLIMIT_NPROC counts all processes of the sandbox uid, so a
+/// hook that fills it (the thread bomb) runs alone: every run takes this
+/// lock, shared, and `run_job_alone` takes it exclusively.
+static NPROC: RwLock<()> = RwLock::new(());
 
 /// The runner binary: `SANDBOX_TEST_RUNNER` (the CI step runs a copy that
 /// the unprivileged user can read), or the one cargo built.
@@ -162,7 +163,22 @@ pub fn run_job(job: &HookJob, layer: Layer) -> Run {
     run_job_with(job, layer, |_| {})
 }
 
+/// Runs a job that may use up RLIMIT_NPROC, with no other hook running.
+pub fn run_job_alone(job: &HookJob, layer: Layer) -> Run {
+    let _alone = NPROC
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    spawn_runner(job, layer, |_| {})
+}
+
 pub fn run_job_with(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -> Run {
+    let _shared = NPROC
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    spawn_runner(job, layer, tweak)
+}
+
+fn spawn_runner(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -> Run {
     let mut cmd = Command::new(runner());
     if layer == Layer::OsOnly {
         cmd.arg("--unchecked-language-layer");
@@ -221,13 +237,11 @@ pub fn attack_bot(body: &str) -> String {
 
 /// Runs attack code with only the OS layer in the way.
 pub fn attack(body: &str) -> Run {
-    let _g = NPROC.read();
     run_job(&job(&attack_bot(body)), Layer::OsOnly)
 }
 
 /// Runs attack code in a network bot.
 pub fn attack_net(body: &str, allow_cidrs: &[&str]) -> Run {
-    let _g = NPROC.read();
     run_job(
         &with_network(job(&attack_bot(body)), allow_cidrs),
         Layer::OsOnly,
