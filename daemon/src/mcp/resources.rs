@@ -20,11 +20,14 @@ pub fn channel_of(uri: &str) -> Option<&str> {
     uri.strip_prefix(SCHEME).filter(|id| !id.is_empty())
 }
 
+/// One subscribed session: its id and the handle to notify it.
+type Subscriber = (u64, Peer<RoleServer>);
+
 /// Sessions subscribed to each channel.
 #[derive(Default)]
 pub struct Subscriptions {
     next: AtomicU64,
-    map: Mutex<HashMap<String, Vec<(u64, Peer<RoleServer>)>>>,
+    map: Mutex<HashMap<String, Vec<Subscriber>>>,
 }
 
 impl Subscriptions {
@@ -54,7 +57,7 @@ impl Subscriptions {
     /// Tells every subscribed session that the channel changed; forgets
     /// sessions that are gone.
     pub fn notify(self: &Arc<Self>, channel_id: &str) {
-        let peers: Vec<(u64, Peer<RoleServer>)> = {
+        let peers: Vec<Subscriber> = {
             let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(channel_id) {
                 Some(v) => v.clone(),
