@@ -358,7 +358,9 @@ impl Config {
             }
             None => file.auth.approval,
         }
-        .unwrap_or(if loopback {
+        // Behind a reverse proxy the bind is loopback but the clients are not:
+        // a public_url naming another host means a public deployment.
+        .unwrap_or(if loopback && names_loopback(&public_url) {
             Approval::Auto
         } else {
             Approval::Passphrase
@@ -550,6 +552,16 @@ fn parse_public_url(s: &str) -> Result<url::Url, ConfigError> {
     Ok(u)
 }
 
+/// Whether `u`'s host is a loopback name or address.
+fn names_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// The installed share directory, or the source tree's `bots/` for `cargo run`.
 fn default_bots_dir(exe_dir: &Path) -> PathBuf {
     let installed = exe_dir.join("../share/mcp-multiplayer/bots");
@@ -622,6 +634,30 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.to_string().contains("only on a loopback"), "{err}");
+    }
+
+    #[test]
+    fn a_public_url_behind_a_proxy_defaults_to_passphrase() {
+        let over = Overrides {
+            public_url: Some("https://mcp.example.com".into()),
+            ..Default::default()
+        };
+        let c = Config::from_parts(FileConfig::default(), &over, &env(&[])).unwrap();
+        assert_eq!(c.auth.approval, Approval::Passphrase);
+        let local = Overrides {
+            public_url: Some("http://localhost:8201".into()),
+            ..Default::default()
+        };
+        let c = Config::from_parts(FileConfig::default(), &local, &env(&[])).unwrap();
+        assert_eq!(c.auth.approval, Approval::Auto);
+        // Explicit auto stays possible on a loopback bind.
+        let c = Config::from_parts(
+            FileConfig::default(),
+            &over,
+            &env(&[("MCP_MULTIPLAYER_APPROVAL", "auto")]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.approval, Approval::Auto);
     }
 
     #[test]

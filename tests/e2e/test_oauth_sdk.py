@@ -135,6 +135,14 @@ async def test_sdk_signs_in_calls_tools_and_reconnects_with_its_seats(daemon, mo
         assert "signed in by OAuth" in repr(msgs)
     assert len(browser.visits) == 1
 
+    # The daemon logs at debug level here; still no secret in it.
+    log = daemon.log_text()
+    assert "tokens issued" in log
+    secrets = [t.access_token for t in storage.saved_tokens] + [storage.tokens.refresh_token]
+    secrets += [info.client_secret] if info.client_secret else []
+    for secret in secrets:
+        assert secret not in log
+
 
 async def test_sdk_refreshes_an_expired_token_and_keeps_its_seat(state_dir):
     # Access tokens that live one second: the expiry is the thing under test,

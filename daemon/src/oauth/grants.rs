@@ -512,6 +512,64 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn new_client(id: &str, created_at: i64) -> NewClient {
+        NewClient {
+            client: Client {
+                client_id: id.into(),
+                secret_hash: None,
+                auth_method: AuthMethod::None,
+                redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+                client_name: None,
+                refresh: true,
+            },
+            metadata: serde_json::json!({}),
+            created_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_never_approved_expire_and_approved_ones_stay() {
+        let dir = std::env::temp_dir().join(format!(
+            "mcpmp-grants-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        let day = UNAPPROVED_CLIENT_TTL_MS;
+        let now = secrets::now_ms();
+        register_client(&store, new_client("old", now - 2 * day))
+            .await
+            .unwrap();
+        register_client(&store, new_client("old-approved", now - 2 * day))
+            .await
+            .unwrap();
+        let life = Lifetimes {
+            access_ms: 1,
+            refresh_ms: 1,
+            code_ms: 1,
+            grace_ms: 1,
+        };
+        let approval = |id: &str| Approval {
+            client_id: id.into(),
+            principal_name: "p".into(),
+            resource: "http://x/mcp".into(),
+            redirect_uri: "http://127.0.0.1:9/cb".into(),
+            code_challenge: "c".into(),
+        };
+        approve(&store, approval("old-approved"), life)
+            .await
+            .unwrap();
+        // The next registration sweeps.
+        register_client(&store, new_client("new", now))
+            .await
+            .unwrap();
+        assert!(client(&store, "old").await.unwrap().is_none());
+        assert!(client(&store, "old-approved").await.unwrap().is_some());
+        assert!(client(&store, "new").await.unwrap().is_some());
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn pkce_matches_the_rfc_7636_example() {
         // RFC 7636 Appendix B.

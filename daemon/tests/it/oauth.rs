@@ -333,6 +333,7 @@ async fn oauth2_crate_client_signs_in_calls_tools_refreshes_and_keeps_its_seat()
     );
     let code = query(&loc, "code").unwrap();
     assert!(code.starts_with("mcpmp_code_"));
+    let code_seen = code.clone();
 
     let tok = oc
         .exchange_code(AuthorizationCode::new(code))
@@ -395,6 +396,13 @@ async fn oauth2_crate_client_signs_in_calls_tools_refreshes_and_keeps_its_seat()
     assert_eq!(r.status(), 200);
     assert_invalid_token(mcp_status(&d, &access2).await);
     assert_invalid_token(mcp_status(&d, &access).await);
+
+    // None of the secrets reached the log.
+    let log = std::fs::read_to_string(&d.stderr_log).unwrap();
+    assert!(log.contains("tokens issued"), "the flow was logged");
+    for secret in [&access, &access2, &secret, rt.secret(), &rt2, &code_seen] {
+        assert!(!log.contains(secret.as_str()), "a secret is in the log");
+    }
 }
 
 #[tokio::test]
@@ -836,10 +844,11 @@ async fn tokens_are_bound_to_this_resource() {
     let access = s(&tok, "access_token");
     assert_eq!(mcp_status(&d, &access).await.0, 200);
     drop(d);
-    let moved = start(
-        &dir,
-        &["--public-url".into(), "http://mcp.example.test".into()],
-    );
+    // (A non-loopback public_url defaults to passphrase approval; this test
+    // only needs tokens checked, so it keeps auto.)
+    let mut args = config(dir.path(), "approval = \"auto\"");
+    args.extend(["--public-url".into(), "http://mcp.example.test".into()]);
+    let moved = start(&dir, &args);
     assert_invalid_token(mcp_status(&moved, &access).await);
     // A CLI token (no audience) keeps working there.
     let cli = create_token(dir.path(), "ops");
