@@ -974,6 +974,90 @@ mod tests {
         assert!(check_limits(&ok, &json!({"k": "a long state value"}), &l).is_err());
     }
 
+    fn test_job() -> HookJob {
+        serde_json::from_value(json!({
+            "version": 1,
+            "bot": {"name": "b", "source": "x"},
+            "hook": {"name": "on_init"},
+            "context": {"channel_id": "c", "bot_id": "bot:b", "players": []},
+            "state": {},
+            "limits": serde_json::to_value(Limits::default()).unwrap(),
+            "network": {"allowed": false},
+            "runtime": {"python": "/usr/bin/python3", "python_args": [], "harness_dir": "/h",
+                        "sandbox_uid": 1, "sandbox_gid": 1}
+        }))
+        .unwrap()
+    }
+
+    fn exited(code: i32) -> Option<WaitStatus> {
+        Some(WaitStatus::Exited(Pid::from_raw(1), code))
+    }
+
+    fn kind(o: &HookOutcome) -> String {
+        serde_json::to_value(o).unwrap()["error"]["kind"]
+            .as_str()
+            .unwrap_or("ok")
+            .to_string()
+    }
+
+    #[test]
+    fn outcomes_map_deadlines_signals_and_failures() {
+        let job = test_job();
+        let t = Instant::now();
+        let with = |f: &dyn Fn(&mut Seen)| {
+            let mut seen = Seen {
+                child_status: exited(0),
+                exec_at: Some(t),
+                ..Seen::default()
+            };
+            f(&mut seen);
+            outcome(&job, seen, t, t)
+        };
+        assert_eq!(kind(&with(&|s| s.timed_out = true)), "timeout");
+        assert_eq!(
+            kind(&with(&|s| s.overrun = Some("result"))),
+            "output_overrun"
+        );
+        let o = with(&|s| s.errors = b"landlock\truleset NotEnforced\n".to_vec());
+        match o {
+            HookOutcome::Error {
+                error: HookError::Confinement { step, message },
+            } => assert_eq!(
+                (step.as_str(), message.as_str()),
+                ("landlock", "ruleset NotEnforced")
+            ),
+            o => panic!("{o:?}"),
+        }
+        // Trace lines are not failures.
+        let o = with(&|s| {
+            s.errors = b"@mounts\t10\n".to_vec();
+            s.result = br#"{"status":"ok","posts":[],"state":{}}"#.to_vec();
+        });
+        assert_eq!(kind(&o), "ok");
+        assert_eq!(
+            kind(&with(&|s| s.child_status = exited(128 + 24))),
+            "timeout"
+        );
+        assert_eq!(
+            kind(&with(&|s| s.child_status = exited(128 + 31))),
+            "policy"
+        );
+        assert_eq!(
+            kind(&with(&|s| s.child_status = exited(128 + 11))),
+            "exception"
+        );
+        assert_eq!(kind(&with(&|s| s.diag = b"MemoryError".to_vec())), "memory");
+        assert_eq!(kind(&with(&|_| {})), "internal", "no result at all");
+        assert_eq!(
+            kind(&with(&|s| s.result = b"{not json".to_vec())),
+            "internal"
+        );
+        let o = with(&|s| {
+            s.result = br#"{"status":"error","error":{"kind":"exception","message":"MemoryError: x","traceback":""}}"#.to_vec()
+        });
+        assert_eq!(kind(&o), "memory");
+    }
+
     #[test]
     fn harness_input_carries_unchecked_only_with_the_test_switch() {
         let job: HookJob = serde_json::from_value(json!({
