@@ -50,6 +50,13 @@ fn read_target(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
     // the remote range is only read by the kernel, which checks it.
     let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
     if n != len as isize {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EPERM) {
+            eprintln!(
+                "sandbox-runner: cannot read the hook's connect address ({e}); \
+                 in root mode the runner needs CAP_SYS_PTRACE"
+            );
+        }
         return Err(libc::EFAULT);
     }
     Ok(buf)
