@@ -1028,6 +1028,53 @@ fn a_shim_interpreter_is_refused_before_anything_runs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs the runner (as root) without one capability, through `setpriv`.
+fn run_without_capability(cap: &str) -> Option<Run> {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping a capability of root needs root mode");
+        return None;
+    }
+    let j = job("class B:\n    pass\n");
+    Some(run_job_with(&j, Layer::Checked, |cmd| {
+        let runner = runner();
+        *cmd = std::process::Command::new("setpriv");
+        cmd.arg("--bounding-set")
+            .arg(format!("-{cap}"))
+            .arg("--inh-caps")
+            .arg(format!("-{cap}"))
+            .arg(runner)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }))
+}
+
+#[test]
+fn refused_namespaces_fail_closed() {
+    let Some(r) = run_without_capability("sys_admin") else {
+        return;
+    };
+    match r.error() {
+        HookError::Confinement { step, .. } => assert_eq!(step, "namespaces"),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(r.code, exit::CONFINEMENT_FAILED);
+}
+
+#[test]
+fn a_refused_uid_change_fails_closed() {
+    for cap in ["setuid", "setpcap"] {
+        let Some(r) = run_without_capability(cap) else {
+            return;
+        };
+        match r.error() {
+            HookError::Confinement { step, .. } => assert_eq!(step, "credentials", "{cap}"),
+            e => panic!("{cap}: {e:?}"),
+        }
+        assert_eq!(r.code, exit::CONFINEMENT_FAILED);
+    }
+}
+
 #[test]
 fn sandbox_uid_0_is_refused() {
     let mut j = job("class B:\n    pass\n");
