@@ -19,9 +19,9 @@ sees anybody's answer until everyone has both opted in and answered:
    check the others' commitments.
 
 An answer sent publicly is refused and not recorded. The other players see
-a private message's `body_hash` (SHA-256 of its body); a short, guessable
-answer ("yes") could be found from it, so add a random `nonce` field to the
-object form: {"answer": "...", "round": 1, "nonce": "<16+ random chars>"}
+a private message's `body_hash`; mcp-multiplayer salts it, but for defence in
+depth a short, guessable answer ("yes") can carry a random `nonce` field in
+the object form: {"answer": "...", "round": 1, "nonce": "<16+ random chars>"}
 (the bot ignores the field; it only makes the body unguessable). The bot's state (which
 the daemon stores) holds answers until delivery; the server's operator can
 read it, the other players cannot.

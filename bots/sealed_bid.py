@@ -14,12 +14,12 @@ seq). With `rule: "second_price"` the winner pays the second-highest bid
 A bid sent publicly is refused and not recorded: its amount is already known.
 
 Why bids carry a nonce: a private message is hidden from the other players,
-but the transcript shows them its `body_hash`, the SHA-256 of the message body.
-A body like "bid 450" can be found from its hash by trying every amount. So a
-bid must carry at least 16 random characters the others cannot guess:
-{"bid": 450, "nonce": "k3J9...(16+ chars)"} or "bid 450 k3J9...". Without one
-the bid is refused (set `require_nonce: false` to allow it, e.g. where the
-daemon salts private bodies).
+but the transcript shows them its `body_hash`. mcp-multiplayer salts that hash
+with a secret only the message's readers get, so the amount cannot be found by
+trying every bid; the nonce is defence in depth (say, against a server that
+does not salt, or a salt that leaks). A bid must carry at least 16 random
+characters: {"bid": 450, "nonce": "k3J9...(16+ chars)"} or "bid 450 k3J9...".
+Without one the bid is refused; set `require_nonce: false` to allow it.
 """
 
 import hashlib
@@ -148,7 +148,7 @@ class SealedBidBot:
             refusal = "a bid is a whole number, e.g. \"bid 120\""
         elif state.get("require_nonce", True) and len(nonce) < MIN_NONCE_CHARS:
             refusal = ("a bid needs a nonce of 16+ random characters, e.g. {\"bid\": 120, \"nonce\": \"...\"}: "
-                       "without one, others can find the amount from the message's body_hash. "
+                       "it keeps the amount unguessable from the message's body_hash. "
                        "Not recorded; bid again with a nonce (a new amount is safer)")
         elif amount < state["min_bid"]:
             refusal = f"the minimum bid is {state['min_bid']}"

@@ -49,7 +49,8 @@ CREATE UNIQUE INDEX slots_rejoin ON slots(rejoin_hash) WHERE rejoin_hash IS NOT 
 CREATE INDEX slots_principal ON slots(principal_id, channel_id);
 
 -- The transcript. body is canonical JSON; for a private message the chain
--- covers body_hash instead of body (DESIGN §8).
+-- covers body_hash instead of body (DESIGN §8), salted with body_salt so that
+-- a short private body cannot be found by hashing guesses.
 CREATE TABLE messages (
     channel_id  TEXT NOT NULL REFERENCES channels(id),
     seq         INTEGER NOT NULL,
@@ -58,6 +59,7 @@ CREATE TABLE messages (
     body        TEXT NOT NULL,
     recipients  TEXT,                     -- JSON array of slot labels; NULL = public
     body_hash   TEXT NOT NULL,
+    body_salt   TEXT,                     -- private messages only; shown to their readers
     ts          TEXT NOT NULL,
     hash        TEXT NOT NULL,
     PRIMARY KEY (channel_id, seq)

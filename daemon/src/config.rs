@@ -229,6 +229,9 @@ pub struct BotsConfig {
     pub python_path: Vec<PathBuf>,
     /// Hooks running at once across channels.
     pub max_parallel_hooks: usize,
+    /// First of `max_parallel_hooks + 1` consecutive uids hooks run as when
+    /// the daemon runs as root (one per running hook, plus one for
+    /// inspections): RLIMIT_NPROC is counted per uid.
     pub sandbox_uid: u32,
     pub sandbox_gid: u32,
     /// Operator exceptions to the refused private ranges, for network bots.

@@ -63,6 +63,11 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random_bytes::<12>()))
 }
 
+/// 128 random bits in hex: the salt of a private message's body hash.
+pub fn new_salt() -> String {
+    hex::encode(random_bytes::<16>())
+}
+
 /// SHA-256 of a secret: the only form in which it is stored.
 pub fn hash_secret(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()

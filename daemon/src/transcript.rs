@@ -7,10 +7,14 @@
 //! An entry is the message as every member may see it:
 //! `{seq, channel_id, sender, kind, ts, body}` for a public message, and
 //! `{seq, channel_id, sender, kind, ts, to, body_hash}` for a private one,
-//! where `body_hash = "sha256:<hex of canonical_json(body)>"`. A member who
-//! cannot read a private message still receives its entry, so anyone can check
-//! the whole chain offline and see that a private message was sent, to whom
-//! and when, without learning what it said. [`verify_chain`] is the checker.
+//! where `body_hash = "sha256:" + hex(sha256(body_salt + ":" + canonical_json(body)))`
+//! and `body_salt` is 128 random bits in hex, given only to the message's
+//! readers. A member who cannot read a private message still receives its
+//! entry, so anyone can check the whole chain offline and see that a private
+//! message was sent, to whom and when, without learning what it said; the
+//! salt stops them from finding a short body ("bid 450") by hashing guesses.
+//! (DESIGN §8 says "the hash of the body"; the salt is this project's
+//! addition.) [`verify_chain`] is the checker.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -27,6 +31,11 @@ pub fn canonical(v: &Value) -> String {
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_tagged(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// `body_hash` of a private message.
+pub fn private_body_hash(salt: &str, body: &Value) -> String {
+    sha256_tagged(format!("{salt}:{}", canonical(body)).as_bytes())
 }
 
 /// The entry the chain covers for one message.
@@ -87,9 +96,10 @@ pub fn verify_chain(channel_id: &str, messages: &[Value]) -> Result<String, Chai
         let to: Option<Vec<String>> = m
             .get("to")
             .and_then(|t| serde_json::from_value(t.clone()).ok());
-        let body_hash = match (m.get("body_hash"), m.get("body")) {
-            (Some(Value::String(h)), _) => h.clone(),
-            (_, Some(b)) => sha256_tagged(canonical(b).as_bytes()),
+        let body_hash = match (m.get("body_hash"), m.get("body"), m.get("body_salt")) {
+            (Some(Value::String(h)), _, _) => h.clone(),
+            (_, Some(b), Some(Value::String(salt))) => private_body_hash(salt, b),
+            (_, Some(b), _) => sha256_tagged(canonical(b).as_bytes()),
             _ => {
                 return Err(ChainBreak {
                     seq,
@@ -124,8 +134,13 @@ pub fn verify_chain(channel_id: &str, messages: &[Value]) -> Result<String, Chai
 mod tests {
     use super::*;
 
+    const SALT: &str = "00112233445566778899aabbccddeeff";
+
     fn msg(seq: i64, prev: &str, body: Value, to: Option<Vec<String>>) -> (Value, String) {
-        let bh = sha256_tagged(canonical(&body).as_bytes());
+        let bh = match to {
+            Some(_) => private_body_hash(SALT, &body),
+            None => sha256_tagged(canonical(&body).as_bytes()),
+        };
         let e = entry(
             seq,
             "c1",
@@ -173,10 +188,16 @@ mod tests {
         reordered.swap(0, 2);
         assert!(verify_chain("c1", &reordered).is_err());
 
-        // The recipient sees the body; the chain still verifies from it.
+        // The recipient sees the body and its salt; the chain verifies from them.
         let mut with_body = good;
         with_body[1].as_object_mut().unwrap().remove("body_hash");
         with_body[1]["body"] = json!({"secret": 42});
+        with_body[1]["body_salt"] = json!(SALT);
         assert!(verify_chain("c1", &with_body).is_ok());
+        // Without the salt, the bare body does not reproduce the hash: a
+        // guess at a private body cannot be confirmed.
+        let mut guessed = with_body.clone();
+        guessed[1].as_object_mut().unwrap().remove("body_salt");
+        assert_eq!(verify_chain("c1", &guessed).unwrap_err().seq, 2);
     }
 }

@@ -8,7 +8,9 @@ import time
 import anyio
 import pytest
 from conftest import MODES, call, connect, fails
-from transcript import verify
+import hashlib
+
+from transcript import body_hash, jcs, verify
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +82,12 @@ async def test_two_principals_meet_exchange_and_move_a_seat(daemon, mode):
         k = await c("carol", carol, "sync_messages", {"channel_id": cid, "cursor": p["seq"] - 1, "wait_ms": 0})
         km = k["messages"][0]
         assert "body" not in km and km["to"] == ["bob"] and km["body_hash"].startswith("sha256:")
-        assert "under the mat" not in repr(k)
+        assert "under the mat" not in repr(k) and "body_salt" not in km
+        # Carol cannot confirm a guess at the body: the hash is salted, and
+        # only the readers get the salt, with which it checks out.
+        secret_body = {"secret": "the key is under the mat"}
+        assert km["body_hash"] != "sha256:" + hashlib.sha256(jcs(secret_body).encode()).hexdigest()
+        assert km["body_hash"] == body_hash(secret_body, b["messages"][0]["body_salt"])
 
         # Every member can verify the whole chain, private message included.
         for who, cl in (("alice", alice), ("carol", carol)):

@@ -13,8 +13,10 @@ def jcs(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def body_hash(body) -> str:
-    return "sha256:" + hashlib.sha256(jcs(body).encode()).hexdigest()
+def body_hash(body, salt: str) -> str:
+    """The hash a private message contributes: salted, so a guess at a short
+    body cannot be confirmed by anyone who lacks the salt."""
+    return "sha256:" + hashlib.sha256(f"{salt}:{jcs(body)}".encode()).hexdigest()
 
 
 def verify(channel_id: str, messages: list[dict]) -> str:
@@ -26,7 +28,7 @@ def verify(channel_id: str, messages: list[dict]) -> str:
         entry["channel_id"] = channel_id
         if "to" in m:
             entry["to"] = m["to"]
-            entry["body_hash"] = m["body_hash"] if "body_hash" in m else body_hash(m["body"])
+            entry["body_hash"] = m["body_hash"] if "body_hash" in m else body_hash(m["body"], m["body_salt"])
         else:
             entry["body"] = m["body"]
         h = hashlib.sha256(prev + jcs(entry).encode()).hexdigest()

@@ -38,6 +38,8 @@ struct Inner {
     channels: Channels,
     bots: Bots,
     permits: Semaphore,
+    /// Uid offsets not in use by a running hook (one per permit).
+    free_slots: Mutex<Vec<u32>>,
     /// Channels that have at least one bot.
     with_bots: Mutex<HashSet<String>>,
     /// Channels whose drain task is running, and whether it was poked since.
@@ -71,6 +73,7 @@ impl Dispatcher {
         let d = Dispatcher {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(bots.cfg.max_parallel_hooks),
+                free_slots: Mutex::new((0..bots.cfg.max_parallel_hooks as u32).rev().collect()),
                 channels,
                 bots,
                 with_bots: Mutex::new(ids.iter().cloned().collect()),
@@ -165,7 +168,7 @@ impl Dispatcher {
                 .read(move |c: &Connection| load_bot(c, &cid2, &bid))
                 .await?
         };
-        let job = self.inner.bots.job(bot, hook, context, state, network);
+        let mut job = self.inner.bots.job(bot, hook, context, state, network);
         let outcome = {
             let _permit = self
                 .inner
@@ -173,7 +176,13 @@ impl Dispatcher {
                 .acquire()
                 .await
                 .map_err(ToolError::internal)?;
-            super::runner::run_job(&self.inner.bots.cfg.runner, &job).await
+            // Each running hook gets a uid of its own (root mode): RLIMIT_NPROC
+            // counts per uid, so hooks sharing one would share one thread budget.
+            let slot = lock(&self.inner.free_slots).pop().unwrap_or(0);
+            job.runtime.sandbox_uid = self.inner.bots.cfg.sandbox_uid.saturating_add(slot);
+            let outcome = super::runner::run_job(&self.inner.bots.cfg.runner, &job).await;
+            lock(&self.inner.free_slots).push(slot);
+            outcome
         };
         self.inner
             .hooks_run

@@ -96,7 +96,7 @@ impl Bots {
         }
         let params = Value::Object(params.unwrap_or_default());
         let code_hash = transcript::sha256_tagged(source.as_bytes());
-        let job = self.job(
+        let mut job = self.job(
             BotSpec {
                 name: preset.clone().unwrap_or_else(|| "bot".into()),
                 source: source.clone(),
@@ -111,6 +111,12 @@ impl Bots {
             json!({}),
             network,
         );
+        // Inspections run beside hooks on a uid of their own (the one after
+        // the hook slots'), not sharing a hook's process budget.
+        job.runtime.sandbox_uid = self
+            .cfg
+            .sandbox_uid
+            .saturating_add(self.cfg.max_parallel_hooks as u32);
         let manifest = match runner::run_job(&self.cfg.runner, &job).await {
             HookOutcome::Ok {
                 manifest: Some(m), ..

@@ -129,6 +129,8 @@ pub struct StoredMessage {
     pub body: Value,
     pub to: Option<Vec<String>>,
     pub body_hash: String,
+    /// Salt of a private message's `body_hash`, shown to its readers only.
+    pub body_salt: Option<String>,
     pub ts: String,
     pub hash: String,
 }
@@ -148,6 +150,7 @@ impl StoredMessage {
                 m["to"] = json!(to);
                 if self.sender == viewer || to.iter().any(|t| t == viewer) {
                     m["body"] = self.body.clone();
+                    m["body_salt"] = json!(self.body_salt);
                 } else {
                     m["body_hash"] = json!(self.body_hash);
                     m["redacted"] = json!(true);
@@ -861,15 +864,19 @@ pub(crate) fn append(
     let seq = last + 1;
     let ts = secrets::rfc3339_ms(secrets::now_ms());
     let canon = transcript::canonical(body);
-    let body_hash = transcript::sha256_tagged(canon.as_bytes());
+    let body_salt = to.map(|_| secrets::new_salt());
+    let body_hash = match &body_salt {
+        Some(salt) => transcript::private_body_hash(salt, body),
+        None => transcript::sha256_tagged(canon.as_bytes()),
+    };
     let entry = transcript::entry(seq, cid, sender, kind, &ts, body, &body_hash, to);
     let hash = transcript::link(&head, &entry);
     let recipients = to.map(|t| json!(t).to_string());
     c.prepare_cached(
-        "INSERT INTO messages (channel_id, seq, sender, kind, body, recipients, body_hash, ts, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![cid, seq, sender, kind, canon, recipients, body_hash, ts, hash])?;
+    .execute(params![cid, seq, sender, kind, canon, recipients, body_hash, body_salt, ts, hash])?;
     c.prepare_cached("UPDATE channels SET last_seq = ?1, head_hash = ?2 WHERE id = ?3")?
         .execute(params![seq, hash, cid])?;
     Ok(seq)
@@ -886,8 +893,9 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
         to: recipients.and_then(|s| serde_json::from_str(&s).ok()),
         body_hash: r.get(6)?,
-        ts: r.get(7)?,
-        hash: r.get(8)?,
+        body_salt: r.get(7)?,
+        ts: r.get(8)?,
+        hash: r.get(9)?,
     })
 }
 
@@ -897,7 +905,7 @@ pub(crate) fn load_message(
     seq: i64,
 ) -> Result<StoredMessage, ToolError> {
     Ok(c.prepare_cached(
-        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, ts, hash
+        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash
          FROM messages WHERE channel_id = ?1 AND seq = ?2",
     )?
     .query_row(params![cid, seq], row_to_message)?)
@@ -910,7 +918,7 @@ pub(crate) fn messages_after(
     limit: usize,
 ) -> Result<Vec<StoredMessage>, ToolError> {
     let mut st = c.prepare_cached(
-        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, ts, hash
+        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash
          FROM messages WHERE channel_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     Ok(st
