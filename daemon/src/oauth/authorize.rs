@@ -16,7 +16,7 @@
 use super::grants::{self, Client};
 use super::limits::Attempt;
 use super::page::{self, ApprovalForm};
-use super::{ClientIp, OAuth};
+use super::{ClientIp, OAuth, Params};
 use crate::config::Approval;
 use crate::secrets;
 use axum::body::Bytes;
@@ -286,30 +286,8 @@ fn redirect(uri: &str, pairs: &[(&str, &str)], status: StatusCode) -> Response {
     r
 }
 
-/// Query parameters, each allowed once (RFC 6749 §3.1).
-struct Params(HashMap<String, Vec<String>>);
-
-impl Params {
-    fn parse(q: &str) -> Params {
-        let mut m: HashMap<String, Vec<String>> = HashMap::new();
-        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            m.entry(k.into_owned()).or_default().push(v.into_owned());
-        }
-        Params(m)
-    }
-
-    /// The single, non-empty value of `k`; `Err` if repeated.
-    fn one(&self, k: &str) -> Result<Option<&str>, String> {
-        match self.0.get(k).map(Vec::as_slice) {
-            None | Some([]) => Ok(None),
-            Some([v]) => Ok(Some(v.as_str()).filter(|v| !v.is_empty())),
-            Some(_) => Err(format!("the parameter {k} is repeated")),
-        }
-    }
-}
-
 async fn validate(o: &OAuth, query: &str) -> Result<AuthRequest, Refusal> {
-    let p = Params::parse(query);
+    let p = Params::parse(query.as_bytes());
     let bad_page = |m: String| Refusal::Page("Sign-in request refused", m);
     let client_id = p
         .one("client_id")

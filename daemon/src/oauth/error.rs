@@ -2,7 +2,7 @@
 //! never cached. The description is terse and safe to show; details go to the
 //! log once, at `warn`, without any secret.
 
-use crate::store::{FromStoreError, StoreError};
+use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -81,12 +81,6 @@ impl OAuthError {
     pub fn with_basic_challenge(mut self) -> Self {
         self.basic_challenge = true;
         self
-    }
-}
-
-impl FromStoreError for OAuthError {
-    fn from_store(e: StoreError) -> Self {
-        e.into()
     }
 }
 

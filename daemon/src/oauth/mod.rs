@@ -38,6 +38,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -139,5 +140,29 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .next_back()
             .and_then(|s| s.trim().parse::<IpAddr>().ok());
         Ok(ClientIp(forwarded.unwrap_or(peer)))
+    }
+}
+
+/// Form-encoded parameters (a query string or a request body), each of which
+/// may appear at most once (RFC 6749 §3.1, §3.2).
+struct Params(HashMap<String, Vec<String>>);
+
+impl Params {
+    fn parse(encoded: &[u8]) -> Params {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(encoded) {
+            m.entry(k.into_owned()).or_default().push(v.into_owned());
+        }
+        Params(m)
+    }
+
+    /// The single value of `k` (an empty value counts as absent); `Err`
+    /// naming `k` if it is repeated.
+    fn one(&self, k: &str) -> Result<Option<&str>, String> {
+        match self.0.get(k).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([v]) => Ok(Some(v.as_str()).filter(|v| !v.is_empty())),
+            Some(_) => Err(format!("the parameter {k} is repeated")),
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! confidential client. Using two methods at once is refused (RFC 6749 §2.3).
 
 use super::grants::{self, Client, CodeExchange, Issued, RefreshExchange, Revocation};
-use super::{OAuth, OAuthError};
+use super::{OAuth, OAuthError, Params};
 use crate::secrets;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,11 +17,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
-use std::collections::HashMap;
 
 pub async fn token(State(o): State<OAuth>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let form = Form::parse(&body)?;
+        let form = Form::parse(&body);
         let client = authenticate_client(&o, &headers, &form).await?;
         let grant_type = form.required("grant_type")?;
         let issued = match grant_type {
@@ -75,7 +74,7 @@ pub async fn token(State(o): State<OAuth>, headers: HeaderMap, body: Bytes) -> R
 /// the token was known (so the answer tells an attacker nothing).
 pub async fn revoke(State(o): State<OAuth>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let form = Form::parse(&body)?;
+        let form = Form::parse(&body);
         let client = authenticate_client(&o, &headers, &form).await?;
         let token = form.required("token")?;
         let what = grants::revoke(o.store(), &client.client_id, token).await?;
@@ -110,27 +109,17 @@ fn token_response(t: Issued) -> Response {
     r
 }
 
-/// An `application/x-www-form-urlencoded` body whose parameters may each
-/// appear once (RFC 6749 §3.2).
-struct Form(HashMap<String, Vec<String>>);
+/// A token or revocation request's form body (RFC 6749 §3.2: each
+/// parameter at most once).
+struct Form(Params);
 
 impl Form {
-    fn parse(body: &[u8]) -> Result<Form, OAuthError> {
-        let mut m: HashMap<String, Vec<String>> = HashMap::new();
-        for (k, v) in url::form_urlencoded::parse(body) {
-            m.entry(k.into_owned()).or_default().push(v.into_owned());
-        }
-        Ok(Form(m))
+    fn parse(body: &[u8]) -> Form {
+        Form(Params::parse(body))
     }
 
     fn one(&self, k: &str) -> Result<Option<&str>, OAuthError> {
-        match self.0.get(k).map(Vec::as_slice) {
-            None | Some([]) => Ok(None),
-            Some([v]) => Ok(Some(v.as_str()).filter(|v| !v.is_empty())),
-            Some(_) => Err(OAuthError::invalid_request(format!(
-                "the parameter {k} is repeated"
-            ))),
-        }
+        self.0.one(k).map_err(OAuthError::invalid_request)
     }
 
     fn required(&self, k: &str) -> Result<&str, OAuthError> {
@@ -140,7 +129,7 @@ impl Form {
 
     /// RFC 8707 `resource`: at most one here (this server has one resource).
     fn resource(&self) -> Result<Option<String>, OAuthError> {
-        match self.one("resource") {
+        match self.0.one("resource") {
             Ok(r) => Ok(r.map(str::to_string)),
             Err(_) => Err(OAuthError::invalid_target(
                 "only one resource may be requested",
