@@ -36,8 +36,16 @@ def anyio_backend():
 
 
 class Daemon:
-    def __init__(self, state_dir: Path, extra: list[str] | None = None, env: dict | None = None):
+    def __init__(self, state_dir: Path, extra: list[str] | None = None, env: dict | None = None,
+                 uid: int | None = None, bin: Path = BIN):
+        """uid: run the daemon (and its CLI) as this unprivileged uid, so the
+        sandbox takes its user-namespace mode (needs root to switch)."""
+        self.uid = uid
+        self.prefix = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        if uid is not None:
+            os.chown(state_dir, uid, uid)
         self.state_dir = state_dir
+        self.bin = bin
         self.log_path = state_dir / f"daemon-{os.getpid()}-{id(self)}.log"
         self.extra = extra or []
         self.env = env
@@ -46,9 +54,11 @@ class Daemon:
 
     def start(self) -> "Daemon":
         env = dict(os.environ, MCP_MULTIPLAYER_LOG="debug,rmcp=info")
+        if self.uid is not None:
+            env["HOME"] = str(self.state_dir)
         env.update(self.env or {})
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(self.state_dir), *self.extra],
+            [*self.prefix, str(self.bin), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(self.state_dir), *self.extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -84,7 +94,7 @@ class Daemon:
 
     def token(self, name: str) -> str:
         out = subprocess.run(
-            [str(BIN), "token", "create", name, "--state-dir", str(self.state_dir)],
+            [*self.prefix, str(self.bin), "token", "create", name, "--state-dir", str(self.state_dir)],
             check=True, capture_output=True, text=True,
         )
         return out.stdout.strip()

@@ -5,12 +5,15 @@ transcript alone, as a participant would."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import secrets
 import statistics
 import time
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 from conftest import REPO, call, connect, fails
 from transcript import verify
@@ -323,3 +326,43 @@ def test_every_preset_is_a_file(daemon):
     assert sorted(p.stem for p in (REPO / "bots").glob("*.py")) == sorted(
         ["blackjack", "context_exchange", "echo", "fetch", "guess", "judge", "sealed_bid", "tlscert"])
     assert Path(REPO / "bots" / "harness" / "harness.py").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged uid needs root")
+async def test_unprivileged_daemon_runs_bots_in_user_namespace_mode(state_dir):
+    """As under the systemd unit: the daemon is not root, so every hook is
+    confined in an unprivileged user namespace instead of by a uid switch."""
+    import shutil
+    import tempfile
+
+    from conftest import BIN, Daemon
+    # A checkout may not be traversable by an unprivileged uid: give the
+    # daemon world-readable copies of its binaries, bots and harness.
+    root = Path(tempfile.mkdtemp(prefix="mcpmp-userns-"))
+    try:
+        (root / "bin").mkdir()
+        for b in (BIN, BIN.with_name("sandbox-runner")):
+            shutil.copy2(b, root / "bin" / b.name)
+        shutil.copytree(REPO / "bots", root / "bots", ignore=shutil.ignore_patterns("tests", "__pycache__"))
+        (root / "config.toml").write_text(f'[bots]\nbots_dir = "{root / "bots"}"\n')
+        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+        await _userns_round_trip(Daemon(state_dir, ["--config", str(root / "config.toml")], uid=65534,
+                                        bin=root / "bin" / BIN.name))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _userns_round_trip(d):
+    d.start()
+    try:
+        t = d.token("u")
+        async with connect(d.url, t) as me:
+            ch = await call(me, "create_channel", {"name": "userns", "slots": ["me"], "bot_preset": "echo", "join_as": "me"})
+            f = Follower(me, ch["channel_id"])
+            await call(me, "post_message", {"channel_id": ch["channel_id"], "body": "ping"})
+            await f.until(lambda ms: bot_msgs(ms, "echo"))
+            assert f.last("echo")["body"]["data"]["body"] == "ping"
+        assert httpx2.get(d.base + "/healthz").json()["sandbox"] == "ok"
+        assert d.proc.pid and open(f"/proc/{d.proc.pid}/status").read().count("\t65534\t") >= 1
+    finally:
+        d.stop()
