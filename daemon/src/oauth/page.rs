@@ -28,7 +28,7 @@ main{max-width:30rem;margin:4rem auto;padding:2rem;background:#fff;border-radius
 h1{font-size:1.3rem;margin:0 0 1rem}p{margin:.6rem 0}ul{padding-left:1.2rem}code{font-size:.9em;word-break:break-all}\
 .muted{color:#5b6475;font-size:.9rem}.err{background:#fdecec;color:#8a1c1c;padding:.6rem .8rem;border-radius:8px}\
 label{display:block;margin:1.2rem 0 .3rem;font-weight:600}input[type=password]{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #c5cad3;border-radius:8px}\
-.row{display:flex;gap:.6rem;margin-top:1.2rem}button{flex:1;padding:.7rem;font-size:1rem;border-radius:8px;border:1px solid #c5cad3;background:#fff;cursor:pointer}\
+.row{display:flex;flex-direction:row-reverse;gap:.6rem;margin-top:1.2rem}button{flex:1;padding:.7rem;font-size:1rem;border-radius:8px;border:1px solid #c5cad3;background:#fff;cursor:pointer}\
 button.primary{background:#1f5fd6;border-color:#1f5fd6;color:#fff}";
 
 /// A full page with the security headers every `/authorize` page carries.
@@ -85,6 +85,9 @@ pub struct ApprovalForm<'a> {
 }
 
 /// The passphrase page: which client asks, what it gets, the field.
+///
+/// Approve comes first in the markup (shown second): pressing Enter in the
+/// field submits with the first button (HTML implicit submission).
 pub fn approval(status: StatusCode, f: &ApprovalForm<'_>) -> Response {
     let return_to = url::Url::parse(f.redirect_uri)
         .ok()
@@ -106,8 +109,8 @@ pub fn approval(status: StatusCode, f: &ApprovalForm<'_>) -> Response {
          <input type=\"hidden\" name=\"request\" value=\"{rid}\">\
          <label for=\"passphrase\">Server passphrase</label>\
          <input type=\"password\" id=\"passphrase\" name=\"passphrase\" autocomplete=\"current-password\" autofocus>\
-         <div class=\"row\"><button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\
-         <button class=\"primary\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button></div>\
+         <div class=\"row\"><button class=\"primary\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></div>\
          </form><p class=\"muted\">Only the operator of this server knows the passphrase. If you did not start this sign-in, deny it.</p>",
         name = esc(f.client_name),
         resource = esc(f.resource),

@@ -991,6 +991,8 @@ async fn approval_page(d: &Daemon, cid: &str, challenge: &str) -> (String, Strin
         "names the client"
     );
     assert!(html.contains("type=\"password\""));
+    // Enter in the field submits with the first button: it must approve.
+    assert!(html.find("value=\"approve\"").unwrap() < html.find("value=\"deny\"").unwrap());
     let id = html
         .split("name=\"request\" value=\"")
         .nth(1)
