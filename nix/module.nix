@@ -84,7 +84,7 @@ let
       "AF_INET"
       "AF_INET6"
     ];
-    RestrictNamespaces = "user mnt pid ipc uts cgroup net";
+    RestrictNamespaces = "user mnt pid ipc uts net";
     SystemCallArchitectures = "native";
     SystemCallFilter = [
       "@system-service @mount landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp pidfd_getfd sethostname"

@@ -11,7 +11,7 @@
 #    except ExecStart (the runner on a job file), Type=oneshot, no Restart=,
 #    no LoadCredential=/StateDirectory= (not needed by the runner alone), and
 #    DefaultDependencies=no (ordering only). Jobs:
-#    - echo:   EchoBot without network (user, mnt, pid, ipc, uts, cgroup, net
+#    - echo:   EchoBot without network (user, mnt, pid, ipc, uts, net
 #              namespaces, Landlock, seccomp);
 #    - net:    a bot connecting to a public address (the runner's connect
 #              supervisor: seccomp user notification, pidfd_getfd);

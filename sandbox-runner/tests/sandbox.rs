@@ -1142,6 +1142,6 @@ fn policy_json_lists_syscalls_and_namespaces() {
     assert!(!bot.iter().any(|x| x == "ptrace" || x == "bind"));
     assert_eq!(
         v["namespaces"],
-        json!(["user", "mnt", "pid", "ipc", "uts", "cgroup", "net"])
+        json!(["user", "mnt", "pid", "ipc", "uts", "net"])
     );
 }
