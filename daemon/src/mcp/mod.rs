@@ -18,13 +18,14 @@ use crate::channels::{Code, NewChannel, Principal, SlotSpec, ToolError, UpdateOp
 use args::*;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CallToolResult, ContentBlock, Implementation, InitializeResult, JsonObject,
     ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
     ResourceContents, ServerCapabilities, SubscribeRequestParams, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -562,9 +563,52 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let (_, cid) = self.resource_access(&request.uri, &ctx).await?;
-        self.app
-            .subscriptions
-            .subscribe(&cid, self.session, ctx.peer.clone());
+        self.app.subscriptions.subscribe(
+            &cid,
+            self.session,
+            resources::Sink::Session(ctx.peer.clone()),
+        );
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Channel resources only; membership is checked in `listen`.
+        let mut accepted = SubscriptionFilter::new();
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|u| resources::channel_of(u).is_some())
+                .cloned()
+                .collect()
+        });
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let id = self.app.subscriptions.new_session_id();
+        let mut channels = Vec::new();
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        for uri in uris {
+            // A channel the caller may not read is silently not watched.
+            if let Ok((_, cid)) = self.resource_access(&uri, context.request_context()).await {
+                self.app.subscriptions.subscribe(
+                    &cid,
+                    id,
+                    resources::Sink::Listen(context.sink().clone()),
+                );
+                channels.push(cid);
+            }
+        }
+        context.cancelled().await;
+        for cid in channels {
+            self.app.subscriptions.unsubscribe(&cid, id);
+        }
         Ok(())
     }
 
@@ -586,6 +630,9 @@ impl ServerHandler for McpServer {
                 .enable_tools()
                 .enable_resources()
                 .enable_resources_subscribe()
+                // No prompts are offered, but rmcp answers prompts/list (with
+                // an empty list); declare what is answered (SEP-2575).
+                .enable_prompts()
                 .build(),
         )
             .with_server_info(

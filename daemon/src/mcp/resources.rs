@@ -3,10 +3,12 @@
 //!
 //! This is a convenience for clients that use resources; `sync_messages` is
 //! the path that must always work (claude.ai ignores notifications).
-//! Subscriptions belong to an MCP session (the 2025 protocol revisions);
-//! they end with it.
+//! Subscriptions come two ways: `resources/subscribe` in an MCP session (the
+//! 2025 revisions), ending with the session, and `subscriptions/listen`
+//! (2026-07-28), ending with that request.
 
 use rmcp::model::ResourceUpdatedNotificationParam;
+use rmcp::service::SubscriptionSink;
 use rmcp::{Peer, RoleServer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +22,17 @@ pub fn channel_of(uri: &str) -> Option<&str> {
     uri.strip_prefix(SCHEME).filter(|id| !id.is_empty())
 }
 
-/// One subscribed session: its id and the handle to notify it.
-type Subscriber = (u64, Peer<RoleServer>);
+/// Where a subscriber hears of updates.
+#[derive(Clone)]
+pub enum Sink {
+    /// A 2025 session that called `resources/subscribe`.
+    Session(Peer<RoleServer>),
+    /// A 2026 `subscriptions/listen` request.
+    Listen(SubscriptionSink),
+}
+
+/// One subscriber: its id and where to notify it.
+type Subscriber = (u64, Sink);
 
 /// Sessions subscribed to each channel.
 #[derive(Default)]
@@ -36,11 +47,11 @@ impl Subscriptions {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn subscribe(&self, channel_id: &str, session: u64, peer: Peer<RoleServer>) {
+    pub fn subscribe(&self, channel_id: &str, session: u64, sink: Sink) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let subs = map.entry(channel_id.to_string()).or_default();
         if !subs.iter().any(|(s, _)| *s == session) {
-            subs.push((session, peer));
+            subs.push((session, sink));
         }
     }
 
@@ -67,9 +78,16 @@ impl Subscriptions {
         let cid = channel_id.to_string();
         let me = self.clone();
         tokio::spawn(async move {
-            for (session, peer) in peers {
-                let param = ResourceUpdatedNotificationParam::new(format!("{SCHEME}{cid}"));
-                if peer.notify_resource_updated(param).await.is_err() {
+            let uri = format!("{SCHEME}{cid}");
+            for (session, sink) in peers {
+                let sent = match sink {
+                    Sink::Session(peer) => peer
+                        .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
+                        .await
+                        .is_ok(),
+                    Sink::Listen(sink) => sink.notify_resource_updated(uri.clone()).await.is_ok(),
+                };
+                if !sent {
                     me.unsubscribe(&cid, session);
                 }
             }
