@@ -195,6 +195,7 @@ const TABLE: &[(&str, i64)] = &[
     ("setresuid", libc::SYS_setresuid),
     ("setreuid", libc::SYS_setreuid),
     ("setrlimit", libc::SYS_setrlimit),
+    ("sethostname", libc::SYS_sethostname),
     ("setsid", libc::SYS_setsid),
     ("setsockopt", libc::SYS_setsockopt),
     ("setuid", libc::SYS_setuid),
