@@ -95,6 +95,7 @@ pub struct FileBots {
     pub sandbox_uid: Option<u32>,
     pub sandbox_gid: Option<u32>,
     pub network_allow_cidrs: Option<Vec<String>>,
+    pub system_dirs: Option<Vec<PathBuf>>,
 }
 
 /// Command-line overrides (the `serve` flags).
@@ -236,6 +237,10 @@ pub struct BotsConfig {
     pub sandbox_gid: u32,
     /// Operator exceptions to the refused private ranges, for network bots.
     pub network_allow_cidrs: Vec<String>,
+    /// Read-only directories the sandbox binds first, where a store-path
+    /// interpreter's loader and libraries live. Default: `/nix/store` when
+    /// `python` resolves into it, else none.
+    pub system_dirs: Vec<PathBuf>,
 }
 
 /// Reads `MCP_MULTIPLAYER_*` variables through a lookup function, so tests
@@ -414,11 +419,15 @@ impl Config {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("."));
         let b = file.bots;
+        let python = b
+            .python
+            .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"));
+        let system_dirs = b
+            .system_dirs
+            .unwrap_or_else(|| default_system_dirs(&python));
         let bots = BotsConfig {
             runner: b.runner.unwrap_or_else(|| exe_dir.join("sandbox-runner")),
-            python: b
-                .python
-                .unwrap_or_else(|| PathBuf::from("/usr/bin/python3")),
+            python,
             python_args: b
                 .python_args
                 .unwrap_or_else(|| vec!["-I".into(), "-S".into(), "-B".into()]),
@@ -428,6 +437,7 @@ impl Config {
             sandbox_uid: b.sandbox_uid.unwrap_or(64200),
             sandbox_gid: b.sandbox_gid.unwrap_or(64200),
             network_allow_cidrs: b.network_allow_cidrs.unwrap_or_default(),
+            system_dirs,
         };
         Ok(Config {
             listen,
@@ -572,6 +582,16 @@ fn default_bots_dir(exe_dir: &Path) -> PathBuf {
         return installed;
     }
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bots"))
+}
+
+/// On NixOS the interpreter, its loader and its libraries are all store
+/// paths: bind the store (read-only) so the sandbox can run it.
+fn default_system_dirs(python: &Path) -> Vec<PathBuf> {
+    let store = Path::new("/nix/store");
+    match std::fs::canonicalize(python) {
+        Ok(p) if p.starts_with(store) => vec![store.to_path_buf()],
+        _ => Vec::new(),
+    }
 }
 
 /// Debian's `python3-requests` lives in dist-packages, which `-S` leaves off

@@ -51,6 +51,7 @@ fn job(source: &str, network: bool) -> HookJob {
             python_path: vec![],
             sandbox_uid: 65534,
             sandbox_gid: 65534,
+            system_dirs: Vec::new(),
         },
     }
 }

@@ -208,6 +208,11 @@ pub struct Runtime {
     /// `requests` for network bots).
     #[serde(default)]
     pub python_path: Vec<PathBuf>,
+    /// Directories bound read-only at their own path before anything else,
+    /// for interpreters whose loader and libraries live outside the usual
+    /// places: on NixOS, `/nix/store`. Empty on a conventional system.
+    #[serde(default)]
+    pub system_dirs: Vec<PathBuf>,
     /// Uid and gid the hook runs as when the runner starts as root.
     pub sandbox_uid: u32,
     pub sandbox_gid: u32,

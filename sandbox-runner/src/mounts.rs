@@ -66,7 +66,15 @@ pub fn resolve_host(rt: &Runtime, want_dns: bool) -> Result<HostLayout, String> 
             lib_dirs.push(c);
         }
     }
-    let loader = (canonical(Path::new(LOADER))?, PathBuf::from(LOADER));
+    // The loader the interpreter names (a store path on NixOS), else the
+    // architecture's usual one.
+    let asked = interpreter_of(&python).unwrap_or_else(|| PathBuf::from(LOADER));
+    let loader = (canonical(&asked)?, asked);
+    let system_dirs = rt
+        .system_dirs
+        .iter()
+        .map(|d| canonical(d))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let mut tls = Vec::new();
     if let Ok(certs) = canonical(Path::new("/etc/ssl/certs"))
@@ -99,6 +107,7 @@ pub fn resolve_host(rt: &Runtime, want_dns: bool) -> Result<HostLayout, String> 
         Vec::new()
     };
     Ok(HostLayout {
+        system_dirs,
         python,
         stdlib,
         lib_dirs,
@@ -108,6 +117,18 @@ pub fn resolve_host(rt: &Runtime, want_dns: bool) -> Result<HostLayout, String> 
         python_path,
         nameservers,
     })
+}
+
+/// `PT_INTERP` of an ELF file (read from its first 64 KiB).
+fn interpreter_of(binary: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(64 * 1024);
+    File::open(binary)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .ok()?;
+    crate::policy::elf_interpreter(&head)
 }
 
 fn canonical(p: &Path) -> Result<PathBuf, String> {
@@ -164,7 +185,11 @@ pub fn build_root(plan: &RootPlan) -> Result<(), String> {
             if let Some(parent) = target.parent() {
                 mkdirs(parent)?;
             }
-            File::create(&target).map_err(|e| err("create", &target, e))?;
+            // Inside a read-only system dir bound earlier the mount point
+            // already exists (and cannot be created).
+            if !target.exists() {
+                File::create(&target).map_err(|e| err("create", &target, e))?;
+            }
         }
         let src = format!("/proc/self/fd/{}", file.as_raw_fd());
         mount(

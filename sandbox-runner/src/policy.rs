@@ -134,6 +134,8 @@ pub fn namespaces(mode: Mode, network: Network) -> Vec<Namespace> {
 /// `mounts::resolve_host`, which is the only part that touches the disk).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostLayout {
+    /// `runtime.system_dirs` (canonical): bound read-only, first.
+    pub system_dirs: Vec<PathBuf>,
     /// Canonical path of the interpreter binary (`/usr/bin/python3.11`).
     pub python: PathBuf,
     /// Its standard library (`/usr/lib/python3.11`).
@@ -231,10 +233,14 @@ pub fn root_plan(
         is_dir,
         access,
     };
-    let mut binds = vec![
-        same(&host.python, false, PathAccess::Execute),
-        same(&host.stdlib, true, PathAccess::ReadOnly),
-    ];
+    // System directories first: the binds below may lie inside them.
+    let mut binds: Vec<Bind> = host
+        .system_dirs
+        .iter()
+        .map(|d| same(d, true, PathAccess::ReadOnly))
+        .collect();
+    binds.push(same(&host.python, false, PathAccess::Execute));
+    binds.push(same(&host.stdlib, true, PathAccess::ReadOnly));
     for d in &host.lib_dirs {
         binds.push(same(d, true, PathAccess::ReadOnly));
     }
@@ -287,6 +293,35 @@ pub fn root_plan(
             gid: ids.1,
         },
     }
+}
+
+/// The program interpreter an ELF executable asks for (its `PT_INTERP`), from
+/// the file's first bytes. `None` for anything that is not a 64-bit
+/// little-endian ELF with such a header inside `head`.
+pub fn elf_interpreter(head: &[u8]) -> Option<PathBuf> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?));
+    // Magic, ELFCLASS64, ELFDATA2LSB.
+    if head.get(0..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(ph)? == PT_INTERP {
+            let off = usize::try_from(u64_at(ph + 8)?).ok()?;
+            let len = usize::try_from(u64_at(ph + 32)?).ok()?;
+            let raw = head.get(off..off.checked_add(len)?)?;
+            let path = raw.split(|&b| b == 0).next()?;
+            let s = std::str::from_utf8(path).ok()?;
+            return s.starts_with('/').then(|| PathBuf::from(s));
+        }
+    }
+    None
 }
 
 /// `/pylib/N` for the N-th `runtime.python_path` entry.
@@ -847,6 +882,7 @@ mod tests {
 
     fn host() -> HostLayout {
         HostLayout {
+            system_dirs: Vec::new(),
             python: "/usr/bin/python3.11".into(),
             stdlib: "/usr/lib/python3.11".into(),
             lib_dirs: vec!["/usr/lib/x86_64-linux-gnu".into()],
@@ -874,6 +910,35 @@ mod tests {
         }
         assert_eq!(Mode::for_euid(0), Mode::Root);
         assert_eq!(Mode::for_euid(1000), Mode::UserNamespace);
+    }
+
+    #[test]
+    fn elf_interpreter_reads_pt_interp_and_rejects_garbage() {
+        // A minimal ELF64 header with one PT_INTERP program header.
+        let mut elf = vec![0u8; 0x100];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes()); // e_phoff
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        elf[0x40..0x44].copy_from_slice(&3u32.to_le_bytes()); // PT_INTERP
+        let path = b"/nix/store/abc-glibc/lib/ld-linux-x86-64.so.2\0";
+        elf[0x48..0x50].copy_from_slice(&0xa0u64.to_le_bytes()); // p_offset
+        elf[0x60..0x68].copy_from_slice(&(path.len() as u64).to_le_bytes()); // p_filesz
+        elf[0xa0..0xa0 + path.len()].copy_from_slice(path);
+        assert_eq!(
+            elf_interpreter(&elf),
+            Some(PathBuf::from(
+                "/nix/store/abc-glibc/lib/ld-linux-x86-64.so.2"
+            ))
+        );
+        assert_eq!(elf_interpreter(&elf[..0x90]), None, "truncated");
+        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None, "a script");
+        let mut relative = elf.clone();
+        relative[0xa0] = b'x';
+        assert_eq!(elf_interpreter(&relative), None, "a relative loader");
+        let mut huge = elf;
+        huge[0x60..0x68].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(elf_interpreter(&huge), None, "out-of-range length");
     }
 
     #[test]

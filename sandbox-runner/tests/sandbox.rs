@@ -1145,3 +1145,103 @@ fn policy_json_lists_syscalls_and_namespaces() {
         json!(["user", "mnt", "pid", "ipc", "uts", "net"])
     );
 }
+
+/// A NixOS-like layout, made here with `patchelf`: the interpreter, its ELF
+/// loader and a library it needs each live in their own "store path", and
+/// the library exists nowhere else. With the store among
+/// `runtime.system_dirs` the hook runs (loader found by `PT_INTERP`, library
+/// by `RUNPATH`); without it the interpreter cannot start and the hook fails
+/// with nothing run. Mechanism: the mount plan (system dirs bound read-only
+/// first) and Landlock's execute rule on the `PT_INTERP` loader.
+#[test]
+fn store_layout_interpreter_runs_only_with_its_store_bound() {
+    let Ok(patchelf) = which("patchelf") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "patchelf is missing (tests/steps/30-sandbox.sh installs it)"
+        );
+        eprintln!("SKIPPED: no patchelf");
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("mcpmp-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let store = root.join("store");
+    let py_bin = store.join("aaaa-python3-3.11/bin");
+    let py_lib = store.join("aaaa-python3-3.11/lib");
+    let glibc = store.join("bbbb-glibc/lib");
+    let extra = store.join("cccc-extra/lib");
+    for d in [&py_bin, &py_lib, &glibc, &extra] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let python = py_bin.join("python3.11");
+    std::fs::copy("/usr/bin/python3.11", &python).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/python3.11", py_lib.join("python3.11")).unwrap();
+    let loader = glibc.join("ld-linux-x86-64.so.2");
+    std::fs::copy(
+        std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").unwrap(),
+        &loader,
+    )
+    .unwrap();
+    // A library only the store has, which the interpreter needs.
+    let c_src = root.join("storeonly.c");
+    std::fs::write(&c_src, "int mcpmp_store_only(void) { return 1; }\n").unwrap();
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(extra.join("libstoreonly.so"))
+        .arg(&c_src)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cc failed");
+    // One change per call: patchelf 0.14 mixes up combined operations.
+    for args in [
+        vec!["--add-needed".into(), "libstoreonly.so".into()],
+        vec!["--set-rpath".into(), extra.clone().into_os_string()],
+        vec!["--set-interpreter".into(), loader.clone().into_os_string()],
+    ] {
+        let args: Vec<std::ffi::OsString> = args;
+        let status = std::process::Command::new(&patchelf)
+            .args(&args)
+            .arg(&python)
+            .status()
+            .unwrap();
+        assert!(status.success(), "patchelf {args:?}");
+    }
+    // The patched interpreter works outside the sandbox.
+    let out = std::process::Command::new(&python)
+        .args(["-c", "print(6*7)"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{out:?}");
+    // Readable by the sandbox uid in root mode, and by the test's own uid.
+    std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&root)
+        .status()
+        .unwrap();
+
+    let src = "class B:\n    def on_init(self):\n        import math\n        self.ctx.post('sqrt', math.sqrt(16))\n";
+    let mut j = job(src);
+    j.runtime.python = python.clone();
+    j.runtime.system_dirs = vec![store.clone()];
+    let r = run_job(&j, Layer::Checked);
+    assert_eq!(r.posts(), vec![json!(4.0)], "{}", r.stderr);
+
+    j.runtime.system_dirs = Vec::new();
+    let r = run_job(&j, Layer::Checked);
+    assert!(
+        matches!(r.outcome, HookOutcome::Error { .. }) && r.stderr.contains("libstoreonly.so"),
+        "without its store the interpreter must not find its library: {:?} {}",
+        r.outcome,
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

@@ -15,7 +15,7 @@ fi
 
 # --- what the suite needs -----------------------------------------------------
 need_apt=()
-for pkg in python3 python3-requests iproute2 util-linux ca-certificates; do
+for pkg in python3 python3-requests iproute2 util-linux ca-certificates patchelf gcc; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -169,6 +169,7 @@ impl Bots {
                 python_path: self.cfg.python_path.clone(),
                 sandbox_uid: self.cfg.sandbox_uid,
                 sandbox_gid: self.cfg.sandbox_gid,
+                system_dirs: self.cfg.system_dirs.clone(),
             },
         }
     }

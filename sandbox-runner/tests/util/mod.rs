@@ -88,6 +88,7 @@ pub fn job(source: &str) -> HookJob {
             },
             sandbox_uid: 65534,
             sandbox_gid: 65534,
+            system_dirs: Vec::new(),
         },
     }
 }
