@@ -9,8 +9,11 @@
 //! COMMIT that contains it has returned: an acknowledged write is on disk.
 //!
 //! Reads run on a small pool of read-only connections through
-//! `spawn_blocking`; WAL lets them proceed while the writer commits.
-//! Handlers never hold a connection.
+//! `spawn_blocking`; WAL lets them proceed while the writer commits. At most
+//! [`MAX_READERS`] reads run at once and the others wait their turn, so a
+//! burst (a thousand long-polls woken by one post) reuses the pooled
+//! connections instead of opening one per read (each open parses the schema)
+//! and parking hundreds of blocking threads. Handlers never hold a connection.
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ const MIGRATIONS: &[&str] = &[
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 512;
 
-/// Read connections kept open.
+/// Read connections kept open, and reads that run at once.
 const MAX_READERS: usize = 16;
 
 /// A storage failure. Never shown to clients in detail.
@@ -83,6 +86,8 @@ struct Inner {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read that may run now (see the module doc).
+    read_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Store {
@@ -111,6 +116,7 @@ impl Store {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
                 readers: Mutex::new(Vec::new()),
+                read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             }),
         })
     }
@@ -170,7 +176,15 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let permit = inner
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| E::from_store(StoreError::Join(e.to_string())))?;
         tokio::task::spawn_blocking(move || {
+            // Held until the read is done, even if the caller went away.
+            let _permit = permit;
             let conn = match inner.take_reader() {
                 Ok(c) => c,
                 Err(e) => return Err(E::from_store(e)),
@@ -206,6 +220,7 @@ impl Inner {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        keep_statements_prepared(&conn)?;
         Ok(conn)
     }
 
@@ -218,8 +233,32 @@ impl Inner {
     }
 }
 
+/// Statements each connection keeps prepared (rusqlite's default is 16,
+/// fewer than the distinct statements the tools use).
+const STATEMENT_CACHE: usize = 128;
+
+/// Makes `prepare_cached` statements stay prepared between uses.
+///
+/// Without the query planner stability guarantee (QPSG), SQLite marks a
+/// statement for re-preparation whenever a bound value might change its plan
+/// (the bundled 3.54 does so even for `col = ?` filter terms), and rusqlite
+/// clears the bindings of every statement it puts back in its cache, which
+/// expires such a statement: each use then parsed and planned the SQL again.
+/// That was ~16% of the daemon's CPU under `post_message` load
+/// (BENCHMARKS.md). With QPSG a plan never depends on bound values; we have
+/// no `ANALYZE` statistics for it to use anyway.
+fn keep_statements_prepared(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    keep_statements_prepared(conn)?;
     // WAL: readers never block the writer. FULL: the WAL is fsynced at every
     // commit, so an acknowledged write survives power loss, not only a crash.
     conn.pragma_update(None, "journal_mode", "WAL")?;

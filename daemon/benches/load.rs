@@ -1,0 +1,742 @@
+//! Load generator for the daemon core (issue 2): durable `post_message`
+//! throughput and latency, long-poll wake latency with many waiters, RSS.
+//!
+//! Run it with `cargo bench -p mcp-multiplayer --bench load`. It starts the
+//! release build of `mcp-multiplayer serve` (the binary cargo built for this
+//! bench, or `MCPMP_BIN`) on 127.0.0.1:0 with a fresh state directory on the
+//! same disk as the system's temporary directory, talks real MCP Streamable
+//! HTTP to it, and prints Markdown tables (the ones in BENCHMARKS.md).
+//!
+//! Knobs (environment): `LOAD_SECS` measured seconds per concurrency level
+//! (default 5, after 1 s of warm-up), `LOAD_WAITERS` long-poll waiters
+//! (default 1000), `LOAD_WAKE_CHANNELS` channels they wait on (default 100),
+//! `LOAD_PROTOCOLS` which MCP revisions to drive (`session,sessionless`).
+//!
+//! Two protocol modes: `session` speaks 2025-06-18 with an `initialize`
+//! handshake and an `Mcp-Session-Id` per client (what most clients do today);
+//! `sessionless` speaks 2026-07-28, every request self-contained.
+//!
+//! The load generator shares the machine's cores with the daemon, so the
+//! numbers are what one box does with both; they are lower bounds for the
+//! daemon alone.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+type Res<T> = Result<T, String>;
+
+/// Clients that post into one channel (slots `p0`..`p7`).
+const PER_CHANNEL: usize = 8;
+const LEVELS: [usize; 4] = [1, 8, 32, 64];
+/// Clock ticks per second of `/proc/PID/stat` times (USER_HZ; 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+const WARMUP: Duration = Duration::from_secs(1);
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // Benches get `--bench` from cargo; nothing to parse.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("load: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proto {
+    /// 2025-06-18: `initialize`, then requests in an `Mcp-Session-Id`.
+    Session,
+    /// 2026-07-28: no handshake; every request carries its protocol context.
+    Sessionless,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Session => "2025-06-18 (session)",
+            Proto::Sessionless => "2026-07-28 (sessionless)",
+        }
+    }
+}
+
+async fn run() -> Res<()> {
+    let secs = env_num("LOAD_SECS", 5);
+    let waiters = env_num("LOAD_WAITERS", 1000) as usize;
+    let wake_channels = env_num("LOAD_WAKE_CHANNELS", 100) as usize;
+    let protos: Vec<Proto> = std::env::var("LOAD_PROTOCOLS")
+        .unwrap_or_else(|_| "session,sessionless".into())
+        .split(',')
+        .filter_map(|p| match p.trim() {
+            "session" => Some(Proto::Session),
+            "sessionless" => Some(Proto::Sessionless),
+            _ => None,
+        })
+        .collect();
+    let measure = Duration::from_secs(secs);
+    let levels: Vec<usize> = std::env::var("LOAD_LEVELS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| LEVELS.to_vec());
+    let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+
+    let dir = std::env::temp_dir().join(format!("mcpmp-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let max_clients = *levels.iter().max().unwrap_or(&1);
+    let tokens: Vec<String> = (0..max_clients)
+        .map(|i| create_token(&dir, &format!("poster{i}")))
+        .collect::<Res<_>>()?;
+    let waiter_token = create_token(&dir, "waiter")?;
+    let wake_poster_token = create_token(&dir, "wake-poster")?;
+
+    let daemon = Daemon::start(&dir)?;
+    let rss_start = rss(daemon.pid());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = daemon.mcp_url();
+    println!(
+        "machine: {} cores, {} GiB RAM; daemon {} (pid {}); state on {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mem_gib(),
+        daemon.bin.display(),
+        daemon.pid(),
+        dir.display()
+    );
+    println!(
+        "load average before the run: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+
+    // Posting channels: clients 8g..8g+7 share channel g.
+    let mut post_channels = Vec::new();
+    for g in 0..max_clients.div_ceil(PER_CHANNEL) {
+        let members: Vec<&String> = tokens
+            .iter()
+            .skip(g * PER_CHANNEL)
+            .take(PER_CHANNEL)
+            .collect();
+        let cid = make_channel(&http, &url, &members, &format!("load-{g}")).await?;
+        post_channels.push(cid);
+    }
+
+    if only.is_empty() || only == "post" {
+        println!();
+        println!(
+            "### Durable post_message ({secs} s per level after {} s warm-up)",
+            WARMUP.as_secs()
+        );
+        println!();
+        println!(
+            "CPU columns: CPU time the daemon and the load generator used per acknowledged post during the whole level (warm-up included)."
+        );
+        println!();
+        println!(
+            "| protocol | clients | posts/s | p50 ms | p99 ms | max ms | daemon CPU µs/post | loadgen CPU µs/post |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for &proto in &protos {
+            for &n in &levels {
+                let cpu0 = (cpu_secs(daemon.pid()), cpu_secs(std::process::id()));
+                let r =
+                    post_load(&http, &url, proto, &tokens[..n], &post_channels, measure).await?;
+                let d = cpu_secs(daemon.pid()) - cpu0.0;
+                let g = cpu_secs(std::process::id()) - cpu0.1;
+                let per = |c: f64| c * 1e6 / r.total.max(1) as f64;
+                println!(
+                    "| {} | {n} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
+                    proto.name(),
+                    r.rate,
+                    ms(pct(&r.lat, 50.0)),
+                    ms(pct(&r.lat, 99.0)),
+                    ms(r.lat.last().copied().unwrap_or_default()),
+                    per(d),
+                    per(g),
+                );
+            }
+        }
+    }
+
+    // Wake latency: `waiters` long-polls spread over `wake_channels`
+    // channels; one post per channel in turn.
+    let mut wake_ids = Vec::new();
+    for k in 0..wake_channels.max(1) {
+        let members = [&wake_poster_token, &waiter_token];
+        wake_ids.push(make_channel(&http, &url, &members, &format!("wake-{k}")).await?);
+    }
+    let herd_id = make_channel(&http, &url, &[&wake_poster_token, &waiter_token], "herd").await?;
+    println!();
+    println!("### Long-poll wake latency ({waiters} waiting sync_messages calls)");
+    println!();
+    println!(
+        "Latency from just before the post is sent (and, in brackets, from its acknowledgement) to each waiter's return."
+    );
+    println!();
+    println!("| protocol | waiters | layout | wakes | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---|---:|---:|---:|---:|");
+    for &proto in protos.iter().filter(|_| only.is_empty() || only == "wake") {
+        let spread = wake_load(
+            &http,
+            &url,
+            proto,
+            &waiter_token,
+            &wake_poster_token,
+            &wake_ids,
+            waiters,
+            2,
+        )
+        .await?;
+        print_wake(
+            proto,
+            waiters,
+            &format!(
+                "{} channels, one post wakes {}",
+                wake_ids.len(),
+                waiters / wake_ids.len()
+            ),
+            &spread,
+        );
+        let herd = wake_load(
+            &http,
+            &url,
+            proto,
+            &waiter_token,
+            &wake_poster_token,
+            std::slice::from_ref(&herd_id),
+            waiters,
+            3,
+        )
+        .await?;
+        print_wake(
+            proto,
+            waiters,
+            &format!("1 channel, one post wakes all {waiters}"),
+            &herd,
+        );
+    }
+
+    // Let the server drop finished connections and sessions' work.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = rss(daemon.pid());
+    // rmcp keeps a session's finished-request caches for 60 s and idle
+    // sessions for 5 min; measure again once the former have gone.
+    let idle_secs = env_num("LOAD_IDLE_SECS", 65);
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let rss_idle = rss(daemon.pid());
+    println!();
+    println!("### Daemon memory");
+    println!();
+    println!("| when | VmRSS | VmHWM (peak) |");
+    println!("|---|---:|---:|");
+    println!(
+        "| idle after start | {} | {} |",
+        kib(rss_start.0),
+        kib(rss_start.1)
+    );
+    println!(
+        "| idle after the load above | {} | {} |",
+        kib(rss_after.0),
+        kib(rss_after.1)
+    );
+    println!(
+        "| {idle_secs} s after that | {} | {} |",
+        kib(rss_idle.0),
+        kib(rss_idle.1)
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn print_wake(proto: Proto, waiters: usize, layout: &str, w: &Wake) {
+    println!(
+        "| {} | {waiters} | {layout} | {} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) |",
+        proto.name(),
+        w.from_send.len(),
+        w.p(&w.from_send, 50.0),
+        w.p(&w.from_ack, 50.0),
+        w.p(&w.from_send, 99.0),
+        w.p(&w.from_ack, 99.0),
+        w.p(&w.from_send, 100.0),
+        w.p(&w.from_ack, 100.0),
+    );
+}
+
+struct PostResult {
+    rate: f64,
+    lat: Vec<Duration>,
+    /// Posts acknowledged during the whole level, warm-up included.
+    total: u64,
+}
+
+/// `clients` post as fast as they can, each waiting for its acknowledgement
+/// before the next post; only posts started after the warm-up count.
+async fn post_load(
+    http: &reqwest::Client,
+    url: &str,
+    proto: Proto,
+    tokens: &[String],
+    channels: &[String],
+    measure: Duration,
+) -> Res<PostResult> {
+    let mut clients = Vec::new();
+    for t in tokens {
+        clients.push(Client::connect(http.clone(), url, t, proto).await?);
+    }
+    let start = Instant::now() + Duration::from_millis(50);
+    let warm_end = start + WARMUP;
+    let end = warm_end + measure;
+    let mut tasks = Vec::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        let cid = channels[i / PER_CHANNEL].clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let body = format!(
+                    "message {n} from p{}: hello, this is a benchmark post",
+                    i % PER_CHANNEL
+                );
+                c.call("post_message", json!({"channel_id": cid, "body": body}))
+                    .await?;
+                n += 1;
+                if t0 >= warm_end && Instant::now() <= end {
+                    lat.push(t0.elapsed());
+                }
+            }
+            Ok::<_, String>((lat, n))
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut total = 0;
+    for t in tasks {
+        let (l, n) = t.await.map_err(|e| e.to_string())??;
+        lat.extend(l);
+        total += n;
+    }
+    lat.sort();
+    Ok(PostResult {
+        rate: lat.len() as f64 / measure.as_secs_f64(),
+        lat,
+        total,
+    })
+}
+
+/// Signed wake latencies in microseconds.
+struct Wake {
+    from_send: Vec<i64>,
+    from_ack: Vec<i64>,
+}
+
+impl Wake {
+    fn p(&self, v: &[i64], p: f64) -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+        v[i.min(v.len() - 1)] as f64 / 1000.0
+    }
+}
+
+/// A waiter's report: channel index, the first seq it received, when.
+type Report = (usize, i64, Instant);
+
+/// `n_waiters` long-polls spread evenly over `channels`; the poster posts to
+/// each channel in turn, `rounds` times, and after each post waits until all
+/// of that channel's waiters returned with it (they re-arm at once). The first
+/// round is warm-up and not recorded.
+#[allow(clippy::too_many_arguments)]
+async fn wake_load(
+    http: &reqwest::Client,
+    url: &str,
+    proto: Proto,
+    waiter_token: &str,
+    poster_token: &str,
+    channels: &[String],
+    n_waiters: usize,
+    rounds: usize,
+) -> Res<Wake> {
+    let mut poster = Client::connect(http.clone(), url, poster_token, proto).await?;
+    let mut cursors = Vec::new();
+    for cid in channels {
+        let info = poster
+            .call("get_channel_info", json!({"channel_id": cid}))
+            .await?;
+        cursors.push(info["message_count"].as_i64().ok_or("no message_count")?);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut per_channel = vec![0usize; channels.len()];
+    let mut tasks = Vec::new();
+    for w in 0..n_waiters {
+        let k = w % channels.len();
+        per_channel[k] += 1;
+        let mut c = Client::connect(http.clone(), url, waiter_token, proto).await?;
+        let cid = channels[k].clone();
+        let mut cursor = cursors[k];
+        let tx = tx.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(v) = c
+                    .call(
+                        "sync_messages",
+                        json!({"channel_id": cid, "cursor": cursor, "wait_ms": 25000}),
+                    )
+                    .await
+                else {
+                    return;
+                };
+                let now = Instant::now();
+                if let Some(first) = v["messages"].as_array().and_then(|m| m.first()) {
+                    let _ = tx.send((k, first["seq"].as_i64().unwrap_or(-1), now));
+                }
+                cursor = v["cursor"].as_i64().unwrap_or(cursor);
+            }
+        }));
+    }
+    drop(tx);
+    // The waiters' requests must reach the daemon and subscribe before the
+    // first post; nothing tells a client that its long-poll is parked, so
+    // give them a moment (this is set-up, not measured).
+    tokio::time::sleep(Duration::from_millis(500 + n_waiters as u64)).await;
+    let mut out = Wake {
+        from_send: Vec::new(),
+        from_ack: Vec::new(),
+    };
+    for round in 0..rounds {
+        for (k, cid) in channels.iter().enumerate() {
+            let t_send = Instant::now();
+            let ack = poster
+                .call(
+                    "post_message",
+                    json!({"channel_id": cid, "body": format!("wake {round}")}),
+                )
+                .await?;
+            let t_ack = Instant::now();
+            let seq = ack["seq"].as_i64().ok_or("no seq")?;
+            let mut got = 0;
+            while got < per_channel[k] {
+                let (ch, s, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await
+                    .map_err(|_| format!("waiters of channel {k} did not wake within 30 s"))?
+                    .ok_or("waiters gone")?;
+                if ch != k || s != seq {
+                    return Err(format!(
+                        "unexpected wake: channel {ch} seq {s}, expected {k} {seq}"
+                    ));
+                }
+                got += 1;
+                if round > 0 || rounds == 1 {
+                    out.from_send.push(signed_us(at, t_send));
+                    out.from_ack.push(signed_us(at, t_ack));
+                }
+            }
+            if channels.len() == 1 && round + 1 < rounds {
+                // Everyone re-arms after a herd wake-up; let them park again.
+                tokio::time::sleep(Duration::from_millis(500 + n_waiters as u64)).await;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+    out.from_send.sort();
+    out.from_ack.sort();
+    Ok(out)
+}
+
+fn signed_us(at: Instant, from: Instant) -> i64 {
+    if at >= from {
+        (at - from).as_micros() as i64
+    } else {
+        -((from - at).as_micros() as i64)
+    }
+}
+
+/// A channel with one seat per token; the first creates it.
+async fn make_channel(
+    http: &reqwest::Client,
+    url: &str,
+    members: &[&String],
+    name: &str,
+) -> Res<String> {
+    let slots: Vec<String> = (0..members.len()).map(|i| format!("p{i}")).collect();
+    let mut admin = Client::connect(http.clone(), url, members[0], Proto::Sessionless).await?;
+    let v = admin
+        .call(
+            "create_channel",
+            json!({"name": name, "slots": slots, "join_as": "p0"}),
+        )
+        .await?;
+    let cid = v["channel_id"].as_str().ok_or("no channel_id")?.to_string();
+    for inv in v["invites"].as_array().ok_or("no invites")? {
+        let slot = inv["slot"].as_str().ok_or("no slot")?;
+        let i: usize = slot
+            .trim_start_matches('p')
+            .parse()
+            .map_err(|_| "bad slot")?;
+        let mut c = Client::connect(http.clone(), url, members[i], Proto::Sessionless).await?;
+        c.call("join_channel", json!({"invite_code": inv["invite_code"]}))
+            .await?;
+    }
+    Ok(cid)
+}
+
+/// A minimal MCP client: JSON-RPC `tools/call` over Streamable HTTP.
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    auth: String,
+    proto: Proto,
+    session: Option<String>,
+    next_id: u64,
+}
+
+impl Client {
+    async fn connect(http: reqwest::Client, url: &str, token: &str, proto: Proto) -> Res<Client> {
+        let mut c = Client {
+            http,
+            url: url.to_string(),
+            auth: format!("Bearer {token}"),
+            proto,
+            session: None,
+            next_id: 1,
+        };
+        if proto == Proto::Session {
+            c.rpc(
+                "initialize",
+                json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "load", "version": "0"}}),
+                None,
+            )
+            .await?;
+            let body = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            c.request(&body, "notifications/initialized", None)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(c)
+    }
+
+    fn request(&self, body: &Value, method: &str, name: Option<&str>) -> reqwest::RequestBuilder {
+        let version = match self.proto {
+            Proto::Session => "2025-06-18",
+            Proto::Sessionless => "2026-07-28",
+        };
+        let mut r = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", &self.auth)
+            .header("mcp-protocol-version", version)
+            .body(body.to_string());
+        if let Some(s) = &self.session {
+            r = r.header("mcp-session-id", s);
+        }
+        if self.proto == Proto::Sessionless {
+            r = r.header("mcp-method", method);
+            if let Some(n) = name {
+                r = r.header("mcp-name", n);
+            }
+        }
+        r
+    }
+
+    async fn rpc(&mut self, method: &str, mut params: Value, name: Option<&str>) -> Res<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        if self.proto == Proto::Sessionless {
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            });
+        }
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let resp = self
+            .request(&body, method, name)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(s) = resp.headers().get("mcp-session-id") {
+            self.session = s.to_str().ok().map(str::to_string);
+        }
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{method}: HTTP {status}: {text}"));
+        }
+        parse_response(&text, id).ok_or_else(|| format!("{method}: no response {id} in {text}"))
+    }
+
+    /// Calls a tool; its structured content, or an error if it failed.
+    async fn call(&mut self, tool: &str, args: Value) -> Res<Value> {
+        let r = self
+            .rpc(
+                "tools/call",
+                json!({"name": tool, "arguments": args}),
+                Some(tool),
+            )
+            .await?;
+        let res = r.get("result").ok_or_else(|| format!("{tool}: {r}"))?;
+        if res["isError"].as_bool().unwrap_or(false) {
+            return Err(format!("{tool} failed: {}", res["structuredContent"]));
+        }
+        Ok(res["structuredContent"].clone())
+    }
+}
+
+fn parse_response(text: &str, id: u64) -> Option<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return Some(v);
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v["id"].as_u64() == Some(id))
+}
+
+/// The release daemon, killed on drop.
+struct Daemon {
+    child: Child,
+    base: String,
+    bin: PathBuf,
+}
+
+fn daemon_bin() -> PathBuf {
+    std::env::var_os("MCPMP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcp-multiplayer")))
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Res<Daemon> {
+        let bin = daemon_bin();
+        let mut child = Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        let base = loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err("daemon exited before listening".into());
+            }
+            if let Some(rest) = line.trim().strip_prefix("mcp-multiplayer listening on ") {
+                break rest.to_string();
+            }
+        };
+        let log = dir.join("daemon.log");
+        std::thread::spawn(move || {
+            if let Ok(mut f) = std::fs::File::create(log) {
+                let _ = std::io::copy(&mut reader, &mut f);
+            }
+        });
+        Ok(Daemon { child, base, bin })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create_token(dir: &Path, name: &str) -> Res<String> {
+    let out = Command::new(daemon_bin())
+        .args(["token", "create", name, "--state-dir"])
+        .arg(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// User + system CPU seconds a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / TICKS_PER_SEC
+}
+
+fn mem_gib() -> u64 {
+    let s = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |k| (k + (1 << 19)) >> 20)
+}
+
+fn kib(k: u64) -> String {
+    format!("{:.1} MiB", k as f64 / 1024.0)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
