@@ -37,21 +37,24 @@ impl Watchers {
 
     /// Announces that `seq` committed in `channel_id`. Call after the commit.
     pub fn notify(&self, channel_id: &str, seq: i64) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = map.get(channel_id) {
-            if tx.receiver_count() == 0 {
-                map.remove(channel_id);
-            } else {
-                tx.send_if_modified(|cur| {
-                    if seq > *cur {
-                        *cur = seq;
-                        true
-                    } else {
-                        false
-                    }
-                });
+        {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(tx) = map.get(channel_id) {
+                if tx.receiver_count() == 0 {
+                    map.remove(channel_id);
+                } else {
+                    tx.send_if_modified(|cur| {
+                        if seq > *cur {
+                            *cur = seq;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
             }
         }
+        // Outside the lock: the hook takes locks of its own.
         if let Some(hook) = self.on_commit.get() {
             hook(channel_id, seq);
         }
