@@ -362,7 +362,8 @@ async def _userns_round_trip(d):
             await call(me, "post_message", {"channel_id": ch["channel_id"], "body": "ping"})
             await f.until(lambda ms: bot_msgs(ms, "echo"))
             assert f.last("echo")["body"]["data"]["body"] == "ping"
-        assert httpx2.get(d.base + "/healthz").json()["sandbox"] == "ok"
+        health = httpx2.get(d.base + "/healthz").json()
+        assert health["sandbox"] == "ok" and health["sandbox_mode"] == "user namespace"
         assert d.proc.pid and open(f"/proc/{d.proc.pid}/status").read().count("\t65534\t") >= 1
     finally:
         d.stop()

@@ -147,11 +147,19 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Some(Ok(())) => json!("ok"),
         Some(Err(e)) => json!({"error": e}),
     };
+    // The runner inherits the daemon's uid: as root it switches each hook to a
+    // sandbox uid; otherwise it confines with an unprivileged user namespace.
+    let sandbox_mode = if nix::unistd::geteuid().is_root() {
+        "root: per-hook sandbox uid"
+    } else {
+        "user namespace"
+    };
     let body = json!({
         "status": if db_ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "database": if db_ok { "ok" } else { "error" },
         "sandbox": sandbox,
+        "sandbox_mode": sandbox_mode,
     });
     let code = if db_ok {
         StatusCode::OK
