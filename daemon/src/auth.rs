@@ -11,11 +11,10 @@ use crate::secrets::{self, SecretKind};
 use crate::store::{Store, StoreError};
 use rusqlite::{OptionalExtension, params};
 
-/// Why a bearer token was refused. Never includes the token.
+/// Why a bearer token was refused. Never includes the token. (A missing
+/// header is the HTTP layer's to see; it never reaches the store.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRejection {
-    /// No `Authorization: Bearer` header.
-    Missing,
     /// Unknown, expired, revoked, or issued for another resource.
     Invalid,
 }

@@ -221,7 +221,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Ok(None) => unreachable_none(),
+                // prepare() returns None only when given no source.
+                Ok(None) => anyhow::bail!("internal: no bot prepared from {}", file.display()),
                 Err(e) => {
                     println!("{}: refused\n  {}", file.display(), e.message);
                     Ok(ExitCode::from(1))
@@ -249,10 +250,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bot_run(cfg, file, players, messages, &params, network).await
         }
     }
-}
-
-fn unreachable_none() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("internal: no bot prepared")
 }
 
 fn read_source(file: &PathBuf) -> anyhow::Result<String> {

@@ -148,7 +148,7 @@ impl StoredMessage {
             None => m["body"] = self.body.clone(),
             Some(to) => {
                 m["to"] = json!(to);
-                if self.sender == viewer || to.iter().any(|t| t == viewer) {
+                if self.readable_by(viewer) {
                     m["body"] = self.body.clone();
                     m["body_salt"] = json!(self.body_salt);
                 } else {

@@ -117,7 +117,7 @@ async fn require_bearer(State(state): State<AppState>, mut req: Request, next: N
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
-        Ok(Err(TokenRejection::Invalid | TokenRejection::Missing)) => {
+        Ok(Err(TokenRejection::Invalid)) => {
             tracing::warn!("refused a bearer token");
             unauthorized(&state, true)
         }

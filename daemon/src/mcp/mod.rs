@@ -166,7 +166,6 @@ impl McpServer {
         run(async {
             let a: JoinChannelArgs = parse(raw)?;
             let j = self.app.channels.join(&who, &a.invite_code).await?;
-            self.app.bots.channel_changed(&j.channel_id);
             let view = self.app.channels.view(&who, &j.channel_id).await?;
             let out = json!({
                 "channel_id": j.channel_id, "slot": j.slot, "rejoin_token": j.rejoin_token,
