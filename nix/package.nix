@@ -43,6 +43,7 @@ rustPlatform.buildRustPackage {
       ../Cargo.toml
       ../Cargo.lock
       ../daemon
+      ../protocol
       ../sandbox-runner
       ../bots
     ];

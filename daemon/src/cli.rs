@@ -4,7 +4,7 @@ use crate::bots::Bots;
 use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
 use crate::store::Store;
 use clap::{Parser, Subcommand};
-use sandbox_runner::{BotSpec, Hook, HookContext, HookOutcome, Player};
+use hook_protocol::{BotSpec, Hook, HookContext, HookOutcome, Player};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -355,7 +355,7 @@ async fn bot_run(
             }
             HookOutcome::Error { error } => {
                 println!("  bot:error: {}", error.short_reason());
-                if let sandbox_runner::HookError::Exception { traceback, .. } = &error {
+                if let hook_protocol::HookError::Exception { traceback, .. } = &error {
                     println!("{traceback}");
                 }
             }

@@ -9,7 +9,7 @@
 //! (`--trace-steps`), next to bare interpreter start-up and the harness run
 //! without the runner. The cases run interleaved, one round after another.
 
-use sandbox_runner::{
+use hook_protocol::{
     BotSpec, Hook, HookContext, HookJob, HookOutcome, Limits, NetworkPolicy, Runtime,
 };
 use std::io::Write;
@@ -22,7 +22,7 @@ const IMPORTS: &str = "import json, hashlib, random\nclass Imports:\n    def __i
 
 fn job(source: &str, network: bool) -> HookJob {
     HookJob {
-        version: sandbox_runner::PROTOCOL_VERSION,
+        version: hook_protocol::PROTOCOL_VERSION,
         bot: BotSpec {
             name: "bench".into(),
             source: source.into(),

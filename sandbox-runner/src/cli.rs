@@ -1,8 +1,8 @@
 //! Command line, job input and outcome output; the exit code follows the
-//! outcome (see `sandbox_runner::exit`).
+//! outcome (see `hook_protocol::exit`).
 
 use crate::{namespaces, policy, sandbox};
-use sandbox_runner::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, PROTOCOL_VERSION, exit};
+use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, PROTOCOL_VERSION, exit};
 use std::io::{Read, Write};
 use std::time::Instant;
 

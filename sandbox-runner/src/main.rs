@@ -1,7 +1,7 @@
 //! `sandbox-runner`: confines itself, then runs one Python bot hook.
 //!
 //! Reads one `HookJob` (JSON, at most `MAX_JOB_BYTES`) on stdin, prints one
-//! `HookOutcome` on stdout and exits with a code from `sandbox_runner::exit`.
+//! `HookOutcome` on stdout and exits with a code from `hook_protocol::exit`.
 //! `sandbox-runner policy --json` prints the syscall and namespace lists the
 //! packaging checks read. See README.md for the order of operations.
 
@@ -41,5 +41,5 @@ fn main() {
 #[cfg(not(target_os = "linux"))]
 fn main() {
     eprintln!("sandbox-runner: only Linux can confine a hook");
-    std::process::exit(sandbox_runner::exit::CONFINEMENT_FAILED);
+    std::process::exit(hook_protocol::exit::CONFINEMENT_FAILED);
 }

@@ -9,9 +9,9 @@
 //! check cannot redirect a bind.
 
 use crate::policy::{Bind, HostLayout, PathAccess, RootPlan};
+use hook_protocol::Runtime;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
-use sandbox_runner::Runtime;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

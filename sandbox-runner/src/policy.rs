@@ -11,7 +11,7 @@
 //! of the daemon's systemd unit.
 
 use crate::netguard::Cidr;
-use sandbox_runner::{Limits, NetworkPolicy};
+use hook_protocol::{Limits, NetworkPolicy};
 use std::path::{Path, PathBuf};
 
 /// Where the bot's writable tmpfs is mounted inside the sandbox.

@@ -27,6 +27,7 @@
 use crate::netguard::ConnectPolicy;
 use crate::policy::{self, Mode, Network, PathRule, RootPlan, SeccompPolicy};
 use crate::{creds, landlock, mounts, namespaces, rlimit, seccomp, unotify};
+use hook_protocol::{HookError, HookJob, HookOutcome, Timings};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -37,7 +38,6 @@ use nix::sys::socket::{
 };
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, dup2, pipe2};
-use sandbox_runner::{HookError, HookJob, HookOutcome, Timings};
 use serde_json::json;
 use std::ffi::CString;
 use std::io::{IoSlice, IoSliceMut};
@@ -246,7 +246,7 @@ fn namespace_main(prep: &Prepared, job: &HookJob, pipes: Pipes, outside: (u32, u
     // The runner holds the read end of the error pipe; if it already died,
     // the write end reports POLLERR.
     if !namespaces::reader_alive(&pipes.errors.1) {
-        namespaces::exit_now(sandbox_runner::exit::INTERNAL);
+        namespaces::exit_now(hook_protocol::exit::INTERNAL);
     }
     if let Err(e) = namespaces::unshare(&policy::namespaces(prep.mode, prep.network)) {
         fail(err_fd, "namespaces", &format!("unshare: {e}"));
@@ -284,7 +284,7 @@ fn namespace_main(prep: &Prepared, job: &HookJob, pipes: Pipes, outside: (u32, u
             Ok(WaitStatus::Exited(_, code)) => namespaces::exit_now(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => namespaces::exit_now(128 + sig as i32),
             Ok(_) | Err(Errno::EINTR) => continue,
-            Err(_) => namespaces::exit_now(sandbox_runner::exit::INTERNAL),
+            Err(_) => namespaces::exit_now(hook_protocol::exit::INTERNAL),
         }
     }
 }
@@ -296,7 +296,7 @@ fn fail(errors: RawFd, step: &str, message: &str) -> ! {
     let file = unsafe { std::fs::File::from_raw_fd(errors) };
     let _ = std::io::Write::write_all(&mut &file, line.as_bytes());
     std::mem::forget(file);
-    namespaces::exit_now(sandbox_runner::exit::CONFINEMENT_FAILED)
+    namespaces::exit_now(hook_protocol::exit::CONFINEMENT_FAILED)
 }
 
 /// With tracing on, records on the error pipe that `step` just finished
@@ -318,7 +318,7 @@ fn reaper_main(prep: &Prepared, job: &HookJob, pipes: Pipes, lifeline: OwnedFd) 
         fail(err_fd, "namespaces", &format!("PR_SET_PDEATHSIG: {e}"));
     }
     if !namespaces::parent_alive(&lifeline) {
-        namespaces::exit_now(sandbox_runner::exit::INTERNAL);
+        namespaces::exit_now(hook_protocol::exit::INTERNAL);
     }
     drop(lifeline);
     let Pipes {
@@ -368,7 +368,7 @@ fn reaper_main(prep: &Prepared, job: &HookJob, pipes: Pipes, lifeline: OwnedFd) 
             }
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
-            Err(_) => namespaces::exit_now(sandbox_runner::exit::INTERNAL),
+            Err(_) => namespaces::exit_now(hook_protocol::exit::INTERNAL),
         }
     }
 }
@@ -588,7 +588,7 @@ fn supervise(
     let result_cap = job
         .limits
         .max_output_bytes
-        .min(sandbox_runner::MAX_RESULT_BYTES);
+        .min(hook_protocol::MAX_RESULT_BYTES);
     let connect_policy = Arc::new(connect_policy);
 
     let mut seen = Seen::default();
@@ -785,9 +785,9 @@ fn supervise(
 /// again, so a bot that got past the language layer and wrote fd 3 itself
 /// still cannot post more than the channel allows.
 pub fn check_limits(
-    posts: &[sandbox_runner::Post],
+    posts: &[hook_protocol::Post],
     state: &serde_json::Value,
-    limits: &sandbox_runner::Limits,
+    limits: &hook_protocol::Limits,
 ) -> Result<(), String> {
     if posts.len() > limits.max_posts {
         return Err(format!(
@@ -876,7 +876,7 @@ fn outcome(job: &HookJob, seen: Seen, started: Instant, finished: Instant) -> Ho
     let code = match seen.child_status {
         Some(WaitStatus::Exited(_, c)) => c,
         Some(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
-        _ => sandbox_runner::exit::INTERNAL,
+        _ => hook_protocol::exit::INTERNAL,
     };
     if code > 128 {
         let sig = Signal::try_from(code - 128).ok();
@@ -947,7 +947,7 @@ fn outcome(job: &HookJob, seen: Seen, started: Instant, finished: Instant) -> Ho
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sandbox_runner::{Limits, Post};
+    use hook_protocol::{Limits, Post};
 
     fn post(body: serde_json::Value) -> Post {
         Post {

@@ -19,7 +19,7 @@
 
 mod util;
 
-use sandbox_runner::{Hook, HookError, HookOutcome, exit};
+use hook_protocol::{Hook, HookError, HookOutcome, exit};
 use serde_json::json;
 use std::time::Duration;
 use util::*;
@@ -387,7 +387,7 @@ fn unbounded_print_through_the_language_layer_stays_bounded() {
                 &logs[..logs.len().min(80)]
             );
             assert!(
-                logs.len() <= sandbox_runner::MAX_RESULT_BYTES / 4,
+                logs.len() <= hook_protocol::MAX_RESULT_BYTES / 4,
                 "{} bytes of logs",
                 logs.len()
             );

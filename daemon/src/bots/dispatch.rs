@@ -18,8 +18,8 @@
 use super::Bots;
 use crate::channels::{self, Channels, StoredMessage, ToolError, append};
 use crate::transcript;
+use hook_protocol::{BotSpec, Hook, HookContext, HookError, HookOutcome, Player, Post};
 use rusqlite::{Connection, OptionalExtension, params};
-use sandbox_runner::{BotSpec, Hook, HookContext, HookError, HookOutcome, Player, Post};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -317,7 +317,7 @@ fn validate(
     cid: &str,
     posts: &[Post],
     state: &Value,
-    limits: &sandbox_runner::Limits,
+    limits: &hook_protocol::Limits,
 ) -> Result<(), String> {
     if posts.len() > limits.max_posts {
         return Err(format!(
@@ -377,7 +377,7 @@ fn commit_outcome(
     cursor: i64,
     trigger: i64,
     outcome: HookOutcome,
-    limits: &sandbox_runner::Limits,
+    limits: &hook_protocol::Limits,
 ) -> Result<Option<i64>, ToolError> {
     // Only this channel's drain task moves the cursor; check anyway.
     let now: Option<i64> = c

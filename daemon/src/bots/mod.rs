@@ -12,7 +12,7 @@ pub mod runner;
 use crate::channels::{BotAttachment, ToolError};
 use crate::config::BotsConfig;
 use crate::transcript;
-use sandbox_runner::{
+use hook_protocol::{
     BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy,
     PROTOCOL_VERSION, Runtime,
 };

@@ -6,7 +6,7 @@
 //! overruns the wall deadline (plus a grace for its own clean-up) the daemon
 //! kills the whole process group.
 
-use sandbox_runner::{HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, exit};
+use hook_protocol::{HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, exit};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use sandbox_runner::{
+use hook_protocol::{
     BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy, Player,
     Runtime,
 };
@@ -53,7 +53,7 @@ pub fn is_root() -> bool {
 
 pub fn job(source: &str) -> HookJob {
     HookJob {
-        version: sandbox_runner::PROTOCOL_VERSION,
+        version: hook_protocol::PROTOCOL_VERSION,
         bot: BotSpec {
             name: "attack".into(),
             source: source.into(),
@@ -146,7 +146,7 @@ impl Run {
                 self.stderr
             ),
         }
-        assert_eq!(self.code, sandbox_runner::exit::HOOK_FAILED);
+        assert_eq!(self.code, hook_protocol::exit::HOOK_FAILED);
     }
 }
 

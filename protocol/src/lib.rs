@@ -1,4 +1,4 @@
-//! The job protocol between the daemon and `sandbox-runner`.
+//! The job protocol between the daemon, `sandbox-runner` and the harness.
 //!
 //! The daemon spawns one runner process per bot hook, writes one [`HookJob`] as
 //! JSON to the runner's stdin (then closes it), and reads one [`HookOutcome`] as
