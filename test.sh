@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: runs every tests/steps/NN-*.sh in order, stopping at
-# the first failure. Each step installs what it needs (idempotently), so this
-# works on a fresh Debian machine with Rust and Python 3. Run as root in CI.
+# the first failure. 00-deps.sh first installs everything the others need
+# (tests/steps/deps.sh lists it), so this works on a fresh Debian 12 machine
+# that has only Rust and Python 3 (tests/fresh-machine.sh checks exactly
+# that). Run as root. Each step's header says how long the suite has run, so
+# step times are the differences; nothing is printed after the last step, so
+# the end-to-end tests' summary closes the output.
 set -euo pipefail
 cd "$(dirname "$0")"
 for step in tests/steps/[0-9][0-9]-*.sh; do
-  echo "==> ${step}"
+  echo "==> ${step} (suite at ${SECONDS} s)"
   bash "${step}"
 done

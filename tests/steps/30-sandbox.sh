@@ -13,26 +13,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# --- what the suite needs -----------------------------------------------------
-need_apt=()
-for pkg in python3 python3-requests iproute2 util-linux ca-certificates patchelf gcc; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-fi
-
-# Unprivileged user namespaces must be available for mode 2.
-if [ -e /proc/sys/kernel/unprivileged_userns_clone ]; then
-  sysctl -q -w kernel.unprivileged_userns_clone=1
-fi
-if [ "$(cat /proc/sys/user/max_user_namespaces)" -lt 100 ]; then
-  sysctl -q -w user.max_user_namespaces=10000
-fi
-if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ]; then
-  sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0
-fi
+# --- what the suite needs (tests/steps/deps.sh) ------------------------------
+. tests/steps/deps.sh
+deps_debian
+deps_kernel # unprivileged user namespaces, for mode 2
 
 # --- build once, as root ------------------------------------------------------
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"

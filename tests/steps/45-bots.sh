@@ -5,15 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-need=()
-/usr/bin/python3 -c 'import pytest' 2>/dev/null || need+=(python3-pytest)
-/usr/bin/python3 -c 'import requests' 2>/dev/null || need+=(python3-requests)
-command -v openssl >/dev/null || need+=(openssl)
-command -v pyflakes3 >/dev/null || need+=(pyflakes3)
-if [ "${#need[@]}" -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+. tests/steps/deps.sh
+deps_debian # pytest, requests, openssl, pyflakes3
+deps_kernel # the sandboxed games
 
 pyflakes3 bots/*.py bots/tests/*.py
 

@@ -23,7 +23,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 PY=/usr/bin/python3
 CI=nix/ci
-TOOLS=${MCPM_TOOLS_DIR:-$HOME/.cache/mcp-multiplayer-tools}
 THRESHOLD=20 # systemd-analyze's --threshold is in tenths: 20 = exposure 2.0
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -31,25 +30,11 @@ trap 'rm -rf "$WORK"' EXIT
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
-# --- tools (idempotent, fast when present) ---------------------------------
-need_apt=()
-command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
-command -v systemd-analyze >/dev/null || need_apt+=(systemd)
-command -v unshare >/dev/null || need_apt+=(util-linux)
-command -v ip >/dev/null || need_apt+=(iproute2)
-command -v ps >/dev/null || need_apt+=(procps)
-[[ -x /usr/bin/python3 ]] || need_apt+=(python3)
-if ((${#need_apt[@]})); then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-DEADNIX=$(command -v deadnix || true)
-if [[ -z $DEADNIX ]]; then
-    DEADNIX=$TOOLS/bin/deadnix
-    if [[ ! -x $DEADNIX ]]; then
-        env -u CARGO_TARGET_DIR cargo install --quiet --locked deadnix --version 1.3.1 --root "$TOOLS"
-    fi
-fi
+# --- tools (tests/steps/deps.sh; quick when present) ------------------------
+. tests/steps/deps.sh
+deps_debian
+deps_kernel
+deps_deadnix
 
 mapfile -t NIX_FILES < <(git ls-files -co --exclude-standard -- '*.nix' | sort)
 ((${#NIX_FILES[@]} >= 6)) || fail "expected the flake and nix/ files, found: ${NIX_FILES[*]}"
