@@ -48,10 +48,19 @@ t0=$SECONDS
 debootstrap --variant=minbase --include=python3 bookworm "$ROOT" "$mirror" >"$ROOT.debootstrap.log" 2>&1 \
     || { tail -20 "$ROOT.debootstrap.log"; exit 1; }
 rm -f "$ROOT.debootstrap.log"
+# The machine's network setup, which is not the project's to install: the
+# resolver, and the local CA certificates and npm settings of a machine whose
+# registry traffic passes a TLS-inspecting proxy (picked up when the suite
+# installs ca-certificates).
+mkdir -p "$ROOT/root/.cargo/bin" "$ROOT/root/.rustup" "$ROOT/work"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+if [[ -d /usr/local/share/ca-certificates ]]; then
+    mkdir -p "$ROOT/usr/local/share/ca-certificates"
+    cp -a /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
+fi
+[[ -f $HOME/.npmrc ]] && cp "$HOME/.npmrc" "$ROOT/root/.npmrc"
 # Rust: the toolchain only. A new CARGO_HOME with rustup's proxies and no
 # registry cache; RUSTUP_HOME is bound read-only below.
-mkdir -p "$ROOT/root/.cargo/bin" "$ROOT/root/.rustup" "$ROOT/work"
 cp -a "$CARGO_BIN/." "$ROOT/root/.cargo/bin/"
 # The clone and shared/ beside it, as CI has them (shared/ without write bits).
 git clone --quiet --no-checkout "$REPO" "$ROOT/work/repo"
