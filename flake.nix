@@ -31,6 +31,7 @@
           default = {
             type = "app";
             program = pkgs.lib.getExe serve;
+            meta.description = "Serve mcp-multiplayer on 127.0.0.1:8201 with its database in the current directory";
           };
         }
       );
@@ -39,7 +40,15 @@
         mcp-multiplayer = final.callPackage ./nix/package.nix { };
       };
 
-      nixosModules.default = ./nix/module.nix;
+      # The module takes its package from pkgs.mcp-multiplayer (nixpkgs'
+      # mkPackageOption style): `default` adds the overlay that provides it;
+      # `mcp-multiplayer` is the module alone, for systems whose pkgs are
+      # read-only (nixpkgs.pkgs) and already have the overlay applied.
+      nixosModules.default = {
+        imports = [ self.nixosModules.mcp-multiplayer ];
+        nixpkgs.overlays = [ self.overlays.default ];
+      };
+      nixosModules.mcp-multiplayer = ./nix/module.nix;
 
       checks = forAllSystems (pkgs: {
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;

@@ -8,6 +8,10 @@
 pkgs.testers.runNixOSTest {
   name = "mcp-multiplayer";
 
+  # The flake's module adds its overlay to nixpkgs.overlays (the package
+  # option defaults to pkgs.mcp-multiplayer), so the node needs its own pkgs.
+  node.pkgsReadOnly = false;
+
   nodes.server =
     { ... }:
     {
@@ -15,8 +19,7 @@ pkgs.testers.runNixOSTest {
 
       services.mcp-multiplayer = {
         enable = true;
-        package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
-        publicUrl = "http://127.0.0.1:8201";
+        settings.public_url = "http://127.0.0.1:8201";
         passphraseFile = "/etc/mcp-multiplayer/passphrase";
       };
       # A copied (mode set), root-only file; a real deployment would use a

@@ -52,7 +52,6 @@ DEPS_DEBIAN=(
     "file /lib/systemd/systemd systemd"
     "cmd ps procps"
     "cmd debootstrap debootstrap"
-    "cmd nix-instantiate nix-bin"
 )
 
 deps_say() { printf 'deps: %s\n' "$*" >&2; }
