@@ -6,15 +6,17 @@
 # tree). Debian 12's Nix is too old for it, so Nix 2.26 runs in a Debian 13
 # root (deps_nix_root in tests/steps/deps.sh). The repository's files (as git
 # lists them, uncommitted changes included) are copied in with a flake.lock
-# that pins nixpkgs to the tarball, and there:
-#   - nix-instantiate --parse on every .nix file            -> OUT/parse.log
-#   - nix flake check --no-build --all-systems              -> OUT/flake-check.log
-#   - drvPaths of the package and the VM test               -> OUT/drv-paths.txt
-#   - the VM test's server unit and its test script         -> OUT/vm.service, OUT/vm-testscript.py
-#   - nix/ci/module-scenarios.nix: the NixOS module in one
-#     small system per scenario, two of them on copies of
-#     the module with a settings bug put back              -> OUT/scenarios.json
-#   - each scenario that must not evaluate                  -> OUT/fail-NAME.log (+ .status)
+# that pins nixpkgs to the tarball, and there (each NAME's output in OUT/NAME,
+# its stderr in OUT/NAME.log, its exit status in OUT/NAME.status):
+#   parse              nix-instantiate --parse on every .nix file
+#   flake-check        nix flake check --no-build --all-systems (its log has
+#                      the drvPath of every package and check)
+#   vm.service         the VM test server's mcp-multiplayer.service
+#   vm-testscript.py   the VM test's Python script
+#   scenarios.json     nix/ci/module-scenarios.nix: the NixOS module in one
+#                      small system per scenario, two of them on copies of
+#                      the module with a settings bug put back
+#   fail-NAME          each scenario that must not evaluate
 # Checking the results is the caller's job (tests/steps/60-packaging.sh).
 #
 # Usage: nix/ci/nix-eval.sh OUT_DIR   (as root; from anywhere)
@@ -99,16 +101,14 @@ run() {
 (cd repo && find . -name "*.nix" -not -path "./target/*" -not -path "./.test-deps/*" | sort) >out/nix-files
 parse_all() { local f bad=0; while read -r f; do nix-instantiate --parse "repo/$f" >/dev/null || bad=1; done <out/nix-files; return $bad; }
 run parse parse_all
-# Pin nixpkgs to the tarball in every copy (no registry, no network).
-for d in repo broken-firewall broken-state-dir; do
-    run "lock-$d" nix flake lock --override-input nixpkgs "file://$NP" "path:$R/$d"
-done
+# Pin nixpkgs to the tarball (no registry, no network); the broken copies
+# have the same inputs.
+run lock nix flake lock --override-input nixpkgs "file://$NP" "path:$R/repo"
+cp repo/flake.lock broken-firewall/flake.lock
+cp repo/flake.lock broken-state-dir/flake.lock
 F=path:$R/repo
+# It prints the drvPath of every derivation it evaluates (packages, checks).
 run flake-check nix flake check --no-build --all-systems "$F"
-for s in x86_64-linux aarch64-linux; do
-    run "drv-package-$s" nix eval --raw "$F#packages.$s.default.drvPath"
-    run "drv-vm-$s" nix eval --raw "$F#checks.$s.vm.drvPath"
-done
 run vm.service nix eval --raw "$F#checks.x86_64-linux.vm.nodes.server.systemd.units.\"mcp-multiplayer.service\".text"
 run vm-testscript.py nix eval --raw "$F#checks.x86_64-linux.vm.config.testScriptString"
 flakes="{ repo = \"$R/repo\"; broken-firewall = \"$R/broken-firewall\"; broken-state-dir = \"$R/broken-state-dir\"; }"
