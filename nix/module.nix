@@ -50,7 +50,10 @@ let
       project's nix/package.nix (pkgs.mcp-multiplayer, or its .override or
       .overrideAttrs, which keep passthru), or set both
       services.mcp-multiplayer.settings.bots.python and
-      services.mcp-multiplayer.settings.bots.python_path yourself.'');
+      services.mcp-multiplayer.settings.bots.python_path yourself.
+    '');
+
+  credentials = lib.optional (cfg.passphraseFile != null) "passphrase:${cfg.passphraseFile}";
 
   # TOML has no null: an unset optional key is left out.
   configFile = settingsFormat.generate "mcp-multiplayer.toml" (
@@ -292,7 +295,9 @@ in
     ];
 
     # The daemon reads $CREDENTIALS_DIRECTORY/passphrase by default.
-    services.mcp-multiplayer.settings.auth.approval = mkIf (cfg.passphraseFile != null) "passphrase";
+    services.mcp-multiplayer.settings = mkIf (cfg.passphraseFile != null) {
+      auth.approval = "passphrase";
+    };
 
     users.users.mcp-multiplayer = {
       isSystemUser = true;
@@ -331,7 +336,7 @@ in
           ExecStart = "${lib.getExe cfg.package} serve --config ${configFile}";
           User = "mcp-multiplayer";
           Group = "mcp-multiplayer";
-          LoadCredential = lib.optional (cfg.passphraseFile != null) "passphrase:${cfg.passphraseFile}";
+          LoadCredential = credentials;
           KillMode = "mixed";
           TimeoutStopSec = 30;
           Restart = "on-failure";

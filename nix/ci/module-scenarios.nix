@@ -110,7 +110,9 @@ let
       config =
         { pkgs, ... }:
         {
-          services.mcp-multiplayer.package = pkgs.mcp-multiplayer.overrideAttrs { pname = "mcp-multiplayer-patched"; };
+          services.mcp-multiplayer.package = pkgs.mcp-multiplayer.overrideAttrs {
+            pname = "mcp-multiplayer-patched";
+          };
         };
     };
     # A foreign package is fine once the module needs nothing from it.
@@ -140,7 +142,8 @@ let
 
   # Scenarios that must not evaluate (nix/ci/nix-eval.sh checks each message).
   failing = {
-    passphrase-in-store.services.mcp-multiplayer.passphraseFile = "${builtins.storeDir}/aaaa-passphrase";
+    passphrase-in-store.services.mcp-multiplayer.passphraseFile =
+      "${builtins.storeDir}/aaaa-passphrase";
     unknown-option.services.mcp-multiplayer.lsiten = "127.0.0.1:1";
     wrong-type.services.mcp-multiplayer.openFirewall = "yes";
     listen-hostname.services.mcp-multiplayer.settings.listen = "localhost:8201";
@@ -152,8 +155,8 @@ let
   };
 in
 if only == null then
-  lib.mapAttrs (
-    _: s: evaluate (flakeOf flakes.${s.flake}) s.config
-  ) (lib.filterAttrs (_: s: flakes ? ${s.flake}) passing)
+  lib.mapAttrs (_: s: evaluate (flakeOf flakes.${s.flake}) s.config) (
+    lib.filterAttrs (_: s: flakes ? ${s.flake}) passing
+  )
 else
-  builtins.deepSeq (evaluate (flakeOf flakes.repo) failing.${only}) "evaluated, but should have failed"
+  builtins.deepSeq (evaluate (flakeOf flakes.repo) failing.${only}) "should not evaluate"
