@@ -20,8 +20,9 @@ The scenarios `broken-firewall` and `broken-state-dir` evaluate copies of the
 module with a settings bug put back; the matching property must fail on each
 (so that the check is shown to catch the bug). The scenarios that must not
 evaluate must fail with the expected message. Also: every .nix file parses,
-`nix flake check` passes, the package and VM test have drvPaths, and the VM
-test's Python script compiles.
+`nix flake check` passes without warnings, the package and VM test have
+drvPaths, every app has a meta.description, and the VM test's Python script
+compiles.
 
 Prints one line per check; exit 0 when all hold, 1 otherwise.
 """
@@ -147,6 +148,14 @@ def main(argv: list[str]) -> int:
                 problems.append(f"nix flake check gave no drvPath for {what}")
             else:
                 print(f"  ok: {what}: {drv}")
+    if require("apps.json", "the apps' meta"):
+        apps = json.loads((out / "apps.json").read_text())
+        for system, by_name in sorted(apps.items()):
+            for name, meta in sorted(by_name.items()):
+                if not (meta or {}).get("description"):
+                    problems.append(f"apps.{system}.{name} has no meta.description")
+                else:
+                    print(f"  ok: apps.{system}.{name}: {meta['description']}")
     if require("vm.service", "the VM test's server unit"):
         print("  ok: the VM test's server renders mcp-multiplayer.service")
     if require("vm-testscript.py", "the VM test's script"):

@@ -11,6 +11,7 @@
 #   parse              nix-instantiate --parse on every .nix file
 #   flake-check        nix flake check --no-build --all-systems (its log has
 #                      the drvPath of every package and check)
+#   apps.json          the meta of every app
 #   vm.service         the VM test server's mcp-multiplayer.service
 #   vm-testscript.py   the VM test's Python script
 #   scenarios.json     nix/ci/module-scenarios.nix: the NixOS module in one
@@ -109,6 +110,7 @@ cp repo/flake.lock broken-state-dir/flake.lock
 F=path:$R/repo
 # It prints the drvPath of every derivation it evaluates (packages, checks).
 run flake-check nix flake check --no-build --all-systems "$F"
+run apps.json nix eval --json "$F#apps" --apply "builtins.mapAttrs (_: builtins.mapAttrs (_: app: app.meta or null))"
 run vm.service nix eval --raw "$F#checks.x86_64-linux.vm.nodes.server.systemd.units.\"mcp-multiplayer.service\".text"
 run vm-testscript.py nix eval --raw "$F#checks.x86_64-linux.vm.config.testScriptString"
 flakes="{ repo = \"$R/repo\"; broken-firewall = \"$R/broken-firewall\"; broken-state-dir = \"$R/broken-state-dir\"; }"
