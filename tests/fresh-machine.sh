@@ -77,6 +77,9 @@ t1=$SECONDS
 status=0
 nice -n 10 unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     R=$1 RUSTUP=$2
+    # The root a mount point, as / is on a machine (the runner pivots its
+    # sandbox root, which needs one).
+    mount --bind "$R" "$R"
     mount -t proc proc "$R/proc"
     mount --rbind /sys "$R/sys"
     mount --rbind /dev "$R/dev"

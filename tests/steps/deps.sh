@@ -114,6 +114,7 @@ deps_python() {
     deps_debian
     deps_say "installing the Python mcp SDK into $DEPS_PY"
     /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --root-user-action=ignore \
         --target "$DEPS_PY" "mcp==2.3.0" "pytest>=8,<10" "anyio>=4"
     touch "$stamp"
 }
