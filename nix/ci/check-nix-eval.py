@@ -46,6 +46,8 @@ MUST_FAIL = {
     "listen-hostname": r"option `services\.mcp-multiplayer\.settings\.listen' is not of type `string matching",
     "package-without-passthru": r"services\.mcp-multiplayer\.package \(hello-[0-9.]+\) has no passthru\.python3",
 }
+# Scenarios that scenario_expectations() reads.
+EXPECTED = {"default", "firewall", "renamed", "state-dir-below-var-lib", "package-override"}
 # Broken copies of the module, and the property each must fail.
 MUST_BREAK = {"broken-firewall": "firewall", "broken-state-dir": "state-dir"}
 
@@ -167,6 +169,8 @@ def main(argv: list[str]) -> int:
 
     if require("scenarios.json", "the module scenarios"):
         scenarios = json.loads((out / "scenarios.json").read_text())
+        for name in sorted((set(MUST_BREAK) | EXPECTED) - scenarios.keys()):
+            problems.append(f"scenario {name} was not evaluated")
         with open(config, "rb") as f:
             known = set(key_paths(tomllib.load(f)))
         for name, s in sorted(scenarios.items()):
