@@ -96,8 +96,8 @@ deps_debian() {
 # Kernel settings for the runner's user-namespace mode (the sandbox started by
 # an unprivileged user: 30's second pass, 60's service user, 90's uid-65534
 # daemon). Written to /proc/sys directly: no dependency on procps' sysctl.
+deps_sysctl() { [[ ! -e /proc/sys/$1 ]] || [[ $(<"/proc/sys/$1") == "$2" ]] || echo "$2" >"/proc/sys/$1"; }
 deps_kernel() {
-    deps_sysctl() { [[ ! -e /proc/sys/$1 ]] || [[ $(<"/proc/sys/$1") == "$2" ]] || echo "$2" >"/proc/sys/$1"; }
     deps_sysctl kernel/unprivileged_userns_clone 1
     deps_sysctl kernel/apparmor_restrict_unprivileged_userns 0
     if (($(</proc/sys/user/max_user_namespaces) < 100)); then
