@@ -38,6 +38,7 @@ mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 
 mirror=${mirror:-http://deb.debian.org/debian}
 
 ROOT=$(mktemp -d "$FRESH_DIR/mcpmp-fresh.XXXXXX")
+chmod 755 "$ROOT" # it becomes /, which every user must traverse
 cleanup() { [[ ${FRESH_KEEP:-0} == 1 ]] && echo "root kept: $ROOT" || rm -rf --one-file-system "$ROOT"; }
 trap cleanup EXIT
 exec > >(tee "$LOG") 2>&1
@@ -94,6 +95,7 @@ flock -u 9
 echo "fresh-machine: suite exited $status after $((SECONDS - t1)) s"
 
 # Step times from the suite's own headers ("==> STEP (suite at N s)").
+cp "$LOG" "$LOG.suite"
 awk -v end=$((SECONDS - t1)) '
     /^==> tests\/steps\/.* \(suite at [0-9]+ s\)$/ {
         t = $(NF - 1); sub(/\(/, "", t)
@@ -101,5 +103,6 @@ awk -v end=$((SECONDS - t1)) '
         name = $2; prev = t
     }
     END { if (name != "") printf "  %6d s  %s (to the end)\n  %6d s  total\n", end - prev, name, end }
-' "$LOG"
+' "$LOG.suite"
+rm -f "$LOG.suite"
 exit $status
