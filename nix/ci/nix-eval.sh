@@ -104,7 +104,15 @@ parse_all() { local f bad=0; while read -r f; do nix-instantiate --parse "repo/$
 run parse parse_all
 # Pin nixpkgs to the tarball (no registry, no network); the broken copies
 # have the same inputs.
-run lock nix flake lock --override-input nixpkgs "file://$NP" "path:$R/repo"
+# The lock depends only on flake.nix and the tarball: made once for each pair.
+# ($NP is named after the tarball's sha256.)
+lock_cache=/var/cache/flake-lock-$({ cat repo/flake.nix; echo "$NP"; } | sha256sum | cut -c1-16).json
+if [[ -f $lock_cache ]]; then
+    cp "$lock_cache" repo/flake.lock
+else
+    run lock nix flake lock --override-input nixpkgs "file://$NP" "path:$R/repo"
+    [[ $(<out/lock.status) != 0 ]] || cp repo/flake.lock "$lock_cache"
+fi
 cp repo/flake.lock broken-firewall/flake.lock
 cp repo/flake.lock broken-state-dir/flake.lock
 F=path:$R/repo
