@@ -133,9 +133,8 @@ def main(argv: list[str]) -> int:
             return False
         return True
 
-    files = (out / "nix-files").read_text().split()
     if require("parse", "nix-instantiate --parse"):
-        print(f"  ok: {len(files)} .nix files parse")
+        print(f"  ok: {len((out / 'nix-files').read_text().split())} .nix files parse")
     if require("flake-check", "nix flake check --no-build --all-systems"):
         checked = re.findall(r"^checking derivation (\S+)\.\.\.$", log("flake-check"), re.M)
         print(f"  ok: nix flake check --no-build --all-systems ({len(checked)} derivations evaluated)")

@@ -105,7 +105,7 @@ run parse parse_all
 # Pin nixpkgs to the tarball (no registry, no network); the broken copies
 # have the same inputs.
 # The lock depends only on flake.nix and the tarball: made once for each pair.
-# ($NP is named after the tarball's sha256.)
+# ($NP is named after the sha256 of the tarball.)
 lock_cache=/var/cache/flake-lock-$({ cat repo/flake.nix; echo "$NP"; } | sha256sum | cut -c1-16).json
 if [[ -f $lock_cache ]]; then
     cp "$lock_cache" repo/flake.lock
