@@ -13,8 +13,8 @@
 # Only committed work is tested (a clone of REV). The root is made under
 # $FRESH_DIR (default /var/tmp) and deleted afterwards unless FRESH_KEEP=1;
 # the log, with each step's time, is written to $FRESH_DIR/mcpmp-fresh.log.
-# Mounts live in a private mount namespace, so nothing stays mounted on the
-# host. The suite itself runs under the lock $MCPMP_ROOT_TESTS_LOCK (default
+# The suite runs in a private mount namespace whose / is the new root
+# (pivot_root), so nothing stays mounted on the host. The suite itself runs under the lock $MCPMP_ROOT_TESTS_LOCK (default
 # /tmp/mcpmp-root-tests.lock), since its sandbox step creates host-wide
 # network names, and at nice 10. It needs the network to Debian's mirror and
 # the crates.io, PyPI and npm registries, like a CI machine's first run.
@@ -78,8 +78,9 @@ t1=$SECONDS
 status=0
 nice -n 10 unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     R=$1 RUSTUP=$2
-    # The root a mount point, as / is on a machine (the runner pivots its
-    # sandbox root, which needs one).
+    # The new root becomes / of this mount namespace (pivot_root, not
+    # chroot: in a chroot the kernel refuses user namespaces, which the
+    # runner creates when started unprivileged).
     mount --bind "$R" "$R"
     mount -t proc proc "$R/proc"
     mount --rbind /sys "$R/sys"
@@ -87,7 +88,12 @@ nice -n 10 unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     mount -t tmpfs -o mode=0755 tmpfs "$R/run"
     mount --bind "$RUSTUP" "$R/root/.rustup"
     mount -o remount,bind,ro "$R/root/.rustup"
-    exec chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 \
+    mkdir -p "$R/.old-root"
+    cd "$R"
+    pivot_root . .old-root
+    umount -l /.old-root
+    rmdir /.old-root
+    exec /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 \
         PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         /bin/bash -c "cd /work/repo && bash .ci/run </dev/null"
 ' fresh "$ROOT" "$RUSTUP" || status=$?
