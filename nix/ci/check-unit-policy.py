@@ -30,7 +30,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import unitfile  # noqa: E402
 
-# Families a network bot's socket() may ask for (DESIGN §5: TCP over IPv4/IPv6).
+# Families a network bot's socket() may ask for: bots speak TCP over IPv4 and IPv6.
 BOT_FAMILIES = {"AF_INET", "AF_INET6"}
 
 
