@@ -50,9 +50,9 @@ debootstrap --variant=minbase --include=python3 bookworm "$ROOT" "$mirror" >"$RO
     || { tail -20 "$ROOT.debootstrap.log"; exit 1; }
 rm -f "$ROOT.debootstrap.log"
 # The machine's network setup, which is not the project's to install: the
-# resolver, /etc/hosts, and the local CA certificates and npm settings of a machine whose
-# registry traffic passes a TLS-inspecting proxy (picked up when the suite
-# installs ca-certificates).
+# resolver, /etc/hosts, and the local CA certificates and npm settings of a
+# machine whose registry traffic passes a TLS-inspecting proxy (picked up
+# when the suite installs ca-certificates).
 mkdir -p "$ROOT/root/.cargo/bin" "$ROOT/root/.rustup" "$ROOT/work"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # What Debian's installer (or any image builder) writes and debootstrap does
