@@ -17,6 +17,7 @@
 //! Run as root (root mode) and as an unprivileged user (user-namespace mode);
 //! `tests/steps/30-sandbox.sh` does both.
 
+mod outcome_cases;
 mod util;
 
 use hook_protocol::{Hook, HookError, HookOutcome, exit};
