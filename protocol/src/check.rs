@@ -101,6 +101,26 @@ impl Limits {
     ///
     /// # Errors
     /// The first rule the outcome breaks.
+    ///
+    /// # Example
+    /// ```
+    /// use hook_protocol::{Hook, HookOutcome, Limits, Origin, Player, Post};
+    /// use serde_json::json;
+    ///
+    /// let players = [Player { label: "alice".into(), slot: "invite:alice".into(), filled: true }];
+    /// let outcome = HookOutcome::Ok {
+    ///     posts: vec![Post { kind: "system".into(), body: json!("hi"), to: None }],
+    ///     state: json!({}),
+    ///     logs: String::new(),
+    ///     timings: Default::default(),
+    ///     manifest: None,
+    /// };
+    /// let refused = Limits::default().check(&outcome, &Hook::OnInit, &players, Origin::Runner);
+    /// assert_eq!(
+    ///     refused.unwrap_err().message(),
+    ///     "the post type 'system' is reserved for the daemon's own messages"
+    /// );
+    /// ```
     pub fn check(
         &self,
         outcome: &HookOutcome,
