@@ -69,70 +69,20 @@ def compile_tree(tree):
         return _raise(Refusal("syntax", None, f"cannot compile the source: {e}"))
 
 
-def _children(node):
-    """The AST children of `node`, in field order."""
-    AST = _ast.AST
-    out = []
-    for field in node._fields:
-        v = getattr(node, field, None)
-        if type(v) is list:
-            out.extend(x for x in v if isinstance(x, AST))
-        elif isinstance(v, AST):
-            out.append(v)
-    return out
-
-
-def _scan(tree):
-    """One pass before the check: the names bound by imports (-> the module
-    they name) and every name the source binds anywhere, in any scope.
-
-    A name the source never binds is the builtin of that name in every
-    scope: bot code has no other way to change its globals or builtins.
-    """
-    imports = {}
-    bound = set()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        t = type(node)
-        if t is _ast.Name:
-            if type(node.ctx) is not _ast.Load:
-                bound.add(node.id)
-        elif t is _ast.Import:
-            for a in node.names:
-                if a.asname:
-                    imports[a.asname] = a.name
-                    bound.add(a.asname)
-                else:
-                    top = a.name.partition(".")[0]
-                    imports[top] = top
-                    bound.add(top)
-        elif t is _ast.ImportFrom:
-            for a in node.names:
-                bound.add(a.asname or a.name)
-                sub = f"{node.module}.{a.name}"
-                if node.module and not node.level and sub in P.FACADES:
-                    imports[a.asname or a.name] = sub
-        elif t in (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef):
-            bound.add(node.name)
-        elif t is _ast.arg:
-            bound.add(node.arg)
-        elif t is _ast.ExceptHandler or t is _ast.MatchAs or t is _ast.MatchStar:
-            if node.name:
-                bound.add(node.name)
-        elif t is _ast.MatchMapping:
-            if node.rest:
-                bound.add(node.rest)
-        elif t is _ast.Global or t is _ast.Nonlocal:
-            bound.update(node.names)
-        stack.extend(_children(node))
-    return imports, bound
-
-
 def check(tree, network):
     """Refuse `tree` (with the first offending line) or rewrite it in place so
-    that it can be compiled (see the module docs for the rewrites)."""
-    bindings, bound = _scan(tree)
+    that it can be compiled (see the module docs for the rewrites).
+
+    One walk over the tree. What depends on the whole source is settled
+    after it: which names imports bind (for the facade check of
+    `module.attr`), and which names the source binds at all (a name it never
+    binds is the builtin of that name in every scope: bot code has no other
+    way to change its globals or builtins).
+    """
+    bindings = {}  # name bound by an import -> the module it names
+    bound = set()  # every name the source binds, in any scope
+    attribute_reads = []  # (receiver, attr, line, node) to check against `bindings`
+    positional_patterns = []  # (builtin name, line, node) to check against `bound`
     problems = []
 
     def refuse(line, message, node=None):
@@ -159,9 +109,7 @@ def check(tree, network):
         why = P.attr_refused(attr)
         if why:
             return refuse(line, why, node)
-        mod = resolve(receiver)
-        if mod is not None and attr not in P.FACADES[mod] and attr not in P.ALLOWED_UNDERSCORE_ATTRS:
-            refuse(line, f"'{mod}.{attr}' is not available to bots", node)
+        attribute_reads.append((receiver, attr, line, node))
 
     def guard(attr):
         value = attr.value
@@ -215,13 +163,8 @@ def check(tree, network):
                     f"of the checker's sight (use keywords, {shown}(x=...))",
                     node,
                 )
-            elif cls.id in bound:
-                refuse(
-                    line,
-                    f"Class pattern '{cls.id}(...)' with positional sub-patterns: "
-                    f"'{cls.id}' is rebound in this source, so it may not be the builtin",
-                    node,
-                )
+            else:
+                positional_patterns.append((cls.id, line, node))
         for a in node.kwd_attrs:
             why = P.pattern_attr_refused(a)
             if why:
@@ -260,6 +203,8 @@ def check(tree, network):
             continue
         t = type(node)
         if t is Name:
+            if type(node.ctx) is not Load:
+                bound.add(node.id)
             if id(node) not in helpers and id(node) not in allowed_names:
                 check_name(node.id, line, node)
         elif t is Attribute:
@@ -277,12 +222,24 @@ def check(tree, network):
                 name_reader_call(node, line)
         elif t is _ast.Import:
             for a in node.names:
+                if a.asname:
+                    bindings[a.asname] = a.name
+                    bound.add(a.asname)
+                else:
+                    top = a.name.partition(".")[0]
+                    bindings[top] = top
+                    bound.add(top)
                 why = P.module_refused(a.name, network)
                 if why:
                     refuse(line, why)
                 if a.asname:
                     check_name(a.asname, line)
         elif t is _ast.ImportFrom:
+            for a in node.names:
+                bound.add(a.asname or a.name)
+                sub = f"{node.module}.{a.name}"
+                if node.module and not node.level and sub in P.FACADES:
+                    bindings[a.asname or a.name] = sub
             if node.level or not node.module:
                 refuse(line, "Relative imports are not allowed")
             else:
@@ -312,6 +269,7 @@ def check(tree, network):
                 if not a.asname and a.name != "*":
                     check_name(a.name, line)
         elif t is _ast.FunctionDef or t is _ast.AsyncFunctionDef:
+            bound.add(node.name)
             if node.name not in P.SPECIAL_METHODS:
                 check_name(node.name, line)
             scrub = _scrub_arguments(node.args, node, helpers)
@@ -324,26 +282,32 @@ def check(tree, network):
             if scrub is not None:
                 node.body = _ast.BoolOp(op=_ast.Or(), values=[scrub, node.body], **_loc(node))
         elif t is _ast.ClassDef:
+            bound.add(node.name)
             class_def(node, line)
         elif t is _ast.arg:
+            bound.add(node.arg)
             check_name(node.arg, line)
         elif t is _ast.keyword:
             if node.arg is not None:
                 check_name(node.arg, line)
         elif t is _ast.Global or t is _ast.Nonlocal:
+            bound.update(node.names)
             for n in node.names:
                 check_name(n, line)
         elif t is _ast.ExceptHandler:
             if node.name:
+                bound.add(node.name)
                 check_name(node.name, line)
                 arg = _ast.Name(id=node.name, ctx=_ast.Load(), **_loc(node))
                 call = _ast.Call(func=_helper_name(SCRUB_HELPER, node, helpers), args=[arg], keywords=[], **_loc(node))
                 node.body.insert(0, _ast.Expr(value=call, **_loc(node)))
         elif t is _ast.MatchAs or t is _ast.MatchStar:
             if node.name:
+                bound.add(node.name)
                 check_name(node.name, line)
         elif t is _ast.MatchMapping:
             if node.rest:
+                bound.add(node.rest)
                 check_name(node.rest, line)
         elif t is _ast.MatchClass:
             match_class(node, line)
@@ -361,6 +325,19 @@ def check(tree, network):
                     v = guard(v)
                     setattr(node, field, v)
                 stack.append((v, line, depth + 1))
+
+    for receiver, attr, line, node in attribute_reads:
+        mod = resolve(receiver)
+        if mod is not None and attr not in P.FACADES[mod] and attr not in P.ALLOWED_UNDERSCORE_ATTRS:
+            refuse(line, f"'{mod}.{attr}' is not available to bots", node)
+    for name, line, node in positional_patterns:
+        if name in bound:
+            refuse(
+                line,
+                f"Class pattern '{name}(...)' with positional sub-patterns: "
+                f"'{name}' is rebound in this source, so it may not be the builtin",
+                node,
+            )
 
     if problems:
         problems.sort(key=lambda p: (p[0], p[1]))
