@@ -216,6 +216,19 @@ def check(tree, network):
                 why = P.attr_store_refused(node.attr)
                 if why:
                     refuse(line, why, node)
+        elif t is _ast.AugAssign:
+            target = node.target
+            if type(target) is Attribute:
+                # `x.attr += y` reads `x.attr` as well as storing it; the
+                # read gets no guard, and `y.__radd__` receives what it read.
+                check_attr(target.value, target.attr, line, target)
+                if target.attr in P.GUARDED_ATTRS:
+                    refuse(
+                        line,
+                        f"Augmented assignment to '.{target.attr}' is not allowed (it "
+                        f"would read the unguarded str.{target.attr})",
+                        target,
+                    )
         elif t is Call:
             f = node.func
             if type(f) is Name and f.id in P.NAME_READERS and id(f) not in helpers:

@@ -155,6 +155,29 @@ def test_match_keyword_pattern_format_is_refused_by_the_checker():
     refused_statically(src, "# <- keyword", "'format'")
 
 
+def test_augmented_assignment_to_format_is_refused_by_the_checker():
+    # `s.format += m` reads the real `s.format` (no guard: the target is a
+    # store) and hands it to `m.__radd__`.
+    src = bot(
+        """
+        s = "{0." + "__class__}"
+        try:
+            s.format += M()  # <- here
+        except AttributeError:
+            pass
+        self.ctx.post("leak", got[0](1))
+        """,
+        extra="got = []\nclass M:\n    def __radd__(self, other):\n        got.append(other)\n        return 0\n",
+    )
+    refused_statically(src, "# <- here", "'.format'")
+
+
+@pytest.mark.parametrize("target", ["x.format_map", "x.gi_frame", "sys.modules"])
+def test_augmented_assignment_reads_follow_the_attribute_rules(target):
+    src = bot(f"x = 1\n{target} += 1  # <- here")
+    refused_statically(src, "# <- here", target.rpartition(".")[2])
+
+
 @pytest.mark.parametrize(
     "kw,needle",
     [
@@ -326,6 +349,21 @@ def test_replacing_the_captures_write_does_not_unbound_it():
         """
     )
     assert ok(run(src))["logs"] == "before\n"
+
+
+def test_breaking_the_captures_functions_does_not_break_the_harness_exit():
+    # sys.stdout is the bot's capture namespace; the harness flushes the
+    # real streams on its way out, so nothing the bot replaced runs then.
+    src = bot(
+        """
+        sys.stdout.flush = None
+        sys.stderr.write = None
+        self.ctx.post("x", 1)
+        """
+    )
+    outcome, stdout, stderr, rc = run_raw(json.dumps(job(src)).encode())
+    assert (rc, stdout, stderr) == (0, b"", b""), (rc, stdout, stderr)
+    assert outcome["posts"] == [{"type": "x", "body": 1}], outcome
 
 
 def test_ctx_class_cannot_be_changed():
@@ -591,6 +629,14 @@ def test_namedtuple_cannot_define_special_methods():
         """
     )
     assert ok(run(src))["posts"][0]["body"] == ["refused", [1, 2]]
+
+
+@pytest.mark.parametrize("expr", ["f'{x.__class__}'", "f'{x!r:{x.gi_frame}}'", "f'{x.mro()}'"])
+def test_f_strings_are_ordinary_code_to_the_checker(expr):
+    # An f-string compiles to attribute reads and calls of repr()/format()
+    # that the checker sees like any other code.
+    src = bot(f"x = 1\ns = {expr}  # <- here")
+    refused_statically(src, "# <- here", "Attribute")
 
 
 def test_percent_formatting_reads_mappings_not_attributes():

@@ -137,6 +137,13 @@ def test_dir_of_a_facade_lists_only_allowlisted_names():
         ("import json.decoder", "'json.decoder'"),
         ("from json import decoder", "'json.decoder'"),
         ("import collections.abc, logging", "'logging'"),
+        ("import dataclasses", "'dataclasses'"),
+        ("import enum", "'enum'"),
+        ("import types", "'types'"),
+        ("import abc", "'abc'"),
+        ("import contextlib", "'contextlib'"),
+        ("import ast", "'ast'"),
+        ("import atexit", "'atexit'"),
     ],
 )
 def test_imports_outside_the_allowlist_are_refused(stmt, shown):
