@@ -324,6 +324,10 @@ def check(tree, network):
                 check_name(node.rest, line)
         elif t is _ast.MatchClass:
             match_class(node, line)
+        elif t in TYPE_PARAMS:
+            # `def f[T]()`, `class C[T]` (Python 3.12+) bind T.
+            bound.add(node.name)
+            check_name(node.name, line, node)
 
         for field in node._fields:
             v = getattr(node, field, None)
@@ -357,6 +361,11 @@ def check(tree, network):
         line, _col, message = problems[0]
         raise Refusal("policy", line or None, message)
 
+
+# The nodes of type parameters (Python 3.12+; none before).
+TYPE_PARAMS = tuple(
+    getattr(_ast, n) for n in ("TypeVar", "ParamSpec", "TypeVarTuple") if hasattr(_ast, n)
+)
 
 NAME_READER_USE = (
     "getattr and hasattr are allowed only as getattr(obj, \"name\"), "

@@ -21,6 +21,7 @@ import hx_policy as P
 
 ModuleType = type(sys)
 _real_type = type
+_NONE = type(None)
 
 # C functions, slot wrappers and method descriptors are library code.
 _FUNCTION = type(lambda: None)
@@ -42,6 +43,14 @@ _CONTEXT = BaseException.__dict__["__context__"]
 _CAUSE = BaseException.__dict__["__cause__"]
 _GROUP_MEMBERS = BaseExceptionGroup.__dict__["exceptions"]
 _ATTRIBUTE_ERROR_OBJ = AttributeError.__dict__["obj"]
+# Attributes CPython fills with a name (a string); an exception a library
+# made itself may hold anything there.
+_NAME_FIELDS = [
+    (cls, cls.__dict__[field])
+    for cls, fields in ((AttributeError, ("name",)), (NameError, ("name",)), (ImportError, ("name", "path")))
+    for field in fields
+    if field in cls.__dict__
+]
 
 
 def _bot_line():
@@ -65,8 +74,9 @@ def scrub_exception(exc):
     traceback's library frames hold library globals. So for `exc` and every
     exception it leads to (its context and cause, the members of a group,
     exceptions among its args or its attributes): `obj` is cleared and the
-    traceback is cut to the frames of bot code. Other attributes are data
-    the library chose to publish.
+    traceback is cut to the frames of bot code. `name` (and an import
+    error's `path`), strings when Python sets them, are cleared if they hold
+    anything else. Other attributes are data the library chose to publish.
     """
     seen = set()
     pending = [exc]
@@ -77,6 +87,9 @@ def scrub_exception(exc):
         seen.add(id(e))
         if issubclass(_real_type(e), AttributeError):
             _ATTRIBUTE_ERROR_OBJ.__set__(e, None)
+        for cls, field in _NAME_FIELDS:
+            if issubclass(_real_type(e), cls) and _real_type(field.__get__(e)) not in (str, _NONE):
+                field.__set__(e, None)
         _cut_to_bot_frames(e)
         pending.append(_CONTEXT.__get__(e))
         pending.append(_CAUSE.__get__(e))

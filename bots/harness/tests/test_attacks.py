@@ -12,6 +12,7 @@ attack suite runs them with the language layer off.
 """
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -470,6 +471,19 @@ def test_exceptions_handed_to_a_bot_callback_by_library_code_are_scrubbed():
     assert "/urllib3/" not in got[0] and "socket.py" not in got[0], got[0]
 
 
+def test_the_scrub_clears_obj_and_non_string_names_of_exceptions_given_to_bot_functions():
+    src = bot(
+        """
+        def look(e):
+            return [e.obj is None, e.name is None, e.args[0] == "m", k.name]
+        k = AttributeError("k", name="kept")
+        e = AttributeError("m", name=[1], obj=[2])
+        self.ctx.post("r", look(e))
+        """
+    )
+    assert ok(run(src))["posts"][0]["body"] == [True, True, True, "kept"]
+
+
 # ------------------------------------------------------------ the checker
 #
 # Mechanism: the checker walks the tree with an explicit stack and refuses
@@ -637,6 +651,23 @@ def test_f_strings_are_ordinary_code_to_the_checker(expr):
     # that the checker sees like any other code.
     src = bot(f"x = 1\ns = {expr}  # <- here")
     refused_statically(src, "# <- here", "Attribute")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="type parameter syntax is Python 3.12+")
+@pytest.mark.parametrize("decl", ["def f[_t]():\n    pass", "class C[**_p]:\n    pass", "type _A = int"])
+def test_type_parameters_follow_the_name_rules(decl):
+    src = bot("pass", extra=decl.replace("\n", "  # <- here\n", 1) + ("" if "\n" in decl else "  # <- here") + "\n")
+    refused_statically(src, "# <- here", "'_")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="type parameter syntax is Python 3.12+")
+def test_type_parameters_work():
+    src = bot(
+        "self.ctx.post('r', [Box(1).v, first([2, 3])])",
+        extra="class Box[T]:\n    def __init__(self, v):\n        self.v = v\n"
+        "def first[U](xs: list[U]) -> U:\n    return xs[0]\ntype Pair = tuple[int, int]\n",
+    )
+    assert ok(run(src))["posts"][0]["body"] == [1, 2]
 
 
 def test_percent_formatting_reads_mappings_not_attributes():
