@@ -541,22 +541,27 @@ def test_moderate_nesting_still_works():
 
 
 def test_code_running_after_the_hook_cannot_post_or_print():
+    # Left on the bot (no reference cycle, so the bot's last reference
+    # going away would close the generator and fire the finalizer at once):
+    # a generator whose `finally` prints and posts, and a finalizer.
     src = bot(
         """
-        def late():
+        self.gen = late(self.ctx)
+        next(self.gen)
+        self.box = Box()
+        weakref.finalize(self.box, print, "late finalizer")
+        self.ctx.post("on_time", 1)
+        """,
+        extra="""
+        def late(ctx):
             try:
                 yield 1
             finally:
                 print("late print")
-                self.ctx.post("late", 1)
-        self.gen = late()
-        next(self.gen)
+                ctx.post("late", 1)
         class Box:
             pass
-        self.box = Box()
-        weakref.finalize(self.box, print, "late finalizer")
-        self.ctx.post("on_time", 1)
-        """
+        """,
     )
     outcome, stdout, stderr, rc = run_raw(json.dumps(job(src)).encode())
     assert rc == 0, stderr
