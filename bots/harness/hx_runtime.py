@@ -373,7 +373,8 @@ def make_layer(network, source, on_violation):
                 return _bot_view(real_origin(tp))
 
             def get_args(tp):
-                """typing.get_args, answering the bot's `type` for `type`."""
+                """typing.get_args, answering the bot's `type` for `type`
+                (also in the parameter list of a Callable)."""
                 return tuple(_bot_view(a) for a in real_args(tp))
 
             return {"get_origin": get_origin, "get_args": get_args}
@@ -465,7 +466,11 @@ def make_layer(network, source, on_violation):
     bot_type = BotType()
 
     def _bot_view(value):
-        return bot_type if value is _real_type else value
+        if value is _real_type:
+            return bot_type
+        if _real_type(value) is list:  # Callable[[type], int] -> ([type], int)
+            return [_bot_view(v) for v in value]
+        return value
 
     # -- str.format
 

@@ -286,6 +286,21 @@ def test_typing_get_origin_hands_out_the_guard_not_the_real_type():
     policy(run(src), line_of(src, "# <- here"), "type(")
 
 
+def test_typing_get_args_hands_out_the_guard_not_the_real_type():
+    src = bot(
+        """
+        out = []
+        for tp in [typing.Type[type], typing.Callable[[type], int], typing.Union[int, type],
+                   list[type], typing.Annotated[type, "x"]]:
+            args = typing.get_args(tp)
+            flat = [a for x in args for a in (x if isinstance(x, list) else [x])]
+            out.append([a is type for a in flat if a is type or a is int])
+        self.ctx.post("r", out)
+        """
+    )
+    assert ok(run(src))["posts"][0]["body"] == [[True], [True, False], [False, True], [True], [True]]
+
+
 def test_type_still_answers_ordinary_questions():
     src = bot(
         """
