@@ -1,8 +1,13 @@
 """One hook, start to finish: read the job, check the source, run the bot,
-write one `HookOutcome` to fd 3 (PROTOCOL.md).
+seal the hook, write one `HookOutcome` to fd 3 (PROTOCOL.md).
+
+The hook's state (`Run`: limits, recipients, posts, state) and the print
+buffer are reachable only from the closures of the functions bot code gets
+(`ctx`'s, the capture's), never from an attribute of anything it can reach;
+bot code may change its own `ctx` and `sys.stdout`, never what they write to.
 
 Start-up cost matters (this runs for every hook), so the module imports only
-what CPython has already loaded plus `_json`, `_ast` and `_io`; `json`, `re`,
+what CPython has already loaded plus `_json`, `_ast`, `_io` and `gc`; `json`, `re`,
 `ast`, `traceback` and `linecache` are never imported unless the bot itself
 asks for them.
 
