@@ -463,6 +463,23 @@ def make_layer(network, source, on_violation):
         def __repr__(self):
             return "<class 'type'>"
 
+        # For annotations: `type[C]` and `type | None`, answered by typing's
+        # equivalents (typing.Type cannot be called).
+        def __getitem__(self, item):
+            import typing
+
+            return typing.Type[item]
+
+        def __or__(self, other):
+            import typing
+
+            return typing.Union[self, other]
+
+        def __ror__(self, other):
+            import typing
+
+            return typing.Union[other, self]
+
     bot_type = BotType()
 
     def _bot_view(value):

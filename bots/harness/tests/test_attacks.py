@@ -307,14 +307,21 @@ def test_type_still_answers_ordinary_questions():
         class P:
             pass
         Q = type("Q", (P,), {"x": 1, "__doc__": "made by type()"})
+        def annotated(a: type | None = None, b: type[P] = P, c: "type[int]" = int):
+            return a
+        try:
+            type[P]()
+            called = "called"
+        except TypeError:
+            called = "refused"  # typing.Type cannot be called (it would be the real type)
         out = [type(3) is int, type(P()).__name__, isinstance(P, type), issubclass(bool, int),
                isinstance(3, type), issubclass(Q, type), type(int) is type, type(type) is type,
-               Q().x, isinstance(Q(), P), repr(type), type.__name__]
+               Q().x, isinstance(Q(), P), repr(type), type.__name__, annotated(int) is int, called]
         self.ctx.post("r", out)
         """
     )
     assert ok(run(src))["posts"][0]["body"] == [
-        True, "P", True, True, False, False, True, True, 1, True, "<class 'type'>", "type",
+        True, "P", True, True, False, False, True, True, 1, True, "<class 'type'>", "type", True, "refused",
     ]
 
 
