@@ -856,3 +856,54 @@ def test_slots_with_refused_names_are_refused(slots, needle):
 def test_slots_outside_a_class_body_stay_refused():
     err = error(check("__slots__ = ()\n" + bot("pass")))
     assert err["kind"] == "policy" and err["line"] == 1 and "'__slots__'" in err["message"], err
+
+
+def test_common_class_forms_still_work():
+    """Library bases with metaclasses of their own (NamedTuple, TypedDict,
+    Generic, Protocol, ABCs), exception classes, decorators that set
+    special methods, and keyword class patterns on them."""
+    extra = '''
+import typing, collections, functools
+T = typing.TypeVar("T")
+class P(typing.NamedTuple):
+    x: int
+    y: int = 0
+class TD(typing.TypedDict):
+    a: int
+class G(typing.Generic[T]):
+    def __init__(self, v: T):
+        self.v = v
+class Pr(typing.Protocol):
+    def m(self) -> int: ...
+class E(Exception):
+    pass
+class OD(collections.OrderedDict):
+    pass
+class M(collections.abc.Mapping):
+    def __getitem__(self, k):
+        return 1
+    def __len__(self):
+        return 1
+    def __iter__(self):
+        return iter(["k"])
+@functools.total_ordering
+class O:
+    __slots__ = ("k",)
+    def __init__(self, k):
+        self.k = k
+    def __eq__(self, o):
+        return self.k == o.k
+    def __lt__(self, o):
+        return self.k < o.k
+'''
+    body = """
+        p = P(1)
+        match p:
+            case P(x=x, y=y):
+                pass
+        self.ctx.post("r", [p.x, TD(a=1), G(3).v, isinstance(E(), Exception), list(OD(a=1)),
+                            dict(M()), O(1) <= O(2), x, y])
+    """
+    assert ok(run(bot(body, extra)))["posts"][0]["body"] == [
+        1, {"a": 1}, 3, True, ["a"], {"k": 1}, True, 1, 0,
+    ]
