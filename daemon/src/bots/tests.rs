@@ -1,0 +1,534 @@
+//! The dispatcher on a real SQLite store with a scripted hook runner in
+//! place of the sandbox: hook order, what triggers hooks and what never
+//! does, failures, limits, crash recovery and parallelism.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::Bots;
+use super::dispatch::{Dispatcher, MAX_POST_KIND, check_outcome};
+use crate::channels::{Channels, NewChannelRequest, SlotSpec, SyncRequest};
+use crate::model::{MessageKind, MessageView, Principal};
+use crate::store::Store;
+use crate::testing::{Scripted, TempStore, bot, bots_config, echo, ok, post, principal};
+use hook_protocol::{Hook, HookError, HookOutcome, Limits, Post};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const ALL_HOOKS: &[&str] = &["on_init", "on_join", "on_message"];
+
+struct World {
+    t: TempStore,
+    ch: Channels,
+    runner: Arc<Scripted>,
+    d: Dispatcher,
+    alice: Principal,
+    bob: Principal,
+}
+
+async fn start(store: &Store, runner: Arc<Scripted>, parallel: usize) -> (Channels, Dispatcher) {
+    let ch = Channels::new(store.clone(), 64 * 1024, CancellationToken::new());
+    let bots = Bots::with_runner(bots_config(parallel), runner);
+    let d = Dispatcher::start(store.clone(), bots).await.unwrap();
+    (ch, d)
+}
+
+async fn world(runner: Arc<Scripted>) -> World {
+    let t = TempStore::new();
+    let (ch, d) = start(&t.store, runner.clone(), 4).await;
+    World {
+        alice: principal(&t.store, "alice").await,
+        bob: principal(&t.store, "bob").await,
+        t,
+        ch,
+        runner,
+        d,
+    }
+}
+
+impl World {
+    /// A channel with players alice (seated, admin) and bob, and one bot
+    /// defining `hooks`. Returns the channel id and bob's invite.
+    async fn table(&self, hooks: &[&str]) -> (String, String) {
+        let c = self
+            .ch
+            .create(
+                &self.alice,
+                NewChannelRequest {
+                    name: "t".into(),
+                    slots: ["alice", "bob", "bot:ref"]
+                        .iter()
+                        .map(|s| SlotSpec::parse(s).unwrap())
+                        .collect(),
+                    join_as: Some("alice".into()),
+                    allow_network: false,
+                    bot: Some(bot("Ref", hooks)),
+                },
+            )
+            .await
+            .unwrap();
+        (c.channel_id, c.invites[0].invite_code.clone())
+    }
+
+    async fn say(&self, who: &Principal, cid: &str, body: Value) -> i64 {
+        self.ch.post(who, cid, None, &body, None).await.unwrap().seq
+    }
+
+    async fn settled(&self) {
+        tokio::time::timeout(Duration::from_secs(20), self.d.settled())
+            .await
+            .expect("the dispatcher did not settle");
+    }
+
+    async fn transcript(&self, cid: &str) -> Vec<MessageView> {
+        self.ch
+            .sync(
+                &self.alice,
+                SyncRequest {
+                    channel_id: cid.into(),
+                    slot: None,
+                    cursor: Some(0),
+                    limit: Some(500),
+                    wait: Some(Duration::ZERO),
+                },
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap()
+            .messages
+    }
+}
+
+fn of_kind(ms: &[MessageView], kind: MessageKind) -> Vec<MessageView> {
+    ms.iter().filter(|m| m.kind == kind).cloned().collect()
+}
+
+#[tokio::test]
+async fn hooks_run_in_transcript_order_on_init_first() {
+    let w = world(Scripted::answering(echo)).await;
+    let (cid, inv) = w.table(ALL_HOOKS).await;
+    w.ch.join(&w.bob, &inv).await.unwrap();
+    w.say(&w.alice, &cid, json!("hi")).await;
+    w.say(&w.bob, &cid, json!({"n": 2})).await;
+    w.settled().await;
+    assert_eq!(
+        w.runner.hooks_in(&cid),
+        vec![
+            "on_init",
+            "on_join:alice",
+            "on_join:bob",
+            "on_message:\"hi\"",
+            "on_message:{\"n\":2}"
+        ]
+    );
+    assert_eq!(w.d.hooks_run(), 5);
+}
+
+#[tokio::test]
+async fn a_bots_posts_commit_as_bot_messages_and_trigger_no_bot() {
+    let w = world(Scripted::answering(echo)).await;
+    let (cid, _) = w.table(ALL_HOOKS).await;
+    // A second bot in the same channel: it must not see the first one's posts.
+    w.ch.attach_bot(
+        &w.alice,
+        &cid,
+        Some("other".into()),
+        bot("Other", ALL_HOOKS),
+    )
+    .await
+    .unwrap();
+    w.say(&w.alice, &cid, json!("ping")).await;
+    w.settled().await;
+    let ms = w.transcript(&cid).await;
+    let replies = of_kind(&ms, MessageKind::Bot);
+    assert_eq!(replies.len(), 2, "one echo from each bot");
+    for r in &replies {
+        assert_eq!(
+            r.body,
+            Some(json!({"type": "echo", "data": {"body": "ping"}}))
+        );
+    }
+    let messages: Vec<_> = w
+        .runner
+        .hooks_in(&cid)
+        .into_iter()
+        .filter(|h| h.starts_with("on_message"))
+        .collect();
+    assert_eq!(messages, vec!["on_message:\"ping\"", "on_message:\"ping\""]);
+}
+
+#[tokio::test]
+async fn hooks_a_bot_does_not_define_are_never_run() {
+    let w = world(Scripted::answering(echo)).await;
+    let (cid, inv) = w.table(&["on_message"]).await;
+    w.ch.join(&w.bob, &inv).await.unwrap();
+    w.say(&w.bob, &cid, json!("only this")).await;
+    w.settled().await;
+    assert_eq!(w.runner.hooks_in(&cid), vec!["on_message:\"only this\""]);
+}
+
+#[tokio::test]
+async fn state_carries_from_one_hook_to_the_next() {
+    let w = world(Scripted::answering(echo)).await;
+    let (cid, _) = w.table(&["on_message"]).await;
+    for i in 0..3 {
+        w.say(&w.alice, &cid, json!({"i": i})).await;
+    }
+    w.settled().await;
+    let states: Vec<Value> = w.runner.calls().into_iter().map(|c| c.state).collect();
+    assert_eq!(
+        states,
+        vec![json!({}), json!({"seen": 1}), json!({"seen": 2})]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_hook_commits_exactly_one_bot_error_and_keeps_the_state() {
+    let runner = Scripted::answering(|job| match &job.hook {
+        Hook::OnMessage { message } if message["body"] == "crash" => HookOutcome::Error {
+            error: HookError::Exception {
+                message: "ZeroDivisionError: division by zero".into(),
+                traceback: "line 3".into(),
+            },
+        },
+        _ => echo(job),
+    });
+    let w = world(runner).await;
+    let (cid, _) = w.table(&["on_message"]).await;
+    w.say(&w.alice, &cid, json!("a")).await;
+    let crash = w.say(&w.alice, &cid, json!("crash")).await;
+    w.say(&w.alice, &cid, json!("b")).await;
+    w.settled().await;
+    let ms = w.transcript(&cid).await;
+    let errors = of_kind(&ms, MessageKind::Control);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].sender, "bot:ref");
+    assert_eq!(
+        errors[0].body,
+        Some(
+            json!({"type": "bot:error", "bot_id": "bot:ref", "seq": crash,
+                    "reason": "exception: ZeroDivisionError: division by zero"})
+        )
+    );
+    assert_eq!(
+        of_kind(&ms, MessageKind::Bot).len(),
+        2,
+        "the other two hooks replied"
+    );
+    let states: Vec<Value> = w.runner.calls().into_iter().map(|c| c.state).collect();
+    assert_eq!(
+        states[2],
+        json!({"seen": 1}),
+        "the failed hook's state did not stick"
+    );
+}
+
+#[tokio::test]
+async fn an_outcome_over_the_limits_is_refused_whole() {
+    let runner = Scripted::answering(|job| {
+        let Hook::OnMessage { message } = &job.hook else {
+            return ok(vec![], json!({}));
+        };
+        let n = message["body"]["case"].as_i64().unwrap();
+        match n {
+            0 => ok(
+                (0..=Limits::default().max_posts)
+                    .map(|_| post("spam", json!(1)))
+                    .collect(),
+                json!({}),
+            ),
+            1 => ok(vec![post("x", json!(1))], json!(["not", "an", "object"])),
+            2 => ok(
+                vec![Post {
+                    kind: "dm".into(),
+                    body: json!(1),
+                    to: Some(vec!["mallory".into()]),
+                }],
+                json!({}),
+            ),
+            _ => ok(
+                vec![post(&"k".repeat(MAX_POST_KIND + 1), json!(1))],
+                json!({}),
+            ),
+        }
+    });
+    let w = world(runner).await;
+    let (cid, _) = w.table(&["on_message"]).await;
+    for case in 0..4 {
+        w.say(&w.alice, &cid, json!({"case": case})).await;
+    }
+    w.settled().await;
+    let ms = w.transcript(&cid).await;
+    assert!(
+        of_kind(&ms, MessageKind::Bot).is_empty(),
+        "nothing of a refused outcome is posted"
+    );
+    let reasons: Vec<String> = of_kind(&ms, MessageKind::Control)
+        .iter()
+        .map(|m| {
+            m.body.as_ref().unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[0].contains("21 posts"), "{reasons:?}");
+    assert!(reasons[1].contains("JSON object"), "{reasons:?}");
+    assert!(reasons[2].contains("\"mallory\""), "{reasons:?}");
+    assert!(reasons[3].contains("1-64 characters"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn a_bot_hears_only_the_private_messages_it_may_read() {
+    let w = world(Scripted::answering(echo)).await;
+    let (cid, inv) = w.table(&["on_message"]).await;
+    w.ch.join(&w.bob, &inv).await.unwrap();
+    w.ch.post(
+        &w.alice,
+        &cid,
+        None,
+        &json!("to bob"),
+        Some(vec!["bob".into()]),
+    )
+    .await
+    .unwrap();
+    w.ch.post(
+        &w.alice,
+        &cid,
+        None,
+        &json!({"bid": 450}),
+        Some(vec!["bot:ref".into()]),
+    )
+    .await
+    .unwrap();
+    w.settled().await;
+    let calls = w.runner.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].hook, "on_message:{\"bid\":450}");
+}
+
+#[tokio::test]
+async fn a_private_bot_post_reaches_only_its_recipients() {
+    let runner = Scripted::answering(|job| match &job.hook {
+        Hook::OnMessage { .. } => ok(
+            vec![Post {
+                kind: "hand".into(),
+                body: json!(["AS"]),
+                to: Some(vec!["bob".into()]),
+            }],
+            json!({}),
+        ),
+        _ => ok(vec![], json!({})),
+    });
+    let w = world(runner).await;
+    let (cid, inv) = w.table(&["on_message"]).await;
+    w.ch.join(&w.bob, &inv).await.unwrap();
+    w.say(&w.alice, &cid, json!("deal")).await;
+    w.settled().await;
+    let hand = of_kind(&w.transcript(&cid).await, MessageKind::Bot).remove(0);
+    assert_eq!(
+        hand.redacted,
+        Some(true),
+        "alice sees that bob got a hand, not the hand"
+    );
+    assert_eq!(hand.to, Some(vec!["bob".to_string()]));
+}
+
+#[tokio::test]
+async fn the_backlog_is_run_when_the_dispatcher_starts() {
+    let t = TempStore::new();
+    let ch = Channels::new(t.store.clone(), 1024, CancellationToken::new());
+    let alice = principal(&t.store, "alice").await;
+    let c = ch
+        .create(
+            &alice,
+            NewChannelRequest {
+                name: "t".into(),
+                slots: vec![SlotSpec::parse("alice").unwrap()],
+                join_as: Some("alice".into()),
+                allow_network: false,
+                bot: Some(bot("Ref", ALL_HOOKS)),
+            },
+        )
+        .await
+        .unwrap();
+    ch.post(
+        &alice,
+        &c.channel_id,
+        None,
+        &json!("while no one listened"),
+        None,
+    )
+    .await
+    .unwrap();
+    let runner = Scripted::answering(echo);
+    let (_, d) = start(&t.store, runner.clone(), 2).await;
+    tokio::time::timeout(Duration::from_secs(20), d.settled())
+        .await
+        .unwrap();
+    assert_eq!(
+        runner.hooks_in(&c.channel_id),
+        vec![
+            "on_init",
+            "on_join:alice",
+            "on_message:\"while no one listened\""
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_hook_and_commit_reruns_the_hook_once_and_never_twice() {
+    let t = TempStore::new();
+    // The first daemon: its hook starts, and the daemon dies before the
+    // hook's outcome commits.
+    let started: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>> = Arc::default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    *started.lock().unwrap() = Some(tx);
+    let s = started.clone();
+    let first = Scripted::with(move |job| {
+        let is_message = matches!(job.hook, Hook::OnMessage { .. });
+        if is_message && let Some(tx) = s.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        Box::pin(async move {
+            if is_message {
+                std::future::pending::<()>().await;
+            }
+            ok(vec![], json!({}))
+        })
+    });
+    let (ch, _d1) = start(&t.store, first.clone(), 2).await;
+    let alice = principal(&t.store, "alice").await;
+    let c = ch
+        .create(
+            &alice,
+            NewChannelRequest {
+                name: "t".into(),
+                slots: vec![SlotSpec::parse("alice").unwrap()],
+                join_as: Some("alice".into()),
+                allow_network: false,
+                bot: Some(bot("Ref", &["on_message"])),
+            },
+        )
+        .await
+        .unwrap();
+    ch.post(&alice, &c.channel_id, None, &json!("once"), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    t.store.close();
+
+    // The restarted daemon runs the interrupted hook, once.
+    let store2 = t.reopen();
+    let second = Scripted::answering(echo);
+    let (ch2, d2) = start(&store2, second.clone(), 2).await;
+    tokio::time::timeout(Duration::from_secs(20), d2.settled())
+        .await
+        .unwrap();
+    assert_eq!(second.hooks_in(&c.channel_id), vec!["on_message:\"once\""]);
+    let s = ch2
+        .sync(
+            &alice,
+            SyncRequest {
+                channel_id: c.channel_id.clone(),
+                slot: None,
+                cursor: Some(0),
+                limit: None,
+                wait: Some(Duration::ZERO),
+            },
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(of_kind(&s.messages, MessageKind::Bot).len(), 1);
+    store2.close();
+
+    // And a third start finds nothing left to run.
+    let store3 = t.reopen();
+    let third = Scripted::answering(echo);
+    let (_, d3) = start(&store3, third.clone(), 2).await;
+    tokio::time::timeout(Duration::from_secs(20), d3.settled())
+        .await
+        .unwrap();
+    assert!(third.calls().is_empty(), "{:?}", third.calls());
+    store3.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_run_in_parallel_and_each_channel_one_hook_at_a_time() {
+    // Every on_message hook waits until a hook of the other channel is
+    // running too: only parallel channels get past it.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let runner = Scripted::with(move |job| {
+        let b = barrier.clone();
+        Box::pin(async move {
+            if matches!(job.hook, Hook::OnMessage { .. }) {
+                b.wait().await;
+            }
+            echo(&job)
+        })
+    });
+    let w = world(runner).await;
+    let (a, _) = w.table(&["on_message"]).await;
+    let (b, _) = w.table(&["on_message"]).await;
+    for i in 0..3 {
+        w.say(&w.alice, &a, json!(format!("{i}"))).await;
+        w.say(&w.alice, &b, json!(format!("{i}"))).await;
+    }
+    w.settled().await;
+    let want = vec!["on_message:\"0\"", "on_message:\"1\"", "on_message:\"2\""];
+    assert_eq!(w.runner.hooks_in(&a), want);
+    assert_eq!(w.runner.hooks_in(&b), want);
+    assert_eq!(*w.runner.max_per_channel.lock().unwrap(), 1);
+    // Running hooks had uids of their own, all in the configured range.
+    let uids: std::collections::BTreeSet<u32> = w.runner.calls().iter().map(|c| c.uid).collect();
+    assert!(uids.len() >= 2, "{uids:?}");
+    assert!(uids.iter().all(|u| (60000..60004).contains(u)), "{uids:?}");
+    let _ = &w.t;
+}
+
+#[test]
+fn the_outcome_check_names_the_rule_broken() {
+    let limits = Limits::default();
+    let slots = vec!["alice".to_string(), "bot:ref".to_string()];
+    let good = vec![
+        post("a", json!({"x": 1})),
+        Post {
+            kind: "b".into(),
+            body: json!(1),
+            to: Some(vec!["alice".into()]),
+        },
+    ];
+    assert_eq!(check_outcome(&good, &json!({}), &limits, &slots), Ok(()));
+    let big = json!("x".repeat(limits.max_post_bytes));
+    let cases: Vec<(Vec<Post>, Value, &str)> = vec![
+        (vec![post("", json!(1))], json!({}), "kind"),
+        (vec![post("a", big)], json!({}), "bytes"),
+        (
+            vec![Post {
+                kind: "a".into(),
+                body: json!(1),
+                to: Some(vec![]),
+            }],
+            json!({}),
+            "recipient",
+        ),
+        (vec![], json!(null), "JSON object"),
+        (
+            vec![],
+            json!({"s": "x".repeat(limits.max_state_bytes)}),
+            "state is",
+        ),
+    ];
+    for (posts, state, want) in cases {
+        let e = check_outcome(&posts, &state, &limits, &slots).unwrap_err();
+        assert!(e.contains(want), "{e:?} should mention {want:?}");
+    }
+}
