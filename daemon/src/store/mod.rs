@@ -42,7 +42,7 @@ pub(crate) mod principals;
 mod seats;
 mod tx;
 
-pub(crate) use bus::{Changes, Commit, CommitBus};
+pub(crate) use bus::{Commit, CommitBus};
 pub(crate) use tx::*;
 
 use rusqlite::{Connection, OpenFlags};

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::bus::Changes;
 use super::*;
 use crate::model::{MessageKind, SlotKind};
 use crate::testing::{TempStore, bot, principal};
