@@ -428,3 +428,247 @@ pub fn summary(ch: &ChannelRecord, who: &Principal, seats: Vec<String>) -> Chann
         created_at: secrets::rfc3339_ms(ch.created_at),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::model::{Manifest, MessageKind};
+    use serde_json::Map;
+
+    fn codes<T: std::fmt::Debug>(r: Result<T, ToolError>) -> Code {
+        r.unwrap_err().code
+    }
+
+    #[test]
+    fn a_slot_is_a_player_by_default_and_a_bot_by_prefix() {
+        let s = SlotSpec::parse("alice").unwrap();
+        assert_eq!((s.kind, s.label.as_str()), (SlotKind::Invite, "alice"));
+        let s = SlotSpec::parse("invite:bob-2").unwrap();
+        assert_eq!((s.kind, s.label.as_str()), (SlotKind::Invite, "bob-2"));
+        let s = SlotSpec::parse("bot:ref_1").unwrap();
+        assert_eq!((s.kind, s.label.as_str()), (SlotKind::Bot, "bot:ref_1"));
+    }
+
+    #[test]
+    fn slot_names_are_short_plain_ascii() {
+        let long = "x".repeat(MAX_SLOT_NAME + 1);
+        for bad in [
+            "",
+            "seat:x",
+            "invite:",
+            "bot:",
+            "a b",
+            "é",
+            "a:b:c",
+            long.as_str(),
+        ] {
+            let e = SlotSpec::parse(bad).unwrap_err();
+            assert_eq!(e.code, Code::BadRequest, "{bad:?}");
+        }
+        assert!(SlotSpec::parse(&"x".repeat(MAX_SLOT_NAME)).is_ok());
+    }
+
+    #[test]
+    fn a_bot_without_a_bot_slot_gets_the_referee_slot() {
+        let with = channel_slots(vec![SlotSpec::parse("a").unwrap()], true, None).unwrap();
+        assert_eq!(with.last().unwrap().label, "bot:referee");
+        let own = vec![
+            SlotSpec::parse("a").unwrap(),
+            SlotSpec::parse("bot:j").unwrap(),
+        ];
+        let kept = channel_slots(own.clone(), true, Some("a")).unwrap();
+        assert_eq!(kept, own, "an existing bot slot is used, none added");
+        let without = channel_slots(vec![SlotSpec::parse("a").unwrap()], false, None).unwrap();
+        assert_eq!(without.len(), 1);
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded_in_characters() {
+        assert_eq!(channel_name("  poker night ").unwrap(), "poker night");
+        let max = "é".repeat(MAX_NAME_CHARS);
+        assert_eq!(channel_name(&max).unwrap(), max, "characters, not bytes");
+        assert_eq!(codes(channel_name(&format!("{max}é"))), Code::BadRequest);
+        assert_eq!(codes(channel_name("\t\n")), Code::BadRequest);
+    }
+
+    #[test]
+    fn the_acting_seat_is_the_only_one_or_the_named_one() {
+        let one = vec!["red".to_string()];
+        let two = vec!["red".to_string(), "blue".to_string()];
+        assert_eq!(resolve_seat(&one, None).unwrap(), "red");
+        assert_eq!(resolve_seat(&two, Some("blue")).unwrap(), "blue");
+        assert_eq!(codes(resolve_seat(&[], None)), Code::NotMember);
+        assert_eq!(codes(resolve_seat(&[], Some("red"))), Code::NotMember);
+        let e = resolve_seat(&two, None).unwrap_err();
+        assert_eq!(e.code, Code::SlotRequired);
+        assert_eq!(e.data.unwrap()["your_seats"], json!(["red", "blue"]));
+        let e = resolve_seat(&one, Some("blue")).unwrap_err();
+        assert_eq!(e.code, Code::UnknownSlot);
+        assert_eq!(e.data.unwrap()["your_seats"], json!(["red"]));
+    }
+
+    #[test]
+    fn a_body_is_measured_as_its_canonical_json() {
+        let b = message_body(&json!({"b": 1.0, "a": "x"}), 100).unwrap();
+        assert_eq!(b.as_str(), r#"{"a":"x","b":1}"#);
+        assert!(message_body(&json!({"b": 1.0, "a": "x"}), b.len()).is_ok());
+        assert_eq!(
+            codes(message_body(&json!({"b": 1.0, "a": "x"}), b.len() - 1)),
+            Code::BadRequest
+        );
+    }
+
+    #[test]
+    fn recipients_are_sorted_without_duplicates_and_never_empty() {
+        let to = recipients(Some(vec!["b".into(), "a".into(), "b".into()])).unwrap();
+        assert_eq!(to, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(recipients(None).unwrap(), None);
+        assert_eq!(codes(recipients(Some(vec![]))), Code::BadRequest);
+    }
+
+    #[test]
+    fn a_sync_window_defaults_to_the_start_and_a_hundred() {
+        assert_eq!(sync_window(None, None).unwrap(), (0, DEFAULT_SYNC_LIMIT));
+        assert_eq!(
+            sync_window(Some(7), Some(MAX_SYNC_LIMIT)).unwrap(),
+            (7, MAX_SYNC_LIMIT)
+        );
+    }
+
+    fn record(admin: &str, closed: bool) -> ChannelRecord {
+        ChannelRecord {
+            id: "ch".into(),
+            name: "n".into(),
+            admin: admin.into(),
+            created_at: 0,
+            closed,
+            allow_network: false,
+            last_seq: 3,
+            head_hash: "h".into(),
+        }
+    }
+
+    fn who(id: &str) -> Principal {
+        Principal {
+            id: id.into(),
+            name: id.into(),
+        }
+    }
+
+    #[test]
+    fn admins_and_members_read_strangers_do_not() {
+        let ch = record("p_admin", false);
+        assert!(require_reader(&ch, &who("p_admin"), &[]).is_ok());
+        assert!(require_reader(&ch, &who("p_x"), &["a".into()]).is_ok());
+        assert_eq!(
+            codes(require_reader(&ch, &who("p_x"), &[])),
+            Code::NotMember
+        );
+        assert!(require_admin(&ch, &who("p_admin"), "x").is_ok());
+        assert_eq!(codes(require_admin(&ch, &who("p_x"), "x")), Code::NotAdmin);
+        assert!(require_open(&ch, "x").is_ok());
+        assert_eq!(
+            codes(require_open(&record("p", true), "x")),
+            Code::ChannelClosed
+        );
+    }
+
+    fn stored(sender: &str, to: Option<Vec<String>>) -> StoredMessage {
+        StoredMessage {
+            channel_id: "ch".into(),
+            seq: 4,
+            sender: sender.into(),
+            kind: MessageKind::User,
+            body: CanonicalJson::of(&json!({"bid": 450})),
+            body_salt: to.as_ref().map(|_| "00ff".to_string()),
+            to,
+            body_hash: "sha256:x".into(),
+            ts: "t".into(),
+            hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_sender_and_recipients_read_a_private_body() {
+        let m = stored("alice", Some(vec!["bot:sealed".into()]));
+        for reader in ["alice", "bot:sealed"] {
+            let v = message_view(&m, reader);
+            assert_eq!(v.body, Some(json!({"bid": 450})), "{reader}");
+            assert_eq!(v.body_salt.as_deref(), Some("00ff"));
+            assert_eq!((v.body_hash, v.redacted), (None, None));
+        }
+        let v = message_view(&m, "bob");
+        assert_eq!((v.body, v.body_salt), (None, None));
+        assert_eq!(v.body_hash.as_deref(), Some("sha256:x"));
+        assert_eq!(v.redacted, Some(true));
+        let public = message_view(&stored("alice", None), "bob");
+        assert_eq!(public.body, Some(json!({"bid": 450})));
+        assert_eq!(
+            (public.to, public.body_salt, public.redacted),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_bot_slot_is_filled_by_its_bot_a_player_slot_by_its_holder() {
+        let slots = vec![
+            SlotRecord {
+                label: "alice".into(),
+                kind: SlotKind::Invite,
+                holder: Some("p_admin".into()),
+                has_bot: false,
+            },
+            SlotRecord {
+                label: "bob".into(),
+                kind: SlotKind::Invite,
+                holder: None,
+                has_bot: false,
+            },
+            SlotRecord {
+                label: "bot:r".into(),
+                kind: SlotKind::Bot,
+                holder: None,
+                has_bot: true,
+            },
+        ];
+        let bots = vec![BotRecord {
+            bot_id: "bot:r".into(),
+            name: "R".into(),
+            preset: None,
+            code_hash: "c".into(),
+            manifest: Manifest {
+                name: "R".into(),
+                version: "1".into(),
+                summary: String::new(),
+                hooks: vec![],
+                params: Map::new(),
+                network: false,
+            },
+            manifest_hash: "m".into(),
+            network: false,
+            cursor: 0,
+        }];
+        let v = channel_view(&record("p_admin", false), &slots, &bots, &who("p_admin"));
+        let flags: Vec<(bool, bool, bool)> = v
+            .slots
+            .iter()
+            .map(|s| (s.filled, s.admin, s.yours))
+            .collect();
+        assert_eq!(
+            flags,
+            vec![
+                (true, true, true),
+                (false, false, false),
+                (true, false, false)
+            ]
+        );
+        assert!(v.you_are_admin);
+        assert_eq!(v.message_count, 3);
+        assert_eq!(v.bots[0].bot_id, "bot:r");
+        assert_eq!(v.first_seat(), Some("alice"));
+        let stranger = channel_view(&record("p_admin", false), &slots, &bots, &who("p_x"));
+        assert!(!stranger.you_are_admin && stranger.first_seat().is_none());
+    }
+}

@@ -38,3 +38,44 @@ impl Watchers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::Commit;
+
+    fn commit(channel: &str) -> Commit {
+        Commit {
+            channel_id: channel.into(),
+            head: 1,
+            changes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_commit_wakes_that_channels_waiters_only() {
+        let w = Watchers::default();
+        let mut a = w.subscribe("a");
+        let mut b = w.subscribe("b");
+        w.committed(&commit("a"));
+        assert!(a.has_changed().unwrap());
+        assert!(!b.has_changed().unwrap());
+        a.borrow_and_update();
+        w.committed(&commit("a"));
+        assert!(
+            a.has_changed().unwrap(),
+            "every commit wakes, not only the first"
+        );
+    }
+
+    #[test]
+    fn a_channel_nobody_waits_on_keeps_no_entry() {
+        let w = Watchers::default();
+        drop(w.subscribe("a"));
+        w.committed(&commit("a"));
+        w.committed(&commit("never-watched"));
+        assert!(w.map.lock().unwrap().is_empty());
+    }
+}

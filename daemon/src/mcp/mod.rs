@@ -578,3 +578,30 @@ impl ServerHandler for McpServer {
             )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::channels::Code;
+
+    #[test]
+    fn an_output_schema_admits_the_result_and_the_tool_error_only() {
+        let schema = Value::Object((*output_schema::<Posted>()).clone());
+        assert_eq!(schema["type"], "object");
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let posted = Posted {
+            msg_id: "ch:1".into(),
+            seq: 1,
+            hash: "h".into(),
+            sender: "alice".into(),
+        };
+        assert!(v.is_valid(&serde_json::to_value(&posted).unwrap()));
+        let e = ToolError::new(Code::NotMember, "no").with_data(json!({"x": 1}));
+        assert!(v.is_valid(&serde_json::to_value(ToolFailure { error: &e }).unwrap()));
+        assert!(!v.is_valid(&json!({"msg_id": "ch:1", "seq": "one", "hash": "h", "sender": "a"})));
+        assert!(!v.is_valid(&json!({"error": {"code": "NOPE", "message": "x"}})));
+        assert!(!v.is_valid(&json!({})));
+    }
+}
