@@ -58,7 +58,7 @@ mod tests {
     fn a_commit_wakes_that_channels_waiters_only() {
         let w = Watchers::default();
         let mut a = w.subscribe("a");
-        let mut b = w.subscribe("b");
+        let b = w.subscribe("b");
         w.committed(&commit("a"));
         assert!(a.has_changed().unwrap());
         assert!(!b.has_changed().unwrap());
