@@ -5,7 +5,9 @@
 //! decides the hook: its own `bot:attach` → `on_init`; `seat:filled` or
 //! `seat:moved` → `on_join`; a user message the bot may read → `on_message`;
 //! anything else (bot posts included, so bots never trigger bots) is passed
-//! over, as is a hook the bot's class does not define. A hook's posts, its
+//! over, as is a hook the bot's class does not define. An outcome must keep
+//! the hook protocol's rules (`Limits::enforce`, the check the runner applies
+//! too). A hook's posts, its
 //! new state and the cursor move commit in one transaction; a failed hook
 //! commits only one `control` `bot:error` message and the cursor move. So a
 //! crash between a message and its hook loses nothing (the hook runs after
@@ -24,8 +26,8 @@ use crate::model::{BotPostBody, Event, MessageKind, Seq, SlotKind};
 use crate::store::{
     BotRecord, BotRuntime, NewMessage, ReadTx, SlotRecord, Store, StoreError, StoredMessage, Tx,
 };
-use crate::transcript::{self, CanonicalJson};
-use hook_protocol::{BotSpec, Hook, HookContext, HookError, HookOutcome, Limits, Player, Post};
+use crate::transcript::CanonicalJson;
+use hook_protocol::{BotSpec, Hook, HookContext, HookError, HookOutcome, Origin, Player, Post};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +36,6 @@ use tokio::sync::{Notify, Semaphore};
 
 /// Messages scanned per read while looking for the next hook.
 const SCAN: usize = 64;
-
-/// Longest kind a bot may give a post.
-pub(crate) const MAX_POST_KIND: usize = 64;
 
 /// Handle to the dispatcher. Cheap to clone.
 #[derive(Clone)]
@@ -226,7 +225,6 @@ impl Dispatcher {
                 filled: s.holder.is_some(),
             })
             .collect();
-        let labels: Vec<String> = slots.into_iter().map(|s| s.label).collect();
         let mut job = self.inner.bots.job(
             BotSpec {
                 name: bot.name,
@@ -258,13 +256,15 @@ impl Dispatcher {
             outcome
         };
         self.inner.hooks_run.fetch_add(1, Ordering::Relaxed);
+        // The protocol's one check of an outcome (the runner applies it to
+        // what the harness wrote; the daemon to what the runner printed):
+        // posts, their types, sizes and recipients (players only), the state.
+        // A broken rule becomes a `limit` failure.
+        let outcome = job
+            .limits
+            .enforce(outcome, &job.hook, &job.context.players, Origin::Runner);
         let result = match outcome {
-            HookOutcome::Ok { posts, state, .. } => {
-                match check_outcome(&posts, &state, &job.limits, &labels) {
-                    Ok(()) => Ok((posts, state)),
-                    Err(message) => Err(HookError::Limit { message }),
-                }
-            }
+            HookOutcome::Ok { posts, state, .. } => Ok((posts, state)),
             HookOutcome::Error { error } => Err(error),
         };
         let (c, bid, cursor) = (cid.to_string(), bot.bot_id, work.cursor);
@@ -343,62 +343,6 @@ fn hook_for(m: &StoredMessage, bot_id: &str) -> Option<Hook> {
         },
         _ => None,
     }
-}
-
-/// Checks a hook's posts and state against the job's limits and the
-/// channel's slots (`slots`: every label a private post may go to). The one
-/// check of a hook's outcome before it is committed.
-///
-/// # Errors
-/// A sentence naming the first rule broken (shown in `bot:error`).
-pub(crate) fn check_outcome(
-    posts: &[Post],
-    state: &Value,
-    limits: &Limits,
-    slots: &[String],
-) -> Result<(), String> {
-    if posts.len() > limits.max_posts {
-        return Err(format!(
-            "the hook made {} posts; the limit is {}",
-            posts.len(),
-            limits.max_posts
-        ));
-    }
-    if !state.is_object() {
-        return Err("the state must be a JSON object".into());
-    }
-    let size = transcript::canonical(state).len();
-    if size > limits.max_state_bytes {
-        return Err(format!(
-            "state is {size} bytes; the limit is {}",
-            limits.max_state_bytes
-        ));
-    }
-    for p in posts {
-        if p.kind.is_empty() || p.kind.len() > MAX_POST_KIND {
-            return Err(format!(
-                "a post's kind must be 1-{MAX_POST_KIND} characters"
-            ));
-        }
-        let size = transcript::canonical(&p.body).len();
-        if size > limits.max_post_bytes {
-            return Err(format!(
-                "a post is {size} bytes; the limit is {}",
-                limits.max_post_bytes
-            ));
-        }
-        if let Some(to) = &p.to {
-            if to.is_empty() {
-                return Err("a private post needs at least one recipient".into());
-            }
-            if let Some(bad) = to.iter().find(|t| !slots.contains(t)) {
-                return Err(format!(
-                    "a post is addressed to {bad:?}, which is not a slot of this channel"
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Commits a hook's outcome with the cursor move: its posts and state, or

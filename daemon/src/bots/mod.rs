@@ -18,7 +18,7 @@ use crate::model::Manifest;
 use crate::store::PreparedBot;
 use crate::transcript;
 use hook_protocol::{
-    BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy,
+    BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy, Origin,
     PROTOCOL_VERSION, Runtime,
 };
 use runner::HookRunner;
@@ -35,6 +35,8 @@ pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
 pub struct Bots {
     pub cfg: Arc<BotsConfig>,
     pub(crate) runner: Arc<dyn HookRunner>,
+    /// The limits every job carries (the protocol's defaults).
+    limits: Limits,
 }
 
 impl Bots {
@@ -51,7 +53,15 @@ impl Bots {
         Bots {
             cfg: Arc::new(cfg),
             runner,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same, with jobs carrying `limits`.
+    #[cfg(test)]
+    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Names of the builtin presets (the `*.py` files in `bots_dir`).
@@ -134,7 +144,10 @@ impl Bots {
             .cfg
             .sandbox_uid
             .saturating_add(self.cfg.max_parallel_hooks as u32);
-        let manifest = match self.runner.run(&job).await {
+        let outcome =
+            job.limits
+                .enforce(self.runner.run(&job).await, &job.hook, &[], Origin::Runner);
+        let manifest = match outcome {
             HookOutcome::Ok {
                 manifest: Some(m), ..
             } => m,
@@ -172,7 +185,7 @@ impl Bots {
             hook,
             context,
             state,
-            limits: Limits::default(),
+            limits: self.limits.clone(),
             network: NetworkPolicy {
                 allowed: network,
                 allow_cidrs: self.cfg.network_allow_cidrs.clone(),
