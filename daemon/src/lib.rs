@@ -3,7 +3,7 @@
 //! Agents meet in shared channels over MCP (Streamable HTTP); referee bots,
 //! whose exact Python source every member can read and hash, run in a
 //! confined `sandbox-runner` process. State lives in SQLite.
-//! `docs/architecture.md` walks through the layers: [`model`] (the typed
+//! `docs/architecture.md` walks through the layers: `model` (the typed
 //! domain), `store` (all SQL, the commit bus), `channels` (rules and
 //! authorization), `bots` (preparing bots, dispatching hooks), `mcp` (the
 //! tools), `http` and `oauth`.
@@ -17,7 +17,7 @@ pub mod cli;
 pub(crate) mod config;
 pub(crate) mod http;
 pub(crate) mod mcp;
-pub mod model;
+pub(crate) mod model;
 pub(crate) mod oauth;
 pub(crate) mod secrets;
 pub(crate) mod server;

@@ -261,16 +261,6 @@ pub struct ChannelView {
     pub created_at: String,
 }
 
-impl ChannelView {
-    /// The caller's first seat, if it holds one.
-    pub fn first_seat(&self) -> Option<&str> {
-        self.slots
-            .iter()
-            .find(|s| s.yours)
-            .map(|s| s.label.as_str())
-    }
-}
-
 /// One entry of `list_channels`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ChannelSummary {

@@ -667,8 +667,7 @@ mod tests {
         assert!(v.you_are_admin);
         assert_eq!(v.message_count, 3);
         assert_eq!(v.bots[0].bot_id, "bot:r");
-        assert_eq!(v.first_seat(), Some("alice"));
         let stranger = channel_view(&record("p_admin", false), &slots, &bots, &who("p_x"));
-        assert!(!stranger.you_are_admin && stranger.first_seat().is_none());
+        assert!(!stranger.you_are_admin && !stranger.slots.iter().any(|s| s.yours));
     }
 }
