@@ -458,3 +458,30 @@ async fn channels_of_lists_held_and_administered_channels_newest_first() {
     assert!(mine[0].created_at >= mine[1].created_at);
     assert_eq!(ids(&theirs), vec!["ch2".to_string()]);
 }
+
+#[tokio::test]
+async fn a_write_that_cannot_begin_reports_the_sqlite_error_and_the_writer_lives_on() {
+    let (t, _) = setup().await;
+    // Another process holds the database's write lock past the busy timeout.
+    let other = rusqlite::Connection::open(t.store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = t
+        .store
+        .write(|tx: &mut dyn Tx| tx.rename_channel("ch1", "blocked"))
+        .await;
+    other.execute_batch("ROLLBACK").unwrap();
+    match r {
+        Err(StoreError::Sqlite(e)) => {
+            assert_eq!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy),
+                "{e}"
+            );
+        }
+        other => panic!("expected the SQLite error, got {other:?}"),
+    }
+    t.store
+        .write(|tx: &mut dyn Tx| tx.rename_channel("ch1", "later"))
+        .await
+        .unwrap();
+}
