@@ -604,3 +604,107 @@ async fn the_protocols_outcome_cases_hold_through_the_dispatcher() {
     }
     assert!(ran >= 60, "only {ran} cases ran");
 }
+
+fn inspecting(manifest: Option<Value>) -> Arc<Scripted> {
+    Scripted::answering(move |job| {
+        assert_eq!(job.hook, Hook::Inspect);
+        HookOutcome::Ok {
+            posts: vec![],
+            state: json!({}),
+            logs: String::new(),
+            timings: Default::default(),
+            manifest: manifest.clone(),
+        }
+    })
+}
+
+#[tokio::test]
+async fn preparing_a_bot_hashes_its_exact_source_and_announces_only_the_documented_manifest() {
+    let runner = inspecting(Some(json!({
+        "name": "Tally", "version": "2", "summary": "Counts.", "hooks": ["on_message"],
+        "params": {"max": {"default": 3}}, "class_name": "Tally", "secret": "not announced"
+    })));
+    let bots = Bots::with_runner(bots_config(1), runner.clone());
+    let src = "class Tally:\n    def on_message(self, msg):\n        pass\n";
+    let b = bots
+        .prepare(Some(src.into()), None, None, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        b.code_hash,
+        crate::transcript::sha256_tagged(src.as_bytes())
+    );
+    let announced = serde_json::to_value(&b.manifest).unwrap();
+    assert_eq!(
+        announced,
+        json!({"name": "Tally", "version": "2", "summary": "Counts.", "hooks": ["on_message"],
+               "params": {"max": {"default": 3}}, "network": true})
+    );
+    assert_eq!(
+        b.manifest_hash,
+        crate::transcript::sha256_tagged(crate::transcript::canonical(&announced).as_bytes())
+    );
+    assert_eq!((b.name.as_str(), b.network), ("Tally", true));
+    // Inspections run on the uid after the hooks' ones.
+    assert_eq!(runner.calls()[0].uid, 60000 + 1);
+}
+
+#[tokio::test]
+async fn a_bot_the_language_layer_refuses_is_refused_with_its_line() {
+    let runner = Scripted::answering(|_| HookOutcome::Error {
+        error: HookError::Policy {
+            line: Some(3),
+            message: "Import of 'os' is not allowed".into(),
+        },
+    });
+    let bots = Bots::with_runner(bots_config(1), runner);
+    let e = bots
+        .prepare(Some("import os".into()), None, None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, crate::channels::Code::BadRequest);
+    assert!(
+        e.message.contains("line 3") && e.message.contains("'os'"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_inspection_without_a_manifest_is_a_bot_error() {
+    let bots = Bots::with_runner(bots_config(1), inspecting(None));
+    let e = bots
+        .prepare(Some("class X: pass".into()), None, None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, crate::channels::Code::BotError, "{e}");
+}
+
+#[tokio::test]
+async fn a_bot_is_given_as_code_or_preset_within_the_size_limit() {
+    let runner = inspecting(Some(json!({"name": "X", "hooks": []})));
+    let bots = Bots::with_runner(bots_config(1), runner.clone());
+    assert!(
+        bots.prepare(None, None, None, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let e = bots
+        .prepare(Some("x".into()), Some("echo".into()), None, false)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not both"), "{e}");
+    let big = "#".repeat(super::MAX_SOURCE_BYTES + 1);
+    let e = bots
+        .prepare(Some(big), None, None, false)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("the limit is"), "{e}");
+    let e = bots
+        .prepare(None, Some("../etc/passwd".into()), None, false)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("unknown bot_preset"), "{e}");
+    assert!(runner.calls().is_empty(), "nothing reached the sandbox");
+}
