@@ -22,7 +22,7 @@ pub const HARNESS_DIR: &str = "/harness";
 pub const PYLIB_PREFIX: &str = "/pylib";
 /// The only environment the interpreter gets.
 pub const ENV: &[&str] = &["LANG=C.UTF-8"];
-/// TCP ports a network bot may connect to (DESIGN §5).
+/// TCP ports a network bot may connect to: the web, over HTTP and HTTPS.
 pub const WEB_PORTS: &[u16] = &[80, 443];
 /// TCP port of DNS; only towards the host's own name servers (DNS over TCP).
 pub const DNS_PORT: u16 = 53;
@@ -425,7 +425,7 @@ pub enum Resource {
 /// (resource, soft, hard).
 pub type RlimitSetting = (Resource, u64, u64);
 
-/// The hook's rlimits (DESIGN §6): CPU soft = budget, hard = budget + 1 s so
+/// The hook's rlimits: CPU soft = budget, hard = budget + 1 s so
 /// SIGXCPU comes first; no core dumps, no locked memory, no POSIX queues.
 pub fn rlimits(limits: &Limits) -> Vec<RlimitSetting> {
     vec![

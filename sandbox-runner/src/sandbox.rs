@@ -1,12 +1,15 @@
-//! One hook, start to finish: the order of operations of DESIGN §6.
+//! One hook, start to finish: the order of operations (README.md, "Order of
+//! operations", says why each step comes where it does).
 //!
 //! ```text
-//! runner (outer)   read job · close fds · PDEATHSIG · setsid · pipes
+//! runner (outer)   read job · close fds · PDEATHSIG · setsid · host addresses
+//!                  (network bots) · pipes
 //!   └─ ns child    unshare(user? mnt pid ipc uts net?) · id maps (userns)
 //!      └─ reaper      PID 1 of the new PID namespace: private / · tmpfs root with
 //!         │        read-only binds · workspace tmpfs · pivot_root · detach old root
 //!         └─ hook     fds 0-3 · rlimits · drop caps (and uid/gid in root mode)
-//!                  · no_new_privs · Landlock · seccomp (gate, kill list,
+//!                  · no_new_privs · Landlock · seccomp (gate, hand the
+//!                  listener and a pidfd of itself to the runner, kill list,
 //!                  allowlist) · execve(python -I -S -B /harness/harness.py)
 //! ```
 //!
