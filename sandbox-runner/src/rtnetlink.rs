@@ -431,8 +431,8 @@ mod tests {
 
     #[test]
     fn the_kernel_answers_for_loopback_and_lists_it() {
-        // The real exchange: every Linux network namespace has 127.0.0.1 on
-        // lo, routed as local.
+        // The real exchange: every Linux network namespace with lo up has
+        // 127.0.0.1 on it, routed as local (and ::1 where IPv6 is on).
         let addrs = host_addresses().expect("RTM_GETADDR");
         assert!(addrs.contains(&"127.0.0.1".parse().unwrap()), "{addrs:?}");
         assert_eq!(
@@ -444,5 +444,8 @@ mod tests {
             Ok(RouteType(3)),
             "broadcast"
         );
+        if addrs.contains(&"::1".parse().unwrap()) {
+            assert_eq!(route_type("::1".parse().unwrap(), 0, 443), Ok(RouteType(2)));
+        }
     }
 }
