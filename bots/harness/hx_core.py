@@ -19,15 +19,10 @@ import _io
 import _json
 
 import hx_check
+import hx_protocol
 
 START_NS = time.perf_counter_ns()
 
-DEFAULT_LIMITS = {
-    "max_posts": 20,
-    "max_post_bytes": 64 * 1024,
-    "max_state_bytes": 256 * 1024,
-    "max_output_bytes": 1024 * 1024,
-}
 MAX_LOG_CHARS = 64 * 1024
 MAX_DEPTH = 64
 RESULT_FD = 3
@@ -84,6 +79,11 @@ class NotJson(Exception):
     pass
 
 
+# JSON numbers are doubles to every reader of the outcome: larger integers
+# would not parse (the largest finite double, rounded down to an int).
+_MAX_INT = int(1.7976931348623157e308)
+
+
 def plain(value, what, depth=0):
     """A copy of `value` made of exact JSON types only, or `NotJson`.
 
@@ -103,6 +103,8 @@ def plain(value, what, depth=0):
                 raise NotJson(f"{what} holds a string that is not valid Unicode") from None
         return value
     if t is int:
+        if not -_MAX_INT <= value <= _MAX_INT:
+            raise NotJson(f"{what} holds an integer too large for JSON's numbers")
         return value
     if t is float:
         if value != value or value in (float("inf"), float("-inf")):
@@ -124,7 +126,7 @@ def plain(value, what, depth=0):
         items = list.copy(value) if issubclass(t, list) else tuple.__iter__(value)
         return [plain(v, what, depth + 1) for v in items]
     if issubclass(t, int):
-        return int.__int__(value)
+        return plain(int.__int__(value), what, depth)
     if issubclass(t, float):
         return plain(float.__float__(value), what, depth)
     if issubclass(t, str):
@@ -184,12 +186,7 @@ class Capture:
 # ---------------------------------------------------------------- the run
 
 
-class HookFailed(Exception):
-    """Ends the hook with `error` (a HookError dict)."""
-
-    def __init__(self, error):
-        super().__init__(error.get("message"))
-        self.error = error
+BadJob = hx_protocol.BadJob
 
 
 class LimitError(Exception):
@@ -200,32 +197,23 @@ class Run:
     """Hook-wide state. Lives here, out of reach of bot code: `ctx` reads and
     writes it through functions and holds no reference to it."""
 
-    def __init__(self, job):
-        lim = dict(DEFAULT_LIMITS)
-        raw = job.get("limits") or {}
-        if type(raw) is not dict:
-            raise HookFailed(internal("limits must be an object"))
-        for k in lim:
-            v = raw.get(k, lim[k])
-            if type(v) is not int or v < 0:
-                raise HookFailed(internal(f"limits.{k} must be a non-negative integer"))
-            lim[k] = v
-        self.limits = lim
+    def __init__(self, job, limits):
+        self.limits = limits
         context = job.get("context") or {}
         if type(context) is not dict:
-            raise HookFailed(internal("context must be an object"))
+            raise BadJob("context must be an object")
         self.channel_id = str(context.get("channel_id", ""))
         self.bot_id = str(context.get("bot_id", ""))
         players = context.get("players") or []
         if type(players) is not list or any(type(p) is not dict for p in players):
-            raise HookFailed(internal("context.players must be a list of objects"))
+            raise BadJob("context.players must be a list of objects")
         self.players = players
-        self.labels = {p.get("label") for p in players}
+        self.labels = {p.get("label") for p in players if type(p.get("label")) is str}
         state = job.get("state")
         if state is None:
             state = {}
         if type(state) is not dict:
-            raise HookFailed(internal("state must be a JSON object"))
+            raise BadJob("state must be a JSON object")
         self.state = state
         bot = job.get("bot") or {}
         params = bot.get("params")
@@ -244,21 +232,24 @@ class Run:
         return LimitError(message)
 
     def post(self, kind, body, to):
+        """`ctx.post`, checked by the protocol's rules as it is made."""
         lim = self.limits
-        if len(self.posts) >= lim["max_posts"]:
-            raise self.limit_error(f"more than {lim['max_posts']} posts in one hook")
-        if not issubclass(type(kind), str) or not kind or len(kind) > 100:
-            raise self.limit_error("ctx.post: kind must be a string of 1 to 100 characters")
+        broken = hx_protocol.posts_violation(len(self.posts) + 1, lim["max_posts"])
+        if broken:
+            raise self.limit_error(f"ctx.post: {broken}")
+        if not issubclass(type(kind), str):
+            raise self.limit_error("ctx.post: a post type must be a string")
         kind = "".join((kind,))
+        broken = hx_protocol.kind_violation(kind)
+        if broken:
+            raise self.limit_error(f"ctx.post: {broken}")
         try:
             body = plain(body, "the post body")
         except NotJson as e:
             raise self.limit_error(f"ctx.post: {e}") from None
-        size = len(dumps(body).encode("utf-8"))
-        if size > lim["max_post_bytes"]:
-            raise self.limit_error(
-                f"ctx.post: body is {size} bytes, over the limit of {lim['max_post_bytes']}"
-            )
+        broken = hx_protocol.body_violation(body, lim["max_post_bytes"])
+        if broken:
+            raise self.limit_error(f"ctx.post: {broken}")
         post = {"type": kind, "body": body}
         if to is not None:
             if isinstance(to, str):
@@ -267,33 +258,27 @@ class Run:
                 to = plain(to, "ctx.post's `to`")
             except NotJson as e:
                 raise self.limit_error(str(e)) from None
-            if type(to) is not list or not to or any(type(x) is not str for x in to):
+            if type(to) is not list or any(type(x) is not str for x in to):
                 raise self.limit_error(
                     "ctx.post: `to` must be a slot label or a non-empty list of labels"
                 )
-            unknown = [x for x in to if x not in self.labels]
-            if unknown:
-                raise self.limit_error(f"ctx.post: no player slot labelled {unknown[0]!r}")
-            seen = []
-            for x in to:
-                if x not in seen:
-                    seen.append(x)
-            post["to"] = seen
+            broken = hx_protocol.recipients_violation(to, self.labels)
+            if broken:
+                raise self.limit_error(f"ctx.post: {broken}")
+            post["to"] = to
         self.posts.append(post)
 
     def set_state(self, state):
+        """`ctx.set_state`, checked by the protocol's rules as it is made."""
         if not isinstance(state, dict):
-            raise self.limit_error("ctx.set_state: the state must be a dict")
+            raise self.limit_error("ctx.set_state: the state must be a JSON object (a dict)")
         try:
             state = plain(state, "the state")
         except NotJson as e:
             raise self.limit_error(f"ctx.set_state: {e}") from None
-        size = len(dumps(state).encode("utf-8"))
-        if size > self.limits["max_state_bytes"]:
-            raise self.limit_error(
-                f"ctx.set_state: state is {size} bytes, "
-                f"over the limit of {self.limits['max_state_bytes']}"
-            )
+        broken = hx_protocol.state_violation(state, self.limits["max_state_bytes"])
+        if broken:
+            raise self.limit_error(f"ctx.set_state: {broken}")
         self.state = state
 
     def on_violation(self, message, line):
@@ -348,10 +333,6 @@ class Ctx:
 
 
 # ---------------------------------------------------------------- errors
-
-
-def internal(message):
-    return {"kind": "internal", "message": message}
 
 
 def bot_frames(exc):
@@ -414,12 +395,12 @@ def read_job(raw):
     try:
         job = loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise HookFailed(internal(f"bad job on stdin: {e}")) from None
+        raise BadJob(f"not JSON: {e}") from None
     if type(job) is not dict:
-        raise HookFailed(internal("bad job on stdin: not an object"))
+        raise BadJob("not an object")
     bot = job.get("bot")
     if type(bot) is not dict or type(bot.get("source")) is not str:
-        raise HookFailed(internal("bad job: bot.source must be a string"))
+        raise BadJob("bot.source must be a string")
     hook = job.get("hook")
     if type(hook) is not dict or hook.get("name") not in (
         "inspect",
@@ -427,11 +408,11 @@ def read_job(raw):
         "on_join",
         "on_message",
     ):
-        raise HookFailed(internal("bad job: hook.name must be inspect, on_init, on_join or on_message"))
+        raise BadJob("hook.name must be inspect, on_init, on_join or on_message")
     if hook["name"] == "on_join" and type(hook.get("player")) is not str:
-        raise HookFailed(internal("bad job: on_join needs a player label"))
+        raise BadJob("on_join needs a player label")
     if hook["name"] == "on_message" and "message" not in hook:
-        raise HookFailed(internal("bad job: on_message needs a message"))
+        raise BadJob("on_message needs a message")
     return job
 
 
@@ -451,10 +432,10 @@ def inspect_source(source, network):
     return manifest
 
 
-def run_hook(job):
+def run_hook(job, limits):
     """Run the job; returns the outcome dict (never raises for bot faults)."""
     global _RUN
-    run = Run(job)
+    run = Run(job, limits)
     source = job["bot"]["source"]
     hook = job["hook"]
     network = network_allowed(job)
@@ -469,7 +450,7 @@ def run_hook(job):
 
     paths = job.get("sys_path") or []
     if type(paths) is not list or any(type(p) is not str for p in paths):
-        raise HookFailed(internal("sys_path must be a list of strings"))
+        raise BadJob("sys_path must be a list of strings")
     sys.path.extend(paths)
 
     class_name = None
@@ -555,13 +536,15 @@ def ok(posts, state, logs, manifest):
 
 
 def finish(outcome, max_output):
-    """Serialize the outcome, with the harness's own timing."""
+    """Serialize the outcome, with the harness's own timing and error text
+    within the protocol's bounds; an outcome over `max_output` bytes becomes
+    an output overrun."""
+    if outcome["status"] == "error":
+        hx_protocol.bounded_error(outcome["error"])
     outcome["timings"] = {"confine_us": 0, "hook_us": (time.perf_counter_ns() - START_NS) // 1000}
-    try:
-        data = dumps(outcome).encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError) as e:
-        data = dumps({"status": "error", "error": internal(f"unserializable outcome: {e}")})
-        data = data.encode("utf-8")
+    # Posts and state hold valid Unicode only (`plain`); logs and error text
+    # may carry a bot's lone surrogates, which UTF-8 cannot encode.
+    data = dumps(outcome).encode("utf-8", "replace")
     if len(data) > max_output:
         msg = f"the result is {len(data)} bytes, over the limit of {max_output}"
         data = dumps({"status": "error", "error": {"kind": "output_overrun", "message": msg}})
@@ -570,24 +553,28 @@ def finish(outcome, max_output):
 
 
 def main_hook():
-    """`harness.py` with the job on stdin: the outcome goes to fd 3."""
+    """`harness.py` with the job on stdin: the outcome goes to fd 3.
+
+    Fd 3 carries only what the hook did. When the job itself is unusable (a
+    runner bug: the bot has not run), the harness says so on stderr and exits
+    2 without a result, and the runner reports `internal`."""
     try:
         out = _io.FileIO(RESULT_FD, "w", closefd=True)
     except OSError as e:
         sys.stderr.write(f"harness: fd {RESULT_FD} is not open for the result: {e}\n")
         return 2
-    max_output = DEFAULT_LIMITS["max_output_bytes"]
     try:
         job = read_job(sys.stdin.buffer.read())
-        lim = job.get("limits")
-        if type(lim) is dict and type(lim.get("max_output_bytes")) is int:
-            max_output = lim["max_output_bytes"]
-        outcome = run_hook(job)
-    except HookFailed as f:
-        outcome = {"status": "error", "error": f.error}
+        limits = hx_protocol.limits_of(job)
+        outcome = run_hook(job, limits)
+        data = finish(outcome, limits["max_output_bytes"])
+    except BadJob as e:
+        sys.stderr.write(f"harness: bad job: {e}\n")
+        return 2
     except MemoryError:
-        outcome = {"status": "error", "error": {"kind": "memory", "message": "MemoryError"}}
-    data = finish(outcome, max_output)
+        # Before or after the hook, not in it: a small outcome, bounded.
+        data = dumps({"status": "error", "error": {"kind": "memory", "message": "MemoryError"}})
+        data = data.encode("utf-8")
     view = memoryview(data)
     while view:
         n = out.write(view)
@@ -609,6 +596,7 @@ def main_check(path, network):
             outcome = ok([], {}, "", inspect_source(source, network))
         except hx_check.Refusal as r:
             outcome = {"status": "error", "error": r.as_error()}
+    # `inspect` makes no posts and keeps no state: no limit applies here.
     data = finish(outcome, 1 << 30)
     sys.stdout.write(data.decode("utf-8") + "\n")
     sys.stdout.flush()

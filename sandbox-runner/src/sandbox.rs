@@ -30,7 +30,7 @@
 use crate::netguard::ConnectPolicy;
 use crate::policy::{self, Mode, Network, PathRule, RootPlan, SeccompPolicy};
 use crate::{creds, landlock, mounts, namespaces, rlimit, rtnetlink, seccomp, unotify};
-use hook_protocol::{HookError, HookJob, HookOutcome, Timings};
+use hook_protocol::{HookError, HookJob, HookOutcome, Origin, Timings};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -836,47 +836,6 @@ fn supervise(
     outcome(job, seen, started, finished)
 }
 
-/// The harness enforces the post and state limits; the runner checks them
-/// again, so a bot that got past the language layer and wrote fd 3 itself
-/// still cannot post more than the channel allows.
-pub fn check_limits(
-    posts: &[hook_protocol::Post],
-    state: &serde_json::Value,
-    limits: &hook_protocol::Limits,
-) -> Result<(), String> {
-    if posts.len() > limits.max_posts {
-        return Err(format!(
-            "{} posts, over the limit of {}",
-            posts.len(),
-            limits.max_posts
-        ));
-    }
-    for p in posts {
-        let n = serde_json::to_vec(&p.body)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if n > limits.max_post_bytes {
-            return Err(format!(
-                "a post of {n} bytes, over the limit of {}",
-                limits.max_post_bytes
-            ));
-        }
-    }
-    if !state.is_object() {
-        return Err("the state is not a JSON object".into());
-    }
-    let n = serde_json::to_vec(state)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if n > limits.max_state_bytes {
-        return Err(format!(
-            "a state of {n} bytes, over the limit of {}",
-            limits.max_state_bytes
-        ));
-    }
-    Ok(())
-}
-
 fn tail(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     let s = s.trim();
@@ -969,65 +928,46 @@ fn outcome(job: &HookJob, seen: Seen, started: Instant, finished: Instant) -> Ho
             "the harness exited with {code} and no result: {diag}"
         ));
     }
-    match serde_json::from_slice::<HookOutcome>(&seen.result) {
-        Err(e) => internal(format!("unreadable result from the harness: {e}")),
-        Ok(HookOutcome::Ok {
+    let reported = match serde_json::from_slice::<HookOutcome>(&seen.result) {
+        Err(e) => return internal(format!("unreadable result from the harness: {e}")),
+        Ok(o) => o,
+    };
+    // Fd 3 is within reach of bot code that got past the language layer: the
+    // outcome is held to the protocol's one check (the daemon runs the same
+    // one) before anything of it is relayed.
+    let checked = job
+        .limits
+        .enforce(reported, &job.hook, &job.context.players, Origin::Harness);
+    match checked {
+        HookOutcome::Ok {
             posts,
             state,
             logs,
             manifest,
             ..
-        }) => match check_limits(&posts, &state, &job.limits) {
-            Err(message) => err(HookError::Limit { message }),
-            Ok(()) => HookOutcome::Ok {
-                posts,
-                state,
-                logs,
-                timings,
-                manifest,
-            },
+        } => HookOutcome::Ok {
+            posts,
+            state,
+            logs,
+            timings,
+            manifest,
         },
-        Ok(HookOutcome::Error {
+        HookOutcome::Error {
             error: HookError::Exception { message, .. },
-        }) if message.starts_with("MemoryError") => err(HookError::Memory {
+        } if message.starts_with("MemoryError") => err(HookError::Memory {
             message: format!(
                 "address space limit of {} bytes reached ({message})",
                 job.limits.address_space_bytes
             ),
         }),
-        Ok(other) => other,
+        other => other,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hook_protocol::{Limits, Post};
-
-    fn post(body: serde_json::Value) -> Post {
-        Post {
-            kind: "k".into(),
-            body,
-            to: None,
-        }
-    }
-
-    #[test]
-    fn limits_are_checked_again_outside_the_harness() {
-        let l = Limits {
-            max_posts: 2,
-            max_post_bytes: 10,
-            max_state_bytes: 20,
-            ..Limits::default()
-        };
-        let ok = [post(json!(1)), post(json!("short"))];
-        assert_eq!(check_limits(&ok, &json!({}), &l), Ok(()));
-        let many = [post(json!(1)), post(json!(2)), post(json!(3))];
-        assert!(check_limits(&many, &json!({}), &l).is_err());
-        assert!(check_limits(&[post(json!("a long body here"))], &json!({}), &l).is_err());
-        assert!(check_limits(&ok, &json!([]), &l).is_err());
-        assert!(check_limits(&ok, &json!({"k": "a long state value"}), &l).is_err());
-    }
+    use hook_protocol::Limits;
 
     fn test_job() -> HookJob {
         serde_json::from_value(json!({
@@ -1111,6 +1051,18 @@ mod tests {
             s.result = br#"{"status":"error","error":{"kind":"exception","message":"MemoryError: x","traceback":""}}"#.to_vec()
         });
         assert_eq!(kind(&o), "memory");
+        // What fd 3 says is held to the protocol's check: a forged runner
+        // error or a post to someone who is not a player is a limit error.
+        let o = with(&|s| {
+            s.result = br#"{"status":"error","error":{"kind":"confinement","step":"landlock","message":"x"}}"#.to_vec()
+        });
+        assert_eq!(kind(&o), "limit");
+        let o = with(&|s| {
+            s.result =
+                br#"{"status":"ok","posts":[{"type":"t","body":1,"to":["mallory"]}],"state":{}}"#
+                    .to_vec()
+        });
+        assert_eq!(kind(&o), "limit");
     }
 
     #[test]

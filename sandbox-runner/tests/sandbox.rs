@@ -15,10 +15,13 @@
 //!   writes `refused connect to ADDR: WHY` on stderr.
 //! * ENOPROTOOPT (92): the seccomp gate's `setsockopt` allowlist.
 //! * ENOSPC / EFBIG: workspace tmpfs size and inodes / RLIMIT_FSIZE.
+//! * a `limit` error: the runner's outcome check (`Limits::check`) on what
+//!   fd 3 says (`outcome_cases`).
 //!
 //! Run as root (root mode) and as an unprivileged user (user-namespace mode);
 //! `tests/steps/30-sandbox.sh` does both.
 
+mod outcome_cases;
 mod util;
 
 use hook_protocol::{Hook, HookError, HookOutcome, exit};

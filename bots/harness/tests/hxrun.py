@@ -20,6 +20,13 @@ PLAYERS = [
     {"label": "bob", "slot": "invite:bob", "filled": False},
 ]
 
+# The protocol's table of edge cases; its `limits` are the protocol's
+# defaults (a unit test of the hook-protocol crate keeps them equal), which
+# every job here starts from, as the runner's jobs do.
+OUTCOME_CASES = os.path.join(HERE, "..", "..", "..", "protocol", "tests", "outcome-cases.json")
+with open(OUTCOME_CASES, encoding="utf-8") as _f:
+    BASE_LIMITS = json.load(_f)["limits"]
+
 
 def job(source, hook="on_init", *, state=None, network=False, limits=None, **extra):
     if isinstance(hook, str):
@@ -29,7 +36,7 @@ def job(source, hook="on_init", *, state=None, network=False, limits=None, **ext
         "hook": hook,
         "context": {"channel_id": "ch1", "bot_id": "bot:ref", "players": PLAYERS},
         "state": {} if state is None else state,
-        "limits": limits or {},
+        "limits": {**BASE_LIMITS, **(limits or {})},
         "network": network,
         "workspace": "/tmp",
         "sys_path": [DIST_PACKAGES] if network else [],

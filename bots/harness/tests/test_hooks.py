@@ -286,7 +286,7 @@ def test_posts_with_to():
                 """
                 self.ctx.post("pub", "hello")
                 self.ctx.post("dm", {"card": 3}, to="alice")
-                self.ctx.post("dm2", None, to=["alice", "bob", "alice"])
+                self.ctx.post("dm2", None, to=["bob", "alice"])
                 """
             )
         )
@@ -294,7 +294,7 @@ def test_posts_with_to():
     assert out["posts"] == [
         {"type": "pub", "body": "hello"},
         {"type": "dm", "body": {"card": 3}, "to": ["alice"]},
-        {"type": "dm2", "body": None, "to": ["alice", "bob"]},
+        {"type": "dm2", "body": None, "to": ["bob", "alice"]},
     ]
 
 
@@ -302,16 +302,19 @@ def test_posts_with_to():
     "call,needle",
     [
         ("self.ctx.post('x', 1, to='mallory')", "mallory"),
-        ("self.ctx.post('x', 1, to=[])", "non-empty"),
+        ("self.ctx.post('x', 1, to=[])", "at least one recipient"),
+        ("self.ctx.post('x', 1, to=['alice', 'alice'])", "twice"),
+        ("self.ctx.post('x', 1, to=[1])", "list of labels"),
         ("self.ctx.post('x', {1, 2})", "set"),
         ("self.ctx.post('x', float('nan'))", "nan"),
         ("self.ctx.post('x', object())", "object"),
-        ("self.ctx.post(5, 1)", "kind"),
+        ("self.ctx.post(5, 1)", "post type must be a string"),
+        ("self.ctx.post('x', 10**400)", "too large"),
         ("self.ctx.post('x', 'y' * 70000)", "over the limit"),
         ("self.ctx.set_state([1])", "dict"),
         ("self.ctx.set_state({'k': 'v' * 300000})", "over the limit"),
         ("self.ctx.set_state({1: 2})", "not a string"),
-        ("for i in range(21):\n    self.ctx.post('x', i)", "more than 20 posts"),
+        ("for i in range(21):\n    self.ctx.post('x', i)", "at most 20 posts per hook"),
     ],
 )
 def test_limits_and_malformed_posts_fail_the_hook(call, needle):
@@ -322,7 +325,7 @@ def test_limits_and_malformed_posts_fail_the_hook(call, needle):
 
 def test_limits_come_from_the_job():
     err = error(run(bot("self.ctx.post('a', 1)\nself.ctx.post('b', 2)"), limits={"max_posts": 1}))
-    assert err["kind"] == "limit" and "more than 1 posts" in err["message"]
+    assert err["kind"] == "limit" and "at most 1 posts per hook" in err["message"]
 
 
 def test_a_caught_limit_error_still_fails_the_hook():
@@ -535,17 +538,58 @@ def test_logs_are_bounded():
     assert len(out["logs"]) < 70 * 1024 and "characters dropped" in out["logs"]
 
 
+def test_lone_surrogates_in_logs_and_errors_still_give_an_outcome():
+    # Prints and exception text are not checked as JSON values are; UTF-8
+    # cannot encode a lone surrogate, so it becomes "?" rather than losing
+    # the outcome.
+    out = ok(run(bot("print('a\\ud800b')\nself.ctx.post('x', 1)")))
+    assert out["logs"] == "a?b\n", out["logs"]
+    err = error(run(bot("raise ValueError('\\udfff')")))
+    assert err["kind"] == "exception" and err["message"] == "ValueError: ?", err
+
+
+def test_error_text_stays_within_the_protocols_bounds():
+    err = error(run(bot("raise ValueError('x' * 100000)")))
+    assert len(err["message"]) <= 2000 and len(err["traceback"]) <= 16000, err
+
+
 def test_oversized_result_is_an_output_overrun():
     src = bot("for i in range(10):\n    self.ctx.post('x', 'y' * 60000)")
     err = error(run(src, limits={"max_output_bytes": 100000}))
     assert err["kind"] == "output_overrun", err
 
 
-def test_bad_job_is_an_internal_error_on_fd3():
-    outcome, _, _, rc = run_raw(b"{not json")
-    assert rc == 0 and outcome["error"]["kind"] == "internal", outcome
-    outcome, _, _, rc = run_raw(json.dumps({"bot": {"source": ""}, "hook": {"name": "on_fire"}}).encode())
-    assert outcome["error"]["kind"] == "internal" and "hook.name" in outcome["error"]["message"]
+def test_a_bad_job_is_reported_on_stderr_not_on_fd3():
+    # Fd 3 carries only what the hook did; a job the harness cannot use is
+    # the runner's fault, which the runner reports (`internal`) from the
+    # exit code and stderr.
+    outcome, _, err, rc = run_raw(b"{not json")
+    assert (outcome, rc) == (None, 2) and b"bad job" in err, (outcome, err)
+    outcome, _, err, rc = run_raw(json.dumps({"bot": {"source": ""}, "hook": {"name": "on_fire"}}).encode())
+    assert (outcome, rc) == (None, 2) and b"hook.name" in err, (outcome, err)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        None,
+        "20",
+        {},
+        {"max_posts": 20, "max_post_bytes": 65536, "max_state_bytes": 262144},
+        {"max_posts": -1, "max_post_bytes": 65536, "max_state_bytes": 262144, "max_output_bytes": 1},
+        {"max_posts": 1.5, "max_post_bytes": 65536, "max_state_bytes": 262144, "max_output_bytes": 1},
+    ],
+)
+def test_a_job_without_every_limit_is_refused(limits):
+    # The harness keeps no copy of the protocol's defaults: every limit comes
+    # from the job.
+    j = job(bot("self.ctx.post('x', 1)"))
+    if limits is None:
+        del j["limits"]
+    else:
+        j["limits"] = limits
+    outcome, _, err, rc = run_raw(json.dumps(j).encode())
+    assert (outcome, rc) == (None, 2) and b"limits" in err, (outcome, err)
 
 
 def test_without_fd3_the_harness_refuses_to_run():
