@@ -5,7 +5,7 @@
 # Both runs use the real harness (bots/harness) and a test HTTP host in a
 # network namespace this script creates (10.213.250.0/30, port 80). This
 # host's own side of that link (10.213.250.1) and an address it answers for
-# through a local route only (192.0.2.250, AnyIP) must stay unreachable.
+# through a local route only (10.213.251.1, AnyIP) must stay unreachable.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -55,7 +55,7 @@ NS=sbxci$$
 cleanup() {
   [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
-  ip route del local 192.0.2.250 dev lo 2>/dev/null || true
+  ip route del local 10.213.251.1 dev lo 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -80,8 +80,8 @@ ip link set sbxci-h up
 ip -n "$NS" addr add 10.213.250.2/30 dev sbxci-p
 ip -n "$NS" link set sbxci-p up
 ip -n "$NS" link set lo up
-ip route del local 192.0.2.250 dev lo 2>/dev/null || true   # interrupted run
-ip route add local 192.0.2.250 dev lo
+ip route del local 10.213.251.1 dev lo 2>/dev/null || true   # interrupted run
+ip route add local 10.213.251.1 dev lo
 ip netns exec "$NS" /usr/bin/python3 -m http.server 80 --bind 10.213.250.2 \
   --directory "$WORK/www" >/dev/null 2>&1 &
 SERVER_PID=$!
@@ -100,7 +100,7 @@ PY
 export SANDBOX_TEST_HTTP_ADDR=10.213.250.2
 export SANDBOX_TEST_HTTP_CIDR=10.213.250.0/30
 export SANDBOX_TEST_HOST_SIDE_ADDR=10.213.250.1
-export SANDBOX_TEST_LOCAL_ROUTE_ADDR=192.0.2.250
+export SANDBOX_TEST_LOCAL_ROUTE_ADDR=10.213.251.1
 export SANDBOX_TEST_RUNNER="$WORK/sandbox-runner"
 export SANDBOX_TEST_HARNESS_DIR="$WORK/harness"
 export SANDBOX_TEST_REQUIRE_HOST=1

@@ -412,8 +412,9 @@ fn make_test_host() -> Option<TestHost> {
     sh(&["-n", &ns, "link", "set", &peer_if, "up"]);
     sh(&["-n", &ns, "link", "set", "lo", "up"]);
     // AnyIP: this host answers for the address without any interface
-    // carrying it (a documentation range, so it can never be a real peer).
-    let local = format!("192.0.2.{n}");
+    // carrying it. 10.213.251.0/24 is assigned by no test host (they use
+    // 10.213.1-250.0/30), so the route shadows no real neighbour.
+    let local = format!("10.213.251.{n}");
     if try_ip(&["route", "add", "local", &local, "dev", "lo"]) {
         host.local_route = Some(local);
     }
