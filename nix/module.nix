@@ -83,6 +83,7 @@ let
     RestrictAddressFamilies = [
       "AF_INET"
       "AF_INET6"
+      "AF_NETLINK"
     ];
     RestrictNamespaces = "user mnt pid ipc uts net";
     SystemCallArchitectures = "native";

@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let cfg = load(&common, Overrides::default())?;
             let store = Store::open(&cfg.db_path())?;
-            let token = crate::auth::create_cli_token(&store, &name).await?;
+            let token = crate::store::principals::create_cli_token(&store, &name).await?;
             store.close();
             println!("{token}");
             eprintln!(
@@ -193,7 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = load(&common, Overrides::default())?;
             let store = Store::open(&cfg.db_path())?;
-            let n = crate::auth::revoke_cli_tokens(&store, &name).await?;
+            let n = crate::store::principals::revoke_cli_tokens(&store, &name).await?;
             store.close();
             eprintln!("Revoked {n} token(s) of {name:?}.");
             Ok(ExitCode::SUCCESS)
@@ -217,7 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         file.display(),
                         b.name,
                         b.code_hash,
-                        b.manifest
+                        crate::transcript::canonical(&b.manifest)
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -328,7 +328,7 @@ async fn bot_run(
             state.clone(),
             network,
         );
-        match crate::bots::runner::run_job(&bots.cfg.runner, &job).await {
+        match bots.runner.run(&job).await {
             HookOutcome::Ok {
                 posts,
                 state: new_state,

@@ -34,7 +34,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// How `/authorize` approves a client (DESIGN §7).
+/// How `/authorize` approves a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Approval {

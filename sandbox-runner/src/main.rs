@@ -24,6 +24,8 @@ mod policy;
 #[cfg(target_os = "linux")]
 mod rlimit;
 #[cfg(target_os = "linux")]
+mod rtnetlink;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod sandbox;
 #[cfg(target_os = "linux")]

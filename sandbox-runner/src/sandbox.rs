@@ -1,12 +1,15 @@
-//! One hook, start to finish: the order of operations of DESIGN §6.
+//! One hook, start to finish: the order of operations (README.md, "Order of
+//! operations", says why each step comes where it does).
 //!
 //! ```text
-//! runner (outer)   read job · close fds · PDEATHSIG · setsid · pipes
+//! runner (outer)   read job · close fds · PDEATHSIG · setsid · host addresses
+//!                  (network bots) · pipes
 //!   └─ ns child    unshare(user? mnt pid ipc uts net?) · id maps (userns)
 //!      └─ reaper      PID 1 of the new PID namespace: private / · tmpfs root with
 //!         │        read-only binds · workspace tmpfs · pivot_root · detach old root
 //!         └─ hook     fds 0-3 · rlimits · drop caps (and uid/gid in root mode)
-//!                  · no_new_privs · Landlock · seccomp (gate, kill list,
+//!                  · no_new_privs · Landlock · seccomp (gate, hand the
+//!                  listener and a pidfd of itself to the runner, kill list,
 //!                  allowlist) · execve(python -I -S -B /harness/harness.py)
 //! ```
 //!
@@ -26,7 +29,7 @@
 
 use crate::netguard::ConnectPolicy;
 use crate::policy::{self, Mode, Network, PathRule, RootPlan, SeccompPolicy};
-use crate::{creds, landlock, mounts, namespaces, rlimit, seccomp, unotify};
+use crate::{creds, landlock, mounts, namespaces, rlimit, rtnetlink, seccomp, unotify};
 use hook_protocol::{HookError, HookJob, HookOutcome, Origin, Timings};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -121,7 +124,8 @@ struct Pipes {
     result: (OwnedFd, OwnedFd),
     diag: (OwnedFd, OwnedFd),
     errors: (OwnedFd, OwnedFd),
-    /// (runner end, hook end): carries the seccomp listener fd.
+    /// (runner end, hook end): carries the seccomp listener fd and a pidfd
+    /// of the hook process.
     listener: Option<(OwnedFd, OwnedFd)>,
 }
 
@@ -199,7 +203,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         Ok(p) => p,
         Err(o) => return *o,
     };
-    let connect_policy = match (
+    let mut connect_policy = match (
         policy::parse_cidrs(&job.network.allow_cidrs),
         policy::parse_cidrs(&job.network.deny_cidrs),
     ) {
@@ -207,9 +211,28 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
             allow,
             deny,
             nameservers: prep.nameservers.clone(),
+            host: Vec::new(),
         },
         (Err(e), _) | (_, Err(e)) => return internal(format!("network policy: {e}")),
     };
+    if prep.network == Network::Guarded {
+        // The host's own addresses, from the kernel, in the network namespace
+        // the hook will share: never from the job.
+        match rtnetlink::host_addresses() {
+            Ok(addrs) => connect_policy.host = addrs,
+            Err(errno) => {
+                return confinement(
+                    "network",
+                    format!(
+                        "cannot list this host's addresses over rtnetlink ({}); a network \
+                         bot cannot be kept off them. Under systemd, RestrictAddressFamilies= \
+                         must include AF_NETLINK",
+                        std::io::Error::from_raw_os_error(errno)
+                    ),
+                );
+            }
+        }
+    }
     let input = match serde_json::to_vec(&harness_input(job, opts)) {
         Ok(v) => v,
         Err(e) => return internal(format!("serialize harness input: {e}")),
@@ -222,6 +245,12 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     );
+    // The kernel uid of the hook (and of its sockets): the sandbox uid in
+    // root mode; the caller's uid, which it maps to, in a user namespace.
+    let hook_uid = match prep.mode {
+        Mode::Root => prep.ids.0,
+        Mode::UserNamespace => outside.0,
+    };
 
     // See the module docs for why a child, not the runner, unshares.
     let child = match namespaces::fork() {
@@ -229,7 +258,14 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         Ok(ForkResult::Child) => namespace_main(&prep, job, pipes, outside),
         Ok(ForkResult::Parent { child }) => child,
     };
-    supervise(job, pipes, child, &input, connect_policy, started)
+    supervise(
+        job,
+        pipes,
+        child,
+        &input,
+        (connect_policy, hook_uid),
+        started,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -441,7 +477,13 @@ fn hook_main(
             let Some(sock) = listener_sock.as_ref() else {
                 fail(err_fd, "seccomp", "no channel for the listener")
             };
-            let fds = [listener.as_raw_fd()];
+            // With the listener, a pidfd of this process: the supervisor
+            // takes the socket of a connect from any thread through it.
+            let me = match namespaces::pidfd_open(nix::unistd::getpid()) {
+                Ok(fd) => fd,
+                Err(e) => fail(err_fd, "seccomp", &format!("pidfd of the hook: {e}")),
+            };
+            let fds = [listener.as_raw_fd(), me.as_raw_fd()];
             let sent = sendmsg::<()>(
                 sock.as_raw_fd(),
                 &[IoSlice::new(b"L")],
@@ -453,7 +495,7 @@ fn hook_main(
                 fail(err_fd, "seccomp", &format!("hand over the listener: {e}"));
             }
             // The hook must never hold its own listener.
-            drop(listener);
+            drop((listener, me));
         }
         Ok(None) if prep.network == Network::Guarded => {
             fail(err_fd, "seccomp", "no listener for connect")
@@ -525,10 +567,11 @@ fn drain(fd: &OwnedFd, into: &mut Vec<u8>, keep: usize, total: &mut usize) -> bo
     }
 }
 
-fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
+/// The seccomp listener and the hook's pidfd, as the hook sent them.
+fn receive_listener(sock: &OwnedFd) -> Option<(OwnedFd, OwnedFd)> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
@@ -536,15 +579,19 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .ok()?;
+    let mut owned = Vec::new();
     for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c
-            && let Some(fd) = fds.first()
-        {
-            // SAFETY: SCM_RIGHTS installed this fd in our table; we own it.
-            return Some(unsafe { OwnedFd::from_raw_fd(*fd) });
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS installed these fds in our table; we own
+            // them (and close any we do not expect when `owned` drops).
+            owned.extend(fds.iter().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
         }
     }
-    None
+    let mut it = owned.into_iter();
+    match (it.next(), it.next(), it.next()) {
+        (Some(listener), Some(hook), None) => Some((listener, hook)),
+        _ => None,
+    }
 }
 
 fn supervise(
@@ -554,7 +601,8 @@ fn supervise(
     // tears down the whole PID namespace.
     ns_child: Pid,
     input: &[u8],
-    connect_policy: ConnectPolicy,
+    // What the connect supervisor decides with, and the hook's kernel uid.
+    connect: (ConnectPolicy, u32),
     started: Instant,
 ) -> HookOutcome {
     let Pipes {
@@ -589,7 +637,7 @@ fn supervise(
         .limits
         .max_output_bytes
         .min(hook_protocol::MAX_RESULT_BYTES);
-    let connect_policy = Arc::new(connect_policy);
+    let mut connect = Some(connect);
 
     let mut seen = Seen::default();
     let mut input_w = Some(input_w);
@@ -597,7 +645,7 @@ fn supervise(
     let mut result_r = Some(result_r);
     let mut diag_r = Some(diag_r);
     let mut errors_r = Some(errors_r);
-    let mut listener: Option<Arc<OwnedFd>> = None;
+    let mut supervisor: Option<Arc<unotify::Supervisor>> = None;
     let mut killed = false;
     let mut result_total = 0usize;
     let mut err_total = 0usize;
@@ -655,9 +703,9 @@ fn supervise(
             slots.push(4);
             raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
-        if let Some(fd) = &listener {
+        if let Some(sup) = &supervisor {
             slots.push(5);
-            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            raw.push(PollFd::new(sup.listener.as_fd(), PollFlags::POLLIN));
         }
         if seen.child_status.is_none() {
             slots.push(6);
@@ -749,18 +797,25 @@ fn supervise(
                 }
                 4 => {
                     if let Some(sock) = &listener_sock {
-                        if let Some(l) = receive_listener(sock) {
-                            listener = Some(Arc::new(l));
+                        if let (Some((listener, hook)), Some((policy, hook_uid))) =
+                            (receive_listener(sock), connect.take())
+                        {
+                            supervisor = Some(Arc::new(unotify::Supervisor {
+                                listener,
+                                hook,
+                                policy,
+                                hook_uid,
+                            }));
                         }
                         listener_sock = None;
                     }
                 }
                 5 => {
-                    if let Some(l) = &listener {
+                    if let Some(sup) = &supervisor {
                         if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                            listener = None;
-                        } else if let Some(n) = unotify::recv(l.as_raw_fd()) {
-                            unotify::spawn_handler(Arc::clone(l), n, Arc::clone(&connect_policy));
+                            supervisor = None;
+                        } else if let Some(n) = unotify::recv(sup.listener.as_raw_fd()) {
+                            unotify::spawn_handler(Arc::clone(sup), n);
                         }
                     }
                 }

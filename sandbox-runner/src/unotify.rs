@@ -1,11 +1,30 @@
 //! The supervisor side of seccomp user notification: receive a hook's
-//! `connect`, read its address, decide with `netguard::check`, connect the
-//! hook's own socket from here, and answer. See `netguard` for the design.
+//! `connect` (from any of its threads), read its address, decide with
+//! `netguard::check` and the kernel's route lookup, connect the hook's own
+//! socket from here, and answer. See `netguard` for the design.
 
-use crate::netguard::{self, ConnectPolicy};
+use crate::netguard::{self, Allowed, ConnectPolicy};
+use crate::rtnetlink;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+
+/// Everything the supervisor needs for one hook's connects.
+pub struct Supervisor {
+    /// The seccomp notification listener (received from the hook).
+    pub listener: OwnedFd,
+    /// A pidfd of the hook process, opened and sent by the hook itself with
+    /// the listener. Every task that can raise a notification is a thread of
+    /// that process sharing its descriptor table (fork is refused, and the
+    /// clone filter requires `CLONE_FILES`), so this one pidfd finds the
+    /// socket of a connect from any thread. (A pidfd of the calling thread
+    /// would need `PIDFD_THREAD`, which kernels before 6.9 lack.)
+    pub hook: OwnedFd,
+    pub policy: ConnectPolicy,
+    /// The kernel uid the hook's sockets carry: routing rules may select on
+    /// it, so the route lookup asks as that uid.
+    pub hook_uid: u32,
+}
 
 /// Largest `sockaddr` read from a hook (`sockaddr_storage`).
 const MAX_SOCKADDR: usize = 128;
@@ -88,37 +107,43 @@ fn sockopt(fd: &OwnedFd, opt: i32) -> Option<i32> {
     (rc == 0).then_some(v)
 }
 
-/// The answer to one `connect`: 0 or an errno.
-fn decide(listener: RawFd, n: &libc::seccomp_notif, policy: &ConnectPolicy) -> Option<i32> {
+/// The answer to one `connect`: 0 or an errno. Every notification gets one,
+/// whatever fails (a task that is gone makes the answer a no-op).
+fn decide(sup: &Supervisor, n: &libc::seccomp_notif) -> i32 {
     let [sockfd, addr, len, ..] = n.data.args;
     let len = len as usize;
     if len > MAX_SOCKADDR {
-        return Some(libc::EINVAL);
+        return libc::EINVAL;
     }
-    let pid = n.pid as i32;
-    let pidfd = match crate::namespaces::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
-        Ok(p) => p,
-        Err(_) => return None,
-    };
-    let raw = match read_target(pid, addr, len) {
+    // The calling thread's id in the runner's PID namespace: threads share
+    // the process's memory, so any of them reads the same bytes.
+    let raw = match read_target(n.pid as i32, addr, len) {
         Ok(r) => r,
-        Err(e) => return Some(e),
+        Err(e) => return e,
     };
-    // The pid may have been reused between the notification and pidfd_open;
-    // a still-valid id proves pidfd and memory belong to the waiting task.
-    if !id_valid(listener, n.id) {
-        return None;
+    // The id may have been reused between the notification and the read; a
+    // still-valid notification proves the bytes came from the waiting task.
+    if !id_valid(sup.listener.as_raw_fd(), n.id) {
+        return libc::ESRCH;
     }
     let Some(dest) = netguard::parse_sockaddr(&raw) else {
-        return Some(libc::EAFNOSUPPORT);
+        return libc::EAFNOSUPPORT;
     };
-    if let Err(why) = netguard::check(dest, policy) {
-        eprintln!("sandbox-runner: refused connect to {dest}: {why:?}");
-        return Some(libc::ENETUNREACH);
+    let verdict = netguard::check(dest, &sup.policy).and_then(|allowed| match allowed {
+        Allowed::NameServer => Ok(()),
+        Allowed::Remote => {
+            let ip = netguard::canonical(dest.ip());
+            let route = rtnetlink::route_type(ip, sup.hook_uid, dest.port());
+            netguard::route_verdict(ip, route)
+        }
+    });
+    if let Err(why) = verdict {
+        eprintln!("sandbox-runner: refused connect to {dest}: {why}");
+        return libc::ENETUNREACH;
     }
-    let sock = match pidfd_getfd(&pidfd, sockfd as i32) {
+    let sock = match pidfd_getfd(&sup.hook, sockfd as i32) {
         Ok(s) => s,
-        Err(e) => return Some(e),
+        Err(e) => return e,
     };
     let domain_ok = matches!(
         sockopt(&sock, libc::SO_DOMAIN),
@@ -128,9 +153,9 @@ fn decide(listener: RawFd, n: &libc::seccomp_notif, policy: &ConnectPolicy) -> O
         || sockopt(&sock, libc::SO_TYPE) != Some(libc::SOCK_STREAM)
         || sockopt(&sock, libc::SO_PROTOCOL) != Some(libc::IPPROTO_TCP)
     {
-        return Some(libc::EPERM);
+        return libc::EPERM;
     }
-    Some(connect(&sock, dest))
+    connect(&sock, dest)
 }
 
 /// `connect(2)` on `sock` with the supervisor's own copy of the address;
@@ -189,12 +214,16 @@ fn connect(sock: &OwnedFd, dest: SocketAddr) -> i32 {
 }
 
 /// Handles one notification on its own thread: a blocking connect must not
-/// stall the runner's deadline loop.
-pub fn spawn_handler(listener: Arc<OwnedFd>, n: libc::seccomp_notif, policy: Arc<ConnectPolicy>) {
-    std::thread::spawn(move || {
-        let fd = listener.as_raw_fd();
-        if let Some(errno) = decide(fd, &n, &policy) {
-            respond(fd, n.id, errno);
-        }
+/// stall the runner's deadline loop. At most one notification per hook
+/// thread is pending, so RLIMIT_NPROC bounds these threads too.
+pub fn spawn_handler(sup: Arc<Supervisor>, n: libc::seccomp_notif) {
+    let handler = Arc::clone(&sup);
+    let spawned = std::thread::Builder::new().spawn(move || {
+        let errno = decide(&handler, &n);
+        respond(handler.listener.as_raw_fd(), n.id, errno);
     });
+    if spawned.is_err() {
+        // No thread for it: refuse rather than leave the hook waiting.
+        respond(sup.listener.as_raw_fd(), n.id, libc::EAGAIN);
+    }
 }

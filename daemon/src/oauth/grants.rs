@@ -80,7 +80,7 @@ pub struct Issued {
 /// Stores a new client, after deleting expired unapproved ones.
 pub async fn register_client(store: &Store, new: NewClient) -> Result<(), OAuthError> {
     store
-        .write(move |c| {
+        .sql_write(move |c| {
             c.execute(
                 "DELETE FROM oauth_clients WHERE approved_at IS NULL AND created_at < ?1",
                 params![new.created_at - UNAPPROVED_CLIENT_TTL_MS],
@@ -122,7 +122,7 @@ pub async fn register_client(store: &Store, new: NewClient) -> Result<(), OAuthE
 pub async fn client(store: &Store, client_id: &str) -> Result<Option<Client>, StoreError> {
     let id = client_id.to_string();
     store
-        .read(move |c| {
+        .sql_read(move |c| {
             let row = c
                 .prepare_cached(
                     "SELECT client_id, secret_hash, auth_method, redirect_uris, client_name, refresh
@@ -168,7 +168,7 @@ pub async fn approve(store: &Store, a: Approval, life: Lifetimes) -> Result<Stri
     let code = secrets::new_secret(SecretKind::AuthCode);
     let code_hash = secrets::hash_secret(&code);
     store
-        .write(move |c| {
+        .sql_write(move |c| {
             let now = secrets::now_ms();
             let principal = secrets::new_id("p_");
             let family = secrets::new_id("g_");
@@ -221,7 +221,7 @@ pub async fn exchange_code(
 ) -> Result<Issued, OAuthError> {
     let hash = secrets::hash_secret(&x.code);
     store
-        .write(move |c| {
+        .sql_write(move |c| {
             let now = secrets::now_ms();
             let row = c
                 .query_row(
@@ -319,7 +319,7 @@ pub async fn refresh(
 ) -> Result<Issued, OAuthError> {
     let hash = secrets::hash_secret(&x.refresh_token);
     store
-        .write(move |c| {
+        .sql_write(move |c| {
             let now = secrets::now_ms();
             let row = c
                 .query_row(
@@ -404,7 +404,7 @@ pub async fn revoke(store: &Store, client_id: &str, token: &str) -> Result<Revoc
     let hash = secrets::hash_secret(token);
     let client_id = client_id.to_string();
     store
-        .write(move |c| {
+        .sql_write(move |c| {
             let now = secrets::now_ms();
             let refresh_family: Option<String> = c
                 .query_row(

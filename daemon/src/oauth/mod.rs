@@ -1,5 +1,5 @@
 //! The OAuth 2.1 authorization server for the MCP resource `PUBLIC_URL/mcp`
-//! (DESIGN §7, MCP authorization spec 2025-06-18 and later).
+//! (MCP authorization spec 2025-06-18 and later).
 //!
 //! No Rust crate provides an authorization server of the shape MCP clients
 //! need, so this is a small, strict one: discovery (RFC 9728, RFC 8414),
@@ -10,10 +10,10 @@
 //! Every endpoint sits at the origin root, because claude.ai calls
 //! `/authorize`, `/token` and `/register` there whatever the metadata says.
 //!
-//! An approved grant is a [`Principal`](crate::channels::Principal): approval
+//! An approved grant is a [`Principal`](crate::model::Principal): approval
 //! creates the principal, and every token of the grant (its family) names it,
 //! so seats survive refreshes and reconnects. Access tokens go into the
-//! `access_tokens` table that `auth::authenticate` reads on every `/mcp`
+//! `access_tokens` table that `store::principals::authenticate` reads on every `/mcp`
 //! request (one indexed read); codes, refresh tokens and client secrets live
 //! in the tables of migration 0002. Secrets are stored hashed and never logged.
 //!
@@ -105,7 +105,7 @@ impl OAuth {
     }
 
     fn store(&self) -> &crate::store::Store {
-        &self.app.channels.store
+        self.app.channels.store()
     }
 }
 
