@@ -505,8 +505,10 @@ pub const CONFINE_SYSCALLS: &[&str] = &[
 
 /// Address families the runner itself opens sockets of (besides the
 /// `socketpair` that carries the seccomp listener, which no service manager
-/// restricts): rtnetlink, to list the host's addresses and ask its routes.
-/// A network hook fails closed (`step: "network"`) without it.
+/// restricts, and the TCP sockets it connects for network bots, of theirs):
+/// netlink, to list the host's addresses, ask its routes and the state of a
+/// connection it made (sock_diag). A network hook fails closed
+/// (`step: "network"`) without it.
 pub const RUNNER_ADDRESS_FAMILIES: &[&str] = &["AF_NETLINK"];
 /// Address families a network bot's `socket` may ask for.
 pub const BOT_ADDRESS_FAMILIES: &[&str] = &["AF_INET", "AF_INET6"];

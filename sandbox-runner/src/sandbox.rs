@@ -795,8 +795,9 @@ fn supervise(
                         if let (Some(listener), Some((policy, hook_ids))) =
                             (receive_listener(sock), connect.take())
                         {
-                            supervisor =
-                                Some(Arc::new(unotify::Supervisor::new(listener, policy, hook_ids)));
+                            supervisor = Some(Arc::new(unotify::Supervisor::new(
+                                listener, policy, hook_ids,
+                            )));
                         }
                         listener_sock = None;
                     }

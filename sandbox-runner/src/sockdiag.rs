@@ -221,10 +221,7 @@ mod tests {
         ))
         .unwrap()
         .ino();
-        assert_eq!(
-            connection(local, remote, inode),
-            Ok(Connection::Connected)
-        );
+        assert_eq!(connection(local, remote, inode), Ok(Connection::Connected));
         assert_eq!(
             connection(local, remote, inode + 1),
             Ok(Connection::Gone),

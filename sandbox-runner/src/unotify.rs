@@ -173,7 +173,12 @@ fn respond(listener: RawFd, id: u64, errno: i32) {
 
 /// Lets the notified call run as the hook made it.
 fn respond_continue(listener: RawFd, id: u64) {
-    send_response(listener, id, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32);
+    send_response(
+        listener,
+        id,
+        0,
+        libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+    );
 }
 
 fn send_response(listener: RawFd, id: u64, error: i32, flags: u32) {
@@ -660,7 +665,14 @@ mod tests {
     fn only_tcp_protocol_names_have_a_family() {
         assert_eq!(tcp_family(b"TCP\0"), Some(libc::AF_INET));
         assert_eq!(tcp_family(b"TCPv6\0"), Some(libc::AF_INET6));
-        for other in [&b"UDP\0"[..], b"MPTCP\0", b"MPTCPv6\0", b"UNIX\0", b"", b"TCPv"] {
+        for other in [
+            &b"UDP\0"[..],
+            b"MPTCP\0",
+            b"MPTCPv6\0",
+            b"UNIX\0",
+            b"",
+            b"TCPv",
+        ] {
             assert_eq!(tcp_family(other), None, "{other:?}");
         }
     }

@@ -531,7 +531,11 @@ fn rewriting_the_address_during_connect_cannot_redirect_it() {
     for res in &results {
         if res[0] == json!(0) {
             assert_eq!(res[2], json!(host.addr), "{results:?}");
-            assert_eq!(res[3], json!(true), "not the supervisor's socket: {results:?}");
+            assert_eq!(
+                res[3],
+                json!(true),
+                "not the supervisor's socket: {results:?}"
+            );
         } else {
             assert_eq!(res[1], json!(ENETUNREACH), "{results:?}");
         }
@@ -1057,7 +1061,13 @@ fn after_connect_the_bots_socket_is_the_supervisors_with_the_bots_mode_and_optio
         addr = host.addr
     );
     let r = attack_net(&body, &[&host.cidr]);
-    assert_eq!(r.result()["ok"], json!(true), "{}\n{}", r.result(), r.stderr);
+    assert_eq!(
+        r.result()["ok"],
+        json!(true),
+        "{}\n{}",
+        r.result(),
+        r.stderr
+    );
     let v = r.result()["value"].clone();
     let page = "hello from the test host\n";
     let me = v["me"].clone();
