@@ -1159,10 +1159,7 @@ mod tests {
             normalise_pending_code(&c.to_lowercase().replace('-', "")),
             Some(c.clone())
         );
-        assert_eq!(
-            normalise_pending_code(&format!(" {c} ").trim().to_string()),
-            Some(c)
-        );
+        assert_eq!(normalise_pending_code(&format!(" {c} ")), Some(c));
         assert_eq!(normalise_pending_code("K7QF-2M9"), None);
         assert_eq!(
             normalise_pending_code("K7QF-2M9O"),
