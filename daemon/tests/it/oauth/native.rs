@@ -295,7 +295,7 @@ async fn registration_refuses_dangerous_redirect_uris_and_stores_the_rest_normal
     );
     // And the normalised form is what matches at /authorize.
     let cid = s(&v, "client_id");
-    let (_, challenge) = pkce();
+    let (verifier, challenge) = pkce();
     let (st, loc, _) = authorize(
         &d,
         &[
@@ -308,11 +308,22 @@ async fn registration_refuses_dangerous_redirect_uris_and_stores_the_rest_normal
     )
     .await;
     assert_eq!(st, 302);
-    assert!(
-        loc.unwrap()
-            .as_str()
-            .starts_with("https://example.com/a?code=")
-    );
+    let loc = loc.unwrap();
+    assert!(loc.as_str().starts_with("https://example.com/a?code="));
+    // A client that sends the URI at /token as it first wrote it is not
+    // refused for the server's normalisation.
+    let tok = exchange(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &query(&loc, "code").unwrap()),
+            ("code_verifier", &verifier),
+            ("client_id", &cid),
+            ("redirect_uri", "HTTPS://Example.COM:443/a"),
+        ],
+    )
+    .await;
+    assert!(tok["access_token"].is_string());
 }
 
 #[tokio::test]
