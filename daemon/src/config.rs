@@ -230,7 +230,7 @@ pub struct OAuthLimits {
     /// Wrong passphrases an address may try before each next try waits:
     /// 1 s, then twice as long each time. Default 5.
     pub passphrase_free_failures: u32,
-    /// The longest such wait. Default 900 (15 min).
+    /// The longest such wait, 1 s to a day. Default 900 (15 min).
     pub passphrase_max_backoff_secs: u64,
 }
 
@@ -565,10 +565,11 @@ impl Config {
                 file.auth.pending_approvals_total,
                 d.pending_approvals_total,
             )?,
-            passphrase_free_failures: file
-                .auth
-                .passphrase_free_failures
-                .unwrap_or(d.passphrase_free_failures),
+            passphrase_free_failures: at_least_one(
+                "passphrase_free_failures",
+                file.auth.passphrase_free_failures,
+                d.passphrase_free_failures,
+            )?,
             passphrase_max_backoff_secs: file
                 .auth
                 .passphrase_max_backoff_secs
