@@ -1,8 +1,13 @@
 """One hook, start to finish: read the job, check the source, run the bot,
-write one `HookOutcome` to fd 3 (PROTOCOL.md).
+seal the hook, write one `HookOutcome` to fd 3 (PROTOCOL.md).
+
+The hook's state (`Run`: limits, recipients, posts, state) and the print
+buffer are reachable only from the closures of the functions bot code gets
+(`ctx`'s, the capture's), never from an attribute of anything it can reach;
+bot code may change its own `ctx` and `sys.stdout`, never what they write to.
 
 Start-up cost matters (this runs for every hook), so the module imports only
-what CPython has already loaded plus `_json`, `_ast` and `_io`; `json`, `re`,
+what CPython has already loaded plus `_json`, `_ast`, `_io` and `gc`; `json`, `re`,
 `ast`, `traceback` and `linecache` are never imported unless the bot itself
 asks for them.
 
@@ -19,15 +24,10 @@ import _io
 import _json
 
 import hx_check
+import hx_protocol
 
 START_NS = time.perf_counter_ns()
 
-DEFAULT_LIMITS = {
-    "max_posts": 20,
-    "max_post_bytes": 64 * 1024,
-    "max_state_bytes": 256 * 1024,
-    "max_output_bytes": 1024 * 1024,
-}
 MAX_LOG_CHARS = 64 * 1024
 MAX_DEPTH = 64
 RESULT_FD = 3
@@ -84,6 +84,11 @@ class NotJson(Exception):
     pass
 
 
+# JSON numbers are doubles to every reader of the outcome: larger integers
+# would not parse (the largest finite double, rounded down to an int).
+_MAX_INT = int(1.7976931348623157e308)
+
+
 def plain(value, what, depth=0):
     """A copy of `value` made of exact JSON types only, or `NotJson`.
 
@@ -103,6 +108,8 @@ def plain(value, what, depth=0):
                 raise NotJson(f"{what} holds a string that is not valid Unicode") from None
         return value
     if t is int:
+        if not -_MAX_INT <= value <= _MAX_INT:
+            raise NotJson(f"{what} holds an integer too large for JSON's numbers")
         return value
     if t is float:
         if value != value or value in (float("inf"), float("-inf")):
@@ -124,7 +131,7 @@ def plain(value, what, depth=0):
         items = list.copy(value) if issubclass(t, list) else tuple.__iter__(value)
         return [plain(v, what, depth + 1) for v in items]
     if issubclass(t, int):
-        return int.__int__(value)
+        return plain(int.__int__(value), what, depth)
     if issubclass(t, float):
         return plain(float.__float__(value), what, depth)
     if issubclass(t, str):
@@ -135,97 +142,96 @@ def plain(value, what, depth=0):
 # ---------------------------------------------------------------- capture
 
 
-class Capture:
-    """Bounded stand-in for `sys.stdout`/`sys.stderr`: what the bot prints
-    becomes the outcome's `logs`, never bytes on a file descriptor."""
+# `types.SimpleNamespace` without importing `types`: the builtin type that
+# `ctx` and the print capture are made of. Bot code can change attributes
+# of such an object (its own ctx), never the type.
+Namespace = type(sys.implementation)
 
-    encoding = "utf-8"
-    errors = "replace"
 
-    def __init__(self, limit):
-        if hasattr(self, "_parts"):
-            # `sys.stdout.__init__(10**12)` would lift the bound.
-            raise TypeError("the capture cannot be re-initialised")
-        self._parts = []
-        self._room = limit
-        self._dropped = 0
+def make_capture(limit):
+    """A bounded stand-in for `sys.stdout`/`sys.stderr`: what the bot prints
+    becomes the outcome's `logs`, never bytes on a file descriptor.
 
-    def write(self, s):
+    Returns `(stream, text, seal)`. The buffer lives in this closure: the
+    stream is a plain namespace whose `write` appends at most `limit`
+    characters, and `text()` reads the buffer, not the stream, so replacing
+    the stream's functions only diverts the bot's own prints. After
+    `seal()`, writes are dropped.
+    """
+    parts = []
+    room = [limit]
+    dropped = [0]
+    sealed = [False]
+
+    def write(s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         s = "".join((s,))
         n = len(s)
-        if n <= self._room:
-            self._parts.append(s)
-            self._room -= n
+        if sealed[0]:
+            return n
+        if n <= room[0]:
+            parts.append(s)
+            room[0] -= n
         else:
-            if self._room > 0:
-                self._parts.append(s[: self._room])
-            self._dropped += n - max(self._room, 0)
-            self._room = 0
+            if room[0] > 0:
+                parts.append(s[: room[0]])
+            dropped[0] += n - max(room[0], 0)
+            room[0] = 0
         return n
 
-    def flush(self):
+    def flush():
         pass
 
-    def isatty(self):
+    def isatty():
         return False
 
-    def writable(self):
+    def writable():
         return True
 
-    def text(self):
-        out = "".join(self._parts)
-        if self._dropped:
-            out += f"\n[... {self._dropped} more characters dropped]"
+    def text():
+        out = "".join(parts)
+        if dropped[0]:
+            out += f"\n[... {dropped[0]} more characters dropped]"
         return out
+
+    def seal():
+        sealed[0] = True
+
+    stream = Namespace(
+        write=write, flush=flush, isatty=isatty, writable=writable, encoding="utf-8", errors="replace"
+    )
+    return stream, text, seal
 
 
 # ---------------------------------------------------------------- the run
 
 
-class HookFailed(Exception):
-    """Ends the hook with `error` (a HookError dict)."""
-
-    def __init__(self, error):
-        super().__init__(error.get("message"))
-        self.error = error
-
-
-class LimitError(Exception):
-    """A `ctx` call broke a limit or was malformed (kind `limit`)."""
+BadJob = hx_protocol.BadJob
 
 
 class Run:
-    """Hook-wide state. Lives here, out of reach of bot code: `ctx` reads and
-    writes it through functions and holds no reference to it."""
+    """Hook-wide state. Out of reach of bot code: the functions of `ctx`
+    hold it in their closure, and nothing the bot can reach by attribute
+    leads to it."""
 
-    def __init__(self, job):
-        lim = dict(DEFAULT_LIMITS)
-        raw = job.get("limits") or {}
-        if type(raw) is not dict:
-            raise HookFailed(internal("limits must be an object"))
-        for k in lim:
-            v = raw.get(k, lim[k])
-            if type(v) is not int or v < 0:
-                raise HookFailed(internal(f"limits.{k} must be a non-negative integer"))
-            lim[k] = v
-        self.limits = lim
+    def __init__(self, job, limits):
+        self.limits = limits
         context = job.get("context") or {}
         if type(context) is not dict:
-            raise HookFailed(internal("context must be an object"))
+            raise BadJob("context must be an object")
         self.channel_id = str(context.get("channel_id", ""))
         self.bot_id = str(context.get("bot_id", ""))
         players = context.get("players") or []
         if type(players) is not list or any(type(p) is not dict for p in players):
-            raise HookFailed(internal("context.players must be a list of objects"))
+            raise BadJob("context.players must be a list of objects")
         self.players = players
-        self.labels = {p.get("label") for p in players}
+        self.labels = {p.get("label") for p in players if type(p.get("label")) is str}
         state = job.get("state")
         if state is None:
             state = {}
         if type(state) is not dict:
-            raise HookFailed(internal("state must be a JSON object"))
+            raise BadJob("state must be a JSON object")
         self.state = state
         bot = job.get("bot") or {}
         params = bot.get("params")
@@ -235,30 +241,41 @@ class Run:
         self.posts = []
         self.violation = None  # first policy violation, even if caught
         self.limit = None  # first limit error, even if caught
+        self.sealed = False  # set when the hook is over: ctx refuses from then on
 
     # -- ctx operations
 
     def limit_error(self, message):
+        """Record a broken limit (the hook fails with kind `limit` even if
+        bot code catches the error) and return the error to raise."""
         if self.limit is None:
             self.limit = message
-        return LimitError(message)
+        return ValueError(message)
+
+    def check_open(self, what):
+        if self.sealed:
+            raise self.limit_error(f"{what}: the hook is over")
 
     def post(self, kind, body, to):
+        """`ctx.post`, checked by the protocol's rules as it is made."""
+        self.check_open("ctx.post")
         lim = self.limits
-        if len(self.posts) >= lim["max_posts"]:
-            raise self.limit_error(f"more than {lim['max_posts']} posts in one hook")
-        if not issubclass(type(kind), str) or not kind or len(kind) > 100:
-            raise self.limit_error("ctx.post: kind must be a string of 1 to 100 characters")
+        broken = hx_protocol.posts_violation(len(self.posts) + 1, lim["max_posts"])
+        if broken:
+            raise self.limit_error(f"ctx.post: {broken}")
+        if not issubclass(type(kind), str):
+            raise self.limit_error("ctx.post: a post type must be a string")
         kind = "".join((kind,))
+        broken = hx_protocol.kind_violation(kind)
+        if broken:
+            raise self.limit_error(f"ctx.post: {broken}")
         try:
             body = plain(body, "the post body")
         except NotJson as e:
             raise self.limit_error(f"ctx.post: {e}") from None
-        size = len(dumps(body).encode("utf-8"))
-        if size > lim["max_post_bytes"]:
-            raise self.limit_error(
-                f"ctx.post: body is {size} bytes, over the limit of {lim['max_post_bytes']}"
-            )
+        broken = hx_protocol.body_violation(body, lim["max_post_bytes"])
+        if broken:
+            raise self.limit_error(f"ctx.post: {broken}")
         post = {"type": kind, "body": body}
         if to is not None:
             if isinstance(to, str):
@@ -267,33 +284,28 @@ class Run:
                 to = plain(to, "ctx.post's `to`")
             except NotJson as e:
                 raise self.limit_error(str(e)) from None
-            if type(to) is not list or not to or any(type(x) is not str for x in to):
+            if type(to) is not list or any(type(x) is not str for x in to):
                 raise self.limit_error(
                     "ctx.post: `to` must be a slot label or a non-empty list of labels"
                 )
-            unknown = [x for x in to if x not in self.labels]
-            if unknown:
-                raise self.limit_error(f"ctx.post: no player slot labelled {unknown[0]!r}")
-            seen = []
-            for x in to:
-                if x not in seen:
-                    seen.append(x)
-            post["to"] = seen
+            broken = hx_protocol.recipients_violation(to, self.labels)
+            if broken:
+                raise self.limit_error(f"ctx.post: {broken}")
+            post["to"] = to
         self.posts.append(post)
 
     def set_state(self, state):
+        """`ctx.set_state`, checked by the protocol's rules as it is made."""
+        self.check_open("ctx.set_state")
         if not isinstance(state, dict):
-            raise self.limit_error("ctx.set_state: the state must be a dict")
+            raise self.limit_error("ctx.set_state: the state must be a JSON object (a dict)")
         try:
             state = plain(state, "the state")
         except NotJson as e:
             raise self.limit_error(f"ctx.set_state: {e}") from None
-        size = len(dumps(state).encode("utf-8"))
-        if size > self.limits["max_state_bytes"]:
-            raise self.limit_error(
-                f"ctx.set_state: state is {size} bytes, "
-                f"over the limit of {self.limits['max_state_bytes']}"
-            )
+        broken = hx_protocol.state_violation(state, self.limits["max_state_bytes"])
+        if broken:
+            raise self.limit_error(f"ctx.set_state: {broken}")
         self.state = state
 
     def on_violation(self, message, line):
@@ -301,63 +313,47 @@ class Run:
             self.violation = (message, line)
 
 
-_RUN = None
+def make_ctx(run):
+    """What a bot's `ctx` argument is: a plain namespace of functions that
+    keep `run` in their closure, and copies of the channel's data. Bot code
+    may change its own ctx's attributes; the harness never reads them."""
 
-
-class Ctx:
-    """What a bot's `ctx` argument is. Stateless: every call goes to the
-    hook's `Run`, which bot code cannot name."""
-
-    __slots__ = ()
-
-    def post(self, kind, body=None, to=None):
+    def post(kind, body=None, to=None):
         """Post a message of type `kind`; `to` (a slot label or a list of
         them) makes it private to those players."""
-        _RUN.post(kind, body, to)
+        run.post(kind, body, to)
 
-    def get_state(self):
+    def get_state():
         """A copy of the bot's state (a dict)."""
-        return plain(_RUN.state, "the state")
+        return plain(run.state, "the state")
 
-    def set_state(self, state):
+    def set_state(state):
         """Replace the bot's state; takes effect if the hook succeeds."""
-        _RUN.set_state(state)
+        run.set_state(state)
 
-    @property
-    def workspace(self):
-        return _RUN.workspace
-
-    @property
-    def channel_id(self):
-        return _RUN.channel_id
-
-    @property
-    def bot_id(self):
-        return _RUN.bot_id
-
-    @property
-    def players(self):
-        return plain(_RUN.players, "players")
-
-    @property
-    def params(self):
-        return plain(_RUN.params, "params")
-
-    def __repr__(self):
-        return f"<ctx {_RUN.bot_id} in {_RUN.channel_id}>"
+    return Namespace(
+        post=post,
+        get_state=get_state,
+        set_state=set_state,
+        workspace=run.workspace,
+        channel_id=run.channel_id,
+        bot_id=run.bot_id,
+        players=plain(run.players, "players"),
+        params=plain(run.params, "params"),
+    )
 
 
 # ---------------------------------------------------------------- errors
 
 
-def internal(message):
-    return {"kind": "internal", "message": message}
+_TRACEBACK = BaseException.__dict__["__traceback__"]
+_TYPE_NAME = type.__dict__["__name__"]
 
 
 def bot_frames(exc):
     """(line, function) of each bot frame in `exc`'s traceback."""
     out = []
-    tb = exc.__traceback__
+    tb = _TRACEBACK.__get__(exc)
     while tb is not None:
         code = tb.tb_frame.f_code
         if code.co_filename == "bot.py":
@@ -371,7 +367,7 @@ def describe(exc):
         text = str(exc)
     except BaseException:  # a bot's __str__ may raise anything
         text = "<unprintable>"
-    name = type(exc).__name__
+    name = _TYPE_NAME.__get__(type(exc))
     return f"{name}: {text}" if text else name
 
 
@@ -385,19 +381,20 @@ def format_traceback(exc, source_lines):
     return "\n".join(lines)
 
 
-def error_for(exc, run, source_lines):
-    """The HookError for an exception that escaped bot code."""
-    import hx_runtime
+def error_for(exc, source_lines, is_facade_miss):
+    """The HookError for an exception that escaped bot code.
 
-    if isinstance(exc, MemoryError):
+    Called inside the hook, before the seal: `str()` of a bot exception runs
+    bot code (its `__str__`). A violation or broken limit the hook recorded
+    takes precedence over this (see `run_hook`)."""
+    t = type(exc)
+    if issubclass(t, MemoryError):
         return {"kind": "memory", "message": "MemoryError: the hook ran out of memory"}
     frames = bot_frames(exc)
     line = frames[-1][0] if frames else None
-    if isinstance(exc, (hx_runtime.PolicyError, hx_runtime.FacadeAttributeError)):
+    if is_facade_miss(exc):
         return {"kind": "policy", "line": line, "message": str(exc)}
-    if isinstance(exc, LimitError):
-        return {"kind": "limit", "message": str(exc)}
-    if isinstance(exc, RecursionError):
+    if issubclass(t, RecursionError):
         msg = "RecursionError: maximum recursion depth exceeded"
         return {"kind": "exception", "message": msg, "traceback": msg}
     return {
@@ -414,12 +411,12 @@ def read_job(raw):
     try:
         job = loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise HookFailed(internal(f"bad job on stdin: {e}")) from None
+        raise BadJob(f"not JSON: {e}") from None
     if type(job) is not dict:
-        raise HookFailed(internal("bad job on stdin: not an object"))
+        raise BadJob("not an object")
     bot = job.get("bot")
     if type(bot) is not dict or type(bot.get("source")) is not str:
-        raise HookFailed(internal("bad job: bot.source must be a string"))
+        raise BadJob("bot.source must be a string")
     hook = job.get("hook")
     if type(hook) is not dict or hook.get("name") not in (
         "inspect",
@@ -427,11 +424,11 @@ def read_job(raw):
         "on_join",
         "on_message",
     ):
-        raise HookFailed(internal("bad job: hook.name must be inspect, on_init, on_join or on_message"))
+        raise BadJob("hook.name must be inspect, on_init, on_join or on_message")
     if hook["name"] == "on_join" and type(hook.get("player")) is not str:
-        raise HookFailed(internal("bad job: on_join needs a player label"))
+        raise BadJob("on_join needs a player label")
     if hook["name"] == "on_message" and "message" not in hook:
-        raise HookFailed(internal("bad job: on_message needs a message"))
+        raise BadJob("on_message needs a message")
     return job
 
 
@@ -451,10 +448,9 @@ def inspect_source(source, network):
     return manifest
 
 
-def run_hook(job):
+def run_hook(job, limits):
     """Run the job; returns the outcome dict (never raises for bot faults)."""
-    global _RUN
-    run = Run(job)
+    run = Run(job, limits)
     source = job["bot"]["source"]
     hook = job["hook"]
     network = network_allowed(job)
@@ -469,7 +465,7 @@ def run_hook(job):
 
     paths = job.get("sys_path") or []
     if type(paths) is not list or any(type(p) is not str for p in paths):
-        raise HookFailed(internal("sys_path must be a list of strings"))
+        raise BadJob("sys_path must be a list of strings")
     sys.path.extend(paths)
 
     class_name = None
@@ -487,22 +483,26 @@ def run_hook(job):
     except hx_check.Refusal as r:
         return {"status": "error", "error": r.as_error()}
 
-    _RUN = run
-    capture = Capture(min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4))
+    limit = min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4)
+    capture, logs, seal_capture = make_capture(limit)
     if unchecked:
         import builtins
 
         env = {"__name__": "bot", "__builtins__": builtins}
+
+        def is_facade_miss(exc):
+            return False
+
     else:
         import hx_runtime
 
-        hx_runtime.configure(network, source, run.on_violation)
-        env = {
-            "__name__": "bot",
-            "__builtins__": hx_runtime.bot_builtins(),
-            hx_check.FORMAT_HELPER: hx_runtime.format_guard,
-            hx_check.SCRUB_HELPER: hx_runtime.scrub_exception,
-        }
+        layer = hx_runtime.make_layer(network, source, run.on_violation)
+        env = {"__name__": "bot", "__builtins__": layer["builtins"]}
+        env.update(layer["helpers"])
+        is_facade_miss = layer["is_facade_miss"]
+    # Everything bot code made stays alive until the process exits (see
+    # `seal` below): the module's globals, the bot, an escaped exception.
+    KEPT.append(env)
     sys.stdout = sys.stderr = capture
 
     error = None
@@ -513,13 +513,15 @@ def run_hook(job):
             if not isinstance(cls, type):
                 raise TypeError(f"{class_name} is no longer a class after the module ran")
             params = plain(run.params, "params")
+            ctx = make_ctx(run)
             if cls.__init__ is object.__init__:
                 # A bot without its own constructor still gets its context.
                 bot = cls()
-                bot.ctx = Ctx()
+                bot.ctx = ctx
                 bot.params = params
             else:
-                bot = cls(Ctx(), params)
+                bot = cls(ctx, params)
+            KEPT.append(bot)
             name = hook["name"]
             method = getattr(bot, name, None)
             if method is not None:
@@ -530,21 +532,40 @@ def run_hook(job):
                 else:
                     method(plain(hook["message"], "the message"))
     except BaseException as exc:  # the bot may raise anything, SystemExit too
-        error = error_for(exc, run, source.splitlines())
+        KEPT.append(exc)
+        error = error_for(exc, source.splitlines(), is_facade_miss)
         del exc
-    finally:
-        sys.stdout = sys.__stdout__
-        sys.stderr = sys.__stderr__
-    _RUN = None
+    seal(run, seal_capture)
 
-    if error is None and run.violation is not None:
+    if run.violation is not None:
         message, line = run.violation
         error = {"kind": "policy", "line": line, "message": message}
-    if error is None and run.limit is not None:
+    elif run.limit is not None:
         error = {"kind": "limit", "message": run.limit}
     if error is not None:
         return {"status": "error", "error": error}
-    return ok(run.posts, run.state, capture.text(), None)
+    return ok(run.posts, run.state, logs(), None)
+
+
+# Objects of bot code, held until the process exits.
+KEPT = []
+
+
+def seal(run, seal_capture):
+    """End the hook: from here on no bot code may change the outcome.
+
+    `ctx` refuses, the capture drops what is printed, and bot code gets no
+    chance to run at all: garbage collection is off and every object bot
+    code made is held in `KEPT`, so no finalizer (a `weakref.finalize`, a
+    generator's `finally`, a weakref callback) runs before the process ends
+    with `posix._exit`, which runs none either. `sys.stdout` stays the
+    sealed capture.
+    """
+    import gc
+
+    gc.disable()
+    run.sealed = True
+    seal_capture()
 
 
 def ok(posts, state, logs, manifest):
@@ -555,13 +576,15 @@ def ok(posts, state, logs, manifest):
 
 
 def finish(outcome, max_output):
-    """Serialize the outcome, with the harness's own timing."""
+    """Serialize the outcome, with the harness's own timing and error text
+    within the protocol's bounds; an outcome over `max_output` bytes becomes
+    an output overrun."""
+    if outcome["status"] == "error":
+        hx_protocol.bounded_error(outcome["error"])
     outcome["timings"] = {"confine_us": 0, "hook_us": (time.perf_counter_ns() - START_NS) // 1000}
-    try:
-        data = dumps(outcome).encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError) as e:
-        data = dumps({"status": "error", "error": internal(f"unserializable outcome: {e}")})
-        data = data.encode("utf-8")
+    # Posts and state hold valid Unicode only (`plain`); logs and error text
+    # may carry a bot's lone surrogates, which UTF-8 cannot encode.
+    data = dumps(outcome).encode("utf-8", "replace")
     if len(data) > max_output:
         msg = f"the result is {len(data)} bytes, over the limit of {max_output}"
         data = dumps({"status": "error", "error": {"kind": "output_overrun", "message": msg}})
@@ -570,24 +593,28 @@ def finish(outcome, max_output):
 
 
 def main_hook():
-    """`harness.py` with the job on stdin: the outcome goes to fd 3."""
+    """`harness.py` with the job on stdin: the outcome goes to fd 3.
+
+    Fd 3 carries only what the hook did. When the job itself is unusable (a
+    runner bug: the bot has not run), the harness says so on stderr and exits
+    2 without a result, and the runner reports `internal`."""
     try:
         out = _io.FileIO(RESULT_FD, "w", closefd=True)
     except OSError as e:
         sys.stderr.write(f"harness: fd {RESULT_FD} is not open for the result: {e}\n")
         return 2
-    max_output = DEFAULT_LIMITS["max_output_bytes"]
     try:
         job = read_job(sys.stdin.buffer.read())
-        lim = job.get("limits")
-        if type(lim) is dict and type(lim.get("max_output_bytes")) is int:
-            max_output = lim["max_output_bytes"]
-        outcome = run_hook(job)
-    except HookFailed as f:
-        outcome = {"status": "error", "error": f.error}
+        limits = hx_protocol.limits_of(job)
+        outcome = run_hook(job, limits)
+        data = finish(outcome, limits["max_output_bytes"])
+    except BadJob as e:
+        sys.stderr.write(f"harness: bad job: {e}\n")
+        return 2
     except MemoryError:
-        outcome = {"status": "error", "error": {"kind": "memory", "message": "MemoryError"}}
-    data = finish(outcome, max_output)
+        # Before or after the hook, not in it: a small outcome, bounded.
+        data = dumps({"status": "error", "error": {"kind": "memory", "message": "MemoryError"}})
+        data = data.encode("utf-8")
     view = memoryview(data)
     while view:
         n = out.write(view)
@@ -609,6 +636,7 @@ def main_check(path, network):
             outcome = ok([], {}, "", inspect_source(source, network))
         except hx_check.Refusal as r:
             outcome = {"status": "error", "error": r.as_error()}
+    # `inspect` makes no posts and keeps no state: no limit applies here.
     data = finish(outcome, 1 << 30)
     sys.stdout.write(data.decode("utf-8") + "\n")
     sys.stdout.flush()

@@ -1,4 +1,4 @@
-//! Bot benchmark (issue 4): post → bot-reply latency through MCP for EchoBot
+//! Bot benchmark: post → bot-reply latency through MCP for EchoBot
 //! and GuessBot, and hooks per second across 16 busy channels, checking that
 //! no hook is lost or reordered. Prints a table.
 //!

@@ -1,4 +1,4 @@
-//! Load generator for the daemon core (issue 2): durable `post_message`
+//! Load generator for the daemon core: durable `post_message`
 //! throughput and latency, long-poll wake latency with many waiters, RSS.
 //!
 //! Run it with `cargo bench -p mcp-multiplayer --bench load`. It starts the

@@ -49,7 +49,7 @@ CREATE UNIQUE INDEX slots_rejoin ON slots(rejoin_hash) WHERE rejoin_hash IS NOT 
 CREATE INDEX slots_principal ON slots(principal_id, channel_id);
 
 -- The transcript. body is canonical JSON; for a private message the chain
--- covers body_hash instead of body (DESIGN §8), salted with body_salt so that
+-- covers body_hash instead of body (docs/architecture.md), salted with body_salt so that
 -- a short private body cannot be found by hashing guesses.
 CREATE TABLE messages (
     channel_id  TEXT NOT NULL REFERENCES channels(id),

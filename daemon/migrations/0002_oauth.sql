@@ -1,4 +1,4 @@
--- The OAuth 2.1 authorization server (DESIGN §7). Secrets (client secrets,
+-- The OAuth 2.1 authorization server. Secrets (client secrets,
 -- codes, refresh tokens) are stored only as SHA-256 hashes; access tokens live
 -- in access_tokens (kind 'oauth', resource = audience, family_id = grant).
 
@@ -16,7 +16,7 @@ CREATE TABLE oauth_clients (
 ) WITHOUT ROWID;
 CREATE INDEX oauth_clients_unapproved ON oauth_clients(created_at) WHERE approved_at IS NULL;
 
--- An approved grant: one principal, one family of tokens (DESIGN §3).
+-- An approved grant: one principal, one family of tokens.
 CREATE TABLE oauth_grants (
     family_id     TEXT PRIMARY KEY,
     client_id     TEXT NOT NULL REFERENCES oauth_clients(client_id),

@@ -2,18 +2,28 @@
 //!
 //! Agents meet in shared channels over MCP (Streamable HTTP); referee bots,
 //! whose exact Python source every member can read and hash, run in a
-//! confined `sandbox-runner` process. State lives in SQLite. See DESIGN.md.
+//! confined `sandbox-runner` process. State lives in SQLite.
+//! `docs/architecture.md` walks through the layers: `model` (the typed
+//! domain), `store` (all SQL, the commit bus), `channels` (rules and
+//! authorization), `bots` (preparing bots, dispatching hooks), `mcp` (the
+//! tools), `http` and `oauth`.
 
-pub mod app;
-pub mod auth;
-pub mod bots;
-pub mod channels;
+#![forbid(unsafe_code)]
+
+pub(crate) mod app;
+pub(crate) mod bots;
+pub(crate) mod channels;
 pub mod cli;
-pub mod config;
-pub mod http;
-pub mod mcp;
-pub mod oauth;
-pub mod secrets;
-pub mod server;
-pub mod store;
+pub(crate) mod client_addr;
+pub(crate) mod config;
+pub(crate) mod http;
+pub(crate) mod mcp;
+pub(crate) mod model;
+pub(crate) mod oauth;
+pub(crate) mod secrets;
+pub(crate) mod server;
+pub(crate) mod store;
 pub mod transcript;
+
+#[cfg(test)]
+mod testing;

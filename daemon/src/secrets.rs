@@ -1,7 +1,7 @@
 //! Secrets handed to clients (tokens, invite codes, rejoin tokens) and ids.
 //!
 //! Every secret carries 256 bits from the OS RNG and is stored only as its
-//! SHA-256 (DESIGN §3). A secret's prefix says what it is, so a user who pastes
+//! SHA-256, compared in constant time. A secret's prefix says what it is, so a user who pastes
 //! the wrong one gets a precise error, and so log scrubbing and secret
 //! scanners can recognise them.
 

@@ -1,7 +1,8 @@
 //! Start-up and shutdown of `mcp-multiplayer serve`.
 
 use crate::app::{AppState, Metrics};
-use crate::bots::{Bots, dispatch::Dispatcher};
+use crate::bots::Bots;
+use crate::bots::dispatch::Dispatcher;
 use crate::channels::Channels;
 use crate::config::Config;
 use crate::store::Store;
@@ -17,23 +18,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let store = Store::open(&config.db_path())
         .with_context(|| format!("opening the database {}", config.db_path().display()))?;
-    let channels = Channels::new(store.clone(), config.max_body_bytes);
-    let mut bots = Bots::new(config.bots.clone());
-    let dispatcher = Dispatcher::start(channels.clone(), bots.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the bot dispatcher: {e}"))?;
-    bots.dispatcher = Some(dispatcher.clone());
+    let shutdown = CancellationToken::new();
+    // Everything downstream of a commit follows the store's bus: long-poll
+    // wake-ups (inside `Channels`), resource notifications, bot hooks.
+    let channels = Channels::new(store.clone(), config.max_body_bytes, shutdown.clone());
     let subscriptions = Arc::new(crate::mcp::resources::Subscriptions::default());
-    let (d, subs) = (dispatcher.clone(), subscriptions.clone());
-    channels
-        .watch
-        .set_commit_hook(Box::new(move |cid: &str, _seq: i64| {
-            d.poke(cid);
-            subs.notify(cid);
-        }));
+    subscriptions.follow(store.bus(), tokio::runtime::Handle::current());
+    let bots = Bots::new(config.bots.clone());
+    let dispatcher = Dispatcher::start(store.clone(), bots.clone())
+        .await
+        .context("starting the bot dispatcher")?;
     let anonymous = if config.auth.unsafe_no_auth {
         tracing::warn!("--unsafe-no-auth: /mcp is served without authentication (loopback only)");
-        Some(crate::auth::anonymous_principal(&store).await?)
+        Some(crate::store::principals::anonymous_principal(&store).await?)
     } else {
         None
     };
@@ -41,8 +38,9 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         config: Arc::new(config),
         channels,
         bots,
+        dispatcher,
         metrics: Arc::new(Metrics::default()),
-        shutdown: CancellationToken::new(),
+        shutdown,
         anonymous,
         sandbox: Arc::new(std::sync::OnceLock::new()),
         subscriptions,
@@ -114,12 +112,12 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     config.bound_to(addr);
     let state = build(config).await?;
-    tracing::info!(%addr, db = %state.channels.store.path().display(), "serving");
+    tracing::info!(%addr, db = %state.channels.store().path().display(), "serving");
     // A plain line that scripts and tests can wait for.
     eprintln!("mcp-multiplayer listening on http://{addr}");
     tokio::spawn(sandbox_self_check(state.clone()));
     let shutdown = state.shutdown.clone();
-    let store = state.channels.store.clone();
+    let store = state.channels.store().clone();
     let router = crate::http::app(state);
     let signal = shutdown.clone();
     tokio::spawn(async move {

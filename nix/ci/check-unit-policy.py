@@ -15,7 +15,9 @@ the syscall groups (`systemd-analyze syscall-filter`), that:
     forbids one of them through its own seccomp rule,
   * RestrictNamespaces= lets the service create every namespace the runner
     unshares,
-  * RestrictAddressFamilies= leaves the families bots use (AF_INET, AF_INET6).
+  * RestrictAddressFamilies= leaves the families the runner and bots use
+    (the runner's own list: AF_NETLINK to learn the host's addresses and
+    routes, AF_INET/AF_INET6 for bots).
 
 Usage: check-unit-policy.py UNIT POLICY_JSON
 Exit 0 when covered, 1 with a list of what is not.
@@ -29,9 +31,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import unitfile  # noqa: E402
-
-# Families a network bot's socket() may ask for: bots speak TCP over IPv4 and IPv6.
-BOT_FAMILIES = {"AF_INET", "AF_INET6"}
 
 
 def main(argv: list[str]) -> int:
@@ -70,15 +69,16 @@ def main(argv: list[str]) -> int:
         elif ns not in ns_allowed:
             problems.append(f"namespaces: '{ns}' is not allowed by RestrictNamespaces=")
 
+    needed = set(policy["address_families"]["runner"]) | set(policy["address_families"]["bot"])
     families = unit.values("Service", "RestrictAddressFamilies")
     if families:
         last = families[-1]
         if last.startswith("~"):
-            missing = BOT_FAMILIES & set(last[1:].split())
+            missing = needed & set(last[1:].split())
         else:
-            missing = BOT_FAMILIES - set(" ".join(f for f in families if f).split())
+            missing = needed - set(" ".join(f for f in families if f).split())
         for fam in sorted(missing):
-            problems.append(f"RestrictAddressFamilies= refuses {fam}, which network bots use")
+            problems.append(f"RestrictAddressFamilies= refuses {fam}, which the runner or network bots use")
 
     n_conf = len(set(policy["confine_syscalls"]))
     n_bot = len(set(policy["bot_syscalls"]))

@@ -2,9 +2,13 @@
 //!
 //! The daemon spawns one runner process per bot hook, writes one [`HookJob`] as
 //! JSON to the runner's stdin (then closes it), and reads one [`HookOutcome`] as
-//! JSON from the runner's stdout. This module holds only the serde types and the
-//! size bounds, so the daemon can depend on it without pulling in any of the
-//! runner's Linux code.
+//! JSON from the runner's stdout. The runner in turn hands the harness its part
+//! of the job and reads the hook's outcome from the interpreter's fd 3.
+//!
+//! This crate owns the whole contract: the types, the limits, the exit codes,
+//! the protocol version, and the one check of an outcome ([`Limits::check`])
+//! that the runner applies to fd 3 and the daemon to the runner's output. It
+//! depends only on serde, so the daemon links none of the runner's Linux code.
 //!
 //! Everything the runner needs arrives in the job: the runner reads no config
 //! file and no environment, which keeps it stateless and easy to test.
@@ -17,13 +21,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
 
+mod check;
+
+pub use check::{
+    MAX_ERROR_MESSAGE_CHARS, MAX_KIND_CHARS, MAX_TRACEBACK_CHARS, Origin, RESERVED_KINDS,
+    Violation, canonical_size, check_kind, check_recipients,
+};
+
 /// Version of this protocol; the runner refuses a job of another version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Largest job the runner accepts on stdin.
 pub const MAX_JOB_BYTES: usize = 4 * 1024 * 1024;
 
-/// Largest result the daemon reads from the runner's stdout (DESIGN §6: 1 MiB).
+/// Largest result the daemon reads from the runner's stdout (1 MiB), and the
+/// default of [`Limits::max_output_bytes`].
 pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
 
 /// Documented exit codes of the `sandbox-runner` binary.
@@ -130,7 +142,11 @@ pub struct Player {
     pub filled: bool,
 }
 
-/// Per-hook limits. Defaults follow DESIGN §6.
+/// Per-hook limits. The defaults are the daemon's defaults and the base of
+/// the table of edge cases (`protocol/tests/outcome-cases.json`).
+///
+/// The last four are the protocol's: the runner passes them to the harness,
+/// and [`Limits::check`] holds every outcome to them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Limits {
     /// Wall-clock budget for the whole hook, enforced by the runner (and by the
@@ -152,9 +168,9 @@ pub struct Limits {
     pub threads: u64,
     /// Posts one hook may make.
     pub max_posts: usize,
-    /// Serialized size of one post's body.
+    /// Size of one post's body, measured by [`canonical_size`].
     pub max_post_bytes: usize,
-    /// Serialized size of the state.
+    /// Size of the state, measured by [`canonical_size`].
     pub max_state_bytes: usize,
     /// Bytes of result plus captured prints the runner accepts from the hook.
     pub max_output_bytes: usize,
@@ -265,26 +281,34 @@ pub struct Timings {
 }
 
 /// Why a hook failed.
+///
+/// The harness reports the first six kinds on fd 3. `Timeout`, `Confinement`
+/// and `Internal` come only from the runner or the daemon: on fd 3 they are
+/// forged, and [`Limits::check`] refuses them there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HookError {
     /// The source does not parse.
     Syntax { line: Option<u32>, message: String },
-    /// The language layer refused the source (`Import of 'os' is not allowed`).
+    /// The language layer refused the source (`Import of 'os' is not
+    /// allowed`), or seccomp killed the hook.
     Policy { line: Option<u32>, message: String },
     /// The bot raised; the traceback is trimmed to the bot's own frames.
     Exception { message: String, traceback: String },
-    /// CPU or wall time exhausted.
-    Timeout { message: String },
     /// Memory limit hit.
     Memory { message: String },
     /// Too much output.
     OutputOverrun { message: String },
-    /// Posts, post size or state size over the limit, or a malformed post.
+    /// The outcome broke a limit or a rule of the protocol
+    /// ([`Limits::check`]), at `ctx.post` or afterwards.
     Limit { message: String },
-    /// A confinement step did not take effect; the bot did not run.
+    /// CPU or wall time exhausted (runner or daemon only).
+    Timeout { message: String },
+    /// A confinement step did not take effect; the bot did not run (runner
+    /// or daemon only).
     Confinement { step: String, message: String },
-    /// The runner or harness misbehaved (bad job, unreadable result).
+    /// The runner or harness misbehaved: a bad job, no or an unreadable
+    /// result (runner or daemon only).
     Internal { message: String },
 }
 

@@ -24,11 +24,15 @@ mod policy;
 #[cfg(target_os = "linux")]
 mod rlimit;
 #[cfg(target_os = "linux")]
+mod rtnetlink;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod sandbox;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod seccomp;
+#[cfg(target_os = "linux")]
+mod sockdiag;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod unotify;

@@ -22,7 +22,7 @@ pub const HARNESS_DIR: &str = "/harness";
 pub const PYLIB_PREFIX: &str = "/pylib";
 /// The only environment the interpreter gets.
 pub const ENV: &[&str] = &["LANG=C.UTF-8"];
-/// TCP ports a network bot may connect to (DESIGN §5).
+/// TCP ports a network bot may connect to: the web, over HTTP and HTTPS.
 pub const WEB_PORTS: &[u16] = &[80, 443];
 /// TCP port of DNS; only towards the host's own name servers (DNS over TCP).
 pub const DNS_PORT: u16 = 53;
@@ -425,7 +425,7 @@ pub enum Resource {
 /// (resource, soft, hard).
 pub type RlimitSetting = (Resource, u64, u64);
 
-/// The hook's rlimits (DESIGN §6): CPU soft = budget, hard = budget + 1 s so
+/// The hook's rlimits: CPU soft = budget, hard = budget + 1 s so
 /// SIGXCPU comes first; no core dumps, no locked memory, no POSIX queues.
 pub fn rlimits(limits: &Limits) -> Vec<RlimitSetting> {
     vec![
@@ -483,12 +483,35 @@ pub const CONFINE_SYSCALLS: &[&str] = &[
     "sendmsg",
     "recvmsg",
     "ioctl",
-    "pidfd_getfd",
-    "process_vm_readv",
-    "getsockopt",
-    "connect",
     "execve",
+    // the connect supervisor (see `unotify`): the hook's sockaddr and option
+    // values, its socket's description (/proc/<tid>/fdinfo, the
+    // `system.sockprotoname` attribute), a socket of its own with the
+    // hook's fs ids (root mode), connected and handed over with
+    // SECCOMP_IOCTL_NOTIF_ADDFD (an ioctl)
+    "process_vm_readv",
+    "getxattr",
+    "setfsuid",
+    "setfsgid",
+    "getsockopt",
+    "getsockname",
+    "connect",
+    // rtnetlink (the host's addresses and routes, see `rtnetlink`)
+    "socket",
+    "sendto",
+    "recvfrom",
+    "setsockopt",
 ];
+
+/// Address families the runner itself opens sockets of (besides the
+/// `socketpair` that carries the seccomp listener, which no service manager
+/// restricts, and the TCP sockets it connects for network bots, of theirs):
+/// netlink, to list the host's addresses, ask its routes and the state of a
+/// connection it made (sock_diag). A network hook fails closed
+/// (`step: "network"`) without it.
+pub const RUNNER_ADDRESS_FAMILIES: &[&str] = &["AF_NETLINK"];
+/// Address families a network bot's `socket` may ask for.
+pub const BOT_ADDRESS_FAMILIES: &[&str] = &["AF_INET", "AF_INET6"];
 
 /// System calls a hook may make without condition. CPython needs about 45 of
 /// these for json/hashlib/requests/threads; the rest are cheap, harmless file
@@ -612,7 +635,8 @@ pub const BOT_ALLOWED: &[&str] = &[
     "restart_syscall",
     "exit",
     "exit_group",
-    // sockets that already exist (socket() itself is filtered)
+    // sockets that already exist (socket() itself is filtered; setsockopt is
+    // narrowed by the gate to `SETSOCKOPT_ALLOWED`; sendmsg is left out)
     "getsockname",
     "getpeername",
     "setsockopt",
@@ -750,6 +774,13 @@ pub struct SeccompPolicy {
     pub enosys: Vec<&'static str>,
     /// Sent to the runner's user-notification supervisor (`connect`).
     pub notify: Vec<&'static str>,
+    /// The (level, option) pairs `setsockopt` may set; the gate answers every
+    /// other pair `ENOPROTOOPT` (see `SETSOCKOPT_ALLOWED`).
+    pub setsockopt: Vec<(i32, i32)>,
+    /// Whether the allowed pairs go to the supervisor (network bots), which
+    /// records them for the socket it connects in the hook's place and lets
+    /// the call proceed; otherwise they are allowed outright.
+    pub setsockopt_notify: bool,
 }
 
 /// `CLONE_NEW*` bits valid for `clone(2)` (CLONE_NEWTIME shares its value
@@ -771,9 +802,51 @@ pub const IOCTLS: &[u64] = &[
     libc::FIONREAD,
 ];
 
-/// `MSG_FASTOPEN` would let `sendto`/`sendmsg` open a TCP connection to an
-/// address the supervisor never saw.
+/// `MSG_FASTOPEN` would let `sendto` open a TCP connection to an address the
+/// supervisor never saw.
 pub const MSG_FASTOPEN: u64 = 0x2000_0000;
+
+/// The `setsockopt` (level, option) pairs a hook may set: what ordinary
+/// clients use. `http.client`, `urllib3` (hence `requests`) and asyncio set
+/// `TCP_NODELAY`; `ssl`, `socket.create_connection` and glibc's resolver
+/// over TCP set nothing; keepalive tuning, buffer sizes, linger and
+/// socket-level timeouts are common opt-ins and change nothing about where a
+/// connection goes. Everything else (IPv6 routing, hop-by-hop and destination
+/// headers, IP options, `IP_TOS`, packet-info and next-hop choice,
+/// `SO_BINDTODEVICE`, `SO_MARK`, `SO_PRIORITY`, transparent and free binds,
+/// `SO_REUSEPORT`, socket filters, `TCP_FASTOPEN_CONNECT`, `TCP_ULP`,
+/// `TCP_REPAIR`, `TCP_MD5SIG`, ...) is answered `ENOPROTOOPT` by the seccomp
+/// gate: the errno libraries already treat as "option not available here".
+pub const SETSOCKOPT_ALLOWED: &[(&str, i32, i32)] = &[
+    ("TCP_NODELAY", libc::IPPROTO_TCP, libc::TCP_NODELAY),
+    ("TCP_KEEPIDLE", libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+    ("TCP_KEEPINTVL", libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+    ("TCP_KEEPCNT", libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+    (
+        "TCP_USER_TIMEOUT",
+        libc::IPPROTO_TCP,
+        libc::TCP_USER_TIMEOUT,
+    ),
+    ("SO_KEEPALIVE", libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+    ("SO_RCVBUF", libc::SOL_SOCKET, libc::SO_RCVBUF),
+    ("SO_SNDBUF", libc::SOL_SOCKET, libc::SO_SNDBUF),
+    ("SO_LINGER", libc::SOL_SOCKET, libc::SO_LINGER),
+    // 20/21: SO_RCVTIMEO_OLD/SO_SNDTIMEO_OLD (64-bit time_t on x86_64);
+    // 66/67: the _NEW forms glibc uses with 64-bit time on 32-bit ABIs.
+    ("SO_RCVTIMEO", libc::SOL_SOCKET, 20),
+    ("SO_SNDTIMEO", libc::SOL_SOCKET, 21),
+    ("SO_RCVTIMEO_NEW", libc::SOL_SOCKET, 66),
+    ("SO_SNDTIMEO_NEW", libc::SOL_SOCKET, 67),
+];
+
+/// The clone flags every thread must share with its process: memory,
+/// descriptor table, signal handlers and thread group. glibc's
+/// `pthread_create` passes all four, so the hook is one process whose
+/// threads all see one descriptor table and one address space (what the
+/// connect supervisor reads and writes for whichever thread called
+/// `connect`).
+pub const CLONE_THREAD_FLAGS: u64 =
+    (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_SIGHAND | libc::CLONE_THREAD) as u64;
 
 /// The seccomp policy for a hook whose process id (inside its PID
 /// namespace) is `self_pid`.
@@ -781,9 +854,9 @@ pub fn seccomp_policy(network: Network, self_pid: u32) -> SeccompPolicy {
     let mut filtered = vec![
         FilteredSyscall {
             name: "clone",
-            // Threads only: CLONE_THREAD set and no CLONE_NEW* bit.
+            // Threads only: all of CLONE_THREAD_FLAGS and no CLONE_NEW* bit.
             alternatives: vec![vec![
-                ArgCheck::masked64(0, libc::CLONE_THREAD as u64, libc::CLONE_THREAD as u64),
+                ArgCheck::masked64(0, CLONE_THREAD_FLAGS, CLONE_THREAD_FLAGS),
                 ArgCheck::masked64(0, CLONE_NEW_MASK, 0),
             ]],
         },
@@ -815,10 +888,6 @@ pub fn seccomp_policy(network: Network, self_pid: u32) -> SeccompPolicy {
                 ArgCheck::eq64(4, 0),
             ]],
         },
-        FilteredSyscall {
-            name: "sendmsg",
-            alternatives: vec![vec![ArgCheck::masked32(2, MSG_FASTOPEN, 0)]],
-        },
     ];
     let mut notify = Vec::new();
     if network == Network::Guarded {
@@ -849,7 +918,12 @@ pub fn seccomp_policy(network: Network, self_pid: u32) -> SeccompPolicy {
         filtered,
         killed: BOT_KILLED.to_vec(),
         enosys: vec!["clone3"],
+        setsockopt_notify: !notify.is_empty(),
         notify,
+        setsockopt: SETSOCKOPT_ALLOWED
+            .iter()
+            .map(|(_, level, opt)| (*level, *opt))
+            .collect(),
     }
 }
 
@@ -872,6 +946,10 @@ pub fn policy_json() -> serde_json::Value {
         "confine_syscalls": confine,
         "bot_syscalls": bot_syscall_names(),
         "namespaces": Namespace::ALL.iter().map(|n| n.name()).collect::<Vec<_>>(),
+        "address_families": {
+            "runner": RUNNER_ADDRESS_FAMILIES,
+            "bot": BOT_ADDRESS_FAMILIES,
+        },
     })
 }
 
@@ -1054,6 +1132,62 @@ mod tests {
     }
 
     #[test]
+    fn sendmsg_is_left_out_and_sendto_carries_no_destination_nor_fast_open() {
+        let p = seccomp_policy(Network::Guarded, 2);
+        assert!(!bot_syscall_names().contains(&"sendmsg"));
+        assert!(!bot_syscall_names().contains(&"sendmmsg"));
+        let s = filtered(&p, "sendto").unwrap();
+        assert_eq!(
+            s.alternatives,
+            vec![vec![
+                ArgCheck::masked32(3, MSG_FASTOPEN, 0),
+                ArgCheck::eq64(4, 0)
+            ]]
+        );
+    }
+
+    #[test]
+    fn the_setsockopt_allowlist_holds_no_option_that_steers_a_connection() {
+        let p = seccomp_policy(Network::Guarded, 2);
+        assert_eq!(p.setsockopt.len(), SETSOCKOPT_ALLOWED.len());
+        assert!(
+            p.setsockopt
+                .contains(&(libc::IPPROTO_TCP, libc::TCP_NODELAY))
+        );
+        for steering in [
+            (libc::IPPROTO_IPV6, libc::IPV6_RTHDR),
+            (libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS),
+            (libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS),
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO),
+            (libc::IPPROTO_IPV6, libc::IPV6_NEXTHOP),
+            (libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT),
+            (libc::IPPROTO_IPV6, libc::IPV6_FREEBIND),
+            (libc::IPPROTO_IP, libc::IP_OPTIONS),
+            (libc::IPPROTO_IP, libc::IP_HDRINCL),
+            (libc::IPPROTO_IP, libc::IP_TOS),
+            (libc::IPPROTO_IP, libc::IP_PKTINFO),
+            (libc::IPPROTO_IP, libc::IP_TRANSPARENT),
+            (libc::IPPROTO_IP, libc::IP_FREEBIND),
+            (libc::SOL_SOCKET, libc::SO_BINDTODEVICE),
+            (libc::SOL_SOCKET, libc::SO_MARK),
+            (libc::SOL_SOCKET, libc::SO_PRIORITY),
+            (libc::SOL_SOCKET, libc::SO_REUSEPORT),
+            (libc::SOL_SOCKET, libc::SO_ATTACH_FILTER),
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT),
+            (libc::IPPROTO_TCP, libc::TCP_ULP),
+            (libc::IPPROTO_TCP, libc::TCP_REPAIR),
+        ] {
+            assert!(!p.setsockopt.contains(&steering), "{steering:?}");
+        }
+        assert!(
+            p.setsockopt
+                .iter()
+                .all(|(level, _)| [libc::IPPROTO_TCP, libc::SOL_SOCKET].contains(level)),
+            "no IP or IPv6 level option at all"
+        );
+    }
+
+    #[test]
     fn clone_only_for_threads_and_clone3_is_enosys() {
         let p = seccomp_policy(Network::Denied, 2);
         let c = filtered(&p, "clone").unwrap();
@@ -1062,6 +1196,12 @@ mod tests {
         assert_eq!(
             thread.value & libc::CLONE_THREAD as u64,
             libc::CLONE_THREAD as u64
+        );
+        assert_eq!(thread.mask, CLONE_THREAD_FLAGS);
+        assert_eq!(thread.value, CLONE_THREAD_FLAGS, "shared fd table required");
+        assert_eq!(
+            CLONE_THREAD_FLAGS & libc::CLONE_FILES as u64,
+            libc::CLONE_FILES as u64
         );
         assert_eq!(c.alternatives[0][1].mask, CLONE_NEW_MASK);
         assert_eq!(c.alternatives[0][1].value, 0);
@@ -1100,7 +1240,7 @@ mod tests {
     }
 
     #[test]
-    fn policy_json_has_the_three_lists() {
+    fn policy_json_has_the_lists_and_address_families() {
         let v = policy_json();
         assert!(
             v["confine_syscalls"]
@@ -1119,6 +1259,10 @@ mod tests {
         assert_eq!(
             v["namespaces"],
             serde_json::json!(["user", "mnt", "pid", "ipc", "uts", "net"])
+        );
+        assert_eq!(
+            v["address_families"],
+            serde_json::json!({"runner": ["AF_NETLINK"], "bot": ["AF_INET", "AF_INET6"]})
         );
     }
 }

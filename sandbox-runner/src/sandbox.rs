@@ -1,13 +1,16 @@
-//! One hook, start to finish: the order of operations of DESIGN §6.
+//! One hook, start to finish: the order of operations (README.md, "Order of
+//! operations", says why each step comes where it does).
 //!
 //! ```text
-//! runner (outer)   read job · close fds · PDEATHSIG · setsid · pipes
+//! runner (outer)   read job · close fds · PDEATHSIG · setsid · host addresses
+//!                  (network bots) · pipes
 //!   └─ ns child    unshare(user? mnt pid ipc uts net?) · id maps (userns)
 //!      └─ reaper      PID 1 of the new PID namespace: private / · tmpfs root with
 //!         │        read-only binds · workspace tmpfs · pivot_root · detach old root
 //!         └─ hook     fds 0-3 · rlimits · drop caps (and uid/gid in root mode)
-//!                  · no_new_privs · Landlock · seccomp (gate, kill list,
-//!                  allowlist) · execve(python -I -S -B /harness/harness.py)
+//!                  · no_new_privs · Landlock · seccomp (gate, hand the
+//!                  listener to the runner, kill list, allowlist)
+//!                  · execve(python -I -S -B /harness/harness.py)
 //! ```
 //!
 //! The namespaces are entered by a forked child rather than by the runner:
@@ -15,8 +18,8 @@
 //! the supervisor needs them. The outer runner stays outside every restriction
 //! it imposes: it writes the
 //! harness input, reads the result from fd 3 and the interpreter's
-//! stdout/stderr (both capped), answers `connect` notifications for network
-//! bots, and kills the reaper (hence the whole PID namespace) at the wall
+//! stdout/stderr (both capped), answers `connect` and `setsockopt`
+//! notifications for network bots (`unotify`), and kills the reaper (hence the whole PID namespace) at the wall
 //! deadline or on an output overrun.
 //!
 //! A step that fails in the reaper or the hook writes `step<TAB>message` to a
@@ -26,8 +29,8 @@
 
 use crate::netguard::ConnectPolicy;
 use crate::policy::{self, Mode, Network, PathRule, RootPlan, SeccompPolicy};
-use crate::{creds, landlock, mounts, namespaces, rlimit, seccomp, unotify};
-use hook_protocol::{HookError, HookJob, HookOutcome, Timings};
+use crate::{creds, landlock, mounts, namespaces, rlimit, rtnetlink, seccomp, unotify};
+use hook_protocol::{HookError, HookJob, HookOutcome, Origin, Timings};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -199,7 +202,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         Ok(p) => p,
         Err(o) => return *o,
     };
-    let connect_policy = match (
+    let mut connect_policy = match (
         policy::parse_cidrs(&job.network.allow_cidrs),
         policy::parse_cidrs(&job.network.deny_cidrs),
     ) {
@@ -207,9 +210,28 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
             allow,
             deny,
             nameservers: prep.nameservers.clone(),
+            host: Vec::new(),
         },
         (Err(e), _) | (_, Err(e)) => return internal(format!("network policy: {e}")),
     };
+    if prep.network == Network::Guarded {
+        // The host's own addresses, from the kernel, in the network namespace
+        // the hook will share: never from the job.
+        match rtnetlink::host_addresses() {
+            Ok(addrs) => connect_policy.host = addrs,
+            Err(errno) => {
+                return confinement(
+                    "network",
+                    format!(
+                        "cannot list this host's addresses over rtnetlink ({}); a network \
+                         bot cannot be kept off them. Under systemd, RestrictAddressFamilies= \
+                         must include AF_NETLINK",
+                        std::io::Error::from_raw_os_error(errno)
+                    ),
+                );
+            }
+        }
+    }
     let input = match serde_json::to_vec(&harness_input(job, opts)) {
         Ok(v) => v,
         Err(e) => return internal(format!("serialize harness input: {e}")),
@@ -222,6 +244,13 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     );
+    // The kernel uid and gid of the hook (and of its sockets): the sandbox
+    // ids in root mode; the caller's ids, which they map to, in a user
+    // namespace.
+    let hook_ids = match prep.mode {
+        Mode::Root => prep.ids,
+        Mode::UserNamespace => outside,
+    };
 
     // See the module docs for why a child, not the runner, unshares.
     let child = match namespaces::fork() {
@@ -229,7 +258,14 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         Ok(ForkResult::Child) => namespace_main(&prep, job, pipes, outside),
         Ok(ForkResult::Parent { child }) => child,
     };
-    supervise(job, pipes, child, &input, connect_policy, started)
+    supervise(
+        job,
+        pipes,
+        child,
+        &input,
+        (connect_policy, hook_ids),
+        started,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -525,10 +561,11 @@ fn drain(fd: &OwnedFd, into: &mut Vec<u8>, keep: usize, total: &mut usize) -> bo
     }
 }
 
+/// The seccomp listener, as the hook sent it.
 fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
@@ -536,15 +573,19 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .ok()?;
+    let mut owned = Vec::new();
     for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c
-            && let Some(fd) = fds.first()
-        {
-            // SAFETY: SCM_RIGHTS installed this fd in our table; we own it.
-            return Some(unsafe { OwnedFd::from_raw_fd(*fd) });
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS installed these fds in our table; we own
+            // them (and close any we do not expect when `owned` drops).
+            owned.extend(fds.iter().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
         }
     }
-    None
+    let mut it = owned.into_iter();
+    match (it.next(), it.next()) {
+        (Some(listener), None) => Some(listener),
+        _ => None,
+    }
 }
 
 fn supervise(
@@ -554,7 +595,9 @@ fn supervise(
     // tears down the whole PID namespace.
     ns_child: Pid,
     input: &[u8],
-    connect_policy: ConnectPolicy,
+    // What the connect supervisor decides with, and the hook's kernel
+    // uid and gid.
+    connect: (ConnectPolicy, (u32, u32)),
     started: Instant,
 ) -> HookOutcome {
     let Pipes {
@@ -589,7 +632,7 @@ fn supervise(
         .limits
         .max_output_bytes
         .min(hook_protocol::MAX_RESULT_BYTES);
-    let connect_policy = Arc::new(connect_policy);
+    let mut connect = Some(connect);
 
     let mut seen = Seen::default();
     let mut input_w = Some(input_w);
@@ -597,7 +640,7 @@ fn supervise(
     let mut result_r = Some(result_r);
     let mut diag_r = Some(diag_r);
     let mut errors_r = Some(errors_r);
-    let mut listener: Option<Arc<OwnedFd>> = None;
+    let mut supervisor: Option<Arc<unotify::Supervisor>> = None;
     let mut killed = false;
     let mut result_total = 0usize;
     let mut err_total = 0usize;
@@ -655,9 +698,9 @@ fn supervise(
             slots.push(4);
             raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
-        if let Some(fd) = &listener {
+        if let Some(sup) = &supervisor {
             slots.push(5);
-            raw.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            raw.push(PollFd::new(sup.listener.as_fd(), PollFlags::POLLIN));
         }
         if seen.child_status.is_none() {
             slots.push(6);
@@ -749,18 +792,22 @@ fn supervise(
                 }
                 4 => {
                     if let Some(sock) = &listener_sock {
-                        if let Some(l) = receive_listener(sock) {
-                            listener = Some(Arc::new(l));
+                        if let (Some(listener), Some((policy, hook_ids))) =
+                            (receive_listener(sock), connect.take())
+                        {
+                            supervisor = Some(Arc::new(unotify::Supervisor::new(
+                                listener, policy, hook_ids,
+                            )));
                         }
                         listener_sock = None;
                     }
                 }
                 5 => {
-                    if let Some(l) = &listener {
+                    if let Some(sup) = &supervisor {
                         if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                            listener = None;
-                        } else if let Some(n) = unotify::recv(l.as_raw_fd()) {
-                            unotify::spawn_handler(Arc::clone(l), n, Arc::clone(&connect_policy));
+                            supervisor = None;
+                        } else if let Some(n) = unotify::recv(sup.listener.as_raw_fd()) {
+                            unotify::handle(sup, n);
                         }
                     }
                 }
@@ -779,47 +826,6 @@ fn supervise(
         let _ = waitpid(ns_child, None);
     }
     outcome(job, seen, started, finished)
-}
-
-/// The harness enforces the post and state limits; the runner checks them
-/// again, so a bot that got past the language layer and wrote fd 3 itself
-/// still cannot post more than the channel allows.
-pub fn check_limits(
-    posts: &[hook_protocol::Post],
-    state: &serde_json::Value,
-    limits: &hook_protocol::Limits,
-) -> Result<(), String> {
-    if posts.len() > limits.max_posts {
-        return Err(format!(
-            "{} posts, over the limit of {}",
-            posts.len(),
-            limits.max_posts
-        ));
-    }
-    for p in posts {
-        let n = serde_json::to_vec(&p.body)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if n > limits.max_post_bytes {
-            return Err(format!(
-                "a post of {n} bytes, over the limit of {}",
-                limits.max_post_bytes
-            ));
-        }
-    }
-    if !state.is_object() {
-        return Err("the state is not a JSON object".into());
-    }
-    let n = serde_json::to_vec(state)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if n > limits.max_state_bytes {
-        return Err(format!(
-            "a state of {n} bytes, over the limit of {}",
-            limits.max_state_bytes
-        ));
-    }
-    Ok(())
 }
 
 fn tail(bytes: &[u8]) -> String {
@@ -914,65 +920,46 @@ fn outcome(job: &HookJob, seen: Seen, started: Instant, finished: Instant) -> Ho
             "the harness exited with {code} and no result: {diag}"
         ));
     }
-    match serde_json::from_slice::<HookOutcome>(&seen.result) {
-        Err(e) => internal(format!("unreadable result from the harness: {e}")),
-        Ok(HookOutcome::Ok {
+    let reported = match serde_json::from_slice::<HookOutcome>(&seen.result) {
+        Err(e) => return internal(format!("unreadable result from the harness: {e}")),
+        Ok(o) => o,
+    };
+    // Fd 3 is within reach of bot code that got past the language layer: the
+    // outcome is held to the protocol's one check (the daemon runs the same
+    // one) before anything of it is relayed.
+    let checked = job
+        .limits
+        .enforce(reported, &job.hook, &job.context.players, Origin::Harness);
+    match checked {
+        HookOutcome::Ok {
             posts,
             state,
             logs,
             manifest,
             ..
-        }) => match check_limits(&posts, &state, &job.limits) {
-            Err(message) => err(HookError::Limit { message }),
-            Ok(()) => HookOutcome::Ok {
-                posts,
-                state,
-                logs,
-                timings,
-                manifest,
-            },
+        } => HookOutcome::Ok {
+            posts,
+            state,
+            logs,
+            timings,
+            manifest,
         },
-        Ok(HookOutcome::Error {
+        HookOutcome::Error {
             error: HookError::Exception { message, .. },
-        }) if message.starts_with("MemoryError") => err(HookError::Memory {
+        } if message.starts_with("MemoryError") => err(HookError::Memory {
             message: format!(
                 "address space limit of {} bytes reached ({message})",
                 job.limits.address_space_bytes
             ),
         }),
-        Ok(other) => other,
+        other => other,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hook_protocol::{Limits, Post};
-
-    fn post(body: serde_json::Value) -> Post {
-        Post {
-            kind: "k".into(),
-            body,
-            to: None,
-        }
-    }
-
-    #[test]
-    fn limits_are_checked_again_outside_the_harness() {
-        let l = Limits {
-            max_posts: 2,
-            max_post_bytes: 10,
-            max_state_bytes: 20,
-            ..Limits::default()
-        };
-        let ok = [post(json!(1)), post(json!("short"))];
-        assert_eq!(check_limits(&ok, &json!({}), &l), Ok(()));
-        let many = [post(json!(1)), post(json!(2)), post(json!(3))];
-        assert!(check_limits(&many, &json!({}), &l).is_err());
-        assert!(check_limits(&[post(json!("a long body here"))], &json!({}), &l).is_err());
-        assert!(check_limits(&ok, &json!([]), &l).is_err());
-        assert!(check_limits(&ok, &json!({"k": "a long state value"}), &l).is_err());
-    }
+    use hook_protocol::Limits;
 
     fn test_job() -> HookJob {
         serde_json::from_value(json!({
@@ -1056,6 +1043,18 @@ mod tests {
             s.result = br#"{"status":"error","error":{"kind":"exception","message":"MemoryError: x","traceback":""}}"#.to_vec()
         });
         assert_eq!(kind(&o), "memory");
+        // What fd 3 says is held to the protocol's check: a forged runner
+        // error or a post to someone who is not a player is a limit error.
+        let o = with(&|s| {
+            s.result = br#"{"status":"error","error":{"kind":"confinement","step":"landlock","message":"x"}}"#.to_vec()
+        });
+        assert_eq!(kind(&o), "limit");
+        let o = with(&|s| {
+            s.result =
+                br#"{"status":"ok","posts":[{"type":"t","body":1,"to":["mallory"]}],"state":{}}"#
+                    .to_vec()
+        });
+        assert_eq!(kind(&o), "limit");
     }
 
     #[test]

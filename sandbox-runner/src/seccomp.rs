@@ -5,8 +5,15 @@
 //! 1. **gate** (hand-written BPF): kill any call from another architecture
 //!    (32-bit `int 0x80`) or with the x32 bit; answer `clone3` with `ENOSYS`
 //!    so glibc falls back to `clone`, whose flags the allowlist can inspect;
-//!    and, for network bots, send `connect` to the runner's user-notification
-//!    supervisor (installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+//!    for network bots, send `connect` to the runner's user-notification
+//!    supervisor (installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, and
+//!    `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` so that a connect the
+//!    supervisor has taken on completes rather than being cut short by a
+//!    signal); and answer `setsockopt` with `ENOPROTOOPT` unless its (level,
+//!    option) pair is on the policy's allowlist (an errno of its own, which
+//!    libraries read as "not available", where the allowlist's `EPERM` would
+//!    be an error). For network bots an allowed pair also goes to the
+//!    supervisor, which records it and lets the call proceed unchanged.
 //! 2. **kill list**: `SECCOMP_RET_KILL_PROCESS` for calls only an attacker
 //!    makes (ptrace, mount, unshare, bpf, io_uring, setuid family...).
 //! 3. **allowlist**: default `EPERM`; plain and argument-filtered calls allowed.
@@ -16,8 +23,8 @@
 //! ERRNO answers the most recently installed filter wins. That is why the
 //! allowlist *allows* `clone3`: the gate's `ENOSYS` then stands, whereas an
 //! `EPERM` from the newer allowlist would override it and break threads. It
-//! is also why the allowlist allows `connect`: the gate's USER_NOTIF then
-//! stands. The kill list does not name `seccomp` itself, because the allowlist
+//! is also why the allowlist allows `connect` and `setsockopt`: the gate's
+//! USER_NOTIF and `ENOPROTOOPT` then stand. The kill list does not name `seccomp` itself, because the allowlist
 //! still has to be installed after it (the allowlist refuses it with EPERM).
 //!
 //! `seccompiler::apply_filter` sets `no_new_privs` itself; the runner sets it
@@ -104,6 +111,7 @@ const TABLE: &[(&str, i64)] = &[
     ("gettid", libc::SYS_gettid),
     ("gettimeofday", libc::SYS_gettimeofday),
     ("getuid", libc::SYS_getuid),
+    ("getxattr", libc::SYS_getxattr),
     ("init_module", libc::SYS_init_module),
     ("io_uring_enter", libc::SYS_io_uring_enter),
     ("io_uring_register", libc::SYS_io_uring_register),
@@ -253,6 +261,13 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+/// Offsets in `struct seccomp_data`: `nr`, `arch`, and the low (first, on
+/// little-endian x86_64) 32 bits of `args[1]` and `args[2]`. `setsockopt`
+/// takes `int level, int optname`: the kernel reads only those halves too.
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const OFF_ARG1_LO: u32 = 16 + 8;
+const OFF_ARG2_LO: u32 = 16 + 2 * 8;
 const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
@@ -260,10 +275,10 @@ const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// The gate filter's program (see the module docs).
 pub fn gate_program(policy: &SeccompPolicy) -> Result<Vec<libc::sock_filter>, String> {
     let mut p = vec![
-        stmt(LD_W_ABS, 4), // seccomp_data.arch
+        stmt(LD_W_ABS, OFF_ARCH),
         jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
         stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
-        stmt(LD_W_ABS, 0), // seccomp_data.nr
+        stmt(LD_W_ABS, OFF_NR),
         jump(JGE_K, X32_SYSCALL_BIT, 0, 1),
         stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
     ];
@@ -275,6 +290,27 @@ pub fn gate_program(policy: &SeccompPolicy) -> Result<Vec<libc::sock_filter>, St
         p.push(jump(JEQ_K, nr(name)? as u32, 0, 1));
         p.push(stmt(RET_K, libc::SECCOMP_RET_USER_NOTIF));
     }
+    // setsockopt: five instructions per allowed pair, then the refusal. The
+    // accumulator holds `nr` until this block, which only ends in RET.
+    let allowed_pair = if policy.setsockopt_notify {
+        libc::SECCOMP_RET_USER_NOTIF
+    } else {
+        libc::SECCOMP_RET_ALLOW
+    };
+    let block = policy.setsockopt.len() * 5 + 1;
+    let skip = u8::try_from(block).map_err(|_| "setsockopt allowlist too long for one jump")?;
+    p.push(jump(JEQ_K, nr("setsockopt")? as u32, 0, skip));
+    for (level, opt) in &policy.setsockopt {
+        p.push(stmt(LD_W_ABS, OFF_ARG1_LO));
+        p.push(jump(JEQ_K, *level as u32, 0, 3));
+        p.push(stmt(LD_W_ABS, OFF_ARG2_LO));
+        p.push(jump(JEQ_K, *opt as u32, 0, 1));
+        p.push(stmt(RET_K, allowed_pair));
+    }
+    p.push(stmt(
+        RET_K,
+        libc::SECCOMP_RET_ERRNO | libc::ENOPROTOOPT as u32,
+    ));
     p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
     Ok(p)
 }
@@ -370,10 +406,11 @@ pub fn install_gate(policy: &SeccompPolicy) -> Result<Option<OwnedFd>, String> {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
-    let flags: libc::c_ulong = if policy.notify.is_empty() {
-        0
+    let notifies = !policy.notify.is_empty() || policy.setsockopt_notify;
+    let flags: libc::c_ulong = if notifies {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
     } else {
-        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+        0
     };
     // SAFETY: fprog points at `prog`, which outlives the call; the kernel
     // copies the program.
@@ -386,7 +423,16 @@ pub fn install_gate(policy: &SeccompPolicy) -> Result<Option<OwnedFd>, String> {
         )
     };
     if rc < 0 {
-        return Err(format!("gate filter: {}", std::io::Error::last_os_error()));
+        let e = std::io::Error::last_os_error();
+        if notifies && e.raw_os_error() == Some(libc::EINVAL) {
+            // WAIT_KILLABLE_RECV is Linux 5.19's; the supervisor's
+            // SECCOMP_IOCTL_NOTIF_ADDFD (5.9) is older, so this one refusal
+            // stands for both.
+            return Err(format!(
+                "gate filter with a connect listener: {e} (network bots need Linux 5.19 or later)"
+            ));
+        }
+        return Err(format!("gate filter: {e}"));
     }
     // SAFETY: prctl with integer arguments; 2 means a filter is active.
     if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } != 2 {
@@ -426,6 +472,108 @@ mod tests {
         }
         assert_eq!(number("read"), Some(0));
         assert_eq!(number("clone3"), Some(435));
+    }
+
+    /// Runs a gate program (the instructions it uses) on one syscall.
+    fn run_gate(prog: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+        let mut data = Vec::with_capacity(64);
+        data.extend_from_slice(&(nr as i32).to_ne_bytes());
+        data.extend_from_slice(&arch.to_ne_bytes());
+        data.extend_from_slice(&0u64.to_ne_bytes());
+        for a in args {
+            data.extend_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = prog[pc];
+            match i.code {
+                LD_W_ABS => {
+                    let o = i.k as usize;
+                    acc = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap());
+                    pc += 1;
+                }
+                JEQ_K | JGE_K => {
+                    let taken = if i.code == JEQ_K {
+                        acc == i.k
+                    } else {
+                        acc >= i.k
+                    };
+                    pc += 1 + usize::from(if taken { i.jt } else { i.jf });
+                }
+                RET_K => return i.k,
+                c => panic!("unexpected instruction {c:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn gate_answers_each_class_of_call() {
+        let guarded = gate_program(&policy::seccomp_policy(Network::Guarded, 2)).unwrap();
+        let denied = gate_program(&policy::seccomp_policy(Network::Denied, 2)).unwrap();
+        let x86 = AUDIT_ARCH_X86_64;
+        let nr = |n: &str| number(n).unwrap();
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let enoprotoopt = libc::SECCOMP_RET_ERRNO | libc::ENOPROTOOPT as u32;
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        let args = |a: u64, b: u64| [3, a, b, 0, 4, 0];
+        // Architecture and x32.
+        assert_eq!(run_gate(&guarded, 0x4000_0003, nr("read"), [0; 6]), kill);
+        assert_eq!(run_gate(&guarded, x86, 0x4000_0000 + 39, [0; 6]), kill);
+        assert_eq!(run_gate(&guarded, x86, nr("read"), [0; 6]), allow);
+        // clone3 and connect.
+        assert_eq!(
+            run_gate(&guarded, x86, nr("clone3"), [0; 6]),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+        );
+        assert_eq!(
+            run_gate(&guarded, x86, nr("connect"), [0; 6]),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(run_gate(&denied, x86, nr("connect"), [0; 6]), allow);
+        // setsockopt: every allowed pair (to the supervisor, which records
+        // it, for network bots), and the steering options.
+        let tcp = libc::IPPROTO_TCP as u64;
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        for (prog, pass) in [(&guarded, notify), (&denied, allow)] {
+            for (name, level, opt) in policy::SETSOCKOPT_ALLOWED {
+                let a = args(*level as u64, *opt as u64);
+                assert_eq!(run_gate(prog, x86, nr("setsockopt"), a), pass, "{name}");
+            }
+            for (level, opt) in [
+                (libc::IPPROTO_IPV6, libc::IPV6_RTHDR),
+                (libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS),
+                (libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS),
+                (libc::IPPROTO_IPV6, libc::IPV6_2292RTHDR),
+                (libc::IPPROTO_IPV6, libc::IPV6_NEXTHOP),
+                (libc::IPPROTO_IPV6, libc::IPV6_TRANSPARENT),
+                (libc::IPPROTO_IP, libc::IP_OPTIONS),
+                (libc::IPPROTO_IP, libc::IP_HDRINCL),
+                (libc::IPPROTO_IP, libc::IP_TRANSPARENT),
+                (libc::IPPROTO_IP, libc::IP_FREEBIND),
+                (libc::SOL_SOCKET, libc::SO_BINDTODEVICE),
+                (libc::SOL_SOCKET, libc::SO_MARK),
+                (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT),
+                // An allowed option at another level is another option.
+                (libc::SOL_SOCKET, libc::TCP_NODELAY),
+                (libc::IPPROTO_IP, libc::TCP_NODELAY),
+            ] {
+                let a = args(level as u64, opt as u64);
+                assert_eq!(
+                    run_gate(prog, x86, nr("setsockopt"), a),
+                    enoprotoopt,
+                    "level {level} option {opt}"
+                );
+            }
+            // The kernel reads `int` arguments: high halves change nothing.
+            let high = 0xdead_0000_0000_u64;
+            let nodelay = args(high | tcp, high | libc::TCP_NODELAY as u64);
+            assert_eq!(run_gate(prog, x86, nr("setsockopt"), nodelay), pass);
+            let rthdr = args(high | libc::IPPROTO_IPV6 as u64, libc::IPV6_RTHDR as u64);
+            assert_eq!(run_gate(prog, x86, nr("setsockopt"), rthdr), enoprotoopt);
+            // getsockopt with the same arguments is not touched.
+            let a = args(libc::IPPROTO_IPV6 as u64, libc::IPV6_RTHDR as u64);
+            assert_eq!(run_gate(prog, x86, nr("getsockopt"), a), allow);
+        }
     }
 
     #[test]

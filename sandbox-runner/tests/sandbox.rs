@@ -11,12 +11,17 @@
 //! * EACCES (13): Landlock.
 //! * EPERM (1): the seccomp allowlist's default answer.
 //! * killed by SIGSYS: the seccomp kill list or architecture check.
-//! * ENETUNREACH (101): the runner's connect supervisor (netguard).
+//! * ENETUNREACH (101): the runner's connect supervisor (netguard), which also
+//!   writes `refused connect to ADDR: WHY` on stderr.
+//! * ENOPROTOOPT (92): the seccomp gate's `setsockopt` allowlist.
 //! * ENOSPC / EFBIG: workspace tmpfs size and inodes / RLIMIT_FSIZE.
+//! * a `limit` error: the runner's outcome check (`Limits::check`) on what
+//!   fd 3 says (`outcome_cases`).
 //!
 //! Run as root (root mode) and as an unprivileged user (user-namespace mode);
 //! `tests/steps/30-sandbox.sh` does both.
 
+mod outcome_cases;
 mod util;
 
 use hook_protocol::{Hook, HookError, HookOutcome, exit};
@@ -32,6 +37,10 @@ const EXDEV: i32 = 18;
 const ENOSPC: i32 = 28;
 const EFBIG: i32 = 27;
 const ENETUNREACH: i32 = 101;
+const ENOPROTOOPT: i32 = 92;
+const EINPROGRESS: i32 = 115;
+const EISCONN: i32 = 106;
+const ECONNREFUSED: i32 = 111;
 
 // ---------------------------------------------------------------------------
 // Reading what is not the bot's
@@ -468,15 +477,23 @@ fn tcp_to_a_port_other_than_80_and_443_is_refused() {
         &[],
     );
     assert_errno(&r, ENETUNREACH);
-    assert!(r.stderr.contains("Port(22)"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("refused connect to 192.0.2.1:22: port 22 is not 80 or 443"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn rewriting_the_address_during_connect_cannot_redirect_it() {
     // One thread keeps swapping the sockaddr between the allowed test host
-    // and 127.0.0.1 while another connects with it. The supervisor connects
-    // with its own checked copy, so every connect either reaches the test
-    // host or is refused; none reaches (or is refused by) loopback.
+    // and 127.0.0.1 while another connects with it. The supervisor reads the
+    // address once and connects a socket of its own to that checked copy,
+    // so every connect either reaches the test host or is refused; none
+    // reaches (or is refused by) loopback. Every connected socket is the
+    // supervisor's (another inode at the same descriptor number), never the
+    // bot's own connected by the kernel.
     let Some(host) = test_host() else {
         eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
         return;
@@ -497,9 +514,11 @@ fn rewriting_the_address_during_connect_cannot_redirect_it() {
          results = []\n\
          for i in range(40):\n\
          \x20   s = socket.socket()\n\
+         \x20   ino = os.fstat(s.fileno()).st_ino\n\
          \x20   r = libc.connect(s.fileno(), buf, 16)\n\
          \x20   e = ctypes.get_errno() if r else 0\n\
-         \x20   results.append([r, e, s.getpeername()[0] if r == 0 else None])\n\
+         \x20   peer = s.getpeername()[0] if r == 0 else None\n\
+         \x20   results.append([r, e, peer, os.fstat(s.fileno()).st_ino != ino])\n\
          \x20   s.close()\n\
          state['stop'] = True\n\
          t.join()\n\
@@ -512,6 +531,11 @@ fn rewriting_the_address_during_connect_cannot_redirect_it() {
     for res in &results {
         if res[0] == json!(0) {
             assert_eq!(res[2], json!(host.addr), "{results:?}");
+            assert_eq!(
+                res[3],
+                json!(true),
+                "not the supervisor's socket: {results:?}"
+            );
         } else {
             assert_eq!(res[1], json!(ENETUNREACH), "{results:?}");
         }
@@ -578,13 +602,508 @@ fn a_bot_without_network_cannot_create_any_socket() {
     assert_errno(&r, EPERM);
 }
 
+/// Python that tries `connect(addr)` for each `name: (host, port)` of a dict
+/// and returns `{name: "connected" | errno}`.
+fn connect_each(targets: &str) -> String {
+    format!(
+        "out = {{}}\n\
+         for name, addr in {targets}.items():\n\
+         \x20   fam = socket.AF_INET6 if ':' in addr[0] else socket.AF_INET\n\
+         \x20   s = socket.socket(fam, socket.SOCK_STREAM)\n\
+         \x20   s.settimeout(5)\n\
+         \x20   try:\n\
+         \x20       s.connect(addr)\n\
+         \x20       out[name] = 'connected'\n\
+         \x20   except OSError as e:\n\
+         \x20       out[name] = e.errno\n\
+         \x20   s.close()\n\
+         return out"
+    )
+}
+
 #[test]
-fn sendto_with_fastopen_cannot_bypass_the_connect_supervisor() {
+fn connect_to_this_hosts_own_address_is_refused_even_inside_allow_cidrs() {
+    // The operator's allow_cidrs entry covers the whole veth /30, which holds
+    // the test host (.2) and this host's own side (.1). A service on this
+    // host's address (the reverse proxy, in production) must stay out of
+    // reach; the test host next to it must not. Mechanism: the runner lists
+    // the host's addresses over rtnetlink before the hook starts, and the
+    // connect supervisor refuses them whatever allow_cidrs says.
+    let Some(host) = test_host() else {
+        eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
+        return;
+    };
+    // Root mode can bind port 80: then an unguarded connect would succeed.
+    let _service = std::net::TcpListener::bind((host.host_side.as_str(), 80)).ok();
+    let targets = format!(
+        "{{'own': ({own:?}, 80), 'own_tls': ({own:?}, 443), 'own_mapped': ('::ffff:{own}', 80), \
+         'test_host': ({peer:?}, 80)}}",
+        own = host.host_side,
+        peer = host.addr
+    );
+    let r = attack_net(&connect_each(&targets), &[&host.cidr]);
+    assert_eq!(
+        r.result()["value"],
+        json!({"own": ENETUNREACH, "own_tls": ENETUNREACH, "own_mapped": ENETUNREACH,
+               "test_host": "connected"}),
+        "stderr: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "refused connect to {}:80: an address of this host",
+            host.host_side
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn allow_cidrs_cannot_reopen_loopback_or_the_unspecified_address() {
+    // An operator who allows everything still does not open the host itself:
+    // 0.0.0.0 and :: connect to the host, 127/8 and ::1 are the host, and the
+    // v4-mapped, v4-compatible and NAT64 forms embed them. Mechanism: the
+    // connect supervisor's never-reopened ranges, checked on every embedded
+    // IPv4 form.
+    let targets = "{'lo': ('127.0.0.1', 80), 'lo8': ('127.1.2.3', 443), \
+                   'any4': ('0.0.0.0', 80), 'any6': ('::', 80), 'lo6': ('::1', 80), \
+                   'mapped': ('::ffff:127.0.0.1', 80), 'compat': ('::127.0.0.1', 80), \
+                   'nat64': ('64:ff9b::7f00:1', 80), 'sixtofour': ('2002:7f00:1::1', 80)}";
+    let r = attack_net(&connect_each(targets), &["0.0.0.0/0", "::/0"]);
+    let v = r.result()["value"].clone();
+    for name in [
+        "lo",
+        "lo8",
+        "any4",
+        "any6",
+        "lo6",
+        "mapped",
+        "compat",
+        "nat64",
+        "sixtofour",
+    ] {
+        assert_eq!(v[name], json!(ENETUNREACH), "{name}: {v}\n{}", r.stderr);
+    }
+    // Each was refused by the supervisor (not by a missing route).
+    assert_eq!(
+        r.stderr.matches("refused connect to").count(),
+        9,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("this host itself"), "{}", r.stderr);
+}
+
+#[test]
+fn an_address_this_host_answers_for_on_no_interface_is_refused_by_the_route_lookup() {
+    // AnyIP: `ip route add local ADDR dev lo` makes this host accept
+    // connections to ADDR although no interface carries it, so the address
+    // list does not know it. Mechanism: before each connect the supervisor
+    // asks the kernel how it would route the destination (RTM_GETROUTE) and
+    // refuses anything not sent off the host as unicast.
+    let Some(host) = test_host() else {
+        eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
+        return;
+    };
+    let Some(local) = host.local_route.clone() else {
+        assert!(
+            std::env::var("SANDBOX_TEST_REQUIRE_HOST").as_deref() != Ok("1"),
+            "SANDBOX_TEST_REQUIRE_HOST=1 but no SANDBOX_TEST_LOCAL_ROUTE_ADDR"
+        );
+        eprintln!("SKIPPED: the test host has no local route");
+        return;
+    };
+    let _service = std::net::TcpListener::bind((local.as_str(), 80)).ok();
+    let r = attack_net(
+        &connect_each(&format!("{{'anyip': ({local:?}, 80)}}")),
+        &[&format!("{local}/32")],
+    );
+    assert_eq!(
+        r.result()["value"],
+        json!({"anyip": ENETUNREACH}),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "refused connect to {local}:80: this host routes it as local"
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `setsockopt` options that steer a connection's route, source or
+/// interface, or change what the connection is: (level, name, optname,
+/// socket family, value).
+const STEERING_OPTIONS: &[(&str, &str, i32, &str, &str)] = &[
+    // IPv6 extension headers: a routing header sends the SYN to its first
+    // segment (::1) instead of the checked address.
+    (
+        "IPPROTO_IPV6",
+        "IPV6_RTHDR",
+        57,
+        "AF_INET6",
+        "SRH_TO_LOOPBACK",
+    ),
+    ("IPPROTO_IPV6", "IPV6_HOPOPTS", 54, "AF_INET6", "bytes(8)"),
+    ("IPPROTO_IPV6", "IPV6_DSTOPTS", 59, "AF_INET6", "bytes(8)"),
+    (
+        "IPPROTO_IPV6",
+        "IPV6_RTHDRDSTOPTS",
+        55,
+        "AF_INET6",
+        "bytes(8)",
+    ),
+    ("IPPROTO_IPV6", "IPV6_2292PKTINFO", 2, "AF_INET6", "1"),
+    ("IPPROTO_IPV6", "IPV6_2292HOPOPTS", 3, "AF_INET6", "1"),
+    ("IPPROTO_IPV6", "IPV6_2292DSTOPTS", 4, "AF_INET6", "1"),
+    ("IPPROTO_IPV6", "IPV6_2292RTHDR", 5, "AF_INET6", "1"),
+    (
+        "IPPROTO_IPV6",
+        "IPV6_2292PKTOPTIONS",
+        6,
+        "AF_INET6",
+        "SRH_TO_LOOPBACK",
+    ),
+    ("IPPROTO_IPV6", "IPV6_NEXTHOP", 9, "AF_INET6", "bytes(28)"),
+    ("IPPROTO_IPV6", "IPV6_PKTINFO", 50, "AF_INET6", "bytes(20)"),
+    ("IPPROTO_IPV6", "IPV6_TRANSPARENT", 75, "AF_INET6", "1"),
+    ("IPPROTO_IPV6", "IPV6_UNICAST_IF", 76, "AF_INET6", "1"),
+    ("IPPROTO_IPV6", "IPV6_FREEBIND", 78, "AF_INET6", "1"),
+    // IPv4: loose source routing to 127.0.0.1, raw headers, foreign sources.
+    ("IPPROTO_IP", "IP_OPTIONS", 4, "AF_INET", "LSRR_TO_LOOPBACK"),
+    ("IPPROTO_IP", "IP_HDRINCL", 3, "AF_INET", "1"),
+    ("IPPROTO_IP", "IP_TOS", 1, "AF_INET", "1"),
+    ("IPPROTO_IP", "IP_PKTINFO", 8, "AF_INET", "1"),
+    ("IPPROTO_IP", "IP_FREEBIND", 15, "AF_INET", "1"),
+    ("IPPROTO_IP", "IP_TRANSPARENT", 19, "AF_INET", "1"),
+    ("IPPROTO_IP", "IP_BIND_ADDRESS_NO_PORT", 24, "AF_INET", "1"),
+    ("IPPROTO_IP", "IP_UNICAST_IF", 50, "AF_INET", "1"),
+    // Sockets: an interface or a mark chooses the route; filters and ports.
+    ("SOL_SOCKET", "SO_BINDTODEVICE", 25, "AF_INET", "b'lo'"),
+    ("SOL_SOCKET", "SO_BINDTOIFINDEX", 62, "AF_INET", "1"),
+    ("SOL_SOCKET", "SO_MARK", 36, "AF_INET", "1"),
+    ("SOL_SOCKET", "SO_PRIORITY", 12, "AF_INET", "1"),
+    ("SOL_SOCKET", "SO_REUSEPORT", 15, "AF_INET", "1"),
+    ("SOL_SOCKET", "SO_ATTACH_FILTER", 26, "AF_INET", "bytes(16)"),
+    // TCP: Fast Open's deferred connect, upper-layer protocols, repair mode.
+    ("IPPROTO_TCP", "TCP_FASTOPEN_CONNECT", 30, "AF_INET", "1"),
+    ("IPPROTO_TCP", "TCP_ULP", 31, "AF_INET", "b'tls'"),
+    ("IPPROTO_TCP", "TCP_REPAIR", 19, "AF_INET", "1"),
+    ("IPPROTO_TCP", "TCP_MD5SIG", 14, "AF_INET", "bytes(216)"),
+    ("IPPROTO_TCP", "TCP_CONGESTION", 13, "AF_INET", "b'reno'"),
+];
+
+/// Python definitions of the option payloads named in `STEERING_OPTIONS`.
+const STEERING_PAYLOADS: &str = "import struct\n\
+    # A segment routing header (type 4) whose one segment is ::1.\n\
+    SRH_TO_LOOPBACK = bytes([0, 2, 4, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, '::1')\n\
+    # IP options: NOP, then loose source route via 127.0.0.1.\n\
+    LSRR_TO_LOOPBACK = bytes([1, 131, 7, 4]) + socket.inet_aton('127.0.0.1')\n";
+
+#[test]
+fn ipv6_routing_header_steering_is_refused_by_the_setsockopt_allowlist() {
+    // With a segment routing header to ::1, a connect the supervisor
+    // approved for a public address would send its SYN to ::1.
+    let r = attack_net(
+        &format!(
+            "{STEERING_PAYLOADS}\
+             s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n\
+             s.setsockopt(socket.IPPROTO_IPV6, 57, SRH_TO_LOOPBACK)\n\
+             return 'routing header set'"
+        ),
+        &[],
+    );
+    assert_errno(&r, ENOPROTOOPT);
+}
+
+#[test]
+fn every_option_that_steers_route_source_or_interface_is_refused_by_the_setsockopt_allowlist() {
+    let mut body = String::from(STEERING_PAYLOADS);
+    body.push_str("out = {}\n");
+    for (level, name, opt, family, value) in STEERING_OPTIONS {
+        body.push_str(&format!(
+            "s = socket.socket(socket.{family}, socket.SOCK_STREAM)\n\
+             try:\n\
+             \x20   s.setsockopt(socket.{level}, {opt}, {value})\n\
+             \x20   out['{name}'] = 0\n\
+             except OSError as e:\n\
+             \x20   out['{name}'] = e.errno\n\
+             s.close()\n"
+        ));
+    }
+    // What ordinary clients set still works (http.client and urllib3 set
+    // TCP_NODELAY; keepalive and buffer sizes are common opt-ins).
+    body.push_str(
+        "s = socket.socket()\n\
+         for level, opt, value in [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),\n\
+         \x20                         (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),\n\
+         \x20                         (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),\n\
+         \x20                         (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),\n\
+         \x20                         (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),\n\
+         \x20                         (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000),\n\
+         \x20                         (socket.SOL_SOCKET, socket.SO_RCVBUF, 65536),\n\
+         \x20                         (socket.SOL_SOCKET, socket.SO_SNDBUF, 65536),\n\
+         \x20                         (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 1)),\n\
+         \x20                         (socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack('ll', 5, 0)),\n\
+         \x20                         (socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack('ll', 5, 0))]:\n\
+         \x20   s.setsockopt(level, opt, value)\n\
+         out['ordinary'] = 'set'\n\
+         return out",
+    );
+    let r = attack_net(&body, &[]);
+    let v = r.result()["value"].clone();
+    for (_, name, ..) in STEERING_OPTIONS {
+        assert_eq!(v[*name], json!(ENOPROTOOPT), "{name}: {v}");
+    }
+    assert_eq!(v["ordinary"], json!("set"), "{v}");
+}
+
+#[test]
+fn sendmsg_with_routing_or_source_ancillary_data_is_refused_by_seccomp() {
+    // Per-packet routing headers, IP options and source/interface choice
+    // ride in sendmsg's ancillary data, which seccomp cannot read; and
+    // sendmsg's name could carry a destination. Ordinary clients never call
+    // it, so the allowlist leaves it out.
+    let r = attack_net(
+        &format!(
+            "{STEERING_PAYLOADS}\
+             cases = {{\n\
+             \x20   'rthdr': (socket.AF_INET6, [(socket.IPPROTO_IPV6, 57, SRH_TO_LOOPBACK)], ('::1', 80)),\n\
+             \x20   'hopopts': (socket.AF_INET6, [(socket.IPPROTO_IPV6, 54, bytes(8))], ('::1', 80)),\n\
+             \x20   'pktinfo6': (socket.AF_INET6, [(socket.IPPROTO_IPV6, 50, bytes(20))], ('::1', 80)),\n\
+             \x20   'retopts': (socket.AF_INET, [(socket.IPPROTO_IP, 7, LSRR_TO_LOOPBACK)], ('127.0.0.1', 80)),\n\
+             \x20   'pktinfo4': (socket.AF_INET, [(socket.IPPROTO_IP, 8, bytes(12))], ('127.0.0.1', 80)),\n\
+             \x20   'name_only': (socket.AF_INET, [], ('127.0.0.1', 80)),\n\
+             }}\n\
+             out = {{}}\n\
+             for name, (fam, anc, addr) in cases.items():\n\
+             \x20   s = socket.socket(fam, socket.SOCK_STREAM)\n\
+             \x20   try:\n\
+             \x20       out[name] = s.sendmsg([b'GET / HTTP/1.0\\r\\n\\r\\n'], anc, 0, addr)\n\
+             \x20   except OSError as e:\n\
+             \x20       out[name] = e.errno\n\
+             \x20   s.close()\n\
+             return out"
+        ),
+        &[],
+    );
+    let v = r.result()["value"].clone();
+    for name in [
+        "rthdr",
+        "hopopts",
+        "pktinfo6",
+        "retopts",
+        "pktinfo4",
+        "name_only",
+    ] {
+        assert_eq!(v[name], json!(EPERM), "{name}: {v}");
+    }
+}
+
+#[test]
+fn tcp_fast_open_cannot_connect_around_the_supervisor() {
+    // Fast Open connects from sendto/sendmsg with MSG_FASTOPEN (no connect()
+    // for the supervisor to see), or defers a connect's SYN with
+    // TCP_FASTOPEN_CONNECT. Mechanisms: the seccomp sendto filter
+    // (MSG_FASTOPEN or a destination: EPERM), sendmsg left out of the
+    // allowlist (EPERM), the setsockopt allowlist (ENOPROTOOPT).
     let r = attack_net(
         "s = socket.socket()\ns.sendto(b'GET /', socket.MSG_FASTOPEN, ('127.0.0.1', 80))\nreturn 'sent'",
         &[],
     );
     assert_errno(&r, EPERM);
+    let r = attack_net(
+        "s = socket.socket(socket.AF_INET6)\ns.sendto(b'GET /', socket.MSG_FASTOPEN, ('::1', 443))\nreturn 'sent'",
+        &[],
+    );
+    assert_errno(&r, EPERM);
+    let r = attack_net(
+        "s = socket.socket()\ns.sendmsg([b'GET /'], [], socket.MSG_FASTOPEN, ('127.0.0.1', 80))\nreturn 'sent'",
+        &[],
+    );
+    assert_errno(&r, EPERM);
+    let r = attack_net(
+        "s = socket.socket()\ns.setsockopt(socket.IPPROTO_TCP, 30, 1)\nreturn 'deferred connect armed'",
+        &[],
+    );
+    assert_errno(&r, ENOPROTOOPT);
+}
+
+#[test]
+fn a_connect_from_a_thread_is_supervised_like_the_main_threads() {
+    // Before, the supervisor could not open the calling thread and left its
+    // connect hanging until the wall deadline. Mechanism: the supervisor
+    // reads the calling thread's memory and descriptor (by the thread id the
+    // notification carries), and SECCOMP_IOCTL_NOTIF_ADDFD installs its
+    // socket in the calling thread's descriptor table.
+    let host = test_host();
+    let mut targets = String::from("{'refused': ('127.0.0.1', 80)");
+    if let Some(h) = &host {
+        targets.push_str(&format!(", 'allowed': ({:?}, 80)", h.addr));
+    }
+    targets.push('}');
+    let body = format!(
+        "import threading\n\
+         out = {{}}\n\
+         def go(name, addr, timeout):\n\
+         \x20   s = socket.socket()\n\
+         \x20   if timeout: s.settimeout(timeout)\n\
+         \x20   try:\n\
+         \x20       s.connect(addr)\n\
+         \x20       out[name] = 'connected'\n\
+         \x20   except OSError as e:\n\
+         \x20       out[name] = e.errno\n\
+         \x20   s.close()\n\
+         threads = []\n\
+         for name, addr in {targets}.items():\n\
+         \x20   for timeout, kind in [(5, 'nonblocking'), (None, 'blocking')]:\n\
+         \x20       threads.append(threading.Thread(target=go, args=(name + '_' + kind, addr, timeout)))\n\
+         for t in threads: t.start()\n\
+         for t in threads: t.join()\n\
+         return out"
+    );
+    let mut j = with_network(job(&attack_bot(&body)), &[]);
+    if let Some(h) = &host {
+        j.network.allow_cidrs = vec![h.cidr.clone()];
+    }
+    // Short enough that a hanging connect fails the test quickly.
+    j.limits.wall_ms = 10_000;
+    let r = run_job(&j, Layer::OsOnly);
+    let v = r.result()["value"].clone();
+    assert_eq!(v["refused_nonblocking"], json!(ENETUNREACH), "{v}");
+    assert_eq!(v["refused_blocking"], json!(ENETUNREACH), "{v}");
+    if host.is_some() {
+        assert_eq!(v["allowed_nonblocking"], json!("connected"), "{v}");
+        assert_eq!(v["allowed_blocking"], json!("connected"), "{v}");
+    } else {
+        eprintln!("SKIPPED (in part): no test host for the allowed connect");
+    }
+}
+
+#[test]
+fn after_connect_the_bots_socket_is_the_supervisors_with_the_bots_mode_and_options() {
+    // The supervisor connects a socket of its own, created with the hook's
+    // uid and gid, to the address it checked, and installs it at the bot's
+    // descriptor number (SECCOMP_IOCTL_NOTIF_ADDFD): another inode, the
+    // checked peer, the hook as owner. It carries over what the bot set
+    // before connecting: O_NONBLOCK (Python's timeouts), close-on-exec, and
+    // the allowlisted options (recorded from the bot's setsockopt calls:
+    // urllib3 sets TCP_NODELAY before it connects).
+    let Some(host) = test_host() else {
+        eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
+        return;
+    };
+    let body = format!(
+        "import fcntl, select, struct\n\
+         HOST = {addr:?}\n\
+         def report(s, ino, addr):\n\
+         \x20   st = os.fstat(s.fileno())\n\
+         \x20   return {{\n\
+         \x20       'replaced': st.st_ino != ino,\n\
+         \x20       'owner': [st.st_uid, st.st_gid],\n\
+         \x20       'peer': list(s.getpeername()),\n\
+         \x20       'nonblocking': bool(fcntl.fcntl(s.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK),\n\
+         \x20       'cloexec': not os.get_inheritable(s.fileno()),\n\
+         \x20       'nodelay': s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),\n\
+         \x20       'keepalive': s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),\n\
+         \x20       'keepidle': s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),\n\
+         \x20       'linger': list(struct.unpack('ii', s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))),\n\
+         \x20       'again': s.connect_ex(addr),\n\
+         \x20   }}\n\
+         def fetch(s):\n\
+         \x20   s.setblocking(True)\n\
+         \x20   s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n')\n\
+         \x20   data = b''\n\
+         \x20   while True:\n\
+         \x20       chunk = s.recv(4096)\n\
+         \x20       if not chunk: break\n\
+         \x20       data += chunk\n\
+         \x20   return data.decode().split('\\r\\n\\r\\n', 1)[1]\n\
+         out = {{'me': [os.getuid(), os.getgid()]}}\n\
+         # Blocking, with options set before connect.\n\
+         s = socket.socket()\n\
+         ino = os.fstat(s.fileno()).st_ino\n\
+         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)\n\
+         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 3))\n\
+         s.connect((HOST, 80))\n\
+         out['blocking'] = report(s, ino, (HOST, 80))\n\
+         out['blocking']['page'] = fetch(s)\n\
+         s.close()\n\
+         # Non-blocking: EINPROGRESS, then writability and SO_ERROR.\n\
+         s = socket.socket(socket.AF_INET6)\n\
+         ino = os.fstat(s.fileno()).st_ino\n\
+         s.setblocking(False)\n\
+         out['nb_first'] = s.connect_ex(('::ffff:' + HOST, 80))\n\
+         out['nb_writable'] = bool(select.select([], [s], [], 5)[1])\n\
+         out['nb_so_error'] = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)\n\
+         out['nonblocking'] = report(s, ino, ('::ffff:' + HOST, 80))\n\
+         out['nonblocking']['page'] = fetch(s)\n\
+         s.close()\n\
+         # A refused connect installs nothing; the socket may connect again,\n\
+         # blocking and with a timeout (the refusal then comes via SO_ERROR).\n\
+         for kind, timeout in [('refused_blocking', None), ('refused_timeout', 5)]:\n\
+         \x20   s = socket.socket()\n\
+         \x20   s.settimeout(timeout)\n\
+         \x20   try:\n\
+         \x20       s.connect((HOST, 443))\n\
+         \x20       out[kind] = 'connected'\n\
+         \x20   except OSError as e:\n\
+         \x20       out[kind] = e.errno\n\
+         \x20   s.connect((HOST, 80))\n\
+         \x20   out[kind + '_then'] = [list(s.getpeername()), fetch(s)]\n\
+         \x20   s.close()\n\
+         return out",
+        addr = host.addr
+    );
+    let r = attack_net(&body, &[&host.cidr]);
+    assert_eq!(
+        r.result()["ok"],
+        json!(true),
+        "{}\n{}",
+        r.result(),
+        r.stderr
+    );
+    let v = r.result()["value"].clone();
+    let page = "hello from the test host\n";
+    let me = v["me"].clone();
+    let b = &v["blocking"];
+    assert_eq!(b["replaced"], json!(true), "{v}");
+    assert_eq!(b["owner"], me, "{v}");
+    assert_eq!(b["peer"], json!([host.addr, 80]), "{v}");
+    assert_eq!(b["nonblocking"], json!(false), "{v}");
+    assert_eq!(b["cloexec"], json!(true), "{v}");
+    assert_eq!(b["nodelay"], json!(1), "{v}");
+    assert_eq!(b["keepalive"], json!(1), "{v}");
+    assert_eq!(b["keepidle"], json!(77), "{v}");
+    assert_eq!(b["linger"], json!([1, 3]), "{v}");
+    assert_eq!(b["again"], json!(EISCONN), "{v}");
+    assert_eq!(b["page"], json!(page), "{v}");
+
+    assert_eq!(v["nb_first"], json!(EINPROGRESS), "{v}");
+    assert_eq!(v["nb_writable"], json!(true), "{v}");
+    assert_eq!(v["nb_so_error"], json!(0), "{v}");
+    let nb = &v["nonblocking"];
+    assert_eq!(nb["replaced"], json!(true), "{v}");
+    assert_eq!(nb["owner"], me, "{v}");
+    assert_eq!(nb["peer"][0], json!(format!("::ffff:{}", host.addr)), "{v}");
+    assert_eq!(nb["nonblocking"], json!(true), "{v}");
+    assert_eq!(nb["nodelay"], json!(0), "nothing set, nothing carried: {v}");
+    assert_eq!(nb["again"], json!(EISCONN), "{v}");
+    assert_eq!(nb["page"], json!(page), "{v}");
+
+    for kind in ["refused_blocking", "refused_timeout"] {
+        assert_eq!(v[kind], json!(ECONNREFUSED), "{kind}: {v}");
+        assert_eq!(
+            v[format!("{kind}_then")],
+            json!([[host.addr, 80], page]),
+            "{kind}: {v}"
+        );
+    }
 }
 
 #[test]
@@ -628,6 +1147,62 @@ fn a_network_bot_fetches_from_a_test_host_but_not_from_loopback() {
     let r = run_job(&with_network(job(&src), &[]), Layer::Checked);
     let msg = format!("{:?}", r.outcome);
     assert!(msg.contains("Network is unreachable"), "{msg}");
+}
+
+#[test]
+fn ordinary_http_clients_still_fetch_from_a_network_bot() {
+    // The positive control of the setsockopt allowlist and the sendmsg
+    // refusal: what ordinary bot code calls (http.client and urllib3 set
+    // TCP_NODELAY) still works through the language layer.
+    let Some(host) = test_host() else {
+        eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
+        return;
+    };
+    let src = format!(
+        "import http.client\n\
+         import socket\n\
+         import urllib.request\n\
+         import urllib3\n\
+         import requests\n\
+         HOST = {addr:?}\n\
+         class Fetch:\n\
+         \x20   def __init__(self, ctx, params):\n\
+         \x20       self.ctx = ctx\n\
+         \x20   def on_init(self):\n\
+         \x20       out = {{}}\n\
+         \x20       c = http.client.HTTPConnection(HOST, 80, timeout=5)\n\
+         \x20       c.request('GET', '/index.html')\n\
+         \x20       out['http.client'] = c.getresponse().read().decode()\n\
+         \x20       c.close()\n\
+         \x20       with urllib.request.urlopen('http://' + HOST + '/index.html', timeout=5) as r:\n\
+         \x20           out['urllib'] = r.read().decode()\n\
+         \x20       r = urllib3.PoolManager().request('GET', 'http://' + HOST + '/index.html')\n\
+         \x20       out['urllib3'] = r.data.decode()\n\
+         \x20       with requests.Session() as s:\n\
+         \x20           out['requests'] = s.get('http://' + HOST + '/index.html', timeout=5).text\n\
+         \x20       s = socket.create_connection((HOST, 80), timeout=5)\n\
+         \x20       s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)\n\
+         \x20       s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n')\n\
+         \x20       data = b''\n\
+         \x20       while True:\n\
+         \x20           chunk = s.recv(4096)\n\
+         \x20           if not chunk:\n\
+         \x20               break\n\
+         \x20           data += chunk\n\
+         \x20       s.close()\n\
+         \x20       out['socket'] = data.decode().split('\\r\\n\\r\\n', 1)[1]\n\
+         \x20       self.ctx.post('fetched', out)\n",
+        addr = host.addr
+    );
+    let r = run_job(&with_network(job(&src), &[&host.cidr]), Layer::Checked);
+    let page = "hello from the test host\n";
+    assert_eq!(
+        r.posts(),
+        vec![json!({"http.client": page, "urllib": page, "urllib3": page,
+                    "requests": page, "socket": page})],
+        "{}",
+        r.stderr
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1049,6 +1624,64 @@ fn run_without_capability(cap: &str) -> Option<Run> {
     }))
 }
 
+/// Runs a job with `socket(AF_NETLINK, ...)` refused for the runner, as a
+/// systemd unit's `RestrictAddressFamilies=` without `AF_NETLINK` would.
+fn run_without_netlink(j: &hook_protocol::HookJob) -> Run {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
+    let netlink = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::AF_NETLINK as u64,
+    )
+    .expect("condition");
+    let filter = SeccompFilter::new(
+        [(
+            libc::SYS_socket,
+            vec![SeccompRule::new(vec![netlink]).expect("rule")],
+        )]
+        .into_iter()
+        .collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EAFNOSUPPORT as u32),
+        TargetArch::x86_64,
+    )
+    .expect("filter");
+    let prog: BpfProgram = filter.try_into().expect("compile");
+    run_job_with(j, Layer::Checked, |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only prctl and seccomp run, on a
+        // program compiled before the fork.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || seccompiler::apply_filter(&prog).map_err(std::io::Error::other));
+        }
+    })
+}
+
+#[test]
+fn without_rtnetlink_a_network_hook_fails_closed() {
+    // Without the host's address list the supervisor could not keep the bot
+    // off this host: the hook must not run at all. Mechanism: the runner's
+    // `network` confinement step.
+    let src = "class B:\n    def on_init(self):\n        self.ctx.post('ran', {})\n";
+    let r = run_without_netlink(&with_network(job(src), &[]));
+    match r.error() {
+        HookError::Confinement { step, message } => {
+            assert_eq!(step, "network");
+            assert!(message.contains("AF_NETLINK"), "{message}");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(r.code, exit::CONFINEMENT_FAILED);
+    // A bot without network needs no netlink and still runs.
+    let r = run_without_netlink(&job(src));
+    assert_eq!(r.posts(), vec![json!({})], "{}", r.stderr);
+}
+
 #[test]
 fn refused_namespaces_fail_closed() {
     let Some(r) = run_without_capability("sys_admin") else {
@@ -1139,7 +1772,12 @@ fn policy_json_lists_syscalls_and_namespaces() {
     }
     let bot = v["bot_syscalls"].as_array().unwrap();
     assert!(bot.iter().any(|x| x == "read"));
-    assert!(!bot.iter().any(|x| x == "ptrace" || x == "bind"));
+    assert!(
+        !bot.iter()
+            .any(|x| x == "ptrace" || x == "bind" || x == "sendmsg")
+    );
+    // The runner asks the host's routing over rtnetlink (a unit must allow it).
+    assert_eq!(v["address_families"]["runner"], json!(["AF_NETLINK"]));
     assert_eq!(
         v["namespaces"],
         json!(["user", "mnt", "pid", "ipc", "uts", "net"])

@@ -3,7 +3,9 @@
 #   1. as root          -> root mode (drop to uid/gid 65534, no user namespace)
 #   2. as nobody (65534) -> user-namespace mode
 # Both runs use the real harness (bots/harness) and a test HTTP host in a
-# network namespace this script creates (10.213.250.0/30, port 80).
+# network namespace this script creates (10.213.250.0/30, port 80). This
+# host's own side of that link (10.213.250.1) and an address it answers for
+# through a local route only (10.213.251.1, AnyIP) must stay unreachable.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -37,6 +39,7 @@ NS=sbxci$$
 cleanup() {
   [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
+  ip route del local 10.213.251.1 dev lo 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -61,6 +64,8 @@ ip link set sbxci-h up
 ip -n "$NS" addr add 10.213.250.2/30 dev sbxci-p
 ip -n "$NS" link set sbxci-p up
 ip -n "$NS" link set lo up
+ip route del local 10.213.251.1 dev lo 2>/dev/null || true   # interrupted run
+ip route add local 10.213.251.1 dev lo
 ip netns exec "$NS" /usr/bin/python3 -m http.server 80 --bind 10.213.250.2 \
   --directory "$WORK/www" >/dev/null 2>&1 &
 SERVER_PID=$!
@@ -78,6 +83,8 @@ PY
 
 export SANDBOX_TEST_HTTP_ADDR=10.213.250.2
 export SANDBOX_TEST_HTTP_CIDR=10.213.250.0/30
+export SANDBOX_TEST_HOST_SIDE_ADDR=10.213.250.1
+export SANDBOX_TEST_LOCAL_ROUTE_ADDR=10.213.251.1
 export SANDBOX_TEST_RUNNER="$WORK/sandbox-runner"
 export SANDBOX_TEST_HARNESS_DIR="$WORK/harness"
 export SANDBOX_TEST_REQUIRE_HOST=1
@@ -89,5 +96,7 @@ echo "--- sandbox suite, user-namespace mode (uid 65534)"
 (cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
   env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
   SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
+  SANDBOX_TEST_HOST_SIDE_ADDR="$SANDBOX_TEST_HOST_SIDE_ADDR" \
+  SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
   SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
   SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)

@@ -1,14 +1,19 @@
 """Run the real harness entry point the way `sandbox-runner` does: the
 interpreter by absolute path with `-I -S -B`, an empty environment, the job
-on stdin and a pipe on fd 3 for the outcome."""
+on stdin and a pipe on fd 3 for the outcome.
+
+The harness runs on the interpreter that runs the tests, so the suite checks
+whichever Python runs it (tests/steps/40-harness.sh runs it on 3.11 and
+3.13)."""
 
 import json
 import os
 import subprocess
+import sys
 import textwrap
 import threading
 
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(os.path.dirname(HERE), "harness.py")
 # Where Debian's python3-requests lives; the runner binds such a folder as
@@ -20,6 +25,13 @@ PLAYERS = [
     {"label": "bob", "slot": "invite:bob", "filled": False},
 ]
 
+# The protocol's table of edge cases; its `limits` are the protocol's
+# defaults (a unit test of the hook-protocol crate keeps them equal), which
+# every job here starts from, as the runner's jobs do.
+OUTCOME_CASES = os.path.join(HERE, "..", "..", "..", "protocol", "tests", "outcome-cases.json")
+with open(OUTCOME_CASES, encoding="utf-8") as _f:
+    BASE_LIMITS = json.load(_f)["limits"]
+
 
 def job(source, hook="on_init", *, state=None, network=False, limits=None, **extra):
     if isinstance(hook, str):
@@ -29,7 +41,7 @@ def job(source, hook="on_init", *, state=None, network=False, limits=None, **ext
         "hook": hook,
         "context": {"channel_id": "ch1", "bot_id": "bot:ref", "players": PLAYERS},
         "state": {} if state is None else state,
-        "limits": limits or {},
+        "limits": {**BASE_LIMITS, **(limits or {})},
         "network": network,
         "workspace": "/tmp",
         "sys_path": [DIST_PACKAGES] if network else [],

@@ -6,35 +6,62 @@
 //! same harness that will run the bot, so a bot that would be refused at run
 //! time is refused at attach time, with the line.
 
-pub mod dispatch;
-pub mod runner;
+pub(crate) mod dispatch;
+pub(crate) mod runner;
 
-use crate::channels::{BotAttachment, ToolError};
+#[cfg(test)]
+mod tests;
+
+use crate::channels::{Code, ToolError};
 use crate::config::BotsConfig;
+use crate::model::Manifest;
+use crate::store::PreparedBot;
 use crate::transcript;
 use hook_protocol::{
-    BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy,
+    BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy, Origin,
     PROTOCOL_VERSION, Runtime,
 };
+use runner::HookRunner;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 /// Largest inline bot source.
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
 
-/// Bot services shared by the tools and the dispatcher.
+/// Bot services shared by the tools and the dispatcher: the configuration
+/// jobs are built from, and what runs them.
 #[derive(Clone)]
 pub struct Bots {
     pub cfg: Arc<BotsConfig>,
-    pub dispatcher: Option<dispatch::Dispatcher>,
+    pub(crate) runner: Arc<dyn HookRunner>,
+    /// The limits every job carries (the protocol's defaults).
+    limits: Limits,
 }
 
 impl Bots {
+    /// Bots run by the real `sandbox-runner` named in the config.
     pub fn new(cfg: BotsConfig) -> Self {
+        let runner = Arc::new(runner::Sandbox {
+            runner: cfg.runner.clone(),
+        });
+        Self::with_runner(cfg, runner)
+    }
+
+    /// Bots run by `runner` (a scripted one in tests).
+    pub(crate) fn with_runner(cfg: BotsConfig, runner: Arc<dyn HookRunner>) -> Self {
         Bots {
             cfg: Arc::new(cfg),
-            dispatcher: None,
+            runner,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same, with jobs carrying `limits`.
+    #[cfg(test)]
+    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Names of the builtin presets (the `*.py` files in `bots_dir`).
@@ -60,7 +87,7 @@ impl Bots {
         preset: Option<String>,
         params: Option<Map<String, Value>>,
         network: bool,
-    ) -> Result<Option<BotAttachment>, ToolError> {
+    ) -> Result<Option<PreparedBot>, ToolError> {
         let (source, preset) = match (code, preset) {
             (None, None) => return Ok(None),
             (Some(_), Some(_)) => {
@@ -94,13 +121,13 @@ impl Bots {
                 source.len()
             )));
         }
-        let params = Value::Object(params.unwrap_or_default());
+        let params = params.unwrap_or_default();
         let code_hash = transcript::sha256_tagged(source.as_bytes());
         let mut job = self.job(
             BotSpec {
                 name: preset.clone().unwrap_or_else(|| "bot".into()),
                 source: source.clone(),
-                params: params.clone(),
+                params: Value::Object(params.clone()),
             },
             Hook::Inspect,
             HookContext {
@@ -117,7 +144,10 @@ impl Bots {
             .cfg
             .sandbox_uid
             .saturating_add(self.cfg.max_parallel_hooks as u32);
-        let manifest = match runner::run_job(&self.cfg.runner, &job).await {
+        let outcome =
+            job.limits
+                .enforce(self.runner.run(&job).await, &job.hook, &[], Origin::Runner);
+        let manifest = match outcome {
             HookOutcome::Ok {
                 manifest: Some(m), ..
             } => m,
@@ -126,11 +156,10 @@ impl Bots {
             }
             HookOutcome::Error { error } => return Err(refusal(&error)),
         };
-        let manifest = normalise_manifest(manifest, network);
+        let manifest = announced_manifest(manifest, network)?;
         let manifest_hash = transcript::sha256_tagged(transcript::canonical(&manifest).as_bytes());
-        let name = manifest["name"].as_str().unwrap_or("bot").to_string();
-        Ok(Some(BotAttachment {
-            name,
+        Ok(Some(PreparedBot {
+            name: manifest.name.clone(),
             preset,
             source,
             code_hash,
@@ -156,7 +185,7 @@ impl Bots {
             hook,
             context,
             state,
-            limits: Limits::default(),
+            limits: self.limits.clone(),
             network: NetworkPolicy {
                 allowed: network,
                 allow_cidrs: self.cfg.network_allow_cidrs.clone(),
@@ -173,25 +202,43 @@ impl Bots {
             },
         }
     }
+}
 
-    /// Tells the dispatcher that a channel may have gained a bot or messages.
-    pub fn channel_changed(&self, channel_id: &str) {
-        if let Some(d) = &self.dispatcher {
-            d.register(channel_id);
-            d.poke(channel_id);
-        }
-    }
+/// The manifest as the harness reports it (with defaults for what a bot
+/// left out; `class_name` and other keys are not announced).
+#[derive(Deserialize)]
+struct InspectedManifest {
+    #[serde(default = "default_name")]
+    name: String,
+    #[serde(default = "default_version")]
+    version: String,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    hooks: Vec<String>,
+    #[serde(default)]
+    params: Map<String, Value>,
+}
+
+fn default_name() -> String {
+    "bot".into()
+}
+
+fn default_version() -> String {
+    "0".into()
 }
 
 /// The manifest as announced: only the documented keys, with `network`.
-fn normalise_manifest(m: Value, network: bool) -> Value {
-    json!({
-        "name": m.get("name").cloned().unwrap_or(json!("bot")),
-        "version": m.get("version").cloned().unwrap_or(json!("0")),
-        "summary": m.get("summary").cloned().unwrap_or(json!("")),
-        "hooks": m.get("hooks").cloned().unwrap_or(json!([])),
-        "params": m.get("params").cloned().unwrap_or(json!({})),
-        "network": network,
+fn announced_manifest(m: Value, network: bool) -> Result<Manifest, ToolError> {
+    let m: InspectedManifest = serde_json::from_value(m)
+        .map_err(|e| ToolError::internal(format!("inspect returned a malformed manifest: {e}")))?;
+    Ok(Manifest {
+        name: m.name,
+        version: m.version,
+        summary: m.summary,
+        hooks: m.hooks,
+        params: m.params,
+        network,
     })
 }
 
@@ -204,12 +251,12 @@ fn refusal(e: &HookError) -> ToolError {
         HookError::Confinement { .. } | HookError::Internal { .. } => {
             tracing::error!(error = ?e, "bot inspection failed in the sandbox");
             ToolError::new(
-                crate::channels::Code::BotError,
+                Code::BotError,
                 format!("the bot sandbox is not working: {}", e.short_reason()),
             )
         }
         other => ToolError::new(
-            crate::channels::Code::BotError,
+            Code::BotError,
             format!("bot refused: {}", other.short_reason()),
         ),
     }

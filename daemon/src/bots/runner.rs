@@ -1,4 +1,5 @@
-//! Spawning `sandbox-runner` for one hook.
+//! What runs a hook: the [`HookRunner`] seam, and its real implementation,
+//! which spawns `sandbox-runner` for each hook.
 //!
 //! The daemon never forks itself (it is a multi-threaded tokio process): it
 //! spawns the runner binary with pipes, in its own process group, writes the
@@ -7,7 +8,9 @@
 //! kills the whole process group.
 
 use hook_protocol::{HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, exit};
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,9 +18,30 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Time the runner gets beyond the hook's wall limit to report by itself.
 const GRACE: Duration = Duration::from_millis(1500);
 
+/// A boxed future, so that [`HookRunner`] can be used as a trait object.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs one hook job to its outcome. Every failure (a crash, a timeout, a
+/// runner that cannot start) is a [`HookOutcome::Error`], never a panic.
+pub(crate) trait HookRunner: Send + Sync + 'static {
+    fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome>;
+}
+
+/// The real runner: a fresh, confined `sandbox-runner` process per hook.
+pub(crate) struct Sandbox {
+    /// Path of the `sandbox-runner` binary.
+    pub runner: PathBuf,
+}
+
+impl HookRunner for Sandbox {
+    fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {
+        Box::pin(run_job(&self.runner, job))
+    }
+}
+
 /// Runs one job and returns its outcome. Never panics; every failure is a
 /// [`HookOutcome::Error`].
-pub async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
+async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
     let input = match serde_json::to_vec(job) {
         Ok(v) => v,
         Err(e) => return internal(format!("cannot encode job: {e}")),

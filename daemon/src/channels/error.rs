@@ -1,11 +1,14 @@
 //! Tool errors: a stable code an agent can branch on and a sentence saying
-//! what was wrong and what to do (DESIGN §4).
+//! what was wrong and what to do next.
 
-use crate::store::{FromStoreError, StoreError};
-use serde_json::{Value, json};
+use crate::store::StoreError;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
 
 /// Stable error codes. The wire form is SCREAMING_SNAKE_CASE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     InviteInvalid,
     RejoinTokenInvalid,
@@ -19,7 +22,6 @@ pub enum Code {
     /// A slot label that does not exist in the channel.
     UnknownSlot,
     BadRequest,
-    RateLimited,
     BotError,
     Internal,
 }
@@ -37,7 +39,6 @@ impl Code {
             Code::SlotRequired => "SLOT_REQUIRED",
             Code::UnknownSlot => "UNKNOWN_SLOT",
             Code::BadRequest => "BAD_REQUEST",
-            Code::RateLimited => "RATE_LIMITED",
             Code::BotError => "BOT_ERROR",
             Code::Internal => "INTERNAL",
         }
@@ -45,12 +46,20 @@ impl Code {
 }
 
 /// A tool that ran and failed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ToolError {
     pub code: Code,
+    /// What was wrong and what to do.
     pub message: String,
     /// Extra structured detail (e.g. the caller's seats for `SLOT_REQUIRED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+}
+
+/// The structured content of a failed tool call: `{"error": {...}}`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ToolFailure<'a> {
+    pub error: &'a ToolError,
 }
 
 impl ToolError {
@@ -79,15 +88,6 @@ impl ToolError {
             "The server hit an internal error; the operator's log has the detail. Nothing was changed; try again.",
         )
     }
-
-    /// The structured content of the tool result.
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({"error": {"code": self.code.as_str(), "message": self.message}});
-        if let Some(d) = &self.data {
-            v["error"]["data"] = d.clone();
-        }
-        v
-    }
 }
 
 impl std::fmt::Display for ToolError {
@@ -96,14 +96,8 @@ impl std::fmt::Display for ToolError {
     }
 }
 
-impl From<rusqlite::Error> for ToolError {
-    fn from(e: rusqlite::Error) -> Self {
-        ToolError::internal(e)
-    }
-}
-
-impl FromStoreError for ToolError {
-    fn from_store(e: StoreError) -> Self {
+impl From<StoreError> for ToolError {
+    fn from(e: StoreError) -> Self {
         ToolError::internal(e)
     }
 }

@@ -1,303 +1,295 @@
-//! Channels, slots, seats and messages: the domain logic behind the MCP tools.
+//! Channels, slots, seats and messages: the domain behind the MCP tools.
 //!
-//! Identity (DESIGN §3): a seat belongs to a principal, never to an MCP
-//! session, so reconnecting clients keep their seats. Invites are single-use;
-//! a rejoin token moves a seat to whoever presents it and is replaced on use.
-//! Secrets are stored as hashes and never appear in views or messages; senders
-//! are slot labels.
+//! Identity: a seat belongs to a principal, never to an MCP session, so
+//! reconnecting clients keep their seats. Invites are single-use; a rejoin
+//! token moves a seat to whoever presents it and is replaced on use. Secrets
+//! are stored as hashes and never appear in views or messages; senders are
+//! slot labels.
 //!
-//! Every change is one write through [`Store::write`], so it commits with the
-//! transcript entry that announces it, and is acknowledged only once durable.
+//! Every operation is one store transaction: a change runs its checks
+//! ([`rules`]) and its effects inside one write, so it commits with the
+//! transcript entry that announces it and is acknowledged only once durable;
+//! a read sees one snapshot. This module owns authorization: every entry
+//! point takes the caller's [`Principal`] and checks, in the same
+//! transaction, that it may do what it asks. [`Channels::sync`] checks
+//! membership again at every wake-up, so a member kicked while waiting gets
+//! `NOT_MEMBER`, never a message posted after the kick.
 
 mod error;
-pub mod watch;
+pub(crate) mod rules;
+mod watch;
 
-pub use error::{Code, ToolError};
+#[cfg(test)]
+mod tests;
 
+pub(crate) use error::{Code, ToolError, ToolFailure};
+pub(crate) use rules::SlotSpec;
+
+use crate::model::{
+    Attached, BotCode, ChannelList, ChannelView, Created, Event, Invite, Joined, MessageKind,
+    MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, Synced, Updated,
+};
 use crate::secrets::{self, SecretKind};
-use crate::store::Store;
-use crate::transcript;
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::{
+    ChannelRecord, NewChannel, NewMessage, NewSlot, PreparedBot, ReadTx, SeatSecret, Store, Tx,
+};
+use crate::transcript::CanonicalJson;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Who is calling: resolved from the bearer token on every request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub id: String,
-    pub name: String,
+/// Default and longest long-poll wait of [`Channels::sync`].
+pub const DEFAULT_WAIT: Duration = Duration::from_millis(20_000);
+pub const MAX_WAIT: Duration = Duration::from_millis(25_000);
+/// How often a waiting sync reports progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The channel service. Cheap to clone.
+#[derive(Clone)]
+pub struct Channels {
+    store: Store,
+    watch: Arc<watch::Watchers>,
+    max_body_bytes: usize,
+    /// Sync calls waiting for a message now.
+    waiting: Arc<AtomicI64>,
+    /// Cancelled at shutdown: waiting syncs return at once.
+    shutdown: CancellationToken,
+    /// How often a waiting sync reports progress ([`PROGRESS_EVERY`]).
+    progress_every: Duration,
 }
 
-/// Most slots one channel may have.
-pub const MAX_SLOTS: usize = 16;
-/// Longest channel name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-/// Messages one `sync_messages` returns by default and at most.
-pub const DEFAULT_SYNC_LIMIT: usize = 100;
-pub const MAX_SYNC_LIMIT: usize = 500;
-
-/// Kind of a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotKind {
-    Invite,
-    Bot,
-}
-
-impl SlotKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            SlotKind::Invite => "invite",
-            SlotKind::Bot => "bot",
-        }
-    }
-}
-
-/// A slot as `create_channel` names it: `invite:alice`, `bot:referee`, or a
-/// bare label (an invite slot).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlotSpec {
-    pub kind: SlotKind,
-    /// `alice` or `bot:referee`: how the slot appears as a sender.
-    pub label: String,
-}
-
-impl SlotSpec {
-    /// Parses one entry of `slots[]`.
-    pub fn parse(s: &str) -> Result<SlotSpec, ToolError> {
-        let (kind, name) = match s.split_once(':') {
-            Some(("invite", n)) => (SlotKind::Invite, n),
-            Some(("bot", n)) => (SlotKind::Bot, n),
-            Some((other, _)) => {
-                return Err(ToolError::bad(format!(
-                    "slot {s:?} has kind {other:?}; use \"invite:NAME\" for a player or \"bot:NAME\" for a bot"
-                )));
-            }
-            None => (SlotKind::Invite, s),
-        };
-        let valid = !name.is_empty()
-            && name.len() <= 32
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
-            return Err(ToolError::bad(format!(
-                "slot {s:?}: a slot name is 1-32 letters, digits, '_' or '-'"
-            )));
-        }
-        let label = match kind {
-            SlotKind::Invite => name.to_string(),
-            SlotKind::Bot => format!("bot:{name}"),
-        };
-        Ok(SlotSpec { kind, label })
-    }
-}
-
-/// A bot ready to be attached: prepared (source read, hashes computed,
-/// language layer passed) by the `bots` module.
+/// What `create_channel` asks for.
 #[derive(Debug, Clone)]
-pub struct BotAttachment {
-    pub name: String,
-    pub preset: Option<String>,
-    pub source: String,
-    pub code_hash: String,
-    pub manifest: Value,
-    pub manifest_hash: String,
-    pub params: Value,
-    pub network: bool,
-}
-
-/// What `create_channel` needs.
-#[derive(Debug, Clone)]
-pub struct NewChannel {
+pub(crate) struct NewChannelRequest {
     pub name: String,
     pub slots: Vec<SlotSpec>,
     pub join_as: Option<String>,
     pub allow_network: bool,
     /// At most one bot at creation, attached to the first bot slot (one is
     /// added if none was listed).
-    pub bot: Option<BotAttachment>,
+    pub bot: Option<PreparedBot>,
 }
 
-/// A transcript entry as stored.
+/// `update_channel` operations.
 #[derive(Debug, Clone)]
-pub struct StoredMessage {
+pub(crate) enum UpdateOp {
+    Rename { name: String },
+    Kick { slot: String },
+    NewInvite { slot: String },
+    Close,
+}
+
+/// What `sync_messages` asks for; limits are checked by [`Channels::sync`].
+#[derive(Debug, Clone)]
+pub(crate) struct SyncRequest {
     pub channel_id: String,
-    pub seq: i64,
-    pub sender: String,
-    pub kind: String,
-    pub body: Value,
-    pub to: Option<Vec<String>>,
-    pub body_hash: String,
-    /// Salt of a private message's `body_hash`, shown to its readers only.
-    pub body_salt: Option<String>,
-    pub ts: String,
-    pub hash: String,
+    /// Which seat reads, for a principal with several.
+    pub slot: Option<String>,
+    pub cursor: Option<Seq>,
+    pub limit: Option<usize>,
+    /// How long to wait for a first message (default [`DEFAULT_WAIT`]).
+    pub wait: Option<Duration>,
 }
 
-impl StoredMessage {
-    /// The message as `viewer` (a slot label) may see it: whole if public, if
-    /// the viewer sent it or is a recipient; otherwise without its body, which
-    /// the chain covers by `body_hash`.
-    pub fn view_for(&self, viewer: &str) -> Value {
-        let mut m = json!({
-            "seq": self.seq, "channel_id": self.channel_id, "sender": self.sender,
-            "kind": self.kind, "ts": self.ts, "hash": self.hash,
-        });
-        match &self.to {
-            None => m["body"] = self.body.clone(),
-            Some(to) => {
-                m["to"] = json!(to);
-                if self.readable_by(viewer) {
-                    m["body"] = self.body.clone();
-                    m["body_salt"] = json!(self.body_salt);
-                } else {
-                    m["body_hash"] = json!(self.body_hash);
-                    m["redacted"] = json!(true);
-                }
-            }
-        }
-        m
-    }
-
-    /// Whether a bot (or player) labelled `viewer` may read the body.
-    pub fn readable_by(&self, viewer: &str) -> bool {
-        match &self.to {
-            None => true,
-            Some(to) => self.sender == viewer || to.iter().any(|t| t == viewer),
-        }
-    }
+/// A channel as a resource: the view, and the latest messages as the
+/// caller's first seat reads them (none for an admin without a seat).
+pub(crate) struct Snapshot {
+    pub view: ChannelView,
+    pub seat: Option<String>,
+    pub messages: Vec<MessageView>,
 }
 
-/// The channel service: store plus the long-poll watchers.
-#[derive(Clone)]
-pub struct Channels {
-    pub store: Store,
-    pub watch: Arc<watch::Watchers>,
-    pub max_body_bytes: usize,
+/// Appends a system or control event.
+fn announce(tx: &mut dyn Tx, channel_id: &str, event: &Event) -> Result<Seq, ToolError> {
+    let body = CanonicalJson::of(event);
+    Ok(tx
+        .append(
+            channel_id,
+            NewMessage {
+                sender: "system",
+                kind: event.kind(),
+                body: &body,
+                to: None,
+            },
+        )?
+        .seq)
 }
 
-/// Result of a join.
-#[derive(Debug)]
-pub struct Joined {
-    pub channel_id: String,
-    pub slot: String,
-    pub rejoin_token: String,
-    pub moved: bool,
-    pub seq: i64,
+/// Records a bot on `bot_id` and announces it (`bot:attach`, `bot:manifest`).
+/// Its hooks start at its own announcement: `on_init` first.
+fn attach(
+    tx: &mut dyn Tx,
+    channel_id: &str,
+    bot_id: &str,
+    bot: &PreparedBot,
+) -> Result<(), ToolError> {
+    tx.insert_bot(channel_id, bot_id, bot)?;
+    let at = announce(
+        tx,
+        channel_id,
+        &Event::BotAttach {
+            bot_id: bot_id.to_string(),
+            name: bot.name.clone(),
+            code_hash: bot.code_hash.clone(),
+            manifest_hash: bot.manifest_hash.clone(),
+            network: bot.network,
+        },
+    )?;
+    tx.set_bot_cursor(channel_id, bot_id, at - 1)?;
+    announce(
+        tx,
+        channel_id,
+        &Event::BotManifest {
+            bot_id: bot_id.to_string(),
+            manifest: bot.manifest.clone(),
+        },
+    )?;
+    Ok(())
+}
+
+/// The channel `id` as `who` may see it, or why not.
+fn readable(
+    tx: &dyn ReadTx,
+    who: &Principal,
+    id: &str,
+) -> Result<(ChannelRecord, Vec<String>), ToolError> {
+    let ch = rules::found(tx.channel(id)?, id)?;
+    let seats = tx.seats_of(id, &who.id)?;
+    rules::require_reader(&ch, who, &seats)?;
+    Ok((ch, seats))
+}
+
+/// The view of a channel read in `tx`.
+fn view_in(tx: &dyn ReadTx, ch: &ChannelRecord, who: &Principal) -> Result<ChannelView, ToolError> {
+    let slots = tx.slots(&ch.id)?;
+    let bots = tx.bots(&ch.id)?;
+    Ok(rules::channel_view(ch, &slots, &bots, who))
+}
+
+/// The admin channel `id`, or why the caller may not administer it.
+fn administered(
+    tx: &dyn ReadTx,
+    who: &Principal,
+    id: &str,
+    what: &str,
+) -> Result<ChannelRecord, ToolError> {
+    let ch = rules::found(tx.channel(id)?, id)?;
+    rules::require_admin(&ch, who, what)?;
+    Ok(ch)
 }
 
 impl Channels {
-    pub fn new(store: Store, max_body_bytes: usize) -> Self {
+    /// The service over `store`; its long-poll wake-ups follow the store's
+    /// commit bus.
+    pub fn new(store: Store, max_body_bytes: usize, shutdown: CancellationToken) -> Self {
+        let watch = Arc::new(watch::Watchers::default());
+        let w = watch.clone();
+        store.bus().subscribe(move |c| w.committed(c));
         Channels {
             store,
-            watch: Arc::new(watch::Watchers::default()),
+            watch,
             max_body_bytes,
+            waiting: Arc::default(),
+            shutdown,
+            progress_every: PROGRESS_EVERY,
         }
     }
 
-    /// Creates a channel. Returns the id, one invite per open invite slot and,
-    /// with `join_as`, the creator's rejoin token.
+    /// The store (for start-up and shutdown).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Sync calls waiting for a message now.
+    pub fn waiting(&self) -> i64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Creates a channel whose admin is `who`, with one invite per open
+    /// player slot and, with `join_as`, the creator's seat.
+    ///
+    /// # Errors
+    /// `BAD_REQUEST`/`UNKNOWN_SLOT` for a bad name or slot list.
     pub async fn create(
         &self,
         who: &Principal,
-        spec: NewChannel,
-    ) -> Result<(String, BTreeMap<String, String>, Option<String>), ToolError> {
-        let name = spec.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(ToolError::bad(format!(
-                "name must be 1-{MAX_NAME_CHARS} characters"
-            )));
-        }
-        let mut slots = spec.slots;
-        if spec.bot.is_some() && !slots.iter().any(|s| s.kind == SlotKind::Bot) {
-            slots.push(SlotSpec {
-                kind: SlotKind::Bot,
-                label: "bot:referee".into(),
-            });
-        }
-        if slots.iter().filter(|s| s.kind == SlotKind::Invite).count() == 0 {
-            return Err(ToolError::bad(
-                "slots must name at least one player slot, e.g. [\"invite:alice\", \"invite:bob\"]",
-            ));
-        }
-        if slots.len() > MAX_SLOTS {
-            return Err(ToolError::bad(format!("at most {MAX_SLOTS} slots")));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for s in &slots {
-            if !seen.insert(s.label.clone()) {
-                return Err(ToolError::bad(format!(
-                    "slot {:?} is listed twice",
-                    s.label
-                )));
-            }
-        }
-        if let Some(j) = &spec.join_as
-            && !slots
-                .iter()
-                .any(|s| s.kind == SlotKind::Invite && &s.label == j)
-        {
-            return Err(ToolError::new(
-                Code::UnknownSlot,
-                format!("join_as {j:?} is not one of the player slots of this channel"),
-            ));
-        }
+        req: NewChannelRequest,
+    ) -> Result<Created, ToolError> {
+        let name = rules::channel_name(&req.name)?;
+        let slots = rules::channel_slots(req.slots, req.bot.is_some(), req.join_as.as_deref())?;
         let channel_id = secrets::new_id("ch_");
-        let mut invites = BTreeMap::new();
+        let mut invites = Vec::new();
         let mut invite_hashes = Vec::new();
-        let mut rejoin = None;
+        let mut seat = None;
         for s in slots.iter().filter(|s| s.kind == SlotKind::Invite) {
-            if spec.join_as.as_deref() == Some(s.label.as_str()) {
-                let r = secrets::new_secret(SecretKind::Rejoin);
-                rejoin = Some((s.label.clone(), r));
+            if req.join_as.as_deref() == Some(s.label.as_str()) {
+                let rejoin_token = secrets::new_secret(SecretKind::Rejoin);
+                seat = Some(Seat {
+                    slot: s.label.clone(),
+                    rejoin_token,
+                });
             } else {
                 let code = secrets::new_secret(SecretKind::Invite);
                 invite_hashes.push((s.label.clone(), secrets::hash_secret(&code)));
-                invites.insert(s.label.clone(), code);
+                invites.push(Invite {
+                    slot: s.label.clone(),
+                    invite_code: code,
+                });
             }
         }
+        invites.sort_by(|a, b| a.slot.cmp(&b.slot));
+        let seat_hash = seat
+            .as_ref()
+            .map(|s| (s.slot.clone(), secrets::hash_secret(&s.rejoin_token)));
         let who = who.clone();
         let cid = channel_id.clone();
-        let rejoin_hash = rejoin
-            .as_ref()
-            .map(|(l, r)| (l.clone(), secrets::hash_secret(r)));
-        let allow_network = spec.allow_network;
-        let bot = spec.bot;
-        let last = self
+        let allow_network = req.allow_network;
+        let bot = req.bot;
+        let view = self
             .store
-            .write(move |c: &Connection| {
-                let now = secrets::now_ms();
-                c.execute(
-                    "INSERT INTO channels (id, name, admin_principal, created_at, allow_network, head_hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![cid, name, who.id, now, allow_network as i64, transcript::GENESIS],
-                )?;
-                for (pos, s) in slots.iter().enumerate() {
-                    let inv = invite_hashes.iter().find(|(l, _)| l == &s.label).map(|(_, h)| h.clone());
-                    let (holder, rj) = match &rejoin_hash {
-                        Some((l, h)) if l == &s.label => (Some(who.id.clone()), Some(h.clone())),
-                        _ => (None, None),
+            .write(move |tx: &mut dyn Tx| {
+                tx.insert_channel(&NewChannel {
+                    id: &cid,
+                    name: &name,
+                    admin: &who.id,
+                    allow_network,
+                })?;
+                for (position, s) in slots.iter().enumerate() {
+                    let invite_hash = invite_hashes
+                        .iter()
+                        .find(|(l, _)| l == &s.label)
+                        .map(|(_, h)| h.as_slice());
+                    let holder = match &seat_hash {
+                        Some((l, h)) if l == &s.label => Some((who.id.as_str(), h.as_slice())),
+                        _ => None,
                     };
-                    c.execute(
-                        "INSERT INTO slots (channel_id, label, kind, position, principal_id, invite_hash, rejoin_hash, joined_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![cid, s.label, s.kind.as_str(), pos as i64, holder, inv, rj,
-                                holder.as_ref().map(|_| now)],
+                    tx.insert_slot(
+                        &cid,
+                        &NewSlot {
+                            label: &s.label,
+                            kind: s.kind,
+                            position,
+                            holder,
+                            invite_hash,
+                        },
                     )?;
                 }
-                let slot_list: Vec<Value> = slots
-                    .iter()
-                    .map(|s| json!({"label": s.label, "kind": s.kind.as_str()}))
-                    .collect();
-                let mut last = append(
-                    c,
+                announce(
+                    tx,
                     &cid,
-                    "system",
-                    "system",
-                    &json!({"type": "channel:created", "name": name, "slots": slot_list,
-                            "allow_network": allow_network}),
-                    None,
+                    &Event::ChannelCreated {
+                        name: name.clone(),
+                        slots: slots
+                            .iter()
+                            .map(|s| SlotDecl {
+                                label: s.label.clone(),
+                                kind: s.kind,
+                            })
+                            .collect(),
+                        allow_network,
+                    },
                 )?;
                 // The bot first, so that its on_init runs before on_join of
                 // the creator's seat.
@@ -305,378 +297,476 @@ impl Channels {
                     let bot_id = slots
                         .iter()
                         .find(|s| s.kind == SlotKind::Bot)
-                        .map(|s| s.label.clone())
-                        .unwrap_or_else(|| "bot:referee".into());
-                    last = insert_bot(c, &cid, &bot_id, bot)?;
+                        .map_or("bot:referee", |s| s.label.as_str());
+                    attach(tx, &cid, bot_id, bot)?;
                 }
-                if let Some((label, _)) = &rejoin_hash {
-                    last = append(c, &cid, "system", "system",
-                        &json!({"type": "seat:filled", "slot": label}), None)?;
+                if let Some((label, _)) = &seat_hash {
+                    announce(
+                        tx,
+                        &cid,
+                        &Event::SeatFilled {
+                            slot: label.clone(),
+                        },
+                    )?;
                 }
-                Ok::<_, ToolError>(last)
+                let ch = rules::found(tx.channel(&cid)?, &cid)?;
+                view_in(tx, &ch, &who)
             })
             .await?;
-        self.watch.notify(&channel_id, last);
-        Ok((channel_id, invites, rejoin.map(|(_, r)| r)))
+        Ok(Created {
+            channel_id,
+            invites,
+            view,
+            seat,
+        })
     }
 
     /// Fills a slot with an invite code, or moves a seat with a rejoin token.
+    ///
+    /// # Errors
+    /// `INVITE_INVALID`/`REJOIN_TOKEN_INVALID` for an unknown or spent
+    /// secret, `CHANNEL_CLOSED`, `SLOT_ALREADY_FILLED`.
     pub async fn join(&self, who: &Principal, code: &str) -> Result<Joined, ToolError> {
-        let code = code.trim().to_string();
-        let is_rejoin = code.starts_with(SecretKind::Rejoin.prefix());
-        if !is_rejoin && !code.starts_with(SecretKind::Invite.prefix()) {
+        let code = code.trim();
+        let which = if code.starts_with(SecretKind::Rejoin.prefix()) {
+            SeatSecret::Rejoin
+        } else if code.starts_with(SecretKind::Invite.prefix()) {
+            SeatSecret::Invite
+        } else {
             return Err(ToolError::new(
                 Code::InviteInvalid,
                 "That is not an invite code or rejoin token (they start with mcpmp_inv_ or mcpmp_rj_). Ask the channel's creator for an invite.",
             ));
-        }
-        let h = secrets::hash_secret(&code);
+        };
+        let h = secrets::hash_secret(code);
         let who = who.clone();
-        let new_rejoin = secrets::new_secret(SecretKind::Rejoin);
-        let new_hash = secrets::hash_secret(&new_rejoin);
-        let joined = self
+        let rejoin_token = secrets::new_secret(SecretKind::Rejoin);
+        let new_hash = secrets::hash_secret(&rejoin_token);
+        let (channel_id, slot, view) = self
             .store
-            .write(move |c: &Connection| {
-                let col = if is_rejoin { "rejoin_hash" } else { "invite_hash" };
-                #[allow(clippy::type_complexity)]
-                let row: Option<(String, String, Option<String>, Vec<u8>, i64)> = c
-                    .query_row(
-                        &format!(
-                            "SELECT s.channel_id, s.label, s.principal_id, s.{col}, ch.closed
-                             FROM slots s JOIN channels ch ON ch.id = s.channel_id WHERE s.{col} = ?1"
-                        ),
-                        params![h],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                    )
-                    .optional()?;
-                let Some((cid, label, holder, stored, closed)) = row else {
-                    return Err(if is_rejoin {
-                        ToolError::new(
+            .write(move |tx: &mut dyn Tx| {
+                let Some(seat) = tx.seat_by_secret(which, &h)? else {
+                    return Err(match which {
+                        SeatSecret::Rejoin => ToolError::new(
                             Code::RejoinTokenInvalid,
                             "This rejoin token is not valid: it was replaced when it was last used, or the seat was taken back by the admin.",
-                        )
-                    } else {
-                        ToolError::new(
+                        ),
+                        SeatSecret::Invite => ToolError::new(
                             Code::InviteInvalid,
                             "This invite code is not valid: invites are single-use and this one was already used, replaced, or never existed. Ask the channel's admin for a new invite.",
-                        )
+                        ),
                     });
                 };
-                if !secrets::hashes_equal(&stored, &h) {
+                if !secrets::hashes_equal(&seat.stored_hash, &h) {
                     return Err(ToolError::new(Code::InviteInvalid, "This invite code is not valid."));
                 }
-                if closed != 0 {
+                if seat.channel_closed {
                     return Err(ToolError::new(Code::ChannelClosed, "This channel is closed; no one can join it."));
                 }
-                if !is_rejoin && holder.is_some() {
-                    return Err(ToolError::new(Code::SlotAlreadyFilled, format!("Slot {label:?} is already filled.")));
+                if which == SeatSecret::Invite && seat.holder.is_some() {
+                    return Err(ToolError::new(
+                        Code::SlotAlreadyFilled,
+                        format!("Slot {:?} is already filled.", seat.label),
+                    ));
                 }
-                let now = secrets::now_ms();
-                c.execute(
-                    "UPDATE slots SET principal_id = ?1, invite_hash = NULL, rejoin_hash = ?2, joined_at = ?3
-                     WHERE channel_id = ?4 AND label = ?5",
-                    params![who.id, new_hash, now, cid, label],
-                )?;
-                let event = if is_rejoin { "seat:moved" } else { "seat:filled" };
-                let seq = append(c, &cid, "system", "system", &json!({"type": event, "slot": label}), None)?;
-                Ok::<_, ToolError>(Joined {
-                    channel_id: cid,
-                    slot: label,
-                    rejoin_token: new_rejoin,
-                    moved: is_rejoin,
-                    seq,
-                })
+                tx.fill_seat(&seat.channel_id, &seat.label, &who.id, &new_hash)?;
+                let event = match which {
+                    SeatSecret::Rejoin => Event::SeatMoved { slot: seat.label.clone() },
+                    SeatSecret::Invite => Event::SeatFilled { slot: seat.label.clone() },
+                };
+                announce(tx, &seat.channel_id, &event)?;
+                let ch = rules::found(tx.channel(&seat.channel_id)?, &seat.channel_id)?;
+                let view = view_in(tx, &ch, &who)?;
+                Ok::<_, ToolError>((seat.channel_id, seat.label, view))
             })
             .await?;
-        self.watch.notify(&joined.channel_id, joined.seq);
-        Ok(joined)
+        Ok(Joined {
+            channel_id,
+            slot,
+            rejoin_token,
+            moved: which == SeatSecret::Rejoin,
+            bots: view.bots.clone(),
+            view,
+        })
     }
 
     /// Appends a user message from the caller's seat.
+    ///
+    /// # Errors
+    /// `BAD_REQUEST` for a bad body or recipient list, the seat errors of
+    /// [`rules::resolve_seat`], `CHANNEL_CLOSED`, `UNKNOWN_SLOT` for an
+    /// unknown recipient.
     pub async fn post(
         &self,
         who: &Principal,
         channel_id: &str,
         slot: Option<&str>,
-        body: Value,
+        body: &Value,
         to: Option<Vec<String>>,
-    ) -> Result<StoredMessage, ToolError> {
-        match &body {
-            Value::String(s) if s.is_empty() => {
-                return Err(ToolError::bad(
-                    "body is empty; send some text or a JSON object",
-                ));
-            }
-            Value::String(_) | Value::Object(_) => {}
-            _ => {
-                return Err(ToolError::bad(
-                    "body must be a string or a JSON object (wrap other values in an object, e.g. {\"value\": [1,2]})",
-                ));
-            }
-        }
-        let size = transcript::canonical(&body).len();
-        if size > self.max_body_bytes {
-            return Err(ToolError::bad(format!(
-                "body is {size} bytes of JSON; the limit is {} bytes. Split it into several messages.",
-                self.max_body_bytes
-            )));
-        }
-        let to = match to {
-            Some(v) if v.is_empty() => {
-                return Err(ToolError::bad(
-                    "to is empty; omit it for a public message or list the recipients' slot labels",
-                ));
-            }
-            Some(mut v) => {
-                v.sort();
-                v.dedup();
-                Some(v)
-            }
-            None => None,
-        };
+    ) -> Result<Posted, ToolError> {
+        let body = rules::message_body(body, self.max_body_bytes)?;
+        let to = rules::recipients(to)?;
         let who = who.clone();
         let cid = channel_id.to_string();
         let slot = slot.map(str::to_string);
-        let msg = self
-            .store
-            .write(move |c: &Connection| {
-                let ch = channel_row(c, &cid)?;
-                let sender = resolve_seat(c, &cid, &who, slot.as_deref())?;
-                if ch.closed {
-                    return Err(ToolError::new(
-                        Code::ChannelClosed,
-                        "This channel is closed; it can be read but not posted to.",
-                    ));
-                }
-                if let Some(to) = &to {
-                    let labels = slot_labels(c, &cid)?;
-                    for t in to {
-                        if !labels.contains(t) {
-                            return Err(ToolError::new(
-                                Code::UnknownSlot,
-                                format!("to names {t:?}, which is not a slot of this channel"),
-                            )
-                            .with_data(json!({"slots": labels})));
-                        }
-                    }
-                }
-                let seq = append(c, &cid, &sender, "user", &body, to.as_deref())?;
-                load_message(c, &cid, seq)
-            })
-            .await?;
-        self.watch.notify(channel_id, msg.seq);
-        Ok(msg)
-    }
-
-    /// Messages after `cursor` as `viewer` sees them (at most `limit`).
-    pub async fn read_after(
-        &self,
-        channel_id: &str,
-        cursor: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, ToolError> {
-        let cid = channel_id.to_string();
         self.store
-            .read(move |c: &Connection| messages_after(c, &cid, cursor, limit))
+            .write(move |tx: &mut dyn Tx| {
+                let ch = rules::found(tx.channel(&cid)?, &cid)?;
+                let sender = rules::resolve_seat(&tx.seats_of(&cid, &who.id)?, slot.as_deref())?;
+                rules::require_open(&ch, "it can be read but not posted to")?;
+                if let Some(to) = &to {
+                    rules::recipients_exist(to, &tx.slots(&cid)?)?;
+                }
+                let a = tx.append(
+                    &cid,
+                    NewMessage {
+                        sender: &sender,
+                        kind: MessageKind::User,
+                        body: &body,
+                        to: to.as_deref(),
+                    },
+                )?;
+                Ok(Posted {
+                    msg_id: format!("{cid}:{}", a.seq),
+                    seq: a.seq,
+                    hash: a.hash,
+                    sender,
+                })
+            })
             .await
     }
 
-    /// Checks the caller may read the channel and returns the acting seat.
-    pub async fn seat_for(
+    /// Messages after the cursor as the caller's seat may see them, with the
+    /// view. When there are none it waits (up to `req.wait`) for a commit in
+    /// the channel, calling `progress` every [`PROGRESS_EVERY`] with a
+    /// counter; it returns at once when `cancel` fires or the daemon shuts
+    /// down. Membership is checked
+    /// in the same snapshot as every read, at the start and after every
+    /// wake-up.
+    ///
+    /// # Errors
+    /// `BAD_REQUEST` for a bad cursor, limit or wait; `CHANNEL_NOT_FOUND`;
+    /// the seat errors of [`rules::resolve_seat`].
+    pub async fn sync(
         &self,
         who: &Principal,
-        channel_id: &str,
-        slot: Option<&str>,
-    ) -> Result<String, ToolError> {
-        let who = who.clone();
-        let cid = channel_id.to_string();
-        let slot = slot.map(str::to_string);
-        self.store
-            .read(move |c: &Connection| {
-                channel_row(c, &cid)?;
-                resolve_seat(c, &cid, &who, slot.as_deref())
-            })
-            .await
+        req: SyncRequest,
+        mut progress: Option<&mut (dyn FnMut(u32) + Send)>,
+        cancel: &CancellationToken,
+    ) -> Result<Synced, ToolError> {
+        let (cursor, limit) = rules::sync_window(req.cursor, req.limit)?;
+        let wait = req.wait.unwrap_or(DEFAULT_WAIT);
+        if wait > MAX_WAIT {
+            return Err(ToolError::bad(format!(
+                "wait_ms is at most {}; call again to keep waiting",
+                MAX_WAIT.as_millis()
+            )));
+        }
+        // Subscribe before reading: a commit between the read and the wait
+        // still marks the receiver changed.
+        let mut rx = self.watch.subscribe(&req.channel_id);
+        let start = tokio::time::Instant::now();
+        let deadline = start + wait;
+        let mut next_progress = start + self.progress_every;
+        let mut ticks = 0u32;
+        let mut last_read = false;
+        let mut gauge = None;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                last_read = true;
+            }
+            let (who2, req2) = (who.clone(), req.clone());
+            let synced = self
+                .store
+                .read(move |tx: &dyn ReadTx| {
+                    let (ch, seats) = readable(tx, &who2, &req2.channel_id)?;
+                    let seat = rules::resolve_seat(&seats, req2.slot.as_deref())?;
+                    let msgs = tx.messages_after(&ch.id, cursor, limit)?;
+                    if msgs.is_empty() && !last_read {
+                        return Ok(None);
+                    }
+                    let view = view_in(tx, &ch, &who2)?;
+                    Ok::<_, ToolError>(Some(Synced {
+                        cursor: msgs.last().map_or(cursor, |m| m.seq),
+                        messages: msgs.iter().map(|m| rules::message_view(m, &seat)).collect(),
+                        as_seat: seat,
+                        view,
+                    }))
+                })
+                .await?;
+            if let Some(s) = synced {
+                return Ok(s);
+            }
+            gauge.get_or_insert_with(|| WaitingGuard::new(&self.waiting));
+            let wake_at = if progress.is_some() {
+                next_progress.min(deadline)
+            } else {
+                deadline
+            };
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // The sender went away (every receiver had gone); resubscribe.
+                        rx = self.watch.subscribe(&req.channel_id);
+                    } else {
+                        rx.borrow_and_update();
+                    }
+                }
+                _ = tokio::time::sleep_until(wake_at) => {
+                    if let Some(p) = progress.as_mut()
+                        && tokio::time::Instant::now() >= next_progress
+                    {
+                        ticks += 1;
+                        next_progress += self.progress_every;
+                        p(ticks);
+                    }
+                }
+                _ = cancel.cancelled() => last_read = true,
+                _ = self.shutdown.cancelled() => last_read = true,
+            }
+        }
     }
 
     /// The channel as members see it.
-    pub async fn view(&self, who: &Principal, channel_id: &str) -> Result<Value, ToolError> {
+    ///
+    /// # Errors
+    /// `CHANNEL_NOT_FOUND`, `NOT_MEMBER`.
+    pub async fn view(&self, who: &Principal, channel_id: &str) -> Result<ChannelView, ToolError> {
         let who = who.clone();
         let cid = channel_id.to_string();
         self.store
-            .read(move |c: &Connection| {
-                let ch = channel_row(c, &cid)?;
-                let seats = seats_of(c, &cid, &who.id)?;
-                if seats.is_empty() && ch.admin != who.id {
-                    return Err(not_member());
-                }
-                view_of(c, &ch, &who)
+            .read(move |tx: &dyn ReadTx| {
+                let (ch, _) = readable(tx, &who, &cid)?;
+                view_in(tx, &ch, &who)
             })
             .await
     }
 
-    /// The caller's channels.
-    pub async fn list(&self, who: &Principal) -> Result<Vec<Value>, ToolError> {
+    /// The view and the latest messages, for a `channel://` resource.
+    ///
+    /// # Errors
+    /// `CHANNEL_NOT_FOUND`, `NOT_MEMBER`.
+    pub async fn snapshot(&self, who: &Principal, channel_id: &str) -> Result<Snapshot, ToolError> {
+        let who = who.clone();
+        let cid = channel_id.to_string();
+        self.store
+            .read(move |tx: &dyn ReadTx| {
+                let (ch, seats) = readable(tx, &who, &cid)?;
+                let view = view_in(tx, &ch, &who)?;
+                let seat = seats.into_iter().next();
+                let mut messages = Vec::new();
+                if let Some(seat) = &seat {
+                    let limit = rules::DEFAULT_SYNC_LIMIT;
+                    let from = (ch.last_seq - limit as i64).max(0);
+                    messages = tx
+                        .messages_after(&cid, from, limit)?
+                        .iter()
+                        .map(|m| rules::message_view(m, seat))
+                        .collect();
+                }
+                Ok(Snapshot {
+                    view,
+                    seat,
+                    messages,
+                })
+            })
+            .await
+    }
+
+    /// The caller's channels, newest first.
+    ///
+    /// # Errors
+    /// Only storage failures (`INTERNAL`).
+    pub async fn list(&self, who: &Principal) -> Result<ChannelList, ToolError> {
         let who = who.clone();
         self.store
-            .read(move |c: &Connection| {
-                let mut st = c.prepare(
-                    "SELECT id FROM channels WHERE admin_principal = ?1
-                     UNION SELECT channel_id FROM slots WHERE principal_id = ?1",
-                )?;
-                let ids: Vec<String> = st
-                    .query_map(params![who.id], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                let mut out = Vec::new();
-                for id in ids {
-                    let ch = channel_row(c, &id)?;
-                    let seats = seats_of(c, &id, &who.id)?;
-                    out.push(json!({
-                        "channel_id": ch.id, "name": ch.name, "closed": ch.closed,
-                        "admin": ch.admin == who.id, "your_seats": seats,
-                        "message_count": ch.last_seq, "created_at": secrets::rfc3339_ms(ch.created_at),
-                    }));
+            .read(move |tx: &dyn ReadTx| {
+                let mut channels = Vec::new();
+                for ch in tx.channels_of(&who.id)? {
+                    let seats = tx.seats_of(&ch.id, &who.id)?;
+                    channels.push(rules::summary(&ch, &who, seats));
                 }
-                out.sort_by(|a, b| b["created_at"].as_str().cmp(&a["created_at"].as_str()));
-                Ok::<_, ToolError>(out)
+                Ok(ChannelList { channels })
             })
             .await
     }
 
     /// Admin operations: rename, kick, new_invite, close.
+    ///
+    /// # Errors
+    /// `CHANNEL_NOT_FOUND`, `NOT_ADMIN`, `BAD_REQUEST` for a bad name,
+    /// `UNKNOWN_SLOT` for a slot that is not a player slot,
+    /// `SLOT_ALREADY_FILLED` for a new invite to a held seat.
     pub async fn update(
         &self,
         who: &Principal,
         channel_id: &str,
         op: UpdateOp,
-    ) -> Result<Value, ToolError> {
+    ) -> Result<Updated, ToolError> {
         let who = who.clone();
         let cid = channel_id.to_string();
         let fresh_invite = secrets::new_secret(SecretKind::Invite);
         let invite_hash = secrets::hash_secret(&fresh_invite);
-        let (result, seq) = self
-            .store
-            .write(move |c: &Connection| {
-                let ch = channel_row(c, &cid)?;
-                if ch.admin != who.id {
-                    return Err(ToolError::new(
-                        Code::NotAdmin,
-                        "Only the channel's admin (its creator) can do this.",
-                    ));
-                }
+        self.store
+            .write(move |tx: &mut dyn Tx| {
+                let ch = administered(tx, &who, &cid, "do this")?;
                 match op {
                     UpdateOp::Rename { name } => {
-                        let name = name.trim().to_string();
-                        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-                            return Err(ToolError::bad(format!("name must be 1-{MAX_NAME_CHARS} characters")));
-                        }
-                        c.execute("UPDATE channels SET name = ?1 WHERE id = ?2", params![name, cid])?;
-                        let seq = append(c, &cid, "system", "system", &json!({"type": "channel:renamed", "name": name}), None)?;
-                        Ok((json!({"renamed": name}), seq))
-                    }
-                    UpdateOp::Kick { slot } | UpdateOp::NewInvite { slot } if !is_invite_slot(c, &cid, &slot)? => {
-                        Err(ToolError::new(Code::UnknownSlot, format!("{slot:?} is not a player slot of this channel"))
-                            .with_data(json!({"slots": slot_labels(c, &cid)?})))
+                        let name = rules::channel_name(&name)?;
+                        tx.rename_channel(&cid, &name)?;
+                        announce(tx, &cid, &Event::ChannelRenamed { name: name.clone() })?;
+                        Ok(Updated {
+                            renamed: Some(name),
+                            ..Updated::default()
+                        })
                     }
                     UpdateOp::Kick { slot } => {
-                        c.execute(
-                            "UPDATE slots SET principal_id = NULL, rejoin_hash = NULL, joined_at = NULL, invite_hash = ?1
-                             WHERE channel_id = ?2 AND label = ?3",
-                            params![invite_hash, cid, slot],
-                        )?;
-                        let seq = append(c, &cid, "system", "system", &json!({"type": "seat:kicked", "slot": slot}), None)?;
-                        Ok((json!({"kicked": slot, "invite": {"slot": slot, "invite_code": fresh_invite}}), seq))
+                        rules::player_slot(&tx.slots(&cid)?, &slot)?;
+                        tx.free_seat(&cid, &slot, &invite_hash)?;
+                        announce(tx, &cid, &Event::SeatKicked { slot: slot.clone() })?;
+                        Ok(Updated {
+                            kicked: Some(slot.clone()),
+                            invite: Some(Invite {
+                                slot,
+                                invite_code: fresh_invite,
+                            }),
+                            ..Updated::default()
+                        })
                     }
                     UpdateOp::NewInvite { slot } => {
-                        let filled: Option<String> = c.query_row(
-                            "SELECT principal_id FROM slots WHERE channel_id = ?1 AND label = ?2",
-                            params![cid, slot], |r| r.get(0))?;
-                        if filled.is_some() {
-                            return Err(ToolError::new(Code::SlotAlreadyFilled,
-                                format!("Slot {slot:?} is filled; kick its holder first to reissue its invite.")));
+                        let slots = tx.slots(&cid)?;
+                        if rules::player_slot(&slots, &slot)?.holder.is_some() {
+                            return Err(ToolError::new(
+                                Code::SlotAlreadyFilled,
+                                format!("Slot {slot:?} is filled; kick its holder first to reissue its invite."),
+                            ));
                         }
-                        c.execute("UPDATE slots SET invite_hash = ?1 WHERE channel_id = ?2 AND label = ?3",
-                            params![invite_hash, cid, slot])?;
-                        Ok((json!({"invite": {"slot": slot, "invite_code": fresh_invite}}), 0))
+                        tx.set_invite(&cid, &slot, &invite_hash)?;
+                        Ok(Updated {
+                            invite: Some(Invite {
+                                slot,
+                                invite_code: fresh_invite,
+                            }),
+                            ..Updated::default()
+                        })
                     }
                     UpdateOp::Close => {
-                        if ch.closed {
-                            return Ok((json!({"closed": true}), 0));
+                        if !ch.closed {
+                            tx.close_channel(&cid)?;
+                            announce(tx, &cid, &Event::ChannelClosed)?;
                         }
-                        c.execute("UPDATE channels SET closed = 1 WHERE id = ?1", params![cid])?;
-                        // Open invites die with the channel.
-                        c.execute("UPDATE slots SET invite_hash = NULL WHERE channel_id = ?1", params![cid])?;
-                        let seq = append(c, &cid, "system", "system", &json!({"type": "channel:closed"}), None)?;
-                        Ok((json!({"closed": true}), seq))
+                        Ok(Updated {
+                            closed: Some(true),
+                            ..Updated::default()
+                        })
                     }
                 }
             })
-            .await?;
-        if seq > 0 {
-            self.watch.notify(channel_id, seq);
-        }
-        Ok(result)
+            .await
     }
 
-    /// Attaches a bot to a new bot slot (admin only).
+    /// The channel, if `who` administers it and it is open to a new bot (the
+    /// check before the bot is prepared; [`Channels::attach_bot`] repeats it
+    /// in its write).
+    ///
+    /// # Errors
+    /// `CHANNEL_NOT_FOUND`, `NOT_MEMBER` for a stranger, `NOT_ADMIN`,
+    /// `CHANNEL_CLOSED`.
+    pub async fn bot_admin(
+        &self,
+        who: &Principal,
+        channel_id: &str,
+    ) -> Result<ChannelRecord, ToolError> {
+        let who = who.clone();
+        let cid = channel_id.to_string();
+        self.store
+            .read(move |tx: &dyn ReadTx| {
+                let (ch, _) = readable(tx, &who, &cid)?;
+                rules::require_admin(&ch, &who, "attach bots")?;
+                rules::require_open(&ch, "no bot can be attached")?;
+                Ok(ch)
+            })
+            .await
+    }
+
+    /// Attaches a prepared bot to a new bot slot (admin only). `slot` names
+    /// the slot (default: from the bot's name).
+    ///
+    /// # Errors
+    /// As [`Channels::bot_admin`]; `BAD_REQUEST` for a bad slot name or a
+    /// full channel; `SLOT_ALREADY_FILLED` when that slot has a bot.
     pub async fn attach_bot(
         &self,
         who: &Principal,
         channel_id: &str,
         slot: Option<String>,
-        bot: BotAttachment,
-    ) -> Result<String, ToolError> {
+        bot: PreparedBot,
+    ) -> Result<Attached, ToolError> {
         let who = who.clone();
         let cid = channel_id.to_string();
-        let (bot_id, seq) = self
-            .store
-            .write(move |c: &Connection| {
-                let ch = channel_row(c, &cid)?;
-                if ch.admin != who.id {
-                    return Err(ToolError::new(Code::NotAdmin, "Only the channel's admin can attach bots."));
-                }
-                if ch.closed {
-                    return Err(ToolError::new(Code::ChannelClosed, "This channel is closed."));
-                }
-                let spec = SlotSpec::parse(&format!(
-                    "bot:{}",
-                    slot.as_deref().map(|s| s.trim_start_matches("bot:")).unwrap_or(&bot.name.to_lowercase())
-                ))?;
-                let exists: Option<String> = c.query_row(
-                    "SELECT label FROM slots WHERE channel_id = ?1 AND label = ?2",
-                    params![cid, spec.label], |r| r.get(0)).optional()?;
-                let taken: Option<String> = c.query_row(
-                    "SELECT bot_id FROM bots WHERE channel_id = ?1 AND bot_id = ?2",
-                    params![cid, spec.label], |r| r.get(0)).optional()?;
-                if taken.is_some() {
-                    return Err(ToolError::new(Code::SlotAlreadyFilled,
-                        format!("{:?} already has a bot; choose another slot name", spec.label)));
-                }
-                if exists.is_none() {
-                    let n: i64 = c.query_row("SELECT COUNT(*) FROM slots WHERE channel_id = ?1", params![cid], |r| r.get(0))?;
-                    if n as usize >= MAX_SLOTS {
-                        return Err(ToolError::bad(format!("at most {MAX_SLOTS} slots")));
+        let spec = SlotSpec::parse(&format!(
+            "bot:{}",
+            slot.as_deref()
+                .map(|s| s.trim_start_matches("bot:").to_string())
+                .unwrap_or_else(|| bot.name.to_lowercase())
+        ))?;
+        self.store
+            .write(move |tx: &mut dyn Tx| {
+                let ch = administered(tx, &who, &cid, "attach bots")?;
+                rules::require_open(&ch, "no bot can be attached")?;
+                let slots = tx.slots(&cid)?;
+                match slots.iter().find(|s| s.label == spec.label) {
+                    Some(s) if s.has_bot => {
+                        return Err(ToolError::new(
+                            Code::SlotAlreadyFilled,
+                            format!(
+                                "{:?} already has a bot; choose another slot name",
+                                spec.label
+                            ),
+                        ));
                     }
-                    c.execute(
-                        "INSERT INTO slots (channel_id, label, kind, position) VALUES (?1, ?2, 'bot', ?3)",
-                        params![cid, spec.label, n],
-                    )?;
+                    Some(_) => {}
+                    None => {
+                        if slots.len() >= rules::MAX_SLOTS {
+                            return Err(ToolError::bad(format!(
+                                "at most {} slots",
+                                rules::MAX_SLOTS
+                            )));
+                        }
+                        tx.insert_slot(
+                            &cid,
+                            &NewSlot {
+                                label: &spec.label,
+                                kind: SlotKind::Bot,
+                                position: slots.len(),
+                                holder: None,
+                                invite_hash: None,
+                            },
+                        )?;
+                    }
                 }
-                let seq = insert_bot(c, &cid, &spec.label, &bot)?;
-                Ok::<_, ToolError>((spec.label, seq))
+                attach(tx, &cid, &spec.label, &bot)?;
+                Ok(Attached {
+                    bot_id: spec.label,
+                    name: bot.name,
+                    code_hash: bot.code_hash,
+                    manifest_hash: bot.manifest_hash,
+                    network: bot.network,
+                })
             })
-            .await?;
-        self.watch.notify(channel_id, seq);
-        Ok(bot_id)
+            .await
     }
 
     /// A bot's exact source and manifest (members only).
+    ///
+    /// # Errors
+    /// `CHANNEL_NOT_FOUND`, `NOT_MEMBER`, `UNKNOWN_SLOT` (with the bots).
     pub async fn bot_code(
         &self,
         who: &Principal,
         channel_id: &str,
         bot_id: &str,
-    ) -> Result<Value, ToolError> {
+    ) -> Result<BotCode, ToolError> {
         let who = who.clone();
         let cid = channel_id.to_string();
         let bid = if bot_id.starts_with("bot:") {
@@ -685,345 +775,47 @@ impl Channels {
             format!("bot:{bot_id}")
         };
         self.store
-            .read(move |c: &Connection| {
-                let ch = channel_row(c, &cid)?;
-                if seats_of(c, &cid, &who.id)?.is_empty() && ch.admin != who.id {
-                    return Err(not_member());
-                }
-                let row = c
-                    .query_row(
-                        "SELECT name, preset, source, code_hash, manifest, manifest_hash, network, params
-                         FROM bots WHERE channel_id = ?1 AND bot_id = ?2",
-                        params![cid, bid],
-                        |r| Ok((
-                            r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?,
-                            r.get::<_, i64>(6)?, r.get::<_, String>(7)?,
-                        )),
+            .read(move |tx: &dyn ReadTx| {
+                readable(tx, &who, &cid)?;
+                let bots = tx.bots(&cid)?;
+                let found = bots.iter().find(|b| b.bot_id == bid);
+                let (Some(b), Some(rt)) = (found, tx.bot_runtime(&cid, &bid)?) else {
+                    let ids: Vec<&str> = bots.iter().map(|b| b.bot_id.as_str()).collect();
+                    return Err(ToolError::new(
+                        Code::UnknownSlot,
+                        format!("no bot {bid:?} in this channel"),
                     )
-                    .optional()?;
-                let Some((name, preset, source, code_hash, manifest, manifest_hash, network, params_s)) = row else {
-                    return Err(ToolError::new(Code::UnknownSlot, format!("no bot {bid:?} in this channel"))
-                        .with_data(json!({"bots": bot_ids(c, &cid)?})));
+                    .with_data(json!({"bots": ids})));
                 };
-                Ok(json!({
-                    "channel_id": cid, "bot_id": bid, "name": name, "preset": preset,
-                    "source": source, "code_hash": code_hash,
-                    "manifest": serde_json::from_str::<Value>(&manifest).unwrap_or(Value::Null),
-                    "manifest_hash": manifest_hash, "network": network != 0,
-                    "params": serde_json::from_str::<Value>(&params_s).unwrap_or(Value::Null),
-                }))
+                Ok(BotCode {
+                    channel_id: cid.clone(),
+                    bot_id: b.bot_id.clone(),
+                    name: b.name.clone(),
+                    preset: b.preset.clone(),
+                    source: rt.source,
+                    code_hash: b.code_hash.clone(),
+                    manifest: b.manifest.clone(),
+                    manifest_hash: b.manifest_hash.clone(),
+                    network: b.network,
+                    params: rt.params,
+                })
             })
             .await
     }
 }
 
-/// `update_channel` operations.
-#[derive(Debug, Clone)]
-pub enum UpdateOp {
-    Rename { name: String },
-    Kick { slot: String },
-    NewInvite { slot: String },
-    Close,
-}
+/// Counts one waiting sync while alive.
+struct WaitingGuard(Arc<AtomicI64>);
 
-/// A channel row.
-#[derive(Debug, Clone)]
-pub struct ChannelRow {
-    pub id: String,
-    pub name: String,
-    pub admin: String,
-    pub created_at: i64,
-    pub closed: bool,
-    pub allow_network: bool,
-    pub last_seq: i64,
-    pub head_hash: String,
-}
-
-pub(crate) fn channel_row(c: &Connection, cid: &str) -> Result<ChannelRow, ToolError> {
-    c.query_row(
-        "SELECT id, name, admin_principal, created_at, closed, allow_network, last_seq, head_hash
-         FROM channels WHERE id = ?1",
-        params![cid],
-        |r| {
-            Ok(ChannelRow {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                admin: r.get(2)?,
-                created_at: r.get(3)?,
-                closed: r.get::<_, i64>(4)? != 0,
-                allow_network: r.get::<_, i64>(5)? != 0,
-                last_seq: r.get(6)?,
-                head_hash: r.get(7)?,
-            })
-        },
-    )
-    .optional()?
-    .ok_or_else(|| {
-        ToolError::new(
-            Code::ChannelNotFound,
-            format!("No channel {cid:?}. list_channels shows the channels you are in."),
-        )
-    })
-}
-
-fn not_member() -> ToolError {
-    ToolError::new(
-        Code::NotMember,
-        "You hold no seat in this channel. Join it with an invite code (join_channel) first.",
-    )
-}
-
-fn seats_of(c: &Connection, cid: &str, principal: &str) -> Result<Vec<String>, ToolError> {
-    let mut st = c.prepare_cached(
-        "SELECT label FROM slots WHERE channel_id = ?1 AND principal_id = ?2 ORDER BY position",
-    )?;
-    Ok(st
-        .query_map(params![cid, principal], |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
-}
-
-fn slot_labels(c: &Connection, cid: &str) -> Result<Vec<String>, ToolError> {
-    let mut st =
-        c.prepare_cached("SELECT label FROM slots WHERE channel_id = ?1 ORDER BY position")?;
-    Ok(st
-        .query_map(params![cid], |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
-}
-
-fn bot_ids(c: &Connection, cid: &str) -> Result<Vec<String>, ToolError> {
-    let mut st =
-        c.prepare_cached("SELECT bot_id FROM bots WHERE channel_id = ?1 ORDER BY bot_id")?;
-    Ok(st
-        .query_map(params![cid], |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
-}
-
-fn is_invite_slot(c: &Connection, cid: &str, label: &str) -> Result<bool, ToolError> {
-    let kind: Option<String> = c
-        .query_row(
-            "SELECT kind FROM slots WHERE channel_id = ?1 AND label = ?2",
-            params![cid, label],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(kind.as_deref() == Some("invite"))
-}
-
-/// The seat the caller acts from: the only one it holds, or the one `slot`
-/// names.
-fn resolve_seat(
-    c: &Connection,
-    cid: &str,
-    who: &Principal,
-    slot: Option<&str>,
-) -> Result<String, ToolError> {
-    let seats = seats_of(c, cid, &who.id)?;
-    match (slot, seats.len()) {
-        (_, 0) => Err(not_member()),
-        (Some(s), _) => {
-            if seats.iter().any(|x| x == s) {
-                Ok(s.to_string())
-            } else {
-                Err(ToolError::new(
-                    Code::UnknownSlot,
-                    format!(
-                        "You hold no seat {s:?} in this channel; your seats: {}",
-                        seats.join(", ")
-                    ),
-                )
-                .with_data(json!({"your_seats": seats})))
-            }
-        }
-        (None, 1) => Ok(seats[0].clone()),
-        (None, _) => Err(ToolError::new(
-            Code::SlotRequired,
-            format!(
-                "You hold several seats in this channel ({}); pass slot to say which one acts.",
-                seats.join(", ")
-            ),
-        )
-        .with_data(json!({"your_seats": seats}))),
+impl WaitingGuard {
+    fn new(gauge: &Arc<AtomicI64>) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        WaitingGuard(gauge.clone())
     }
 }
 
-/// Appends one transcript entry, extending the hash chain. Returns its seq.
-pub(crate) fn append(
-    c: &Connection,
-    cid: &str,
-    sender: &str,
-    kind: &str,
-    body: &Value,
-    to: Option<&[String]>,
-) -> Result<i64, ToolError> {
-    let (last, head): (i64, String) = c.query_row(
-        "SELECT last_seq, head_hash FROM channels WHERE id = ?1",
-        params![cid],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let seq = last + 1;
-    let ts = secrets::rfc3339_ms(secrets::now_ms());
-    let canon = transcript::canonical(body);
-    let body_salt = to.map(|_| secrets::new_salt());
-    let body_hash = match &body_salt {
-        Some(salt) => transcript::private_body_hash(salt, body),
-        None => transcript::sha256_tagged(canon.as_bytes()),
-    };
-    let entry = transcript::entry(seq, cid, sender, kind, &ts, body, &body_hash, to);
-    let hash = transcript::link(&head, &entry);
-    let recipients = to.map(|t| json!(t).to_string());
-    c.prepare_cached(
-        "INSERT INTO messages (channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![cid, seq, sender, kind, canon, recipients, body_hash, body_salt, ts, hash])?;
-    c.prepare_cached("UPDATE channels SET last_seq = ?1, head_hash = ?2 WHERE id = ?3")?
-        .execute(params![seq, hash, cid])?;
-    Ok(seq)
-}
-
-fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let body: String = r.get(4)?;
-    let recipients: Option<String> = r.get(5)?;
-    Ok(StoredMessage {
-        channel_id: r.get(0)?,
-        seq: r.get(1)?,
-        sender: r.get(2)?,
-        kind: r.get(3)?,
-        body: serde_json::from_str(&body).unwrap_or(Value::Null),
-        to: recipients.and_then(|s| serde_json::from_str(&s).ok()),
-        body_hash: r.get(6)?,
-        body_salt: r.get(7)?,
-        ts: r.get(8)?,
-        hash: r.get(9)?,
-    })
-}
-
-pub(crate) fn load_message(
-    c: &Connection,
-    cid: &str,
-    seq: i64,
-) -> Result<StoredMessage, ToolError> {
-    Ok(c.prepare_cached(
-        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash
-         FROM messages WHERE channel_id = ?1 AND seq = ?2",
-    )?
-    .query_row(params![cid, seq], row_to_message)?)
-}
-
-pub(crate) fn messages_after(
-    c: &Connection,
-    cid: &str,
-    cursor: i64,
-    limit: usize,
-) -> Result<Vec<StoredMessage>, ToolError> {
-    let mut st = c.prepare_cached(
-        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash
-         FROM messages WHERE channel_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
-    Ok(st
-        .query_map(params![cid, cursor, limit as i64], row_to_message)?
-        .collect::<Result<_, _>>()?)
-}
-
-fn insert_bot(
-    c: &Connection,
-    cid: &str,
-    bot_id: &str,
-    bot: &BotAttachment,
-) -> Result<i64, ToolError> {
-    c.execute(
-        "INSERT INTO bots (channel_id, bot_id, name, preset, source, code_hash, manifest, manifest_hash, params, network, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            cid, bot_id, bot.name, bot.preset, bot.source, bot.code_hash,
-            transcript::canonical(&bot.manifest), bot.manifest_hash,
-            transcript::canonical(&bot.params), bot.network as i64, secrets::now_ms()
-        ],
-    )?;
-    c.execute(
-        "UPDATE slots SET principal_id = NULL, joined_at = ?1 WHERE channel_id = ?2 AND label = ?3",
-        params![secrets::now_ms(), cid, bot_id],
-    )?;
-    let attach = append(
-        c,
-        cid,
-        "system",
-        "system",
-        &json!({"type": "bot:attach", "bot_id": bot_id, "name": bot.name,
-                "code_hash": bot.code_hash, "manifest_hash": bot.manifest_hash,
-                "network": bot.network}),
-        None,
-    )?;
-    // The bot's hooks start at its own announcement (on_init).
-    c.execute(
-        "UPDATE bots SET cursor = ?1 WHERE channel_id = ?2 AND bot_id = ?3",
-        params![attach - 1, cid, bot_id],
-    )?;
-    let mut manifest = bot.manifest.clone();
-    if let Value::Object(m) = &mut manifest {
-        m.insert("type".into(), json!("bot:manifest"));
-        m.insert("bot_id".into(), json!(bot_id));
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
-    append(c, cid, "system", "system", &manifest, None)
-}
-
-fn view_of(c: &Connection, ch: &ChannelRow, who: &Principal) -> Result<Value, ToolError> {
-    let mut st = c.prepare_cached(
-        "SELECT s.label, s.kind, s.principal_id, b.bot_id IS NOT NULL
-         FROM slots s LEFT JOIN bots b ON b.channel_id = s.channel_id AND b.bot_id = s.label
-         WHERE s.channel_id = ?1 ORDER BY s.position",
-    )?;
-    let slots: Vec<Value> = st
-        .query_map(params![ch.id], |r| {
-            let label: String = r.get(0)?;
-            let kind: String = r.get(1)?;
-            let holder: Option<String> = r.get(2)?;
-            let has_bot: bool = r.get(3)?;
-            let filled = if kind == "bot" {
-                has_bot
-            } else {
-                holder.is_some()
-            };
-            Ok(json!({
-                "label": label, "kind": kind, "filled": filled,
-                "admin": holder.as_deref() == Some(ch.admin.as_str()),
-                "yours": holder.as_deref() == Some(who.id.as_str()),
-            }))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut st = c.prepare_cached(
-        "SELECT bot_id, name, code_hash, manifest_hash, network FROM bots WHERE channel_id = ?1 ORDER BY created_at",
-    )?;
-    let bots: Vec<Value> = st
-        .query_map(params![ch.id], |r| {
-            Ok(json!({
-                "bot_id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?,
-                "code_hash": r.get::<_, String>(2)?, "manifest_hash": r.get::<_, String>(3)?,
-                "network": r.get::<_, i64>(4)? != 0,
-            }))
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(json!({
-        "channel_id": ch.id, "name": ch.name, "closed": ch.closed,
-        "allow_network": ch.allow_network, "you_are_admin": ch.admin == who.id,
-        "slots": slots, "bots": bots, "message_count": ch.last_seq, "head_hash": ch.head_hash,
-        "created_at": secrets::rfc3339_ms(ch.created_at),
-    }))
-}
-
-/// The view, for tools that already checked membership.
-pub async fn view_unchecked(
-    store: &Store,
-    who: &Principal,
-    channel_id: &str,
-) -> Result<Value, ToolError> {
-    let who = who.clone();
-    let cid = channel_id.to_string();
-    store
-        .read(move |c: &Connection| {
-            let ch = channel_row(c, &cid)?;
-            view_of(c, &ch, &who)
-        })
-        .await
 }

@@ -1,62 +1,81 @@
-//! Wake-ups for long-polling `sync_messages` calls and the bot dispatcher.
+//! Wake-ups for long-polling `sync_messages` calls, driven by the commit bus.
 //!
-//! One `tokio::sync::watch` per channel carries the channel's last committed
-//! `seq`. A waiter subscribes *before* it reads the database, so a commit that
-//! lands between its read and its wait still wakes it; waking costs one
-//! atomic store per commit and no polling. Channels nobody waits on keep no
-//! entry.
+//! One `tokio::sync::watch` per channel that someone waits on carries a
+//! counter the bus bumps on every commit of that channel. A waiter subscribes
+//! *before* it reads the database, so a commit that lands between its read and
+//! its wait still wakes it; waking a thousand waiters costs one counter bump
+//! and no polling. Channels nobody waits on keep no entry.
 
+use crate::store::Commit;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use tokio::sync::watch;
-
-/// Called after every commit with the channel id and its new last `seq`.
-pub type CommitHook = Box<dyn Fn(&str, i64) + Send + Sync>;
 
 /// Per-channel commit notifications.
 #[derive(Default)]
-pub struct Watchers {
-    map: Mutex<HashMap<String, watch::Sender<i64>>>,
-    /// The bot dispatcher's doorbell, installed once at start-up.
-    on_commit: OnceLock<CommitHook>,
+pub(crate) struct Watchers {
+    map: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 impl Watchers {
-    /// A receiver that changes whenever a message commits in `channel_id`.
-    pub fn subscribe(&self, channel_id: &str) -> watch::Receiver<i64> {
+    /// A receiver that changes whenever a write commits in `channel_id`.
+    pub fn subscribe(&self, channel_id: &str) -> watch::Receiver<u64> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(channel_id.to_string())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
 
-    /// Installs the function told of every commit (the bot dispatcher).
-    pub fn set_commit_hook(&self, hook: CommitHook) {
-        let _ = self.on_commit.set(hook);
-    }
-
-    /// Announces that `seq` committed in `channel_id`. Call after the commit.
-    pub fn notify(&self, channel_id: &str, seq: i64) {
-        {
-            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(tx) = map.get(channel_id) {
-                if tx.receiver_count() == 0 {
-                    map.remove(channel_id);
-                } else {
-                    tx.send_if_modified(|cur| {
-                        if seq > *cur {
-                            *cur = seq;
-                            true
-                        } else {
-                            false
-                        }
-                    });
-                }
+    /// Wakes the channel's waiters (called from the commit bus).
+    pub fn committed(&self, commit: &Commit) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(&commit.channel_id) {
+            if tx.receiver_count() == 0 {
+                map.remove(&commit.channel_id);
+            } else {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
-        // Outside the lock: the hook takes locks of its own.
-        if let Some(hook) = self.on_commit.get() {
-            hook(channel_id, seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::Commit;
+
+    fn commit(channel: &str) -> Commit {
+        Commit {
+            channel_id: channel.into(),
+            head: 1,
+            changes: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_commit_wakes_that_channels_waiters_only() {
+        let w = Watchers::default();
+        let mut a = w.subscribe("a");
+        let b = w.subscribe("b");
+        w.committed(&commit("a"));
+        assert!(a.has_changed().unwrap());
+        assert!(!b.has_changed().unwrap());
+        a.borrow_and_update();
+        w.committed(&commit("a"));
+        assert!(
+            a.has_changed().unwrap(),
+            "every commit wakes, not only the first"
+        );
+    }
+
+    #[test]
+    fn a_channel_nobody_waits_on_keeps_no_entry() {
+        let w = Watchers::default();
+        drop(w.subscribe("a"));
+        w.committed(&commit("a"));
+        w.committed(&commit("never-watched"));
+        assert!(w.map.lock().unwrap().is_empty());
     }
 }

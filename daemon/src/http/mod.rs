@@ -3,8 +3,8 @@
 //! socket), so tests drive it with `oneshot`.
 
 use crate::app::AppState;
-use crate::auth::{self, TokenRejection};
 use crate::mcp::McpServer;
+use crate::store::principals::{self, TokenRejection};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -111,7 +111,7 @@ async fn require_bearer(State(state): State<AppState>, mut req: Request, next: N
     let Some(token) = token else {
         return unauthorized(&state, false);
     };
-    match auth::authenticate(&state.channels.store, &token, &state.config.resource()).await {
+    match principals::authenticate(state.channels.store(), &token, &state.config.resource()).await {
         Ok(Ok(principal)) => {
             tracing::Span::current().record("principal", principal.id.as_str());
             req.extensions_mut().insert(principal);
@@ -133,15 +133,7 @@ async fn require_bearer(State(state): State<AppState>, mut req: Request, next: N
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    let db_ok = state
-        .channels
-        .store
-        .read(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(crate::store::StoreError::from)
-        })
-        .await
-        .is_ok();
+    let db_ok = principals::ping(state.channels.store()).await.is_ok();
     let sandbox = match state.sandbox.get() {
         None => json!("checking"),
         Some(Ok(())) => json!("ok"),
@@ -170,12 +162,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let hooks = state
-        .bots
-        .dispatcher
-        .as_ref()
-        .map(|d| d.hooks_run())
-        .unwrap_or(0);
+    let hooks = state.dispatcher.hooks_run();
     let text = format!(
         "# HELP mcp_multiplayer_posts_total User messages posted.\n# TYPE mcp_multiplayer_posts_total counter\nmcp_multiplayer_posts_total {}\n\
          # HELP mcp_multiplayer_hooks_total Bot hooks run.\n# TYPE mcp_multiplayer_hooks_total counter\nmcp_multiplayer_hooks_total {}\n\
@@ -184,7 +171,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.posts.load(Ordering::Relaxed),
         hooks,
         state.metrics.auth_failures.load(Ordering::Relaxed),
-        state.metrics.sync_waiting.load(Ordering::Relaxed),
+        state.channels.waiting(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

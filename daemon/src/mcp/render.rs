@@ -1,182 +1,162 @@
 //! Short text renderings of tool results, for clients that show the model
 //! only the text content. They carry every fact an agent needs to act.
 
+use crate::model::{
+    Attached, BotCode, BotInfo, ChannelList, ChannelView, Created, Joined, MessageKind, Posted,
+    Synced, Updated,
+};
 use serde_json::Value;
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
-}
-
-pub fn created(out: &Value) -> String {
-    let mut t = format!(
-        "Created channel {} ({}).\n",
-        s(&out["channel_id"]),
-        s(&out["view"]["name"])
-    );
-    if let Some(seat) = out.get("seat") {
+pub(super) fn created(out: &Created) -> String {
+    let mut t = format!("Created channel {} ({}).\n", out.channel_id, out.view.name);
+    if let Some(seat) = &out.seat {
         t += &format!(
             "You hold seat {}. Your rejoin token (private, do not share): {}\n",
-            s(&seat["slot"]),
-            s(&seat["rejoin_token"])
+            seat.slot, seat.rejoin_token
         );
     }
-    let invites = out["invites"].as_array().cloned().unwrap_or_default();
-    if !invites.is_empty() {
+    if !out.invites.is_empty() {
         t += "Invite codes (single-use; give each to that player only):\n";
-        for i in invites {
-            t += &format!("  {}: {}\n", s(&i["slot"]), s(&i["invite_code"]));
+        for i in &out.invites {
+            t += &format!("  {}: {}\n", i.slot, i.invite_code);
         }
     }
-    t += &bots_line(&out["view"]);
+    t += &bots_line(&out.view.bots);
     t
 }
 
-pub fn joined(out: &Value) -> String {
+pub(super) fn joined(out: &Joined) -> String {
     format!(
         "{} seat {} in channel {} ({}). Your rejoin token (private): {}\n{}Next: call sync_messages with channel_id {} and cursor 0.",
-        if out["moved"].as_bool() == Some(true) {
-            "Moved"
-        } else {
-            "Joined"
-        },
-        s(&out["slot"]),
-        s(&out["channel_id"]),
-        s(&out["view"]["name"]),
-        s(&out["rejoin_token"]),
-        bots_line(&out["view"]),
-        s(&out["channel_id"]),
+        if out.moved { "Moved" } else { "Joined" },
+        out.slot,
+        out.channel_id,
+        out.view.name,
+        out.rejoin_token,
+        bots_line(&out.view.bots),
+        out.channel_id,
     )
 }
 
-fn bots_line(view: &Value) -> String {
+pub(super) fn posted(p: &Posted) -> String {
+    format!("Posted as {} (seq {}, hash {}).", p.sender, p.seq, p.hash)
+}
+
+fn bots_line(bots: &[BotInfo]) -> String {
     let mut t = String::new();
-    for b in view["bots"].as_array().cloned().unwrap_or_default() {
+    for b in bots {
         t += &format!(
             "Bot {} ({}) code_hash {}{}\n",
-            s(&b["bot_id"]),
-            s(&b["name"]),
-            s(&b["code_hash"]),
-            if b["network"].as_bool() == Some(true) {
-                ", network allowed"
-            } else {
-                ""
-            }
+            b.bot_id,
+            b.name,
+            b.code_hash,
+            if b.network { ", network allowed" } else { "" }
         );
     }
     t
 }
 
-fn body_text(m: &Value) -> String {
-    match m.get("body") {
+fn body_text(body: Option<&Value>, body_hash: Option<&str>) -> String {
+    match body {
         Some(Value::String(b)) => b.clone(),
         Some(other) => other.to_string(),
-        None => format!("[private message, body_hash {}]", s(&m["body_hash"])),
+        None => format!(
+            "[private message, body_hash {}]",
+            body_hash.unwrap_or_default()
+        ),
     }
 }
 
-pub fn synced(out: &Value) -> String {
-    let msgs = out["messages"].as_array().cloned().unwrap_or_default();
-    let mut t = if msgs.is_empty() {
-        format!("No new messages (you are {}).\n", s(&out["as"]))
+pub(super) fn synced(out: &Synced) -> String {
+    let mut t = if out.messages.is_empty() {
+        format!("No new messages (you are {}).\n", out.as_seat)
     } else {
         format!(
             "{} new message(s) (you are {}):\n",
-            msgs.len(),
-            s(&out["as"])
+            out.messages.len(),
+            out.as_seat
         )
     };
-    for m in &msgs {
-        let to = m["to"]
-            .as_array()
-            .map(|a| {
-                let names: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
-                format!(" (private to {})", names.join(", "))
-            })
-            .unwrap_or_default();
-        let kind = match s(&m["kind"]) {
-            "user" => String::new(),
-            k => format!(" [{k}]"),
+    for m in &out.messages {
+        let to =
+            m.to.as_ref()
+                .map(|a| format!(" (private to {})", a.join(", ")))
+                .unwrap_or_default();
+        let kind = match m.kind {
+            MessageKind::User => String::new(),
+            k => format!(" [{}]", k.as_str()),
         };
         t += &format!(
             "#{} {}{}{}: {}\n",
-            m["seq"],
-            s(&m["sender"]),
+            m.seq,
+            m.sender,
             kind,
             to,
-            body_text(m)
+            body_text(m.body.as_ref(), m.body_hash.as_deref())
         );
     }
-    t += &format!(
-        "cursor: {} (pass it to the next sync_messages)",
-        out["cursor"]
-    );
+    t += &format!("cursor: {} (pass it to the next sync_messages)", out.cursor);
     t
 }
 
-pub fn view(v: &Value) -> String {
+pub(super) fn view(v: &ChannelView) -> String {
     let mut t = format!(
         "Channel {} ({}){}; {} messages, head hash {}.\nSlots:\n",
-        s(&v["channel_id"]),
-        s(&v["name"]),
-        if v["closed"].as_bool() == Some(true) {
-            ", closed"
-        } else {
-            ""
-        },
-        v["message_count"],
-        s(&v["head_hash"])
+        v.channel_id,
+        v.name,
+        if v.closed { ", closed" } else { "" },
+        v.message_count,
+        v.head_hash
     );
-    for sl in v["slots"].as_array().cloned().unwrap_or_default() {
+    for sl in &v.slots {
         t += &format!(
             "  {} ({}){}{}{}\n",
-            s(&sl["label"]),
-            s(&sl["kind"]),
-            if sl["filled"].as_bool() == Some(true) {
-                ", filled"
-            } else {
-                ", open"
-            },
-            if sl["admin"].as_bool() == Some(true) {
-                ", admin"
-            } else {
-                ""
-            },
-            if sl["yours"].as_bool() == Some(true) {
-                ", yours"
-            } else {
-                ""
-            },
+            sl.label,
+            sl.kind.as_str(),
+            if sl.filled { ", filled" } else { ", open" },
+            if sl.admin { ", admin" } else { "" },
+            if sl.yours { ", yours" } else { "" },
         );
     }
-    t + &bots_line(v)
+    t + &bots_line(&v.bots)
 }
 
-pub fn list(list: &[Value]) -> String {
-    if list.is_empty() {
+pub(super) fn list(list: &ChannelList) -> String {
+    if list.channels.is_empty() {
         return "You are in no channels yet.".into();
     }
     let mut t = String::from("Your channels:\n");
-    for c in list {
-        let seats: Vec<&str> = c["your_seats"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+    for c in &list.channels {
         t += &format!(
             "  {} ({}), {} messages, your seats: {}{}\n",
-            s(&c["channel_id"]),
-            s(&c["name"]),
-            c["message_count"],
-            if seats.is_empty() {
+            c.channel_id,
+            c.name,
+            c.message_count,
+            if c.your_seats.is_empty() {
                 "none".to_string()
             } else {
-                seats.join(", ")
+                c.your_seats.join(", ")
             },
-            if c["admin"].as_bool() == Some(true) {
-                ", admin"
-            } else {
-                ""
-            }
+            if c.admin { ", admin" } else { "" }
         );
     }
     t
+}
+
+pub(super) fn bot_code(b: &BotCode) -> String {
+    format!(
+        "Bot {} ({}), code_hash {}, manifest_hash {}, network {}.\n--- source ---\n{}",
+        b.bot_id, b.name, b.code_hash, b.manifest_hash, b.network, b.source
+    )
+}
+
+pub(super) fn updated(u: &Updated) -> String {
+    format!("Done: {}", serde_json::to_value(u).unwrap_or(Value::Null))
+}
+
+pub(super) fn attached(a: &Attached) -> String {
+    format!(
+        "Attached {} as {} (code_hash {}).",
+        a.name, a.bot_id, a.code_hash
+    )
 }

@@ -1,5 +1,6 @@
 //! Channels as MCP resources (`channel://ID`), with
-//! `notifications/resources/updated` to subscribed sessions (DESIGN §4).
+//! `notifications/resources/updated` to subscribed sessions, following the
+//! store's commit bus.
 //!
 //! This is a convenience for clients that use resources; `sync_messages` is
 //! the path that must always work (claude.ai ignores notifications).
@@ -13,6 +14,7 @@ use rmcp::{Peer, RoleServer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::runtime::Handle;
 
 /// URI scheme of a channel resource.
 pub const SCHEME: &str = "channel://";
@@ -65,9 +67,16 @@ impl Subscriptions {
         }
     }
 
+    /// Tells subscribers of every committed change from now on (sending on
+    /// `rt`: the bus calls from the store's writer thread).
+    pub fn follow(self: &Arc<Self>, bus: &crate::store::CommitBus, rt: Handle) {
+        let me = self.clone();
+        bus.subscribe(move |c| me.notify(&c.channel_id, &rt));
+    }
+
     /// Tells every subscribed session that the channel changed; forgets
     /// sessions that are gone.
-    pub fn notify(self: &Arc<Self>, channel_id: &str) {
+    fn notify(self: &Arc<Self>, channel_id: &str, rt: &Handle) {
         let peers: Vec<Subscriber> = {
             let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(channel_id) {
@@ -77,7 +86,7 @@ impl Subscriptions {
         };
         let cid = channel_id.to_string();
         let me = self.clone();
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let uri = format!("{SCHEME}{cid}");
             for (session, sink) in peers {
                 let sent = match sink {

@@ -1,19 +1,49 @@
-//! SQLite state: one writer thread with group commit, a pool of readers.
+//! The state: every SQL statement of the daemon lives under this module.
 //!
-//! Durability is the point (DESIGN §8): WAL with `synchronous=FULL`, so a
-//! transaction that returned from COMMIT survives `kill -9` and power loss.
-//! To keep throughput with one fsync per commit, the writer drains every write
-//! queued while the previous commit was in flight and runs them in one
-//! transaction, each in its own SAVEPOINT so that one failing write (a refused
-//! post, say) rolls back alone. Callers get their result only after the
-//! COMMIT that contains it has returned: an acknowledged write is on disk.
+//! The domain (`channels`, `bots`) never sees a database connection. It runs
+//! each decision as a closure over a transaction of typed operations
+//! ([`Tx`] for a write, [`ReadTx`] for a read) and gets the closure's result
+//! back once that result is durable. The SQLite backend implements those
+//! traits in one file per concern: [`seats`] (channels, slots and seats),
+//! [`messages`] (the transcript), [`bots`] (attached bots, their cursors and
+//! state) and [`principals`] (principals and bearer tokens). The OAuth server
+//! keeps its own SQL in `oauth/grants.rs` and reaches its tables through
+//! [`Store::sql_write`]/[`Store::sql_read`].
+//!
+//! Durability is the point: WAL with `synchronous=FULL`, so a transaction that
+//! returned from COMMIT survives `kill -9` and power loss. To keep throughput
+//! with one fsync per commit, one writer thread drains every write queued
+//! while the previous commit was in flight and runs them in one transaction,
+//! each in its own SAVEPOINT so that one failing write (a refused post, say)
+//! rolls back alone. Callers get their result only after the COMMIT that
+//! contains it has returned: an acknowledged write is on disk.
+//!
+//! A write records what it changed (see [`Commit`]). After COMMIT the writer
+//! publishes one [`Commit`] per changed channel on the [`CommitBus`], for the
+//! writes that kept their savepoint only: long-poll wake-ups, resource
+//! notifications and the bot dispatcher all follow the bus, so no caller has
+//! to remember to notify anyone.
 //!
 //! Reads run on a small pool of read-only connections through
 //! `spawn_blocking`; WAL lets them proceed while the writer commits. At most
 //! [`MAX_READERS`] reads run at once and the others wait their turn, so a
 //! burst (a thousand long-polls woken by one post) reuses the pooled
 //! connections instead of opening one per read (each open parses the schema)
-//! and parking hundreds of blocking threads. Handlers never hold a connection.
+//! and parking hundreds of blocking threads.
+//!
+//! Another backend (PostgreSQL, say) implements [`ReadTx`] and [`Tx`] and an
+//! executor with the same contract (closure in, result out after commit,
+//! commits published on the bus), without touching the domain.
+
+mod bots;
+mod bus;
+mod messages;
+pub(crate) mod principals;
+mod seats;
+mod tx;
+
+pub(crate) use bus::{Commit, CommitBus};
+pub(crate) use tx::*;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -26,6 +56,7 @@ use tokio::sync::oneshot;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_core.sql"),
     include_str!("../../migrations/0002_oauth.sql"),
+    include_str!("../../migrations/0003_oauth_approvals.sql"),
 ];
 
 /// Most writes one transaction takes.
@@ -44,34 +75,29 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The store was closed (shutdown) or its writer thread died.
     #[error("the database writer has stopped")]
     WriterGone,
     #[error("database task failed: {0}")]
     Join(String),
+    /// A stored value does not have the shape the daemon wrote.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
 }
 
-/// What a write closure may fail with: either the caller's own error type
-/// (which rolls back just that write) or a storage failure.
-pub trait FromStoreError: Send + 'static {
-    fn from_store(e: StoreError) -> Self;
-}
-
-impl FromStoreError for StoreError {
-    fn from_store(e: StoreError) -> Self {
-        e
-    }
-}
-
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// One write: given the writer's transaction (or the error that kept it
+/// from starting), runs and says how it went.
+type WriteJob = Box<dyn FnOnce(Result<&mut SqliteTx<'_>, &rusqlite::Error>) -> Completion + Send>;
 
 /// Hands a write's result to its caller, given the batch's commit error.
 type Deliver = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
 
 /// What the writer does after the batch's COMMIT: `ok` tells whether the job's
-/// own savepoint was kept; `deliver` hands the result (or the commit error) to
-/// the caller.
+/// own savepoint was kept, `commits` what it changed; `deliver` hands the
+/// result (or the commit error) to the caller.
 struct Completion {
     ok: bool,
+    commits: Vec<Commit>,
     deliver: Deliver,
 }
 
@@ -83,11 +109,12 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     /// One permit per read that may run now (see the module doc).
     read_permits: Arc<tokio::sync::Semaphore>,
+    bus: Arc<CommitBus>,
 }
 
 impl Store {
@@ -105,10 +132,12 @@ impl Store {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         migrate(&mut conn)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let bus = Arc::new(CommitBus::default());
+        let (tx, rx) = mpsc::channel::<WriteJob>();
+        let writer_bus = bus.clone();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &writer_bus))
             .map_err(|e| StoreError::Join(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -117,6 +146,7 @@ impl Store {
                 writer_thread: Mutex::new(Some(handle)),
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
+                bus,
             }),
         })
     }
@@ -126,24 +156,57 @@ impl Store {
         &self.inner.path
     }
 
+    /// The bus on which every committed write is published.
+    pub(crate) fn bus(&self) -> &CommitBus {
+        &self.inner.bus
+    }
+
     /// Runs `f` in the writer's next transaction and returns once that
     /// transaction has committed. An `Err` from `f` rolls back only `f`'s own
-    /// changes.
-    pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
+    /// changes (and publishes nothing).
+    pub(crate) async fn write<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
-        E: FromStoreError,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, E> + Send + 'static,
+    {
+        self.submit(move |tx: &mut SqliteTx<'_>| f(tx)).await
+    }
+
+    /// Runs SQL of a module that owns its own tables (the OAuth grants) in
+    /// the writer's next transaction, like [`Store::write`].
+    pub(crate) async fn sql_write<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
     {
+        self.submit(move |tx: &mut SqliteTx<'_>| f(tx.conn)).await
+    }
+
+    async fn submit<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut SqliteTx<'_>) -> Result<R, E> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<R, E>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = f(conn);
-            let ok = result.is_ok();
+        let job: WriteJob = Box::new(move |started| {
+            let result = match started {
+                Ok(sql) => {
+                    let out = f(sql);
+                    let commits = std::mem::take(&mut sql.commits);
+                    (out, commits)
+                }
+                Err(e) => (Err(E::from(StoreError::Sqlite(clone_err(e)))), Vec::new()),
+            };
+            let (result, commits) = result;
             Completion {
-                ok,
+                ok: result.is_ok(),
+                commits,
                 deliver: Box::new(move |commit_err| {
                     let out = match commit_err {
-                        Some(e) => Err(E::from_store(StoreError::Sqlite(clone_err(e)))),
+                        Some(e) => Err(E::from(StoreError::Sqlite(clone_err(e)))),
                         None => result,
                     };
                     let _ = tx.send(out);
@@ -155,24 +218,43 @@ impl Store {
                 .inner
                 .writer
                 .lock()
-                .map_err(|_| E::from_store(StoreError::WriterGone))?;
+                .map_err(|_| E::from(StoreError::WriterGone))?;
             let sender = guard
                 .as_ref()
-                .ok_or_else(|| E::from_store(StoreError::WriterGone))?;
+                .ok_or_else(|| E::from(StoreError::WriterGone))?;
             sender
                 .send(job)
-                .map_err(|_| E::from_store(StoreError::WriterGone))?;
+                .map_err(|_| E::from(StoreError::WriterGone))?;
         }
         rx.await
-            .unwrap_or_else(|_| Err(E::from_store(StoreError::WriterGone)))
+            .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
     }
 
     /// Runs `f` on a read connection (a consistent snapshot) off the async
     /// threads.
-    pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
+    pub(crate) async fn read<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
-        E: FromStoreError,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&dyn ReadTx) -> Result<R, E> + Send + 'static,
+    {
+        self.read_conn(move |c| f(&SqliteRead(c))).await
+    }
+
+    /// Runs SQL of a module that owns its own tables on a read connection.
+    pub(crate) async fn sql_read<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    {
+        self.read_conn(f).await
+    }
+
+    async fn read_conn<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
     {
         let inner = self.inner.clone();
@@ -181,23 +263,24 @@ impl Store {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| E::from_store(StoreError::Join(e.to_string())))?;
+            .map_err(|e| E::from(StoreError::Join(e.to_string())))?;
         tokio::task::spawn_blocking(move || {
             // Held until the read is done, even if the caller went away.
             let _permit = permit;
             let conn = match inner.take_reader() {
                 Ok(c) => c,
-                Err(e) => return Err(E::from_store(e)),
+                Err(e) => return Err(E::from(e)),
             };
             let out = f(&conn);
             inner.put_reader(conn);
             out
         })
         .await
-        .unwrap_or_else(|e| Err(E::from_store(StoreError::Join(e.to_string()))))
+        .unwrap_or_else(|e| Err(E::from(StoreError::Join(e.to_string()))))
     }
 
-    /// Stops the writer after it has committed everything queued.
+    /// Stops the writer after it has committed everything queued. Later
+    /// writes fail with [`StoreError::WriterGone`].
     pub fn close(&self) {
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take();
@@ -279,8 +362,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus) {
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -289,33 +372,34 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch);
+        run_batch(&conn, &mut batch, bus);
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
-    let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
+fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot begin write transaction");
         for job in batch.drain(..) {
-            // Run nothing: report the failure to every caller.
-            let c = job_failed();
-            (c.deliver)(Some(&e));
-            drop(job);
+            // Run nothing: every caller gets the error.
+            (job(Err(&e)).deliver)(None);
         }
         return;
     }
+    let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
+    let mut sql = SqliteTx {
+        conn,
+        commits: Vec::new(),
+    };
     for job in batch.drain(..) {
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            let c = job_failed();
-            (c.deliver)(Some(&e));
-            drop(job);
+            (job(Err(&e)).deliver)(None);
             continue;
         }
-        let completion = job(conn);
+        let mut completion = job(Ok(&mut sql));
         let end = if completion.ok {
             "RELEASE job"
         } else {
+            completion.commits.clear();
             "ROLLBACK TO job; RELEASE job"
         };
         if let Err(e) = conn.execute_batch(end) {
@@ -325,6 +409,13 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
+            // Published before the callers hear back: once a write returned,
+            // everyone following the bus has been told of it.
+            for c in &done {
+                for commit in &c.commits {
+                    bus.publish(commit);
+                }
+            }
             for c in done {
                 (c.deliver)(None);
             }
@@ -336,13 +427,6 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
                 (c.deliver)(Some(&e));
             }
         }
-    }
-}
-
-fn job_failed() -> Completion {
-    Completion {
-        ok: false,
-        deliver: Box::new(|_| {}),
     }
 }
 
@@ -359,61 +443,4 @@ fn clone_err(e: &rusqlite::Error) -> rusqlite::Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmp_db() -> (PathBuf, Store) {
-        let dir = std::env::temp_dir().join(format!(
-            "mcpmp-store-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let path = dir.join("t.db");
-        let store = Store::open(&path).unwrap();
-        (dir, store)
-    }
-
-    #[tokio::test]
-    async fn a_failed_write_rolls_back_alone() {
-        let (_dir, store) = tmp_db();
-        let ok = store.write(|c| {
-            c.execute("INSERT INTO principals VALUES ('p1','a','cli',0)", [])?;
-            Ok::<_, StoreError>(())
-        });
-        let bad = store.write(|c| {
-            c.execute("INSERT INTO principals VALUES ('p2','b','cli',0)", [])?;
-            // Fails: duplicate key. p2 must not survive either.
-            c.execute("INSERT INTO principals VALUES ('p1','dup','cli',0)", [])?;
-            Ok::<_, StoreError>(())
-        });
-        let (a, b) = tokio::join!(ok, bad);
-        assert!(a.is_ok());
-        assert!(b.is_err());
-        let names: Vec<String> = store
-            .read(|c| {
-                let mut st = c.prepare("SELECT id FROM principals ORDER BY id")?;
-                let rows = st
-                    .query_map([], |r| r.get(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, StoreError>(rows)
-            })
-            .await
-            .unwrap();
-        assert_eq!(names, vec!["p1".to_string()]);
-    }
-
-    #[tokio::test]
-    async fn pragmas_make_commits_durable() {
-        let (_dir, store) = tmp_db();
-        let (mode, sync): (String, i64) = store
-            .write(|c| {
-                let m: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-                let s: i64 = c.pragma_query_value(None, "synchronous", |r| r.get(0))?;
-                Ok::<_, StoreError>((m, s))
-            })
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal");
-        assert_eq!(sync, 2, "synchronous must be FULL (2)");
-    }
-}
+pub(crate) mod tests;

@@ -1,9 +1,9 @@
-//! Crash safety under `kill -9` (DESIGN §8, issue 2 "Must show").
+//! Crash safety under `kill -9`: what the store promises.
 //!
 //! Several clients, each its own principal with its own token, post
 //! continuously into a few shared channels while the test SIGKILLs the daemon
 //! at a random moment, restarts it on the same state directory, and checks
-//! what DESIGN §8 promises:
+//! what the store promises (docs/architecture.md, "Durability"):
 //!
 //! - every post a client saw acknowledged (it got `seq` and `hash` back) is in
 //!   the transcript at that `seq`, with that hash and body;

@@ -275,8 +275,17 @@ pub fn ctypes_syscall(nr: i64, args: &str) -> String {
 /// A test host in a network namespace: `ip netns` + a veth pair, and a tiny
 /// HTTP server on port 80 inside it.
 pub struct TestHost {
+    /// The test host, inside `cidr` (on the far side of the veth pair).
     pub addr: String,
+    /// What a test passes in `allow_cidrs` to reach `addr`.
     pub cidr: String,
+    /// This host's own address on the near side of the veth pair: inside
+    /// `cidr`, and still never reachable from a bot.
+    pub host_side: String,
+    /// An address this host delivers locally through a `local` route on
+    /// `lo` while no interface carries it (AnyIP), when the test host made
+    /// one; only the kernel's route lookup knows it is this host's.
+    pub local_route: Option<String>,
     netns: Option<String>,
     server: Option<std::process::Child>,
     www: Option<PathBuf>,
@@ -295,6 +304,11 @@ impl Drop for TestHost {
         }
         if let Some(ns) = &self.netns {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            if let Some(local) = &self.local_route {
+                let _ = Command::new("ip")
+                    .args(["route", "del", "local", local, "dev", "lo"])
+                    .status();
+            }
         }
         if let Some(www) = &self.www {
             let _ = std::fs::remove_dir_all(www);
@@ -303,7 +317,8 @@ impl Drop for TestHost {
 }
 
 /// The test host: the one the CI step set up (`SANDBOX_TEST_HTTP_ADDR`,
-/// `SANDBOX_TEST_HTTP_CIDR`), or, as root, a fresh one made here. `None`
+/// `SANDBOX_TEST_HTTP_CIDR`, `SANDBOX_TEST_HOST_SIDE_ADDR`, optionally
+/// `SANDBOX_TEST_LOCAL_ROUTE_ADDR`), or, as root, a fresh one made here. `None`
 /// when neither is possible (an unprivileged developer run), which is a
 /// failure when `SANDBOX_TEST_REQUIRE_HOST=1` (CI sets it).
 pub fn test_host() -> Option<TestHost> {
@@ -319,13 +334,16 @@ fn make_test_host() -> Option<TestHost> {
     let turn = TEST_HOST_TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let (Ok(addr), Ok(cidr)) = (
+    if let (Ok(addr), Ok(cidr), Ok(host_side)) = (
         std::env::var("SANDBOX_TEST_HTTP_ADDR"),
         std::env::var("SANDBOX_TEST_HTTP_CIDR"),
+        std::env::var("SANDBOX_TEST_HOST_SIDE_ADDR"),
     ) {
         return Some(TestHost {
             addr,
             cidr,
+            host_side,
+            local_route: std::env::var("SANDBOX_TEST_LOCAL_ROUTE_ADDR").ok(),
             netns: None,
             server: None,
             www: None,
@@ -372,6 +390,8 @@ fn make_test_host() -> Option<TestHost> {
     let mut host = TestHost {
         addr: peer_ip.clone(),
         cidr: format!("10.213.{n}.0/30"),
+        host_side: host_ip.clone(),
+        local_route: None,
         netns: Some(ns.clone()),
         server: None,
         www: None,
@@ -391,6 +411,13 @@ fn make_test_host() -> Option<TestHost> {
     ]);
     sh(&["-n", &ns, "link", "set", &peer_if, "up"]);
     sh(&["-n", &ns, "link", "set", "lo", "up"]);
+    // AnyIP: this host answers for the address without any interface
+    // carrying it. 10.213.251.0/24 is assigned by no test host (they use
+    // 10.213.1-250.0/30), so the route shadows no real neighbour.
+    let local = format!("10.213.251.{n}");
+    if try_ip(&["route", "add", "local", &local, "dev", "lo"]) {
+        host.local_route = Some(local);
+    }
     // The server: Python's http.server inside the namespace, serving a
     // directory with one known file. Readiness is polled with a bounded
     // number of connects from inside the namespace.

@@ -1,4 +1,4 @@
-//! Bearer tokens and the principals they name.
+//! SQL of principals and bearer tokens (`principals`, `access_tokens`).
 //!
 //! Every `/mcp` request carries `Authorization: Bearer <token>`. Tokens are
 //! opaque, stored only as SHA-256 hashes, and checked on every request for
@@ -6,9 +6,9 @@
 //! long-lived tokens for scripts and headless agents; the OAuth server issues
 //! short-lived ones into the same table.
 
-use crate::channels::Principal;
+use super::{Store, StoreError};
+use crate::model::Principal;
 use crate::secrets::{self, SecretKind};
-use crate::store::{Store, StoreError};
 use rusqlite::{OptionalExtension, params};
 
 /// Why a bearer token was refused. Never includes the token. (A missing
@@ -26,7 +26,7 @@ pub async fn create_cli_token(store: &Store, name: &str) -> Result<String, Store
     let hash = secrets::hash_secret(&token);
     let name = name.to_string();
     store
-        .write(move |c| {
+        .sql_write(move |c| {
             let now = secrets::now_ms();
             let existing: Option<String> = c
                 .query_row(
@@ -60,7 +60,7 @@ pub async fn create_cli_token(store: &Store, name: &str) -> Result<String, Store
 pub async fn revoke_cli_tokens(store: &Store, name: &str) -> Result<usize, StoreError> {
     let name = name.to_string();
     store
-        .write(move |c| {
+        .sql_write(move |c| {
             Ok::<_, StoreError>(c.execute(
                 "UPDATE access_tokens SET revoked = 1 WHERE revoked = 0 AND principal_id IN
                  (SELECT id FROM principals WHERE kind = 'cli' AND name = ?1)",
@@ -79,7 +79,7 @@ pub async fn authenticate(
     let hash = secrets::hash_secret(token);
     let resource = resource.to_string();
     store
-        .read(move |c| {
+        .sql_read(move |c| {
             #[allow(clippy::type_complexity)]
             let row: Option<(
                 Vec<u8>,
@@ -125,12 +125,22 @@ pub async fn authenticate(
 /// The principal used when `--unsafe-no-auth` is on.
 pub async fn anonymous_principal(store: &Store) -> Result<Principal, StoreError> {
     store
-        .write(|c| {
+        .sql_write(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO principals (id, name, kind, created_at) VALUES ('p_anonymous', 'anonymous', 'anonymous', ?1)",
                 params![secrets::now_ms()],
             )?;
             Ok::<_, StoreError>(Principal { id: "p_anonymous".into(), name: "anonymous".into() })
+        })
+        .await
+}
+
+/// A trivial read: the database answers (for `/healthz`).
+pub async fn ping(store: &Store) -> Result<(), StoreError> {
+    store
+        .sql_read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            Ok::<_, StoreError>(())
         })
         .await
 }

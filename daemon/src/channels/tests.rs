@@ -1,0 +1,862 @@
+//! `Channels` on a real, temporary SQLite store: identity and seats,
+//! invites, private messages, cursors, limits, long-poll and the chain.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::model::{Created, MessageView};
+use crate::testing::{TempStore, bot, principal};
+use crate::transcript;
+use serde_json::json;
+use std::time::Duration;
+
+struct Fixture {
+    t: TempStore,
+    ch: Channels,
+    alice: Principal,
+    bob: Principal,
+    carol: Principal,
+}
+
+async fn fixture() -> Fixture {
+    let t = TempStore::new();
+    let ch = Channels::new(t.store.clone(), 1024, CancellationToken::new());
+    Fixture {
+        alice: principal(&t.store, "alice").await,
+        bob: principal(&t.store, "bob").await,
+        carol: principal(&t.store, "carol").await,
+        ch,
+        t,
+    }
+}
+
+fn slots(list: &[&str]) -> Vec<SlotSpec> {
+    list.iter().map(|s| SlotSpec::parse(s).unwrap()).collect()
+}
+
+fn request(list: &[&str], join_as: Option<&str>) -> NewChannelRequest {
+    NewChannelRequest {
+        name: "table".into(),
+        slots: slots(list),
+        join_as: join_as.map(str::to_string),
+        allow_network: false,
+        bot: None,
+    }
+}
+
+fn invite<'a>(c: &'a Created, slot: &str) -> &'a str {
+    &c.invites
+        .iter()
+        .find(|i| i.slot == slot)
+        .unwrap()
+        .invite_code
+}
+
+fn sync_req(cid: &str, cursor: Seq) -> SyncRequest {
+    SyncRequest {
+        channel_id: cid.to_string(),
+        slot: None,
+        cursor: Some(cursor),
+        limit: None,
+        wait: Some(Duration::ZERO),
+    }
+}
+
+impl Fixture {
+    /// A channel where alice (admin) sits at `alice`, bob at `bob`, and
+    /// `carol` is open.
+    async fn table(&self) -> Created {
+        let c = self
+            .ch
+            .create(
+                &self.alice,
+                request(&["alice", "bob", "carol"], Some("alice")),
+            )
+            .await
+            .unwrap();
+        self.ch.join(&self.bob, invite(&c, "bob")).await.unwrap();
+        c
+    }
+
+    async fn read(&self, who: &Principal, cid: &str, cursor: Seq) -> Result<Synced, ToolError> {
+        self.ch
+            .sync(who, sync_req(cid, cursor), None, &CancellationToken::new())
+            .await
+    }
+
+    async fn all(&self, who: &Principal, cid: &str) -> Vec<MessageView> {
+        self.read(who, cid, 0).await.unwrap().messages
+    }
+}
+
+fn bodies(ms: &[MessageView]) -> Vec<Value> {
+    ms.iter().filter_map(|m| m.body.clone()).collect()
+}
+
+fn events(ms: &[MessageView]) -> Vec<String> {
+    ms.iter()
+        .filter(|m| m.kind == MessageKind::System)
+        .map(|m| {
+            m.body.as_ref().unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn create_hands_out_one_invite_per_open_player_slot() {
+    let f = fixture().await;
+    let c =
+        f.ch.create(&f.alice, request(&["invite:x", "y", "bot:ref"], None))
+            .await
+            .unwrap();
+    let slots: Vec<&str> = c.invites.iter().map(|i| i.slot.as_str()).collect();
+    assert_eq!(slots, vec!["x", "y"]);
+    assert!(
+        c.invites
+            .iter()
+            .all(|i| i.invite_code.starts_with("mcpmp_inv_"))
+    );
+    assert!(c.seat.is_none());
+    assert!(c.view.you_are_admin);
+    assert_eq!(c.view.message_count, 1);
+    let labels: Vec<&str> = c.view.slots.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, vec!["x", "y", "bot:ref"]);
+    assert!(c.view.slots.iter().all(|s| !s.filled && !s.yours));
+}
+
+#[tokio::test]
+async fn join_as_seats_the_creator_without_an_invite_for_that_slot() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let seat = c.seat.as_ref().unwrap();
+    assert_eq!(seat.slot, "alice");
+    assert!(seat.rejoin_token.starts_with("mcpmp_rj_"));
+    assert!(!c.invites.iter().any(|i| i.slot == "alice"));
+    let me = c.view.slots.iter().find(|s| s.label == "alice").unwrap();
+    assert!(me.filled && me.yours && me.admin);
+    let ms = f.all(&f.alice, &c.channel_id).await;
+    assert_eq!(
+        events(&ms),
+        vec!["channel:created", "seat:filled", "seat:filled"]
+    );
+}
+
+#[tokio::test]
+async fn a_bot_at_creation_is_announced_before_the_creators_seat() {
+    let f = fixture().await;
+    let mut req = request(&["alice"], Some("alice"));
+    req.bot = Some(bot("Echo", &["on_message"]));
+    let c = f.ch.create(&f.alice, req).await.unwrap();
+    assert!(
+        c.view
+            .slots
+            .iter()
+            .any(|s| s.label == "bot:referee" && s.filled)
+    );
+    assert_eq!(c.view.bots[0].bot_id, "bot:referee");
+    let ms = f.all(&f.alice, &c.channel_id).await;
+    assert_eq!(
+        events(&ms),
+        vec![
+            "channel:created",
+            "bot:attach",
+            "bot:manifest",
+            "seat:filled"
+        ]
+    );
+    let attach = ms[1].body.as_ref().unwrap();
+    assert_eq!(attach["code_hash"], json!(c.view.bots[0].code_hash));
+    assert_eq!(ms[2].body.as_ref().unwrap()["hooks"], json!(["on_message"]));
+}
+
+#[tokio::test]
+async fn create_refuses_bad_names_and_slot_lists() {
+    let f = fixture().await;
+    for (name, list, join_as, code) in [
+        ("  ", vec!["a"], None, Code::BadRequest),
+        ("ok", vec!["bot:only"], None, Code::BadRequest),
+        ("ok", vec!["a", "invite:a"], None, Code::BadRequest),
+        ("ok", vec!["a"], Some("b"), Code::UnknownSlot),
+        ("ok", vec!["a", "bot:r"], Some("bot:r"), Code::UnknownSlot),
+    ] {
+        let mut req = request(&list, join_as);
+        req.name = name.into();
+        let e = f.ch.create(&f.alice, req).await.unwrap_err();
+        assert_eq!(e.code, code, "{name:?} {list:?} {join_as:?}: {e}");
+    }
+    let many: Vec<String> = (0..=rules::MAX_SLOTS).map(|i| format!("p{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let e =
+        f.ch.create(&f.alice, request(&many, None))
+            .await
+            .unwrap_err();
+    assert!(e.message.contains("at most 16 slots"), "{e}");
+    assert!(f.ch.list(&f.alice).await.unwrap().channels.is_empty());
+}
+
+#[tokio::test]
+async fn an_invite_fills_its_seat_once() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let again = f.ch.join(&f.carol, invite(&c, "bob")).await.unwrap_err();
+    assert_eq!(again.code, Code::InviteInvalid);
+    let j = f.ch.join(&f.carol, invite(&c, "carol")).await.unwrap();
+    assert_eq!((j.slot.as_str(), j.moved), ("carol", false));
+    assert!(j.view.slots.iter().any(|s| s.label == "carol" && s.yours));
+    assert_eq!(j.bots, j.view.bots);
+}
+
+#[tokio::test]
+async fn a_code_of_the_wrong_shape_is_refused_before_any_lookup() {
+    let f = fixture().await;
+    for code in ["", "hello", "mcpmp_at_token", "mcpmp_inv_"] {
+        let e = f.ch.join(&f.carol, code).await.unwrap_err();
+        assert_eq!(e.code, Code::InviteInvalid, "{code:?}");
+    }
+    let e = f.ch.join(&f.carol, "mcpmp_rj_nope").await.unwrap_err();
+    assert_eq!(e.code, Code::RejoinTokenInvalid);
+}
+
+#[tokio::test]
+async fn rejoin_moves_the_seat_and_spends_the_token() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    let token = c.seat.as_ref().unwrap().rejoin_token.clone();
+    let moved = f.ch.join(&f.carol, &token).await.unwrap();
+    assert_eq!((moved.slot.as_str(), moved.moved), ("alice", true));
+    assert_ne!(moved.rejoin_token, token);
+    // The old holder lost the seat (she stays admin: that is the channel's).
+    let e =
+        f.ch.post(&f.alice, cid, None, &json!("hi"), None)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::NotMember);
+    assert!(f.ch.view(&f.alice, cid).await.unwrap().you_are_admin);
+    let p =
+        f.ch.post(&f.carol, cid, None, &json!("moved"), None)
+            .await
+            .unwrap();
+    assert_eq!(p.sender, "alice");
+    let e = f.ch.join(&f.bob, &token).await.unwrap_err();
+    assert_eq!(e.code, Code::RejoinTokenInvalid);
+    let ms = f.all(&f.bob, cid).await;
+    assert_eq!(events(&ms).last().unwrap(), "seat:moved");
+}
+
+#[tokio::test]
+async fn strangers_see_nothing_of_a_channel() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    assert_eq!(
+        f.read(&f.carol, cid, 0).await.unwrap_err().code,
+        Code::NotMember
+    );
+    assert_eq!(
+        f.ch.view(&f.carol, cid).await.unwrap_err().code,
+        Code::NotMember
+    );
+    let e =
+        f.ch.post(&f.carol, cid, None, &json!("let me in"), None)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::NotMember);
+    let e = f.ch.bot_code(&f.carol, cid, "bot:x").await.unwrap_err();
+    assert_eq!(e.code, Code::NotMember);
+    assert!(f.ch.snapshot(&f.carol, cid).await.is_err());
+    assert!(f.ch.list(&f.carol).await.unwrap().channels.is_empty());
+    let e = f.ch.view(&f.carol, "ch_missing").await.unwrap_err();
+    assert_eq!(e.code, Code::ChannelNotFound);
+}
+
+#[tokio::test]
+async fn a_principal_with_two_seats_says_which_one_acts() {
+    let f = fixture().await;
+    let c =
+        f.ch.create(&f.alice, request(&["red", "blue"], None))
+            .await
+            .unwrap();
+    let cid = &c.channel_id;
+    for i in &c.invites {
+        f.ch.join(&f.bob, &i.invite_code).await.unwrap();
+    }
+    let e =
+        f.ch.post(&f.bob, cid, None, &json!("who?"), None)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::SlotRequired);
+    assert_eq!(e.data.unwrap()["your_seats"], json!(["red", "blue"]));
+    let e =
+        f.ch.post(&f.bob, cid, Some("green"), &json!("x"), None)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::UnknownSlot);
+    let p =
+        f.ch.post(&f.bob, cid, Some("red"), &json!("red speaks"), None)
+            .await
+            .unwrap();
+    assert_eq!(p.sender, "red");
+    let mut req = sync_req(cid, p.seq - 1);
+    req.slot = Some("blue".into());
+    let s =
+        f.ch.sync(&f.bob, req, None, &CancellationToken::new())
+            .await
+            .unwrap();
+    assert_eq!(s.as_seat, "blue");
+    assert_eq!(s.messages[0].sender, "red");
+    assert_eq!(
+        f.read(&f.bob, cid, 0).await.unwrap_err().code,
+        Code::SlotRequired
+    );
+}
+
+#[tokio::test]
+async fn a_private_message_is_redacted_for_everyone_but_its_sender_and_recipients() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    f.ch.join(&f.carol, invite(&c, "carol")).await.unwrap();
+    let secret = json!({"secret": "under the mat"});
+    let p =
+        f.ch.post(
+            &f.alice,
+            cid,
+            None,
+            &secret,
+            Some(vec!["bob".into(), "bob".into()]),
+        )
+        .await
+        .unwrap();
+    let as_bob = f
+        .read(&f.bob, cid, p.seq - 1)
+        .await
+        .unwrap()
+        .messages
+        .remove(0);
+    let as_alice = f
+        .read(&f.alice, cid, p.seq - 1)
+        .await
+        .unwrap()
+        .messages
+        .remove(0);
+    let as_carol = f
+        .read(&f.carol, cid, p.seq - 1)
+        .await
+        .unwrap()
+        .messages
+        .remove(0);
+    for m in [&as_bob, &as_alice] {
+        assert_eq!(m.body.as_ref(), Some(&secret));
+        assert_eq!(
+            m.to,
+            Some(vec!["bob".to_string()]),
+            "recipients deduplicated"
+        );
+        assert!(m.body_salt.is_some() && m.redacted.is_none());
+    }
+    assert_eq!(as_carol.body, None);
+    assert_eq!(as_carol.body_salt, None);
+    assert_eq!(as_carol.redacted, Some(true));
+    let salt = as_bob.body_salt.clone().unwrap();
+    let hash = as_carol.body_hash.clone().unwrap();
+    let canon = transcript::canonical(&secret);
+    assert_eq!(hash, transcript::private_body_hash(&salt, &canon));
+    assert_ne!(hash, transcript::sha256_tagged(canon.as_bytes()), "salted");
+    let text = serde_json::to_string(&as_carol).unwrap();
+    assert!(!text.contains("under the mat"));
+}
+
+#[tokio::test]
+async fn each_private_message_gets_its_own_salt() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    let body = json!({"bid": 450});
+    let a =
+        f.ch.post(&f.alice, cid, None, &body, Some(vec!["bob".into()]))
+            .await
+            .unwrap();
+    f.ch.post(&f.alice, cid, None, &body, Some(vec!["bob".into()]))
+        .await
+        .unwrap();
+    let ms = f.read(&f.carol, cid, 0).await;
+    assert!(ms.is_err(), "carol holds no seat yet");
+    let ms = f.read(&f.bob, cid, a.seq - 1).await.unwrap().messages;
+    assert_ne!(ms[0].body_salt, ms[1].body_salt);
+}
+
+#[tokio::test]
+async fn recipients_must_be_slots_of_the_channel() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    let e =
+        f.ch.post(&f.alice, cid, None, &json!("x"), Some(vec!["dave".into()]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::UnknownSlot);
+    assert_eq!(e.data.unwrap()["slots"], json!(["alice", "bob", "carol"]));
+    let e =
+        f.ch.post(&f.alice, cid, None, &json!("x"), Some(vec![]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::BadRequest);
+    // An open seat may receive: it reads the message once filled.
+    f.ch.post(
+        &f.alice,
+        cid,
+        None,
+        &json!("for later"),
+        Some(vec!["carol".into()]),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn bodies_are_a_non_empty_string_or_an_object_within_the_limit() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    for bad in [json!(""), json!(3), json!([1]), json!(null), json!(true)] {
+        let e =
+            f.ch.post(&f.alice, cid, None, &bad, None)
+                .await
+                .unwrap_err();
+        assert_eq!(e.code, Code::BadRequest, "{bad}");
+    }
+    // The fixture's limit is 1024 bytes of canonical JSON: a string of 1022
+    // characters plus its quotes fits, one more does not.
+    let fits = json!("x".repeat(1022));
+    f.ch.post(&f.alice, cid, None, &fits, None).await.unwrap();
+    let over = json!("x".repeat(1023));
+    let e =
+        f.ch.post(&f.alice, cid, None, &over, None)
+            .await
+            .unwrap_err();
+    assert!(e.message.contains("1025 bytes"), "{e}");
+}
+
+#[tokio::test]
+async fn the_cursor_is_the_last_seq_returned_and_limits_apply() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    let head = f.ch.view(&f.alice, cid).await.unwrap().message_count;
+    for i in 0..5 {
+        f.ch.post(&f.alice, cid, None, &json!({"n": i}), None)
+            .await
+            .unwrap();
+    }
+    let mut req = sync_req(cid, head);
+    req.limit = Some(2);
+    let s =
+        f.ch.sync(&f.bob, req, None, &CancellationToken::new())
+            .await
+            .unwrap();
+    assert_eq!(bodies(&s.messages), vec![json!({"n": 0}), json!({"n": 1})]);
+    assert_eq!(s.cursor, head + 2);
+    let s = f.read(&f.bob, cid, s.cursor).await.unwrap();
+    assert_eq!(s.messages.len(), 3);
+    assert_eq!(s.cursor, head + 5);
+    assert_eq!(s.view.message_count, head + 5);
+    let s = f.read(&f.bob, cid, s.cursor + 10).await.unwrap();
+    assert!(s.messages.is_empty());
+    assert_eq!(
+        s.cursor,
+        head + 15,
+        "a cursor past the end comes back as given"
+    );
+    for (cursor, limit) in [
+        (-1, None),
+        (0, Some(0)),
+        (0, Some(rules::MAX_SYNC_LIMIT + 1)),
+    ] {
+        let mut req = sync_req(cid, cursor);
+        req.limit = limit;
+        let e =
+            f.ch.sync(&f.bob, req, None, &CancellationToken::new())
+                .await
+                .unwrap_err();
+        assert_eq!(e.code, Code::BadRequest, "{cursor} {limit:?}");
+    }
+    let mut req = sync_req(cid, 0);
+    req.wait = Some(MAX_WAIT + Duration::from_millis(1));
+    let e =
+        f.ch.sync(&f.bob, req, None, &CancellationToken::new())
+            .await
+            .unwrap_err();
+    assert!(e.message.contains("25000"), "{e}");
+}
+
+/// Waits (bounded) until `n` syncs are parked in the channel service.
+async fn parked(ch: &Channels, n: i64) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while ch.waiting() < n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the sync never started waiting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_sync_wakes_on_the_commit() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = c.channel_id.clone();
+    let head = f.ch.view(&f.bob, &cid).await.unwrap().message_count;
+    let (ch, bob) = (f.ch.clone(), f.bob.clone());
+    let mut req = sync_req(&cid, head);
+    req.wait = Some(Duration::from_secs(20));
+    let waiter = tokio::spawn(async move {
+        let t0 = std::time::Instant::now();
+        let r = ch.sync(&bob, req, None, &CancellationToken::new()).await;
+        (r, t0.elapsed())
+    });
+    parked(&f.ch, 1).await;
+    f.ch.post(&f.alice, &cid, None, &json!({"move": "e4"}), None)
+        .await
+        .unwrap();
+    let (r, took) = waiter.await.unwrap();
+    assert_eq!(bodies(&r.unwrap().messages), vec![json!({"move": "e4"})]);
+    assert!(
+        took < Duration::from_secs(10),
+        "woken by the commit, not the deadline"
+    );
+    assert_eq!(f.ch.waiting(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_kicked_while_waiting_gets_not_member_and_nothing_after_the_kick() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = c.channel_id.clone();
+    let head = f.ch.view(&f.bob, &cid).await.unwrap().message_count;
+    let (ch, bob) = (f.ch.clone(), f.bob.clone());
+    let mut req = sync_req(&cid, head);
+    req.wait = Some(Duration::from_secs(20));
+    let waiter =
+        tokio::spawn(async move { ch.sync(&bob, req, None, &CancellationToken::new()).await });
+    parked(&f.ch, 1).await;
+    let kicked =
+        f.ch.update(&f.alice, &cid, UpdateOp::Kick { slot: "bob".into() })
+            .await
+            .unwrap();
+    f.ch.post(&f.alice, &cid, None, &json!("after the kick"), None)
+        .await
+        .unwrap();
+    let e = waiter.await.unwrap().unwrap_err();
+    assert_eq!(e.code, Code::NotMember);
+    // The seat is open again, with a fresh invite.
+    let j =
+        f.ch.join(&f.carol, &kicked.invite.unwrap().invite_code)
+            .await
+            .unwrap();
+    assert_eq!(j.slot, "bob");
+    let s = f.read(&f.carol, &cid, head).await.unwrap();
+    assert_eq!(events(&s.messages), vec!["seat:kicked", "seat:filled"]);
+}
+
+#[tokio::test]
+async fn a_cancelled_sync_returns_at_once_with_what_there_is() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let mut req = sync_req(&c.channel_id, 1000);
+    req.wait = Some(Duration::from_secs(20));
+    let s = tokio::time::timeout(
+        Duration::from_secs(5),
+        f.ch.sync(&f.bob, req, None, &cancel),
+    )
+    .await
+    .expect("a cancelled sync must not wait")
+    .unwrap();
+    assert!(s.messages.is_empty());
+    assert_eq!(s.as_seat, "bob");
+}
+
+#[tokio::test]
+async fn a_waiting_sync_reports_progress() {
+    let mut f = fixture().await;
+    f.ch.progress_every = Duration::from_millis(20);
+    let c = f.table().await;
+    let mut req = sync_req(&c.channel_id, 1000);
+    req.wait = Some(Duration::from_millis(90));
+    let mut ticks = Vec::new();
+    let mut report = |n: u32| ticks.push(n);
+    let s =
+        f.ch.sync(&f.bob, req, Some(&mut report), &CancellationToken::new())
+            .await
+            .unwrap();
+    assert!(s.messages.is_empty());
+    assert!(ticks.len() >= 3, "{ticks:?}");
+    assert_eq!(ticks[..3], [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn new_invite_replaces_an_open_seats_invite_and_refuses_a_held_one() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    let fresh =
+        f.ch.update(
+            &f.alice,
+            cid,
+            UpdateOp::NewInvite {
+                slot: "carol".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let code = fresh.invite.unwrap().invite_code;
+    assert_eq!(
+        f.ch.join(&f.carol, invite(&c, "carol"))
+            .await
+            .unwrap_err()
+            .code,
+        Code::InviteInvalid
+    );
+    f.ch.join(&f.carol, &code).await.unwrap();
+    let e =
+        f.ch.update(&f.alice, cid, UpdateOp::NewInvite { slot: "bob".into() })
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::SlotAlreadyFilled);
+}
+
+#[tokio::test]
+async fn only_the_admin_updates_and_only_player_slots_are_kicked() {
+    let f = fixture().await;
+    let mut req = request(&["alice", "bob", "bot:r"], Some("alice"));
+    req.bot = Some(bot("R", &[]));
+    let c = f.ch.create(&f.alice, req).await.unwrap();
+    let cid = &c.channel_id;
+    f.ch.join(&f.bob, invite(&c, "bob")).await.unwrap();
+    for who in [&f.bob, &f.carol] {
+        let e = f.ch.update(who, cid, UpdateOp::Close).await.unwrap_err();
+        assert_eq!(e.code, Code::NotAdmin);
+    }
+    for slot in ["bot:r", "nobody"] {
+        let e =
+            f.ch.update(&f.alice, cid, UpdateOp::Kick { slot: slot.into() })
+                .await
+                .unwrap_err();
+        assert_eq!(e.code, Code::UnknownSlot, "{slot}");
+    }
+    let e =
+        f.ch.update(&f.alice, "ch_nope", UpdateOp::Close)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::ChannelNotFound);
+}
+
+#[tokio::test]
+async fn rename_is_announced_and_validated() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    let r =
+        f.ch.update(
+            &f.alice,
+            cid,
+            UpdateOp::Rename {
+                name: "  club 2 ".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.renamed.as_deref(), Some("club 2"));
+    assert_eq!(f.ch.view(&f.bob, cid).await.unwrap().name, "club 2");
+    let ms = f.all(&f.bob, cid).await;
+    assert_eq!(
+        ms.last().unwrap().body,
+        Some(json!({"type": "channel:renamed", "name": "club 2"}))
+    );
+    let long = "x".repeat(rules::MAX_NAME_CHARS + 1);
+    let e =
+        f.ch.update(&f.alice, cid, UpdateOp::Rename { name: long })
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::BadRequest);
+}
+
+#[tokio::test]
+async fn a_closed_channel_is_read_only_and_its_invites_die() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    f.ch.update(&f.alice, cid, UpdateOp::Close).await.unwrap();
+    let again = f.ch.update(&f.alice, cid, UpdateOp::Close).await.unwrap();
+    assert_eq!(again.closed, Some(true));
+    let e =
+        f.ch.post(&f.bob, cid, None, &json!("anyone?"), None)
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::ChannelClosed);
+    let e = f.ch.join(&f.carol, invite(&c, "carol")).await.unwrap_err();
+    assert_eq!(
+        e.code,
+        Code::InviteInvalid,
+        "open invites are dropped at close"
+    );
+    let token = c.seat.as_ref().unwrap().rejoin_token.clone();
+    let e = f.ch.join(&f.carol, &token).await.unwrap_err();
+    assert_eq!(e.code, Code::ChannelClosed);
+    let s = f.read(&f.bob, cid, 0).await.unwrap();
+    assert!(s.view.closed);
+    assert_eq!(
+        events(&s.messages)
+            .iter()
+            .filter(|e| *e == "channel:closed")
+            .count(),
+        1,
+        "closing twice announces once"
+    );
+}
+
+#[tokio::test]
+async fn list_and_view_say_what_is_yours() {
+    let f = fixture().await;
+    let c =
+        f.ch.create(&f.alice, request(&["p1", "p2"], None))
+            .await
+            .unwrap();
+    f.ch.join(&f.bob, invite(&c, "p2")).await.unwrap();
+    let mine = f.ch.list(&f.alice).await.unwrap().channels;
+    assert_eq!(mine.len(), 1);
+    assert!(mine[0].admin && mine[0].your_seats.is_empty());
+    let bobs = f.ch.list(&f.bob).await.unwrap().channels;
+    assert_eq!(bobs[0].your_seats, vec!["p2".to_string()]);
+    assert!(!bobs[0].admin);
+    let v = f.ch.view(&f.bob, &c.channel_id).await.unwrap();
+    let p2 = v.slots.iter().find(|s| s.label == "p2").unwrap();
+    assert!(p2.yours && p2.filled && !p2.admin);
+    assert!(!v.you_are_admin);
+    // The admin without a seat sees the view but reads no messages.
+    let snap = f.ch.snapshot(&f.alice, &c.channel_id).await.unwrap();
+    assert_eq!(snap.seat, None);
+    assert!(snap.messages.is_empty());
+    let snap = f.ch.snapshot(&f.bob, &c.channel_id).await.unwrap();
+    assert_eq!(snap.seat.as_deref(), Some("p2"));
+    assert_eq!(snap.messages.len() as Seq, snap.view.message_count);
+}
+
+#[tokio::test]
+async fn every_member_can_verify_the_whole_chain() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    f.ch.join(&f.carol, invite(&c, "carol")).await.unwrap();
+    f.ch.post(&f.alice, cid, None, &json!("hello"), None)
+        .await
+        .unwrap();
+    f.ch.post(
+        &f.alice,
+        cid,
+        None,
+        &json!({"é": [1, 2.5]}),
+        Some(vec!["bob".into()]),
+    )
+    .await
+    .unwrap();
+    f.ch.post(&f.bob, cid, None, &json!("bye"), None)
+        .await
+        .unwrap();
+    for who in [&f.alice, &f.bob, &f.carol] {
+        let s = f.read(who, cid, 0).await.unwrap();
+        let values: Vec<Value> = s
+            .messages
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap())
+            .collect();
+        let head = transcript::verify_chain(cid, &values).unwrap();
+        assert_eq!(head, s.view.head_hash);
+        let mut tampered = values.clone();
+        tampered[4]["body"] = json!("hullo");
+        assert_eq!(transcript::verify_chain(cid, &tampered).unwrap_err().seq, 5);
+    }
+}
+
+#[tokio::test]
+async fn attaching_a_bot_is_for_the_admin_of_an_open_channel() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    assert_eq!(
+        f.ch.bot_admin(&f.bob, cid).await.unwrap_err().code,
+        Code::NotAdmin
+    );
+    assert_eq!(
+        f.ch.bot_admin(&f.carol, cid).await.unwrap_err().code,
+        Code::NotMember
+    );
+    assert!(!f.ch.bot_admin(&f.alice, cid).await.unwrap().allow_network);
+    let e =
+        f.ch.attach_bot(&f.bob, cid, None, bot("Judge", &[]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::NotAdmin);
+    let a =
+        f.ch.attach_bot(&f.alice, cid, None, bot("Judge", &["on_init"]))
+            .await
+            .unwrap();
+    assert_eq!(a.bot_id, "bot:judge");
+    let e =
+        f.ch.attach_bot(&f.alice, cid, Some("judge".into()), bot("Other", &[]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::SlotAlreadyFilled);
+    let e =
+        f.ch.attach_bot(&f.alice, cid, Some("bad name".into()), bot("X", &[]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::BadRequest);
+    let v = f.ch.view(&f.bob, cid).await.unwrap();
+    assert!(v.slots.iter().any(|s| s.label == "bot:judge" && s.filled));
+    f.ch.update(&f.alice, cid, UpdateOp::Close).await.unwrap();
+    let e =
+        f.ch.attach_bot(&f.alice, cid, Some("late".into()), bot("Late", &[]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, Code::ChannelClosed);
+}
+
+#[tokio::test]
+async fn bot_code_returns_the_exact_source_members_can_hash() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = &c.channel_id;
+    let b = bot("Tally", &["on_message"]);
+    f.ch.attach_bot(&f.alice, cid, Some("tally".into()), b.clone())
+        .await
+        .unwrap();
+    for id in ["bot:tally", "tally"] {
+        let code = f.ch.bot_code(&f.bob, cid, id).await.unwrap();
+        assert_eq!(code.source, b.source);
+        assert_eq!(
+            code.code_hash,
+            transcript::sha256_tagged(b.source.as_bytes())
+        );
+        assert_eq!(code.manifest, b.manifest);
+        assert_eq!(code.manifest_hash, b.manifest_hash);
+    }
+    let e = f.ch.bot_code(&f.bob, cid, "bot:nope").await.unwrap_err();
+    assert_eq!(e.code, Code::UnknownSlot);
+    assert_eq!(e.data.unwrap()["bots"], json!(["bot:tally"]));
+}
+
+#[tokio::test]
+async fn a_slot_may_not_be_taken_twice_even_by_racing_joins() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let code = invite(&c, "carol").to_string();
+    let (a, b) = tokio::join!(f.ch.join(&f.carol, &code), f.ch.join(&f.alice, &code));
+    assert!(a.is_ok() != b.is_ok(), "exactly one join wins");
+    let _ = &f.t;
+}

@@ -1,0 +1,473 @@
+//! The typed domain: what a channel, a seat, a bot and a message are, every
+//! event the daemon writes into a transcript, and one result type per tool.
+//!
+//! Everything a client or a bot sees is one of these types, serialised with
+//! serde; the JSON Schemas the MCP tools publish as `outputSchema` are derived
+//! from the same types (`schemars`), so a schema cannot drift from what the
+//! daemon writes. The field names and shapes are the wire contract: the hash
+//! chain covers system bodies byte for byte (RFC 8785 canonical JSON of these
+//! values), so renaming a field here changes every transcript from then on.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Who is calling: resolved from the bearer token on every request. Seats
+/// belong to principals, never to MCP sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub name: String,
+}
+
+/// Sequence number of a message within its channel (from 1); a cursor is the
+/// last `seq` a reader saw, 0 before the first.
+pub type Seq = i64;
+
+/// Who wrote a message. Only the daemon writes `system` and `control`
+/// messages; only bots write `bot` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// A player's message (`post_message`).
+    User,
+    /// A bot's post (`ctx.post`): `{type, data}`.
+    Bot,
+    /// The daemon's announcement of a change: an [`Event`].
+    System,
+    /// The daemon's report about a bot (`bot:error`).
+    Control,
+}
+
+impl MessageKind {
+    /// The stored and hashed spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::User => "user",
+            MessageKind::Bot => "bot",
+            MessageKind::System => "system",
+            MessageKind::Control => "control",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        Some(match s {
+            "user" => MessageKind::User,
+            "bot" => MessageKind::Bot,
+            "system" => MessageKind::System,
+            "control" => MessageKind::Control,
+            _ => return None,
+        })
+    }
+}
+
+/// Kind of a slot: a player's seat, filled with an invite, or a bot's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotKind {
+    Invite,
+    Bot,
+}
+
+impl SlotKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotKind::Invite => "invite",
+            SlotKind::Bot => "bot",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<SlotKind> {
+        match s {
+            "invite" => Some(SlotKind::Invite),
+            "bot" => Some(SlotKind::Bot),
+            _ => None,
+        }
+    }
+}
+
+/// A slot as `channel:created` announces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SlotDecl {
+    /// `alice` for a player slot, `bot:referee` for a bot slot.
+    pub label: String,
+    pub kind: SlotKind,
+}
+
+/// A bot's manifest as announced (`bot:manifest`) and hashed
+/// (`manifest_hash`): only the documented keys, with the channel's network
+/// permission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub summary: String,
+    /// The hooks the bot class defines (`on_init`, `on_join`, `on_message`);
+    /// the others are never run.
+    pub hooks: Vec<String>,
+    /// The parameters the bot documents.
+    pub params: Map<String, Value>,
+    /// Whether the bot may make outbound connections.
+    pub network: bool,
+}
+
+impl Manifest {
+    /// Whether the bot defines the Python method `hook`.
+    pub fn defines(&self, hook: &str) -> bool {
+        self.hooks.iter().any(|h| h == hook)
+    }
+}
+
+/// The body of every `system` and `control` message, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// The first message of every channel.
+    #[serde(rename = "channel:created")]
+    ChannelCreated {
+        name: String,
+        slots: Vec<SlotDecl>,
+        allow_network: bool,
+    },
+    #[serde(rename = "channel:renamed")]
+    ChannelRenamed { name: String },
+    /// No more posts or joins.
+    #[serde(rename = "channel:closed")]
+    ChannelClosed,
+    /// A player took a seat with an invite (or at creation, with `join_as`).
+    #[serde(rename = "seat:filled")]
+    SeatFilled { slot: String },
+    /// A seat moved to another principal with a rejoin token.
+    #[serde(rename = "seat:moved")]
+    SeatMoved { slot: String },
+    /// The admin freed a seat.
+    #[serde(rename = "seat:kicked")]
+    SeatKicked { slot: String },
+    /// A bot was attached; `code_hash` is the SHA-256 of the exact source.
+    #[serde(rename = "bot:attach")]
+    BotAttach {
+        bot_id: String,
+        name: String,
+        code_hash: String,
+        manifest_hash: String,
+        network: bool,
+    },
+    /// The attached bot's manifest, right after its `bot:attach`.
+    #[serde(rename = "bot:manifest")]
+    BotManifest {
+        bot_id: String,
+        #[serde(flatten)]
+        manifest: Manifest,
+    },
+    /// A bot hook failed (a `control` message); nothing the hook did took
+    /// effect. `seq` is the message that triggered it.
+    #[serde(rename = "bot:error")]
+    BotError {
+        bot_id: String,
+        seq: Seq,
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The message kind this event is written as.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Event::BotError { .. } => MessageKind::Control,
+            _ => MessageKind::System,
+        }
+    }
+}
+
+/// The body of a `bot` message: the bot's own type and its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BotPostBody {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: Value,
+}
+
+/// A message as one reader sees it. A private message the reader may not read
+/// comes without `body`, with the `body_hash` the chain covers and
+/// `redacted: true`; its readers get the body and the hash's `body_salt`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct MessageView {
+    pub seq: Seq,
+    pub channel_id: String,
+    /// A slot label (`alice`, `bot:referee`) or `system`.
+    pub sender: String,
+    pub kind: MessageKind,
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// `hash_n` of the transcript chain after this message.
+    pub hash: String,
+    /// A string or a JSON object (absent when redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// Recipients of a private message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<String>>,
+    /// Salt of a private message's `body_hash`, for its readers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_salt: Option<String>,
+    /// What the chain covers for a private message the reader may not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacted: Option<bool>,
+}
+
+/// One slot in a channel view.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SlotView {
+    pub label: String,
+    pub kind: SlotKind,
+    /// A player slot is filled when a principal holds it; a bot slot when a
+    /// bot is attached to it.
+    pub filled: bool,
+    /// Held by the channel's admin.
+    pub admin: bool,
+    /// Held by the caller.
+    pub yours: bool,
+}
+
+/// A bot as a channel view lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct BotInfo {
+    pub bot_id: String,
+    pub name: String,
+    pub code_hash: String,
+    pub manifest_hash: String,
+    pub network: bool,
+}
+
+/// A channel as one member sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ChannelView {
+    pub channel_id: String,
+    pub name: String,
+    pub closed: bool,
+    pub allow_network: bool,
+    pub you_are_admin: bool,
+    pub slots: Vec<SlotView>,
+    pub bots: Vec<BotInfo>,
+    /// The `seq` of the last message.
+    pub message_count: Seq,
+    /// The transcript's head hash.
+    pub head_hash: String,
+    pub created_at: String,
+}
+
+/// One entry of `list_channels`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ChannelSummary {
+    pub channel_id: String,
+    pub name: String,
+    pub closed: bool,
+    /// The caller administers it.
+    pub admin: bool,
+    pub your_seats: Vec<String>,
+    pub message_count: Seq,
+    pub created_at: String,
+}
+
+/// A bot's exact source with its manifest (`get_bot_code`).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct BotCode {
+    pub channel_id: String,
+    pub bot_id: String,
+    pub name: String,
+    /// The builtin it came from, or null for inline code.
+    pub preset: Option<String>,
+    /// The exact source that runs.
+    pub source: String,
+    /// `sha256:` of the source bytes.
+    pub code_hash: String,
+    pub manifest: Manifest,
+    pub manifest_hash: String,
+    pub network: bool,
+    pub params: Map<String, Value>,
+}
+
+/// An invite code for one slot. Secret: give it to that player only.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Invite {
+    pub slot: String,
+    pub invite_code: String,
+}
+
+/// A seat the caller took, with the token that moves it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Seat {
+    pub slot: String,
+    /// Secret: moves this seat to whoever presents it.
+    pub rejoin_token: String,
+}
+
+/// `create_channel`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Created {
+    pub channel_id: String,
+    /// One single-use invite per open player slot.
+    pub invites: Vec<Invite>,
+    pub view: ChannelView,
+    /// With `join_as`: the seat the creator took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat: Option<Seat>,
+}
+
+/// `join_channel`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Joined {
+    pub channel_id: String,
+    pub slot: String,
+    /// Secret: the token that moves this seat (replaced on every use).
+    pub rejoin_token: String,
+    /// The seat moved here with a rejoin token (rather than filled).
+    pub moved: bool,
+    pub bots: Vec<BotInfo>,
+    pub view: ChannelView,
+}
+
+/// `post_message`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Posted {
+    /// `CHANNEL:SEQ`.
+    pub msg_id: String,
+    pub seq: Seq,
+    pub hash: String,
+    /// The slot label it was posted as.
+    pub sender: String,
+}
+
+/// `sync_messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Synced {
+    pub messages: Vec<MessageView>,
+    /// Pass it to the next call.
+    pub cursor: Seq,
+    /// The seat the messages were read as.
+    #[serde(rename = "as")]
+    pub as_seat: String,
+    pub view: ChannelView,
+}
+
+/// `list_channels`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ChannelList {
+    pub channels: Vec<ChannelSummary>,
+}
+
+/// `update_channel`: what the operation did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct Updated {
+    /// The new name (`rename`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed: Option<String>,
+    /// The freed slot (`kick`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kicked: Option<String>,
+    /// A fresh invite (`kick`, `new_invite`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invite: Option<Invite>,
+    /// `close`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed: Option<bool>,
+}
+
+/// `attach_bot`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Attached {
+    pub bot_id: String,
+    pub name: String,
+    pub code_hash: String,
+    pub manifest_hash: String,
+    pub network: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_keep_their_wire_shape() {
+        let cases = [
+            (
+                Event::ChannelCreated {
+                    name: "n".into(),
+                    slots: vec![SlotDecl {
+                        label: "bot:r".into(),
+                        kind: SlotKind::Bot,
+                    }],
+                    allow_network: false,
+                },
+                json!({"type": "channel:created", "name": "n",
+                       "slots": [{"label": "bot:r", "kind": "bot"}], "allow_network": false}),
+            ),
+            (Event::ChannelClosed, json!({"type": "channel:closed"})),
+            (
+                Event::SeatMoved { slot: "a".into() },
+                json!({"type": "seat:moved", "slot": "a"}),
+            ),
+            (
+                Event::BotError {
+                    bot_id: "bot:r".into(),
+                    seq: 4,
+                    reason: "x".into(),
+                },
+                json!({"type": "bot:error", "bot_id": "bot:r", "seq": 4, "reason": "x"}),
+            ),
+            (
+                Event::BotManifest {
+                    bot_id: "bot:r".into(),
+                    manifest: Manifest {
+                        name: "Echo".into(),
+                        version: "1".into(),
+                        summary: "s".into(),
+                        hooks: vec!["on_message".into()],
+                        params: Map::new(),
+                        network: true,
+                    },
+                },
+                json!({"type": "bot:manifest", "bot_id": "bot:r", "name": "Echo", "version": "1",
+                       "summary": "s", "hooks": ["on_message"], "params": {}, "network": true}),
+            ),
+        ];
+        for (event, wire) in cases {
+            assert_eq!(serde_json::to_value(&event).unwrap(), wire);
+            let back: Event = serde_json::from_value(wire).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn only_bot_error_is_a_control_message() {
+        assert_eq!(Event::ChannelClosed.kind(), MessageKind::System);
+        let e = Event::BotError {
+            bot_id: "b".into(),
+            seq: 1,
+            reason: "r".into(),
+        };
+        assert_eq!(e.kind(), MessageKind::Control);
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_stored_spelling() {
+        for k in [
+            MessageKind::User,
+            MessageKind::Bot,
+            MessageKind::System,
+            MessageKind::Control,
+        ] {
+            assert_eq!(MessageKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
+        }
+        assert_eq!(MessageKind::parse("admin"), None);
+        assert_eq!(SlotKind::parse("bot"), Some(SlotKind::Bot));
+        assert_eq!(SlotKind::parse("seat"), None);
+    }
+}

@@ -1,0 +1,62 @@
+//! The commit bus: what every committed write changed, told to whoever
+//! follows it.
+//!
+//! The store's executor publishes one [`Commit`] per channel a write changed,
+//! after the COMMIT that made the write durable and only for writes that kept
+//! their changes. Subscribers (long-poll wake-ups, resource notifications, the
+//! bot dispatcher) register once at start-up. They are called on the writer's
+//! thread, in commit order, so each must be quick and must not block: wake a
+//! `watch`, spawn a task, never wait on the store.
+//!
+//! A backend shared by several daemons would also feed this bus from its
+//! notification channel (PostgreSQL's LISTEN/NOTIFY), so that a commit made
+//! by another daemon wakes this one's waiters the same way.
+
+use crate::model::Seq;
+use std::sync::{Arc, RwLock};
+
+/// What one write changed in one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    /// Messages were appended (up to the commit's `head`).
+    pub messages: bool,
+    /// A seat was filled, moved or freed.
+    pub seats: bool,
+    /// A bot was attached.
+    pub bots: bool,
+    pub closed: bool,
+    pub renamed: bool,
+}
+
+/// One committed change of one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Commit {
+    pub channel_id: String,
+    /// The channel's last `seq` after the write (0 when it appended nothing).
+    pub head: Seq,
+    pub changes: Changes,
+}
+
+type Subscriber = Arc<dyn Fn(&Commit) + Send + Sync>;
+
+/// Subscribers to committed writes.
+#[derive(Default)]
+pub(crate) struct CommitBus {
+    subscribers: RwLock<Vec<Subscriber>>,
+}
+
+impl CommitBus {
+    /// Calls `f` with every commit from now on (on the writer's thread).
+    pub fn subscribe(&self, f: impl Fn(&Commit) + Send + Sync + 'static) {
+        let mut subs = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
+        subs.push(Arc::new(f));
+    }
+
+    /// Tells every subscriber of one commit.
+    pub fn publish(&self, commit: &Commit) {
+        let subs = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
+        for s in subs.iter() {
+            s(commit);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! SQL of the transcript (`messages` table, and each channel's `last_seq` and
+//! `head_hash`).
+//!
+//! Appending reads the channel's head, seals the entry with the pure chain
+//! functions of [`crate::transcript`], and writes the message and the new
+//! head in the same transaction, so the chain can never fork: the writer is
+//! the only one appending.
+
+use super::StoreError;
+use super::tx::{Appended, NewMessage, StoredMessage};
+use crate::model::{MessageKind, Seq};
+use crate::secrets;
+use crate::transcript::{self, CanonicalJson, Entry};
+use rusqlite::{Connection, Row, params};
+
+pub(super) fn append(
+    c: &Connection,
+    cid: &str,
+    m: &NewMessage<'_>,
+) -> Result<Appended, StoreError> {
+    let (last, head): (i64, String) = c
+        .prepare_cached("SELECT last_seq, head_hash FROM channels WHERE id = ?1")?
+        .query_row(params![cid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let seq = last + 1;
+    let ts = secrets::rfc3339_ms(secrets::now_ms());
+    let salt = m.to.map(|_| secrets::new_salt());
+    let entry = Entry {
+        seq,
+        channel_id: cid,
+        sender: m.sender,
+        kind: m.kind.as_str(),
+        ts: &ts,
+        body: m.body,
+        private: m.to.zip(salt.as_deref()),
+    };
+    let sealed = entry.seal(&head);
+    let recipients = m.to.map(transcript::canonical);
+    c.prepare_cached(
+        "INSERT INTO messages (channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        cid,
+        seq,
+        m.sender,
+        m.kind.as_str(),
+        m.body.as_str(),
+        recipients,
+        sealed.body_hash,
+        salt,
+        ts,
+        sealed.hash
+    ])?;
+    c.prepare_cached("UPDATE channels SET last_seq = ?1, head_hash = ?2 WHERE id = ?3")?
+        .execute(params![seq, sealed.hash, cid])?;
+    Ok(Appended {
+        seq,
+        hash: sealed.hash,
+        ts,
+    })
+}
+
+fn message_row(r: &Row<'_>) -> rusqlite::Result<(StoredMessage, String, Option<String>)> {
+    let kind: String = r.get(3)?;
+    let recipients: Option<String> = r.get(5)?;
+    Ok((
+        StoredMessage {
+            channel_id: r.get(0)?,
+            seq: r.get(1)?,
+            sender: r.get(2)?,
+            kind: MessageKind::User,
+            body: CanonicalJson::from_stored(r.get(4)?),
+            to: None,
+            body_hash: r.get(6)?,
+            body_salt: r.get(7)?,
+            ts: r.get(8)?,
+            hash: r.get(9)?,
+        },
+        kind,
+        recipients,
+    ))
+}
+
+pub(super) fn after(
+    c: &Connection,
+    cid: &str,
+    cursor: Seq,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash
+         FROM messages WHERE channel_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = st
+        .query_map(params![cid, cursor, limit as i64], message_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(mut m, kind, recipients)| {
+            m.kind = MessageKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                what: "message kind",
+                detail: kind,
+            })?;
+            m.to = match recipients {
+                None => None,
+                Some(r) => Some(serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
+                    what: "message recipients",
+                    detail: e.to_string(),
+                })?),
+            };
+            Ok(m)
+        })
+        .collect()
+}

@@ -1,0 +1,487 @@
+//! The store on a real SQLite file: group commit, rollback of one write
+//! alone, the commit bus, and each concern's typed operations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::bus::Changes;
+use super::*;
+use crate::model::{MessageKind, SlotKind};
+use crate::testing::{TempStore, bot, principal};
+use crate::transcript::CanonicalJson;
+use serde_json::json;
+use std::sync::Mutex as StdMutex;
+
+/// A channel `id` administered by `admin`, with player slots `a`, `b` (open
+/// with invites `inv-a`, `inv-b`) and bot slot `bot:r`.
+fn new_channel(tx: &mut dyn Tx, id: &str, admin: &str) -> Result<(), StoreError> {
+    tx.insert_channel(&NewChannel {
+        id,
+        name: "test",
+        admin,
+        allow_network: false,
+    })?;
+    for (i, (label, kind)) in [
+        ("a", SlotKind::Invite),
+        ("b", SlotKind::Invite),
+        ("bot:r", SlotKind::Bot),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // ch1's invites are `inv-a` and `inv-b`; other channels' are unique too.
+        let invite = if id == "ch1" {
+            format!("inv-{label}")
+        } else {
+            format!("inv-{id}-{label}")
+        };
+        tx.insert_slot(
+            id,
+            &NewSlot {
+                label,
+                kind,
+                position: i,
+                holder: None,
+                invite_hash: (kind == SlotKind::Invite).then_some(invite.as_bytes()),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn text(s: &str) -> CanonicalJson {
+    CanonicalJson::of(&json!(s))
+}
+
+fn say<'a>(sender: &'a str, body: &'a CanonicalJson) -> NewMessage<'a> {
+    NewMessage {
+        sender,
+        kind: MessageKind::User,
+        body,
+        to: None,
+    }
+}
+
+async fn setup() -> (TempStore, String) {
+    let t = TempStore::new();
+    let p = principal(&t.store, "admin").await;
+    let pid = p.id.clone();
+    t.store
+        .write(move |tx: &mut dyn Tx| new_channel(tx, "ch1", &pid))
+        .await
+        .unwrap();
+    (t, p.id)
+}
+
+#[tokio::test]
+async fn a_failed_write_rolls_back_alone() {
+    let (t, admin) = setup().await;
+    let a2 = admin.clone();
+    let ok = t
+        .store
+        .write(move |tx: &mut dyn Tx| new_channel(tx, "ch2", &admin));
+    let bad = t.store.write(move |tx: &mut dyn Tx| {
+        new_channel(tx, "ch3", &a2)?;
+        // Fails: ch1's slot `a` already holds this invite hash (unique).
+        tx.set_invite("ch3", "a", b"inv-a")
+    });
+    let (a, b) = tokio::join!(ok, bad);
+    assert!(a.is_ok());
+    assert!(matches!(b, Err(StoreError::Sqlite(_))), "{b:?}");
+    let (c2, c3) = t
+        .store
+        .read(|tx: &dyn ReadTx| Ok::<_, StoreError>((tx.channel("ch2")?, tx.channel("ch3")?)))
+        .await
+        .unwrap();
+    assert!(c2.is_some(), "the good write of the batch committed");
+    assert!(c3.is_none(), "nothing of the failed write survives");
+}
+
+#[tokio::test]
+async fn pragmas_make_commits_durable() {
+    let t = TempStore::new();
+    let (mode, sync): (String, i64) = t
+        .store
+        .sql_write(|c| {
+            let m: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+            let s: i64 = c.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+            Ok::<_, StoreError>((m, s))
+        })
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(sync, 2, "synchronous must be FULL (2)");
+}
+
+#[tokio::test]
+async fn writes_queued_together_commit_in_one_transaction() {
+    let (t, _) = setup().await;
+    // "run N" when write N's closure runs, "commit N" when its commit is
+    // published (after the COMMIT that contains it).
+    let log: Arc<StdMutex<Vec<String>>> = Arc::default();
+    let l = log.clone();
+    t.store.bus().subscribe(move |c| {
+        l.lock().unwrap().push(format!("commit {}", c.head));
+    });
+    // Hold the writer thread inside a write until the others are queued.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered, inside) = oneshot::channel::<()>();
+    let store = t.store.clone();
+    let gate = tokio::spawn(async move {
+        store
+            .sql_write(move |_| {
+                let _ = entered.send(());
+                held.recv().ok();
+                Ok::<_, StoreError>(())
+            })
+            .await
+    });
+    inside.await.unwrap();
+    type Pending<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64, StoreError>> + Send + 'a>>;
+    let mut writes: Vec<Pending<'_>> = (0..10)
+        .map(|i| {
+            let l = log.clone();
+            Box::pin(t.store.write(move |tx: &mut dyn Tx| {
+                let body = text(&format!("m{i}"));
+                let a = tx.append("ch1", say("a", &body))?;
+                l.lock().unwrap().push(format!("run {}", a.seq));
+                Ok::<_, StoreError>(a.seq)
+            })) as Pending<'_>
+        })
+        .collect();
+    // A write is queued on its first poll.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for w in &mut writes {
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+    }
+    release.send(()).unwrap();
+    gate.await.unwrap().unwrap();
+    let mut seqs = Vec::new();
+    for w in writes {
+        seqs.push(w.await.unwrap());
+    }
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    let log = log.lock().unwrap().clone();
+    let runs: Vec<String> = (1..=10).map(|i| format!("run {i}")).collect();
+    let commits: Vec<String> = (1..=10).map(|i| format!("commit {i}")).collect();
+    assert_eq!(
+        log,
+        [runs, commits].concat(),
+        "all ten ran in one transaction, then it committed"
+    );
+}
+
+#[tokio::test]
+async fn commits_are_published_only_for_writes_that_kept_their_changes() {
+    let (t, _) = setup().await;
+    let seen: Arc<StdMutex<Vec<Commit>>> = Arc::default();
+    let s = seen.clone();
+    t.store
+        .bus()
+        .subscribe(move |c| s.lock().unwrap().push(c.clone()));
+    let body = text("kept");
+    let kept = t
+        .store
+        .write(move |tx: &mut dyn Tx| tx.append("ch1", say("a", &body)))
+        .await
+        .unwrap();
+    let refused = t
+        .store
+        .write(move |tx: &mut dyn Tx| {
+            let body = text("refused");
+            tx.append("ch1", say("a", &body))?;
+            Err::<(), _>(StoreError::WriterGone)
+        })
+        .await;
+    assert!(refused.is_err());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![Commit {
+            channel_id: "ch1".into(),
+            head: kept.seq,
+            changes: Changes {
+                messages: true,
+                ..Changes::default()
+            },
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_commit_is_published_once_durable_and_visible_to_other_connections() {
+    let (t, _) = setup().await;
+    let path = t.store.path().to_path_buf();
+    let visible: Arc<StdMutex<Vec<bool>>> = Arc::default();
+    let v = visible.clone();
+    t.store.bus().subscribe(move |c| {
+        // A separate connection, as another process would read the file.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = other
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE channel_id = ?1 AND seq = ?2",
+                rusqlite::params![c.channel_id, c.head],
+                |r| r.get(0),
+            )
+            .unwrap();
+        v.lock().unwrap().push(n == 1);
+    });
+    for i in 0..3 {
+        let body = text(&format!("{i}"));
+        t.store
+            .write(move |tx: &mut dyn Tx| tx.append("ch1", say("a", &body)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(*visible.lock().unwrap(), vec![true, true, true]);
+}
+
+#[tokio::test]
+async fn each_change_is_named_on_the_bus() {
+    let (t, admin) = setup().await;
+    let seen: Arc<StdMutex<Vec<Changes>>> = Arc::default();
+    let s = seen.clone();
+    t.store
+        .bus()
+        .subscribe(move |c| s.lock().unwrap().push(c.changes));
+    t.store
+        .write(move |tx: &mut dyn Tx| tx.fill_seat("ch1", "a", &admin, b"rj"))
+        .await
+        .unwrap();
+    t.store
+        .write(|tx: &mut dyn Tx| tx.insert_bot("ch1", "bot:r", &bot("R", &["on_init"])))
+        .await
+        .unwrap();
+    t.store
+        .write(|tx: &mut dyn Tx| tx.close_channel("ch1"))
+        .await
+        .unwrap();
+    t.store
+        .write(|tx: &mut dyn Tx| tx.rename_channel("ch1", "x"))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            Changes {
+                seats: true,
+                ..Changes::default()
+            },
+            Changes {
+                bots: true,
+                ..Changes::default()
+            },
+            Changes {
+                closed: true,
+                ..Changes::default()
+            },
+            Changes {
+                renamed: true,
+                ..Changes::default()
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_writes() {
+    let (t, _) = setup().await;
+    t.store.close();
+    let r = t
+        .store
+        .write(|tx: &mut dyn Tx| tx.rename_channel("ch1", "late"))
+        .await;
+    assert!(matches!(r, Err(StoreError::WriterGone)), "{r:?}");
+}
+
+#[tokio::test]
+async fn the_transcript_reads_back_in_order_from_a_cursor_with_a_limit() {
+    let (t, _) = setup().await;
+    t.store
+        .write(|tx: &mut dyn Tx| {
+            for i in 1..=5 {
+                let body = CanonicalJson::of(&json!({"n": i}));
+                tx.append("ch1", say("a", &body))?;
+            }
+            let secret = text("psst");
+            let to = vec!["b".to_string()];
+            tx.append(
+                "ch1",
+                NewMessage {
+                    sender: "a",
+                    kind: MessageKind::User,
+                    body: &secret,
+                    to: Some(&to),
+                },
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let (page, rest, ch) = t
+        .store
+        .read(|tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((
+                tx.messages_after("ch1", 1, 2)?,
+                tx.messages_after("ch1", 3, 100)?,
+                tx.channel("ch1")?.unwrap(),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(page[0].body.as_str(), r#"{"n":2}"#);
+    assert_eq!(
+        rest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6]
+    );
+    let private = &rest[2];
+    assert_eq!(private.to.as_deref(), Some(&["b".to_string()][..]));
+    assert!(private.body_salt.as_ref().is_some_and(|s| s.len() == 32));
+    assert_eq!(ch.last_seq, 6);
+    assert_eq!(ch.head_hash, private.hash);
+}
+
+#[tokio::test]
+async fn a_seat_is_found_by_its_secret_only_while_the_secret_is_live() {
+    let (t, admin) = setup().await;
+    let found = t
+        .store
+        .read(|tx: &dyn ReadTx| tx.seat_by_secret(SeatSecret::Invite, b"inv-a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.channel_id.as_str(), found.label.as_str()),
+        ("ch1", "a")
+    );
+    assert_eq!(found.holder, None);
+    let (a2, a3) = (admin.clone(), admin.clone());
+    t.store
+        .write(move |tx: &mut dyn Tx| tx.fill_seat("ch1", "a", &a2, b"rj-a"))
+        .await
+        .unwrap();
+    let (invite, rejoin, seats) = t
+        .store
+        .read(move |tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((
+                tx.seat_by_secret(SeatSecret::Invite, b"inv-a")?,
+                tx.seat_by_secret(SeatSecret::Rejoin, b"rj-a")?,
+                tx.seats_of("ch1", &admin)?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert!(invite.is_none(), "filling a seat spends its invite");
+    assert_eq!(rejoin.unwrap().holder, Some(a3));
+    assert_eq!(seats, vec!["a".to_string()]);
+}
+
+#[tokio::test]
+async fn a_bot_keeps_its_cursor_and_state() {
+    let (t, _) = setup().await;
+    t.store
+        .write(|tx: &mut dyn Tx| {
+            tx.insert_bot("ch1", "bot:r", &bot("R", &["on_message"]))?;
+            tx.set_bot_cursor("ch1", "bot:r", 7)?;
+            tx.set_bot_state("ch1", "bot:r", &CanonicalJson::of(&json!({"k": [1]})))
+        })
+        .await
+        .unwrap();
+    let (bots, rt, with) = t
+        .store
+        .read(|tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((
+                tx.bots("ch1")?,
+                tx.bot_runtime("ch1", "bot:r")?,
+                tx.channels_with_bots()?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(bots.len(), 1);
+    assert_eq!(bots[0].cursor, 7);
+    assert!(bots[0].manifest.defines("on_message"));
+    assert_eq!(rt.unwrap().state, json!({"k": [1]}));
+    assert_eq!(with, vec!["ch1".to_string()]);
+}
+
+#[tokio::test]
+async fn a_corrupt_manifest_is_reported_not_guessed() {
+    let (t, _) = setup().await;
+    t.store
+        .write(|tx: &mut dyn Tx| tx.insert_bot("ch1", "bot:r", &bot("R", &[])))
+        .await
+        .unwrap();
+    t.store
+        .sql_write(|c| {
+            c.execute("UPDATE bots SET manifest = '{\"name\": 3}'", [])?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let r = t.store.read(|tx: &dyn ReadTx| tx.bots("ch1")).await;
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::Corrupt {
+                what: "bot manifest",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn channels_of_lists_held_and_administered_channels_newest_first() {
+    let (t, admin) = setup().await;
+    let guest = principal(&t.store, "guest").await;
+    let (g, a) = (guest.id.clone(), admin.clone());
+    t.store
+        .write(move |tx: &mut dyn Tx| {
+            new_channel(tx, "ch2", &a)?;
+            tx.fill_seat("ch2", "b", &g, b"rj-g")
+        })
+        .await
+        .unwrap();
+    let (mine, theirs) = t
+        .store
+        .read(move |tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((tx.channels_of(&admin)?, tx.channels_of(&guest.id)?))
+        })
+        .await
+        .unwrap();
+    let ids = |v: &[ChannelRecord]| v.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&mine).len(), 2);
+    assert!(mine[0].created_at >= mine[1].created_at);
+    assert_eq!(ids(&theirs), vec!["ch2".to_string()]);
+}
+
+#[tokio::test]
+async fn a_write_that_cannot_begin_reports_the_sqlite_error_and_the_writer_lives_on() {
+    let (t, _) = setup().await;
+    // Another process holds the database's write lock past the busy timeout.
+    let other = rusqlite::Connection::open(t.store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = t
+        .store
+        .write(|tx: &mut dyn Tx| tx.rename_channel("ch1", "blocked"))
+        .await;
+    other.execute_batch("ROLLBACK").unwrap();
+    match r {
+        Err(StoreError::Sqlite(e)) => {
+            assert_eq!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy),
+                "{e}"
+            );
+        }
+        other => panic!("expected the SQLite error, got {other:?}"),
+    }
+    t.store
+        .write(|tx: &mut dyn Tx| tx.rename_channel("ch1", "later"))
+        .await
+        .unwrap();
+}

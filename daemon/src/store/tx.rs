@@ -1,0 +1,401 @@
+//! The typed operations the domain runs inside a read ([`ReadTx`]) or a write
+//! ([`Tx`]), the records they return, and their SQLite implementation (which
+//! delegates to one file per concern).
+
+use super::bus::{Changes, Commit};
+use super::{StoreError, bots, messages, seats};
+use crate::model::{Manifest, MessageKind, Seq, SlotKind};
+use crate::transcript::CanonicalJson;
+use rusqlite::Connection;
+use serde_json::{Map, Value};
+
+/// A channel's row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChannelRecord {
+    pub id: String,
+    pub name: String,
+    /// The admin's principal id.
+    pub admin: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub closed: bool,
+    pub allow_network: bool,
+    /// The `seq` of the last message (0 before the first).
+    pub last_seq: Seq,
+    pub head_hash: String,
+}
+
+/// A new channel (its transcript starts at the genesis hash).
+pub(crate) struct NewChannel<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub admin: &'a str,
+    pub allow_network: bool,
+}
+
+/// A slot of a channel, with whoever holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SlotRecord {
+    pub label: String,
+    pub kind: SlotKind,
+    /// The principal holding a player seat.
+    pub holder: Option<String>,
+    /// A bot is attached to this (bot) slot.
+    pub has_bot: bool,
+}
+
+/// A slot to create.
+pub(crate) struct NewSlot<'a> {
+    pub label: &'a str,
+    pub kind: SlotKind,
+    pub position: usize,
+    /// Taken at once (`join_as`), with the holder's rejoin token hash.
+    pub holder: Option<(&'a str, &'a [u8])>,
+    /// Open, with this invite's hash.
+    pub invite_hash: Option<&'a [u8]>,
+}
+
+/// Which secret a seat is looked up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeatSecret {
+    Invite,
+    Rejoin,
+}
+
+/// The seat an invite or rejoin token names.
+#[derive(Debug, Clone)]
+pub(crate) struct SecretSeat {
+    pub channel_id: String,
+    pub label: String,
+    pub holder: Option<String>,
+    /// The stored hash, for a constant-time comparison.
+    pub stored_hash: Vec<u8>,
+    pub channel_closed: bool,
+}
+
+/// A transcript entry as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredMessage {
+    pub channel_id: String,
+    pub seq: Seq,
+    pub sender: String,
+    pub kind: MessageKind,
+    pub body: CanonicalJson,
+    /// Recipients of a private message.
+    pub to: Option<Vec<String>>,
+    pub body_hash: String,
+    /// Salt of a private message's `body_hash`, shown to its readers only.
+    pub body_salt: Option<String>,
+    pub ts: String,
+    pub hash: String,
+}
+
+/// A message to append.
+pub(crate) struct NewMessage<'a> {
+    pub sender: &'a str,
+    pub kind: MessageKind,
+    pub body: &'a CanonicalJson,
+    /// Recipients: a private message.
+    pub to: Option<&'a [String]>,
+}
+
+/// Where an appended message landed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Appended {
+    pub seq: Seq,
+    pub hash: String,
+    pub ts: String,
+}
+
+/// An attached bot, without its source or state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BotRecord {
+    pub bot_id: String,
+    pub name: String,
+    pub preset: Option<String>,
+    pub code_hash: String,
+    pub manifest: Manifest,
+    pub manifest_hash: String,
+    pub network: bool,
+    /// The bot has handled every message up to this `seq`.
+    pub cursor: Seq,
+}
+
+/// What running a bot needs beyond its record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BotRuntime {
+    pub source: String,
+    pub params: Map<String, Value>,
+    /// The state the last successful hook left (a JSON object).
+    pub state: Value,
+}
+
+/// A bot to attach: prepared (source read, hashes computed, language layer
+/// passed) by the `bots` module.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PreparedBot {
+    pub name: String,
+    pub preset: Option<String>,
+    pub source: String,
+    pub code_hash: String,
+    pub manifest: Manifest,
+    pub manifest_hash: String,
+    pub params: Map<String, Value>,
+    pub network: bool,
+}
+
+/// Reads, inside a read snapshot or a write.
+pub(crate) trait ReadTx {
+    fn channel(&self, id: &str) -> Result<Option<ChannelRecord>, StoreError>;
+    /// Slots in creation order.
+    fn slots(&self, channel_id: &str) -> Result<Vec<SlotRecord>, StoreError>;
+    /// Labels of the seats `principal` holds, in slot order.
+    fn seats_of(&self, channel_id: &str, principal: &str) -> Result<Vec<String>, StoreError>;
+    fn seat_by_secret(
+        &self,
+        which: SeatSecret,
+        hash: &[u8],
+    ) -> Result<Option<SecretSeat>, StoreError>;
+    /// Channels `principal` administers or holds a seat in, newest first.
+    fn channels_of(&self, principal: &str) -> Result<Vec<ChannelRecord>, StoreError>;
+    /// At most `limit` messages with `seq > cursor`, in order.
+    fn messages_after(
+        &self,
+        channel_id: &str,
+        cursor: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Attached bots in attachment order.
+    fn bots(&self, channel_id: &str) -> Result<Vec<BotRecord>, StoreError>;
+    fn bot_runtime(&self, channel_id: &str, bot_id: &str)
+    -> Result<Option<BotRuntime>, StoreError>;
+    /// Channels with at least one bot.
+    fn channels_with_bots(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Writes (and reads) inside one write transaction. Every write records what
+/// it changed, for the commit bus.
+pub(crate) trait Tx: ReadTx {
+    fn insert_channel(&mut self, ch: &NewChannel<'_>) -> Result<(), StoreError>;
+    fn rename_channel(&mut self, channel_id: &str, name: &str) -> Result<(), StoreError>;
+    /// Marks the channel closed and drops its open invites.
+    fn close_channel(&mut self, channel_id: &str) -> Result<(), StoreError>;
+    fn insert_slot(&mut self, channel_id: &str, slot: &NewSlot<'_>) -> Result<(), StoreError>;
+    /// Gives a seat to `principal`, consuming its invite; `rejoin_hash` is
+    /// the seat's new rejoin token.
+    fn fill_seat(
+        &mut self,
+        channel_id: &str,
+        label: &str,
+        principal: &str,
+        rejoin_hash: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Frees a seat (its rejoin token dies) and opens it with a new invite.
+    fn free_seat(
+        &mut self,
+        channel_id: &str,
+        label: &str,
+        invite_hash: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Replaces an open slot's invite.
+    fn set_invite(
+        &mut self,
+        channel_id: &str,
+        label: &str,
+        invite_hash: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Appends one transcript entry, extending the hash chain.
+    fn append(&mut self, channel_id: &str, msg: NewMessage<'_>) -> Result<Appended, StoreError>;
+    /// Records a bot on its slot, with cursor 0 and empty state.
+    fn insert_bot(
+        &mut self,
+        channel_id: &str,
+        bot_id: &str,
+        bot: &PreparedBot,
+    ) -> Result<(), StoreError>;
+    fn set_bot_cursor(
+        &mut self,
+        channel_id: &str,
+        bot_id: &str,
+        cursor: Seq,
+    ) -> Result<(), StoreError>;
+    fn set_bot_state(
+        &mut self,
+        channel_id: &str,
+        bot_id: &str,
+        state: &CanonicalJson,
+    ) -> Result<(), StoreError>;
+}
+
+/// A read connection.
+pub(crate) struct SqliteRead<'c>(pub &'c Connection);
+
+/// The writer's transaction, recording what the current write changed.
+pub(crate) struct SqliteTx<'c> {
+    pub conn: &'c Connection,
+    pub commits: Vec<Commit>,
+}
+
+impl SqliteTx<'_> {
+    fn note(&mut self, channel_id: &str, head: Option<Seq>, f: impl FnOnce(&mut Changes)) {
+        let i = match self.commits.iter().position(|c| c.channel_id == channel_id) {
+            Some(i) => i,
+            None => {
+                self.commits.push(Commit {
+                    channel_id: channel_id.to_string(),
+                    head: 0,
+                    changes: Changes::default(),
+                });
+                self.commits.len() - 1
+            }
+        };
+        let c = &mut self.commits[i];
+        if let Some(h) = head {
+            c.head = c.head.max(h);
+        }
+        f(&mut c.changes);
+    }
+}
+
+/// Something holding a connection: both reads and writes read through it.
+pub(crate) trait HasConn {
+    fn conn(&self) -> &Connection;
+}
+
+impl HasConn for SqliteRead<'_> {
+    fn conn(&self) -> &Connection {
+        self.0
+    }
+}
+
+impl HasConn for SqliteTx<'_> {
+    fn conn(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl<T: HasConn> ReadTx for T {
+    fn channel(&self, id: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        seats::channel(self.conn(), id)
+    }
+    fn slots(&self, channel_id: &str) -> Result<Vec<SlotRecord>, StoreError> {
+        seats::slots(self.conn(), channel_id)
+    }
+    fn seats_of(&self, channel_id: &str, principal: &str) -> Result<Vec<String>, StoreError> {
+        seats::seats_of(self.conn(), channel_id, principal)
+    }
+    fn seat_by_secret(
+        &self,
+        which: SeatSecret,
+        hash: &[u8],
+    ) -> Result<Option<SecretSeat>, StoreError> {
+        seats::seat_by_secret(self.conn(), which, hash)
+    }
+    fn channels_of(&self, principal: &str) -> Result<Vec<ChannelRecord>, StoreError> {
+        seats::channels_of(self.conn(), principal)
+    }
+    fn messages_after(
+        &self,
+        channel_id: &str,
+        cursor: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        messages::after(self.conn(), channel_id, cursor, limit)
+    }
+    fn bots(&self, channel_id: &str) -> Result<Vec<BotRecord>, StoreError> {
+        bots::of_channel(self.conn(), channel_id)
+    }
+    fn bot_runtime(
+        &self,
+        channel_id: &str,
+        bot_id: &str,
+    ) -> Result<Option<BotRuntime>, StoreError> {
+        bots::runtime(self.conn(), channel_id, bot_id)
+    }
+    fn channels_with_bots(&self) -> Result<Vec<String>, StoreError> {
+        bots::channels_with_bots(self.conn())
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn insert_channel(&mut self, ch: &NewChannel<'_>) -> Result<(), StoreError> {
+        seats::insert_channel(self.conn, ch)
+    }
+    fn rename_channel(&mut self, channel_id: &str, name: &str) -> Result<(), StoreError> {
+        seats::rename_channel(self.conn, channel_id, name)?;
+        self.note(channel_id, None, |c| c.renamed = true);
+        Ok(())
+    }
+    fn close_channel(&mut self, channel_id: &str) -> Result<(), StoreError> {
+        seats::close_channel(self.conn, channel_id)?;
+        self.note(channel_id, None, |c| c.closed = true);
+        Ok(())
+    }
+    fn insert_slot(&mut self, channel_id: &str, slot: &NewSlot<'_>) -> Result<(), StoreError> {
+        seats::insert_slot(self.conn, channel_id, slot)?;
+        if slot.holder.is_some() {
+            self.note(channel_id, None, |c| c.seats = true);
+        }
+        Ok(())
+    }
+    fn fill_seat(
+        &mut self,
+        channel_id: &str,
+        label: &str,
+        principal: &str,
+        rejoin_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        seats::fill_seat(self.conn, channel_id, label, principal, rejoin_hash)?;
+        self.note(channel_id, None, |c| c.seats = true);
+        Ok(())
+    }
+    fn free_seat(
+        &mut self,
+        channel_id: &str,
+        label: &str,
+        invite_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        seats::free_seat(self.conn, channel_id, label, invite_hash)?;
+        self.note(channel_id, None, |c| c.seats = true);
+        Ok(())
+    }
+    fn set_invite(
+        &mut self,
+        channel_id: &str,
+        label: &str,
+        invite_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        seats::set_invite(self.conn, channel_id, label, invite_hash)
+    }
+    fn append(&mut self, channel_id: &str, msg: NewMessage<'_>) -> Result<Appended, StoreError> {
+        let a = messages::append(self.conn, channel_id, &msg)?;
+        self.note(channel_id, Some(a.seq), |c| c.messages = true);
+        Ok(a)
+    }
+    fn insert_bot(
+        &mut self,
+        channel_id: &str,
+        bot_id: &str,
+        bot: &PreparedBot,
+    ) -> Result<(), StoreError> {
+        bots::insert(self.conn, channel_id, bot_id, bot)?;
+        self.note(channel_id, None, |c| c.bots = true);
+        Ok(())
+    }
+    fn set_bot_cursor(
+        &mut self,
+        channel_id: &str,
+        bot_id: &str,
+        cursor: Seq,
+    ) -> Result<(), StoreError> {
+        bots::set_cursor(self.conn, channel_id, bot_id, cursor)
+    }
+    fn set_bot_state(
+        &mut self,
+        channel_id: &str,
+        bot_id: &str,
+        state: &CanonicalJson,
+    ) -> Result<(), StoreError> {
+        bots::set_state(self.conn, channel_id, bot_id, state)
+    }
+}
