@@ -3,7 +3,9 @@
 # has only what CI is promised? Makes a new Debian 12 (bookworm) root with
 # debootstrap holding nothing but the minimal base and Debian's python3, gives
 # it this machine's Rust toolchain (rustup's ~/.rustup read-only and
-# ~/.cargo/bin, with an empty crate registry: every crate is fetched anew),
+# ~/.cargo/bin, with an empty crate registry: every crate is fetched anew)
+# and its pyenv Pythons (~/.pyenv read-only; the harness suite also runs on
+# pyenv's 3.13, which no Debian 12 package provides),
 # clones the repository into it with ../shared beside the clone, as CI lays
 # them out, and runs `.ci/run` there as root with CI=true. Whatever the suite
 # needs beyond that must be installed by the suite itself (00-deps.sh).
@@ -25,6 +27,7 @@ SHARED=$(cd "$REPO/../shared" 2>/dev/null && pwd) || { echo "fresh-machine: no .
 FRESH_DIR=${FRESH_DIR:-/var/tmp}
 LOCK=${MCPMP_ROOT_TESTS_LOCK:-/tmp/mcpmp-root-tests.lock}
 RUSTUP=${RUSTUP_HOME:-$HOME/.rustup}
+PYENV=${PYENV_ROOT:-$HOME/.pyenv}
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 LOG=$FRESH_DIR/mcpmp-fresh.log
 
@@ -53,7 +56,7 @@ rm -f "$ROOT.debootstrap.log"
 # resolver, /etc/hosts, and the local CA certificates and npm settings of a
 # machine whose registry traffic passes a TLS-inspecting proxy (picked up
 # when the suite installs ca-certificates).
-mkdir -p "$ROOT/root/.cargo/bin" "$ROOT/root/.rustup" "$ROOT/work"
+mkdir -p "$ROOT/root/.cargo/bin" "$ROOT/root/.rustup" "$ROOT/root/.pyenv" "$ROOT/work"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # What Debian's installer (or any image builder) writes and debootstrap does
 # not: without it `localhost` does not resolve.
@@ -80,7 +83,7 @@ flock 9
 t1=$SECONDS
 status=0
 nice -n 10 unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
-    R=$1 RUSTUP=$2
+    R=$1 RUSTUP=$2 PYENV=$3
     # The new root becomes / of this mount namespace (pivot_root, not
     # chroot: in a chroot the kernel refuses user namespaces, which the
     # runner creates when started unprivileged).
@@ -91,15 +94,20 @@ nice -n 10 unshare --mount --propagation private -- /bin/bash -euo pipefail -c '
     mount -t tmpfs -o mode=0755 tmpfs "$R/run"
     mount --bind "$RUSTUP" "$R/root/.rustup"
     mount -o remount,bind,ro "$R/root/.rustup"
+    if [[ -d $PYENV ]]; then
+        mount --bind "$PYENV" "$R/root/.pyenv"
+        mount -o remount,bind,ro "$R/root/.pyenv"
+    fi
     mkdir -p "$R/.old-root"
     cd "$R"
     pivot_root . .old-root
     umount -l /.old-root
     rmdir /.old-root
-    exec /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 \
-        PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    # The PATH a CI run has (pyenv shims first).
+    exec /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 PYENV_ROOT=/root/.pyenv \
+        PATH=/root/.pyenv/bin:/root/.pyenv/shims:/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         /bin/bash -c "cd /work/repo && bash .ci/run </dev/null"
-' fresh "$ROOT" "$RUSTUP" || status=$?
+' fresh "$ROOT" "$RUSTUP" "$PYENV" || status=$?
 flock -u 9
 echo "fresh-machine: suite exited $status after $((SECONDS - t1)) s"
 
