@@ -66,6 +66,7 @@ pub struct FileConfig {
     pub allowed_origins: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
+    pub max_sync_bytes: Option<usize>,
     #[serde(default)]
     pub auth: FileAuth,
     #[serde(default)]
@@ -131,6 +132,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest message body, in bytes of canonical JSON. Default 64 KiB.
     pub max_body_bytes: usize,
+    /// Byte budget of one page of messages (a `sync_messages` result, a
+    /// channel resource): a page stops before the message that would pass it
+    /// and says more is waiting. Bounds the memory of one read and the size
+    /// of one answer. Default 1 MiB; 64 KiB to 16 MiB.
+    pub max_sync_bytes: usize,
     pub auth: AuthConfig,
     pub bots: BotsConfig,
 }
@@ -354,6 +360,14 @@ impl Config {
                 "max_body_bytes = {max_body_bytes}: choose between 1024 and 1048576"
             )));
         }
+        let max_sync_bytes = file
+            .max_sync_bytes
+            .unwrap_or(crate::channels::DEFAULT_MAX_SYNC_BYTES);
+        if !(64 * 1024..=16 * 1024 * 1024).contains(&max_sync_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "max_sync_bytes = {max_sync_bytes}: choose between 65536 and 16777216"
+            )));
+        }
 
         let loopback = listen.ip().is_loopback();
         let approval = match env.var("MCP_MULTIPLAYER_APPROVAL").as_deref() {
@@ -448,6 +462,7 @@ impl Config {
             allowed_origins,
             log_format,
             max_body_bytes,
+            max_sync_bytes,
             auth,
             bots,
         })
