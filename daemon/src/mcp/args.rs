@@ -94,28 +94,46 @@ fn name_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 fn cursor_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "integer", "minimum": 0, "default": 0})
+    json_schema!({"type": "integer", "minimum": 0})
 }
 
 fn sync_limit_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "integer", "minimum": 1, "maximum": MAX_SYNC_LIMIT, "default": DEFAULT_SYNC_LIMIT})
+    json_schema!({"type": "integer", "minimum": 1, "maximum": MAX_SYNC_LIMIT})
 }
 
 fn wait_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "integer",
-        "minimum": 0,
-        "maximum": MAX_WAIT.as_millis() as u64,
-        "default": DEFAULT_WAIT.as_millis() as u64,
-    })
+    json_schema!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT.as_millis() as u64})
 }
 
 fn list_limit_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": DEFAULT_LIST_LIMIT})
+    json_schema!({"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT})
 }
 
 fn flag_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "boolean", "default": false})
+    json_schema!({"type": "boolean"})
+}
+
+// Defaults of optional numbers and flags: serde fills them in when the
+// argument is absent, and the schema publishes them. `null` still means
+// absent (the tool then uses the same default).
+fn default_cursor() -> Option<i64> {
+    Some(0)
+}
+
+fn default_sync_limit() -> Option<i64> {
+    Some(DEFAULT_SYNC_LIMIT as i64)
+}
+
+fn default_wait() -> Option<i64> {
+    Some(DEFAULT_WAIT.as_millis() as i64)
+}
+
+fn default_list_limit() -> Option<i64> {
+    Some(DEFAULT_LIST_LIMIT as i64)
+}
+
+fn default_false() -> Option<bool> {
+    Some(false)
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -152,7 +170,7 @@ pub struct CreateChannelArgs {
     pub bot_params: Option<Map<String, Value>>,
     /// Let the bot make outbound HTTP(S) requests to public addresses (ports
     /// 80 and 443 only). Announced to every member. Default false.
-    #[serde(default)]
+    #[serde(default = "default_false")]
     #[schemars(schema_with = "flag_schema")]
     pub allow_network: Option<bool>,
     /// Take this player slot yourself at once (its label without
@@ -198,19 +216,19 @@ pub struct SyncMessagesArgs {
     pub channel_id: String,
     /// Return messages with seq greater than this: 0 (or omitted) for
     /// everything, then the cursor the previous call returned.
-    #[serde(default)]
+    #[serde(default = "default_cursor")]
     #[schemars(schema_with = "cursor_schema")]
     pub cursor: Option<i64>,
     /// At most this many messages (1-500, default 100; outside that range
     /// it is clamped and the result says so). A page also stops at the
     /// server's byte budget; `more` then says to call again.
-    #[serde(default)]
+    #[serde(default = "default_sync_limit")]
     #[schemars(schema_with = "sync_limit_schema")]
     pub limit: Option<i64>,
     /// Long-poll: when no message is there yet, wait up to this many ms for
     /// one (0-25000, default 20000; 0 returns at once; longer waits are
     /// clamped to 25000 and the result says so).
-    #[serde(default)]
+    #[serde(default = "default_wait")]
     #[schemars(schema_with = "wait_schema")]
     pub wait_ms: Option<i64>,
     /// Which of your seats reads, when you hold more than one in this
@@ -244,7 +262,7 @@ pub struct ListChannelsArgs {
     pub cursor: Option<String>,
     /// Channels per page (1-200, default 50; outside that range it is
     /// clamped and the result says so).
-    #[serde(default)]
+    #[serde(default = "default_list_limit")]
     #[schemars(schema_with = "list_limit_schema")]
     pub limit: Option<i64>,
 }

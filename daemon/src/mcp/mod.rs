@@ -785,3 +785,187 @@ mod tests {
         assert!(!v.is_valid(&json!({})));
     }
 }
+
+#[cfg(test)]
+mod surface_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::bots::presets;
+
+    /// Every subschema of `v` with its JSON path.
+    fn nodes<'a>(v: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+        out.push((path.clone(), v));
+        if let Value::Object(m) = v {
+            for (k, sub) in m {
+                match (k.as_str(), sub) {
+                    ("properties" | "$defs", Value::Object(map)) => {
+                        for (name, s) in map {
+                            nodes(s, format!("{path}.{k}.{name}"), out);
+                        }
+                    }
+                    ("anyOf" | "oneOf" | "allOf", Value::Array(list)) => {
+                        for (i, s) in list.iter().enumerate() {
+                            nodes(s, format!("{path}.{k}[{i}]"), out);
+                        }
+                    }
+                    ("items" | "not" | "additionalProperties", s @ Value::Object(_)) => {
+                        nodes(s, format!("{path}.{k}"), out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn tools() -> Vec<rmcp::model::Tool> {
+        McpServer::router().list_all()
+    }
+
+    #[test]
+    fn every_tool_has_a_title_and_all_four_behaviour_hints() {
+        let tools = tools();
+        assert_eq!(tools.len(), 9);
+        for t in &tools {
+            assert!(
+                t.title.as_deref().is_some_and(|s| !s.is_empty()),
+                "{}",
+                t.name
+            );
+            let a = t
+                .annotations
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}", t.name));
+            assert!(
+                a.read_only_hint.is_some()
+                    && a.destructive_hint.is_some()
+                    && a.idempotent_hint.is_some()
+                    && a.open_world_hint.is_some(),
+                "{}: {a:?}",
+                t.name
+            );
+            // A read-only tool is never destructive and always idempotent.
+            if a.read_only_hint == Some(true) {
+                assert_eq!(
+                    (a.destructive_hint, a.idempotent_hint),
+                    (Some(false), Some(true)),
+                    "{}",
+                    t.name
+                );
+            }
+        }
+        let read_only: Vec<&str> = tools
+            .iter()
+            .filter(|t| t.annotations.as_ref().unwrap().read_only_hint == Some(true))
+            .map(|t| t.name.as_ref())
+            .collect();
+        assert_eq!(
+            read_only,
+            [
+                "get_bot_code",
+                "get_channel_info",
+                "list_channels",
+                "sync_messages"
+            ]
+        );
+        let destructive: Vec<&str> = tools
+            .iter()
+            .filter(|t| t.annotations.as_ref().unwrap().destructive_hint == Some(true))
+            .map(|t| t.name.as_ref())
+            .collect();
+        assert_eq!(destructive, ["update_channel"]);
+    }
+
+    #[test]
+    fn schemas_are_single_typed_typed_everywhere_and_standard() {
+        for t in tools() {
+            let input = Value::Object((*t.input_schema).clone());
+            let output = Value::Object((*t.output_schema.clone().unwrap()).clone());
+            for (which, schema) in [("input", &input), ("output", &output)] {
+                let mut all = Vec::new();
+                nodes(schema, String::new(), &mut all);
+                for (path, n) in all {
+                    let at = format!("{} {which}{path}", t.name);
+                    assert!(n.is_object(), "{at}: a bare boolean schema");
+                    let m = n.as_object().unwrap();
+                    assert!(
+                        !m.get("type").is_some_and(Value::is_array),
+                        "{at}: type union {n}"
+                    );
+                    assert!(
+                        m.keys()
+                            .any(|k| !["description", "title", "default"].contains(&k.as_str())),
+                        "{at}: constrains nothing {n}"
+                    );
+                    if let Some(f) = m.get("format") {
+                        panic!("{at}: format {f}");
+                    }
+                    if let Some(r) = m.get("$ref") {
+                        assert!(r.as_str().unwrap().starts_with("#/$defs/"), "{at}: {r}");
+                    }
+                }
+            }
+            // Every argument says what it is.
+            for (name, p) in input["properties"].as_object().unwrap() {
+                assert!(
+                    p["description"].as_str().is_some_and(|d| d.len() > 10),
+                    "{}.{name} is undescribed: {p}",
+                    t.name
+                );
+                if p["type"] == "integer" {
+                    assert!(
+                        p.get("minimum").is_some(),
+                        "{}.{name} has no minimum",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn closed_sets_are_enums_and_numbers_carry_their_ranges_and_defaults() {
+        let tools = tools();
+        let input = |tool: &str| {
+            let t = tools.iter().find(|t| t.name == tool).unwrap();
+            Value::Object((*t.input_schema).clone())
+        };
+        for tool in ["create_channel", "attach_bot"] {
+            assert_eq!(
+                input(tool)["properties"]["bot_preset"]["enum"],
+                json!(presets::names())
+            );
+        }
+        let op = &input("update_channel")["properties"]["op"];
+        let ops = op.get("enum").or_else(|| op.pointer("/anyOf/0/enum"));
+        let ops = ops.cloned().unwrap_or_else(|| {
+            // schemars may reference the enum through $defs.
+            let r = op["$ref"].as_str().unwrap().trim_start_matches("#/$defs/");
+            input("update_channel")["$defs"][r]["enum"].clone()
+        });
+        assert_eq!(ops, json!(["rename", "kick", "new_invite", "close"]));
+        let sync = input("sync_messages");
+        let p = &sync["properties"];
+        assert_eq!(
+            (
+                &p["wait_ms"]["minimum"],
+                &p["wait_ms"]["maximum"],
+                &p["wait_ms"]["default"]
+            ),
+            (&json!(0), &json!(25000), &json!(20000))
+        );
+        assert_eq!(
+            (
+                &p["limit"]["minimum"],
+                &p["limit"]["maximum"],
+                &p["limit"]["default"]
+            ),
+            (&json!(1), &json!(500), &json!(100))
+        );
+        let list = input("list_channels");
+        assert_eq!(list["properties"]["limit"]["maximum"], json!(200));
+        let body = &input("post_message")["properties"]["body"]["anyOf"];
+        assert_eq!(body[0]["type"], "string");
+        assert_eq!(body[1]["type"], "object");
+    }
+}

@@ -47,6 +47,19 @@ pub fn portable(schema: &mut Map<String, Value>) {
 }
 
 fn node(n: &mut Map<String, Value>) {
+    // Doc comments arrive with their line breaks; a description is prose.
+    if let Some(Value::String(d)) = n.get_mut("description") {
+        *d = d
+            .split("\n\n")
+            .map(|para| para.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
+    // `#[serde(default)]` on an optional argument says `default: null`,
+    // which contradicts the argument's type; absent means the same.
+    if n.get("default") == Some(&Value::Null) {
+        n.remove("default");
+    }
     if let Some(Value::String(f)) = n.get("format")
         && NUMERIC_FORMATS.contains(&f.as_str())
     {
