@@ -162,7 +162,7 @@ fn principal(ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
         })
 }
 
-pub(crate) fn ok<T: Serialize>(value: &T, text: String) -> Result<CallToolResult, ErrorData> {
+fn ok<T: Serialize>(value: &T, text: String) -> Result<CallToolResult, ErrorData> {
     let v = serde_json::to_value(value)
         .map_err(|e| ErrorData::internal_error(format!("cannot encode result: {e}"), None))?;
     let mut r = CallToolResult::structured(v);
