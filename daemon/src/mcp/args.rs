@@ -268,13 +268,40 @@ pub struct ListChannelsArgs {
 }
 
 /// What `update_channel` does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+// The schema lists the four names; parsing also takes other cases and `-` or
+// a space for `_` (`New-Invite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateOpName {
     Rename,
     Kick,
     NewInvite,
     Close,
+}
+
+impl<'de> Deserialize<'de> for UpdateOpName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let asked = String::deserialize(d)?;
+        let key: String = asked
+            .trim()
+            .chars()
+            .map(|c| match c {
+                '-' | ' ' => '_',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect();
+        Ok(match key.as_str() {
+            "rename" => UpdateOpName::Rename,
+            "kick" => UpdateOpName::Kick,
+            "new_invite" => UpdateOpName::NewInvite,
+            "close" => UpdateOpName::Close,
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown op {asked:?}; use rename, kick, new_invite or close"
+                )));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -318,4 +345,60 @@ pub struct AttachBotArgs {
     /// from the bot's name).
     #[serde(default)]
     pub slot: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    fn op(v: Value) -> Result<UpdateOpName, ToolError> {
+        let mut m = Map::new();
+        m.insert("channel_id".into(), json!("ch"));
+        m.insert("op".into(), v);
+        parse::<UpdateChannelArgs>(m).map(|a| a.op)
+    }
+
+    #[test]
+    fn ops_parse_leniently_and_an_unknown_one_names_the_four() {
+        assert_eq!(op(json!("new_invite")).unwrap(), UpdateOpName::NewInvite);
+        assert_eq!(op(json!("New-Invite")).unwrap(), UpdateOpName::NewInvite);
+        assert_eq!(op(json!(" CLOSE ")).unwrap(), UpdateOpName::Close);
+        let e = op(json!("explode")).unwrap_err();
+        assert!(
+            e.message
+                .contains("unknown op \"explode\"; use rename, kick, new_invite or close"),
+            "{}",
+            e.message
+        );
+        assert!(op(json!(3)).is_err());
+    }
+
+    #[test]
+    fn absent_and_null_optional_numbers_take_the_published_defaults() {
+        let a: SyncMessagesArgs =
+            parse(json!({"channel_id": "c"}).as_object().unwrap().clone()).unwrap();
+        assert_eq!(
+            (a.cursor, a.limit, a.wait_ms),
+            (
+                Some(0),
+                Some(DEFAULT_SYNC_LIMIT as i64),
+                Some(DEFAULT_WAIT.as_millis() as i64)
+            )
+        );
+        let a: SyncMessagesArgs = parse(
+            json!({"channel_id": "c", "wait_ms": null, "limit": null})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.limit, a.wait_ms),
+            (None, None),
+            "null is absent; the tool uses its default"
+        );
+    }
 }
