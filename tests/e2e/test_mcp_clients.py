@@ -92,6 +92,7 @@ def test_typescript_sdk_plays_the_tool_surface(daemon, sdk, auth, protocol):
     if auth == "oauth":
         params = out["authorize"]["params"]
         assert params["code_challenge_method"] == "S256" and params["resource"] == daemon.url, params
+        assert out["authorize"]["iss"] == daemon.base, out["authorize"]
         assert out["oauth"] == {"client_registered": True, "token_type": "Bearer"}
         assert "tokens issued" in daemon.log_text()
 

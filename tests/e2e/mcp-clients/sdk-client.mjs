@@ -121,7 +121,10 @@ async function connect() {
     const code = loc.searchParams.get('code');
     if (!code) throw new Error(`authorize answered ${r.status} ${loc}`);
     summary.authorize.redirected_to = `${loc.origin}${loc.pathname}`;
-    await transport.finishAuth(code);
+    summary.authorize.iss = loc.searchParams.get('iss');
+    // v2 takes the whole callback query and checks `iss` (RFC 9207) itself;
+    // v1 takes the code alone.
+    await transport.finishAuth(args.sdk === 'v2' ? loc.searchParams : code);
     summary.oauth = { client_registered: Boolean(provider.info?.client_id), token_type: provider.saved?.token_type };
     client = newClient();
     transport = newTransport(provider);
