@@ -855,6 +855,29 @@ mod tests {
     }
 
     #[test]
+    fn the_sync_page_budget_defaults_to_a_mebibyte_and_stays_in_range() {
+        let c =
+            Config::from_parts(FileConfig::default(), &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.max_sync_bytes, 1024 * 1024);
+        for (bytes, ok) in [
+            (65_536, true),
+            (16 << 20, true),
+            (65_535, false),
+            ((16 << 20) + 1, false),
+        ] {
+            let file = FileConfig {
+                max_sync_bytes: Some(bytes),
+                ..FileConfig::default()
+            };
+            let r = Config::from_parts(file, &Overrides::default(), &env(&[]));
+            assert_eq!(r.is_ok(), ok, "{bytes}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("max_sync_bytes"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn state_directory_from_systemd() {
         let c = Config::from_parts(
             FileConfig::default(),
