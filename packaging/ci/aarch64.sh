@@ -42,17 +42,15 @@ rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGE
 t0=$SECONDS
 PATH=$Z/bin:$PATH cargo-zigbuild build --quiet --release --locked --target "$TARGET" -p mcp-multiplayer
 echo "  built in $((SECONDS - t0)) s"
-for b in mcp-multiplayer; do
-    f=$T/$TARGET/release/$b
-    machine=$(readelf -hW "$f" | awk -F: '/Machine:/ {gsub(/^ +/, "", $2); print $2}')
-    [[ $machine == AArch64 ]] || { echo "  $f: machine $machine, not AArch64"; exit 1; }
-    if readelf -lW "$f" | grep -q 'Requesting program interpreter' || readelf -dW "$f" | grep -q '(NEEDED)'; then
-        echo "  $f: dynamically linked"
-        exit 1
-    fi
-    if readelf -SW "$f" | grep -Eq '\.(debug_info|symtab)\b'; then
-        echo "  $f: not stripped"
-        exit 1
-    fi
-    printf '  ok: %-16s AArch64, static, stripped, %s MB\n' "$b" "$(awk -v s="$(stat -c %s "$f")" 'BEGIN { print s / 1000000 }')"
-done
+f=$T/$TARGET/release/mcp-multiplayer
+machine=$(readelf -hW "$f" | awk -F: '/Machine:/ {gsub(/^ +/, "", $2); print $2}')
+[[ $machine == AArch64 ]] || { echo "  $f: machine $machine, not AArch64"; exit 1; }
+if readelf -lW "$f" | grep -q 'Requesting program interpreter' || readelf -dW "$f" | grep -q '(NEEDED)'; then
+    echo "  $f: dynamically linked"
+    exit 1
+fi
+if readelf -SW "$f" | grep -Eq '\.(debug_info|symtab)\b'; then
+    echo "  $f: not stripped"
+    exit 1
+fi
+printf '  ok: mcp-multiplayer AArch64, static, stripped, %s MB\n' "$(awk -v s="$(stat -c %s "$f")" 'BEGIN { printf "%.1f", s / 1000000 }')"

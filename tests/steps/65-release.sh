@@ -95,7 +95,7 @@ check_bin() {
         return 1
     fi
     ((size <= MAX_BYTES)) || { echo "  $1: $size bytes, over $MAX_BYTES"; return 1; }
-    printf '  ok: %-16s %s MB, stripped\n' "$(basename "$1")" "$(awk -v s="$size" 'BEGIN { print s / 1000000 }')"
+    printf '  ok: %-16s %s MB, stripped\n' "$(basename "$1")" "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1000000 }')"
 }
 check_release() { check_bin "$1/mcp-multiplayer" && check_bin "$1/sandbox-runner"; }
 check_release "$T/release" || fail "the release binaries are not stripped or too big"
