@@ -23,10 +23,11 @@
 # Run as root, under the shared lock (it creates a network namespace, boots
 # systemd in namespaces and runs containers).
 #
-# Time on the 2-core reference machine: two release builds (glibc and musl)
-# dominate, 8-10 minutes each from cold, seconds when nothing changed; the
-# first run also makes the image's Debian base with debootstrap (about 2
-# minutes, kept in /var/cache). The checks themselves take about 3 minutes.
+# Time on the 2-core machine: about 3 minutes when nothing needs building
+# (tools, image base and builds present). From cold add two release builds,
+# glibc and musl, about 6.5 CPU-minutes each (9-10 minutes each while other
+# builds share the machine), cargo-deb's install (about 1.5 CPU-minutes) and
+# the image's Debian base (debootstrap, under 2 minutes; kept in /var/cache).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
