@@ -262,6 +262,10 @@ fn mkdirs(p: &Path) -> Result<(), String> {
         .map_err(|e| err("mkdir", p, e))
 }
 
+/// The kernel's statfs flag for relatime mounts (`ST_RELATIME`, 0x1000).
+/// glibc's headers name it and musl's do not, so the static build spells it.
+const ST_RELATIME: FsFlags = FsFlags::from_bits_retain(0x1000);
+
 /// Remounts a bind read-only and nosuid, keeping the flags the kernel locks
 /// in a user namespace (a remount that would clear them is refused).
 fn remount_read_only(target: &Path, is_device: bool) -> Result<(), String> {
@@ -278,7 +282,7 @@ fn remount_read_only(target: &Path, is_device: bool) -> Result<(), String> {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (ST_RELATIME, MsFlags::MS_RELATIME),
     ] {
         if have.contains(st) {
             flags |= ms;

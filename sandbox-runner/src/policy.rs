@@ -794,12 +794,15 @@ pub const CLONE_NEW_MASK: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET) as u64;
 
 /// `ioctl` requests CPython uses (isatty, non-blocking, close-on-exec).
+// The casts: `libc` types these as glibc's headers do (c_ulong) on the gnu
+// targets and as musl's do (c_int) on the static builds.
+#[allow(clippy::unnecessary_cast)]
 pub const IOCTLS: &[u64] = &[
-    libc::TCGETS,
-    libc::FIONBIO,
-    libc::FIOCLEX,
-    libc::FIONCLEX,
-    libc::FIONREAD,
+    libc::TCGETS as u64,
+    libc::FIONBIO as u64,
+    libc::FIOCLEX as u64,
+    libc::FIONCLEX as u64,
+    libc::FIONREAD as u64,
 ];
 
 /// `MSG_FASTOPEN` would let `sendto` open a TCP connection to an address the
