@@ -116,7 +116,9 @@ def run(source, hook="on_init", **kw):
     """Run one hook; returns the outcome (asserting the harness exited 0 and
     wrote exactly one document)."""
     j = job(source, hook, **kw)
-    seed = python_hash_seed(j["entropy"]) if type(j.get("entropy")) is str else None
+    e = j.get("entropy")
+    valid = type(e) is str and len(e) == 64 and set(e) <= set("0123456789abcdef")
+    seed = python_hash_seed(e) if valid and hook != "inspect" else None
     outcome, out, err, rc = run_raw(json.dumps(j).encode(), hash_seed=seed)
     assert rc == 0, (rc, err.decode())
     assert outcome is not None, err.decode()
