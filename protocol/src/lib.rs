@@ -267,7 +267,10 @@ pub struct NetworkPolicy {
 pub struct Runtime {
     /// Absolute path of a real Python 3 binary (never a shim script).
     pub python: PathBuf,
-    /// Interpreter flags, `-I -S -B` by default.
+    /// Interpreter flags, `-I -S -B` by default. For a job with
+    /// [`HookJob::entropy`] the runner drops `-E` and replaces `-I` by `-s
+    /// -P`, so that the interpreter reads the hash seed the runner puts in
+    /// its (otherwise empty) environment.
     pub python_args: Vec<String>,
     /// Directory holding `harness.py` (bound read-only).
     pub harness_dir: PathBuf,
