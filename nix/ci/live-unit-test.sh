@@ -14,7 +14,8 @@
 #    - echo:   EchoBot without network (user, mnt, pid, ipc, uts, net
 #              namespaces, Landlock, seccomp);
 #    - net:    a bot connecting to a public address (the runner's connect
-#              supervisor: seccomp user notification, pidfd_getfd);
+#              supervisor: seccomp user notification, its own socket
+#              installed with SECCOMP_IOCTL_NOTIF_ADDFD);
 #    - ipdeny: a bot connecting to a link-local address that the job's
 #              allow_cidrs lets through the runner, so only the unit's
 #              IPAddressDeny= can refuse it; a control run of the same job
@@ -241,7 +242,7 @@ out = json.load(open(sys.argv[1]))
 assert out["status"] == "ok", out
 result = out["posts"][0]["body"]["result"]
 assert result == "connected", result
-print(f"  ok: network hook under the unit (connect supervisor, pidfd_getfd): 1.2.3.4:80 -> {result}")
+print(f"  ok: network hook under the unit (connect supervisor, ADDFD): 1.2.3.4:80 -> {result}")
 PYEOF
 fi
 # Control: the same job without the unit (the runner alone, as root, in the
