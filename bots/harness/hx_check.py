@@ -3,7 +3,8 @@ policy forbids (naming the line), rewrite what needs a run-time guard, and
 read the manifest without running anything.
 
 The rewrites, each to a harness helper bot code cannot name (`__mmh_*__`):
-- every `X.format` / `X.format_map` read becomes a call of the format guard;
+- every `X.format` / `X.format_map` read becomes a call of the format guard,
+  and every `X.now` / `X.utcnow` / `X.today` read a call of the clock guard;
 - `getattr(obj, "name"[, default])` / `hasattr(obj, "name")` (literal names
   only) become calls of the harness's own getattr/hasattr;
 - every bot function and lambda starts by scrubbing its arguments, and every
@@ -23,6 +24,7 @@ import _ast
 import hx_policy as P
 
 FORMAT_HELPER = "__mmh_format__"
+CLOCK_HELPER = "__mmh_clock__"
 SCRUB_HELPER = "__mmh_scrub__"
 GETATTR_HELPER = "__mmh_getattr__"
 HASATTR_HELPER = "__mmh_hasattr__"
@@ -112,6 +114,8 @@ def check(tree, network):
         attribute_reads.append((receiver, attr, line, node))
 
     def guard(attr):
+        if attr.attr in P.CLOCK_ATTRS:
+            return _attr_guard(attr, CLOCK_HELPER, helpers)
         value = attr.value
         if type(value) is _ast.Constant and type(value.value) is str:
             try:
@@ -120,7 +124,7 @@ def check(tree, network):
                 why = None  # malformed: str.format raises at run time
             if why:
                 refuse(attr.lineno, why, attr)
-        return _format_guard(attr, helpers)
+        return _attr_guard(attr, FORMAT_HELPER, helpers)
 
     def check_name(name, line, node=None):
         if name in P.NAME_READERS:
@@ -227,6 +231,14 @@ def check(tree, network):
                         line,
                         f"Augmented assignment to '.{target.attr}' is not allowed (it "
                         f"would read the unguarded str.{target.attr})",
+                        target,
+                    )
+                elif target.attr in P.CLOCK_ATTRS:
+                    refuse(
+                        line,
+                        f"Augmented assignment to '.{target.attr}' is not allowed (it would "
+                        f"read the real clock past the hook's time); write "
+                        f"x.{target.attr} = x.{target.attr} + ... instead",
                         target,
                     )
         elif t is Call:
@@ -377,7 +389,7 @@ def _reads_guarded(node):
     return (
         type(node) is _ast.Attribute
         and type(node.ctx) is _ast.Load
-        and node.attr in P.GUARDED_ATTRS
+        and (node.attr in P.GUARDED_ATTRS or node.attr in P.CLOCK_ATTRS)
     )
 
 
@@ -428,19 +440,16 @@ def _helper_name(helper, at, helpers):
     return name
 
 
-def _format_guard(attr, helpers):
-    """`X.format` -> `__mmh_format__(X, "format")`, keeping the location.
-
-    The format check of a constant receiver happens here, since the
-    `Attribute` node itself leaves the tree.
-    """
+def _attr_guard(attr, helper, helpers):
+    """`X.format` -> `__mmh_format__(X, "format")` (or the clock guard's
+    `__mmh_clock__(X, "now")`), keeping the location."""
     loc = {
         "lineno": attr.lineno,
         "col_offset": attr.col_offset,
         "end_lineno": attr.end_lineno,
         "end_col_offset": attr.end_col_offset,
     }
-    func = _ast.Name(id=FORMAT_HELPER, ctx=_ast.Load(), **loc)
+    func = _ast.Name(id=helper, ctx=_ast.Load(), **loc)
     helpers.add(id(func))
     name = _ast.Constant(value=attr.attr, **loc)
     return _ast.Call(func=func, args=[attr.value, name], keywords=[], **loc)

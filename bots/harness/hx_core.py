@@ -463,6 +463,14 @@ def run_hook(job, limits):
             return {"status": "error", "error": r.as_error()}
         return ok([], run.state, "", manifest)
 
+    # Before any bot code runs and before anything imports `random`; a job
+    # without these fields does not even import the module.
+    clock = None
+    if job.get("entropy") is not None or job.get("now") is not None:
+        import hx_determinism
+
+        clock = hx_determinism.install(job)
+
     paths = job.get("sys_path") or []
     if type(paths) is not list or any(type(p) is not str for p in paths):
         raise BadJob("sys_path must be a list of strings")
@@ -496,7 +504,7 @@ def run_hook(job, limits):
     else:
         import hx_runtime
 
-        layer = hx_runtime.make_layer(network, source, run.on_violation)
+        layer = hx_runtime.make_layer(network, source, run.on_violation, clock)
         env = {"__name__": "bot", "__builtins__": layer["builtins"]}
         env.update(layer["helpers"])
         is_facade_miss = layer["is_facade_miss"]

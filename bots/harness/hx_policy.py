@@ -64,6 +64,15 @@ CLASS_INTERNALS = frozenset(["mro"])
 # reads the attribute directly, so these names are refused there.
 GUARDED_ATTRS = frozenset(["format", "format_map"])
 
+# Attributes every read of which in bot code goes through the clock guard
+# (hx_runtime): `datetime.datetime.now`, `utcnow` and `today` and
+# `datetime.date.today` are C methods of immutable types, so when the job
+# gives the hook its time (`now`), the guard answers versions that read it.
+# For anything else (a bot's own `today` attribute) it answers the real
+# attribute. Refused as `match` keyword patterns and as targets of augmented
+# assignment for the same reason as `format`: both read past the guard.
+CLOCK_ATTRS = frozenset(["now", "utcnow", "today"])
+
 # Special methods a bot class may define with `def` in a class statement.
 # Each one runs only when bot code, or library code working for it, uses the
 # object in an ordinary way, and it receives nothing but its operands (its
@@ -167,6 +176,11 @@ def pattern_attr_refused(attr):
         return (
             f"Class pattern keyword '{attr}' is not allowed (it would read the "
             f"unguarded str.{attr}; call x.{attr}(...) instead)"
+        )
+    if attr in CLOCK_ATTRS:
+        return (
+            f"Class pattern keyword '{attr}' is not allowed (it would read the real "
+            f"clock past the hook's time; read x.{attr} in code instead)"
         )
     return None
 

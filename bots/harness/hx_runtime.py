@@ -1,6 +1,7 @@
 """The run-time half of the language layer: module facades, the import hook,
 the builtins bot code gets (with its guarded `type`), the `str.format`
-guard, the harness's `getattr`/`hasattr`, and the exception scrub.
+guard, the clock guard, the harness's `getattr`/`hasattr`, and the exception
+scrub.
 
 `make_layer()` builds all of it for one hook. Everything that holds hook
 state (the facades made so far, whether the network is allowed, the
@@ -25,6 +26,7 @@ _NONE = type(None)
 
 # C functions, slot wrappers and method descriptors are library code.
 _FUNCTION = type(lambda: None)
+_BUILTIN_METHOD = type(len)  # also a C method bound to its class or object
 _C_CALLABLES = (
     type(len),  # builtin_function_or_method
     type(object.__init__),  # wrapper_descriptor
@@ -235,11 +237,13 @@ __build_class__""".split()
 # ------------------------------------------------------------ the layer
 
 
-def make_layer(network, source, on_violation):
+def make_layer(network, source, on_violation, clock=None):
     """The language layer of one hook.
 
     `on_violation(message, line)` records a refusal, so that the hook fails
-    even if bot code catches the exception raised with it. Returns a dict
+    even if bot code catches the exception raised with it. `clock` is what
+    `hx_determinism.install` returned for a job with `now` (None otherwise):
+    `datetime`'s own clock methods then read the hook's time. Returns a dict
     with `builtins` (the bot's builtins dict), `helpers` (the names the
     checker's rewrites call, for the bot's globals), `facade(name)` and
     `is_facade_miss(exc)`.
@@ -378,6 +382,15 @@ def make_layer(network, source, on_violation):
                 return tuple(_bot_view(a) for a in real_args(tp))
 
             return {"get_origin": get_origin, "get_args": get_args}
+        if name == "email.utils" and clock is not None:
+            real_localtime = real.localtime
+            utc_now = clock["utc_now"]
+
+            def localtime(dt=None, *args, **kwargs):
+                """email.utils.localtime; without `dt`, the hook's time."""
+                return real_localtime(utc_now() if dt is None else dt, *args, **kwargs)
+
+            return {"localtime": localtime}
         if name == "urllib.request":
             real_urlopen = real.urlopen
             Request = real.Request
@@ -534,12 +547,38 @@ def make_layer(network, source, on_violation):
             return bind(safe, owner)
         return value
 
+    # -- datetime's clock
+
+    def clock_guard(obj, name):
+        """What `obj.now` / `obj.utcnow` / `obj.today` evaluates to in bot code.
+
+        Without a hook time, and for anything but `datetime`'s own C
+        methods (a bot's attribute of that name, a subclass's override), the
+        real attribute. For the C methods, reached through a class, an
+        instance or `super()`: a version for the same class that reads the
+        hook's time (`hx_determinism`).
+        """
+        value = getattr(obj, name)
+        if clock is None or _real_type(value) is not _BUILTIN_METHOD:
+            return value
+        datetime = sys.modules.get("datetime")
+        owner = value.__self__
+        if (
+            datetime is not None
+            and issubclass(_real_type(owner), _real_type)
+            and issubclass(owner, datetime.date)
+            and value.__name__ == name
+        ):
+            return clock["datetime_method"](owner, name)
+        return value
+
     # -- getattr / hasattr with a literal name (see hx_check)
 
     def bot_getattr(obj, name, *default):
-        if name in P.GUARDED_ATTRS:
+        if name in P.GUARDED_ATTRS or name in P.CLOCK_ATTRS:
+            guard = format_guard if name in P.GUARDED_ATTRS else clock_guard
             try:
-                return format_guard(obj, name)
+                return guard(obj, name)
             except AttributeError:
                 if default:
                     return default[0]
@@ -567,6 +606,7 @@ def make_layer(network, source, on_violation):
 
     helpers = {
         hx_check.FORMAT_HELPER: format_guard,
+        hx_check.CLOCK_HELPER: clock_guard,
         hx_check.SCRUB_HELPER: scrub_arguments,
         hx_check.GETATTR_HELPER: bot_getattr,
         hx_check.HASATTR_HELPER: bot_hasattr,

@@ -11,6 +11,8 @@ daemon stores it (kind "bot", body {"type": ..., "data": ...}), so that tests
 can verify commitments from the transcript alone.
 """
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -44,6 +46,22 @@ def bot_source(name):
     return (BOTS_DIR / f"{name}.py").read_text(encoding="utf-8")
 
 
+def hook_block(key_hex, label, i):
+    """Block `i` of the determinism generator's stream `label` under the key
+    `key_hex` (bots/harness/PROTOCOL.md, "Determinism")."""
+    msg = label.encode() + b"\0" + i.to_bytes(8, "big")
+    return hmac.new(bytes.fromhex(key_hex), msg, hashlib.sha256).digest()
+
+
+def interpreter(job):
+    """Flags and environment as the runner starts the harness: for a job
+    with `entropy`, the hash seed it gives and `-s -P` in place of `-I`."""
+    if job.get("entropy") is None:
+        return ["-I", "-S", "-B"], {"LANG": "C.UTF-8"}
+    seed = int.from_bytes(hook_block(job["entropy"], "pythonhashseed", 0)[:4], "big")
+    return ["-s", "-P", "-S", "-B"], {"LANG": "C.UTF-8", "PYTHONHASHSEED": str(seed)}
+
+
 def run_harness(job, timeout=30):
     """Run the harness once on `job`; return the decoded fd-3 document."""
     read_end, write_end = os.pipe()
@@ -51,15 +69,16 @@ def run_harness(job, timeout=30):
     def put_result_pipe_on_fd3():
         os.dup2(write_end, 3)
 
+    flags, env = interpreter(job)
     try:
         proc = subprocess.Popen(
-            [PYTHON, "-I", "-S", "-B", str(HARNESS)],
+            [PYTHON, *flags, str(HARNESS)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             preexec_fn=put_result_pipe_on_fd3,
             pass_fds=(3,),
-            env={"LANG": "C.UTF-8"},
+            env=env,
         )
     finally:
         os.close(write_end)
@@ -80,8 +99,8 @@ def run_harness(job, timeout=30):
 
 
 def make_job(source, hook, players, state, params=None, network=False, bot_id="bot:referee",
-             channel_id="ch-test", workspace="/tmp", sys_path=None, name="bot"):
-    return {
+             channel_id="ch-test", workspace="/tmp", sys_path=None, name="bot", entropy=None, now=None):
+    job = {
         "bot": {"name": name, "source": source, "params": params or {}},
         "hook": hook,
         "context": {"channel_id": channel_id, "bot_id": bot_id, "players": players},
@@ -91,6 +110,12 @@ def make_job(source, hook, players, state, params=None, network=False, bot_id="b
         "workspace": workspace,
         "sys_path": list(sys_path or []),
     }
+    # What makes the hook deterministic, only when given (as the daemon will).
+    if entropy is not None:
+        job["entropy"] = entropy
+    if now is not None:
+        job["now"] = now
+    return job
 
 
 # The sandbox: `SANDBOX_RUNNER` names a built `sandbox-runner` binary (step
@@ -128,7 +153,7 @@ def sandbox_harness_dir():
 def run_sandboxed(job, timeout=30):
     """Run one harness job inside the real `sandbox-runner` (daemon's job shape)."""
     runner_job = {
-        "version": 1,
+        "version": 2 if "entropy" in job or "now" in job else 1,
         "bot": job["bot"],
         "hook": job["hook"],
         "context": job["context"],
@@ -139,6 +164,7 @@ def run_sandboxed(job, timeout=30):
             "python": PYTHON, "python_args": ["-I", "-S", "-B"], "harness_dir": sandbox_harness_dir(),
             "python_path": list(job["sys_path"]), "sandbox_uid": 65534, "sandbox_gid": 65534,
         },
+        **{k: job[k] for k in ("entropy", "now") if k in job},
     }
     proc = subprocess.run([SANDBOX_RUNNER], input=json.dumps(runner_job).encode(), capture_output=True,
                           timeout=timeout)
@@ -160,8 +186,12 @@ class Table:
     """A channel with one bot, played through the real harness."""
 
     def __init__(self, bot, seats, params=None, network=False, sys_path=None, bot_id=None, workspace="/tmp",
-                 sandboxed=False):
+                 sandboxed=False, bot_seed=None):
         self.sandboxed = sandboxed
+        # With a bot seed, every hook is deterministic as the daemon will run
+        # it: its entropy derived from the seed and the hook's trigger, its
+        # clock the trigger's time (here, one second per message).
+        self.bot_seed = bot_seed
         self.source = bot_source(bot)
         self.bot_id = bot_id or f"bot:{bot}"
         self.players = [{"label": s, "slot": f"invite:{s}", "filled": False} for s in seats]
@@ -182,22 +212,31 @@ class Table:
         return message
 
     def hook(self, hook):
+        fields = {}
+        if self.bot_seed is not None:
+            trigger = self.seq  # the seq of the message the hook answers
+            fields["entropy"] = hook_block(self.bot_seed, "hook", trigger).hex()
+            fields["now"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(1_795_000_000 + trigger))
         posts, self.state = run_hook(
             self.source, hook, self.players, self.state, params=self.params,
             network=self.network, sys_path=self.sys_path, bot_id=self.bot_id,
-            workspace=self.workspace, sandboxed=self.sandboxed,
+            workspace=self.workspace, sandboxed=self.sandboxed, **fields,
         )
         for post in posts:
             self.record(self.bot_id, "bot", {"type": post["type"], "data": post.get("body")}, post.get("to"))
         return posts
 
     def init(self):
+        if self.bot_seed is not None:  # each hook answers a message of its own
+            self.record("system", "system", {"type": "bot:attach", "bot_id": self.bot_id})
         return self.hook({"name": "on_init"})
 
     def join(self, label):
         for seat in self.players:
             if seat["label"] == label:
                 seat["filled"] = True
+        if self.bot_seed is not None:
+            self.record("system", "system", {"type": "seat:filled", "label": label})
         return self.hook({"name": "on_join", "player": label})
 
     def say(self, sender, body, to=None):

@@ -6,9 +6,11 @@
 //! of the job and reads the hook's outcome from the interpreter's fd 3.
 //!
 //! This crate owns the whole contract: the types, the limits, the exit codes,
-//! the protocol version, and the one check of an outcome ([`Limits::check`])
-//! that the runner applies to fd 3 and the daemon to the runner's output. It
-//! depends only on serde, so the daemon links none of the runner's Linux code.
+//! the protocol version, the one check of an outcome ([`Limits::check`])
+//! that the runner applies to fd 3 and the daemon to the runner's output, and
+//! the generator that makes a hook deterministic ([`determinism`]). It
+//! depends only on serde and sha2, so the daemon links none of the runner's
+//! Linux code.
 //!
 //! Everything the runner needs arrives in the job: the runner reads no config
 //! file and no environment, which keeps it stateless and easy to test.
@@ -22,14 +24,26 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 mod check;
+pub mod determinism;
 
 pub use check::{
     MAX_ERROR_MESSAGE_CHARS, MAX_KIND_CHARS, MAX_TRACEBACK_CHARS, Origin, RESERVED_KINDS,
     Violation, canonical_size, check_kind, check_recipients,
 };
+pub use determinism::{Entropy, Timestamp};
 
-/// Version of this protocol; the runner refuses a job of another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this protocol, which the daemon puts in every job.
+///
+/// Version 2 added the optional fields [`HookJob::entropy`] and
+/// [`HookJob::now`]. A version-2 job without them is run exactly as a
+/// version-1 job was, so the runner still accepts version 1
+/// ([`OLDEST_PROTOCOL_VERSION`]); the number changed so that a runner older
+/// than those fields refuses a job carrying them instead of silently running
+/// the hook on real randomness and the real clock.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest job version the runner still accepts (see [`PROTOCOL_VERSION`]).
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest job the runner accepts on stdin.
 pub const MAX_JOB_BYTES: usize = 4 * 1024 * 1024;
@@ -62,7 +76,8 @@ pub mod exit {
 /// One bot hook to run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HookJob {
-    /// Must equal [`PROTOCOL_VERSION`].
+    /// [`PROTOCOL_VERSION`] (or an older version down to
+    /// [`OLDEST_PROTOCOL_VERSION`]); see [`HookJob::version_problem`].
     pub version: u32,
     /// The bot's exact source and parameters.
     pub bot: BotSpec,
@@ -78,6 +93,42 @@ pub struct HookJob {
     pub network: NetworkPolicy,
     /// Where the interpreter and harness live; set by the daemon's config.
     pub runtime: Runtime,
+    /// The hook's own secret seed. When present, every source of randomness
+    /// the bot can reach draws from it and the interpreter's string hashes
+    /// are seeded from it (see [`determinism`]), so the same job gives the
+    /// same outcome. Absent (the default): the OS's randomness, as before.
+    /// Ignored by [`Hook::Inspect`], which runs no bot code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<Entropy>,
+    /// The triggering message's `ts`. When present, the wall clock the bot
+    /// reads (`time.time()`, `datetime.now()`, ...) stands still at it; the
+    /// clocks that measure durations stay real (see [`determinism`]).
+    /// Absent (the default): the real clock, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<Timestamp>,
+}
+
+impl HookJob {
+    /// Why the runner must refuse this job's version, or `None`.
+    ///
+    /// A job is of a version from [`OLDEST_PROTOCOL_VERSION`] to
+    /// [`PROTOCOL_VERSION`]; `entropy` and `now` need version 2, since
+    /// a runner that predates them would ignore them.
+    pub fn version_problem(&self) -> Option<String> {
+        if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&self.version) {
+            return Some(format!(
+                "job version {} (this runner speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION})",
+                self.version
+            ));
+        }
+        if self.version < 2 && (self.entropy.is_some() || self.now.is_some()) {
+            return Some(format!(
+                "a job of version {} cannot carry entropy or now (they need version 2)",
+                self.version
+            ));
+        }
+        None
+    }
 }
 
 /// A bot's source and the parameters the channel creator gave it.
@@ -216,7 +267,10 @@ pub struct NetworkPolicy {
 pub struct Runtime {
     /// Absolute path of a real Python 3 binary (never a shim script).
     pub python: PathBuf,
-    /// Interpreter flags, `-I -S -B` by default.
+    /// Interpreter flags, `-I -S -B` by default. For a job with
+    /// [`HookJob::entropy`] the runner drops `-E` and replaces `-I` by `-s
+    /// -P`, so that the interpreter reads the hash seed the runner puts in
+    /// its (otherwise empty) environment.
     pub python_args: Vec<String>,
     /// Directory holding `harness.py` (bound read-only).
     pub harness_dir: PathBuf,
@@ -345,6 +399,47 @@ mod tests {
         assert_eq!(v, serde_json::json!({"name": "on_join", "player": "bob"}));
         let v = serde_json::to_value(Hook::OnInit).unwrap();
         assert_eq!(v, serde_json::json!({"name": "on_init"}));
+    }
+
+    fn job_json() -> Value {
+        serde_json::json!({
+            "version": 1,
+            "bot": {"name": "b", "source": "", "params": {}},
+            "hook": {"name": "on_init"},
+            "context": {"channel_id": "c", "bot_id": "bot:b", "players": []},
+            "state": {},
+            "limits": Limits::default(),
+            "network": {"allowed": false},
+            "runtime": {"python": "/usr/bin/python3", "python_args": [], "harness_dir": "/h",
+                        "sandbox_uid": 1, "sandbox_gid": 1},
+        })
+    }
+
+    #[test]
+    fn a_job_without_the_determinism_fields_reads_and_writes_as_before() {
+        let job: HookJob = serde_json::from_value(job_json()).unwrap();
+        assert_eq!((&job.entropy, &job.now), (&None, &None));
+        assert_eq!(job.version_problem(), None);
+        let v = serde_json::to_value(&job).unwrap();
+        assert!(v.get("entropy").is_none() && v.get("now").is_none(), "{v}");
+    }
+
+    #[test]
+    fn the_determinism_fields_need_version_2_and_versions_outside_1_to_2_are_refused() {
+        let mut v = job_json();
+        v["entropy"] = serde_json::json!("00".repeat(32));
+        v["now"] = serde_json::json!("2026-11-21T11:31:29.123Z");
+        let mut job: HookJob = serde_json::from_value(v).unwrap();
+        assert!(job.version_problem().unwrap().contains("need version 2"));
+        job.version = PROTOCOL_VERSION;
+        assert_eq!(job.version_problem(), None);
+        let back = serde_json::to_value(&job).unwrap();
+        assert_eq!(back["now"], "2026-11-21T11:31:29.123Z");
+        assert_eq!(back["entropy"], "00".repeat(32));
+        for version in [0, 3] {
+            job.version = version;
+            assert!(job.version_problem().unwrap().contains("1 to 2"));
+        }
     }
 
     #[test]

@@ -53,6 +53,8 @@ fn job(source: &str, network: bool) -> HookJob {
             sandbox_gid: 65534,
             system_dirs: Vec::new(),
         },
+        entropy: None,
+        now: None,
     }
 }
 

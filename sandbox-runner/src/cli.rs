@@ -2,7 +2,7 @@
 //! outcome (see `hook_protocol::exit`).
 
 use crate::{namespaces, policy, sandbox};
-use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, PROTOCOL_VERSION, exit};
+use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, exit};
 use std::io::{Read, Write};
 use std::time::Instant;
 
@@ -102,11 +102,8 @@ pub fn main() -> i32 {
         Ok(j) => j,
         Err(e) => return bad_job(format!("malformed job: {e}")),
     };
-    if job.version != PROTOCOL_VERSION {
-        return bad_job(format!(
-            "job version {} (this runner speaks {PROTOCOL_VERSION})",
-            job.version
-        ));
+    if let Some(problem) = job.version_problem() {
+        return bad_job(problem);
     }
     for list in [&job.network.allow_cidrs, &job.network.deny_cidrs] {
         if let Err(e) = policy::parse_cidrs(list) {

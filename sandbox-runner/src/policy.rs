@@ -329,6 +329,87 @@ pub fn pylib_target(i: usize) -> PathBuf {
     PathBuf::from(format!("{PYLIB_PREFIX}/{i}"))
 }
 
+/// The interpreter's environment: [`ENV`], plus `PYTHONHASHSEED` when the
+/// job carries entropy (`hash_seed` is then `Entropy::python_hash_seed`):
+/// string hashes, and with them the order in which a set of strings
+/// iterates, must be the same every time the hook runs.
+pub fn interpreter_env(hash_seed: Option<u32>) -> Vec<String> {
+    let mut env: Vec<String> = ENV.iter().map(|e| e.to_string()).collect();
+    if let Some(seed) = hash_seed {
+        env.push(format!("PYTHONHASHSEED={seed}"));
+    }
+    env
+}
+
+/// The interpreter's flags: `runtime.python_args`, unchanged without a hash
+/// seed.
+///
+/// With one, the interpreter must read `PYTHONHASHSEED` from its
+/// environment, which `-E` and isolated mode (`-I`, which implies `-E -s
+/// -P`) make it ignore. `-E` guards against an environment someone else
+/// chose; this one is the runner's own ([`interpreter_env`]), so the runner
+/// drops `-E` and replaces `-I` by its other parts, `-s` (no user site
+/// directory) and `-P` (no script directory on `sys.path`): the interpreter
+/// is then as isolated as before and reads the seed. Combined flags (`-IS`)
+/// are taken apart as the interpreter reads them: a flag that takes a value
+/// (`-c`, `-m`, `-W`, `-X`) ends its group, and `-c`, `-m`, `-`, `--` or an
+/// argument that is no option end the options. The harness checks that the
+/// seed took effect and refuses the job otherwise.
+pub fn interpreter_args(python_args: &[String], hash_seed: Option<u32>) -> Vec<String> {
+    if hash_seed.is_none() {
+        return python_args.to_vec();
+    }
+    let mut out = Vec::with_capacity(python_args.len() + 2);
+    let mut isolated = false;
+    let mut args = python_args.iter();
+    while let Some(arg) = args.next() {
+        let Some(flags) = arg
+            .strip_prefix('-')
+            .filter(|f| !f.is_empty() && !f.starts_with('-'))
+        else {
+            out.push(arg.clone());
+            if arg == "--check-hash-based-pycs" {
+                out.extend(args.next().cloned());
+            } else if !arg.starts_with("--") || arg == "--" {
+                out.extend(args.cloned()); // `-`, `--` or the program: no more options
+                break;
+            }
+            continue;
+        };
+        let mut kept = String::from("-");
+        let mut value_follows = false;
+        let mut ends_options = false;
+        for (i, c) in flags.char_indices() {
+            match c {
+                'I' => isolated = true,
+                'E' => {}
+                'c' | 'm' | 'W' | 'X' => {
+                    kept.push_str(&flags[i..]);
+                    value_follows = flags.len() == i + 1;
+                    ends_options = c == 'c' || c == 'm';
+                    break;
+                }
+                _ => kept.push(c),
+            }
+        }
+        if kept.len() > 1 {
+            out.push(kept);
+        }
+        if value_follows {
+            out.extend(args.next().cloned());
+        }
+        if ends_options {
+            out.extend(args.cloned());
+            break;
+        }
+    }
+    if isolated {
+        // First: options must come before a `-c`, `-m` or the program.
+        out.splice(0..0, ["-s".to_string(), "-P".to_string()]);
+    }
+    out
+}
+
 /// The `resolv.conf` network bots see: the host's name servers, and
 /// `use-vc` so glibc asks them over TCP (UDP is refused by seccomp).
 pub fn resolv_conf(nameservers: &[std::net::IpAddr]) -> String {
@@ -960,6 +1041,54 @@ pub fn policy_json() -> serde_json::Value {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn without_a_hash_seed_the_interpreter_gets_the_configured_flags_and_lang_only() {
+        let configured = args(&["-I", "-S", "-B"]);
+        assert_eq!(interpreter_args(&configured, None), configured);
+        assert_eq!(interpreter_env(None), vec!["LANG=C.UTF-8".to_string()]);
+    }
+
+    #[test]
+    fn a_hash_seed_goes_in_the_environment_and_isolation_stops_ignoring_it() {
+        assert_eq!(
+            interpreter_env(Some(4_294_967_295)),
+            args(&["LANG=C.UTF-8", "PYTHONHASHSEED=4294967295"])
+        );
+        let seed = Some(7);
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["-I", "-S", "-B"], &["-s", "-P", "-S", "-B"]),
+            (&["-ISB"], &["-s", "-P", "-SB"]),
+            (&["-E", "-S"], &["-S"]),
+            (&["-S", "-EI"], &["-s", "-P", "-S"]),
+            // Values of -X and -W are values, even when they look like flags.
+            (&["-X", "-I", "-S"], &["-X", "-I", "-S"]),
+            (&["-XI", "-I"], &["-s", "-P", "-XI"]),
+            (&["-IWignore", "-B"], &["-s", "-P", "-Wignore", "-B"]),
+            (&["-W", "error", "-I"], &["-s", "-P", "-W", "error"]),
+            (
+                &["--check-hash-based-pycs", "never", "-I"],
+                &["-s", "-P", "--check-hash-based-pycs", "never"],
+            ),
+            // After -c, -m, `-` or `--`, nothing is an interpreter flag.
+            (&["-I", "-c", "-E"], &["-s", "-P", "-c", "-E"]),
+            (&["-Ic", "-E"], &["-s", "-P", "-c", "-E"]),
+            (&["--", "-I"], &["--", "-I"]),
+            (&["-S", "prog.py", "-E"], &["-S", "prog.py", "-E"]),
+            (&[], &[]),
+        ];
+        for (given, want) in cases {
+            assert_eq!(
+                interpreter_args(&args(given), seed),
+                args(want),
+                "{given:?}"
+            );
+        }
+    }
 
     fn host() -> HostLayout {
         HostLayout {

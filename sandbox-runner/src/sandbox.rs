@@ -96,6 +96,14 @@ pub fn harness_input(job: &HookJob, opts: &Options) -> serde_json::Value {
             .map(|i| policy::pylib_target(i).display().to_string())
             .collect::<Vec<_>>(),
     });
+    // What makes the hook deterministic, only when the job carries it: a
+    // harness without these fields behaves exactly as before.
+    if let Some(entropy) = &job.entropy {
+        v["entropy"] = json!(entropy);
+    }
+    if let Some(now) = &job.now {
+        v["now"] = json!(now);
+    }
     if opts.unchecked_language_layer {
         v["unchecked"] = json!(true);
     }
@@ -148,15 +156,16 @@ fn prepare(job: &HookJob, trace: Option<Instant>) -> Result<Prepared, Box<HookOu
     let rules = policy::landlock_path_rules(&plan);
     let ports = policy::landlock_connect_ports(network);
     let python = host.python.display().to_string();
+    let hash_seed = job.entropy.as_ref().map(|e| e.python_hash_seed());
     let mut argv = vec![cstring(&python).map_err(|e| Box::new(internal(e)))?];
-    for a in &job.runtime.python_args {
-        argv.push(cstring(a).map_err(|e| Box::new(internal(e)))?);
+    for a in policy::interpreter_args(&job.runtime.python_args, hash_seed) {
+        argv.push(cstring(&a).map_err(|e| Box::new(internal(e)))?);
     }
     argv.push(
         cstring(&format!("{}/harness.py", policy::HARNESS_DIR))
             .map_err(|e| Box::new(internal(e)))?,
     );
-    let envp = policy::ENV
+    let envp = policy::interpreter_env(hash_seed)
         .iter()
         .map(|e| cstring(e))
         .collect::<Result<Vec<_>, _>>()
@@ -1076,6 +1085,7 @@ mod tests {
         assert_eq!(v["network"], json!(true));
         assert_eq!(v["workspace"], json!("/workspace"));
         assert_eq!(v["sys_path"], json!(["/pylib/0", "/pylib/1"]));
+        assert!(v.get("entropy").is_none() && v.get("now").is_none(), "{v}");
         let v = harness_input(
             &job,
             &Options {
@@ -1084,5 +1094,16 @@ mod tests {
             },
         );
         assert_eq!(v["unchecked"], json!(true));
+    }
+
+    #[test]
+    fn harness_input_passes_entropy_and_now_through_when_the_job_has_them() {
+        let mut job = test_job();
+        job.version = hook_protocol::PROTOCOL_VERSION;
+        job.entropy = Some("7f".repeat(32).parse().unwrap());
+        job.now = Some("2026-11-21T11:31:29.123Z".parse().unwrap());
+        let v = harness_input(&job, &Options::default());
+        assert_eq!(v["entropy"], json!("7f".repeat(32)));
+        assert_eq!(v["now"], json!("2026-11-21T11:31:29.123Z"));
     }
 }

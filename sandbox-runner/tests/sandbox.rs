@@ -21,6 +21,7 @@
 //! Run as root (root mode) and as an unprivileged user (user-namespace mode);
 //! `tests/steps/30-sandbox.sh` does both.
 
+mod determinism;
 mod outcome_cases;
 mod util;
 

@@ -1,11 +1,16 @@
 """Run the real harness entry point the way `sandbox-runner` does: the
 interpreter by absolute path with `-I -S -B`, an empty environment, the job
-on stdin and a pipe on fd 3 for the outcome.
+on stdin and a pipe on fd 3 for the outcome. For a job with `entropy`, as
+the runner does: `PYTHONHASHSEED` from it in the environment, and `-s -P`
+for `-I` so that the interpreter reads it (`python_hash_seed` derives it
+here with `hmac`, independently of the harness and the crate).
 
 The harness runs on the interpreter that runs the tests, so the suite checks
 whichever Python runs it (tests/steps/40-harness.sh runs it on 3.11 and
 3.13)."""
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -50,9 +55,22 @@ def job(source, hook="on_init", *, state=None, network=False, limits=None, **ext
     return j
 
 
-def run_raw(stdin_bytes, timeout=30, address_space=None):
+def block(entropy_hex, label, i):
+    """Block `i` of the generator's stream `label` (PROTOCOL.md,
+    "Determinism"), computed with the standard library alone."""
+    msg = label.encode() + b"\0" + i.to_bytes(8, "big")
+    return hmac.new(bytes.fromhex(entropy_hex), msg, hashlib.sha256).digest()
+
+
+def python_hash_seed(entropy_hex):
+    return int.from_bytes(block(entropy_hex, "pythonhashseed", 0)[:4], "big")
+
+
+def run_raw(stdin_bytes, timeout=30, address_space=None, hash_seed=None):
     """Returns (outcome dict or None, stdout, stderr, returncode).
-    `address_space` sets RLIMIT_AS for the harness, as the runner does."""
+    `address_space` sets RLIMIT_AS for the harness, as the runner does;
+    `hash_seed` starts the interpreter as the runner does for a job with
+    entropy."""
     r, w = os.pipe()
 
     def child_setup():
@@ -63,12 +81,16 @@ def run_raw(stdin_bytes, timeout=30, address_space=None):
             resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
     try:
+        if hash_seed is None:
+            flags, env = ["-I", "-S", "-B"], {}
+        else:
+            flags, env = ["-s", "-P", "-S", "-B"], {"PYTHONHASHSEED": str(hash_seed)}
         p = subprocess.Popen(
-            [PYTHON, "-I", "-S", "-B", HARNESS],
+            [PYTHON, *flags, HARNESS],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={},
+            env=env,
             cwd="/tmp",
             close_fds=False,
             preexec_fn=child_setup,
@@ -93,7 +115,11 @@ def run_raw(stdin_bytes, timeout=30, address_space=None):
 def run(source, hook="on_init", **kw):
     """Run one hook; returns the outcome (asserting the harness exited 0 and
     wrote exactly one document)."""
-    outcome, out, err, rc = run_raw(json.dumps(job(source, hook, **kw)).encode())
+    j = job(source, hook, **kw)
+    e = j.get("entropy")
+    valid = type(e) is str and len(e) == 64 and set(e) <= set("0123456789abcdef")
+    seed = python_hash_seed(e) if valid and hook != "inspect" else None
+    outcome, out, err, rc = run_raw(json.dumps(j).encode(), hash_seed=seed)
     assert rc == 0, (rc, err.decode())
     assert outcome is not None, err.decode()
     return outcome

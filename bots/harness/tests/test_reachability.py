@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 
-from hxrun import PYTHON
+from hxrun import PYTHON, python_hash_seed
 
 WALKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "walk_facades.py")
 
@@ -17,6 +17,22 @@ WALKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "walk_facades.
 def walk(*args):
     p = subprocess.run(
         [PYTHON, "-I", "-S", "-B", WALKER, *args], capture_output=True, env={}, timeout=300
+    )
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
+
+
+ENTROPY = "3c" * 32
+
+
+def walk_deterministic(*args):
+    """The walk in a hook with `entropy` and `now`, started as the runner
+    starts one (the hash seed in the environment, `-s -P` for `-I`)."""
+    p = subprocess.run(
+        [PYTHON, "-s", "-P", "-S", "-B", WALKER, *args, "--deterministic", ENTROPY],
+        capture_output=True,
+        env={"PYTHONHASHSEED": str(python_hash_seed(ENTROPY))},
+        timeout=300,
     )
     assert p.returncode == 0, p.stderr.decode()
     return json.loads(p.stdout)
@@ -46,6 +62,27 @@ def test_the_walk_sees_planted_escapes():
         "canary.limits['l'] -> harness state: run.limits",
     ]:
         assert expected in found, expected + "\n\n" + text
+
+
+def test_nothing_reaches_the_real_clock_or_randomness_or_the_generators_state_in_a_deterministic_hook():
+    out = walk_deterministic("4")
+    assert out["visited"] > 5000, out["visited"]
+    assert out["state"] > 10, "the generator's state is among what must stay out of reach"
+    assert out["findings"] == [], "\n".join(out["findings"][:40])
+
+
+def test_the_deterministic_walk_sees_planted_clocks_and_randomness():
+    found = walk_deterministic("3", "--canary")["findings"]
+    text = "\n".join(found)
+    for root, what in [
+        ("canary.clock", "the real clock (time.time)"),
+        ("canary.now[0]", "the real clock (datetime.now)"),
+        ("canary.urandom['u']", "the OS's randomness (posix.urandom)"),
+        # Under the old `match` policy, a keyword pattern reads the real
+        # clock method past the guard: the reason such patterns are refused.
+        ("case case datetime(..., date=)(..., today=)", "the real clock (date.today)"),
+    ]:
+        assert any(root in f and f.endswith(f"-> {what}") for f in found), f"{root} -> {what}\n\n{text}"
 
 
 def test_the_walk_models_match_patterns():

@@ -33,6 +33,14 @@ hands out and the `type` guard (its classes and instances, the hook's state:
 limits, recipients, posts, the capture's buffer), and a list of callables
 that read by name, evaluate strings, open files or reach the interpreter's
 internals.
+
+With `--deterministic` the walk runs in a hook with `entropy` and `now`
+(started as the runner starts such a hook: `PYTHONHASHSEED` in the
+environment): `x.now`/`x.utcnow`/`x.today` give what the clock guard gives,
+and it is also forbidden to reach the real clock or the OS's randomness
+(the `time` functions and `posix.urandom` as they were before the hook,
+`datetime`'s own clock methods, the C seeding of `_random.Random`) or the
+generator's secret state (its key schedule, buffers and counters).
 """
 
 import json
@@ -135,13 +143,54 @@ def harness_module(value):
     return isinstance(value, str) and value.startswith("hx_")
 
 
+def nondeterministic_objects():
+    """id -> description of the real clock and randomness, taken before the
+    hook's determinism is installed."""
+    import _random
+    import posix
+    import time
+
+    out = {}
+    for n in ("time", "time_ns", "localtime", "gmtime", "ctime", "asctime", "strftime"):
+        f = getattr(time, n)
+        out[id(f)] = (f, f"the real clock (time.{n})")
+    out[id(posix.urandom)] = (posix.urandom, "the OS's randomness (posix.urandom)")
+    for n in ("seed", "__init__"):
+        f = _random.Random.__dict__[n]
+        out[id(f)] = (f, f"the OS-seeded _random.Random.{n}")
+    return out
+
+
+def secret_state(fn):
+    """The closure contents of an installed function, transitively: the
+    generator's key schedule, buffers and counters."""
+    out = []
+    pending = [fn]
+    seen = set()
+    while pending:
+        f = pending.pop()
+        for cell in getattr(f, "__closure__", None) or ():
+            v = cell.cell_contents
+            if id(v) in seen or isinstance(v, (int, str, bytes, float, type(None))):
+                continue
+            seen.add(id(v))
+            if getattr(v, "__module__", None) == "hx_determinism" or not callable(v):
+                out.append((v, f"determinism state in {f.__name__}"))
+            if hasattr(v, "__closure__"):
+                pending.append(v)
+    return out
+
+
 class Walk:
-    def __init__(self, layer, state, canary):
+    def __init__(self, layer, state, canary, before=None):
         self.layer = layer
         self.bot_type = layer["builtins"]["type"]
         self.format_guard = layer["helpers"]["__mmh_format__"]
+        self.clock_guard = layer["helpers"]["__mmh_clock__"]
         self.state = {id(o): (o, what) for o, what in state}
+        self.deterministic = before is not None
         self.bad = forbidden_objects()
+        self.bad.update(before or {})
         self.module_dicts = {id(m.__dict__): name for name, m in list(sys.modules.items()) if m}
         import enum
 
@@ -183,6 +232,16 @@ class Walk:
             and isinstance(getattr(obj, "__self__", None), str)
         ):
             return f"the unguarded str.{obj.__name__}"
+        if self.deterministic and type(obj).__name__ == "builtin_function_or_method":
+            import datetime
+            import _random
+
+            owner = getattr(obj, "__self__", None)
+            name = getattr(obj, "__name__", None)
+            if name in P.CLOCK_ATTRS and isinstance(owner, type) and issubclass(owner, datetime.date):
+                return f"the real clock ({owner.__name__}.{name})"
+            if name == "seed" and isinstance(owner, _random.Random):
+                return "the OS-seeded _random.Random.seed"
         if isinstance(obj, type):
             if issubclass(obj, type):
                 return f"a metaclass ({obj.__name__})"
@@ -209,6 +268,8 @@ class Walk:
             try:
                 if n in P.GUARDED_ATTRS:
                     out.append((f"{path}.{n}", self.format_guard(obj, n)))
+                elif n in P.CLOCK_ATTRS:
+                    out.append((f"{path}.{n}", self.clock_guard(obj, n)))
                 else:
                     out.append((f"{path}.{n}", getattr(obj, n)))
             except Exception:
@@ -357,6 +418,23 @@ def instances(layer):
     return roots
 
 
+def deterministic_canaries(before):
+    """Roots that must produce findings in a deterministic walk."""
+    import datetime
+
+    real_time = next(f for f, what in before.values() if what == "the real clock (time.time)")
+
+    class Holder:
+        pass
+
+    Holder.clock = real_time
+    return [
+        ("canary.clock", Holder),
+        ("canary.now", [datetime.datetime.now]),  # read without the guard
+        ("canary.urandom", {"u": next(f for f, w in before.values() if "posix.urandom" in w)}),
+    ]
+
+
 def canaries(run):
     """Roots that must produce findings: proof that the walk can see."""
     import enum
@@ -386,7 +464,20 @@ def canaries(run):
 def main():
     depth = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     canary = "--canary" in sys.argv
-    layer = hx_runtime.make_layer(True, "", lambda message, line: None)
+    before = clock = None
+    determinism_state = []
+    if "--deterministic" in sys.argv:
+        import hx_determinism
+        import posix
+
+        before = nondeterministic_objects()
+        clock = hx_determinism.install({"entropy": sys.argv[sys.argv.index("--deterministic") + 1],
+                                        "now": "2026-11-21T11:31:29.123Z"})
+        determinism_state = secret_state(posix.urandom) + secret_state(clock["datetime_method"])
+        import _random
+
+        determinism_state += secret_state(_random.Random.seed)
+    layer = hx_runtime.make_layer(True, "", lambda message, line: None, clock)
     job = {
         "context": {"channel_id": "c", "bot_id": "bot:b", "players": [{"label": "alice"}]},
         "state": {"k": [1]},
@@ -397,6 +488,7 @@ def main():
     # The hook's state, wherever it lives: the Run's attributes and the
     # closure cells of the capture and the layer.
     state = [(v, f"run.{k}") for k, v in vars(run).items() if not isinstance(v, (str, int, bool, type(None)))]
+    state += determinism_state
     for what, fn in (("capture", stream.write), ("layer", layer["facade"])):
         for i, cell in enumerate(fn.__closure__ or ()):
             v = cell.cell_contents
@@ -415,8 +507,10 @@ def main():
         made = instances(layer)
         if canary:
             made += canaries(run)
+            if before is not None:
+                made += deterministic_canaries(before)
         roots += made
-        walk = Walk(layer, state, canary)
+        walk = Walk(layer, state, canary, before)
         live = [r for r in roots if r[1] is not None]
         visited, findings = walk.run(live, [r for r in made if r[1] is not None], depth)
         findings += [f"root {r[0]}" for r in roots if r[1] is None]
@@ -427,7 +521,7 @@ def main():
     finally:
         sys.stdout = sys.__stdout__
         sys.stderr = sys.__stderr__
-    print(json.dumps({"visited": visited, "findings": findings}))
+    print(json.dumps({"visited": visited, "findings": findings, "state": len(state)}))
 
 
 if __name__ == "__main__":

@@ -181,6 +181,8 @@ impl Bots {
                 sandbox_gid: self.cfg.sandbox_gid,
                 system_dirs: self.cfg.system_dirs.clone(),
             },
+            entropy: None,
+            now: None,
         }
     }
 }

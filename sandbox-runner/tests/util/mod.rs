@@ -90,6 +90,8 @@ pub fn job(source: &str) -> HookJob {
             sandbox_gid: 65534,
             system_dirs: Vec::new(),
         },
+        entropy: None,
+        now: None,
     }
 }
 
