@@ -496,10 +496,11 @@ impl ServerHandler for McpServer {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (_, cid) = self.resource_access(&request.uri, &ctx).await?;
+        let (who, cid) = self.resource_access(&request.uri, &ctx).await?;
         self.app.subscriptions.subscribe(
             &cid,
             self.session,
+            who,
             resources::Sink::Session(ctx.peer.clone()),
         );
         Ok(())
@@ -530,10 +531,11 @@ impl ServerHandler for McpServer {
             .unwrap_or_default();
         for uri in uris {
             // A channel the caller may not read is silently not watched.
-            if let Ok((_, cid)) = self.resource_access(&uri, context.request_context()).await {
+            if let Ok((who, cid)) = self.resource_access(&uri, context.request_context()).await {
                 self.app.subscriptions.subscribe(
                     &cid,
                     id,
+                    who,
                     resources::Sink::Listen(context.sink().clone()),
                 );
                 channels.push(cid);

@@ -53,12 +53,7 @@ fn text(s: &str) -> CanonicalJson {
 }
 
 fn say<'a>(sender: &'a str, body: &'a CanonicalJson) -> NewMessage<'a> {
-    NewMessage {
-        sender,
-        kind: MessageKind::User,
-        body,
-        to: None,
-    }
+    NewMessage::new(sender, MessageKind::User, body)
 }
 
 async fn setup() -> (TempStore, String) {
@@ -309,10 +304,8 @@ async fn the_transcript_reads_back_in_order_from_a_cursor_with_a_limit() {
             tx.append(
                 "ch1",
                 NewMessage {
-                    sender: "a",
-                    kind: MessageKind::User,
-                    body: &secret,
                     to: Some(&to),
+                    ..NewMessage::new("a", MessageKind::User, &secret)
                 },
             )?;
             Ok::<_, StoreError>(())
