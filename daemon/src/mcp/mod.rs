@@ -116,7 +116,7 @@ fn ok<T: Serialize>(value: &T, text: String) -> Result<CallToolResult, ErrorData
 
 fn fail(e: ToolError) -> Result<CallToolResult, ErrorData> {
     tracing::info!(code = e.code.as_str(), "tool refused");
-    let text = format!("Error {}: {}", e.code.as_str(), e.message);
+    let text = render::error(&e);
     let v = serde_json::to_value(ToolFailure { error: &e })
         .map_err(|e| ErrorData::internal_error(format!("cannot encode error: {e}"), None))?;
     let mut r = CallToolResult::structured_error(v);
@@ -483,7 +483,7 @@ impl ServerHandler for McpServer {
             ReadResourceResult::new(vec![ResourceContents::TextResourceContents {
                 uri: request.uri,
                 mime_type: Some("application/json".into()),
-                text: body.to_string(),
+                text: render::resource(&body),
                 meta: None,
             }])
             .into(),
