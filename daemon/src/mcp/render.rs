@@ -86,6 +86,20 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
+/// The daemon's own sentence, which may echo input: hazards as `\u{XXXX}`,
+/// nothing else touched (it is read, never decoded).
+fn defang(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if is_hazard(c) {
+            let _ = write!(out, "\\u{{{:X}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The characters after a backslash read `u{`.
 fn starts_escape(rest: &std::iter::Peekable<std::str::Chars<'_>>) -> bool {
     let mut it = rest.clone();
@@ -525,7 +539,7 @@ pub(super) fn attached(a: &Attached) -> String {
 /// carries (valid slots, your seats, bots) when the sentence does not
 /// already name them all.
 pub(super) fn error(e: &ToolError) -> String {
-    let mut t = format!("Error {}: {}", e.code.as_str(), escape(&e.message));
+    let mut t = format!("Error {}: {}", e.code.as_str(), defang(&e.message));
     if let Some(Value::Object(data)) = &e.data {
         for (key, v) in data {
             let Value::Array(items) = v else { continue };

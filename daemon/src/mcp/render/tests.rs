@@ -317,6 +317,12 @@ fn error_texts_say_what_their_data_lists_and_echo_input_on_one_line() {
     let t = error(&echoed);
     assert_eq!(lines_as_any_reader_sees_them(&t).len(), 1, "{t}");
     assert_no_raw_hazard(&t);
+    // Input the daemon already escaped (Rust's `{:?}`) is not escaped twice.
+    let debug = ToolError::bad(format!("unknown bot_preset {:?}", "x\u{2028}y"));
+    assert_eq!(
+        error(&debug),
+        "Error BAD_REQUEST: unknown bot_preset \"x\\u{2028}y\""
+    );
 }
 
 #[test]
