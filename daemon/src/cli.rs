@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `bot`.
+//! The command line: `serve`, `token`, `approve`, `bot`.
 
 use crate::bots::Bots;
 use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
@@ -51,6 +51,17 @@ enum Command {
     Token {
         #[command(subcommand)]
         op: TokenOp,
+    },
+    /// List sign-ins waiting on the approval page, or approve one by its code
+    /// (no passphrase needed; run where the database is, as the service user).
+    Approve {
+        /// The code the approval page shows, like K7QF-2M9X. Without it: list.
+        code: Option<String>,
+        /// Deny the sign-in instead.
+        #[arg(long, requires = "code")]
+        deny: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Tools for bot authors.
     Bot {
@@ -196,6 +207,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let n = crate::store::principals::revoke_cli_tokens(&store, &name).await?;
             store.close();
             eprintln!("Revoked {n} token(s) of {name:?}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Approve { code, deny, common } => {
+            let cfg = load(&common, Overrides::default())?;
+            let store = Store::open(&cfg.db_path())?;
+            let out = match code {
+                None => crate::oauth::admin::list(&store).await,
+                Some(code) => crate::oauth::admin::decide(&store, &code, deny).await,
+            };
+            store.close();
+            print!("{}", out?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bot {

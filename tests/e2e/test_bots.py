@@ -338,7 +338,7 @@ async def test_refused_bot_is_not_attached_and_creator_gets_the_line(daemon):
         assert e.code == "BAD_REQUEST" and "line 3" in e.message and "'os'" in e.message, e
         assert (await call(me, "list_channels"))["channels"] == []
         e = await fails(me, "create_channel", {"name": "x", "slots": ["me"], "bot_preset": "nope"})
-        assert "guess" in e.message
+        assert "GuessBot" in e.message, e.message
 
 
 def test_every_preset_is_a_file(daemon):

@@ -47,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(mcp_routes)
+        .merge(crate::mcp::icon::router())
         .merge(crate::oauth::router(state.clone()))
         .with_state(state)
         .layer(

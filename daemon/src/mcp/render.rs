@@ -74,6 +74,12 @@ pub(crate) fn is_hazard(c: char) -> bool {
 /// for text that is not split first) as `\u{XXXX}`; a backslash that starts
 /// `u{` as `\u{5C}`, so that [`unescape`] gives back the exact text.
 pub(crate) fn escape(s: &str) -> String {
+    if !may_need_escaping(s) {
+        return s.to_string();
+    }
+    if !has_hazard(s) {
+        return escape_backslashes(s);
+    }
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -84,6 +90,30 @@ pub(crate) fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// [`escape`] of text with no hazard in it: only a backslash that starts
+/// `u{` changes, to `\u{5C}` (`\u{` cannot overlap itself, so replacing
+/// every occurrence is the same as looking at every backslash).
+fn escape_backslashes(s: &str) -> String {
+    if s.contains("\\u{") {
+        s.replace("\\u{", "\\u{5C}u{")
+    } else {
+        s.to_string()
+    }
+}
+
+fn has_hazard(s: &str) -> bool {
+    s.chars().any(is_hazard)
+}
+
+/// Whether `s` has a byte that could start something [`escape`] changes
+/// (an ASCII control, DEL, a backslash, any non-ASCII character): the
+/// common all-ASCII text is copied without looking at its characters.
+fn may_need_escaping(s: &str) -> bool {
+    // `is_ascii` and `contains(char)` run word- and memchr-fast; the control
+    // scan is the one pass over every byte.
+    !s.is_ascii() || s.contains('\\') || s.bytes().any(|b| b < 0x20 || b == 0x7F)
 }
 
 /// The daemon's own sentence, which may echo input: hazards as `\u{XXXX}`,
@@ -153,6 +183,10 @@ fn quote_block(text: &str) -> (String, usize) {
 /// same character).
 pub(crate) fn json_text(v: &Value) -> String {
     let raw = v.to_string();
+    // serde_json escapes the C0 controls; what is left is DEL and non-ASCII.
+    if raw.is_ascii() && !raw.contains('\u{7F}') {
+        return raw;
+    }
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         if is_hazard(c) {
@@ -290,7 +324,10 @@ pub(crate) fn message(m: &MessageView) -> String {
             Value::String(s) => (Some(s.clone()), None),
             other => {
                 tags.push("JSON".into());
-                (Some(json_text(other)), None)
+                // One line, and `json_text` left no hazard in it: only its
+                // backslashes need a look (this keeps a 1 MiB page cheap).
+                let line = format!("{QUOTE}{}\n", escape_backslashes(&json_text(other)));
+                return format!("{head} ({}):\n{line}", tags_with(tags, m.to.is_some()));
             }
         },
         MessageKind::Bot => match serde_json::from_value::<BotPostBody>(body.clone()) {
@@ -330,6 +367,14 @@ pub(crate) fn message(m: &MessageView) -> String {
         t += &format!("{DATA}{}\n", json_text(&d));
     }
     t
+}
+
+/// The header's tags, with `private` last when the message is private.
+fn tags_with(mut tags: Vec<String>, private: bool) -> String {
+    if private {
+        tags.push("private".into());
+    }
+    tags.join(", ")
 }
 
 /// A bot post's readable text and the rest of its data: a string is all

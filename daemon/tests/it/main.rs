@@ -10,4 +10,5 @@ mod cli;
 mod crash;
 mod http;
 mod oauth;
+mod surface;
 mod tools;

@@ -51,6 +51,8 @@ fn synced(messages: Vec<MessageView>) -> Synced {
     Synced {
         cursor: messages.last().map_or(0, |m| m.seq),
         messages,
+        more: false,
+        clamped: vec![],
         as_seat: "alice".into(),
         view: ChannelView {
             channel_id: "ch_1".into(),
