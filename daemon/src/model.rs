@@ -18,6 +18,29 @@ use serde_json::{Map, Value};
 pub struct Principal {
     pub id: String,
     pub name: String,
+    /// What the request was authenticated with. A call that waits (a
+    /// long-poll, a subscription) checks it again before it delivers
+    /// anything, since the token may be revoked or expire meanwhile.
+    pub credential: Credential,
+}
+
+/// The credential a principal presented on this request.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A bearer token, by the SHA-256 hash the store keeps (never the token).
+    Token(Vec<u8>),
+    /// No credential: the daemon runs with authentication switched off.
+    Unauthenticated,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not even the hash goes into logs: it names the token's row.
+        match self {
+            Credential::Token(_) => f.write_str("Token(…)"),
+            Credential::Unauthenticated => f.write_str("Unauthenticated"),
+        }
+    }
 }
 
 /// Sequence number of a message within its channel (from 1); a cursor is the
@@ -35,7 +58,7 @@ pub enum MessageKind {
     Bot,
     /// The daemon's announcement of a change: an [`Event`].
     System,
-    /// The daemon's report about a bot (`bot:error`).
+    /// The daemon's report about a bot (`bot:error`, `bot:state`).
     Control,
 }
 
@@ -131,6 +154,12 @@ pub enum Event {
         name: String,
         slots: Vec<SlotDecl>,
         allow_network: bool,
+        /// The transcript format the channel was created with:
+        /// [`TRANSCRIPT_FORMAT`] now; absent in channels created before
+        /// bot entries recorded their `cause` (format 1). From format 2 on,
+        /// a verifier requires a `cause` on every bot entry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transcript_format: Option<u32>,
     },
     #[serde(rename = "channel:renamed")]
     ChannelRenamed { name: String },
@@ -163,20 +192,31 @@ pub enum Event {
         manifest: Manifest,
     },
     /// A bot hook failed (a `control` message); nothing the hook did took
-    /// effect. `seq` is the message that triggered it.
+    /// effect. `seq` is the message that triggered it (also the entry's
+    /// `cause`).
     #[serde(rename = "bot:error")]
     BotError {
         bot_id: String,
         seq: Seq,
         reason: String,
     },
+    /// A hook changed its bot's state without posting anything (a `control`
+    /// message): the entry's `cause` and `state_hash` record it, so that
+    /// every state a hook leaves is committed in the chain.
+    #[serde(rename = "bot:state")]
+    BotState { bot_id: String },
 }
+
+/// The transcript format new channels are written in (see
+/// [`Event::ChannelCreated`] and `docs/bots.md`): 2 adds `cause` and
+/// `state_hash` to bot entries.
+pub const TRANSCRIPT_FORMAT: u32 = 2;
 
 impl Event {
     /// The message kind this event is written as.
     pub fn kind(&self) -> MessageKind {
         match self {
-            Event::BotError { .. } => MessageKind::Control,
+            Event::BotError { .. } | Event::BotState { .. } => MessageKind::Control,
             _ => MessageKind::System,
         }
     }
@@ -204,6 +244,16 @@ pub struct MessageView {
     pub ts: String,
     /// `hash_n` of the transcript chain after this message.
     pub hash: String,
+    /// On a bot's entry (`bot` post, `bot:error`, `bot:state`): the `seq` of
+    /// the message whose hook produced it. The bot had seen that message and
+    /// those before it, nothing later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Seq>,
+    /// On the last entry a hook wrote: `sha256:` of the bot's state after
+    /// the hook, salted with a secret of the bot's (so a small state cannot
+    /// be guessed from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_hash: Option<String>,
     /// A string or a JSON object (absent when redacted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
@@ -431,9 +481,26 @@ mod tests {
                         kind: SlotKind::Bot,
                     }],
                     allow_network: false,
+                    transcript_format: None,
                 },
                 json!({"type": "channel:created", "name": "n",
                        "slots": [{"label": "bot:r", "kind": "bot"}], "allow_network": false}),
+            ),
+            (
+                Event::ChannelCreated {
+                    name: "n".into(),
+                    slots: vec![],
+                    allow_network: true,
+                    transcript_format: Some(TRANSCRIPT_FORMAT),
+                },
+                json!({"type": "channel:created", "name": "n", "slots": [],
+                       "allow_network": true, "transcript_format": 2}),
+            ),
+            (
+                Event::BotState {
+                    bot_id: "bot:r".into(),
+                },
+                json!({"type": "bot:state", "bot_id": "bot:r"}),
             ),
             (Event::ChannelClosed, json!({"type": "channel:closed"})),
             (
@@ -472,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn only_bot_error_is_a_control_message() {
+    fn only_bot_error_and_bot_state_are_control_messages() {
         assert_eq!(Event::ChannelClosed.kind(), MessageKind::System);
         let e = Event::BotError {
             bot_id: "b".into(),
@@ -480,6 +547,8 @@ mod tests {
             reason: "r".into(),
         };
         assert_eq!(e.kind(), MessageKind::Control);
+        let s = Event::BotState { bot_id: "b".into() };
+        assert_eq!(s.kind(), MessageKind::Control);
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random_bytes::<12>()))
 }
 
-/// 128 random bits in hex: the salt of a private message's body hash.
+/// 128 random bits in hex: the salt of a private message's body hash, or of
+/// a bot's state hashes.
 pub fn new_salt() -> String {
     hex::encode(random_bytes::<16>())
 }

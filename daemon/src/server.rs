@@ -24,7 +24,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let channels = Channels::new(store.clone(), config.max_body_bytes, shutdown.clone())
         .with_max_sync_bytes(config.max_sync_bytes);
     let subscriptions = Arc::new(crate::mcp::resources::Subscriptions::default());
-    subscriptions.follow(store.bus(), tokio::runtime::Handle::current());
+    subscriptions.follow(&channels, tokio::runtime::Handle::current());
     let bots = Bots::new(config.bots.clone());
     let dispatcher = Dispatcher::start(store.clone(), bots.clone())
         .await

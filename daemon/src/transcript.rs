@@ -1,4 +1,5 @@
-//! The channel transcript as a hash chain.
+//! The channel transcript as a hash chain, and the checker every member can
+//! run over what `sync_messages` returned.
 //!
 //! `hash_n = sha256(hash_{n-1} || canonical_json(entry_n))`, with `hash_0` the
 //! 32 zero bytes, hashes written as lowercase hex, and `||` concatenating the
@@ -13,12 +14,29 @@
 //! entry, so anyone can check the whole chain offline and see that a private
 //! message was sent, to whom and when, without learning what it said; the
 //! salt stops them from finding a short body ("bid 450") by hashing guesses.
-//! [`verify_chain`] is the checker; `docs/architecture.md` says who may
-//! rely on what.
+//!
+//! A bot's entries (its `bot` posts, and the `control` messages `bot:error`
+//! and `bot:state`) also carry `cause`: the `seq` of the message whose hook
+//! wrote them. Hooks run in transcript order and a hook sees its trigger and
+//! what came before it, never later messages, so `cause` is what the bot had
+//! seen when it wrote the entry: a commitment at seq 10 with cause 7 was made
+//! before the bot saw the guesses at 8 and 9, wherever it landed in the chain.
+//! The last entry a hook wrote carries `state_hash`, the salted hash of the
+//! bot's state after that hook (`sha256(state_salt + ":" + canonical_json(state))`,
+//! the salt a secret of the bot's), so every state a hook leaves is
+//! committed; a hook that changes its state without posting writes a
+//! `bot:state` entry for it. Both fields are in the hashed entry; entries
+//! without them hash exactly as before, so transcripts written before they
+//! existed still verify. Channels created with `transcript_format` 2 (in
+//! their `channel:created` body) have a `cause` on every bot entry.
+//!
+//! [`verify_chain`] checks the links and the causal order;
+//! `docs/bots.md` says what each check proves.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// `hash_0`: 64 hex zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -76,28 +94,10 @@ pub fn private_body_hash(salt: &str, body: &str) -> String {
     sha256_tagged(format!("{salt}:{body}").as_bytes())
 }
 
-/// The entry the chain covers for one message, as a value (for checkers).
-#[allow(clippy::too_many_arguments)]
-pub fn entry(
-    seq: i64,
-    channel_id: &str,
-    sender: &str,
-    kind: &str,
-    ts: &str,
-    body: &Value,
-    body_hash: &str,
-    to: Option<&[String]>,
-) -> Value {
-    match to {
-        None => json!({
-            "seq": seq, "channel_id": channel_id, "sender": sender,
-            "kind": kind, "ts": ts, "body": body,
-        }),
-        Some(to) => json!({
-            "seq": seq, "channel_id": channel_id, "sender": sender,
-            "kind": kind, "ts": ts, "to": to, "body_hash": body_hash,
-        }),
-    }
+/// `state_hash` of a bot's state, from the bot's state salt and the state's
+/// canonical JSON.
+pub fn state_hash(salt: &str, state: &CanonicalJson) -> String {
+    sha256_tagged(format!("{salt}:{}", state.as_str()).as_bytes())
 }
 
 /// What the chain records of one message, before it is linked.
@@ -110,6 +110,10 @@ pub struct Entry<'a> {
     pub body: &'a CanonicalJson,
     /// Recipients of a private message, with the salt of its body hash.
     pub private: Option<(&'a [String], &'a str)>,
+    /// A bot's entry: the message whose hook wrote it.
+    pub cause: Option<i64>,
+    /// The last entry of a hook: the bot's state hash after it.
+    pub state_hash: Option<&'a str>,
 }
 
 /// A message's place in the chain: its body hash and its link.
@@ -122,31 +126,67 @@ pub struct Sealed {
 impl Entry<'_> {
     /// The entry's canonical JSON, built around the body's canonical text
     /// instead of serialising the body again. Keys in RFC 8785 order (all
-    /// ASCII, so byte order): body, body_hash, channel_id, kind, sender, seq,
-    /// to, ts. Equal to `canonical(&entry(..))` (tested below).
+    /// ASCII, so byte order): body, body_hash, cause, channel_id, kind,
+    /// sender, seq, state_hash, to, ts. Equal to `canonical(&self.value(..))`
+    /// (tested below).
     fn canonical(&self, body_hash: &str) -> String {
         let s = |v: &str| canonical(v);
+        let mut out = String::with_capacity(self.body.len() + 256);
+        out.push('{');
         match self.private {
-            None => format!(
-                "{{\"body\":{},\"channel_id\":{},\"kind\":{},\"sender\":{},\"seq\":{},\"ts\":{}}}",
-                self.body.as_str(),
-                s(self.channel_id),
-                s(self.kind),
-                s(self.sender),
-                self.seq,
-                s(self.ts)
-            ),
-            Some((to, _)) => format!(
-                "{{\"body_hash\":{},\"channel_id\":{},\"kind\":{},\"sender\":{},\"seq\":{},\"to\":{},\"ts\":{}}}",
-                s(body_hash),
-                s(self.channel_id),
-                s(self.kind),
-                s(self.sender),
-                self.seq,
-                canonical(to),
-                s(self.ts)
-            ),
+            None => {
+                out.push_str("\"body\":");
+                out.push_str(self.body.as_str());
+            }
+            Some(_) => {
+                out.push_str("\"body_hash\":");
+                out.push_str(&s(body_hash));
+            }
         }
+        if let Some(c) = self.cause {
+            out.push_str(&format!(",\"cause\":{c}"));
+        }
+        out.push_str(&format!(
+            ",\"channel_id\":{},\"kind\":{},\"sender\":{},\"seq\":{}",
+            s(self.channel_id),
+            s(self.kind),
+            s(self.sender),
+            self.seq
+        ));
+        if let Some(h) = self.state_hash {
+            out.push_str(&format!(",\"state_hash\":{}", s(h)));
+        }
+        if let Some((to, _)) = self.private {
+            out.push_str(&format!(",\"to\":{}", canonical(to)));
+        }
+        out.push_str(&format!(",\"ts\":{}}}", s(self.ts)));
+        out
+    }
+
+    /// The entry as a JSON value (what checkers rebuild from a message).
+    pub fn value(&self, body_hash: &str) -> Value {
+        let mut e = Map::new();
+        e.insert("seq".into(), json!(self.seq));
+        e.insert("channel_id".into(), json!(self.channel_id));
+        e.insert("sender".into(), json!(self.sender));
+        e.insert("kind".into(), json!(self.kind));
+        e.insert("ts".into(), json!(self.ts));
+        match self.private {
+            None => {
+                e.insert("body".into(), self.body.to_value());
+            }
+            Some((to, _)) => {
+                e.insert("to".into(), json!(to));
+                e.insert("body_hash".into(), json!(body_hash));
+            }
+        }
+        if let Some(c) = self.cause {
+            e.insert("cause".into(), json!(c));
+        }
+        if let Some(h) = self.state_hash {
+            e.insert("state_hash".into(), json!(h));
+        }
+        Value::Object(e)
     }
 
     /// Computes the body hash and `hash_n` from `hash_{n-1}`.
@@ -183,53 +223,238 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
+fn broken(seq: i64, reason: impl Into<String>) -> ChainBreak {
+    ChainBreak {
+        seq,
+        reason: reason.into(),
+    }
+}
+
 /// Checks a transcript as clients see it (messages with `seq`, `hash`, and
-/// either `body` or `body_hash`), from `seq` 1.
+/// either `body` or `body_hash`), from `seq` 1: every link, then the causal
+/// order of every bot entry (see [`Causes::check`]). Returns the head hash.
+///
+/// # Errors
+/// The first entry that breaks the chain or the causal order, with why.
 pub fn verify_chain(channel_id: &str, messages: &[Value]) -> Result<String, ChainBreak> {
     let mut prev = GENESIS.to_string();
+    let mut causes = Causes::default();
     for (i, m) in messages.iter().enumerate() {
         let seq = m["seq"].as_i64().unwrap_or(-1);
         if seq != i as i64 + 1 {
-            return Err(ChainBreak {
-                seq,
-                reason: format!("expected seq {}", i + 1),
-            });
+            return Err(broken(seq, format!("expected seq {}", i + 1)));
         }
-        let to: Option<Vec<String>> = m
-            .get("to")
-            .and_then(|t| serde_json::from_value(t.clone()).ok());
-        let body_hash = match (m.get("body_hash"), m.get("body"), m.get("body_salt")) {
-            (Some(Value::String(h)), _, _) => h.clone(),
-            (_, Some(b), Some(Value::String(salt))) => private_body_hash(salt, &canonical(b)),
-            (_, Some(b), _) => sha256_tagged(canonical(b).as_bytes()),
-            _ => {
-                return Err(ChainBreak {
-                    seq,
-                    reason: "no body or body_hash".into(),
-                });
-            }
-        };
-        let body = m.get("body").cloned().unwrap_or(Value::Null);
-        let e = entry(
-            seq,
-            channel_id,
-            m["sender"].as_str().unwrap_or(""),
-            m["kind"].as_str().unwrap_or(""),
-            m["ts"].as_str().unwrap_or(""),
-            &body,
-            &body_hash,
-            to.as_deref(),
-        );
-        let h = link(&prev, &e);
+        let h = link(&prev, &entry_of(channel_id, m)?);
         if m["hash"].as_str() != Some(h.as_str()) {
-            return Err(ChainBreak {
-                seq,
-                reason: "hash does not match".into(),
-            });
+            return Err(broken(seq, "hash does not match"));
         }
+        causes.check(m)?;
         prev = h;
     }
     Ok(prev)
+}
+
+/// The hashed entry of a message as a member received it.
+fn entry_of(channel_id: &str, m: &Value) -> Result<Value, ChainBreak> {
+    let seq = m["seq"].as_i64().unwrap_or(-1);
+    let mut e = Map::new();
+    e.insert("seq".into(), json!(seq));
+    e.insert("channel_id".into(), json!(channel_id));
+    for k in ["sender", "kind", "ts"] {
+        e.insert(k.into(), json!(m[k].as_str().unwrap_or("")));
+    }
+    match (
+        m.get("to"),
+        m.get("body_hash"),
+        m.get("body"),
+        m.get("body_salt"),
+    ) {
+        (None, _, Some(b), _) => {
+            e.insert("body".into(), b.clone());
+        }
+        (Some(to), Some(Value::String(h)), _, _) => {
+            e.insert("to".into(), to.clone());
+            e.insert("body_hash".into(), json!(h));
+        }
+        (Some(to), _, Some(b), Some(Value::String(salt))) => {
+            e.insert("to".into(), to.clone());
+            e.insert(
+                "body_hash".into(),
+                json!(private_body_hash(salt, &canonical(b))),
+            );
+        }
+        (Some(_), _, Some(_), _) => {
+            return Err(broken(
+                seq,
+                "a private message with a body but no body_salt",
+            ));
+        }
+        _ => return Err(broken(seq, "no body or body_hash")),
+    }
+    match m.get("cause") {
+        None => {}
+        Some(c) if c.is_i64() => {
+            e.insert("cause".into(), c.clone());
+        }
+        Some(_) => return Err(broken(seq, "cause is not an integer")),
+    }
+    match m.get("state_hash") {
+        None => {}
+        Some(h) if h.is_string() => {
+            e.insert("state_hash".into(), h.clone());
+        }
+        Some(_) => return Err(broken(seq, "state_hash is not a string")),
+    }
+    Ok(Value::Object(e))
+}
+
+/// What a message can trigger, for the causal check of later bot entries.
+#[derive(Debug, Clone)]
+enum Trigger {
+    /// `bot:attach` of this bot: its `on_init`.
+    Attach(String),
+    /// `seat:filled` / `seat:moved`: every bot's `on_join`.
+    Seat,
+    /// A user message, with its recipients when private: `on_message` of
+    /// every bot that may read it.
+    User(Option<Vec<String>>),
+    /// Anything else triggers no hook.
+    Nothing,
+}
+
+/// The causal order of bot entries, checked entry by entry in seq order.
+#[derive(Default)]
+struct Causes {
+    /// The channel's format requires a cause on every bot entry (format 2
+    /// from its first message on, or once any bot entry had one).
+    required: bool,
+    /// What each earlier message could trigger (index `seq - 1`).
+    triggers: Vec<Trigger>,
+    /// Each bot's `bot:attach` seq.
+    attached: HashMap<String, i64>,
+    /// Each bot's latest cause.
+    latest: HashMap<String, i64>,
+}
+
+impl Causes {
+    /// Checks one message (the messages before it were checked already):
+    ///
+    /// - only a bot's entries (kind `bot`, or `control` from a bot) carry a
+    ///   `cause`, and in a format-2 channel every one does;
+    /// - the cause is earlier than the entry, and not before the bot's own
+    ///   `bot:attach`;
+    /// - the cause is a message that runs one of this bot's hooks: its own
+    ///   `bot:attach` (`on_init`), a seat filled or moved (`on_join`), or a
+    ///   user message the bot may read, public or private to it
+    ///   (`on_message`);
+    /// - one bot's causes never go backwards (hooks run in transcript
+    ///   order);
+    /// - `state_hash` only on an entry with a cause; `bot:state` has both;
+    ///   `bot:error` names its cause as its `seq`.
+    fn check(&mut self, m: &Value) -> Result<(), ChainBreak> {
+        let seq = m["seq"].as_i64().unwrap_or(-1);
+        let kind = m["kind"].as_str().unwrap_or("");
+        let sender = m["sender"].as_str().unwrap_or("");
+        let body = m.get("body");
+        let event = body.and_then(|b| b["type"].as_str()).unwrap_or("");
+        let cause = m.get("cause").and_then(Value::as_i64);
+        let bots_entry = kind == "bot" || (kind == "control" && sender != "system");
+        if m.get("state_hash").is_some() && cause.is_none() {
+            return Err(broken(seq, "a state_hash without a cause"));
+        }
+        match cause {
+            None if bots_entry && self.required => {
+                return Err(broken(
+                    seq,
+                    format!(
+                        "{sender}'s entry has no cause (every bot entry of this channel needs one)"
+                    ),
+                ));
+            }
+            None => {}
+            Some(_) if !bots_entry => {
+                return Err(broken(seq, "only a bot's entries have a cause"));
+            }
+            Some(c) => self.check_cause(seq, sender, c)?,
+        }
+        if kind == "control" && event == "bot:state" && m.get("state_hash").is_none() {
+            return Err(broken(seq, "a bot:state entry without a state_hash"));
+        }
+        if let (Some(c), "bot:error") = (cause, event)
+            && body.and_then(|b| b["seq"].as_i64()) != Some(c)
+        {
+            return Err(broken(seq, "a bot:error whose seq is not its cause"));
+        }
+        if cause.is_some() {
+            // From the first entry with a cause on, the daemon that wrote
+            // this chain records them: none may be missing later.
+            self.required = true;
+        }
+        let trigger = match (kind, event) {
+            ("user", _) => Trigger::User(
+                m.get("to")
+                    .and_then(|t| serde_json::from_value::<Vec<String>>(t.clone()).ok()),
+            ),
+            ("system", "channel:created") => {
+                if body.and_then(|b| b["transcript_format"].as_u64()) >= Some(2) {
+                    self.required = true;
+                }
+                Trigger::Nothing
+            }
+            ("system", "bot:attach") => {
+                let bot = body.and_then(|b| b["bot_id"].as_str()).unwrap_or("");
+                self.attached.entry(bot.to_string()).or_insert(seq);
+                Trigger::Attach(bot.to_string())
+            }
+            ("system", "seat:filled" | "seat:moved") => Trigger::Seat,
+            _ => Trigger::Nothing,
+        };
+        self.triggers.push(trigger);
+        Ok(())
+    }
+
+    fn check_cause(&mut self, seq: i64, bot: &str, cause: i64) -> Result<(), ChainBreak> {
+        if cause < 1 || cause >= seq {
+            return Err(broken(
+                seq,
+                format!("cause {cause} is not an earlier message"),
+            ));
+        }
+        let Some(&attached) = self.attached.get(bot) else {
+            return Err(broken(
+                seq,
+                format!("{bot} writes with cause {cause} but was never attached before it"),
+            ));
+        };
+        if cause < attached {
+            return Err(broken(
+                seq,
+                format!("cause {cause} precedes {bot}'s attachment at seq {attached}"),
+            ));
+        }
+        let runs_a_hook = match &self.triggers[(cause - 1) as usize] {
+            Trigger::Attach(b) => b == bot,
+            Trigger::Seat | Trigger::User(None) => true,
+            Trigger::User(Some(to)) => to.iter().any(|t| t == bot),
+            Trigger::Nothing => false,
+        };
+        if !runs_a_hook {
+            return Err(broken(
+                seq,
+                format!("cause {cause} is not a message that runs a hook of {bot}"),
+            ));
+        }
+        if let Some(&latest) = self.latest.get(bot)
+            && cause < latest
+        {
+            return Err(broken(
+                seq,
+                format!("{bot}'s cause goes back from {latest} to {cause}"),
+            ));
+        }
+        self.latest.insert(bot.to_string(), cause);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -237,33 +462,102 @@ mod tests {
     use super::*;
 
     const SALT: &str = "00112233445566778899aabbccddeeff";
+    const TS: &str = "2026-01-01T00:00:00.000Z";
+
+    /// Builds chains the way the store seals them.
+    struct Chain {
+        head: String,
+        messages: Vec<Value>,
+    }
+
+    /// One message to append: sender, kind, body, recipients, cause, state hash.
+    struct M<'a> {
+        sender: &'a str,
+        kind: &'a str,
+        body: Value,
+        to: Option<Vec<String>>,
+        cause: Option<i64>,
+        state_hash: Option<&'a str>,
+    }
+
+    fn m<'a>(sender: &'a str, kind: &'a str, body: Value) -> M<'a> {
+        M {
+            sender,
+            kind,
+            body,
+            to: None,
+            cause: None,
+            state_hash: None,
+        }
+    }
+
+    impl Chain {
+        fn new() -> Chain {
+            Chain {
+                head: GENESIS.into(),
+                messages: Vec::new(),
+            }
+        }
+
+        /// Appends (sealed as the store does) and returns the message as a
+        /// reader of its body sees it.
+        fn push(&mut self, msg: M<'_>) -> &mut Chain {
+            let seq = self.messages.len() as i64 + 1;
+            let canon = CanonicalJson::of(&msg.body);
+            let e = Entry {
+                seq,
+                channel_id: "c1",
+                sender: msg.sender,
+                kind: msg.kind,
+                ts: TS,
+                body: &canon,
+                private: msg.to.as_deref().map(|t| (t, SALT)),
+                cause: msg.cause,
+                state_hash: msg.state_hash,
+            };
+            let sealed = e.seal(&self.head);
+            let mut v = json!({"seq": seq, "sender": msg.sender, "kind": msg.kind,
+                               "ts": TS, "hash": sealed.hash, "body": msg.body});
+            if let Some(to) = &msg.to {
+                v["to"] = json!(to);
+                v["body_salt"] = json!(SALT);
+            }
+            if let Some(c) = msg.cause {
+                v["cause"] = json!(c);
+            }
+            if let Some(h) = msg.state_hash {
+                v["state_hash"] = json!(h);
+            }
+            self.head = sealed.hash;
+            self.messages.push(v);
+            self
+        }
+    }
 
     fn msg(seq: i64, prev: &str, body: Value, to: Option<Vec<String>>) -> (Value, String) {
-        let bh = match to {
-            Some(_) => private_body_hash(SALT, &canonical(&body)),
-            None => sha256_tagged(canonical(&body).as_bytes()),
-        };
-        let e = entry(
+        let canon = CanonicalJson::of(&body);
+        let e = Entry {
             seq,
-            "c1",
-            "alice",
-            "user",
-            "2026-01-01T00:00:00.000Z",
-            &body,
-            &bh,
-            to.as_deref(),
-        );
-        let h = link(prev, &e);
+            channel_id: "c1",
+            sender: "alice",
+            kind: "user",
+            ts: TS,
+            body: &canon,
+            private: to.as_deref().map(|t| (t, SALT)),
+            cause: None,
+            state_hash: None,
+        };
+        let sealed = e.seal(prev);
         let mut m = json!({"seq": seq, "sender": "alice", "kind": "user",
-                           "ts": "2026-01-01T00:00:00.000Z", "hash": h});
+                           "ts": TS, "hash": sealed.hash});
         match to {
             Some(to) => {
                 m["to"] = json!(to);
-                m["body_hash"] = json!(bh);
+                m["body_hash"] = json!(sealed.body_hash);
             }
             None => m["body"] = body,
         }
-        (m, h)
+        (m, sealed.hash)
     }
 
     #[test]
@@ -316,29 +610,264 @@ mod tests {
         for (i, body) in bodies.iter().enumerate() {
             let canon = CanonicalJson::of(body);
             for private in [None, Some((to.as_slice(), SALT))] {
-                let e = Entry {
-                    seq: i as i64 + 1,
-                    channel_id: "ch_\"x",
-                    sender: "bot:referee",
-                    kind: "bot",
-                    ts: "2026-01-01T00:00:00.000Z",
-                    body: &canon,
-                    private,
-                };
-                let sealed = e.seal(GENESIS);
-                let value = entry(
-                    e.seq,
-                    e.channel_id,
-                    e.sender,
-                    e.kind,
-                    e.ts,
-                    body,
-                    &sealed.body_hash,
-                    private.map(|(t, _)| t),
-                );
-                assert_eq!(e.canonical(&sealed.body_hash), canonical(&value));
-                assert_eq!(sealed.hash, link(GENESIS, &value));
+                for (cause, state_hash) in [
+                    (None, None),
+                    (Some(3), None),
+                    (Some(4), Some("sha256:ab\"c")),
+                ] {
+                    let e = Entry {
+                        seq: i as i64 + 1,
+                        channel_id: "ch_\"x",
+                        sender: "bot:referee",
+                        kind: "bot",
+                        ts: TS,
+                        body: &canon,
+                        private,
+                        cause,
+                        state_hash,
+                    };
+                    let sealed = e.seal(GENESIS);
+                    let value = e.value(&sealed.body_hash);
+                    assert_eq!(e.canonical(&sealed.body_hash), canonical(&value));
+                    assert_eq!(sealed.hash, link(GENESIS, &value));
+                }
             }
         }
+    }
+
+    /// A format-2 channel: alice and bob seated, bot:referee attached.
+    fn game() -> Chain {
+        let mut c = Chain::new();
+        c.push(m(
+            "system",
+            "system",
+            json!({"type": "channel:created", "name": "n", "slots": [], "allow_network": false,
+                   "transcript_format": 2}),
+        ))
+        .push(m(
+            "system",
+            "system",
+            json!({"type": "bot:attach", "bot_id": "bot:referee", "name": "G",
+                   "code_hash": "sha256:c", "manifest_hash": "sha256:m", "network": false}),
+        ))
+        .push(m(
+            "system",
+            "system",
+            json!({"type": "seat:filled", "slot": "alice"}),
+        ));
+        c
+    }
+
+    fn bot_post<'a>(kind: &str, cause: i64, state_hash: Option<&'a str>) -> M<'a> {
+        M {
+            cause: Some(cause),
+            state_hash,
+            ..m("bot:referee", "bot", json!({"type": kind, "data": {}}))
+        }
+    }
+
+    #[test]
+    fn the_guess_race_verifies_with_the_commitment_caused_before_the_guesses() {
+        // The race: both guesses land (5, 6) before the commitment its
+        // on_join hook of seq 4 wrote (7); the hints come after, caused by 5
+        // and 6; the last hook posts twice, its state hash on the last post.
+        let mut c = game();
+        c.push(m(
+            "system",
+            "system",
+            json!({"type": "seat:filled", "slot": "bob"}),
+        ))
+        .push(m("alice", "user", json!("guess 50")))
+        .push(m("bob", "user", json!("guess 20")))
+        .push(bot_post("commit", 4, Some("sha256:s1")))
+        .push(bot_post("hint", 5, Some("sha256:s2")))
+        .push(bot_post("hint", 6, None))
+        .push(bot_post("reveal", 6, Some("sha256:s3")));
+        assert_eq!(verify_chain("c1", &c.messages), Ok(c.head.clone()));
+        let commit = &c.messages[6];
+        assert!(commit["cause"].as_i64() < c.messages[4]["seq"].as_i64());
+    }
+
+    #[test]
+    fn a_tampered_cause_breaks_the_link() {
+        let mut c = game();
+        c.push(m("alice", "user", json!("guess 50")))
+            .push(bot_post("commit", 3, Some("sha256:s")));
+        assert!(verify_chain("c1", &c.messages).is_ok());
+        // A server (or anyone) claiming the commitment came after the guess.
+        let mut late = c.messages.clone();
+        late[4]["cause"] = json!(4);
+        assert_eq!(
+            verify_chain("c1", &late),
+            Err(broken(5, "hash does not match"))
+        );
+        // Or that it had none.
+        let mut none = c.messages.clone();
+        none[4].as_object_mut().unwrap().remove("cause");
+        assert_eq!(verify_chain("c1", &none).unwrap_err().seq, 5);
+    }
+
+    /// Resealed chains (a forger who recomputes every hash) whose causes
+    /// break the causal rules, each caught at the entry, with its reason.
+    #[test]
+    fn a_resealed_chain_with_impossible_causes_fails_the_causal_check() {
+        let cases: Vec<(&str, Vec<M<'static>>, &str)> = vec![
+            (
+                "cause not earlier",
+                vec![bot_post("x", 4, None)],
+                "not an earlier message",
+            ),
+            (
+                "cause in the future",
+                vec![bot_post("x", 9, None)],
+                "not an earlier message",
+            ),
+            (
+                "cause zero",
+                vec![bot_post("x", 0, None)],
+                "not an earlier message",
+            ),
+            (
+                "cause before the attach",
+                vec![bot_post("x", 1, None)],
+                "precedes bot:referee's attachment",
+            ),
+            (
+                "a bot post as cause (bots never trigger bots)",
+                vec![bot_post("x", 3, None), bot_post("y", 4, None)],
+                "not a message that runs a hook",
+            ),
+            (
+                "another bot's attach",
+                vec![
+                    m(
+                        "system",
+                        "system",
+                        json!({"type": "bot:attach", "bot_id": "bot:other"}),
+                    ),
+                    bot_post("x", 4, None),
+                ],
+                "not a message that runs a hook",
+            ),
+            (
+                "a private message the bot may not read",
+                vec![
+                    M {
+                        to: Some(vec!["bob".into()]),
+                        ..m("alice", "user", json!("psst"))
+                    },
+                    bot_post("x", 4, None),
+                ],
+                "not a message that runs a hook",
+            ),
+            (
+                "causes going backwards",
+                vec![
+                    m("alice", "user", json!("one")),
+                    bot_post("x", 4, None),
+                    bot_post("y", 3, None),
+                ],
+                "goes back from 4 to 3",
+            ),
+            (
+                "an unattached bot",
+                vec![M {
+                    sender: "bot:ghost",
+                    ..bot_post("x", 3, None)
+                }],
+                "never attached",
+            ),
+            (
+                "a bot entry without a cause in a format-2 channel",
+                vec![m("bot:referee", "bot", json!({"type": "x", "data": {}}))],
+                "has no cause",
+            ),
+            (
+                "a user message with a cause",
+                vec![M {
+                    cause: Some(3),
+                    ..m("alice", "user", json!("hi"))
+                }],
+                "only a bot's entries",
+            ),
+            (
+                "a state hash without a cause",
+                vec![M {
+                    state_hash: Some("sha256:s"),
+                    ..m("alice", "user", json!("hi"))
+                }],
+                "state_hash without a cause",
+            ),
+            (
+                "a bot:state without a state hash",
+                vec![M {
+                    cause: Some(3),
+                    ..m(
+                        "bot:referee",
+                        "control",
+                        json!({"type": "bot:state", "bot_id": "bot:referee"}),
+                    )
+                }],
+                "without a state_hash",
+            ),
+            (
+                "a bot:error naming another seq than its cause",
+                vec![M {
+                    cause: Some(3),
+                    ..m(
+                        "bot:referee",
+                        "control",
+                        json!({"type": "bot:error", "bot_id": "bot:referee", "seq": 2, "reason": "x"}),
+                    )
+                }],
+                "not its cause",
+            ),
+        ];
+        for (name, extra, why) in cases {
+            let mut c = game();
+            let n = extra.len();
+            for e in extra {
+                c.push(e);
+            }
+            let err = verify_chain("c1", &c.messages).expect_err(name);
+            assert_eq!(err.seq, 3 + n as i64, "{name}: {err:?}");
+            assert!(err.reason.contains(why), "{name}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_chain_written_before_causes_existed_still_verifies_but_not_a_mix() {
+        // Format 1: no transcript_format, bot posts without cause.
+        let mut old = Chain::new();
+        old.push(m(
+            "system",
+            "system",
+            json!({"type": "channel:created", "name": "n"}),
+        ))
+        .push(m(
+            "system",
+            "system",
+            json!({"type": "bot:attach", "bot_id": "bot:referee"}),
+        ))
+        .push(m(
+            "bot:referee",
+            "bot",
+            json!({"type": "hello", "data": {}}),
+        ))
+        .push(m(
+            "bot:referee",
+            "control",
+            json!({"type": "bot:error", "bot_id": "bot:referee", "seq": 2, "reason": "x"}),
+        ));
+        assert!(verify_chain("c1", &old.messages).is_ok());
+        // The daemon upgraded mid-channel: causes from then on, checked...
+        old.push(m("alice", "user", json!("hi")))
+            .push(bot_post("echo", 5, Some("sha256:s")));
+        assert!(verify_chain("c1", &old.messages).is_ok());
+        // ...and never missing again.
+        old.push(m("bot:referee", "bot", json!({"type": "echo", "data": {}})));
+        let err = verify_chain("c1", &old.messages).unwrap_err();
+        assert_eq!(err.seq, 7);
+        assert!(err.reason.contains("has no cause"), "{err:?}");
     }
 }

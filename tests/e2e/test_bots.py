@@ -100,7 +100,14 @@ async def test_guessbot_game_to_the_end_commitment_verified_from_transcript(daem
         commit = bot_msgs(full, "commit")[0]
         reveal = bot_msgs(full, "reveal")[0]["body"]["data"]
         first_guess = min(m["seq"] for m in full if m["kind"] == "user")
-        assert commit["seq"] < first_guess, "the commitment precedes every guess"
+        # The causal order (verified with the chain by `verify`): the hook
+        # that committed ran before any guess existed.
+        assert commit["cause"] < first_guess, "the commitment precedes every guess"
+        by_seq = {m["seq"]: m for m in full}
+        for h in bot_msgs(full, "hint"):
+            guess = by_seq[h["cause"]]
+            assert guess["kind"] == "user" and guess["sender"] == h["body"]["data"]["player"], \
+                "each hint judges the guess that caused it"
         preimage = f"{reveal['target']}|{reveal['nonce']}"
         assert hashlib.sha256(preimage.encode()).hexdigest() == commit["body"]["data"]["commitment"]
         for h in bot_msgs(full, "hint"):
@@ -152,6 +159,11 @@ async def test_blackjack_hand_verified_by_rederiving_the_deck(daemon):
         reveal = bot_msgs(full, "reveal")[0]
         seed = reveal["body"]["data"]["seed"]
         assert commit["seq"] < bot_msgs(full, "deal")[0]["seq"], "committed before dealing"
+        first_action = min(m["seq"] for m in full if m["kind"] == "user")
+        assert commit["cause"] < first_action, "committed before any player acted"
+        by_seq = {m["seq"]: m for m in full}
+        for m in bot_msgs(full, "card"):
+            assert by_seq[m["cause"]]["sender"] == m["body"]["data"]["player"], "a card answers its player's hit"
         assert hashlib.sha256(seed.encode()).hexdigest() == commit["body"]["data"]["commitment"]
         deck = rederive_deck(seed)
         # Replay: the deal, then every card drawn, then the dealer's cards, from deck[0] on.
@@ -274,6 +286,13 @@ async def test_sealed_bid_round(daemon):
             h = hashlib.sha256(f"{b['bidder']}|{b['amount']}|{b['salt']}".encode()).hexdigest()
             assert h == commitments[b["bidder"]]
         verify(cid, fa.messages)
+        # Each commitment was caused by its bidder's private bid (which alice,
+        # for bob's, sees only as a hash) and the reveal by the last bid.
+        by_seq = {m["seq"]: m for m in fa.messages}
+        for m in bot_msgs(fa.messages, "bid_committed"):
+            bid = by_seq[m["cause"]]
+            assert bid["sender"] == m["body"]["data"]["bidder"] and bid["to"] == ["bot:referee"]
+        assert fa.last("reveal")["cause"] == max(m["cause"] for m in bot_msgs(fa.messages, "bid_committed"))
 
 
 HOSTILE = '''

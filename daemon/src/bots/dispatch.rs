@@ -13,6 +13,14 @@
 //! crash between a message and its hook loses nothing (the hook runs after
 //! restart) and a committed hook never runs again.
 //!
+//! Every entry a hook writes records its `cause`, the `seq` of the message
+//! that triggered the hook, and the last one the salted `state_hash` of the
+//! bot's state after it; a hook that posts nothing but changes its state
+//! writes one `control` `bot:state` entry to carry them. So the chain shows
+//! what each bot had seen when it wrote (a commitment caused by seq 7 landed
+//! at seq 10 was made before the guesses at 8 and 9), and commits to every
+//! state a hook left (`crate::transcript` has the format).
+//!
 //! The dispatcher follows the store's commit bus: a commit that attached a
 //! bot registers its channel, and every commit of a channel with bots
 //! schedules it. One task per channel drains that channel's backlog, so a
@@ -26,7 +34,7 @@ use crate::model::{BotPostBody, Event, MessageKind, Seq, SlotKind};
 use crate::store::{
     BotRecord, BotRuntime, NewMessage, ReadTx, SlotRecord, Store, StoreError, StoredMessage, Tx,
 };
-use crate::transcript::CanonicalJson;
+use crate::transcript::{self, CanonicalJson};
 use hook_protocol::{BotSpec, Hook, HookContext, HookError, HookOutcome, Origin, Player, Post};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -216,6 +224,8 @@ impl Dispatcher {
             runtime,
             slots,
         } = *hw;
+        let state_before = CanonicalJson::of(&runtime.state);
+        let state_salt = runtime.state_salt;
         let players: Vec<Player> = slots
             .iter()
             .filter(|s| s.kind == SlotKind::Invite)
@@ -267,10 +277,17 @@ impl Dispatcher {
             HookOutcome::Ok { posts, state, .. } => Ok((posts, state)),
             HookOutcome::Error { error } => Err(error),
         };
-        let (c, bid, cursor) = (cid.to_string(), bot.bot_id, work.cursor);
+        let ran = HookRan {
+            channel_id: cid.to_string(),
+            bot_id: bot.bot_id,
+            cursor: work.cursor,
+            trigger,
+            state_before,
+            state_salt,
+        };
         self.inner
             .store
-            .write(move |tx: &mut dyn Tx| commit_outcome(tx, &c, &bid, cursor, trigger, result))
+            .write(move |tx: &mut dyn Tx| commit_outcome(tx, &ran, result))
             .await?;
         Ok(true)
     }
@@ -345,42 +362,87 @@ fn hook_for(m: &StoredMessage, bot_id: &str) -> Option<Hook> {
     }
 }
 
+/// A hook that ran: where, from which cursor, for which message, and the
+/// bot's state before it.
+struct HookRan {
+    channel_id: String,
+    bot_id: String,
+    /// The bot's cursor the hook was chosen from.
+    cursor: Seq,
+    /// The message that triggered the hook: the `cause` of what it writes.
+    trigger: Seq,
+    state_before: CanonicalJson,
+    /// The secret salt of the bot's state hashes.
+    state_salt: String,
+}
+
 /// Commits a hook's outcome with the cursor move: its posts and state, or
-/// one `bot:error`. Nothing happens if the cursor moved meanwhile (only this
-/// channel's drain task moves it; checked anyway).
+/// one `bot:error`. Every entry carries the trigger as its `cause`; the last
+/// one the state hash after the hook (a `bot:state` entry when the hook
+/// changed its state without posting). Nothing happens if the cursor moved
+/// meanwhile (only this channel's drain task moves it; checked anyway).
 fn commit_outcome(
     tx: &mut dyn Tx,
-    cid: &str,
-    bid: &str,
-    cursor: Seq,
-    trigger: Seq,
+    ran: &HookRan,
     result: Result<(Vec<Post>, Value), HookError>,
 ) -> Result<(), StoreError> {
-    if cursor_of(tx, cid, bid)? != Some(cursor) {
+    let (cid, bid, trigger) = (ran.channel_id.as_str(), ran.bot_id.as_str(), ran.trigger);
+    if cursor_of(tx, cid, bid)? != Some(ran.cursor) {
         return Ok(());
     }
     let last_before = tx.channel(cid)?.map_or(0, |c| c.last_seq);
     let mut last = last_before;
+    let mut append = |tx: &mut dyn Tx,
+                      kind: MessageKind,
+                      body: &CanonicalJson,
+                      to: Option<&[String]>,
+                      state_hash: Option<&str>|
+     -> Result<(), StoreError> {
+        last = tx
+            .append(
+                cid,
+                NewMessage {
+                    to,
+                    cause: Some(trigger),
+                    state_hash,
+                    ..NewMessage::new(bid, kind, body)
+                },
+            )?
+            .seq;
+        Ok(())
+    };
     match result {
         Ok((posts, state)) => {
-            for p in posts {
+            let state = CanonicalJson::of(&state);
+            let hash = transcript::state_hash(&ran.state_salt, &state);
+            let n = posts.len();
+            for (i, p) in posts.into_iter().enumerate() {
                 let body = CanonicalJson::of(&BotPostBody {
                     kind: p.kind,
                     data: p.body,
                 });
-                last = tx
-                    .append(
-                        cid,
-                        NewMessage {
-                            sender: bid,
-                            kind: MessageKind::Bot,
-                            body: &body,
-                            to: p.to.as_deref(),
-                        },
-                    )?
-                    .seq;
+                let last_post = i + 1 == n;
+                append(
+                    tx,
+                    MessageKind::Bot,
+                    &body,
+                    p.to.as_deref(),
+                    last_post.then_some(hash.as_str()),
+                )?;
             }
-            tx.set_bot_state(cid, bid, &CanonicalJson::of(&state))?;
+            if n == 0 && state != ran.state_before {
+                let event = Event::BotState {
+                    bot_id: bid.to_string(),
+                };
+                append(
+                    tx,
+                    event.kind(),
+                    &CanonicalJson::of(&event),
+                    None,
+                    Some(&hash),
+                )?;
+            }
+            tx.set_bot_state(cid, bid, &state)?;
         }
         Err(e) => {
             tracing::warn!(channel = %cid, bot = %bid, error = ?e, "bot hook failed");
@@ -389,21 +451,11 @@ fn commit_outcome(
                 seq: trigger,
                 reason: e.short_reason(),
             };
-            last = tx
-                .append(
-                    cid,
-                    NewMessage {
-                        sender: bid,
-                        kind: event.kind(),
-                        body: &CanonicalJson::of(&event),
-                        to: None,
-                    },
-                )?
-                .seq;
+            append(tx, event.kind(), &CanonicalJson::of(&event), None, None)?;
         }
     }
-    // If nothing else arrived since the trigger, the hook's own posts need no
-    // second visit: move the cursor past them.
+    // If nothing else arrived since the trigger, the hook's own entries need
+    // no second visit: move the cursor past them.
     let new_cursor = if last_before == trigger {
         last
     } else {

@@ -576,7 +576,7 @@ async fn the_protocols_outcome_cases_hold_through_the_dispatcher() {
         let bot_posts = ms.iter().filter(|m| m.kind == MessageKind::Bot).count();
         let errors: Vec<String> = ms
             .iter()
-            .filter(|m| m.kind == MessageKind::Control)
+            .filter(|m| m.kind == MessageKind::Control && m.body.to_value()["type"] == "bot:error")
             .map(|m| m.body.to_value()["reason"].as_str().unwrap().to_string())
             .collect();
         match (verdict, &outcome) {
@@ -707,4 +707,192 @@ async fn a_bot_is_given_as_code_or_preset_within_the_size_limit() {
         .unwrap_err();
     assert!(e.message.contains("unknown bot_preset"), "{e}");
     assert!(runner.calls().is_empty(), "nothing reached the sandbox");
+}
+
+fn values(ms: &[MessageView]) -> Vec<Value> {
+    ms.iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect()
+}
+
+/// The state salt the store keeps for a bot (secret: never in a view).
+async fn state_salt(w: &World, cid: &str, bot_id: &str) -> String {
+    let (c, b) = (cid.to_string(), bot_id.to_string());
+    w.t.store
+        .read(move |tx: &dyn crate::store::ReadTx| tx.bot_runtime(&c, &b))
+        .await
+        .unwrap()
+        .unwrap()
+        .state_salt
+}
+
+#[tokio::test]
+async fn every_bot_entry_records_its_cause_and_each_hook_its_state() {
+    // Echo posts on messages only; every hook bumps `seen`.
+    let runner = Scripted::answering(|job| match &job.hook {
+        Hook::OnMessage { message } if message["body"] == "crash" => HookOutcome::Error {
+            error: HookError::Exception {
+                message: "boom".into(),
+                traceback: String::new(),
+            },
+        },
+        Hook::OnMessage { message } if message["body"] == "quiet" => ok(vec![], job.state.clone()),
+        Hook::OnMessage { message } if message["body"] == "twice" => ok(
+            vec![post("a", json!(1)), post("b", json!(2))],
+            json!({"seen": 99}),
+        ),
+        _ => echo(job),
+    });
+    let w = world(runner).await;
+    let (cid, _) = w.table(ALL_HOOKS).await;
+    let hi = w.say(&w.alice, &cid, json!("hi")).await;
+    let quiet = w.say(&w.alice, &cid, json!("quiet")).await;
+    let crash = w.say(&w.alice, &cid, json!("crash")).await;
+    let twice = w.say(&w.alice, &cid, json!("twice")).await;
+    w.settled().await;
+    let ms = w.transcript(&cid).await;
+    let salt = state_salt(&w, &cid, "bot:ref").await;
+    let hash_of = |state: Value| {
+        crate::transcript::state_hash(&salt, &crate::transcript::CanonicalJson::of(&state))
+    };
+    let bots: Vec<(Option<i64>, Value, Option<String>)> = ms
+        .iter()
+        .filter(|m| m.sender == "bot:ref")
+        .map(|m| (m.cause, m.body.clone().unwrap(), m.state_hash.clone()))
+        .collect();
+    let attach = ms
+        .iter()
+        .find(|m| m.body.as_ref().unwrap()["type"] == "bot:attach")
+        .unwrap()
+        .seq;
+    let alice_seat = ms
+        .iter()
+        .find(|m| m.body.as_ref().unwrap()["type"] == "seat:filled")
+        .unwrap()
+        .seq;
+    let state = |b: &str| json!({"type": "bot:state", "bot_id": b});
+    assert_eq!(
+        bots,
+        vec![
+            // on_init and on_join post nothing but change the state.
+            (
+                Some(attach),
+                state("bot:ref"),
+                Some(hash_of(json!({"seen": 1})))
+            ),
+            (
+                Some(alice_seat),
+                state("bot:ref"),
+                Some(hash_of(json!({"seen": 2})))
+            ),
+            (
+                Some(hi),
+                json!({"type": "echo", "data": {"body": "hi"}}),
+                Some(hash_of(json!({"seen": 3})))
+            ),
+            // "quiet" changed nothing and wrote nothing.
+            (
+                Some(crash),
+                json!({"type": "bot:error", "bot_id": "bot:ref", "seq": crash,
+                       "reason": "exception: boom"}),
+                None
+            ),
+            // Two posts of one hook: the state hash on the last.
+            (Some(twice), json!({"type": "a", "data": 1}), None),
+            (
+                Some(twice),
+                json!({"type": "b", "data": 2}),
+                Some(hash_of(json!({"seen": 99})))
+            ),
+        ]
+    );
+    assert!(quiet < crash);
+    // Every member verifies the chain and its causal order.
+    let head = crate::transcript::verify_chain(&cid, &values(&ms)).unwrap();
+    assert_eq!(head, w.ch.view(&w.alice, &cid).await.unwrap().head_hash);
+}
+
+/// The race of the finding, made deterministic: the bot's commitment hook
+/// (on_init, triggered by its `bot:attach`) is held while both players
+/// guess, so the guesses land in the chain before the commitment. The chain
+/// still shows that the commitment was made first: its `cause` is the
+/// attach, earlier than both guesses, and the hints are caused by the
+/// guesses. A changed cause breaks the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guess_race_shows_the_commitment_caused_before_the_guesses() {
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let held = Arc::new(tokio::sync::Mutex::new(Some(held)));
+    let runner = Scripted::with(move |job| {
+        let held = held.clone();
+        Box::pin(async move {
+            match &job.hook {
+                Hook::OnInit => {
+                    if let Some(rx) = held.lock().await.take() {
+                        let _ = rx.await;
+                    }
+                    ok(
+                        vec![post("commit", json!({"commitment": "sha256(42|n)"}))],
+                        json!({"target": 42}),
+                    )
+                }
+                Hook::OnMessage { message } => ok(
+                    vec![post(
+                        "hint",
+                        json!({"guess": message["body"], "hint": "higher"}),
+                    )],
+                    job.state.clone(),
+                ),
+                _ => ok(vec![], job.state.clone()),
+            }
+        })
+    });
+    let w = world(runner).await;
+    let (cid, inv) = w.table(&["on_init", "on_message"]).await;
+    w.ch.join(&w.bob, &inv).await.unwrap();
+    let g1 = w.say(&w.alice, &cid, json!("guess 50")).await;
+    let g2 = w.say(&w.bob, &cid, json!("guess 20")).await;
+    release.send(()).unwrap();
+    w.settled().await;
+    let ms = w.transcript(&cid).await;
+    let find = |kind: &str| -> Vec<MessageView> {
+        ms.iter()
+            .filter(|m| m.kind == MessageKind::Bot && m.body.as_ref().unwrap()["type"] == kind)
+            .cloned()
+            .collect()
+    };
+    let attach = ms
+        .iter()
+        .find(|m| m.body.as_ref().unwrap()["type"] == "bot:attach")
+        .unwrap()
+        .seq;
+    let commit = &find("commit")[0];
+    assert!(
+        commit.seq > g2,
+        "the race: the commitment landed after both guesses"
+    );
+    assert_eq!(commit.cause, Some(attach));
+    assert!(commit.cause < Some(g1), "caused before the first guess");
+    let hints: Vec<(i64, Option<i64>)> = find("hint").iter().map(|h| (h.seq, h.cause)).collect();
+    assert_eq!(hints.len(), 2);
+    assert_eq!(
+        hints.iter().map(|h| h.1).collect::<Vec<_>>(),
+        vec![Some(g1), Some(g2)]
+    );
+    assert!(
+        hints.iter().all(|h| h.0 > commit.seq),
+        "judged after the commitment"
+    );
+    let vals = values(&ms);
+    crate::transcript::verify_chain(&cid, &vals).unwrap();
+
+    // A tampered cause (the commitment "after" the guesses) is caught at
+    // that entry.
+    let mut tampered = vals.clone();
+    let i = (commit.seq - 1) as usize;
+    tampered[i]["cause"] = json!(g2);
+    let e = crate::transcript::verify_chain(&cid, &tampered).unwrap_err();
+    assert_eq!(
+        (e.seq, e.reason.as_str()),
+        (commit.seq, "hash does not match")
+    );
 }

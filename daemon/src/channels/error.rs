@@ -23,6 +23,8 @@ pub enum Code {
     UnknownSlot,
     BadRequest,
     BotError,
+    /// The bearer token was revoked or expired while a call waited.
+    TokenInvalid,
     Internal,
 }
 
@@ -40,6 +42,7 @@ impl Code {
             Code::UnknownSlot => "UNKNOWN_SLOT",
             Code::BadRequest => "BAD_REQUEST",
             Code::BotError => "BOT_ERROR",
+            Code::TokenInvalid => "TOKEN_INVALID",
             Code::Internal => "INTERNAL",
         }
     }

@@ -11,9 +11,10 @@
 //! transcript entry that announces it and is acknowledged only once durable;
 //! a read sees one snapshot. This module owns authorization: every entry
 //! point takes the caller's [`Principal`] and checks, in the same
-//! transaction, that it may do what it asks. [`Channels::sync`] checks
-//! membership again at every wake-up, so a member kicked while waiting gets
-//! `NOT_MEMBER`, never a message posted after the kick.
+//! transaction, that it may do what it asks. [`Channels::sync`] checks the
+//! caller's token and seat again at every wake-up, so a member kicked or a
+//! token revoked while waiting gets `NOT_MEMBER` or `TOKEN_INVALID`, never a
+//! message posted after the kick or the revocation.
 
 mod error;
 pub(crate) mod rules;
@@ -27,7 +28,8 @@ pub(crate) use rules::SlotSpec;
 
 use crate::model::{
     Attached, BotCode, ChannelList, ChannelView, Created, Event, Invite, Joined, MessageKind,
-    MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, Synced, Updated,
+    MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, Synced, TRANSCRIPT_FORMAT,
+    Updated,
 };
 use crate::secrets::{self, SecretKind};
 use crate::store::{
@@ -110,15 +112,7 @@ pub(crate) struct Snapshot {
 fn announce(tx: &mut dyn Tx, channel_id: &str, event: &Event) -> Result<Seq, ToolError> {
     let body = CanonicalJson::of(event);
     Ok(tx
-        .append(
-            channel_id,
-            NewMessage {
-                sender: "system",
-                kind: event.kind(),
-                body: &body,
-                to: None,
-            },
-        )?
+        .append(channel_id, NewMessage::new("system", event.kind(), &body))?
         .seq)
 }
 
@@ -306,6 +300,7 @@ impl Channels {
                             })
                             .collect(),
                         allow_network,
+                        transcript_format: Some(TRANSCRIPT_FORMAT),
                     },
                 )?;
                 // The bot first, so that its on_init runs before on_join of
@@ -437,10 +432,8 @@ impl Channels {
                 let a = tx.append(
                     &cid,
                     NewMessage {
-                        sender: &sender,
-                        kind: MessageKind::User,
-                        body: &body,
                         to: to.as_deref(),
+                        ..NewMessage::new(&sender, MessageKind::User, &body)
                     },
                 )?;
                 Ok(Posted {
@@ -457,13 +450,15 @@ impl Channels {
     /// view. When there are none it waits (up to `req.wait`) for a commit in
     /// the channel, calling `progress` every [`PROGRESS_EVERY`] with a
     /// counter; it returns at once when `cancel` fires or the daemon shuts
-    /// down. Membership is checked
-    /// in the same snapshot as every read, at the start and after every
-    /// wake-up.
+    /// down. The caller's credential and seat are checked in the same
+    /// snapshot as every read, at the start and after every wake-up, so a
+    /// waiter whose token was revoked or whose seat was taken gets an error,
+    /// never a message committed after that.
     ///
     /// # Errors
     /// `BAD_REQUEST` for a bad cursor, limit or wait; `CHANNEL_NOT_FOUND`;
-    /// the seat errors of [`rules::resolve_seat`].
+    /// `TOKEN_INVALID` once the caller's token is revoked or expired; the
+    /// seat errors of [`rules::resolve_seat`].
     pub async fn sync(
         &self,
         who: &Principal,
@@ -491,6 +486,11 @@ impl Channels {
             let synced = self
                 .store
                 .read(move |tx: &dyn ReadTx| {
+                    // Checked again at every wake-up, in the snapshot the
+                    // messages are read from: a token revoked or a seat
+                    // lost before a message committed keeps it from this
+                    // call.
+                    rules::require_credential(tx.credential_valid(&who2.credential)?)?;
                     let (ch, seats) = readable(tx, &who2, &req2.channel_id)?;
                     let seat = rules::resolve_seat(&seats, req2.slot.as_deref())?;
                     let msgs = tx.messages_page(&ch.id, cursor, limit, max_bytes)?;
@@ -553,6 +553,35 @@ impl Channels {
             .read(move |tx: &dyn ReadTx| {
                 let (ch, _) = readable(tx, &who, &cid)?;
                 view_in(tx, &ch, &who)
+            })
+            .await
+    }
+
+    /// Which of `who` may read the channel now: a credential that is still
+    /// good, and a seat (or the admin's role). Asked before every resource
+    /// notification, so a subscriber kicked or revoked stops hearing of the
+    /// channel. A channel that is gone has no readers.
+    ///
+    /// # Errors
+    /// Only storage failures (`INTERNAL`).
+    pub async fn readers_among(
+        &self,
+        channel_id: &str,
+        who: Vec<Principal>,
+    ) -> Result<Vec<bool>, ToolError> {
+        let cid = channel_id.to_string();
+        self.store
+            .read(move |tx: &dyn ReadTx| {
+                let Some(ch) = tx.channel(&cid)? else {
+                    return Ok(vec![false; who.len()]);
+                };
+                who.iter()
+                    .map(|w| {
+                        let seats = tx.seats_of(&cid, &w.id)?;
+                        Ok(tx.credential_valid(&w.credential)?
+                            && rules::require_reader(&ch, w, &seats).is_ok())
+                    })
+                    .collect::<Result<Vec<bool>, ToolError>>()
             })
             .await
     }

@@ -340,6 +340,21 @@ pub fn not_member() -> ToolError {
     )
 }
 
+/// The caller's credential is still good (checked again by calls that wait).
+///
+/// # Errors
+/// `TOKEN_INVALID`: the token was revoked or expired since the call began.
+pub fn require_credential(valid: bool) -> Result<(), ToolError> {
+    if valid {
+        Ok(())
+    } else {
+        Err(ToolError::new(
+            Code::TokenInvalid,
+            "Your access token was revoked or expired while this call waited; nothing written after that is shown to it. Sign in again (or use a new token) and call again with the same cursor.",
+        ))
+    }
+}
+
 /// Whether `who` administers the channel.
 pub fn is_admin(ch: &ChannelRecord, who: &Principal) -> bool {
     ch.admin == who.id
@@ -463,6 +478,8 @@ pub fn message_view(m: &StoredMessage, viewer: &str) -> MessageView {
         kind: m.kind,
         ts: m.ts.clone(),
         hash: m.hash.clone(),
+        cause: m.cause,
+        state_hash: m.state_hash.clone(),
         body: None,
         to: m.to.clone(),
         body_salt: None,
@@ -748,6 +765,7 @@ mod tests {
         Principal {
             id: id.into(),
             name: id.into(),
+            credential: crate::model::Credential::Unauthenticated,
         }
     }
 
@@ -781,6 +799,8 @@ mod tests {
             body_hash: "sha256:x".into(),
             ts: "t".into(),
             hash: "h".into(),
+            cause: None,
+            state_hash: None,
         }
     }
 

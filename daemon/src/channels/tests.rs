@@ -567,6 +567,81 @@ async fn a_member_kicked_while_waiting_gets_not_member_and_nothing_after_the_kic
     assert_eq!(events(&s.messages), vec!["seat:kicked", "seat:filled"]);
 }
 
+/// Parks bob in a 20 s sync, lets `meanwhile` happen, then alice posts:
+/// what does bob's waiting call return?
+async fn bob_waits_while<F, Fut>(f: &Fixture, meanwhile: F) -> Result<Synced, ToolError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let c = f.table().await;
+    let cid = c.channel_id.clone();
+    let head = f.ch.view(&f.bob, &cid).await.unwrap().message_count;
+    let (ch, bob) = (f.ch.clone(), f.bob.clone());
+    let mut req = sync_req(&cid, head);
+    req.wait = Some(Duration::from_secs(20));
+    let waiter =
+        tokio::spawn(async move { ch.sync(&bob, req, None, &CancellationToken::new()).await });
+    parked(&f.ch, 1).await;
+    meanwhile().await;
+    f.ch.post(&f.alice, &cid, None, &json!("after it"), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was not woken by the post")
+        .unwrap()
+}
+
+/// The attack: bob's token is revoked (`token revoke bob`) while his
+/// sync_messages waits; the next message must not reach him. Stopped by the
+/// credential check in the snapshot of every read (`rules::require_credential`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_token_is_revoked_gets_token_invalid_and_nothing_after() {
+    let f = fixture().await;
+    let store = f.t.store.clone();
+    let e = bob_waits_while(&f, || async move {
+        let n = crate::store::principals::revoke_cli_tokens(&store, "bob")
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, Code::TokenInvalid, "{e}");
+}
+
+/// The same for a token that expires while the call waits (an OAuth access
+/// token's lifetime ends mid-wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_token_expires_gets_token_invalid() {
+    let f = fixture().await;
+    let (store, bob) = (f.t.store.clone(), f.bob.clone());
+    let e = bob_waits_while(&f, || async move {
+        store
+            .sql_write(move |c| {
+                c.execute(
+                    "UPDATE access_tokens SET expires_at = 1 WHERE principal_id = ?1",
+                    [&bob.id],
+                )?;
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .await
+            .unwrap();
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, Code::TokenInvalid, "{e}");
+}
+
+/// And the control: an untouched waiter gets the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_in_good_standing_gets_the_message() {
+    let f = fixture().await;
+    let s = bob_waits_while(&f, || async {}).await.unwrap();
+    assert_eq!(bodies(&s.messages), vec![json!("after it")]);
+}
+
 #[tokio::test]
 async fn a_cancelled_sync_returns_at_once_with_what_there_is() {
     let f = fixture().await;

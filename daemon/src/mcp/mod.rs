@@ -172,7 +172,7 @@ fn ok<T: Serialize>(value: &T, text: String) -> Result<CallToolResult, ErrorData
 
 fn fail(e: ToolError) -> Result<CallToolResult, ErrorData> {
     tracing::info!(code = e.code.as_str(), "tool refused");
-    let text = format!("Error {}: {}", e.code.as_str(), e.message);
+    let text = render::error(&e);
     let v = serde_json::to_value(ToolFailure { error: &e })
         .map_err(|e| ErrorData::internal_error(format!("cannot encode error: {e}"), None))?;
     let mut r = CallToolResult::structured_error(v);
@@ -641,7 +641,7 @@ impl ServerHandler for McpServer {
             ReadResourceResult::new(vec![ResourceContents::TextResourceContents {
                 uri: request.uri,
                 mime_type: Some("application/json".into()),
-                text: body.to_string(),
+                text: render::resource(&body),
                 meta: None,
             }])
             .into(),
@@ -654,10 +654,11 @@ impl ServerHandler for McpServer {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (_, cid) = self.resource_access(&request.uri, &ctx).await?;
+        let (who, cid) = self.resource_access(&request.uri, &ctx).await?;
         self.app.subscriptions.subscribe(
             &cid,
             self.session,
+            who,
             resources::Sink::Session(ctx.peer.clone()),
         );
         Ok(())
@@ -688,10 +689,11 @@ impl ServerHandler for McpServer {
             .unwrap_or_default();
         for uri in uris {
             // A channel the caller may not read is silently not watched.
-            if let Ok((_, cid)) = self.resource_access(&uri, context.request_context()).await {
+            if let Ok((who, cid)) = self.resource_access(&uri, context.request_context()).await {
                 self.app.subscriptions.subscribe(
                     &cid,
                     id,
+                    who,
                     resources::Sink::Listen(context.sink().clone()),
                 );
                 channels.push(cid);

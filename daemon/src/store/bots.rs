@@ -1,5 +1,6 @@
 //! SQL of attached bots (`bots` table): their exact source, manifest, state
-//! and transcript cursor.
+//! (with the secret salt of its hashes in the transcript) and transcript
+//! cursor.
 //!
 //! The cursor is what makes hooks durable: a bot has handled every message
 //! up to it, and a hook's effects commit in the same transaction as the
@@ -28,8 +29,8 @@ pub(super) fn insert(
 ) -> Result<(), StoreError> {
     let now = secrets::now_ms();
     c.execute(
-        "INSERT INTO bots (channel_id, bot_id, name, preset, source, code_hash, manifest, manifest_hash, params, network, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO bots (channel_id, bot_id, name, preset, source, code_hash, manifest, manifest_hash, params, network, created_at, state_salt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             cid,
             bot_id,
@@ -41,7 +42,8 @@ pub(super) fn insert(
             bot.manifest_hash,
             transcript::canonical(&bot.params),
             bot.network as i64,
-            now
+            now,
+            secrets::new_salt()
         ],
     )?;
     // A bot slot is never held by a principal.
@@ -95,15 +97,15 @@ pub(super) fn runtime(
     cid: &str,
     bot_id: &str,
 ) -> Result<Option<BotRuntime>, StoreError> {
-    let row: Option<(String, String, String)> = c
+    let row: Option<(String, String, String, String)> = c
         .prepare_cached(
-            "SELECT source, params, state FROM bots WHERE channel_id = ?1 AND bot_id = ?2",
+            "SELECT source, params, state, state_salt FROM bots WHERE channel_id = ?1 AND bot_id = ?2",
         )?
         .query_row(params![cid, bot_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((source, params_s, state_s)) = row else {
+    let Some((source, params_s, state_s, state_salt)) = row else {
         return Ok(None);
     };
     Ok(Some(BotRuntime {
@@ -111,6 +113,7 @@ pub(super) fn runtime(
         params: serde_json::from_str::<Map<String, Value>>(&params_s)
             .map_err(corrupt("bot params"))?,
         state: serde_json::from_str(&state_s).map_err(corrupt("bot state"))?,
+        state_salt,
     }))
 }
 

@@ -2,9 +2,10 @@
 //! `head_hash`).
 //!
 //! Appending reads the channel's head, seals the entry with the pure chain
-//! functions of [`crate::transcript`], and writes the message and the new
-//! head in the same transaction, so the chain can never fork: the writer is
-//! the only one appending.
+//! functions of [`crate::transcript`] (a bot's `cause` and `state_hash`
+//! included), and writes the message and the new head in the same
+//! transaction, so the chain can never fork: the writer is the only one
+//! appending.
 
 use super::StoreError;
 use super::tx::{Appended, NewMessage, StoredMessage};
@@ -32,12 +33,14 @@ pub(super) fn append(
         ts: &ts,
         body: m.body,
         private: m.to.zip(salt.as_deref()),
+        cause: m.cause,
+        state_hash: m.state_hash,
     };
     let sealed = entry.seal(&head);
     let recipients = m.to.map(transcript::canonical);
     c.prepare_cached(
-        "INSERT INTO messages (channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash, cause, state_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         cid,
@@ -49,7 +52,9 @@ pub(super) fn append(
         sealed.body_hash,
         salt,
         ts,
-        sealed.hash
+        sealed.hash,
+        m.cause,
+        m.state_hash
     ])?;
     c.prepare_cached("UPDATE channels SET last_seq = ?1, head_hash = ?2 WHERE id = ?3")?
         .execute(params![seq, sealed.hash, cid])?;
@@ -75,6 +80,8 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<(StoredMessage, String, Option<S
             body_salt: r.get(7)?,
             ts: r.get(8)?,
             hash: r.get(9)?,
+            cause: r.get(10)?,
+            state_hash: r.get(11)?,
         },
         kind,
         recipients,
@@ -93,7 +100,7 @@ pub(super) fn after(
     max_bytes: usize,
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let mut st = c.prepare_cached(
-        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash
+        "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash, cause, state_hash
          FROM messages WHERE channel_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -25,7 +25,8 @@
 //! to remember to notify anyone.
 //!
 //! Reads run on a small pool of read-only connections through
-//! `spawn_blocking`; WAL lets them proceed while the writer commits. At most
+//! `spawn_blocking`, each domain read in one read transaction (one snapshot);
+//! WAL lets them proceed while the writer commits. At most
 //! [`MAX_READERS`] reads run at once and the others wait their turn, so a
 //! burst (a thousand long-polls woken by one post) reuses the pooled
 //! connections instead of opening one per read (each open parses the schema)
@@ -57,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_core.sql"),
     include_str!("../../migrations/0002_oauth.sql"),
     include_str!("../../migrations/0003_oauth_approvals.sql"),
+    include_str!("../../migrations/0004_causes.sql"),
 ];
 
 /// Most writes one transaction takes.
@@ -230,15 +232,28 @@ impl Store {
             .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
     }
 
-    /// Runs `f` on a read connection (a consistent snapshot) off the async
-    /// threads.
+    /// Runs `f` on a read connection off the async threads, inside one read
+    /// transaction: every statement of `f` sees the same snapshot. (Without
+    /// it each statement would see the database as of its own start, and a
+    /// check followed by a read, say a seat and then the messages, could
+    /// straddle a commit.)
     pub(crate) async fn read<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&dyn ReadTx) -> Result<R, E> + Send + 'static,
     {
-        self.read_conn(move |c| f(&SqliteRead(c))).await
+        self.read_conn(move |c| {
+            // Deferred: the snapshot starts at the first read.
+            c.execute_batch("BEGIN")
+                .map_err(|e| E::from(StoreError::Sqlite(e)))?;
+            let out = f(&SqliteRead(c));
+            if c.execute_batch("COMMIT").is_err() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            out
+        })
+        .await
     }
 
     /// Runs SQL of a module that owns its own tables on a read connection.

@@ -7,9 +7,9 @@
 //! short-lived ones into the same table.
 
 use super::{Store, StoreError};
-use crate::model::Principal;
+use crate::model::{Credential, Principal};
 use crate::secrets::{self, SecretKind};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Why a bearer token was refused. Never includes the token. (A missing
 /// header is the HTTP layer's to see; it never reaches the store.)
@@ -114,12 +114,36 @@ pub async fn authenticate(
                 // RFC 8707: a token bound to a resource is good only there.
                 && aud.as_deref().is_none_or(|a| a == resource);
             Ok::<_, StoreError>(if valid {
-                Ok(Principal { id, name })
+                Ok(Principal {
+                    id,
+                    name,
+                    credential: Credential::Token(stored),
+                })
             } else {
                 Err(TokenRejection::Invalid)
             })
         })
         .await
+}
+
+/// Whether the credential a request was authenticated with is still good:
+/// not revoked, not expired. A call that waits (a long-poll, a resource
+/// subscription) asks this again before it delivers anything, in the same
+/// read as what it delivers; the token's audience and principal cannot
+/// change, so they are not asked again.
+pub(super) fn credential_valid(
+    c: &Connection,
+    credential: &Credential,
+) -> Result<bool, StoreError> {
+    let hash = match credential {
+        Credential::Unauthenticated => return Ok(true),
+        Credential::Token(h) => h,
+    };
+    let row: Option<(Option<i64>, i64)> = c
+        .prepare_cached("SELECT expires_at, revoked FROM access_tokens WHERE token_hash = ?1")?
+        .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.is_some_and(|(exp, revoked)| revoked == 0 && exp.is_none_or(|e| e > secrets::now_ms())))
 }
 
 /// The principal used when `--unsafe-no-auth` is on.
@@ -130,7 +154,11 @@ pub async fn anonymous_principal(store: &Store) -> Result<Principal, StoreError>
                 "INSERT OR IGNORE INTO principals (id, name, kind, created_at) VALUES ('p_anonymous', 'anonymous', 'anonymous', ?1)",
                 params![secrets::now_ms()],
             )?;
-            Ok::<_, StoreError>(Principal { id: "p_anonymous".into(), name: "anonymous".into() })
+            Ok::<_, StoreError>(Principal {
+                id: "p_anonymous".into(),
+                name: "anonymous".into(),
+                credential: Credential::Unauthenticated,
+            })
         })
         .await
 }

@@ -53,12 +53,7 @@ fn text(s: &str) -> CanonicalJson {
 }
 
 fn say<'a>(sender: &'a str, body: &'a CanonicalJson) -> NewMessage<'a> {
-    NewMessage {
-        sender,
-        kind: MessageKind::User,
-        body,
-        to: None,
-    }
+    NewMessage::new(sender, MessageKind::User, body)
 }
 
 async fn setup() -> (TempStore, String) {
@@ -309,10 +304,8 @@ async fn the_transcript_reads_back_in_order_from_a_cursor_with_a_limit() {
             tx.append(
                 "ch1",
                 NewMessage {
-                    sender: "a",
-                    kind: MessageKind::User,
-                    body: &secret,
                     to: Some(&to),
+                    ..NewMessage::new("a", MessageKind::User, &secret)
                 },
             )?;
             Ok::<_, StoreError>(())
@@ -570,4 +563,109 @@ async fn channel_pages_are_keyset_pages_newest_first_without_gaps_or_repeats() {
     }
     let ids: Vec<String> = all.into_iter().map(|c| c.id).collect();
     assert_eq!(seen, ids, "paging walks the whole list in its order, once");
+}
+
+/// Without one read transaction, each statement of a read saw the database
+/// as of its own start: a seat check and the messages read after it could
+/// straddle a commit (a kick, then a message meant for members only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sees_one_snapshot_even_across_a_commit() {
+    let (t, _) = setup().await;
+    let (go, ready) = tokio::sync::oneshot::channel::<()>();
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let store = t.store.clone();
+    let reader = tokio::spawn(async move {
+        store
+            .read(move |tx: &dyn ReadTx| {
+                let before = tx.messages_after("ch1", 0, 100)?.len();
+                go.send(()).unwrap();
+                // The write below commits while this read is open.
+                wait_done.recv().unwrap();
+                let after = tx.messages_after("ch1", 0, 100)?.len();
+                Ok::<_, StoreError>((before, after))
+            })
+            .await
+    });
+    ready.await.unwrap();
+    t.store
+        .write(|tx: &mut dyn Tx| tx.append("ch1", say("a", &text("between"))).map(|_| ()))
+        .await
+        .unwrap();
+    done.send(()).unwrap();
+    let (before, after) = reader.await.unwrap().unwrap();
+    assert_eq!((before, after), (0, 0), "one snapshot for the whole read");
+    let now = t
+        .store
+        .read(|tx: &dyn ReadTx| tx.messages_after("ch1", 0, 100))
+        .await
+        .unwrap();
+    assert_eq!(now.len(), 1, "the next read sees the commit");
+}
+
+/// A database from before causes and state hashes migrates: its bots get a
+/// state salt of their own, its messages keep hashing as they were sealed.
+#[tokio::test]
+async fn a_database_from_before_causes_migrates_and_its_chain_still_verifies() {
+    let dir = std::env::temp_dir().join(format!("mcpmp-migrate-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.db");
+    let body = text("hello");
+    let hash = {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        // Every migration before the one that added causes.
+        let before: Vec<&str> = MIGRATIONS
+            .iter()
+            .copied()
+            .take_while(|m| !m.contains("ADD COLUMN cause"))
+            .collect();
+        assert!(before.len() < MIGRATIONS.len());
+        for sql in &before {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", before.len() as i64)
+            .unwrap();
+        let sealed = crate::transcript::Entry {
+            seq: 1,
+            channel_id: "ch1",
+            sender: "a",
+            kind: "user",
+            ts: "2026-01-01T00:00:00.000Z",
+            body: &body,
+            private: None,
+            cause: None,
+            state_hash: None,
+        }
+        .seal(crate::transcript::GENESIS);
+        c.execute_batch(&format!(
+            "INSERT INTO principals VALUES ('p', 'p', 'cli', 0);
+             INSERT INTO channels (id, name, admin_principal, created_at, last_seq, head_hash)
+               VALUES ('ch1', 'old', 'p', 0, 1, '{h}');
+             INSERT INTO messages (channel_id, seq, sender, kind, body, body_hash, ts, hash)
+               VALUES ('ch1', 1, 'a', 'user', '\"hello\"', '{bh}', '2026-01-01T00:00:00.000Z', '{h}');
+             INSERT INTO bots (channel_id, bot_id, name, source, code_hash, manifest, manifest_hash, params, network, created_at)
+               VALUES ('ch1', 'bot:r', 'R', 'x', 'c', '{{\"name\":\"R\",\"version\":\"1\",\"summary\":\"\",\"hooks\":[],\"params\":{{}},\"network\":false}}', 'm', '{{}}', 0, 0);",
+            h = sealed.hash,
+            bh = sealed.body_hash
+        ))
+        .unwrap();
+        sealed.hash
+    };
+    let store = Store::open(&path).unwrap();
+    let (msgs, rt) = store
+        .read(|tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((
+                tx.messages_after("ch1", 0, 10)?,
+                tx.bot_runtime("ch1", "bot:r")?,
+            ))
+        })
+        .await
+        .unwrap();
+    let salt = rt.unwrap().state_salt;
+    assert_eq!(salt.len(), 32, "{salt:?}");
+    assert!(salt.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!((msgs[0].cause, msgs[0].state_hash.as_deref()), (None, None));
+    let view = serde_json::to_value(crate::channels::rules::message_view(&msgs[0], "a")).unwrap();
+    assert_eq!(crate::transcript::verify_chain("ch1", &[view]), Ok(hash));
+    store.close();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,8 +3,8 @@
 //! delegates to one file per concern).
 
 use super::bus::{Changes, Commit};
-use super::{StoreError, bots, messages, seats};
-use crate::model::{Manifest, MessageKind, Seq, SlotKind};
+use super::{StoreError, bots, messages, principals, seats};
+use crate::model::{Credential, Manifest, MessageKind, Seq, SlotKind};
 use crate::transcript::CanonicalJson;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
@@ -97,6 +97,10 @@ pub(crate) struct StoredMessage {
     pub body_salt: Option<String>,
     pub ts: String,
     pub hash: String,
+    /// A bot's entry: the message whose hook wrote it.
+    pub cause: Option<Seq>,
+    /// The last entry of a hook: the bot's state hash after it.
+    pub state_hash: Option<String>,
 }
 
 impl StoredMessage {
@@ -125,6 +129,24 @@ pub(crate) struct NewMessage<'a> {
     pub body: &'a CanonicalJson,
     /// Recipients: a private message.
     pub to: Option<&'a [String]>,
+    /// A bot's entry: the message whose hook wrote it.
+    pub cause: Option<Seq>,
+    /// The last entry of a hook: the bot's state hash after it.
+    pub state_hash: Option<&'a str>,
+}
+
+impl<'a> NewMessage<'a> {
+    /// A message of the daemon's or a player's (no cause).
+    pub fn new(sender: &'a str, kind: MessageKind, body: &'a CanonicalJson) -> NewMessage<'a> {
+        NewMessage {
+            sender,
+            kind,
+            body,
+            to: None,
+            cause: None,
+            state_hash: None,
+        }
+    }
 }
 
 /// Where an appended message landed.
@@ -156,6 +178,8 @@ pub(crate) struct BotRuntime {
     pub params: Map<String, Value>,
     /// The state the last successful hook left (a JSON object).
     pub state: Value,
+    /// The secret salt of the bot's `state_hash`es.
+    pub state_salt: String,
 }
 
 /// A bot to attach: prepared (source read, hashes computed, language layer
@@ -217,6 +241,8 @@ pub(crate) trait ReadTx {
     -> Result<Option<BotRuntime>, StoreError>;
     /// Channels with at least one bot.
     fn channels_with_bots(&self) -> Result<Vec<String>, StoreError>;
+    /// The credential is neither revoked nor expired (now).
+    fn credential_valid(&self, credential: &Credential) -> Result<bool, StoreError>;
 }
 
 /// Writes (and reads) inside one write transaction. Every write records what
@@ -374,6 +400,9 @@ impl<T: HasConn> ReadTx for T {
     }
     fn channels_with_bots(&self) -> Result<Vec<String>, StoreError> {
         bots::channels_with_bots(self.conn())
+    }
+    fn credential_valid(&self, credential: &Credential) -> Result<bool, StoreError> {
+        principals::credential_valid(self.conn(), credential)
     }
 }
 
