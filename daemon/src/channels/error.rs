@@ -22,6 +22,11 @@ pub enum Code {
     /// A slot label that does not exist in the channel.
     UnknownSlot,
     BadRequest,
+    /// Over a rate limit; `data.retry_after_ms` says when to try again.
+    RateLimited,
+    /// Over a standing quota (open channels, a channel's size); the message
+    /// says what to do.
+    QuotaExceeded,
     BotError,
     Internal,
 }
@@ -39,6 +44,8 @@ impl Code {
             Code::SlotRequired => "SLOT_REQUIRED",
             Code::UnknownSlot => "UNKNOWN_SLOT",
             Code::BadRequest => "BAD_REQUEST",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::QuotaExceeded => "QUOTA_EXCEEDED",
             Code::BotError => "BOT_ERROR",
             Code::Internal => "INTERNAL",
         }

@@ -25,6 +25,7 @@ mod tests;
 pub(crate) use error::{Code, ToolError, ToolFailure};
 pub(crate) use rules::SlotSpec;
 
+use crate::quota::Quotas;
 use crate::model::{
     Attached, BotCode, ChannelList, ChannelView, Created, Event, Invite, Joined, MessageKind,
     MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, Synced, Updated,
@@ -58,6 +59,8 @@ pub struct Channels {
     shutdown: CancellationToken,
     /// How often a waiting sync reports progress ([`PROGRESS_EVERY`]).
     progress_every: Duration,
+    /// Per-principal quotas (none unless [`Channels::with_quotas`]).
+    quotas: Quotas,
 }
 
 /// What `create_channel` asks for.
@@ -194,7 +197,14 @@ impl Channels {
             waiting: Arc::default(),
             shutdown,
             progress_every: PROGRESS_EVERY,
+            quotas: Quotas::unlimited(),
         }
+    }
+
+    /// The same service, enforcing `quotas` on posts and new channels.
+    pub(crate) fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// The store (for start-up and shutdown).
@@ -247,9 +257,11 @@ impl Channels {
         let cid = channel_id.clone();
         let allow_network = req.allow_network;
         let bot = req.bot;
+        let quotas = self.quotas.clone();
         let view = self
             .store
             .write(move |tx: &mut dyn Tx| {
+                quotas.check_create(tx, &who.id, secrets::now_ms())?;
                 tx.insert_channel(&NewChannel {
                     id: &cid,
                     name: &name,
@@ -406,9 +418,11 @@ impl Channels {
     ) -> Result<Posted, ToolError> {
         let body = rules::message_body(body, self.max_body_bytes)?;
         let to = rules::recipients(to)?;
+        self.quotas.take_post(&who.id)?;
         let who = who.clone();
         let cid = channel_id.to_string();
         let slot = slot.map(str::to_string);
+        let quotas = self.quotas.clone();
         self.store
             .write(move |tx: &mut dyn Tx| {
                 let ch = rules::found(tx.channel(&cid)?, &cid)?;
@@ -417,6 +431,7 @@ impl Channels {
                 if let Some(to) = &to {
                     rules::recipients_exist(to, &tx.slots(&cid)?)?;
                 }
+                quotas.charge_post(tx, &ch, &who.id, body.len() as u64, secrets::now_ms())?;
                 let a = tx.append(
                     &cid,
                     NewMessage {
