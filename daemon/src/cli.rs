@@ -136,17 +136,12 @@ fn load(common: &Common, extra: Overrides) -> anyhow::Result<Config> {
     Ok(Config::load(&over, &ProcessEnv)?)
 }
 
+/// Logging for `serve` (see `crate::logging`): the filter from
+/// `MCP_MULTIPLAYER_LOG`, read here as the one place the CLI reads the
+/// environment for it.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MCP_MULTIPLAYER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let filter = std::env::var("MCP_MULTIPLAYER_LOG").ok();
+    crate::logging::init(format, filter.as_deref());
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -38,6 +38,8 @@ const QUEUE_LINES: usize = 8192;
 
 static QUEUE: OnceLock<SyncSender<Vec<u8>>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+static QUEUED: AtomicU64 = AtomicU64::new(0);
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
 /// Log lines dropped because stderr was not keeping up (for `/metrics`).
 pub fn dropped_lines() -> u64 {
@@ -107,6 +109,7 @@ fn queue() -> Option<&'static SyncSender<Vec<u8>>> {
                 // EPIPE (nobody reads any more) and every other error: the
                 // line is lost, the daemon goes on.
                 let _ = stderr.lock().write_all(&line);
+                WRITTEN.fetch_add(1, Ordering::Release);
             }
         });
     if spawned.is_err() {
@@ -115,9 +118,21 @@ fn queue() -> Option<&'static SyncSender<Vec<u8>>> {
     Some(QUEUE.get_or_init(|| tx))
 }
 
+/// Waits (at most `limit`) until the lines queued so far are written: the
+/// last lines before the process exits.
+pub fn flush(limit: std::time::Duration) {
+    let target = QUEUED.load(Ordering::Acquire);
+    let until = std::time::Instant::now() + limit;
+    while WRITTEN.load(Ordering::Acquire) < target && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn enqueue(q: &SyncSender<Vec<u8>>, line: Vec<u8>) {
     match q.try_send(line) {
-        Ok(()) => {}
+        Ok(()) => {
+            QUEUED.fetch_add(1, Ordering::Release);
+        }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }

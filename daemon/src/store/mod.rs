@@ -61,7 +61,7 @@ use tokio::sync::oneshot;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_core.sql"),
     include_str!("../../migrations/0002_oauth.sql"),
-    include_str!("../../migrations/0003_usage.sql"),
+    include_str!("../../migrations/0004_usage.sql"),
 ];
 
 /// The schema version this binary writes: how many migrations it knows.
