@@ -17,6 +17,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub channels: Channels,
     pub bots: Bots,
+    /// Runs bot hooks; held here so that it lives as long as the app.
+    #[allow(dead_code)]
     pub dispatcher: Dispatcher,
     /// Every series `/metrics` exports (the store's registry).
     pub metrics: Arc<Metrics>,

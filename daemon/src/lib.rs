@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod admin;
 pub(crate) mod app;
 pub(crate) mod bots;
 pub(crate) mod channels;

@@ -296,16 +296,6 @@ impl Metrics {
         self.conn_closed[index_of(CONN_CLOSES, why)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Hooks run since start (all outcomes).
-    pub fn hooks_total(&self) -> u64 {
-        self.hook_runs.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
-    /// Commits recorded since start.
-    pub fn commits(&self) -> u64 {
-        self.commit_batch.count()
-    }
-
     /// Renders every series; `gauges` are read at scrape time by the caller.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(16 * 1024);

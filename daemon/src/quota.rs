@@ -65,10 +65,6 @@ impl Quotas {
         Quotas::new(QuotaConfig::unlimited(), None)
     }
 
-    pub fn config(&self) -> &QuotaConfig {
-        &self.inner.cfg
-    }
-
     fn refused(&self, e: ToolError, limit: &str) -> ToolError {
         if let Some(m) = &self.inner.metrics {
             m.rate_limited(limit);

@@ -92,6 +92,7 @@ impl Dispatcher {
     ///
     /// # Errors
     /// The list of channels with bots cannot be read.
+    #[cfg(test)]
     pub async fn start(store: Store, bots: Bots) -> Result<Dispatcher, StoreError> {
         Self::start_with_quotas(store, bots, Quotas::unlimited()).await
     }
@@ -141,6 +142,7 @@ impl Dispatcher {
     }
 
     /// Hooks run since start.
+    #[cfg(test)]
     pub fn hooks_run(&self) -> u64 {
         self.inner.hooks_run.load(Ordering::Relaxed)
     }

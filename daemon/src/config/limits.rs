@@ -31,20 +31,20 @@ pub struct FileHttp {
 pub struct HttpConfig {
     /// A request's line and headers must arrive within this time of its
     /// first byte (slow-header attacks). Default 10 s.
-    #[serde(with = "secs")]
+    #[serde(with = "secs", rename = "header_timeout_secs")]
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in flight is closed after
     /// this long. Longer than common reverse proxies' upstream idle time
     /// (nginx 60 s, Caddy 120 s... set your proxy's below it). Default 150 s.
-    #[serde(with = "secs")]
+    #[serde(with = "secs", rename = "idle_timeout_secs")]
     pub idle_timeout: Duration,
     /// A response write that makes no progress for this long (a client that
     /// stopped reading) closes the connection. Default 30 s.
-    #[serde(with = "secs")]
+    #[serde(with = "secs", rename = "write_timeout_secs")]
     pub write_timeout: Duration,
     /// A request body that sends nothing for this long is abandoned.
     /// Default 30 s.
-    #[serde(with = "secs")]
+    #[serde(with = "secs", rename = "body_timeout_secs")]
     pub body_timeout: Duration,
     /// Open connections, in total. `None` (the default): the open-file limit
     /// minus a reserve for the database, logs and bot runners.
@@ -60,10 +60,10 @@ pub struct HttpConfig {
     pub max_unauthenticated_per_peer: usize,
     /// How long shutdown waits for in-flight requests before it exits
     /// anyway. Default 10 s.
-    #[serde(with = "secs")]
+    #[serde(with = "secs", rename = "drain_secs")]
     pub drain: Duration,
     /// An MCP session with no request for this long is closed. Default 600 s.
-    #[serde(with = "secs")]
+    #[serde(with = "secs", rename = "session_idle_secs")]
     pub session_idle: Duration,
     /// Open MCP sessions per principal; a new one beyond it closes that
     /// principal's least recently used session. Default 32.

@@ -250,10 +250,6 @@ impl Conns {
         }
     }
 
-    pub fn limits(&self) -> &ConnLimits {
-        &self.limits
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -23,6 +23,7 @@
 //! [`error`] (RFC 6749 error responses).
 
 mod authorize;
+pub(crate) mod clients;
 mod error;
 mod grants;
 mod limits;

@@ -47,7 +47,7 @@ mod usage;
 pub(crate) use bus::{Commit, CommitBus};
 pub(crate) use tx::*;
 pub(crate) use usage::DAY_MS;
-pub use backup::{BackupReport, backup};
+pub use backup::backup;
 
 use crate::metrics::Metrics;
 use rusqlite::{Connection, OpenFlags};
