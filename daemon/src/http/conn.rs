@@ -14,10 +14,13 @@
 //!   *unauthenticated* and becomes *authenticated* when it carries a valid
 //!   bearer token. Unauthenticated connections are capped per peer address
 //!   and in total; past a cap, a new connection closes the oldest
-//!   unauthenticated one (an idle one first) instead of being refused, so an
-//!   address cannot fill the table with idle sockets and a legitimate client
-//!   always gets in. Authenticated connections are never closed to make
-//!   room; only when every slot is taken by them is a new one refused.
+//!   unauthenticated one that has had time to authenticate (an idle one
+//!   first) instead of being refused, so an address cannot fill the table
+//!   with idle sockets, a burst of new connections is not cut before its
+//!   requests arrive, and a legitimate client always gets in. At the total
+//!   cap the oldest unauthenticated connection goes whatever its age.
+//!   Authenticated connections are never closed to make room; only when
+//!   every slot is taken by them is a new one refused.
 //!   The total stays below the open-file limit (raised to its hard limit at
 //!   start), so `accept` never fails with `EMFILE`.
 //! - **Drain.** At shutdown the loop stops accepting and every connection is
@@ -57,6 +60,11 @@ pub const FD_RESERVE: u64 = 128;
 /// before it takes the oldest.
 const EVICTION_SCAN: usize = 32;
 
+/// How long a new connection has to show a token before the soft caps may
+/// close it: a client's request arrives in milliseconds; an idle or slow
+/// flood's never does.
+pub const EVICT_AFTER: Duration = Duration::from_secs(2);
+
 /// The limits one connection and the table live by.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
@@ -66,6 +74,8 @@ pub struct ConnLimits {
     pub max_total: usize,
     pub max_unauthenticated: usize,
     pub max_unauthenticated_per_peer: usize,
+    /// See [`EVICT_AFTER`].
+    pub evict_after: Duration,
 }
 
 impl ConnLimits {
@@ -98,6 +108,7 @@ impl ConnLimits {
             max_total,
             max_unauthenticated,
             max_unauthenticated_per_peer: cfg.max_unauthenticated_per_peer.min(max_unauthenticated),
+            evict_after: EVICT_AFTER,
         }
     }
 }
@@ -160,6 +171,8 @@ pub struct Conn {
     head_started: AtomicU64,
     /// When the connection last became idle (ms since the epoch).
     idle_since: AtomicU64,
+    /// When it was accepted (ms since the epoch).
+    admitted: u64,
     /// Told when a deadline may have moved.
     wake: Notify,
     evicted: CancellationToken,
@@ -259,21 +272,27 @@ impl Conns {
     /// connection.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Arc<Conn>> {
         let mut evict = Vec::new();
+        let now = self.epoch.elapsed().as_millis() as u64;
+        // Soft caps: only connections that had time to authenticate.
+        // (None: nobody is that old yet.)
+        let old = now.checked_sub(self.limits.evict_after.as_millis() as u64);
         let conn = {
             let mut t = self.lock();
             let per_peer = t.by_peer.get(&peer).map_or(0, BTreeSet::len);
             if per_peer >= self.limits.max_unauthenticated_per_peer
-                && let Some(id) = pick(&t, t.by_peer.get(&peer))
+                && let Some(by) = old
+                && let Some(id) = pick(&t, t.by_peer.get(&peer), Some(by))
             {
                 evict.extend(t.remove(id));
             }
             if t.unauthenticated.len() >= self.limits.max_unauthenticated
-                && let Some(id) = pick(&t, Some(&t.unauthenticated))
+                && let Some(by) = old
+                && let Some(id) = pick(&t, Some(&t.unauthenticated), Some(by))
             {
                 evict.extend(t.remove(id));
             }
             if t.all.len() >= self.limits.max_total {
-                match pick(&t, Some(&t.unauthenticated)) {
+                match pick(&t, Some(&t.unauthenticated), None) {
                     Some(id) => evict.extend(t.remove(id)),
                     None => {
                         drop(t);
@@ -283,7 +302,6 @@ impl Conns {
                 }
             }
             t.next_id += 1;
-            let now = self.epoch.elapsed().as_millis() as u64;
             let conn = Arc::new(Conn {
                 id: t.next_id,
                 peer,
@@ -292,6 +310,7 @@ impl Conns {
                 in_flight: AtomicUsize::new(0),
                 head_started: AtomicU64::new(0),
                 idle_since: AtomicU64::new(now),
+                admitted: now,
                 wake: Notify::new(),
                 evicted: CancellationToken::new(),
             });
@@ -365,16 +384,28 @@ impl Table {
     }
 }
 
-/// The unauthenticated connection to close: the oldest idle one among the
-/// first few, else the oldest.
-fn pick(t: &Table, among: Option<&BTreeSet<u64>>) -> Option<u64> {
+/// The unauthenticated connection to close: among those admitted at or
+/// before `admitted_by` (any, if `None`), the oldest idle one of the first
+/// few, else the oldest.
+fn pick(t: &Table, among: Option<&BTreeSet<u64>>, admitted_by: Option<u64>) -> Option<u64> {
     let among = among?;
-    let idle = among.iter().take(EVICTION_SCAN).copied().find(|id| {
+    let eligible = |id: &u64| {
         t.all
             .get(id)
-            .is_some_and(|c| c.in_flight.load(Ordering::Relaxed) == 0)
-    });
-    idle.or_else(|| among.iter().next().copied())
+            .is_some_and(|c| admitted_by.is_none_or(|by| c.admitted <= by))
+    };
+    // Ids grow with admission time: the eligible ones come first.
+    let idle = among
+        .iter()
+        .take(EVICTION_SCAN)
+        .copied()
+        .take_while(eligible)
+        .find(|id| {
+            t.all
+                .get(id)
+                .is_some_and(|c| c.in_flight.load(Ordering::Relaxed) == 0)
+        });
+    idle.or_else(|| among.iter().next().copied().filter(eligible))
 }
 
 /// Accepts connections until `stop` fires, serving each with `app`; then
@@ -655,6 +686,10 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn table(total: usize, unauth: usize, per_peer: usize) -> Arc<Conns> {
+        table_with_grace(total, unauth, per_peer, Duration::ZERO)
+    }
+
+    fn table_with_grace(total: usize, unauth: usize, per_peer: usize, grace: Duration) -> Arc<Conns> {
         Conns::new(
             ConnLimits {
                 header_timeout: Duration::from_secs(1),
@@ -663,6 +698,7 @@ mod tests {
                 max_total: total,
                 max_unauthenticated: unauth,
                 max_unauthenticated_per_peer: per_peer,
+                evict_after: grace,
             },
             Arc::new(Metrics::default()),
         )
@@ -705,6 +741,18 @@ mod tests {
             c.authenticated();
         }
         assert!(t.admit(ip(99)).is_none());
+    }
+
+    #[test]
+    fn a_burst_of_new_connections_is_not_cut_by_the_soft_caps_only_by_the_total() {
+        let t = table_with_grace(6, 3, 2, Duration::from_secs(3600));
+        let burst: Vec<_> = (0..6).map(|_| t.admit(ip(1)).unwrap()).collect();
+        assert!(burst.iter().all(|c| !c.evicted.is_cancelled()), "too young to evict");
+        // At the total cap the oldest unauthenticated one goes, young or not.
+        let late = t.admit(ip(2)).unwrap();
+        assert!(burst[0].evicted.is_cancelled());
+        assert!(!late.evicted.is_cancelled());
+        assert_eq!(t.open(), 6);
     }
 
     #[test]

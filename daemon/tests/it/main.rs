@@ -6,8 +6,10 @@
 
 mod util;
 
+mod admin;
 mod cli;
 mod crash;
 mod http;
 mod oauth;
+mod robustness;
 mod tools;
