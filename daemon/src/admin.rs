@@ -104,10 +104,18 @@ pub fn config_check(mut cfg: Config) -> (String, bool) {
         ok &= good;
         let _ = writeln!(out, "{} {text}", if good { "ok     " } else { "PROBLEM" });
     };
-    line(true, "the configuration parses and its values are valid".into());
+    line(
+        true,
+        "the configuration parses and its values are valid".into(),
+    );
     match cfg.load_secrets() {
-        Ok(()) if cfg.auth.passphrase.is_some() => line(true, "the passphrase file is readable and not empty".into()),
-        Ok(()) => line(true, format!("approval is {:?}: no passphrase needed", cfg.auth.approval)),
+        Ok(()) if cfg.auth.passphrase.is_some() => {
+            line(true, "the passphrase file is readable and not empty".into())
+        }
+        Ok(()) => line(
+            true,
+            format!("approval is {:?}: no passphrase needed", cfg.auth.approval),
+        ),
         Err(e) => line(false, e.to_string()),
     }
     let db = cfg.db_path();
@@ -142,15 +150,25 @@ fn is_executable(p: &Path) -> bool {
 /// usable, without creating or migrating anything.
 fn database_state(db: &Path) -> Result<String, String> {
     if !db.exists() {
-        let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = db
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         return if dir.is_dir() {
-            Ok(format!("no database yet; serve will create {}", db.display()))
+            Ok(format!(
+                "no database yet; serve will create {}",
+                db.display()
+            ))
         } else {
-            Ok(format!("no database yet; serve will create {} (and its directory)", db.display()))
+            Ok(format!(
+                "no database yet; serve will create {} (and its directory)",
+                db.display()
+            ))
         };
     }
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| format!("cannot read the database {}: {e}", db.display()))?;
@@ -174,7 +192,11 @@ fn database_state(db: &Path) -> Result<String, String> {
         "database {} has schema version {version} (this release: {}){}",
         db.display(),
         store::SCHEMA_VERSION,
-        if version < store::SCHEMA_VERSION { "; serve will migrate it" } else { "" }
+        if version < store::SCHEMA_VERSION {
+            "; serve will migrate it"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -191,7 +213,10 @@ pub async fn principal_list(store: &Store) -> Result<String, StoreError> {
     if list.is_empty() {
         return Ok("No principals yet. `mcp-multiplayer token create NAME` makes one; so does approving an OAuth client.\n".into());
     }
-    let mut out = format!("{:<28} {:<10} {:<24} {:>6} {:>8} {:>5}  created\n", "id", "kind", "name", "tokens", "channels", "seats");
+    let mut out = format!(
+        "{:<28} {:<10} {:<24} {:>6} {:>8} {:>5}  created\n",
+        "id", "kind", "name", "tokens", "channels", "seats"
+    );
     for p in list {
         let _ = writeln!(
             out,
@@ -226,9 +251,17 @@ pub async fn client_list(store: &Store) -> Result<String, StoreError> {
             printable(c.name.as_deref().unwrap_or("(no name)"), 60),
             c.auth_method,
             when(c.created_at),
-            c.approved_at.map_or("never approved".to_string(), |t| format!("first approved {}", when(t))),
+            c.approved_at
+                .map_or("never approved".to_string(), |t| format!(
+                    "first approved {}",
+                    when(t)
+                )),
             c.live_grants,
-            c.redirect_uris.iter().map(|u| printable(u, 200)).collect::<Vec<_>>().join(", "),
+            c.redirect_uris
+                .iter()
+                .map(|u| printable(u, 200))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
     }
     Ok(out)
@@ -253,7 +286,8 @@ pub async fn grant_list(store: &Store) -> Result<String, StoreError> {
             g.client_id,
             printable(g.client_name.as_deref().unwrap_or("no name"), 60),
             when(g.created_at),
-            g.revoked_at.map_or("live".to_string(), |t| format!("revoked {}", when(t))),
+            g.revoked_at
+                .map_or("live".to_string(), |t| format!("revoked {}", when(t))),
             g.live_tokens,
         );
     }
@@ -266,8 +300,12 @@ pub async fn grant_list(store: &Store) -> Result<String, StoreError> {
 /// Storage failures; an unknown id is `Ok(Err(..))`.
 pub async fn grant_revoke(store: &Store, id: &str) -> Result<Result<String, String>, StoreError> {
     Ok(match clients::revoke_grant(store, id).await? {
-        None => Err(format!("no grant {id:?}; `mcp-multiplayer grant list` shows them")),
-        Some(true) => Ok(format!("Revoked grant {id}: its access tokens stop working now, and its refresh tokens are refused.\n")),
+        None => Err(format!(
+            "no grant {id:?}; `mcp-multiplayer grant list` shows them"
+        )),
+        Some(true) => Ok(format!(
+            "Revoked grant {id}: its access tokens stop working now, and its refresh tokens are refused.\n"
+        )),
         Some(false) => Ok(format!("Grant {id} was already revoked.\n")),
     })
 }
@@ -278,7 +316,9 @@ pub async fn grant_revoke(store: &Store, id: &str) -> Result<Result<String, Stri
 /// Storage failures; an unknown id is `Ok(Err(..))`.
 pub async fn client_revoke(store: &Store, id: &str) -> Result<Result<String, String>, StoreError> {
     Ok(match clients::revoke_client(store, id).await? {
-        None => Err(format!("no client {id:?}; `mcp-multiplayer client list` shows them")),
+        None => Err(format!(
+            "no client {id:?}; `mcp-multiplayer client list` shows them"
+        )),
         Some(n) => Ok(format!(
             "Revoked {n} live grant(s) of client {id}: their tokens stop working now. The client can get access again only through a new approval.\n"
         )),
@@ -313,7 +353,10 @@ mod tests {
     fn client_text_cannot_drive_the_terminal() {
         assert_eq!(printable("ok", 10), "ok");
         let evil = printable("a\u{1b}[2Jb\u{202e}c", 100);
-        assert!(!evil.contains('\u{1b}') && !evil.contains('\u{202e}'), "{evil}");
+        assert!(
+            !evil.contains('\u{1b}') && !evil.contains('\u{202e}'),
+            "{evil}"
+        );
         assert!(evil.contains("\\u{1b}"), "{evil}");
         assert_eq!(printable("abcdef", 3), "abc…");
     }
@@ -329,7 +372,8 @@ mod tests {
             pass.display().to_string()
         ))
         .unwrap();
-        let mut cfg = Config::from_parts(file, &Default::default(), &crate::config::ProcessEnv).unwrap();
+        let mut cfg =
+            Config::from_parts(file, &Default::default(), &crate::config::ProcessEnv).unwrap();
         cfg.load_secrets().unwrap();
         let text = config_show(&cfg);
         let parsed: toml::Table = toml::from_str(&text).unwrap();

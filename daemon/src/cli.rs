@@ -372,7 +372,10 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
         AdminCommand::Config {
             op: ConfigOp::Show { common },
         } => {
-            print!("{}", admin::config_show(&load(&common, Overrides::default())?));
+            print!(
+                "{}",
+                admin::config_show(&load(&common, Overrides::default())?)
+            );
             ExitCode::SUCCESS
         }
         AdminCommand::Config {
@@ -380,23 +383,46 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
         } => {
             let (text, ok) = admin::config_check(load(&common, Overrides::default())?);
             print!("{text}");
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         AdminCommand::Principal {
             op: PrincipalOp::List { common },
-        } => finish(Ok(with_store(&common, |s| async move { admin::principal_list(&s).await }).await?)),
+        } => finish(Ok(with_store(&common, |s| async move {
+            admin::principal_list(&s).await
+        })
+        .await?)),
         AdminCommand::Client {
             op: ClientOp::List { common },
-        } => finish(Ok(with_store(&common, |s| async move { admin::client_list(&s).await }).await?)),
+        } => finish(Ok(with_store(&common, |s| async move {
+            admin::client_list(&s).await
+        })
+        .await?)),
         AdminCommand::Grant {
             op: GrantOp::List { common },
-        } => finish(Ok(with_store(&common, |s| async move { admin::grant_list(&s).await }).await?)),
+        } => finish(Ok(with_store(&common, |s| async move {
+            admin::grant_list(&s).await
+        })
+        .await?)),
         AdminCommand::Client {
             op: ClientOp::Revoke { client_id, common },
-        } => finish(with_store(&common, |s| async move { admin::client_revoke(&s, &client_id).await }).await?),
+        } => finish(
+            with_store(&common, |s| async move {
+                admin::client_revoke(&s, &client_id).await
+            })
+            .await?,
+        ),
         AdminCommand::Grant {
             op: GrantOp::Revoke { family_id, common },
-        } => finish(with_store(&common, |s| async move { admin::grant_revoke(&s, &family_id).await }).await?),
+        } => finish(
+            with_store(&common, |s| async move {
+                admin::grant_revoke(&s, &family_id).await
+            })
+            .await?,
+        ),
     })
 }
 

@@ -210,9 +210,21 @@ mod tests {
     fn rmcp_is_held_at_warn_and_other_crates_at_info_whatever_the_filter() {
         assert!(meta_of("mcp_multiplayer::mcp", Level::TRACE));
         assert!(meta_of("tower_http::trace::on_response", Level::DEBUG));
-        assert!(!meta_of("rmcp::service", Level::DEBUG), "logs whole requests");
-        assert!(!meta_of("rmcp::transport::streamable_http_server", Level::TRACE));
-        assert!(!meta_of("rmcp::transport::streamable_http_server::session::local", Level::INFO), "session ids");
+        assert!(
+            !meta_of("rmcp::service", Level::DEBUG),
+            "logs whole requests"
+        );
+        assert!(!meta_of(
+            "rmcp::transport::streamable_http_server",
+            Level::TRACE
+        ));
+        assert!(
+            !meta_of(
+                "rmcp::transport::streamable_http_server::session::local",
+                Level::INFO
+            ),
+            "session ids"
+        );
         assert!(meta_of("rmcp::service", Level::WARN));
         assert!(!meta_of("hyper::proto::h1", Level::DEBUG));
         assert!(meta_of("hyper::proto::h1", Level::INFO));

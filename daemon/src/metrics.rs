@@ -159,7 +159,10 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
         }
         cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let braces = |s: &str| {
             if s.is_empty() {
@@ -303,100 +306,301 @@ impl Metrics {
         let help = |o: &mut String, name: &str, kind: &str, text: &str| {
             let _ = writeln!(o, "# HELP {name} {text}\n# TYPE {name} {kind}");
         };
-        help(o, "mcp_multiplayer_build_info", "gauge", "The running build.");
+        help(
+            o,
+            "mcp_multiplayer_build_info",
+            "gauge",
+            "The running build.",
+        );
         let _ = writeln!(
             o,
             "mcp_multiplayer_build_info{{version=\"{}\",schema=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION"),
             gauges.schema_version
         );
-        help(o, "mcp_multiplayer_uptime_seconds", "gauge", "Seconds since start.");
+        help(
+            o,
+            "mcp_multiplayer_uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+        );
         let _ = writeln!(o, "mcp_multiplayer_uptime_seconds {}", gauges.uptime_secs);
 
         let n = STATUSES.len() + 1;
-        help(o, "mcp_multiplayer_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+        help(
+            o,
+            "mcp_multiplayer_http_requests_total",
+            "counter",
+            "HTTP requests answered, by route and status.",
+        );
         for (r, route) in ROUTES.iter().enumerate() {
             for s in 0..n {
                 let v = self.http_requests[r * n + s].load(Ordering::Relaxed);
                 if v > 0 {
                     let status = STATUSES.get(s).map_or("other".to_string(), u16::to_string);
-                    let _ = writeln!(o, "mcp_multiplayer_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {v}");
+                    let _ = writeln!(
+                        o,
+                        "mcp_multiplayer_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {v}"
+                    );
                 }
             }
         }
-        help(o, "mcp_multiplayer_http_request_duration_seconds", "histogram", "Time to a response's headers, by route (long-polls included).");
+        help(
+            o,
+            "mcp_multiplayer_http_request_duration_seconds",
+            "histogram",
+            "Time to a response's headers, by route (long-polls included).",
+        );
         for (r, route) in ROUTES.iter().enumerate() {
             if self.http_latency[r].count() > 0 {
-                self.http_latency[r].render(o, "mcp_multiplayer_http_request_duration_seconds", &format!("route=\"{route}\""));
+                self.http_latency[r].render(
+                    o,
+                    "mcp_multiplayer_http_request_duration_seconds",
+                    &format!("route=\"{route}\""),
+                );
             }
         }
-        help(o, "mcp_multiplayer_tool_calls_total", "counter", "MCP tool calls, by tool and outcome (ok, the tool error's code, or protocol_error).");
+        help(
+            o,
+            "mcp_multiplayer_tool_calls_total",
+            "counter",
+            "MCP tool calls, by tool and outcome (ok, the tool error's code, or protocol_error).",
+        );
         for (t, tool) in TOOLS.iter().enumerate() {
             for (i, outcome) in TOOL_OUTCOMES.iter().enumerate() {
                 let v = self.tool_calls[t * TOOL_OUTCOMES.len() + i].load(Ordering::Relaxed);
                 if v > 0 {
-                    let _ = writeln!(o, "mcp_multiplayer_tool_calls_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {v}");
+                    let _ = writeln!(
+                        o,
+                        "mcp_multiplayer_tool_calls_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {v}"
+                    );
                 }
             }
         }
-        help(o, "mcp_multiplayer_tool_call_duration_seconds", "histogram", "Tool call time, by tool (sync_messages includes its wait).");
+        help(
+            o,
+            "mcp_multiplayer_tool_call_duration_seconds",
+            "histogram",
+            "Tool call time, by tool (sync_messages includes its wait).",
+        );
         for (t, tool) in TOOLS.iter().enumerate() {
             if self.tool_latency[t].count() > 0 {
-                self.tool_latency[t].render(o, "mcp_multiplayer_tool_call_duration_seconds", &format!("tool=\"{tool}\""));
+                self.tool_latency[t].render(
+                    o,
+                    "mcp_multiplayer_tool_call_duration_seconds",
+                    &format!("tool=\"{tool}\""),
+                );
             }
         }
-        help(o, "mcp_multiplayer_hooks_total", "counter", "Bot hooks run, by outcome.");
+        help(
+            o,
+            "mcp_multiplayer_hooks_total",
+            "counter",
+            "Bot hooks run, by outcome.",
+        );
         for (i, outcome) in HOOK_OUTCOMES.iter().enumerate() {
             let v = self.hook_runs[i].load(Ordering::Relaxed);
-            let _ = writeln!(o, "mcp_multiplayer_hooks_total{{outcome=\"{outcome}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "mcp_multiplayer_hooks_total{{outcome=\"{outcome}\"}} {v}"
+            );
         }
-        help(o, "mcp_multiplayer_hook_duration_seconds", "histogram", "Bot hook wall time in the sandbox, by outcome.");
+        help(
+            o,
+            "mcp_multiplayer_hook_duration_seconds",
+            "histogram",
+            "Bot hook wall time in the sandbox, by outcome.",
+        );
         for (i, outcome) in HOOK_OUTCOMES.iter().enumerate() {
             if self.hook_duration[i].count() > 0 {
-                self.hook_duration[i].render(o, "mcp_multiplayer_hook_duration_seconds", &format!("outcome=\"{outcome}\""));
+                self.hook_duration[i].render(
+                    o,
+                    "mcp_multiplayer_hook_duration_seconds",
+                    &format!("outcome=\"{outcome}\""),
+                );
             }
         }
-        help(o, "mcp_multiplayer_sandbox_failures_total", "counter", "Hooks stopped because a confinement step did not take effect, by step.");
-        for (step, v) in self.sandbox_failures.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(o, "mcp_multiplayer_sandbox_failures_total{{step=\"{step}\"}} {v}");
+        help(
+            o,
+            "mcp_multiplayer_sandbox_failures_total",
+            "counter",
+            "Hooks stopped because a confinement step did not take effect, by step.",
+        );
+        for (step, v) in self
+            .sandbox_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                o,
+                "mcp_multiplayer_sandbox_failures_total{{step=\"{step}\"}} {v}"
+            );
         }
-        help(o, "mcp_multiplayer_sandbox_ready", "gauge", "1 when the start-up sandbox self-check passed.");
-        let _ = writeln!(o, "mcp_multiplayer_sandbox_ready {}", u8::from(gauges.sandbox_ready));
-        help(o, "mcp_multiplayer_rate_limited_total", "counter", "Tool calls refused by a quota or rate limit, by limit.");
+        help(
+            o,
+            "mcp_multiplayer_sandbox_ready",
+            "gauge",
+            "1 when the start-up sandbox self-check passed.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sandbox_ready {}",
+            u8::from(gauges.sandbox_ready)
+        );
+        help(
+            o,
+            "mcp_multiplayer_rate_limited_total",
+            "counter",
+            "Tool calls refused by a quota or rate limit, by limit.",
+        );
         for (i, limit) in LIMITS.iter().enumerate() {
             let v = self.rate_limited[i].load(Ordering::Relaxed);
-            let _ = writeln!(o, "mcp_multiplayer_rate_limited_total{{limit=\"{limit}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "mcp_multiplayer_rate_limited_total{{limit=\"{limit}\"}} {v}"
+            );
         }
-        help(o, "mcp_multiplayer_sync_waiting", "gauge", "sync_messages calls parked waiting for a message.");
+        help(
+            o,
+            "mcp_multiplayer_sync_waiting",
+            "gauge",
+            "sync_messages calls parked waiting for a message.",
+        );
         let _ = writeln!(o, "mcp_multiplayer_sync_waiting {}", gauges.sync_waiting);
-        help(o, "mcp_multiplayer_db_commit_batch_size", "histogram", "Writes per committed transaction (group commit).");
-        self.commit_batch.render(o, "mcp_multiplayer_db_commit_batch_size", "");
-        help(o, "mcp_multiplayer_db_commit_duration_seconds", "histogram", "Time of one batch from BEGIN to COMMIT's return (fsync included).");
-        self.commit_latency.render(o, "mcp_multiplayer_db_commit_duration_seconds", "");
-        help(o, "mcp_multiplayer_db_commit_failures_total", "counter", "Batches whose BEGIN or COMMIT failed (disk full, read-only database).");
-        let _ = writeln!(o, "mcp_multiplayer_db_commit_failures_total {}", self.commit_failures.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_connections_open", "gauge", "Open HTTP connections.");
-        let _ = writeln!(o, "mcp_multiplayer_connections_open {}", self.connections_open.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_connections_accepted_total", "counter", "HTTP connections accepted.");
-        let _ = writeln!(o, "mcp_multiplayer_connections_accepted_total {}", self.connections_accepted.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_connections_closed_total", "counter", "Connections the server closed itself, by reason.");
+        help(
+            o,
+            "mcp_multiplayer_db_commit_batch_size",
+            "histogram",
+            "Writes per committed transaction (group commit).",
+        );
+        self.commit_batch
+            .render(o, "mcp_multiplayer_db_commit_batch_size", "");
+        help(
+            o,
+            "mcp_multiplayer_db_commit_duration_seconds",
+            "histogram",
+            "Time of one batch from BEGIN to COMMIT's return (fsync included).",
+        );
+        self.commit_latency
+            .render(o, "mcp_multiplayer_db_commit_duration_seconds", "");
+        help(
+            o,
+            "mcp_multiplayer_db_commit_failures_total",
+            "counter",
+            "Batches whose BEGIN or COMMIT failed (disk full, read-only database).",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_db_commit_failures_total {}",
+            self.commit_failures.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_connections_open",
+            "gauge",
+            "Open HTTP connections.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_connections_accepted_total",
+            "counter",
+            "HTTP connections accepted.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_connections_accepted_total {}",
+            self.connections_accepted.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_connections_closed_total",
+            "counter",
+            "Connections the server closed itself, by reason.",
+        );
         for (i, why) in CONN_CLOSES.iter().enumerate() {
             let v = self.conn_closed[i].load(Ordering::Relaxed);
-            let _ = writeln!(o, "mcp_multiplayer_connections_closed_total{{reason=\"{why}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "mcp_multiplayer_connections_closed_total{{reason=\"{why}\"}} {v}"
+            );
         }
-        help(o, "mcp_multiplayer_sessions_open", "gauge", "Open MCP sessions.");
-        let _ = writeln!(o, "mcp_multiplayer_sessions_open {}", self.sessions_open.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_sessions_closed_total", "counter", "MCP sessions the server closed, by reason.");
-        let _ = writeln!(o, "mcp_multiplayer_sessions_closed_total{{reason=\"idle\"}} {}", self.sessions_expired.load(Ordering::Relaxed));
-        let _ = writeln!(o, "mcp_multiplayer_sessions_closed_total{{reason=\"per_principal_cap\"}} {}", self.sessions_displaced.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_sessions_foreign_total", "counter", "Requests refused (404) for a session id another principal holds.");
-        let _ = writeln!(o, "mcp_multiplayer_sessions_foreign_total {}", self.sessions_foreign.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_posts_total", "counter", "User messages posted.");
-        let _ = writeln!(o, "mcp_multiplayer_posts_total {}", self.posts.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_auth_failures_total", "counter", "Requests refused for a missing or invalid token.");
-        let _ = writeln!(o, "mcp_multiplayer_auth_failures_total {}", self.auth_failures.load(Ordering::Relaxed));
-        help(o, "mcp_multiplayer_log_lines_dropped_total", "counter", "Log lines dropped because stderr was not being read.");
-        let _ = writeln!(o, "mcp_multiplayer_log_lines_dropped_total {}", crate::logging::dropped_lines());
+        help(
+            o,
+            "mcp_multiplayer_sessions_open",
+            "gauge",
+            "Open MCP sessions.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sessions_open {}",
+            self.sessions_open.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_sessions_closed_total",
+            "counter",
+            "MCP sessions the server closed, by reason.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sessions_closed_total{{reason=\"idle\"}} {}",
+            self.sessions_expired.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sessions_closed_total{{reason=\"per_principal_cap\"}} {}",
+            self.sessions_displaced.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_sessions_foreign_total",
+            "counter",
+            "Requests refused (404) for a session id another principal holds.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sessions_foreign_total {}",
+            self.sessions_foreign.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_posts_total",
+            "counter",
+            "User messages posted.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_posts_total {}",
+            self.posts.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_auth_failures_total",
+            "counter",
+            "Requests refused for a missing or invalid token.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_auth_failures_total {}",
+            self.auth_failures.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_log_lines_dropped_total",
+            "counter",
+            "Log lines dropped because stderr was not being read.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_log_lines_dropped_total {}",
+            crate::logging::dropped_lines()
+        );
         out
     }
 }
@@ -418,10 +622,18 @@ mod tests {
         let m = Metrics::default();
         m.http_request(route_of("/mcp"), 200, Duration::from_millis(3));
         m.http_request(route_of("/mcp"), 200, Duration::from_millis(40));
-        m.http_request(route_of("/.well-known/oauth-authorization-server"), 418, Duration::ZERO);
+        m.http_request(
+            route_of("/.well-known/oauth-authorization-server"),
+            418,
+            Duration::ZERO,
+        );
         m.tool_call("post_message", "RATE_LIMITED", Duration::from_millis(1));
         m.tool_call("no_such_tool", "protocol_error", Duration::from_millis(1));
-        m.hook_run("confinement", Some("landlock\n{evil=\"1\"}"), Duration::from_millis(5));
+        m.hook_run(
+            "confinement",
+            Some("landlock\n{evil=\"1\"}"),
+            Duration::from_millis(5),
+        );
         m.rate_limited("posts_per_second");
         m.commit_batch.observe(3.0);
         let text = m.render(&Gauges {
@@ -430,14 +642,32 @@ mod tests {
             sync_waiting: 2,
             sandbox_ready: true,
         });
-        assert!(text.contains("mcp_multiplayer_http_requests_total{route=\"/mcp\",status=\"200\"} 2"), "{text}");
-        assert!(text.contains("mcp_multiplayer_http_requests_total{route=\"/.well-known\",status=\"other\"} 1"));
-        assert!(text.contains("mcp_multiplayer_http_request_duration_seconds_bucket{route=\"/mcp\",le=\"0.005\"} 1"));
-        assert!(text.contains("mcp_multiplayer_http_request_duration_seconds_bucket{route=\"/mcp\",le=\"0.05\"} 2"));
-        assert!(text.contains("mcp_multiplayer_http_request_duration_seconds_count{route=\"/mcp\"} 2"));
-        assert!(text.contains("mcp_multiplayer_tool_calls_total{tool=\"post_message\",outcome=\"RATE_LIMITED\"} 1"));
-        assert!(text.contains("mcp_multiplayer_tool_calls_total{tool=\"other\",outcome=\"protocol_error\"} 1"));
-        assert!(text.contains("mcp_multiplayer_sandbox_failures_total{step=\"landlockevil1\"} 1"), "labels stay tame: {text}");
+        assert!(
+            text.contains("mcp_multiplayer_http_requests_total{route=\"/mcp\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "mcp_multiplayer_http_requests_total{route=\"/.well-known\",status=\"other\"} 1"
+        ));
+        assert!(text.contains(
+            "mcp_multiplayer_http_request_duration_seconds_bucket{route=\"/mcp\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "mcp_multiplayer_http_request_duration_seconds_bucket{route=\"/mcp\",le=\"0.05\"} 2"
+        ));
+        assert!(
+            text.contains("mcp_multiplayer_http_request_duration_seconds_count{route=\"/mcp\"} 2")
+        );
+        assert!(text.contains(
+            "mcp_multiplayer_tool_calls_total{tool=\"post_message\",outcome=\"RATE_LIMITED\"} 1"
+        ));
+        assert!(text.contains(
+            "mcp_multiplayer_tool_calls_total{tool=\"other\",outcome=\"protocol_error\"} 1"
+        ));
+        assert!(
+            text.contains("mcp_multiplayer_sandbox_failures_total{step=\"landlockevil1\"} 1"),
+            "labels stay tame: {text}"
+        );
         assert!(text.contains("mcp_multiplayer_rate_limited_total{limit=\"posts_per_second\"} 1"));
         assert!(text.contains("mcp_multiplayer_db_commit_batch_size_bucket{le=\"4\"} 1"));
         assert!(text.contains("mcp_multiplayer_db_commit_batch_size_count 1"));

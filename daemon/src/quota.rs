@@ -91,11 +91,7 @@ impl Quotas {
     pub fn take_post(&self, principal: &str) -> Result<(), ToolError> {
         let cfg = &self.inner.cfg;
         let now = Instant::now();
-        let mut buckets = self
-            .inner
-            .buckets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.inner.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= BUCKETS_KEPT && !buckets.contains_key(principal) {
             // Full buckets are the same as no bucket.
             buckets.retain(|_, b| level(b, now, cfg) < f64::from(cfg.post_burst));
@@ -113,7 +109,9 @@ impl Quotas {
             return Ok(());
         }
         drop(buckets);
-        let wait_ms = ((1.0 - tokens) / cfg.posts_per_second * 1000.0).ceil().max(1.0) as u64;
+        let wait_ms = ((1.0 - tokens) / cfg.posts_per_second * 1000.0)
+            .ceil()
+            .max(1.0) as u64;
         Err(self.rate_limited(
             "posts_per_second",
             wait_ms,
@@ -129,7 +127,12 @@ impl Quotas {
     /// # Errors
     /// `RATE_LIMITED` over the hourly count, `QUOTA_EXCEEDED` over the open
     /// channels.
-    pub fn check_create(&self, tx: &dyn ReadTx, principal: &str, now_ms: i64) -> Result<(), ToolError> {
+    pub fn check_create(
+        &self,
+        tx: &dyn ReadTx,
+        principal: &str,
+        now_ms: i64,
+    ) -> Result<(), ToolError> {
         let cfg = &self.inner.cfg;
         let (created, oldest) = tx.channels_created_since(principal, now_ms - HOUR_MS)?;
         if created >= u64::from(cfg.channels_per_hour) {
@@ -284,4 +287,3 @@ impl From<StoreError> for Overrun {
         Overrun::Store(e)
     }
 }
-

@@ -171,7 +171,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     stop_accepting.cancel();
     let drain = state.config.http.drain;
     let deadline = tokio::time::Instant::now() + drain;
-    tracing::info!(?drain, "shutting down: answering parked calls and requests in flight");
+    tracing::info!(
+        ?drain,
+        "shutting down: answering parked calls and requests in flight"
+    );
     let _ = accepting.await;
     let drained = tokio::select! {
         _ = conns.calls_done() => true,

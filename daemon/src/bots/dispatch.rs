@@ -22,8 +22,8 @@
 
 use super::Bots;
 use crate::channels::rules;
-use crate::quota::Quotas;
 use crate::model::{BotPostBody, Event, MessageKind, Seq, SlotKind};
+use crate::quota::Quotas;
 use crate::store::{
     BotRecord, BotRuntime, NewMessage, ReadTx, SlotRecord, Store, StoreError, StoredMessage, Tx,
 };

@@ -749,17 +749,23 @@ async fn a_bots_posts_count_against_its_channel_not_a_principal_and_overrunning_
         w.settled().await;
     }
     let ms = w.transcript(&cid).await;
-    assert_eq!(of_kind(&ms, MessageKind::Bot).len(), 2, "two replies fit in 2,500 bytes");
+    assert_eq!(
+        of_kind(&ms, MessageKind::Bot).len(),
+        2,
+        "two replies fit in 2,500 bytes"
+    );
     let errors = of_kind(&ms, MessageKind::Control);
     assert_eq!(errors.len(), 1, "{errors:?}");
-    let reason = errors[0].body.as_ref().unwrap()["reason"].as_str().unwrap().to_string();
+    let reason = errors[0].body.as_ref().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(reason.contains("bytes"), "{reason}");
     // The channel still takes short user posts; the day's limit is hers.
     w.say(&w.alice, &cid, json!("d")).await;
-    let big = w
-        .ch
-        .post(&w.alice, &cid, None, &json!("y".repeat(200)), None)
-        .await
-        .unwrap_err();
+    let big =
+        w.ch.post(&w.alice, &cid, None, &json!("y".repeat(200)), None)
+            .await
+            .unwrap_err();
     assert_eq!(big.code.as_str(), "RATE_LIMITED", "{big}");
 }

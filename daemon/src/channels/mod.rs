@@ -25,11 +25,11 @@ mod tests;
 pub(crate) use error::{Code, ToolError, ToolFailure};
 pub(crate) use rules::SlotSpec;
 
-use crate::quota::Quotas;
 use crate::model::{
     Attached, BotCode, ChannelList, ChannelView, Created, Event, Invite, Joined, MessageKind,
     MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, Synced, Updated,
 };
+use crate::quota::Quotas;
 use crate::secrets::{self, SecretKind};
 use crate::store::{
     ChannelRecord, NewChannel, NewMessage, NewSlot, PreparedBot, ReadTx, SeatSecret, Store, Tx,

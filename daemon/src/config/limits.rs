@@ -235,7 +235,10 @@ mod tests {
     fn defaults_hold_and_zero_is_refused_with_the_key() {
         let h = HttpConfig::from_file(FileHttp::default()).unwrap();
         assert_eq!(h.header_timeout, Duration::from_secs(10));
-        assert!(h.idle_timeout > Duration::from_secs(120), "outlives proxies' idle pools");
+        assert!(
+            h.idle_timeout > Duration::from_secs(120),
+            "outlives proxies' idle pools"
+        );
         assert_eq!(h.max_connections, None);
         let q = QuotaConfig::from_file(FileQuotas::default()).unwrap();
         assert_eq!(q, QuotaConfig::default());
@@ -243,7 +246,10 @@ mod tests {
         let err = HttpConfig::from_file(toml::from_str("header_timeout_secs = 0").unwrap())
             .err()
             .unwrap();
-        assert!(err.to_string().contains("http.header_timeout_secs"), "{err}");
+        assert!(
+            err.to_string().contains("http.header_timeout_secs"),
+            "{err}"
+        );
         let err = HttpConfig::from_file(toml::from_str("max_connections = 0").unwrap())
             .err()
             .unwrap();

@@ -31,8 +31,8 @@
 
 use crate::metrics::{Metrics, route_of};
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -203,7 +203,8 @@ impl Conn {
         if self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_started.load(Ordering::Relaxed) == 0
         {
-            self.head_started.store(self.now_ms() + 1, Ordering::Relaxed);
+            self.head_started
+                .store(self.now_ms() + 1, Ordering::Relaxed);
             self.wake.notify_one();
         }
     }
@@ -229,7 +230,10 @@ impl Conn {
         }
         let head = self.head_started.load(Ordering::Relaxed);
         if head > 0 {
-            Some((head - 1 + limits.header_timeout.as_millis() as u64, "header_timeout"))
+            Some((
+                head - 1 + limits.header_timeout.as_millis() as u64,
+                "header_timeout",
+            ))
         } else {
             Some((
                 self.idle_since.load(Ordering::Relaxed) + limits.idle_timeout.as_millis() as u64,
@@ -321,10 +325,14 @@ impl Conns {
         };
         for c in evict {
             self.metrics.conn_closed("evicted");
-            self.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            self.metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
             c.evicted.cancel();
         }
-        self.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
         self.metrics
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
@@ -342,7 +350,9 @@ impl Conns {
     fn closed(&self, id: u64) {
         let mut t = self.lock();
         if t.remove(id).is_some() {
-            self.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            self.metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
         }
         if t.all.is_empty() {
             self.empty.notify_waiters();
@@ -495,7 +505,10 @@ async fn serve_conn(
                 Err(never) => match never {},
             };
             metrics.http_request(route, resp.status().as_u16(), started.elapsed());
-            Ok::<_, Infallible>(resp.map(|body| Guarded { body, _guard: guard }))
+            Ok::<_, Infallible>(resp.map(|body| Guarded {
+                body,
+                _guard: guard,
+            }))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -689,7 +702,12 @@ mod tests {
         table_with_grace(total, unauth, per_peer, Duration::ZERO)
     }
 
-    fn table_with_grace(total: usize, unauth: usize, per_peer: usize, grace: Duration) -> Arc<Conns> {
+    fn table_with_grace(
+        total: usize,
+        unauth: usize,
+        per_peer: usize,
+        grace: Duration,
+    ) -> Arc<Conns> {
         Conns::new(
             ConnLimits {
                 header_timeout: Duration::from_secs(1),
@@ -734,7 +752,10 @@ mod tests {
         // within the unauthenticated share.
         let flood: Vec<_> = (0..50).map(|i| t.admit(ip(10 + i)).unwrap()).collect();
         assert!(auth.iter().all(|c| !c.evicted.is_cancelled()));
-        assert_eq!(flood.iter().filter(|c| !c.evicted.is_cancelled()).count(), 2);
+        assert_eq!(
+            flood.iter().filter(|c| !c.evicted.is_cancelled()).count(),
+            2
+        );
         assert_eq!(t.open(), 4);
         // With every slot authenticated, a newcomer is refused.
         for c in flood.iter().filter(|c| !c.evicted.is_cancelled()) {
@@ -747,7 +768,10 @@ mod tests {
     fn a_burst_of_new_connections_is_not_cut_by_the_soft_caps_only_by_the_total() {
         let t = table_with_grace(6, 3, 2, Duration::from_secs(3600));
         let burst: Vec<_> = (0..6).map(|_| t.admit(ip(1)).unwrap()).collect();
-        assert!(burst.iter().all(|c| !c.evicted.is_cancelled()), "too young to evict");
+        assert!(
+            burst.iter().all(|c| !c.evicted.is_cancelled()),
+            "too young to evict"
+        );
         // At the total cap the oldest unauthenticated one goes, young or not.
         let late = t.admit(ip(2)).unwrap();
         assert!(burst[0].evicted.is_cancelled());
@@ -770,7 +794,10 @@ mod tests {
         assert_eq!(why, "header_timeout");
         assert!(at <= 10_000 + c.now_ms() + 1);
         c.request_started();
-        assert!(c.deadline(&limits).is_none(), "a request in flight has no read deadline");
+        assert!(
+            c.deadline(&limits).is_none(),
+            "a request in flight has no read deadline"
+        );
         c.bytes_read(); // body bytes do not start a head
         c.request_finished();
         assert_eq!(c.deadline(&limits).unwrap().1, "idle_timeout");

@@ -55,6 +55,8 @@ impl Reading {
 }
 
 /// Free bytes for an unprivileged writer on the filesystem holding `dir`.
+// `fsblkcnt_t` and `c_ulong` are 32 bits on some targets.
+#[allow(clippy::useless_conversion)]
 fn free_bytes(dir: &Path) -> Option<u64> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
     Some(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))

@@ -134,7 +134,9 @@ impl Sessions {
                 .collect()
         };
         for id in &stale {
-            self.metrics.sessions_expired.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .sessions_expired
+                .fetch_add(1, Ordering::Relaxed);
             let _ = self.close_session(id).await;
         }
         stale.len()
@@ -176,7 +178,10 @@ pub async fn bind_sessions(State(state): State<AppState>, req: Request, next: Ne
     if let Some(id) = &sid
         && sessions.access(id, &principal.id) == Access::Foreign
     {
-        sessions.metrics.sessions_foreign.fetch_add(1, Ordering::Relaxed);
+        sessions
+            .metrics
+            .sessions_foreign
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(principal = %principal.id, "refused a request carrying another principal's session id");
         return not_found();
     }
@@ -184,7 +189,11 @@ pub async fn bind_sessions(State(state): State<AppState>, req: Request, next: Ne
     let resp = next.run(req).await;
     match &sid {
         None => {
-            if let Some(new) = resp.headers().get(SESSION_HEADER).and_then(|v: &HeaderValue| v.to_str().ok()) {
+            if let Some(new) = resp
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+            {
                 sessions.bind(SessionId::from(new), &principal.id).await;
             }
         }
@@ -289,9 +298,15 @@ mod tests {
         let (a3, _t4) = s.create_session().await.unwrap();
         s.bind(a3.clone(), "alice").await;
         assert!(s.inner.has_session(&a1).await.unwrap());
-        assert!(!s.inner.has_session(&a2).await.unwrap(), "least recently used closed");
+        assert!(
+            !s.inner.has_session(&a2).await.unwrap(),
+            "least recently used closed"
+        );
         assert!(s.inner.has_session(&a3).await.unwrap());
-        assert!(s.inner.has_session(&b1).await.unwrap(), "another principal's are untouched");
+        assert!(
+            s.inner.has_session(&b1).await.unwrap(),
+            "another principal's are untouched"
+        );
         assert_eq!(s.access(&a2, "alice"), Access::Unknown);
     }
 

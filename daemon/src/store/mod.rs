@@ -44,10 +44,10 @@ mod seats;
 mod tx;
 mod usage;
 
+pub use backup::backup;
 pub(crate) use bus::{Commit, CommitBus};
 pub(crate) use tx::*;
 pub(crate) use usage::DAY_MS;
-pub use backup::backup;
 
 use crate::metrics::Metrics;
 use rusqlite::{Connection, OpenFlags};
@@ -462,12 +462,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(
-    conn: Connection,
-    rx: mpsc::Receiver<WriteJob>,
-    bus: &CommitBus,
-    metrics: &Metrics,
-) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus, metrics: &Metrics) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);

@@ -16,7 +16,11 @@ pub(super) fn channel_bytes(c: &Connection, cid: &str) -> Result<u64, StoreError
     Ok(v.unwrap_or(0).max(0) as u64)
 }
 
-pub(super) fn principal_bytes(c: &Connection, principal: &str, day: i64) -> Result<u64, StoreError> {
+pub(super) fn principal_bytes(
+    c: &Connection,
+    principal: &str,
+    day: i64,
+) -> Result<u64, StoreError> {
     let v: Option<i64> = c
         .prepare_cached(
             "SELECT body_bytes FROM principal_usage WHERE principal_id = ?1 AND day = ?2",

@@ -51,17 +51,23 @@ async fn a_backup_taken_while_posts_flow_restores_to_a_sound_database_whose_chai
     let dir = TempDir::new("backup");
     let alice_t = create_token(dir.path(), "alice");
     let bob_t = create_token(dir.path(), "bob");
-    let d = Server::start(dir.path(), &Opts {
-        config: "[quotas]\nposts_per_second = 10000.0\npost_burst = 10000\n".into(),
-        ..Opts::default()
-    });
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            config: "[quotas]\nposts_per_second = 10000.0\npost_burst = 10000\n".into(),
+            ..Opts::default()
+        },
+    );
     let mut alice = Mcp::connect(&d.url(), Some(&alice_t)).await;
     let mut bob = Mcp::connect(&d.url(), Some(&bob_t)).await;
     let mut channels = Vec::new();
     for _ in 0..2 {
         let (cid, invites) = channel(&mut alice, &["alice", "bob"]).await;
-        bob.ok("join_channel", json!({"invite_code": invites[0]["invite_code"]}))
-            .await;
+        bob.ok(
+            "join_channel",
+            json!({"invite_code": invites[0]["invite_code"]}),
+        )
+        .await;
         channels.push(cid);
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -71,7 +77,11 @@ async fn a_backup_taken_while_posts_flow_restores_to_a_sound_database_whose_chai
     let mut posters = Vec::new();
     for p in 0..4 {
         let (http, url, stop, posted) = (http.clone(), d.url(), stop.clone(), posted.clone());
-        let (token, cid) = if p % 2 == 0 { (alice_t.clone(), channels[0].clone()) } else { (bob_t.clone(), channels[1].clone()) };
+        let (token, cid) = if p % 2 == 0 {
+            (alice_t.clone(), channels[0].clone())
+        } else {
+            (bob_t.clone(), channels[1].clone())
+        };
         let session = sessions[p % 2].clone();
         posters.push(tokio::spawn(async move {
             let mut i = 0;
@@ -80,7 +90,16 @@ async fn a_backup_taken_while_posts_flow_restores_to_a_sound_database_whose_chai
                 if i % 3 == 0 {
                     args["to"] = json!([if p % 2 == 0 { "bob" } else { "alice" }]);
                 }
-                let (s, v) = raw_call(&http, &url, &token, session.as_deref(), "post_message", args).await.unwrap();
+                let (s, v) = raw_call(
+                    &http,
+                    &url,
+                    &token,
+                    session.as_deref(),
+                    "post_message",
+                    args,
+                )
+                .await
+                .unwrap();
                 assert!(s == 200 && !tool_result(&v).unwrap().0, "{v}");
                 posted.fetch_add(1, Ordering::Relaxed);
                 i += 1;
@@ -96,11 +115,10 @@ async fn a_backup_taken_while_posts_flow_restores_to_a_sound_database_whose_chai
     let copy = dir.path().join("backup.db");
     let dir2 = dir.path().to_path_buf();
     let copy2 = copy.clone();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        cli(&dir2, &["backup", copy2.to_str().unwrap()])
-    })
-    .await
-    .unwrap();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || cli(&dir2, &["backup", copy2.to_str().unwrap()]))
+            .await
+            .unwrap();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("integrity_check: ok"), "{out}");
     let during = posted.load(Ordering::Relaxed);
@@ -120,7 +138,9 @@ async fn a_backup_taken_while_posts_flow_restores_to_a_sound_database_whose_chai
     std::fs::copy(&copy, restored.path().join("mcp-multiplayer.db")).unwrap();
     {
         let c = rusqlite::Connection::open(restored.path().join("mcp-multiplayer.db")).unwrap();
-        let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(ok, "ok");
     }
     let r = Server::start(restored.path(), &Opts::default());
@@ -131,7 +151,9 @@ async fn a_backup_taken_while_posts_flow_restores_to_a_sound_database_whose_chai
         total += msgs.len();
         let head = transcript::verify_chain(cid, &msgs)
             .unwrap_or_else(|b| panic!("channel {cid}: chain breaks at {}: {}", b.seq, b.reason));
-        let info = alice.ok("get_channel_info", json!({"channel_id": cid})).await;
+        let info = alice
+            .ok("get_channel_info", json!({"channel_id": cid}))
+            .await;
         assert_eq!(info["head_hash"].as_str(), Some(head.as_str()));
     }
     assert!(total > 200, "the backup holds {total} messages");
@@ -202,7 +224,10 @@ async fn principals_clients_and_grants_are_listed_and_revoked_on_a_live_daemon()
     }
     let (code, out, _) = cli(dir.path(), &["client", "list"]);
     assert_eq!(code, 0);
-    assert!(out.contains(&client_id) && out.contains("live grants: 1"), "{out}");
+    assert!(
+        out.contains(&client_id) && out.contains("live grants: 1"),
+        "{out}"
+    );
     let (code, out, _) = cli(dir.path(), &["grant", "list"]);
     assert_eq!(code, 0);
     let family = out.split_whitespace().next().unwrap().to_string();
@@ -212,7 +237,10 @@ async fn principals_clients_and_grants_are_listed_and_revoked_on_a_live_daemon()
     let (code, out, _) = cli(dir.path(), &["grant", "revoke", &family]);
     assert_eq!(code, 0, "{out}");
     let r = bob.rpc("tools/list", json!({})).await;
-    assert!(r.is_err_and(|e| e.contains("401")), "a revoked grant's token still works");
+    assert!(
+        r.is_err_and(|e| e.contains("401")),
+        "a revoked grant's token still works"
+    );
     let (code, out, _) = cli(dir.path(), &["grant", "revoke", &family]);
     assert_eq!(code, 0);
     assert!(out.contains("already revoked"), "{out}");
@@ -258,7 +286,9 @@ async fn metrics_are_present_and_move() {
     ] {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }
-    let commits = d.metric("mcp_multiplayer_db_commit_duration_seconds_count").await;
+    let commits = d
+        .metric("mcp_multiplayer_db_commit_duration_seconds_count")
+        .await;
     let mut c = Mcp::connect(&d.url(), Some(&token)).await;
     let created = c
         .ok(
@@ -267,32 +297,58 @@ async fn metrics_are_present_and_move() {
         )
         .await;
     let cid = created["channel_id"].as_str().unwrap().to_string();
-    c.ok("post_message", json!({"channel_id": cid, "body": "hello"})).await;
+    c.ok("post_message", json!({"channel_id": cid, "body": "hello"}))
+        .await;
     let (err, _) = c
-        .call("post_message", json!({"channel_id": "ch_nope", "body": "x"}))
+        .call(
+            "post_message",
+            json!({"channel_id": "ch_nope", "body": "x"}),
+        )
         .await
         .unwrap();
     assert!(err);
     assert_eq!(
-        d.metric("mcp_multiplayer_tool_calls_total{tool=\"post_message\",outcome=\"ok\"}").await,
-        1.0
-    );
-    assert_eq!(
-        d.metric("mcp_multiplayer_tool_calls_total{tool=\"post_message\",outcome=\"CHANNEL_NOT_FOUND\"}")
+        d.metric("mcp_multiplayer_tool_calls_total{tool=\"post_message\",outcome=\"ok\"}")
             .await,
         1.0
     );
-    assert!(d.metric("mcp_multiplayer_db_commit_duration_seconds_count").await > commits);
+    assert_eq!(
+        d.metric(
+            "mcp_multiplayer_tool_calls_total{tool=\"post_message\",outcome=\"CHANNEL_NOT_FOUND\"}"
+        )
+        .await,
+        1.0
+    );
     assert!(
-        d.metric("mcp_multiplayer_http_requests_total{route=\"/mcp\",status=\"200\"}").await >= 3.0
+        d.metric("mcp_multiplayer_db_commit_duration_seconds_count")
+            .await
+            > commits
+    );
+    assert!(
+        d.metric("mcp_multiplayer_http_requests_total{route=\"/mcp\",status=\"200\"}")
+            .await
+            >= 3.0
     );
     // A parked call shows in the gauge while it waits.
     let http = reqwest::Client::new();
     let parked = {
-        let (http, url, t, cid, s) = (http.clone(), d.url(), token.clone(), cid.clone(), c.session.clone());
+        let (http, url, t, cid, s) = (
+            http.clone(),
+            d.url(),
+            token.clone(),
+            cid.clone(),
+            c.session.clone(),
+        );
         tokio::spawn(async move {
-            raw_call(&http, &url, &t, s.as_deref(), "sync_messages",
-                     json!({"channel_id": cid, "cursor": 1000, "wait_ms": 20000})).await
+            raw_call(
+                &http,
+                &url,
+                &t,
+                s.as_deref(),
+                "sync_messages",
+                json!({"channel_id": cid, "cursor": 1000, "wait_ms": 20000}),
+            )
+            .await
         })
     };
     assert!(
@@ -301,15 +357,22 @@ async fn metrics_are_present_and_move() {
         })
         .await
     );
-    c.ok("post_message", json!({"channel_id": cid, "body": "wake"})).await;
+    c.ok("post_message", json!({"channel_id": cid, "body": "wake"}))
+        .await;
     parked.await.unwrap().unwrap();
     // The echo bot ran its hooks (init, the posts): counted with durations.
     assert!(
         crate::robustness::eventually(Duration::from_secs(20), || async {
-            d.metric("mcp_multiplayer_hooks_total{outcome=\"ok\"}").await >= 2.0
+            d.metric("mcp_multiplayer_hooks_total{outcome=\"ok\"}")
+                .await
+                >= 2.0
         })
         .await,
         "no hook counted"
     );
-    assert!(d.metric("mcp_multiplayer_hook_duration_seconds_count{outcome=\"ok\"}").await >= 2.0);
+    assert!(
+        d.metric("mcp_multiplayer_hook_duration_seconds_count{outcome=\"ok\"}")
+            .await
+            >= 2.0
+    );
 }

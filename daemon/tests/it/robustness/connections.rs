@@ -27,10 +27,13 @@ async fn closed_by_server(s: &mut TcpStream, limit: Duration) -> Option<Instant>
 async fn a_slow_header_is_cut_at_the_header_timeout_and_a_silent_connection_at_the_idle_timeout() {
     let dir = TempDir::new("slowloris");
     let token = create_token(dir.path(), "alice");
-    let d = Server::start(dir.path(), &Opts {
-        config: "[http]\nheader_timeout_secs = 1\nidle_timeout_secs = 3\n".into(),
-        ..Opts::default()
-    });
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            config: "[http]\nheader_timeout_secs = 1\nidle_timeout_secs = 3\n".into(),
+            ..Opts::default()
+        },
+    );
 
     // Slowloris: one byte of a request head every 300 ms.
     let mut slow = TcpStream::connect(addr(&d)).await.unwrap();
@@ -76,22 +79,36 @@ async fn a_slow_header_is_cut_at_the_header_timeout_and_a_silent_connection_at_t
     let (cid, _) = channel(&mut c, &["alice"]).await;
     let t = Instant::now();
     let v = c
-        .ok("sync_messages", json!({"channel_id": cid, "cursor": 2, "wait_ms": 4000}))
+        .ok(
+            "sync_messages",
+            json!({"channel_id": cid, "cursor": 2, "wait_ms": 4000}),
+        )
         .await;
     assert!(t.elapsed() >= Duration::from_millis(3900), "{v}");
     assert_eq!(v["messages"], json!([]));
 
-    assert!(d.metric("mcp_multiplayer_connections_closed_total{reason=\"header_timeout\"}").await >= 1.0);
-    assert!(d.metric("mcp_multiplayer_connections_closed_total{reason=\"idle_timeout\"}").await >= 1.0);
+    assert!(
+        d.metric("mcp_multiplayer_connections_closed_total{reason=\"header_timeout\"}")
+            .await
+            >= 1.0
+    );
+    assert!(
+        d.metric("mcp_multiplayer_connections_closed_total{reason=\"idle_timeout\"}")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_at_the_write_timeout() {
     let dir = TempDir::new("nonreader");
-    let d = Server::start(dir.path(), &Opts {
-        config: "[http]\nwrite_timeout_secs = 1\n".into(),
-        ..Opts::default()
-    });
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            config: "[http]\nwrite_timeout_secs = 1\n".into(),
+            ..Opts::default()
+        },
+    );
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let mut s = sock.connect(addr(&d).parse().unwrap()).await.unwrap();
@@ -100,7 +117,9 @@ async fn a_client_that_stops_reading_is_cut_at_the_write_timeout() {
     let many = req.repeat(3000);
     let _ = tokio::time::timeout(Duration::from_secs(10), s.write_all(many.as_bytes())).await;
     let cut = eventually(Duration::from_secs(20), || async {
-        d.metric("mcp_multiplayer_connections_closed_total{reason=\"write_timeout\"}").await >= 1.0
+        d.metric("mcp_multiplayer_connections_closed_total{reason=\"write_timeout\"}")
+            .await
+            >= 1.0
     })
     .await;
     assert!(cut, "a stalled write was never cut");
@@ -123,10 +142,13 @@ async fn idle_connections(to: &str, n: usize) -> Vec<TcpStream> {
 async fn an_authenticated_client_is_answered_within_2s_through_1100_idle_connections_at_1024_fds() {
     let dir = TempDir::new("fdflood");
     let token = create_token(dir.path(), "alice");
-    let d = Server::start(dir.path(), &Opts {
-        prefix: vec!["prlimit".into(), "--nofile=1024:1024".into()],
-        ..Opts::default()
-    });
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            prefix: vec!["prlimit".into(), "--nofile=1024:1024".into()],
+            ..Opts::default()
+        },
+    );
     let to = addr(&d);
     let flood = idle_connections(&to, 1100).await;
     assert!(flood.len() >= 1000, "opened only {}", flood.len());
@@ -145,12 +167,19 @@ async fn an_authenticated_client_is_answered_within_2s_through_1100_idle_connect
     let t = Instant::now();
     let mut c = Mcp::connect(&d.url(), Some(&token)).await;
     let (cid, _) = channel(&mut c, &["alice"]).await;
-    c.ok("post_message", json!({"channel_id": cid, "body": "through the flood"}))
-        .await;
+    c.ok(
+        "post_message",
+        json!({"channel_id": cid, "body": "through the flood"}),
+    )
+    .await;
     let took = t.elapsed();
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     let held = churn.await.unwrap();
-    assert!(d.metric("mcp_multiplayer_connections_closed_total{reason=\"evicted\"}").await >= 1000.0);
+    assert!(
+        d.metric("mcp_multiplayer_connections_closed_total{reason=\"evicted\"}")
+            .await
+            >= 1000.0
+    );
     // The daemon never ran out of descriptors: a fresh client still works.
     let mut c2 = Mcp::connect(&d.url(), Some(&token)).await;
     c2.ok("list_channels", json!({})).await;

@@ -11,7 +11,13 @@ impl Tmpfs {
     fn new(tag: &str, size: &str) -> Tmpfs {
         let d = TempDir::new(tag);
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(d.path())
             .status()
             .unwrap()
@@ -67,7 +73,10 @@ async fn a_full_disk_is_unhealthy_posts_fail_cleanly_and_health_returns_with_spa
         .unwrap();
     assert!(!out.success(), "dd stops at ENOSPC");
     // A reading is reused for a second; the next one sees the full disk.
-    let full = eventually(Duration::from_secs(5), || async { health(&d).await.0 == 503 }).await;
+    let full = eventually(Duration::from_secs(5), || async {
+        health(&d).await.0 == 503
+    })
+    .await;
     let (_, h) = health(&d).await;
     assert!(full, "{h}");
     assert_eq!(h["status"], "unhealthy");
@@ -78,8 +87,16 @@ async fn a_full_disk_is_unhealthy_posts_fail_cleanly_and_health_returns_with_spa
     let big = "y".repeat(60_000);
     let mut refused = false;
     for _ in 0..50 {
-        let (status, v) = raw_call(&http, &d.url(), &token, c.session.as_deref(), "post_message",
-                                   json!({"channel_id": cid, "body": big})).await.unwrap();
+        let (status, v) = raw_call(
+            &http,
+            &d.url(),
+            &token,
+            c.session.as_deref(),
+            "post_message",
+            json!({"channel_id": cid, "body": big}),
+        )
+        .await
+        .unwrap();
         assert_eq!(status, 200, "{v}");
         if tool_result(&v).unwrap().0 {
             refused = true;
@@ -89,10 +106,16 @@ async fn a_full_disk_is_unhealthy_posts_fail_cleanly_and_health_returns_with_spa
     assert!(refused, "posts kept succeeding on a full disk");
 
     std::fs::remove_file(&filler).unwrap();
-    let back = eventually(Duration::from_secs(5), || async { health(&d).await.0 == 200 }).await;
+    let back = eventually(Duration::from_secs(5), || async {
+        health(&d).await.0 == 200
+    })
+    .await;
     assert!(back, "{}", health(&d).await.1);
-    c.ok("post_message", json!({"channel_id": cid, "body": "room again"}))
-        .await;
+    c.ok(
+        "post_message",
+        json!({"channel_id": cid, "body": "room again"}),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -111,8 +134,14 @@ async fn start_up_refuses_a_database_it_cannot_write_with_a_sentence() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started on a read-only filesystem:\n{text}");
-    assert!(text.contains("cannot be written") && text.contains("read-only"), "{text}");
+    assert!(
+        !out.status.success(),
+        "started on a read-only filesystem:\n{text}"
+    );
+    assert!(
+        text.contains("cannot be written") && text.contains("read-only"),
+        "{text}"
+    );
     fs.remount("rw");
 
     // A file the service's user may not write.
@@ -122,19 +151,38 @@ async fn start_up_refuses_a_database_it_cannot_write_with_a_sentence() {
         drop(d);
     }
     let uid = 64_777u32;
-    Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(dir.path()).status().unwrap();
-    Command::new("chmod").arg("0444").arg(dir.path().join("mcp-multiplayer.db")).status().unwrap();
+    Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{uid}"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    Command::new("chmod")
+        .arg("0444")
+        .arg(dir.path().join("mcp-multiplayer.db"))
+        .status()
+        .unwrap();
     let out = Command::new("setpriv")
-        .args([&format!("--reuid={uid}"), &format!("--regid={uid}"), "--clear-groups"])
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+        ])
         .arg(daemon_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(dir.path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started on a read-only file:\n{text}");
+    assert!(
+        !out.status.success(),
+        "started on a read-only file:\n{text}"
+    );
     assert!(text.contains("cannot be written"), "{text}");
-    assert!(text.contains("owner and mode"), "says what to check: {text}");
+    assert!(
+        text.contains("owner and mode"),
+        "says what to check: {text}"
+    );
 }
 
 #[test]
@@ -153,7 +201,10 @@ fn a_database_from_a_newer_release_is_refused_with_a_sentence() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("schema version 999") && text.contains("newer"), "{text}");
+    assert!(
+        text.contains("schema version 999") && text.contains("newer"),
+        "{text}"
+    );
     // The CLI too, and nothing was changed.
     let out = Command::new(daemon_bin())
         .args(["principal", "list", "--state-dir"])
@@ -162,6 +213,8 @@ fn a_database_from_a_newer_release_is_refused_with_a_sentence() {
         .unwrap();
     assert!(!out.status.success());
     let c = rusqlite::Connection::open(&db).unwrap();
-    let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
     assert_eq!(v, 999);
 }

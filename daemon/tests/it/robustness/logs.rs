@@ -106,10 +106,13 @@ const KEEPER: &str = "class Keeper:\n    def __init__(self, ctx, params):\n     
 async fn no_secret_is_logged_at_trace_through_every_tool_and_the_oauth_flow() {
     let dir = TempDir::new("logs");
     let cli_token = create_token(dir.path(), "alice");
-    let d = Server::start(dir.path(), &Opts {
-        log: Some("trace".into()),
-        ..Opts::default()
-    });
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            log: Some("trace".into()),
+            ..Opts::default()
+        },
+    );
     let mut secrets = vec![cli_token.clone()];
     let (_, oauth_token) = oauth_flow(&d.base, &mut secrets).await;
 
@@ -130,12 +133,20 @@ async fn no_secret_is_logged_at_trace_through_every_tool_and_the_oauth_flow() {
         )
         .await;
     let cid = created["channel_id"].as_str().unwrap().to_string();
-    secrets.push(created["seat"]["rejoin_token"].as_str().unwrap().to_string());
+    secrets.push(
+        created["seat"]["rejoin_token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     for i in created["invites"].as_array().unwrap() {
         secrets.push(i["invite_code"].as_str().unwrap().to_string());
     }
     let joined = bob
-        .ok("join_channel", json!({"invite_code": created["invites"][0]["invite_code"]}))
+        .ok(
+            "join_channel",
+            json!({"invite_code": created["invites"][0]["invite_code"]}),
+        )
         .await;
     let rejoin = joined["rejoin_token"].as_str().unwrap().to_string();
     secrets.push(rejoin.clone());
@@ -143,7 +154,10 @@ async fn no_secret_is_logged_at_trace_through_every_tool_and_the_oauth_flow() {
     let moved = bob.ok("join_channel", json!({"invite_code": rejoin})).await;
     secrets.push(moved["rejoin_token"].as_str().unwrap().to_string());
     alice
-        .ok("post_message", json!({"channel_id": cid, "body": {"say": "public"}}))
+        .ok(
+            "post_message",
+            json!({"channel_id": cid, "body": {"say": "public"}}),
+        )
         .await;
     alice
         .ok(
@@ -152,22 +166,47 @@ async fn no_secret_is_logged_at_trace_through_every_tool_and_the_oauth_flow() {
         )
         .await;
     secrets.push(private_marker.clone());
-    bob.ok("sync_messages", json!({"channel_id": cid, "cursor": 0, "wait_ms": 0}))
-        .await;
+    bob.ok(
+        "sync_messages",
+        json!({"channel_id": cid, "cursor": 0, "wait_ms": 0}),
+    )
+    .await;
     bob.ok("get_channel_info", json!({"channel_id": cid})).await;
-    bob.ok("get_bot_code", json!({"channel_id": cid, "bot_id": "bot:keeper"}))
-        .await;
+    bob.ok(
+        "get_bot_code",
+        json!({"channel_id": cid, "bot_id": "bot:keeper"}),
+    )
+    .await;
     bob.ok("list_channels", json!({})).await;
     let reissued = alice
-        .ok("update_channel", json!({"channel_id": cid, "op": "new_invite", "slot": "carol"}))
+        .ok(
+            "update_channel",
+            json!({"channel_id": cid, "op": "new_invite", "slot": "carol"}),
+        )
         .await;
-    secrets.push(reissued["invite"]["invite_code"].as_str().unwrap().to_string());
+    secrets.push(
+        reissued["invite"]["invite_code"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     let kicked = alice
-        .ok("update_channel", json!({"channel_id": cid, "op": "kick", "slot": "bob"}))
+        .ok(
+            "update_channel",
+            json!({"channel_id": cid, "op": "kick", "slot": "bob"}),
+        )
         .await;
-    secrets.push(kicked["invite"]["invite_code"].as_str().unwrap().to_string());
+    secrets.push(
+        kicked["invite"]["invite_code"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     alice
-        .ok("attach_bot", json!({"channel_id": cid, "bot_preset": "echo", "slot": "echo"}))
+        .ok(
+            "attach_bot",
+            json!({"channel_id": cid, "bot_preset": "echo", "slot": "echo"}),
+        )
         .await;
     // Refusals log too: a wrong invite (its text is a secret-shaped guess).
     let guess = format!("mcpmp_inv_{marker}");
@@ -183,7 +222,10 @@ async fn no_secret_is_logged_at_trace_through_every_tool_and_the_oauth_flow() {
     let mut saw_bot = false;
     for _ in 0..20 {
         let v = alice
-            .ok("sync_messages", json!({"channel_id": cid, "cursor": cursor, "wait_ms": 2000}))
+            .ok(
+                "sync_messages",
+                json!({"channel_id": cid, "cursor": cursor, "wait_ms": 2000}),
+            )
             .await;
         cursor = v["cursor"].as_i64().unwrap();
         saw_bot |= v["messages"]
@@ -206,10 +248,19 @@ async fn no_secret_is_logged_at_trace_through_every_tool_and_the_oauth_flow() {
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(15)).is_some());
     let log = d.log_text();
-    assert!(log.lines().count() > 50, "the log is nearly empty: is trace on?\n{log}");
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "not a trace log");
+    assert!(
+        log.lines().count() > 50,
+        "the log is nearly empty: is trace on?\n{log}"
+    );
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "not a trace log"
+    );
     for s in &secrets {
         assert!(s.len() >= 16, "a short secret would match by chance: {s}");
-        assert!(!log.contains(s.as_str()), "secret {s:?} found in the trace log");
+        assert!(
+            !log.contains(s.as_str()),
+            "secret {s:?} found in the trace log"
+        );
     }
 }

@@ -19,7 +19,8 @@ async fn rss_stays_under_512_mib_during_16_parallel_large_syncs_and_20_parallel_
     let (cid, _) = channel(&mut c, &["alice"]).await;
     let body = "z".repeat(BIG);
     for _ in 0..500 {
-        c.ok("post_message", json!({"channel_id": cid, "body": body})).await;
+        c.ok("post_message", json!({"channel_id": cid, "body": body}))
+            .await;
     }
     let http = reqwest::Client::new();
     let session = c.session.clone();
@@ -42,10 +43,23 @@ async fn rss_stays_under_512_mib_during_16_parallel_large_syncs_and_20_parallel_
     let (before, _) = d.rss();
     let mut readers = Vec::new();
     for _ in 0..16 {
-        let (http, url, t, cid, s) = (http.clone(), d.url(), token.clone(), cid.clone(), session.clone());
+        let (http, url, t, cid, s) = (
+            http.clone(),
+            d.url(),
+            token.clone(),
+            cid.clone(),
+            session.clone(),
+        );
         readers.push(tokio::spawn(async move {
-            raw_call(&http, &url, &t, s.as_deref(), "sync_messages",
-                     json!({"channel_id": cid, "cursor": 0, "limit": 500, "wait_ms": 0})).await
+            raw_call(
+                &http,
+                &url,
+                &t,
+                s.as_deref(),
+                "sync_messages",
+                json!({"channel_id": cid, "cursor": 0, "limit": 500, "wait_ms": 0}),
+            )
+            .await
         }));
     }
     for _ in 0..20 {
@@ -57,7 +71,16 @@ async fn rss_stays_under_512_mib_during_16_parallel_large_syncs_and_20_parallel_
     // Another principal meanwhile.
     let o = Mcp::connect(&d.url(), Some(&other)).await;
     let t = Instant::now();
-    let (s, _) = raw_call(&http, &d.url(), &other, o.session.as_deref(), "list_channels", json!({})).await.unwrap();
+    let (s, _) = raw_call(
+        &http,
+        &d.url(),
+        &other,
+        o.session.as_deref(),
+        "list_channels",
+        json!({}),
+    )
+    .await
+    .unwrap();
     let other_took = t.elapsed();
     assert_eq!(s, 200);
     for r in readers {
@@ -78,10 +101,13 @@ async fn rss_stays_under_512_mib_during_16_parallel_large_syncs_and_20_parallel_
 async fn idle_sessions_cost_little_and_one_principal_cannot_pile_them_up() {
     let dir = TempDir::new("sessions-mem");
     let token = create_token(dir.path(), "alice");
-    let d = Server::start(dir.path(), &Opts {
-        config: "[http]\nmax_sessions_per_principal = 5000\n".into(),
-        ..Opts::default()
-    });
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            config: "[http]\nmax_sessions_per_principal = 5000\n".into(),
+            ..Opts::default()
+        },
+    );
     // Warm up (first connections, allocator arenas), then measure.
     let mut warm = Vec::new();
     for _ in 0..50 {
@@ -94,7 +120,11 @@ async fn idle_sessions_cost_little_and_one_principal_cannot_pile_them_up() {
     }
     let (after, _) = d.rss();
     let per = after.saturating_sub(before) / 1000;
-    eprintln!("1,000 idle sessions: +{} KiB RSS, {} bytes each", (after - before.min(after)) >> 10, per);
+    eprintln!(
+        "1,000 idle sessions: +{} KiB RSS, {} bytes each",
+        (after - before.min(after)) >> 10,
+        per
+    );
     assert_eq!(d.metric("mcp_multiplayer_sessions_open").await, 1050.0);
     assert!(per < 128 * 1024, "{per} bytes per idle session");
     drop((warm, held));

@@ -234,7 +234,10 @@ pub async fn raw_call(
 /// tool error.
 pub fn tool_result(v: &Value) -> Option<(bool, &Value)> {
     let r = v.get("result")?;
-    Some((r["isError"].as_bool().unwrap_or(false), &r["structuredContent"]))
+    Some((
+        r["isError"].as_bool().unwrap_or(false),
+        &r["structuredContent"],
+    ))
 }
 
 /// A channel with `join_as` alice: (channel id, the invites by slot).
@@ -246,7 +249,10 @@ pub async fn channel(c: &mut Mcp, slots: &[&str]) -> (String, Value) {
             json!({"name": "robust", "slots": slots, "join_as": "alice"}),
         )
         .await;
-    (v["channel_id"].as_str().unwrap().to_string(), v["invites"].clone())
+    (
+        v["channel_id"].as_str().unwrap().to_string(),
+        v["invites"].clone(),
+    )
 }
 
 /// Polls `f` until it is true, at most `limit`; for conditions only

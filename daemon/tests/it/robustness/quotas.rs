@@ -20,17 +20,26 @@ async fn a_principal_over_its_rates_is_refused_while_another_keeps_working() {
     let mut alice = Mcp::connect(&d.url(), Some(&alice_t)).await;
     let mut bob = Mcp::connect(&d.url(), Some(&bob_t)).await;
     let (cid, invites) = channel(&mut alice, &["alice", "bob"]).await;
-    bob.ok("join_channel", json!({"invite_code": invites[0]["invite_code"]}))
-        .await;
+    bob.ok(
+        "join_channel",
+        json!({"invite_code": invites[0]["invite_code"]}),
+    )
+    .await;
 
     // The burst, then a refusal that says how long to wait.
     for i in 0..3 {
         alice
-            .ok("post_message", json!({"channel_id": cid, "body": format!("a{i}")}))
+            .ok(
+                "post_message",
+                json!({"channel_id": cid, "body": format!("a{i}")}),
+            )
             .await;
     }
     let (err, v) = alice
-        .call("post_message", json!({"channel_id": cid, "body": "one too many"}))
+        .call(
+            "post_message",
+            json!({"channel_id": cid, "body": "one too many"}),
+        )
         .await
         .unwrap();
     assert!(err, "{v}");
@@ -38,12 +47,20 @@ async fn a_principal_over_its_rates_is_refused_while_another_keeps_working() {
     assert_eq!(v["error"]["data"]["limit"], "posts_per_second");
     let wait = v["error"]["data"]["retry_after_ms"].as_u64().unwrap();
     assert!((1..=2000).contains(&wait), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("retry_after_ms"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry_after_ms")
+    );
 
     // Bob posts meanwhile, at his own pace.
     for i in 0..3 {
-        bob.ok("post_message", json!({"channel_id": cid, "body": format!("b{i}")}))
-            .await;
+        bob.ok(
+            "post_message",
+            json!({"channel_id": cid, "body": format!("b{i}")}),
+        )
+        .await;
     }
 
     // Channels per hour: alice has created one; two more, then refused.
@@ -61,16 +78,22 @@ async fn a_principal_over_its_rates_is_refused_while_another_keeps_working() {
     assert_eq!(code(&v), "RATE_LIMITED", "{v}");
     assert_eq!(v["error"]["data"]["limit"], "channels_per_hour");
     let wait = v["error"]["data"]["retry_after_ms"].as_u64().unwrap();
-    assert!(wait > 3_500_000 && wait <= 3_600_000, "about an hour: {wait}");
+    assert!(
+        wait > 3_500_000 && wait <= 3_600_000,
+        "about an hour: {wait}"
+    );
     channel(&mut bob, &["alice"]).await;
 
     assert_eq!(
-        d.metric("mcp_multiplayer_rate_limited_total{limit=\"posts_per_second\"}").await,
+        d.metric("mcp_multiplayer_rate_limited_total{limit=\"posts_per_second\"}")
+            .await,
         1.0
     );
     assert_eq!(
-        d.metric("mcp_multiplayer_tool_calls_total{tool=\"create_channel\",outcome=\"RATE_LIMITED\"}")
-            .await,
+        d.metric(
+            "mcp_multiplayer_tool_calls_total{tool=\"create_channel\",outcome=\"RATE_LIMITED\"}"
+        )
+        .await,
         1.0
     );
 }
@@ -114,7 +137,10 @@ async fn daily_bytes_survive_a_restart_and_full_channels_say_what_to_do() {
     // created, seat filled, two posts, then two more).
     for i in 0..2 {
         alice
-            .ok("post_message", json!({"channel_id": cid, "body": format!("s{i}")}))
+            .ok(
+                "post_message",
+                json!({"channel_id": cid, "body": format!("s{i}")}),
+            )
             .await;
     }
     let (err, v) = alice
@@ -123,7 +149,12 @@ async fn daily_bytes_survive_a_restart_and_full_channels_say_what_to_do() {
         .unwrap();
     assert!(err && code(&v) == "QUOTA_EXCEEDED", "{v}");
     assert_eq!(v["error"]["data"]["limit"], "messages_per_channel");
-    assert!(v["error"]["message"].as_str().unwrap().contains("new channel"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("new channel")
+    );
 
     // Open channels: one is open; a second fits, a third does not until
     // one is closed.

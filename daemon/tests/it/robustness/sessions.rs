@@ -30,30 +30,48 @@ async fn another_principal_holding_a_session_id_gets_404_and_cannot_delete_it() 
     let dir = TempDir::new("sess-bind");
     let alice_t = create_token(dir.path(), "alice");
     let mallory_t = create_token(dir.path(), "mallory");
-    let d = Server::start(dir.path(), &Opts {
-        config: "[http]\nmax_sessions_per_principal = 2\n".into(),
-        ..Opts::default()
-    });
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            config: "[http]\nmax_sessions_per_principal = 2\n".into(),
+            ..Opts::default()
+        },
+    );
     let http = reqwest::Client::new();
     let mut alice = Mcp::connect(&d.url(), Some(&alice_t)).await;
     let sid = alice.session.clone().unwrap();
 
-    for m in [reqwest::Method::POST, reqwest::Method::GET, reqwest::Method::DELETE] {
-        assert_eq!(status(&http, m.clone(), &d.url(), &mallory_t, &sid).await, 404, "{m}");
+    for m in [
+        reqwest::Method::POST,
+        reqwest::Method::GET,
+        reqwest::Method::DELETE,
+    ] {
+        assert_eq!(
+            status(&http, m.clone(), &d.url(), &mallory_t, &sid).await,
+            404,
+            "{m}"
+        );
     }
     // Alice's session is untouched by the attempts.
     alice.ok("list_channels", json!({})).await;
-    assert_eq!(d.metric("mcp_multiplayer_sessions_foreign_total").await, 3.0);
+    assert_eq!(
+        d.metric("mcp_multiplayer_sessions_foreign_total").await,
+        3.0
+    );
 
     // Two more sessions for alice: the least recently used one (the first,
     // used before the second was opened) is closed.
     let _second = Mcp::connect(&d.url(), Some(&alice_t)).await;
     let mut third = Mcp::connect(&d.url(), Some(&alice_t)).await;
-    assert_eq!(status(&http, reqwest::Method::POST, &d.url(), &alice_t, &sid).await, 404);
+    assert_eq!(
+        status(&http, reqwest::Method::POST, &d.url(), &alice_t, &sid).await,
+        404
+    );
     third.ok("list_channels", json!({})).await;
     assert_eq!(d.metric("mcp_multiplayer_sessions_open").await, 2.0);
     assert_eq!(
-        d.metric("mcp_multiplayer_sessions_closed_total{reason=\"per_principal_cap\"}").await,
+        d.metric("mcp_multiplayer_sessions_closed_total{reason=\"per_principal_cap\"}")
+            .await,
         1.0
     );
     // Her own DELETE works.

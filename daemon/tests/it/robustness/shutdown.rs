@@ -22,11 +22,12 @@ async fn sigterm_with_200_parked_calls_and_posts_in_flight_answers_all_without_5
     let mut alice = Mcp::connect(&d.url(), Some(&alice_t)).await;
     let (cid, invites) = channel(&mut alice, &["alice", "bob"]).await;
     let mut bob = Mcp::connect(&d.url(), Some(&bob_t)).await;
-    bob.ok("join_channel", json!({"invite_code": invites[0]["invite_code"]}))
-        .await;
-    let head = bob
-        .ok("get_channel_info", json!({"channel_id": cid}))
-        .await["message_count"]
+    bob.ok(
+        "join_channel",
+        json!({"invite_code": invites[0]["invite_code"]}),
+    )
+    .await;
+    let head = bob.ok("get_channel_info", json!({"channel_id": cid})).await["message_count"]
         .as_i64()
         .unwrap();
 
@@ -39,10 +40,23 @@ async fn sigterm_with_200_parked_calls_and_posts_in_flight_answers_all_without_5
     let session = alice.session.clone();
     let mut parked = Vec::new();
     for _ in 0..200 {
-        let (http, url, t, s, q) = (http.clone(), d.url(), alice_t.clone(), session.clone(), quiet.clone());
+        let (http, url, t, s, q) = (
+            http.clone(),
+            d.url(),
+            alice_t.clone(),
+            session.clone(),
+            quiet.clone(),
+        );
         parked.push(tokio::spawn(async move {
-            raw_call(&http, &url, &t, s.as_deref(), "sync_messages",
-                     json!({"channel_id": q, "cursor": 2, "wait_ms": 25000})).await
+            raw_call(
+                &http,
+                &url,
+                &t,
+                s.as_deref(),
+                "sync_messages",
+                json!({"channel_id": q, "cursor": 2, "wait_ms": 25000}),
+            )
+            .await
         }));
     }
     assert!(
@@ -59,13 +73,27 @@ async fn sigterm_with_200_parked_calls_and_posts_in_flight_answers_all_without_5
     let mut posters = Vec::new();
     let bob_session = bob.session.clone();
     for p in 0..4 {
-        let (http, url, t, c, acked, failures) =
-            (http.clone(), d.url(), bob_t.clone(), cid.clone(), acked.clone(), failures.clone());
+        let (http, url, t, c, acked, failures) = (
+            http.clone(),
+            d.url(),
+            bob_t.clone(),
+            cid.clone(),
+            acked.clone(),
+            failures.clone(),
+        );
         let session = bob_session.clone();
         posters.push(tokio::spawn(async move {
             for i in 0..10_000 {
-                match raw_call(&http, &url, &t, session.as_deref(), "post_message",
-                               json!({"channel_id": c, "body": format!("p{p}-{i}")})).await {
+                match raw_call(
+                    &http,
+                    &url,
+                    &t,
+                    session.as_deref(),
+                    "post_message",
+                    json!({"channel_id": c, "body": format!("p{p}-{i}")}),
+                )
+                .await
+                {
                     Ok((200, v)) => match tool_result(&v) {
                         Some((false, r)) => acked.lock().unwrap().push(r["seq"].as_i64().unwrap()),
                         _ => failures.lock().unwrap().push(format!("{v}")),
@@ -81,12 +109,17 @@ async fn sigterm_with_200_parked_calls_and_posts_in_flight_answers_all_without_5
         }));
     }
     assert!(
-        eventually(Duration::from_secs(10), || async { acked.lock().unwrap().len() >= 20 }).await,
+        eventually(Duration::from_secs(10), || async {
+            acked.lock().unwrap().len() >= 20
+        })
+        .await,
         "posts are not flowing"
     );
     let signalled = Instant::now();
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(15)).expect("still running 15 s after SIGTERM");
+    let status = d
+        .wait_exit(Duration::from_secs(15))
+        .expect("still running 15 s after SIGTERM");
     let took = signalled.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(12), "drain took {took:?}");
@@ -108,33 +141,41 @@ async fn sigterm_with_200_parked_calls_and_posts_in_flight_answers_all_without_5
     let acked = acked.lock().unwrap().clone();
     let d = Server::start(dir.path(), &opts);
     let mut bob = Mcp::connect(&d.url(), Some(&bob_t)).await;
-    let count = bob
-        .ok("get_channel_info", json!({"channel_id": cid}))
-        .await["message_count"]
+    let count = bob.ok("get_channel_info", json!({"channel_id": cid})).await["message_count"]
         .as_i64()
         .unwrap();
     assert!(
         acked.iter().all(|s| *s > head && *s <= count),
         "acknowledged seqs {acked:?} beyond the transcript's {count}"
     );
-    assert_eq!(count - head, acked.len() as i64, "every post in the transcript was acknowledged");
+    assert_eq!(
+        count - head,
+        acked.len() as i64,
+        "every post in the transcript was acknowledged"
+    );
 }
 
 async fn stops_on_sigterm_with(stderr: StderrAfterStart) {
     let dir = TempDir::new("stderr");
     let token = create_token(dir.path(), "alice");
-    let mut d = Server::start(dir.path(), &Opts {
-        stderr,
-        log: Some("debug".into()),
-        config: RELAXED.into(),
-        ..Opts::default()
-    });
+    let mut d = Server::start(
+        dir.path(),
+        &Opts {
+            stderr,
+            log: Some("debug".into()),
+            config: RELAXED.into(),
+            ..Opts::default()
+        },
+    );
     // Plenty to log: each call logs several lines at debug (a pipe holds 64 KiB).
     let mut c = Mcp::connect(&d.url(), Some(&token)).await;
     let (cid, _) = channel(&mut c, &["alice"]).await;
     for i in 0..300 {
-        c.ok("post_message", json!({"channel_id": cid, "body": format!("m{i}")}))
-            .await;
+        c.ok(
+            "post_message",
+            json!({"channel_id": cid, "body": format!("m{i}")}),
+        )
+        .await;
     }
     // Still answering.
     let t = Instant::now();
@@ -143,11 +184,15 @@ async fn stops_on_sigterm_with(stderr: StderrAfterStart) {
     assert!(t.elapsed() < Duration::from_secs(2));
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let status = d.wait_exit(Duration::from_secs(15));
-    assert!(status.is_some(), "SIGTERM was ignored with stderr {}", match stderr {
-        StderrAfterStart::Closed => "closed",
-        StderrAfterStart::Unread => "unread",
-        StderrAfterStart::Logged => "read",
-    });
+    assert!(
+        status.is_some(),
+        "SIGTERM was ignored with stderr {}",
+        match stderr {
+            StderrAfterStart::Closed => "closed",
+            StderrAfterStart::Unread => "unread",
+            StderrAfterStart::Logged => "read",
+        }
+    );
 }
 
 #[tokio::test]
