@@ -7,9 +7,10 @@
 //! - **Timeouts.** A request's head must arrive within `header_timeout` of
 //!   its first byte (one byte every few seconds no longer holds a
 //!   connection); a connection with no request in flight closes after
-//!   `idle_timeout`; a response write that makes no progress for
-//!   `write_timeout` (a client that stopped reading) closes it. A parked
-//!   long-poll is a request in flight, so none of these cut it.
+//!   `idle_timeout`; a request body that sends nothing for `body_timeout`
+//!   is answered `408`; a response write that makes no progress for
+//!   `write_timeout` (a client that stopped reading) closes the connection.
+//!   A parked long-poll is a request in flight, so none of these cut it.
 //! - **Caps, with room for authenticated traffic.** Every connection starts
 //!   *unauthenticated* and becomes *authenticated* when it carries a valid
 //!   bearer token. Unauthenticated connections are capped per peer address
@@ -71,6 +72,7 @@ pub struct ConnLimits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    pub body_timeout: Duration,
     pub max_total: usize,
     pub max_unauthenticated: usize,
     pub max_unauthenticated_per_peer: usize,
@@ -105,6 +107,7 @@ impl ConnLimits {
             header_timeout: cfg.header_timeout,
             idle_timeout: cfg.idle_timeout,
             write_timeout: cfg.write_timeout,
+            body_timeout: cfg.body_timeout,
             max_total,
             max_unauthenticated,
             max_unauthenticated_per_peer: cfg.max_unauthenticated_per_peer.min(max_unauthenticated),
@@ -483,7 +486,8 @@ async fn serve_conn(
     let svc_conn = conn.clone();
     let svc_metrics = metrics.clone();
     let svc_conns = conns.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+    let body_timeout = limits.body_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         svc_conn.request_started();
         let call = (req.method() != hyper::Method::GET).then(|| {
             svc_conns.calls.fetch_add(1, Ordering::AcqRel);
@@ -495,15 +499,29 @@ async fn serve_conn(
         };
         let route = route_of(req.uri().path());
         let started = Instant::now();
+        let metrics = svc_metrics.clone();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let mut req = req.map(|body| {
+            axum::body::Body::new(TimedBody {
+                body,
+                timeout: body_timeout,
+                timer: None,
+                stalled: stalled.clone(),
+            })
+        });
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(ConnHandle(svc_conn.clone()));
-        let metrics = svc_metrics.clone();
-        let response = app.clone().oneshot(req.map(axum::body::Body::new));
+        let response = app.clone().oneshot(req);
         async move {
-            let resp = match response.await {
+            let mut resp = match response.await {
                 Ok(r) => r,
                 Err(never) => match never {},
             };
+            if stalled.load(Ordering::Relaxed) {
+                // The client stopped sending its body: its fault, not a
+                // server error, whatever the handler made of the cut body.
+                resp = body_timed_out();
+            }
             metrics.http_request(route, resp.status().as_u16(), started.elapsed());
             Ok::<_, Infallible>(resp.map(|body| Guarded {
                 body,
@@ -560,6 +578,65 @@ async fn serve_conn(
         }
     }
     conns.closed(conn.id);
+}
+
+/// The answer to a request whose body stopped arriving.
+fn body_timed_out() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        [(axum::http::header::CONNECTION, "close")],
+        "Request Timeout: the request body stopped arriving",
+    )
+        .into_response()
+}
+
+/// A request body that ends when no frame arrives for `timeout`, and says
+/// so in `stalled`.
+struct TimedBody {
+    body: Incoming,
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Arc<AtomicBool>,
+}
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(r) => {
+                this.timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.stalled.store(true, Ordering::Relaxed);
+                    // Ends the body: the handler sees a short body, and its
+                    // response is replaced by a 408.
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed) || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Counts a request in flight until its response body is done (or dropped).
@@ -713,6 +790,7 @@ mod tests {
                 header_timeout: Duration::from_secs(1),
                 idle_timeout: Duration::from_secs(1),
                 write_timeout: Duration::from_secs(1),
+                body_timeout: Duration::from_secs(1),
                 max_total: total,
                 max_unauthenticated: unauth,
                 max_unauthenticated_per_peer: per_peer,

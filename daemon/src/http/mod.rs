@@ -56,18 +56,12 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             require_bearer,
         ));
-    let body_timeout = cfg.http.body_timeout;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
         .merge(mcp_routes)
         .merge(crate::oauth::router(state.clone()))
         .with_state(state)
-        // A body that stops arriving is abandoned (the head's timeout is
-        // the connection loop's).
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            body_timeout,
-        ))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 // Path only: query strings may carry OAuth state or codes.

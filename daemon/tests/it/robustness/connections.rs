@@ -185,3 +185,35 @@ async fn an_authenticated_client_is_answered_within_2s_through_1100_idle_connect
     c2.ok("list_channels", json!({})).await;
     drop((flood, held));
 }
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_answered_408_not_500() {
+    let dir = TempDir::new("slowbody");
+    let token = create_token(dir.path(), "alice");
+    let d = Server::start(
+        dir.path(),
+        &Opts {
+            config: "[http]\nbody_timeout_secs = 1\n".into(),
+            ..Opts::default()
+        },
+    );
+    for (path, auth) in [("/mcp", Some(&token)), ("/register", None)] {
+        let mut s = TcpStream::connect(addr(&d)).await.unwrap();
+        let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 200\r\n\r\n{{\"jsonrpc\":",
+            addr(&d)
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let t = Instant::now();
+        let mut resp = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
+        let text = String::from_utf8_lossy(&resp);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
+}
