@@ -105,6 +105,13 @@ impl std::fmt::Display for ToolError {
 
 impl From<StoreError> for ToolError {
     fn from(e: StoreError) -> Self {
+        if e.is_disk_full() || e.is_read_only() || e.is_io_failure() {
+            tracing::error!(error = %e, "the database takes no writes");
+            return Self::new(
+                Code::Internal,
+                "The server cannot store anything right now (its disk is full, read-only or failing); nothing was changed. Try again later: the operator's health check shows it.",
+            );
+        }
         ToolError::internal(e)
     }
 }

@@ -62,6 +62,25 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
 }
 
+/// Whether the filesystem holding `dir` refuses writes: mounted read-only,
+/// or turned read-only by the kernel after an error (ext4's `emergency_ro`
+/// shows in no mount flag, only in the answer to a write).
+fn mounted_read_only(dir: &Path) -> bool {
+    if nix::sys::statvfs::statvfs(dir)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+    {
+        return true;
+    }
+    let probe = dir.join(".mcp-multiplayer-health");
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::ReadOnlyFilesystem,
+    }
+}
+
 async fn read(state: &AppState) -> Reading {
     let store = state.channels.store();
     let database = match tokio::time::timeout(PROBE_TIMEOUT, store.probe_write()).await {
@@ -75,6 +94,13 @@ async fn read(state: &AppState) -> Reading {
         Err(_) => "not answering",
     };
     let dir = store.path().parent().unwrap_or(Path::new("."));
+    // A filesystem the kernel remounted read-only (after an I/O error) fails
+    // writes with EIO/EROFS, which SQLite reports as an I/O error: name it.
+    let database = if database != "ok" && mounted_read_only(dir) {
+        "read-only"
+    } else {
+        database
+    };
     let free = free_bytes(dir);
     let status = match free {
         Some(f) if f < DISK_FULL_BELOW => "full",

@@ -114,6 +114,12 @@ impl StoreError {
         matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull)
     }
 
+    /// Whether this failure is the disk's: an I/O error under the database
+    /// (a failing disk, or a filesystem the kernel turned read-only).
+    pub fn is_io_failure(&self) -> bool {
+        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::SystemIoFailure)
+    }
+
     /// Whether this failure means the database takes no writes.
     pub fn is_read_only(&self) -> bool {
         match self {

@@ -98,7 +98,10 @@ async fn a_full_disk_is_unhealthy_posts_fail_cleanly_and_health_returns_with_spa
         .await
         .unwrap();
         assert_eq!(status, 200, "{v}");
-        if tool_result(&v).unwrap().0 {
+        let (is_error, r) = tool_result(&v).unwrap();
+        if is_error {
+            let msg = r["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("cannot store"), "{v}");
             refused = true;
             break;
         }
@@ -217,4 +220,89 @@ fn a_database_from_a_newer_release_is_refused_with_a_sentence() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(v, 999);
+}
+
+/// An ext4 image mounted with `errors=remount-ro`, so that the kernel can be
+/// made to turn it read-only under a running daemon (as after a disk error).
+struct Ext4(TempDir, PathBuf);
+
+impl Ext4 {
+    fn new(tag: &str) -> Ext4 {
+        let d = TempDir::new(tag);
+        let img = std::env::temp_dir().join(format!("mcpmp-{tag}-{}.img", rand::random::<u32>()));
+        let run = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+        run(Command::new("truncate").args(["-s", "64M"]).arg(&img));
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+        run(Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&img)
+            .arg(d.path()));
+        Ext4(d, img)
+    }
+
+    /// Makes the kernel record an error on the filesystem: it goes read-only.
+    fn fail(&self) {
+        let out = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(self.0.path())
+            .output()
+            .unwrap();
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let name = Path::new(&dev)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::write(format!("/sys/fs/ext4/{name}/trigger_fs_error"), "1").unwrap();
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+#[tokio::test]
+#[ignore = "mounts an ext4 image and makes the kernel turn it read-only (root): tests/steps/70-robustness.sh"]
+async fn a_database_that_turns_read_only_under_the_daemon_is_unhealthy_and_posts_fail_cleanly() {
+    let fs = Ext4::new("rofail");
+    let token = create_token(fs.0.path(), "alice");
+    let mut d = Server::start(fs.0.path(), &Opts::default());
+    assert_eq!(health(&d).await.0, 200);
+    let mut c = Mcp::connect(&d.url(), Some(&token)).await;
+    let (cid, _) = channel(&mut c, &["alice"]).await;
+    fs.fail();
+    let unhealthy = eventually(Duration::from_secs(5), || async {
+        health(&d).await.0 == 503
+    })
+    .await;
+    let (_, h) = health(&d).await;
+    assert!(unhealthy, "{h}");
+    assert_eq!(h["database"], "read-only", "{h}");
+    let http = reqwest::Client::new();
+    let (status, v) = raw_call(
+        &http,
+        &d.url(),
+        &token,
+        c.session.as_deref(),
+        "post_message",
+        json!({"channel_id": cid, "body": "nowhere to go"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{v}");
+    let (is_error, r) = tool_result(&v).unwrap();
+    assert!(is_error, "{v}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot store"),
+        "{v}"
+    );
+    // And it still stops on SIGTERM.
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(15)).is_some());
 }
