@@ -618,6 +618,11 @@ impl Channels {
         channel_id: &str,
         op: UpdateOp,
     ) -> Result<Updated, ToolError> {
+        // Every operation but new_invite appends an announcement: paced
+        // like posts, so an admin cannot fill a transcript with renames.
+        if !matches!(op, UpdateOp::NewInvite { .. }) {
+            self.quotas.take_post(&who.id)?;
+        }
         let who = who.clone();
         let cid = channel_id.to_string();
         let fresh_invite = secrets::new_secret(SecretKind::Invite);

@@ -53,6 +53,15 @@ async fn a_principal_over_its_rates_is_refused_while_another_keeps_working() {
             .unwrap()
             .contains("retry_after_ms")
     );
+    // Renames announce themselves in the transcript: paced the same way.
+    let (err, v) = alice
+        .call(
+            "update_channel",
+            json!({"channel_id": cid, "op": "rename", "name": "spam"}),
+        )
+        .await
+        .unwrap();
+    assert!(err && code(&v) == "RATE_LIMITED", "{v}");
 
     // Bob posts meanwhile, at his own pace.
     for i in 0..3 {
@@ -87,7 +96,7 @@ async fn a_principal_over_its_rates_is_refused_while_another_keeps_working() {
     assert_eq!(
         d.metric("mcp_multiplayer_rate_limited_total{limit=\"posts_per_second\"}")
             .await,
-        1.0
+        2.0
     );
     assert_eq!(
         d.metric(
