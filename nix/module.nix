@@ -88,7 +88,7 @@ let
     RestrictNamespaces = "user mnt pid ipc uts net";
     SystemCallArchitectures = "native";
     SystemCallFilter = [
-      "@system-service @mount landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp pidfd_getfd sethostname"
+      "@system-service @mount landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp sethostname"
       "~@clock @cpu-emulation @module @obsolete @raw-io @reboot @resources @swap"
     ];
     SystemCallErrorNumber = "EPERM";

@@ -20,8 +20,13 @@ hx_core.START_NS = START_NS
 
 if __name__ == "__main__":
     code = hx_core.main(sys.argv[1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # The real streams: after a hook, sys.stdout and sys.stderr are the
+    # bot's sealed print capture, whose functions bot code may have replaced.
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
     # Skip interpreter teardown: it costs a millisecond or two per hook, and
     # no bot finalizer should run after the outcome is written.
     import posix

@@ -1,8 +1,13 @@
 """One hook, start to finish: read the job, check the source, run the bot,
-write one `HookOutcome` to fd 3 (PROTOCOL.md).
+seal the hook, write one `HookOutcome` to fd 3 (PROTOCOL.md).
+
+The hook's state (`Run`: limits, recipients, posts, state) and the print
+buffer are reachable only from the closures of the functions bot code gets
+(`ctx`'s, the capture's), never from an attribute of anything it can reach;
+bot code may change its own `ctx` and `sys.stdout`, never what they write to.
 
 Start-up cost matters (this runs for every hook), so the module imports only
-what CPython has already loaded plus `_json`, `_ast` and `_io`; `json`, `re`,
+what CPython has already loaded plus `_json`, `_ast`, `_io` and `gc`; `json`, `re`,
 `ast`, `traceback` and `linecache` are never imported unless the bot itself
 asks for them.
 
@@ -137,50 +142,66 @@ def plain(value, what, depth=0):
 # ---------------------------------------------------------------- capture
 
 
-class Capture:
-    """Bounded stand-in for `sys.stdout`/`sys.stderr`: what the bot prints
-    becomes the outcome's `logs`, never bytes on a file descriptor."""
+# `types.SimpleNamespace` without importing `types`: the builtin type that
+# `ctx` and the print capture are made of. Bot code can change attributes
+# of such an object (its own ctx), never the type.
+Namespace = type(sys.implementation)
 
-    encoding = "utf-8"
-    errors = "replace"
 
-    def __init__(self, limit):
-        if hasattr(self, "_parts"):
-            # `sys.stdout.__init__(10**12)` would lift the bound.
-            raise TypeError("the capture cannot be re-initialised")
-        self._parts = []
-        self._room = limit
-        self._dropped = 0
+def make_capture(limit):
+    """A bounded stand-in for `sys.stdout`/`sys.stderr`: what the bot prints
+    becomes the outcome's `logs`, never bytes on a file descriptor.
 
-    def write(self, s):
+    Returns `(stream, text, seal)`. The buffer lives in this closure: the
+    stream is a plain namespace whose `write` appends at most `limit`
+    characters, and `text()` reads the buffer, not the stream, so replacing
+    the stream's functions only diverts the bot's own prints. After
+    `seal()`, writes are dropped.
+    """
+    parts = []
+    room = [limit]
+    dropped = [0]
+    sealed = [False]
+
+    def write(s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         s = "".join((s,))
         n = len(s)
-        if n <= self._room:
-            self._parts.append(s)
-            self._room -= n
+        if sealed[0]:
+            return n
+        if n <= room[0]:
+            parts.append(s)
+            room[0] -= n
         else:
-            if self._room > 0:
-                self._parts.append(s[: self._room])
-            self._dropped += n - max(self._room, 0)
-            self._room = 0
+            if room[0] > 0:
+                parts.append(s[: room[0]])
+            dropped[0] += n - max(room[0], 0)
+            room[0] = 0
         return n
 
-    def flush(self):
+    def flush():
         pass
 
-    def isatty(self):
+    def isatty():
         return False
 
-    def writable(self):
+    def writable():
         return True
 
-    def text(self):
-        out = "".join(self._parts)
-        if self._dropped:
-            out += f"\n[... {self._dropped} more characters dropped]"
+    def text():
+        out = "".join(parts)
+        if dropped[0]:
+            out += f"\n[... {dropped[0]} more characters dropped]"
         return out
+
+    def seal():
+        sealed[0] = True
+
+    stream = Namespace(
+        write=write, flush=flush, isatty=isatty, writable=writable, encoding="utf-8", errors="replace"
+    )
+    return stream, text, seal
 
 
 # ---------------------------------------------------------------- the run
@@ -189,13 +210,10 @@ class Capture:
 BadJob = hx_protocol.BadJob
 
 
-class LimitError(Exception):
-    """A `ctx` call broke a limit or was malformed (kind `limit`)."""
-
-
 class Run:
-    """Hook-wide state. Lives here, out of reach of bot code: `ctx` reads and
-    writes it through functions and holds no reference to it."""
+    """Hook-wide state. Out of reach of bot code: the functions of `ctx`
+    hold it in their closure, and nothing the bot can reach by attribute
+    leads to it."""
 
     def __init__(self, job, limits):
         self.limits = limits
@@ -223,16 +241,24 @@ class Run:
         self.posts = []
         self.violation = None  # first policy violation, even if caught
         self.limit = None  # first limit error, even if caught
+        self.sealed = False  # set when the hook is over: ctx refuses from then on
 
     # -- ctx operations
 
     def limit_error(self, message):
+        """Record a broken limit (the hook fails with kind `limit` even if
+        bot code catches the error) and return the error to raise."""
         if self.limit is None:
             self.limit = message
-        return LimitError(message)
+        return ValueError(message)
+
+    def check_open(self, what):
+        if self.sealed:
+            raise self.limit_error(f"{what}: the hook is over")
 
     def post(self, kind, body, to):
         """`ctx.post`, checked by the protocol's rules as it is made."""
+        self.check_open("ctx.post")
         lim = self.limits
         broken = hx_protocol.posts_violation(len(self.posts) + 1, lim["max_posts"])
         if broken:
@@ -270,6 +296,7 @@ class Run:
 
     def set_state(self, state):
         """`ctx.set_state`, checked by the protocol's rules as it is made."""
+        self.check_open("ctx.set_state")
         if not isinstance(state, dict):
             raise self.limit_error("ctx.set_state: the state must be a JSON object (a dict)")
         try:
@@ -286,59 +313,47 @@ class Run:
             self.violation = (message, line)
 
 
-_RUN = None
+def make_ctx(run):
+    """What a bot's `ctx` argument is: a plain namespace of functions that
+    keep `run` in their closure, and copies of the channel's data. Bot code
+    may change its own ctx's attributes; the harness never reads them."""
 
-
-class Ctx:
-    """What a bot's `ctx` argument is. Stateless: every call goes to the
-    hook's `Run`, which bot code cannot name."""
-
-    __slots__ = ()
-
-    def post(self, kind, body=None, to=None):
+    def post(kind, body=None, to=None):
         """Post a message of type `kind`; `to` (a slot label or a list of
         them) makes it private to those players."""
-        _RUN.post(kind, body, to)
+        run.post(kind, body, to)
 
-    def get_state(self):
+    def get_state():
         """A copy of the bot's state (a dict)."""
-        return plain(_RUN.state, "the state")
+        return plain(run.state, "the state")
 
-    def set_state(self, state):
+    def set_state(state):
         """Replace the bot's state; takes effect if the hook succeeds."""
-        _RUN.set_state(state)
+        run.set_state(state)
 
-    @property
-    def workspace(self):
-        return _RUN.workspace
-
-    @property
-    def channel_id(self):
-        return _RUN.channel_id
-
-    @property
-    def bot_id(self):
-        return _RUN.bot_id
-
-    @property
-    def players(self):
-        return plain(_RUN.players, "players")
-
-    @property
-    def params(self):
-        return plain(_RUN.params, "params")
-
-    def __repr__(self):
-        return f"<ctx {_RUN.bot_id} in {_RUN.channel_id}>"
+    return Namespace(
+        post=post,
+        get_state=get_state,
+        set_state=set_state,
+        workspace=run.workspace,
+        channel_id=run.channel_id,
+        bot_id=run.bot_id,
+        players=plain(run.players, "players"),
+        params=plain(run.params, "params"),
+    )
 
 
 # ---------------------------------------------------------------- errors
 
 
+_TRACEBACK = BaseException.__dict__["__traceback__"]
+_TYPE_NAME = type.__dict__["__name__"]
+
+
 def bot_frames(exc):
     """(line, function) of each bot frame in `exc`'s traceback."""
     out = []
-    tb = exc.__traceback__
+    tb = _TRACEBACK.__get__(exc)
     while tb is not None:
         code = tb.tb_frame.f_code
         if code.co_filename == "bot.py":
@@ -352,7 +367,7 @@ def describe(exc):
         text = str(exc)
     except BaseException:  # a bot's __str__ may raise anything
         text = "<unprintable>"
-    name = type(exc).__name__
+    name = _TYPE_NAME.__get__(type(exc))
     return f"{name}: {text}" if text else name
 
 
@@ -366,19 +381,20 @@ def format_traceback(exc, source_lines):
     return "\n".join(lines)
 
 
-def error_for(exc, run, source_lines):
-    """The HookError for an exception that escaped bot code."""
-    import hx_runtime
+def error_for(exc, source_lines, is_facade_miss):
+    """The HookError for an exception that escaped bot code.
 
-    if isinstance(exc, MemoryError):
+    Called inside the hook, before the seal: `str()` of a bot exception runs
+    bot code (its `__str__`). A violation or broken limit the hook recorded
+    takes precedence over this (see `run_hook`)."""
+    t = type(exc)
+    if issubclass(t, MemoryError):
         return {"kind": "memory", "message": "MemoryError: the hook ran out of memory"}
     frames = bot_frames(exc)
     line = frames[-1][0] if frames else None
-    if isinstance(exc, (hx_runtime.PolicyError, hx_runtime.FacadeAttributeError)):
+    if is_facade_miss(exc):
         return {"kind": "policy", "line": line, "message": str(exc)}
-    if isinstance(exc, LimitError):
-        return {"kind": "limit", "message": str(exc)}
-    if isinstance(exc, RecursionError):
+    if issubclass(t, RecursionError):
         msg = "RecursionError: maximum recursion depth exceeded"
         return {"kind": "exception", "message": msg, "traceback": msg}
     return {
@@ -434,7 +450,6 @@ def inspect_source(source, network):
 
 def run_hook(job, limits):
     """Run the job; returns the outcome dict (never raises for bot faults)."""
-    global _RUN
     run = Run(job, limits)
     source = job["bot"]["source"]
     hook = job["hook"]
@@ -468,22 +483,26 @@ def run_hook(job, limits):
     except hx_check.Refusal as r:
         return {"status": "error", "error": r.as_error()}
 
-    _RUN = run
-    capture = Capture(min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4))
+    limit = min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4)
+    capture, logs, seal_capture = make_capture(limit)
     if unchecked:
         import builtins
 
         env = {"__name__": "bot", "__builtins__": builtins}
+
+        def is_facade_miss(exc):
+            return False
+
     else:
         import hx_runtime
 
-        hx_runtime.configure(network, source, run.on_violation)
-        env = {
-            "__name__": "bot",
-            "__builtins__": hx_runtime.bot_builtins(),
-            hx_check.FORMAT_HELPER: hx_runtime.format_guard,
-            hx_check.SCRUB_HELPER: hx_runtime.scrub_exception,
-        }
+        layer = hx_runtime.make_layer(network, source, run.on_violation)
+        env = {"__name__": "bot", "__builtins__": layer["builtins"]}
+        env.update(layer["helpers"])
+        is_facade_miss = layer["is_facade_miss"]
+    # Everything bot code made stays alive until the process exits (see
+    # `seal` below): the module's globals, the bot, an escaped exception.
+    KEPT.append(env)
     sys.stdout = sys.stderr = capture
 
     error = None
@@ -494,13 +513,15 @@ def run_hook(job, limits):
             if not isinstance(cls, type):
                 raise TypeError(f"{class_name} is no longer a class after the module ran")
             params = plain(run.params, "params")
+            ctx = make_ctx(run)
             if cls.__init__ is object.__init__:
                 # A bot without its own constructor still gets its context.
                 bot = cls()
-                bot.ctx = Ctx()
+                bot.ctx = ctx
                 bot.params = params
             else:
-                bot = cls(Ctx(), params)
+                bot = cls(ctx, params)
+            KEPT.append(bot)
             name = hook["name"]
             method = getattr(bot, name, None)
             if method is not None:
@@ -511,21 +532,40 @@ def run_hook(job, limits):
                 else:
                     method(plain(hook["message"], "the message"))
     except BaseException as exc:  # the bot may raise anything, SystemExit too
-        error = error_for(exc, run, source.splitlines())
+        KEPT.append(exc)
+        error = error_for(exc, source.splitlines(), is_facade_miss)
         del exc
-    finally:
-        sys.stdout = sys.__stdout__
-        sys.stderr = sys.__stderr__
-    _RUN = None
+    seal(run, seal_capture)
 
-    if error is None and run.violation is not None:
+    if run.violation is not None:
         message, line = run.violation
         error = {"kind": "policy", "line": line, "message": message}
-    if error is None and run.limit is not None:
+    elif run.limit is not None:
         error = {"kind": "limit", "message": run.limit}
     if error is not None:
         return {"status": "error", "error": error}
-    return ok(run.posts, run.state, capture.text(), None)
+    return ok(run.posts, run.state, logs(), None)
+
+
+# Objects of bot code, held until the process exits.
+KEPT = []
+
+
+def seal(run, seal_capture):
+    """End the hook: from here on no bot code may change the outcome.
+
+    `ctx` refuses, the capture drops what is printed, and bot code gets no
+    chance to run at all: garbage collection is off and every object bot
+    code made is held in `KEPT`, so no finalizer (a `weakref.finalize`, a
+    generator's `finally`, a weakref callback) runs before the process ends
+    with `posix._exit`, which runs none either. `sys.stdout` stays the
+    sealed capture.
+    """
+    import gc
+
+    gc.disable()
+    run.sealed = True
+    seal_capture()
 
 
 def ok(posts, state, logs, manifest):

@@ -27,10 +27,18 @@ TOP_LEVEL = CORE | UTILITIES | NETWORK
 
 # Builtins a bot may not name at all. Most are also absent from the builtins
 # the bot gets, so even a name that slipped through would be a NameError.
+# (`getattr` and `hasattr` are allowed in one form only; see below.)
 FORBIDDEN_NAMES = frozenset(
-    "eval exec compile open globals locals vars breakpoint help input getattr "
+    "eval exec compile open globals locals vars breakpoint help input "
     "setattr delattr memoryview exit quit copyright credits license".split()
 )
+
+# Builtins that read an attribute by a name given as an argument. Allowed
+# only as a direct call with a literal name, `getattr(obj, "name")`,
+# `getattr(obj, "name", default)` or `hasattr(obj, "name")`, where the name
+# follows the attribute rules; the checker rewrites such calls to the
+# harness's own helpers, and neither builtin is in the bot's builtins.
+NAME_READERS = frozenset(["getattr", "hasattr"])
 
 # Attributes without a leading underscore that still lead to frames, code
 # objects and their globals: generator, coroutine, traceback and frame
@@ -45,23 +53,81 @@ FORBIDDEN_ATTRS = frozenset(
     cell_contents func_globals func_code im_func im_self""".split()
 )
 
-# Special methods a bot class may define (`def __init__`...). Defining a
-# method never reads anything; the list only keeps hooks that run at odd times
-# (`__del__`, `__init_subclass__`, `__getattribute__`...) out.
+# `C.mro()` walks up to base classes the bot never named, among them the
+# class factories of the library (`enum.Enum("E", {...})` builds a class
+# with any special method from a dict, as `type()` would).
+CLASS_INTERNALS = frozenset(["mro"])
+
+# Attributes every read of which in bot code goes through a harness guard
+# (see hx_runtime's format guard): `x.format` and `x.format_map` are
+# rewritten by the checker. A `match` keyword pattern `case str(format=f)`
+# reads the attribute directly, so these names are refused there.
+GUARDED_ATTRS = frozenset(["format", "format_map"])
+
+# Special methods a bot class may define with `def` in a class statement.
+# Each one runs only when bot code, or library code working for it, uses the
+# object in an ordinary way, and it receives nothing but its operands (its
+# own object, the other operand, an index or key, a format spec):
+#
+# - construction and text: `__init__ __repr__ __str__ __format__ __bytes__`
+# - comparison and hashing: `__eq__ __ne__ __lt__ __le__ __gt__ __ge__
+#   __hash__ __bool__`
+# - containers and iteration: `__len__ __length_hint__ __iter__ __next__
+#   __reversed__ __contains__ __getitem__ __setitem__ __delitem__
+#   __missing__`
+# - context managers and calls: `__enter__ __exit__ __call__` (`__exit__`
+#   receives the exception in flight: like every bot function it scrubs its
+#   arguments first, see hx_check)
+# - arithmetic, every operator in its forward, reflected (`__r*__`) and
+#   in-place (`__i*__`) form, the unary operators and the numeric
+#   conversions.
+#
+# Left out, because they hook the machinery rather than an operation:
+# attribute access (`__getattr__ __getattribute__ __setattr__ __delattr__
+# __dir__`: a bot subclass of a library class would see every private value
+# the library stores on `self`), descriptors (`__get__ __set__ __delete__
+# __set_name__`), class creation and checks (`__new__ __init_subclass__
+# __class_getitem__ __mro_entries__ __prepare__ __instancecheck__
+# __subclasscheck__ __subclasshook__`: they receive classes and objects that
+# library code checks), object lifetime (`__del__`, which could run after the
+# hook), the copy and pickle protocols (`__reduce__ __reduce_ex__
+# __getstate__ __setstate__ __copy__ __deepcopy__ __getnewargs__...`: they
+# hand over an object's whole state), and the async protocols (no event
+# loop runs in a hook).
+_OPERATORS = """add sub mul matmul truediv floordiv mod divmod pow lshift rshift
+and xor or""".split()
 SPECIAL_METHODS = frozenset(
-    """__init__ __repr__ __str__ __format__ __eq__ __ne__ __lt__ __le__ __gt__
-    __ge__ __hash__ __bool__ __len__ __iter__ __next__ __reversed__
-    __contains__ __getitem__ __setitem__ __delitem__ __missing__ __enter__
-    __exit__ __call__ __add__ __sub__ __mul__ __truediv__ __floordiv__ __mod__
-    __pow__ __neg__ __pos__ __abs__ __radd__ __rsub__ __rmul__ __rtruediv__
-    __iadd__ __isub__ __imul__ __and__ __or__ __xor__ __int__ __float__
-    __index__ __round__""".split()
+    """__init__ __repr__ __str__ __format__ __bytes__ __eq__ __ne__ __lt__
+    __le__ __gt__ __ge__ __hash__ __bool__ __len__ __length_hint__ __iter__
+    __next__ __reversed__ __contains__ __getitem__ __setitem__ __delitem__
+    __missing__ __enter__ __exit__ __call__ __neg__ __pos__ __abs__
+    __invert__ __int__ __float__ __complex__ __index__ __round__ __trunc__
+    __floor__ __ceil__""".split()
+    + [f"__{p}{op}__" for op in _OPERATORS for p in ("", "r", "i") if (p, op) != ("i", "divmod")]
 )
 
 # Underscore names that are harmless and idiomatic: `for _ in range(3)`,
 # `if __name__ == "__main__"`, `super().__init__(...)`, `type(x).__name__`.
+# They may be read, never assigned: `x.__name__ = ...` is refused.
 ALLOWED_UNDERSCORE_NAMES = frozenset(["_", "__name__"])
 ALLOWED_UNDERSCORE_ATTRS = frozenset(["__init__", "__name__", "__doc__"])
+
+# The builtins whose class pattern matches the subject itself: `case
+# int(n)` binds the subject, where for any other class `case C(n)` reads
+# the attribute named by `C.__match_args__[0]`, a name held as data.
+MATCH_SELF_BUILTINS = frozenset(
+    "bool bytearray bytes dict float frozenset int list set str tuple".split()
+)
+
+# Deeper than this, the source is refused (Python itself refuses more than
+# 200 nested parentheses); the checker walks with an explicit stack, so this
+# bounds the compiler's recursion, not its own.
+MAX_NESTING = 200
+
+# Keys a dict given to `type(name, bases, dict)` may hold besides ordinary
+# names: the same rule as names in a class statement, without special
+# methods (those need a class statement, where the checker sees them).
+CLASS_DICT_DUNDERS = frozenset(["__doc__", "__module__", "__qualname__"])
 
 
 def name_refused(name):
@@ -79,6 +145,43 @@ def attr_refused(attr):
         return f"Attribute '{attr}' is not allowed (names starting with '_' are reserved)"
     if attr in FORBIDDEN_ATTRS or attr.startswith("co_"):
         return f"Attribute '{attr}' is not allowed (frame and code internals)"
+    if attr in CLASS_INTERNALS:
+        return f"Attribute '{attr}' is not allowed (class internals: it reaches base classes)"
+    return None
+
+
+def attr_store_refused(attr):
+    """Why `obj.attr = ...` (or `del obj.attr`) may not appear, or None."""
+    if attr.startswith("_"):
+        return f"Attribute '{attr}' cannot be assigned (names starting with '_' are reserved)"
+    return attr_refused(attr)
+
+
+def pattern_attr_refused(attr):
+    """Why `case C(attr=...)` may not appear, or None: the pattern reads
+    `subject.attr` directly, past the guards attribute reads get."""
+    why = attr_refused(attr)
+    if why:
+        return why
+    if attr in GUARDED_ATTRS:
+        return (
+            f"Class pattern keyword '{attr}' is not allowed (it would read the "
+            f"unguarded str.{attr}; call x.{attr}(...) instead)"
+        )
+    return None
+
+
+def class_dict_key_refused(key):
+    """Why `type(name, bases, {key: ...})` is refused, or None."""
+    if type(key) is not str:
+        return f"type(): a class attribute name must be a string, not {type(key).__name__}"
+    if key in CLASS_DICT_DUNDERS:
+        return None
+    if key.startswith("_") and key not in ALLOWED_UNDERSCORE_NAMES:
+        return (
+            f"type(): the class attribute '{key}' is not allowed (names starting "
+            "with '_', special methods included, need a class statement)"
+        )
     return None
 
 

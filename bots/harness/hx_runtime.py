@@ -1,10 +1,18 @@
 """The run-time half of the language layer: module facades, the import hook,
-the builtins bot code gets, and the `str.format` guard.
+the builtins bot code gets (with its guarded `type`), the `str.format`
+guard, the harness's `getattr`/`hasattr`, and the exception scrub.
 
-Bot code runs with a builtins dict built here, so `import` statements go
-through `bot_import`, which enforces the allowlist of `hx_policy` and hands out
-facades instead of modules. Library code keeps the real builtins and imports:
-only bot frames see this layer.
+`make_layer()` builds all of it for one hook. Everything that holds hook
+state (the facades made so far, whether the network is allowed, the
+callback that records violations) lives in that function's closure, never
+in a module global or an attribute: bot code can reach the functions, not
+what they remember. No class or instance of the harness is handed to bot
+code either (facades are plain module objects), so there is nothing of the
+harness a bot could mutate; test_reachability.py walks the objects bot code
+can reach to check that.
+
+Library code keeps the real builtins and imports: only bot frames see this
+layer.
 """
 
 import sys
@@ -12,29 +20,37 @@ import sys
 import hx_policy as P
 
 ModuleType = type(sys)
+_real_type = type
+_NONE = type(None)
 
-
-class PolicyError(Exception):
-    """Bot code reached for something the language layer refuses at run time.
-
-    Raised from the format guard and the import hook. The harness remembers
-    that one was raised, so catching it does not make the hook succeed.
-    """
-
-
-class FacadeAttributeError(AttributeError):
-    """An attribute a module facade does not expose (`sys.modules`)."""
-
-
-# Set to the harness's callback that records a policy violation even when the
-# bot catches the exception.
-_on_violation = None
-
-
-def _violation(message):
-    if _on_violation is not None:
-        _on_violation(message, _bot_line())
-    return PolicyError(message)
+# C functions, slot wrappers and method descriptors are library code.
+_FUNCTION = type(lambda: None)
+_C_CALLABLES = (
+    type(len),  # builtin_function_or_method
+    type(object.__init__),  # wrapper_descriptor
+    type(str.join),  # method_descriptor
+    type(dict.__dict__["fromkeys"]),  # classmethod_descriptor
+    type(type.__dict__["__mro__"]),  # getset_descriptor
+    type(BaseException.__dict__["args"]),  # getset on exceptions
+)
+_MRO = type.__dict__["__mro__"]
+_DICT = type.__dict__["__dict__"]
+# Read through the base classes' own descriptors: a bot subclass may define
+# properties of the same names.
+_ARGS = BaseException.__dict__["args"]
+_TRACEBACK = BaseException.__dict__["__traceback__"]
+_CONTEXT = BaseException.__dict__["__context__"]
+_CAUSE = BaseException.__dict__["__cause__"]
+_GROUP_MEMBERS = BaseExceptionGroup.__dict__["exceptions"]
+_ATTRIBUTE_ERROR_OBJ = AttributeError.__dict__["obj"]
+# Attributes CPython fills with a name (a string); an exception a library
+# made itself may hold anything there.
+_NAME_FIELDS = [
+    (cls, cls.__dict__[field])
+    for cls, fields in ((AttributeError, ("name",)), (NameError, ("name",)), (ImportError, ("name", "path")))
+    for field in fields
+    if field in cls.__dict__
+]
 
 
 def _bot_line():
@@ -47,104 +63,69 @@ def _bot_line():
     return None
 
 
-class Facade(ModuleType):
-    """A module object holding only the allowlisted attributes of one module.
+# ------------------------------------------------------------ exceptions
 
-    Read-only: a bot cannot plant attributes on it, and it has no route back
-    to the module it mirrors (no `__dict__`/`__class__` reads pass the `ast`
-    check, and it keeps no reference to the real module at all).
+
+def scrub_exception(exc):
+    """Make an exception safe to hand to bot code, in place.
+
+    Python fills `AttributeError.obj` with the object whose attribute lookup
+    failed, deep inside library code (a real module, say), and a
+    traceback's library frames hold library globals. So for `exc` and every
+    exception it leads to (its context and cause, the members of a group,
+    exceptions among its args or its attributes): `obj` is cleared and the
+    traceback is cut to the frames of bot code. `name` (and an import
+    error's `path`), strings when Python sets them, are cleared if they hold
+    anything else. Other attributes are data the library chose to publish.
     """
-
-    # The module's name lives under a key that `ModuleType.__init__` does not
-    # reset, so a bot calling `json.__init__("urllib")` renames nothing that
-    # the facade's own lookups use.
-
-    def __init__(self, name, doc=None):
-        if "__mmh_name__" in self.__dict__:
-            raise FacadeAttributeError("module facades cannot be re-initialised")
-        ModuleType.__init__(self, name, doc)
-        self.__dict__["__mmh_name__"] = name
-
-    def __getattr__(self, name):
-        own = self.__dict__["__mmh_name__"]
-        full = f"{own}.{name}"
-        if full in P.FACADES and name in P.FACADES[own]:
-            sub = facade(full)
-            self.__dict__[name] = sub
-            return sub
-        raise FacadeAttributeError(f"'{full}' is not available to bots")
-
-    def __setattr__(self, name, value):
-        raise FacadeAttributeError(f"module '{self.__mmh_name__}' is read-only for bots")
-
-    def __delattr__(self, name):
-        raise FacadeAttributeError(f"module '{self.__mmh_name__}' is read-only for bots")
-
-    def __repr__(self):
-        return f"<module '{self.__mmh_name__}' (bot facade)>"
-
-    def __dir__(self):
-        own = self.__dict__["__mmh_name__"]
-        return sorted(
-            n for n in P.FACADES[own] if n in self.__dict__ or f"{own}.{n}" in P.FACADES
-        )
+    seen = set()
+    pending = [exc]
+    while pending:
+        e = pending.pop()
+        if id(e) in seen or not issubclass(_real_type(e), BaseException):
+            continue
+        seen.add(id(e))
+        if issubclass(_real_type(e), AttributeError):
+            _ATTRIBUTE_ERROR_OBJ.__set__(e, None)
+        for cls, field in _NAME_FIELDS:
+            if issubclass(_real_type(e), cls) and _real_type(field.__get__(e)) not in (str, _NONE):
+                field.__set__(e, None)
+        _cut_to_bot_frames(e)
+        pending.append(_CONTEXT.__get__(e))
+        pending.append(_CAUSE.__get__(e))
+        if issubclass(_real_type(e), BaseExceptionGroup):
+            pending.extend(_GROUP_MEMBERS.__get__(e))
+        args = _ARGS.__get__(e)
+        if _real_type(args) is tuple:
+            pending.extend(args)
+        try:
+            own = object.__getattribute__(e, "__dict__")
+        except AttributeError:
+            own = None
+        if _real_type(own) is dict:
+            pending.extend(v for v in dict.values(own) if issubclass(_real_type(v), BaseException))
 
 
-_facades = {}  # module name -> its facade, made once per hook
-_network = False  # whether network modules may be imported (set by configure)
+def _cut_to_bot_frames(e):
+    tb = _TRACEBACK.__get__(e)
+    keep = []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "bot.py":
+            keep.append(tb)
+        tb = tb.tb_next
+    for a, b in zip(keep, keep[1:]):
+        a.tb_next = b
+    if keep:
+        keep[-1].tb_next = None
+    _TRACEBACK.__set__(e, keep[0] if keep else None)
 
 
-def facade(name):
-    """The (cached) facade of module `name`; imports the real module."""
-    f = _facades.get(name)
-    if f is not None:
-        return f
-    real = __import__(name, fromlist=["_"])
-    f = Facade(name, getattr(real, "__doc__", None))
-    overrides = _overrides(name, real)
-    values = {}
-    for attr in P.FACADES[name]:
-        if f"{name}.{attr}" in P.FACADES:
-            continue  # submodule: made on first access by __getattr__
-        if attr in overrides:
-            values[attr] = overrides[attr]
-        elif hasattr(real, attr):
-            value = getattr(real, attr)
-            if isinstance(value, ModuleType):
-                continue  # never hand out a real module
-            values[attr] = value
-    f.__dict__.update(values)
-    _facades[name] = f
-    if name in ("traceback", "warnings"):
-        _register_source()
-    return f
-
-
-def bot_import(name, globals=None, locals=None, fromlist=(), level=0):
-    """`__import__` for bot frames: allowlisted modules only, as facades."""
-    if not _copy_hardened:
-        harden_copy()
-    if level:
-        raise _violation("Relative imports are not allowed")
-    why = P.module_refused(name, _network)
-    if why:
-        raise _violation(why)
-    leaf = facade(name)
-    if fromlist:
-        # Check every name here: when `from m import x` finds no `x` on the
-        # object returned, CPython falls back to `sys.modules["m.x"]`, which
-        # would be the real module.
-        for attr in fromlist:
-            if attr == "*" or attr not in P.FACADES[name]:
-                raise _violation(f"'{name}.{attr}' is not available to bots")
-            try:
-                getattr(leaf, attr)
-            except AttributeError:
-                raise ImportError(
-                    f"cannot import name '{attr}' from '{name}' (not in this Python)"
-                ) from None
-        return leaf
-    return facade(name.partition(".")[0])
+def scrub_arguments(*values):
+    """The first statement of every bot function (inserted by the checker):
+    scrub every exception among its arguments."""
+    for v in values:
+        if issubclass(_real_type(v), BaseException):
+            scrub_exception(v)
 
 
 # ------------------------------------------------------------ copy
@@ -152,13 +133,12 @@ def bot_import(name, globals=None, locals=None, fromlist=(), level=0):
 # The copy protocol hands an object's whole state, private attributes
 # included, to hooks the object's class defines (`__setstate__`,
 # `__reduce_ex__`, `__deepcopy__`...), and its `_reconstruct` sets attributes
-# by names that come from those hooks. Bot code cannot define such hooks with
-# `class` syntax, but it can with `type(name, bases, {"__setstate__": f})`; a
-# subclass of `warnings.catch_warnings` built that way received the real
-# `warnings` module from `copy.copy`. So, before any bot import can reach the
-# `copy` module (directly or through `UserDict.copy`, `email.generator`,
-# `requests`' cookies...), its entry points refuse objects whose class has a
-# copy hook written in bot code.
+# by names that come from those hooks. A class statement in bot code cannot
+# define them, and `type()` refuses them, but the real `type` may still be
+# reached through a library (and copying bot objects is ordinary), so before
+# any bot import can reach the `copy` module (directly or through
+# `UserDict.copy`, `email.generator`, `requests`' cookies...), its entry
+# points refuse objects whose class has a copy hook written in bot code.
 
 _COPY_HOOKS = (
     "__reduce_ex__",
@@ -171,41 +151,24 @@ _COPY_HOOKS = (
     "__getnewargs__",
     "__getnewargs_ex__",
 )
-_copy_hardened = False
-
-
-_FUNCTION = type(lambda: None)
-# C functions, slot wrappers and method descriptors are library code.
-_C_CALLABLES = (
-    type(len),  # builtin_function_or_method
-    type(object.__init__),  # wrapper_descriptor
-    type(str.join),  # method_descriptor
-    type(dict.__dict__["fromkeys"]),  # classmethod_descriptor
-    type(type.__dict__["__mro__"]),  # getset_descriptor
-    type(BaseException.__dict__["args"]),  # getset on exceptions
-)
+# Also refused when written by the bot: what could hide the instance dict or
+# answer attribute lookups for the copy machinery.
+_LOOKUP_HOOKS = ("__dict__", "__getattribute__", "__getattr__")
 
 
 def _written_by_bot(value):
     """Whether a class attribute is, or wraps, something other than C code
     or a function compiled from a file other than the bot's. Exact type checks
     only: a bot object can claim any `__class__`."""
-    if type(value) in (staticmethod, classmethod):
+    if _real_type(value) in (staticmethod, classmethod):
         value = value.__func__
-    if type(value) is _FUNCTION:
+    if _real_type(value) is _FUNCTION:
         return value.__code__.co_filename == "bot.py"
-    return type(value) not in _C_CALLABLES
-
-
-_MRO = type.__dict__["__mro__"]
-_DICT = type.__dict__["__dict__"]
-# Also refused when written by the bot: what could hide the instance dict or
-# answer attribute lookups for the copy machinery.
-_LOOKUP_HOOKS = ("__dict__", "__getattribute__", "__getattr__")
+    return _real_type(value) not in _C_CALLABLES
 
 
 def _refuse_bot_copy_hooks(x):
-    cls = type(x)
+    cls = _real_type(x)
     for k in _MRO.__get__(cls):
         d = _DICT.__get__(k)
         for hook in _COPY_HOOKS + _LOOKUP_HOOKS:
@@ -218,18 +181,19 @@ def _refuse_bot_copy_hooks(x):
         own = object.__getattribute__(x, "__dict__")
     except AttributeError:
         return
-    if type(own) is dict:
+    if _real_type(own) is dict:
         for hook in _COPY_HOOKS:
             if hook in own:
                 raise TypeError(f"copy: an instance attribute {hook} is not available to bots")
 
 
-def harden_copy():
-    """Guard `copy.copy`, `copy.deepcopy` and `copy._reconstruct` in place."""
-    global _copy_hardened
-    _copy_hardened = True
+def _harden_copy():
+    """Guard `copy.copy`, `copy.deepcopy` and `copy._reconstruct` in place
+    (once per process; the library itself then goes through the guard)."""
     import copy
 
+    if getattr(copy.copy, "hx_guarded", False):
+        return
     real_copy, real_deepcopy, real_reconstruct = copy.copy, copy.deepcopy, copy._reconstruct
 
     def guarded_copy(x):
@@ -245,6 +209,7 @@ def harden_copy():
         kwargs["deepcopy"] = guarded_deepcopy
         return real_reconstruct(x, memo, *args, **kwargs)
 
+    guarded_copy.hx_guarded = True
     copy.copy = guarded_copy
     copy.deepcopy = guarded_deepcopy
     copy._reconstruct = guarded_reconstruct
@@ -257,153 +222,335 @@ def harden_copy():
             table[t] = lambda x, memo, _f=f: _f(x, memo, deepcopy=guarded_deepcopy)
 
 
-def _copy_overrides(copy):
-    def copy_(x):
-        """copy.copy (objects whose class has copy hooks from bot code are refused)."""
-        return copy.copy(x)
-
-    def deepcopy(x):
-        """copy.deepcopy without the `memo` argument (a memo would keep every
-        original it met, private state included, for the caller to read)."""
-        return copy.deepcopy(x)
-
-    return {"copy": copy_, "deepcopy": deepcopy}
-
-
-# ------------------------------------------------------------ replacements
-
-_bot_source = None
-
-
-def _register_source():
-    """Let `traceback.format_exc()` show the bot's lines for "bot.py"."""
-    if _bot_source is None:
-        return
-    import linecache
-
-    lines = _bot_source.splitlines(True)
-    linecache.cache["bot.py"] = (len(_bot_source), None, lines, "bot.py")
-
-
-def _overrides(name, real):
-    if name == "copy":
-        return _copy_overrides(real)
-    if name == "functools":
-        real_wraps = real.wraps
-
-        def wraps(wrapped):
-            """functools.wraps with the default attribute lists only."""
-            return real_wraps(wrapped)
-
-        return {"wraps": wraps}
-    if name == "urllib.request":
-        real_urlopen = real.urlopen
-        Request = real.Request
-
-        def urlopen(url, data=None, timeout=30, *, context=None):
-            """urllib.request.urlopen for http and https URLs only."""
-            # Exact types only: a Request subclass could report one scheme
-            # here and another to the opener.
-            if type(url) is Request:
-                ok = url.type in ("http", "https")
-            else:
-                ok = type(url) is str and url.lower().startswith(("http://", "https://"))
-            if not ok:
-                raise _violation("urlopen: only http:// and https:// URLs are allowed")
-            return real_urlopen(url, data, timeout, context=context)
-
-        return {"urlopen": urlopen}
-    return {}
-
-
-# ------------------------------------------------------------ str.format
-
-
-def _safe_format(fmt, *args, **kwargs):
-    if not issubclass(type(fmt), str):
-        return str.format(fmt, *args, **kwargs)  # raises str's TypeError
-    why = P.format_refused(fmt)
-    if why:
-        raise _violation(why)
-    return str.format(fmt, *args, **kwargs)
-
-
-def _safe_format_map(fmt, mapping):
-    if not issubclass(type(fmt), str):
-        return str.format_map(fmt, mapping)
-    why = P.format_refused(fmt)
-    if why:
-        raise _violation(why)
-    return str.format_map(fmt, mapping)
-
-
-def format_guard(obj, name):
-    """What `obj.format` / `obj.format_map` evaluates to in bot code.
-
-    For strings and `str` itself, a version that checks the template's fields
-    first; for anything else (a bot class with its own `format` method), the
-    real attribute.
-    """
-    safe = _safe_format if name == "format" else _safe_format_map
-    t = type(obj)  # the real type: `isinstance` would trust a fake __class__
-    if issubclass(t, str):
-        return _bind(safe, obj)
-    if issubclass(t, type) and issubclass(obj, str):
-        return safe
-    value = getattr(obj, name)
-    # `super(str, s).format` and the like: the real method, bound to a str.
-    if value is str.format or value is str.format_map:
-        return safe
-    owner = getattr(value, "__self__", None)
-    if issubclass(type(owner), str) and getattr(value, "__name__", None) == name:
-        return _bind(safe, owner)
-    return value
-
-
-def _bind(safe, s):
-    if safe is _safe_format:
-        return lambda *a, **k: _safe_format(s, *a, **k)
-    return lambda mapping: _safe_format_map(s, mapping)
-
-
-def scrub_exception(exc):
-    """Clear `AttributeError.obj` in a caught exception, the groups it
-    holds and the exceptions in its args (see hx_check._scrub_call)."""
-    seen = set()
-    pending = [exc]
-    while pending:
-        e = pending.pop()
-        if type(e) is tuple:  # `def __exit__(self, *exc)`
-            pending.extend(e)
-            continue
-        if id(e) in seen or not issubclass(type(e), BaseException):
-            continue
-        seen.add(id(e))
-        if issubclass(type(e), AttributeError):
-            try:
-                e.obj = None
-            except BaseException:  # a bot subclass may forbid it; its own object then
-                pass
-        if issubclass(type(e), BaseExceptionGroup):
-            pending.extend(BaseExceptionGroup.exceptions.__get__(e))
-        args = BaseException.args.__get__(e)
-        if type(args) is tuple:
-            pending.extend(args)
-
-
 # ------------------------------------------------------------ builtins
 
 _SAFE_BUILTINS = """abs aiter all anext any ascii bin bool bytearray bytes callable
 chr classmethod complex dict dir divmod enumerate filter float format frozenset
-hasattr hash hex id int isinstance issubclass iter len list map max min next
+hash hex id int isinstance issubclass iter len list map max min next
 object oct ord pow print property range repr reversed round set slice sorted
-staticmethod str sum super tuple type zip Ellipsis NotImplemented
+staticmethod str sum super tuple zip Ellipsis NotImplemented
 __build_class__""".split()
 
 
-def bot_builtins():
-    """The builtins dict of bot code: safe functions and types, every
-    exception class, and the import hook."""
+# ------------------------------------------------------------ the layer
+
+
+def make_layer(network, source, on_violation):
+    """The language layer of one hook.
+
+    `on_violation(message, line)` records a refusal, so that the hook fails
+    even if bot code catches the exception raised with it. Returns a dict
+    with `builtins` (the bot's builtins dict), `helpers` (the names the
+    checker's rewrites call, for the bot's globals), `facade(name)` and
+    `is_facade_miss(exc)`.
+    """
+    facades = {}  # module name -> its facade, made once per hook
+    last_miss = [None]  # the last AttributeError a facade raised
+    copy_hardened = [False]
+
+    def refusal(kind, message):
+        """Record a violation at the current bot line and return the
+        exception (of a builtin type) to raise with it."""
+        on_violation(message, _bot_line())
+        return kind(message)
+
+    # -- facades
+
+    def facade(name):
+        """The (cached) facade of module `name`; imports the real module.
+
+        A facade is a plain module object holding only the allowlisted
+        attributes; an allowed submodule is itself a facade, made on first
+        access by the module-level `__getattr__` (PEP 562). It keeps no
+        reference to the module it mirrors. It is the bot's own: changing
+        it changes what that bot sees and nothing else.
+        """
+        f = facades.get(name)
+        if f is not None:
+            return f
+        real = __import__(name, fromlist=["_"])
+        f = ModuleType(name, getattr(real, "__doc__", None))
+        overrides = _overrides(name, real)
+        values = {}
+        for attr in P.FACADES[name]:
+            if f"{name}.{attr}" in P.FACADES:
+                continue  # submodule: made on first access
+            if attr in overrides:
+                values[attr] = overrides[attr]
+            elif hasattr(real, attr):
+                value = getattr(real, attr)
+                if isinstance(value, ModuleType):
+                    continue  # never hand out a real module
+                values[attr] = value
+        own = f.__dict__
+        own.update(values)
+
+        def module_getattr(attr):
+            full = f"{name}.{attr}"
+            if full in P.FACADES and attr in P.FACADES[name]:
+                sub = facade(full)
+                own[attr] = sub
+                return sub
+            miss = AttributeError(f"'{full}' is not available to bots", name=attr)
+            last_miss[0] = miss
+            raise miss
+
+        def module_dir():
+            return sorted(n for n in P.FACADES[name] if n in own or f"{name}.{n}" in P.FACADES)
+
+        own["__getattr__"] = module_getattr
+        own["__dir__"] = module_dir
+        facades[name] = f
+        if name in ("traceback", "warnings"):
+            _register_source()
+        return f
+
+    def is_facade_miss(exc):
+        return exc is last_miss[0]
+
+    def bot_import(name, globals=None, locals=None, fromlist=(), level=0):
+        """`__import__` for bot frames: allowlisted modules only, as facades."""
+        if not copy_hardened[0]:
+            _harden_copy()
+            copy_hardened[0] = True
+        if level:
+            raise refusal(ImportError, "Relative imports are not allowed")
+        why = P.module_refused(name, network)
+        if why:
+            raise refusal(ImportError, why)
+        leaf = facade(name)
+        if fromlist:
+            # Check every name here: when `from m import x` finds no `x` on
+            # the object returned, CPython falls back to
+            # `sys.modules["m.x"]`, which would be the real module.
+            for attr in fromlist:
+                if attr == "*" or attr not in P.FACADES[name]:
+                    raise refusal(ImportError, f"'{name}.{attr}' is not available to bots")
+                try:
+                    getattr(leaf, attr)
+                except AttributeError:
+                    raise ImportError(
+                        f"cannot import name '{attr}' from '{name}' (not in this Python)"
+                    ) from None
+            return leaf
+        return facade(name.partition(".")[0])
+
+    # -- replacements inside facades
+
+    def _register_source():
+        """Let `traceback.format_exc()` show the bot's lines for "bot.py"."""
+        import linecache
+
+        lines = source.splitlines(True)
+        linecache.cache["bot.py"] = (len(source), None, lines, "bot.py")
+
+    def _overrides(name, real):
+        if name == "copy":
+
+            def copy_(x):
+                """copy.copy (objects whose class has copy hooks from bot code are refused)."""
+                return real.copy(x)
+
+            def deepcopy(x):
+                """copy.deepcopy without the `memo` argument (a memo would keep every
+                original it met, private state included, for the caller to read)."""
+                return real.deepcopy(x)
+
+            return {"copy": copy_, "deepcopy": deepcopy}
+        if name == "functools":
+            real_wraps = real.wraps
+
+            def wraps(wrapped):
+                """functools.wraps with the default attribute lists only."""
+                return real_wraps(wrapped)
+
+            return {"wraps": wraps}
+        if name == "typing":
+            real_origin, real_args = real.get_origin, real.get_args
+
+            def get_origin(tp):
+                """typing.get_origin, answering the bot's `type` for `type`."""
+                return _bot_view(real_origin(tp))
+
+            def get_args(tp):
+                """typing.get_args, answering the bot's `type` for `type`
+                (also in the parameter list of a Callable)."""
+                return tuple(_bot_view(a) for a in real_args(tp))
+
+            return {"get_origin": get_origin, "get_args": get_args}
+        if name == "urllib.request":
+            real_urlopen = real.urlopen
+            Request = real.Request
+
+            def urlopen(url, data=None, timeout=30, *, context=None):
+                """urllib.request.urlopen for http and https URLs only."""
+                # Exact types only: a Request subclass could report one
+                # scheme here and another to the opener.
+                if _real_type(url) is Request:
+                    ok = url.type in ("http", "https")
+                else:
+                    ok = _real_type(url) is str and url.lower().startswith(("http://", "https://"))
+                if not ok:
+                    raise refusal(ValueError, "urlopen: only http:// and https:// URLs are allowed")
+                return real_urlopen(url, data, timeout, context=context)
+
+            return {"urlopen": urlopen}
+        return {}
+
+    # -- the bot's `type`
+
+    class BotType:
+        """What the name `type` is in bot code.
+
+        `type(x)` answers as usual, except that it never hands out a
+        metaclass: for a class whose metaclass is `type` it answers this
+        guard itself (so `type(int) is type`), and for any other metaclass
+        it refuses. `type(name, bases, dict)` refuses a dict with special
+        methods or `_` names (a class statement, which the checker sees, is
+        the way to define those) and bases that are metaclasses.
+        `isinstance(x, type)` and `issubclass(c, type)` work; deriving a
+        class from it is refused. A class with special methods built from a
+        plain dict would get them past the checker; a metaclass builds such
+        classes.
+        """
+
+        __slots__ = ()
+        __name__ = "type"
+        __qualname__ = "type"
+
+        def __call__(self, *args, **kwargs):
+            if len(args) == 1 and not kwargs:
+                obj = args[0]
+                if obj is self:
+                    return self
+                t = _real_type(obj)
+                if t is _real_type:
+                    return self
+                if issubclass(t, _real_type):
+                    raise refusal(
+                        TypeError,
+                        f"type() of {obj.__name__} is its metaclass, which is not "
+                        "available to bots (a metaclass builds classes from a plain dict)",
+                    )
+                return t
+            if len(args) == 3 and not kwargs:
+                name, bases, ns = args
+                if _real_type(ns) is not dict:
+                    raise TypeError("type(): the class namespace must be a dict")
+                for key in dict.keys(ns):
+                    why = P.class_dict_key_refused(key)
+                    if why:
+                        raise refusal(TypeError, why)
+                if _real_type(bases) is not tuple:
+                    raise TypeError("type(): the bases must be a tuple")
+                for b in bases:
+                    if b is self or (isinstance(b, _real_type) and issubclass(b, _real_type)):
+                        raise refusal(TypeError, METACLASS_REFUSED)
+                return _real_type(name, bases, dict(ns))
+            if kwargs:
+                raise refusal(TypeError, "type(): keyword arguments are not available to bots")
+            raise TypeError("type() takes 1 or 3 arguments")
+
+        def __instancecheck__(self, obj):
+            return isinstance(obj, _real_type)
+
+        def __subclasscheck__(self, cls):
+            return issubclass(cls, _real_type)
+
+        def __mro_entries__(self, bases):
+            raise refusal(TypeError, METACLASS_REFUSED)
+
+        def __repr__(self):
+            return "<class 'type'>"
+
+        # For annotations: `type[C]` and `type | None`, answered by typing's
+        # equivalents (typing.Type cannot be called).
+        def __getitem__(self, item):
+            import typing
+
+            return typing.Type[item]
+
+        def __or__(self, other):
+            import typing
+
+            return typing.Union[self, other]
+
+        def __ror__(self, other):
+            import typing
+
+            return typing.Union[other, self]
+
+    bot_type = BotType()
+
+    def _bot_view(value):
+        if value is _real_type:
+            return bot_type
+        if _real_type(value) is list:  # Callable[[type], int] -> ([type], int)
+            return [_bot_view(v) for v in value]
+        return value
+
+    # -- str.format
+
+    def safe_format(fmt, *args, **kwargs):
+        if not issubclass(_real_type(fmt), str):
+            return str.format(fmt, *args, **kwargs)  # raises str's TypeError
+        why = P.format_refused(fmt)
+        if why:
+            raise refusal(ValueError, why)
+        return str.format(fmt, *args, **kwargs)
+
+    def safe_format_map(fmt, mapping):
+        if not issubclass(_real_type(fmt), str):
+            return str.format_map(fmt, mapping)
+        why = P.format_refused(fmt)
+        if why:
+            raise refusal(ValueError, why)
+        return str.format_map(fmt, mapping)
+
+    def bind(safe, s):
+        if safe is safe_format:
+            return lambda *a, **k: safe_format(s, *a, **k)
+        return lambda mapping: safe_format_map(s, mapping)
+
+    def format_guard(obj, name):
+        """What `obj.format` / `obj.format_map` evaluates to in bot code.
+
+        For strings and `str` itself, a version that checks the template's
+        fields first; for anything else (a bot class with its own `format`
+        method), the real attribute.
+        """
+        safe = safe_format if name == "format" else safe_format_map
+        t = _real_type(obj)  # the real type: `isinstance` would trust a fake __class__
+        if issubclass(t, str):
+            return bind(safe, obj)
+        if issubclass(t, _real_type) and issubclass(obj, str):
+            return safe
+        value = getattr(obj, name)
+        # `super(str, s).format` and the like: the real method, bound to a str.
+        if value is str.format or value is str.format_map:
+            return safe
+        owner = getattr(value, "__self__", None)
+        if issubclass(_real_type(owner), str) and getattr(value, "__name__", None) == name:
+            return bind(safe, owner)
+        return value
+
+    # -- getattr / hasattr with a literal name (see hx_check)
+
+    def bot_getattr(obj, name, *default):
+        if name in P.GUARDED_ATTRS:
+            try:
+                return format_guard(obj, name)
+            except AttributeError:
+                if default:
+                    return default[0]
+                raise
+        return getattr(obj, name, *default)
+
+    def bot_hasattr(obj, name):
+        return hasattr(obj, name)
+
+    # -- assembled
+
     import builtins
 
     out = {}
@@ -411,15 +558,28 @@ def bot_builtins():
         if hasattr(builtins, n):
             out[n] = getattr(builtins, n)
     for n, v in vars(builtins).items():
-        if isinstance(v, type) and issubclass(v, BaseException) and not n.startswith("_"):
+        if isinstance(v, _real_type) and issubclass(v, BaseException) and not n.startswith("_"):
             out[n] = v
     out["__import__"] = bot_import
-    return out
+    out["type"] = bot_type
+
+    import hx_check
+
+    helpers = {
+        hx_check.FORMAT_HELPER: format_guard,
+        hx_check.SCRUB_HELPER: scrub_arguments,
+        hx_check.GETATTR_HELPER: bot_getattr,
+        hx_check.HASATTR_HELPER: bot_hasattr,
+    }
+    return {
+        "builtins": out,
+        "helpers": helpers,
+        "facade": facade,
+        "is_facade_miss": is_facade_miss,
+    }
 
 
-def configure(network, source, on_violation):
-    """Set the hook-wide parameters before any bot code runs."""
-    global _network, _bot_source, _on_violation
-    _network = bool(network)
-    _bot_source = source
-    _on_violation = on_violation
+METACLASS_REFUSED = (
+    "a class deriving from type (a metaclass) is not available to bots "
+    "(a metaclass builds classes from a plain dict)"
+)

@@ -47,13 +47,24 @@ pub fn config_show(cfg: &Config) -> String {
         "allowed_origins": cfg.allowed_origins,
         "log_format": match cfg.log_format { LogFormat::Text => "text", LogFormat::Json => "json" },
         "max_body_bytes": cfg.max_body_bytes,
+        "trusted_proxies": cfg.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "auth": {
             "approval": match a.approval { Approval::Auto => "auto", Approval::Passphrase => "passphrase" },
-            "passphrase_file": a.passphrase_file.as_deref().map_or(Value::from("(none)"), |p| Value::from(path(p))),
+            "passphrase_file": a.passphrase_file.as_deref().map(path),
             "access_token_ttl_secs": a.access_token_ttl_secs,
             "refresh_token_ttl_secs": a.refresh_token_ttl_secs,
             "code_ttl_secs": a.code_ttl_secs,
             "refresh_grace_secs": a.refresh_grace_secs,
+            "custom_redirect_schemes": a.custom_redirect_schemes,
+            "client_metadata_documents": a.client_metadata_documents,
+            "test_only_loopback_client_metadata": a.test_only_loopback_client_metadata,
+            "registrations_per_minute": a.limits.registrations_per_minute,
+            "unapproved_clients_per_address": a.limits.unapproved_clients_per_address,
+            "unapproved_clients_total": a.limits.unapproved_clients_total,
+            "pending_approvals_per_address": a.limits.pending_approvals_per_address,
+            "pending_approvals_total": a.limits.pending_approvals_total,
+            "passphrase_free_failures": a.limits.passphrase_free_failures,
+            "passphrase_max_backoff_secs": a.limits.passphrase_max_backoff_secs,
         },
         "bots": {
             "runner": path(&b.runner),
@@ -383,6 +394,11 @@ mod tests {
         assert_eq!(parsed["quotas"]["open_channels"].as_integer(), Some(7));
         assert_eq!(parsed["http"]["header_timeout_secs"].as_integer(), Some(10));
         assert!(!text.contains("horse"), "{text}");
+        // The file's shape: what it prints is a config file the daemon takes.
+        let again: crate::config::FileConfig = toml::from_str(&text).unwrap();
+        let again =
+            Config::from_parts(again, &Default::default(), &crate::config::ProcessEnv).unwrap();
+        assert_eq!(config_show(&again), text);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `token`, `bot`, and the operator's commands
-//! (`backup`, `config`, `principal`, `client`, `grant`; see `crate::admin`).
+//! The command line: `serve`, `token`, `approve`, `bot`, and the operator's
+//! commands (`backup`, `config`, `principal`, `client`, `grant`; see
+//! `crate::admin`).
 
 use crate::bots::Bots;
 use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
@@ -52,6 +53,17 @@ enum Command {
     Token {
         #[command(subcommand)]
         op: TokenOp,
+    },
+    /// List sign-ins waiting on the approval page, or approve one by its code
+    /// (no passphrase needed; run where the database is, as the service user).
+    Approve {
+        /// The code the approval page shows, like K7QF-2M9X. Without it: list.
+        code: Option<String>,
+        /// Deny the sign-in instead.
+        #[arg(long, requires = "code")]
+        deny: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Tools for bot authors.
     Bot {
@@ -284,6 +296,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(cmd) => admin(cmd).await,
+        Command::Approve { code, deny, common } => {
+            let cfg = load(&common, Overrides::default())?;
+            let store = Store::open(&cfg.db_path())?;
+            let out = match code {
+                None => crate::oauth::admin::list(&store).await,
+                Some(code) => crate::oauth::admin::decide(&store, &code, deny).await,
+            };
+            store.close();
+            print!("{}", out?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bot {
             op: BotOp::Check { file, config },
         } => {

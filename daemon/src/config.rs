@@ -13,6 +13,7 @@ mod limits;
 
 pub use limits::{FileHttp, FileQuotas, HttpConfig, QuotaConfig};
 
+use crate::client_addr::IpRange;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ pub struct FileConfig {
     pub allowed_hosts: Vec<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
     #[serde(default)]
@@ -89,6 +92,16 @@ pub struct FileAuth {
     pub refresh_token_ttl_secs: Option<u64>,
     pub code_ttl_secs: Option<u64>,
     pub refresh_grace_secs: Option<u64>,
+    pub custom_redirect_schemes: Option<Vec<String>>,
+    pub client_metadata_documents: Option<bool>,
+    pub test_only_loopback_client_metadata: Option<bool>,
+    pub registrations_per_minute: Option<u32>,
+    pub unapproved_clients_per_address: Option<u32>,
+    pub unapproved_clients_total: Option<u32>,
+    pub pending_approvals_per_address: Option<u32>,
+    pub pending_approvals_total: Option<u32>,
+    pub passphrase_free_failures: Option<u32>,
+    pub passphrase_max_backoff_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +149,11 @@ pub struct Config {
     /// Origin values accepted besides `public_url`'s and loopback origins. A
     /// request with any other `Origin` header is refused with 403.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (addresses or
+    /// ranges). Default none: per-address limits count the TCP peer, and a
+    /// forged header changes nothing. Behind a proxy on the same machine, set
+    /// `["127.0.0.1", "::1"]`, or every client counts as the proxy.
+    pub trusted_proxies: Vec<IpRange>,
     pub log_format: LogFormat,
     /// Largest message body, in bytes of canonical JSON. Default 64 KiB.
     pub max_body_bytes: usize,
@@ -185,6 +203,92 @@ pub struct AuthConfig {
     /// Serve `/mcp` without authentication. Loopback only; for the MCP
     /// conformance suite, which cannot send credentials.
     pub unsafe_no_auth: bool,
+    /// Private-use URI schemes (RFC 8252 §7.1) a native client may register
+    /// as its redirect URI. Default Cursor's and VS Code's. Schemes that a
+    /// browser or the OS hands to a web page or a script are refused even
+    /// here.
+    pub custom_redirect_schemes: Vec<String>,
+    /// Accept Client ID Metadata Documents: an https URL as `client_id`,
+    /// which the server fetches. Default on.
+    pub client_metadata_documents: bool,
+    /// TEST ONLY: also fetch client metadata documents over plain http from
+    /// loopback addresses, which the fetch otherwise refuses. Refused unless
+    /// the daemon listens on loopback.
+    pub test_only_loopback_client_metadata: bool,
+    /// Limits on what unauthenticated requests can make the server store.
+    pub limits: OAuthLimits,
+}
+
+/// Limits of the OAuth endpoints. None of them refuses everyone because of
+/// someone else: caps evict the oldest entries, and throttles count per
+/// address (an IPv4 address or an IPv6 /64).
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthLimits {
+    /// Registrations (and client metadata fetches) per address and minute;
+    /// also the burst. Default 30.
+    pub registrations_per_minute: u32,
+    /// Clients registered but not yet approved, kept per address; the
+    /// oldest is dropped beyond. Default 100.
+    pub unapproved_clients_per_address: u32,
+    /// The same in total; beyond it the oldest of the address holding the
+    /// most is dropped. Default 10,000.
+    pub unapproved_clients_total: u32,
+    /// Sign-ins waiting on the approval page, per address (oldest dropped).
+    /// Default 10.
+    pub pending_approvals_per_address: u32,
+    /// The same in total (oldest of the address holding the most dropped).
+    /// Default 1,000.
+    pub pending_approvals_total: u32,
+    /// Wrong passphrases an address may try before each next try waits:
+    /// 1 s, then twice as long each time. Default 5.
+    pub passphrase_free_failures: u32,
+    /// The longest such wait, 1 s to a day. Default 900 (15 min).
+    pub passphrase_max_backoff_secs: u64,
+}
+
+impl Default for OAuthLimits {
+    fn default() -> Self {
+        OAuthLimits {
+            registrations_per_minute: 30,
+            unapproved_clients_per_address: 100,
+            unapproved_clients_total: 10_000,
+            pending_approvals_per_address: 10,
+            pending_approvals_total: 1_000,
+            passphrase_free_failures: 5,
+            passphrase_max_backoff_secs: 900,
+        }
+    }
+}
+
+/// The private-use redirect schemes accepted by default: Cursor's
+/// (`cursor://anysphere.cursor-mcp/oauth/callback`) and VS Code's URL
+/// handlers (stable and Insiders).
+pub const DEFAULT_CUSTOM_REDIRECT_SCHEMES: &[&str] = &["cursor", "vscode", "vscode-insiders"];
+
+/// Schemes no redirect URI may use, configured or not: a browser runs them
+/// (`javascript`, `vbscript`, `data`), reads local or browser-internal
+/// resources with them (`file`, `blob`, `filesystem`, `about`, `view-source`),
+/// or hands them to a web page (`web+…` handlers that sites register,
+/// Android's `intent` with its web fallback). `http` and `https` have their
+/// own rules.
+pub fn forbidden_redirect_scheme(scheme: &str) -> bool {
+    let s = scheme.to_ascii_lowercase();
+    matches!(
+        s.as_str(),
+        "javascript"
+            | "vbscript"
+            | "data"
+            | "file"
+            | "blob"
+            | "filesystem"
+            | "about"
+            | "view-source"
+            | "intent"
+            | "http"
+            | "https"
+            | "ws"
+            | "wss"
+    ) || s.starts_with("web+")
 }
 
 /// The operator's approval passphrase, kept only as its SHA-256 so that the
@@ -360,6 +464,18 @@ impl Config {
             }
             None => file.log_format.unwrap_or_default(),
         };
+        let mut proxies_s = file.trusted_proxies;
+        if let Some(extra) = env.var("MCP_MULTIPLAYER_TRUSTED_PROXIES") {
+            proxies_s.extend(extra.split(',').map(|s| s.trim().to_string()));
+        }
+        let trusted_proxies = proxies_s
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.parse::<IpRange>()
+                    .map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let max_body_bytes = file.max_body_bytes.unwrap_or(64 * 1024);
         if !(1024..=1024 * 1024).contains(&max_body_bytes) {
             return Err(ConfigError::Invalid(format!(
@@ -415,6 +531,63 @@ impl Config {
                 "auth.refresh_grace_secs = {refresh_grace_secs}: choose at most 300"
             )));
         }
+        let custom_redirect_schemes = match file.auth.custom_redirect_schemes {
+            Some(list) => list
+                .into_iter()
+                .map(|s| check_custom_scheme(&s))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => DEFAULT_CUSTOM_REDIRECT_SCHEMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let test_only_loopback_client_metadata = file
+            .auth
+            .test_only_loopback_client_metadata
+            .unwrap_or(false);
+        if test_only_loopback_client_metadata && !loopback {
+            return Err(ConfigError::Invalid(format!(
+                "auth.test_only_loopback_client_metadata lets clients make the server fetch from its own loopback addresses; it exists for tests and refuses to start on {listen}, which is not a loopback address"
+            )));
+        }
+        let d = OAuthLimits::default();
+        let limits = OAuthLimits {
+            registrations_per_minute: at_least_one(
+                "registrations_per_minute",
+                file.auth.registrations_per_minute,
+                d.registrations_per_minute,
+            )?,
+            unapproved_clients_per_address: at_least_one(
+                "unapproved_clients_per_address",
+                file.auth.unapproved_clients_per_address,
+                d.unapproved_clients_per_address,
+            )?,
+            unapproved_clients_total: at_least_one(
+                "unapproved_clients_total",
+                file.auth.unapproved_clients_total,
+                d.unapproved_clients_total,
+            )?,
+            pending_approvals_per_address: at_least_one(
+                "pending_approvals_per_address",
+                file.auth.pending_approvals_per_address,
+                d.pending_approvals_per_address,
+            )?,
+            pending_approvals_total: at_least_one(
+                "pending_approvals_total",
+                file.auth.pending_approvals_total,
+                d.pending_approvals_total,
+            )?,
+            passphrase_free_failures: at_least_one(
+                "passphrase_free_failures",
+                file.auth.passphrase_free_failures,
+                d.passphrase_free_failures,
+            )?,
+            passphrase_max_backoff_secs: file
+                .auth
+                .passphrase_max_backoff_secs
+                .unwrap_or(d.passphrase_max_backoff_secs)
+                .clamp(1, 24 * 3600),
+        };
         let auth = AuthConfig {
             approval,
             passphrase_file,
@@ -424,6 +597,10 @@ impl Config {
             refresh_grace_secs,
             passphrase: None,
             unsafe_no_auth: over.unsafe_no_auth,
+            custom_redirect_schemes,
+            client_metadata_documents: file.auth.client_metadata_documents.unwrap_or(true),
+            test_only_loopback_client_metadata,
+            limits,
         };
 
         let exe_dir = std::env::current_exe()
@@ -458,6 +635,7 @@ impl Config {
             public_url_explicit,
             allowed_hosts,
             allowed_origins,
+            trusted_proxies,
             log_format,
             max_body_bytes,
             auth,
@@ -557,6 +735,37 @@ impl Config {
         origins.sort();
         origins.dedup();
         origins
+    }
+}
+
+/// A configured private-use redirect scheme, lowercased: a URI scheme token
+/// (RFC 3986 §3.1) that is not one of the [forbidden](forbidden_redirect_scheme).
+fn check_custom_scheme(s: &str) -> Result<String, ConfigError> {
+    let s = s.trim().trim_end_matches("://").trim_end_matches(':');
+    let valid = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !valid {
+        return Err(ConfigError::Invalid(format!(
+            "auth.custom_redirect_schemes: {s:?} is not a URI scheme (give the name only, like \"cursor\")"
+        )));
+    }
+    if forbidden_redirect_scheme(s) {
+        return Err(ConfigError::Invalid(format!(
+            "auth.custom_redirect_schemes: {s:?} cannot be allowed: a browser would run it, read local data with it or hand the code to a web page (http and https have their own rules)"
+        )));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+/// An optional limit that must be at least 1.
+fn at_least_one(key: &str, v: Option<u32>, default: u32) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::Invalid(format!(
+            "auth.{key} = 0 would refuse everyone; choose at least 1"
+        ))),
+        Some(n) => Ok(n),
     }
 }
 
@@ -795,6 +1004,111 @@ mod tests {
     fn code_ttl_is_at_most_a_minute() {
         let f: FileConfig = toml::from_str("[auth]\ncode_ttl_secs = 61\n").unwrap();
         assert!(Config::from_parts(f, &Overrides::default(), &env(&[])).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_parsed_from_file_and_env() {
+        let c =
+            Config::from_parts(FileConfig::default(), &Overrides::default(), &env(&[])).unwrap();
+        assert!(
+            c.trusted_proxies.is_empty(),
+            "nobody's X-Forwarded-For is believed by default"
+        );
+        let f: FileConfig =
+            toml::from_str("trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n").unwrap();
+        let c = Config::from_parts(
+            f,
+            &Overrides::default(),
+            &env(&[("MCP_MULTIPLAYER_TRUSTED_PROXIES", "::1, 192.168.0.0/16")]),
+        )
+        .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "192.168.0.0/16"]
+        );
+        let bad: FileConfig = toml::from_str("trusted_proxies = [\"proxy.local\"]\n").unwrap();
+        let err = Config::from_parts(bad, &Overrides::default(), &env(&[]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn custom_redirect_schemes_default_to_cursor_and_vs_code_and_refuse_dangerous_ones() {
+        let c =
+            Config::from_parts(FileConfig::default(), &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(
+            c.auth.custom_redirect_schemes,
+            ["cursor", "vscode", "vscode-insiders"]
+        );
+        let f: FileConfig = toml::from_str(
+            "[auth]\ncustom_redirect_schemes = [\"Windsurf\", \"com.example.app:\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_parts(f, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(
+            c.auth.custom_redirect_schemes,
+            ["windsurf", "com.example.app"]
+        );
+        for bad in [
+            "javascript",
+            "data",
+            "file",
+            "https",
+            "http",
+            "web+foo",
+            "intent",
+            "1abc",
+            "a b",
+        ] {
+            let f: FileConfig =
+                toml::from_str(&format!("[auth]\ncustom_redirect_schemes = [{bad:?}]\n")).unwrap();
+            assert!(
+                Config::from_parts(f, &Overrides::default(), &env(&[])).is_err(),
+                "{bad} was allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_loopback_metadata_switch_is_refused_off_loopback() {
+        let toml = "[auth]\ntest_only_loopback_client_metadata = true\napproval = \"passphrase\"\n";
+        let c = Config::from_parts(
+            toml::from_str(toml).unwrap(),
+            &Overrides::default(),
+            &env(&[]),
+        )
+        .unwrap();
+        assert!(c.auth.test_only_loopback_client_metadata);
+        let public = Overrides {
+            listen: Some("0.0.0.0:8201".into()),
+            ..Default::default()
+        };
+        let err = Config::from_parts(toml::from_str(toml).unwrap(), &public, &env(&[]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a loopback"), "{err}");
+        let d =
+            Config::from_parts(FileConfig::default(), &Overrides::default(), &env(&[])).unwrap();
+        assert!(
+            !d.auth.test_only_loopback_client_metadata,
+            "never on by default"
+        );
+        assert!(d.auth.client_metadata_documents);
+    }
+
+    #[test]
+    fn oauth_limits_default_and_refuse_zero() {
+        let c =
+            Config::from_parts(FileConfig::default(), &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.auth.limits.registrations_per_minute, 30);
+        assert_eq!(c.auth.limits.unapproved_clients_total, 10_000);
+        let f: FileConfig = toml::from_str("[auth]\nunapproved_clients_total = 0\n").unwrap();
+        assert!(Config::from_parts(f, &Overrides::default(), &env(&[])).is_err());
+        let f: FileConfig = toml::from_str("[auth]\npending_approvals_per_address = 2\n").unwrap();
+        let c = Config::from_parts(f, &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.auth.limits.pending_approvals_per_address, 2);
     }
 
     #[test]

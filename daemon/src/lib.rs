@@ -15,6 +15,7 @@ pub(crate) mod app;
 pub(crate) mod bots;
 pub(crate) mod channels;
 pub mod cli;
+pub(crate) mod client_addr;
 pub(crate) mod config;
 pub(crate) mod http;
 pub(crate) mod logging;

@@ -14,7 +14,8 @@
 #    - echo:   EchoBot without network (user, mnt, pid, ipc, uts, net
 #              namespaces, Landlock, seccomp);
 #    - net:    a bot connecting to a public address (the runner's connect
-#              supervisor: seccomp user notification, pidfd_getfd);
+#              supervisor: seccomp user notification, its own socket
+#              installed with SECCOMP_IOCTL_NOTIF_ADDFD);
 #    - ipdeny: a bot connecting to a link-local address that the job's
 #              allow_cidrs lets through the runner, so only the unit's
 #              IPAddressDeny= can refuse it; a control run of the same job
@@ -148,12 +149,25 @@ mount -t overlay live-local -o lowerdir=/usr/local,upperdir=/run/ovl/local/up,wo
 mount -t tmpfs -o mode=755 live-varlib /var/lib
 umount -l /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-# This network namespace is the test's own: a public and a link-local address
-# on its loopback, one listener on port 80 behind both.
+# This network namespace is the test's own. The addresses the bots dial live
+# on a peer namespace behind a veth pair, not on this one: the runner refuses
+# every address of its own host. The peer answers on port 80 at a public and a
+# link-local address.
 ip link set lo up
-ip addr add 1.2.3.4/32 dev lo
-ip addr add 169.254.77.1/32 dev lo
-/usr/bin/python3 -c '
+ip netns add livepeer
+ip link add live0 type veth peer name live1
+ip link set live1 netns livepeer
+ip addr add 10.77.0.1/30 dev live0
+ip link set live0 up
+ip route add 1.2.3.4/32 via 10.77.0.2
+ip route add 169.254.77.1/32 via 10.77.0.2
+ip -n livepeer link set lo up
+ip -n livepeer addr add 10.77.0.2/30 dev live1
+ip -n livepeer link set live1 up
+ip -n livepeer addr add 1.2.3.4/32 dev lo
+ip -n livepeer addr add 169.254.77.1/32 dev lo
+ip -n livepeer route add default via 10.77.0.1
+ip netns exec livepeer /usr/bin/python3 -c '
 import socket
 s = socket.create_server(("0.0.0.0", 80))
 while True:
@@ -228,7 +242,7 @@ out = json.load(open(sys.argv[1]))
 assert out["status"] == "ok", out
 result = out["posts"][0]["body"]["result"]
 assert result == "connected", result
-print(f"  ok: network hook under the unit (connect supervisor, pidfd_getfd): 1.2.3.4:80 -> {result}")
+print(f"  ok: network hook under the unit (connect supervisor, ADDFD): 1.2.3.4:80 -> {result}")
 PYEOF
 fi
 # Control: the same job without the unit (the runner alone, as root, in the

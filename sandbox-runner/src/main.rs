@@ -32,6 +32,8 @@ mod sandbox;
 #[allow(unsafe_code)]
 mod seccomp;
 #[cfg(target_os = "linux")]
+mod sockdiag;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod unotify;
 

@@ -20,23 +20,23 @@
 //!    and hop-by-hop headers, IP options, `SO_BINDTODEVICE`, `SO_MARK`,
 //!    transparent and free binds, `TCP_FASTOPEN_CONNECT`, ...) gets
 //!    `ENOPROTOOPT`, which libraries treat as "option not available".
-//! 3. The seccomp gate answers every `connect` with `SECCOMP_RET_USER_NOTIF`.
-//!    The hook process hands the listener, and a pidfd of itself, to the
-//!    outer runner process (the supervisor) before it execs the interpreter.
-//! 4. For each notification, from whichever thread, the supervisor copies
-//!    the `sockaddr` out of the hook's memory (`process_vm_readv`), decides
+//! 3. The seccomp gate answers every `connect` (and every allowlisted
+//!    `setsockopt`) with `SECCOMP_RET_USER_NOTIF`. The hook process hands
+//!    the listener to the outer runner process (the supervisor) before it
+//!    execs the interpreter.
+//! 4. For each `connect`, from whichever thread, the supervisor copies the
+//!    `sockaddr` out of the hook's memory (`process_vm_readv`), decides
 //!    with [`check`], asks the kernel how it would route the destination
-//!    ([`route_verdict`]), and if both pass, takes a duplicate of the hook's
-//!    socket (`pidfd_getfd` on the hook's pidfd: the clone filter makes every
-//!    thread share the process's descriptor table) and calls `connect` on it
-//!    *itself*, with its own checked copy of the address. The hook's
-//!    `connect` returns what the supervisor's returned. Because the
-//!    supervisor never lets the kernel re-read the hook's memory (no
-//!    `SECCOMP_USER_NOTIF_FLAG_CONTINUE`), a second thread rewriting the
-//!    address after the check changes nothing: there is no TOCTOU window.
-//!    Sharing the socket (rather than injecting a fresh one) keeps the hook's
-//!    (allowlisted) socket options and its non-blocking mode, so
-//!    `EINPROGRESS` and timeouts behave as Python expects.
+//!    ([`route_verdict`]), and if both pass, connects a socket of its own
+//!    (same family, owned by the hook's uid, with the hook socket's
+//!    non-blocking mode and the allowlisted options the hook set) to its own
+//!    checked copy of the address, then installs that socket in place of the
+//!    hook's (`SECCOMP_IOCTL_NOTIF_ADDFD`). The hook's `connect` returns what
+//!    the supervisor's returned. Because the kernel never re-reads the
+//!    hook's memory (no `SECCOMP_USER_NOTIF_FLAG_CONTINUE` for `connect`) and
+//!    the hook never holds a socket the supervisor did not connect, a second
+//!    thread rewriting the address after the check changes nothing: there is
+//!    no TOCTOU window. `unotify` has the steps.
 //! 5. Refused destinations get `ENETUNREACH` (distinct from Landlock's
 //!    `EACCES`, so tests can tell which layer answered), and the runner
 //!    writes `refused connect to ADDR: WHY` on stderr.

@@ -483,11 +483,19 @@ pub const CONFINE_SYSCALLS: &[&str] = &[
     "sendmsg",
     "recvmsg",
     "ioctl",
-    "pidfd_getfd",
-    "process_vm_readv",
-    "getsockopt",
-    "connect",
     "execve",
+    // the connect supervisor (see `unotify`): the hook's sockaddr and option
+    // values, its socket's description (/proc/<tid>/fdinfo, the
+    // `system.sockprotoname` attribute), a socket of its own with the
+    // hook's fs ids (root mode), connected and handed over with
+    // SECCOMP_IOCTL_NOTIF_ADDFD (an ioctl)
+    "process_vm_readv",
+    "getxattr",
+    "setfsuid",
+    "setfsgid",
+    "getsockopt",
+    "getsockname",
+    "connect",
     // rtnetlink (the host's addresses and routes, see `rtnetlink`)
     "socket",
     "sendto",
@@ -497,8 +505,10 @@ pub const CONFINE_SYSCALLS: &[&str] = &[
 
 /// Address families the runner itself opens sockets of (besides the
 /// `socketpair` that carries the seccomp listener, which no service manager
-/// restricts): rtnetlink, to list the host's addresses and ask its routes.
-/// A network hook fails closed (`step: "network"`) without it.
+/// restricts, and the TCP sockets it connects for network bots, of theirs):
+/// netlink, to list the host's addresses, ask its routes and the state of a
+/// connection it made (sock_diag). A network hook fails closed
+/// (`step: "network"`) without it.
 pub const RUNNER_ADDRESS_FAMILIES: &[&str] = &["AF_NETLINK"];
 /// Address families a network bot's `socket` may ask for.
 pub const BOT_ADDRESS_FAMILIES: &[&str] = &["AF_INET", "AF_INET6"];
@@ -767,6 +777,10 @@ pub struct SeccompPolicy {
     /// The (level, option) pairs `setsockopt` may set; the gate answers every
     /// other pair `ENOPROTOOPT` (see `SETSOCKOPT_ALLOWED`).
     pub setsockopt: Vec<(i32, i32)>,
+    /// Whether the allowed pairs go to the supervisor (network bots), which
+    /// records them for the socket it connects in the hook's place and lets
+    /// the call proceed; otherwise they are allowed outright.
+    pub setsockopt_notify: bool,
 }
 
 /// `CLONE_NEW*` bits valid for `clone(2)` (CLONE_NEWTIME shares its value
@@ -827,10 +841,10 @@ pub const SETSOCKOPT_ALLOWED: &[(&str, i32, i32)] = &[
 
 /// The clone flags every thread must share with its process: memory,
 /// descriptor table, signal handlers and thread group. glibc's
-/// `pthread_create` passes all four; requiring `CLONE_FILES` means the
-/// connect supervisor, which takes a thread's socket through a pidfd of the
-/// process, reads the same descriptor table as the thread that called
-/// `connect`.
+/// `pthread_create` passes all four, so the hook is one process whose
+/// threads all see one descriptor table and one address space (what the
+/// connect supervisor reads and writes for whichever thread called
+/// `connect`).
 pub const CLONE_THREAD_FLAGS: u64 =
     (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_SIGHAND | libc::CLONE_THREAD) as u64;
 
@@ -904,6 +918,7 @@ pub fn seccomp_policy(network: Network, self_pid: u32) -> SeccompPolicy {
         filtered,
         killed: BOT_KILLED.to_vec(),
         enosys: vec!["clone3"],
+        setsockopt_notify: !notify.is_empty(),
         notify,
         setsockopt: SETSOCKOPT_ALLOWED
             .iter()

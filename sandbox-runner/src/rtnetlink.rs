@@ -11,7 +11,8 @@
 //! namespace, and neither trusts anything the job says.
 //!
 //! Messages are built and parsed by pure functions, unit-tested on bytes;
-//! only [`ask`] touches a socket. Replies are accepted only from the kernel
+//! only [`ask`] touches a socket (`sockdiag` asks through it too, on
+//! `NETLINK_SOCK_DIAG`). Replies are accepted only from the kernel
 //! (netlink port 0) and only with the request's sequence number.
 
 use crate::netguard::RouteType;
@@ -23,10 +24,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 // <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_addr.h>
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLM_F_DUMP: u16 = 0x300;
 const RTM_NEWADDR: u16 = 20;
@@ -52,11 +53,11 @@ const RECV_BUFFER: usize = 64 * 1024;
 /// A dump the kernel marks as interrupted by a concurrent change is redone.
 const DUMP_ATTEMPTS: usize = 3;
 
-const fn align4(n: usize) -> usize {
+pub(crate) const fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-fn push_header(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32) {
+pub(crate) fn push_header(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32) {
     buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by finish()
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(&flags.to_ne_bytes());
@@ -72,7 +73,7 @@ fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
     buf.resize(align4(buf.len()), 0);
 }
 
-fn finish(mut buf: Vec<u8>) -> Vec<u8> {
+pub(crate) fn finish(mut buf: Vec<u8>) -> Vec<u8> {
     let len = (buf.len() as u32).to_ne_bytes();
     buf[..4].copy_from_slice(&len);
     buf
@@ -107,10 +108,10 @@ pub fn route_request(seq: u32, dest: IpAddr, uid: u32, port: u16) -> Vec<u8> {
 }
 
 /// One netlink message: (type, flags, seq, payload).
-type Message<'a> = (u16, u16, u32, &'a [u8]);
+pub(crate) type Message<'a> = (u16, u16, u32, &'a [u8]);
 
 /// Splits a datagram into messages; `Err(EBADMSG)` if one is cut short.
-fn messages(buf: &[u8]) -> Result<Vec<Message<'_>>, i32> {
+pub(crate) fn messages(buf: &[u8]) -> Result<Vec<Message<'_>>, i32> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < buf.len() {
@@ -143,7 +144,7 @@ fn attrs(mut rest: &[u8]) -> Vec<(u16, &[u8])> {
 }
 
 /// The (negative) errno of an `NLMSG_ERROR` payload.
-fn error_code(payload: &[u8]) -> i32 {
+pub(crate) fn error_code(payload: &[u8]) -> i32 {
     payload
         .get(..4)
         .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
@@ -221,14 +222,16 @@ pub fn parse_route_reply(buf: &[u8], seq: u32) -> Result<Progress<RouteType>, i3
     Ok(Progress::More)
 }
 
-fn next_seq() -> u32 {
+pub(crate) fn next_seq() -> u32 {
     static SEQ: AtomicU32 = AtomicU32::new(1);
     SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Sends `request` to the kernel on a fresh `NETLINK_ROUTE` socket and feeds
-/// each reply datagram to `on_reply` until it is done. Errors are errnos.
+/// Sends `request` to the kernel on a fresh netlink socket of `protocol`
+/// (`NETLINK_ROUTE` here) and feeds each reply datagram to `on_reply` until it
+/// is done. Errors are errnos.
 pub fn ask<T>(
+    protocol: SockProtocol,
     request: &[u8],
     mut on_reply: impl FnMut(&[u8]) -> Result<Progress<T>, i32>,
 ) -> Result<T, i32> {
@@ -237,7 +240,7 @@ pub fn ask<T>(
         AddressFamily::Netlink,
         SockType::Raw,
         SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
+        protocol,
     )
     .map_err(errno)?;
     // The kernel answers at once; the timeout only bounds the unexpected.
@@ -278,7 +281,7 @@ pub fn host_addresses() -> Result<Vec<IpAddr>, i32> {
         let seq = next_seq();
         let mut found = Vec::new();
         let mut interrupted = false;
-        let redo = ask(&addr_dump_request(seq), |buf| {
+        let redo = ask(SockProtocol::NetlinkRoute, &addr_dump_request(seq), |buf| {
             parse_addr_dump(buf, seq, &mut found, &mut interrupted)
         })?;
         if !redo {
@@ -292,9 +295,11 @@ pub fn host_addresses() -> Result<Vec<IpAddr>, i32> {
 /// kernel uid `uid`; `Err(errno)` when it has no route.
 pub fn route_type(dest: IpAddr, uid: u32, port: u16) -> Result<RouteType, i32> {
     let seq = next_seq();
-    ask(&route_request(seq, dest, uid, port), |buf| {
-        parse_route_reply(buf, seq)
-    })
+    ask(
+        SockProtocol::NetlinkRoute,
+        &route_request(seq, dest, uid, port),
+        |buf| parse_route_reply(buf, seq),
+    )
 }
 
 #[cfg(test)]

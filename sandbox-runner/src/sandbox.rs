@@ -9,8 +9,8 @@
 //!         │        read-only binds · workspace tmpfs · pivot_root · detach old root
 //!         └─ hook     fds 0-3 · rlimits · drop caps (and uid/gid in root mode)
 //!                  · no_new_privs · Landlock · seccomp (gate, hand the
-//!                  listener and a pidfd of itself to the runner, kill list,
-//!                  allowlist) · execve(python -I -S -B /harness/harness.py)
+//!                  listener to the runner, kill list, allowlist)
+//!                  · execve(python -I -S -B /harness/harness.py)
 //! ```
 //!
 //! The namespaces are entered by a forked child rather than by the runner:
@@ -18,8 +18,8 @@
 //! the supervisor needs them. The outer runner stays outside every restriction
 //! it imposes: it writes the
 //! harness input, reads the result from fd 3 and the interpreter's
-//! stdout/stderr (both capped), answers `connect` notifications for network
-//! bots, and kills the reaper (hence the whole PID namespace) at the wall
+//! stdout/stderr (both capped), answers `connect` and `setsockopt`
+//! notifications for network bots (`unotify`), and kills the reaper (hence the whole PID namespace) at the wall
 //! deadline or on an output overrun.
 //!
 //! A step that fails in the reaper or the hook writes `step<TAB>message` to a
@@ -124,8 +124,7 @@ struct Pipes {
     result: (OwnedFd, OwnedFd),
     diag: (OwnedFd, OwnedFd),
     errors: (OwnedFd, OwnedFd),
-    /// (runner end, hook end): carries the seccomp listener fd and a pidfd
-    /// of the hook process.
+    /// (runner end, hook end): carries the seccomp listener fd.
     listener: Option<(OwnedFd, OwnedFd)>,
 }
 
@@ -245,11 +244,12 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     );
-    // The kernel uid of the hook (and of its sockets): the sandbox uid in
-    // root mode; the caller's uid, which it maps to, in a user namespace.
-    let hook_uid = match prep.mode {
-        Mode::Root => prep.ids.0,
-        Mode::UserNamespace => outside.0,
+    // The kernel uid and gid of the hook (and of its sockets): the sandbox
+    // ids in root mode; the caller's ids, which they map to, in a user
+    // namespace.
+    let hook_ids = match prep.mode {
+        Mode::Root => prep.ids,
+        Mode::UserNamespace => outside,
     };
 
     // See the module docs for why a child, not the runner, unshares.
@@ -263,7 +263,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         pipes,
         child,
         &input,
-        (connect_policy, hook_uid),
+        (connect_policy, hook_ids),
         started,
     )
 }
@@ -477,13 +477,7 @@ fn hook_main(
             let Some(sock) = listener_sock.as_ref() else {
                 fail(err_fd, "seccomp", "no channel for the listener")
             };
-            // With the listener, a pidfd of this process: the supervisor
-            // takes the socket of a connect from any thread through it.
-            let me = match namespaces::pidfd_open(nix::unistd::getpid()) {
-                Ok(fd) => fd,
-                Err(e) => fail(err_fd, "seccomp", &format!("pidfd of the hook: {e}")),
-            };
-            let fds = [listener.as_raw_fd(), me.as_raw_fd()];
+            let fds = [listener.as_raw_fd()];
             let sent = sendmsg::<()>(
                 sock.as_raw_fd(),
                 &[IoSlice::new(b"L")],
@@ -495,7 +489,7 @@ fn hook_main(
                 fail(err_fd, "seccomp", &format!("hand over the listener: {e}"));
             }
             // The hook must never hold its own listener.
-            drop((listener, me));
+            drop(listener);
         }
         Ok(None) if prep.network == Network::Guarded => {
             fail(err_fd, "seccomp", "no listener for connect")
@@ -567,8 +561,8 @@ fn drain(fd: &OwnedFd, into: &mut Vec<u8>, keep: usize, total: &mut usize) -> bo
     }
 }
 
-/// The seccomp listener and the hook's pidfd, as the hook sent them.
-fn receive_listener(sock: &OwnedFd) -> Option<(OwnedFd, OwnedFd)> {
+/// The seccomp listener, as the hook sent it.
+fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut cmsg = nix::cmsg_space!([RawFd; 2]);
@@ -588,8 +582,8 @@ fn receive_listener(sock: &OwnedFd) -> Option<(OwnedFd, OwnedFd)> {
         }
     }
     let mut it = owned.into_iter();
-    match (it.next(), it.next(), it.next()) {
-        (Some(listener), Some(hook), None) => Some((listener, hook)),
+    match (it.next(), it.next()) {
+        (Some(listener), None) => Some(listener),
         _ => None,
     }
 }
@@ -601,8 +595,9 @@ fn supervise(
     // tears down the whole PID namespace.
     ns_child: Pid,
     input: &[u8],
-    // What the connect supervisor decides with, and the hook's kernel uid.
-    connect: (ConnectPolicy, u32),
+    // What the connect supervisor decides with, and the hook's kernel
+    // uid and gid.
+    connect: (ConnectPolicy, (u32, u32)),
     started: Instant,
 ) -> HookOutcome {
     let Pipes {
@@ -797,15 +792,12 @@ fn supervise(
                 }
                 4 => {
                     if let Some(sock) = &listener_sock {
-                        if let (Some((listener, hook)), Some((policy, hook_uid))) =
+                        if let (Some(listener), Some((policy, hook_ids))) =
                             (receive_listener(sock), connect.take())
                         {
-                            supervisor = Some(Arc::new(unotify::Supervisor {
-                                listener,
-                                hook,
-                                policy,
-                                hook_uid,
-                            }));
+                            supervisor = Some(Arc::new(unotify::Supervisor::new(
+                                listener, policy, hook_ids,
+                            )));
                         }
                         listener_sock = None;
                     }
@@ -815,7 +807,7 @@ fn supervise(
                         if rev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
                             supervisor = None;
                         } else if let Some(n) = unotify::recv(sup.listener.as_raw_fd()) {
-                            unotify::spawn_handler(Arc::clone(sup), n);
+                            unotify::handle(sup, n);
                         }
                     }
                 }

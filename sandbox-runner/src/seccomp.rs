@@ -6,10 +6,14 @@
 //!    (32-bit `int 0x80`) or with the x32 bit; answer `clone3` with `ENOSYS`
 //!    so glibc falls back to `clone`, whose flags the allowlist can inspect;
 //!    for network bots, send `connect` to the runner's user-notification
-//!    supervisor (installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`); and
-//!    answer `setsockopt` with `ENOPROTOOPT` unless its (level, option) pair
-//!    is on the policy's allowlist (an errno of its own, which libraries read
-//!    as "not available", where the allowlist's `EPERM` would be an error).
+//!    supervisor (installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, and
+//!    `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` so that a connect the
+//!    supervisor has taken on completes rather than being cut short by a
+//!    signal); and answer `setsockopt` with `ENOPROTOOPT` unless its (level,
+//!    option) pair is on the policy's allowlist (an errno of its own, which
+//!    libraries read as "not available", where the allowlist's `EPERM` would
+//!    be an error). For network bots an allowed pair also goes to the
+//!    supervisor, which records it and lets the call proceed unchanged.
 //! 2. **kill list**: `SECCOMP_RET_KILL_PROCESS` for calls only an attacker
 //!    makes (ptrace, mount, unshare, bpf, io_uring, setuid family...).
 //! 3. **allowlist**: default `EPERM`; plain and argument-filtered calls allowed.
@@ -107,6 +111,7 @@ const TABLE: &[(&str, i64)] = &[
     ("gettid", libc::SYS_gettid),
     ("gettimeofday", libc::SYS_gettimeofday),
     ("getuid", libc::SYS_getuid),
+    ("getxattr", libc::SYS_getxattr),
     ("init_module", libc::SYS_init_module),
     ("io_uring_enter", libc::SYS_io_uring_enter),
     ("io_uring_register", libc::SYS_io_uring_register),
@@ -287,6 +292,11 @@ pub fn gate_program(policy: &SeccompPolicy) -> Result<Vec<libc::sock_filter>, St
     }
     // setsockopt: five instructions per allowed pair, then the refusal. The
     // accumulator holds `nr` until this block, which only ends in RET.
+    let allowed_pair = if policy.setsockopt_notify {
+        libc::SECCOMP_RET_USER_NOTIF
+    } else {
+        libc::SECCOMP_RET_ALLOW
+    };
     let block = policy.setsockopt.len() * 5 + 1;
     let skip = u8::try_from(block).map_err(|_| "setsockopt allowlist too long for one jump")?;
     p.push(jump(JEQ_K, nr("setsockopt")? as u32, 0, skip));
@@ -295,7 +305,7 @@ pub fn gate_program(policy: &SeccompPolicy) -> Result<Vec<libc::sock_filter>, St
         p.push(jump(JEQ_K, *level as u32, 0, 3));
         p.push(stmt(LD_W_ABS, OFF_ARG2_LO));
         p.push(jump(JEQ_K, *opt as u32, 0, 1));
-        p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+        p.push(stmt(RET_K, allowed_pair));
     }
     p.push(stmt(
         RET_K,
@@ -396,10 +406,11 @@ pub fn install_gate(policy: &SeccompPolicy) -> Result<Option<OwnedFd>, String> {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
-    let flags: libc::c_ulong = if policy.notify.is_empty() {
-        0
+    let notifies = !policy.notify.is_empty() || policy.setsockopt_notify;
+    let flags: libc::c_ulong = if notifies {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
     } else {
-        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+        0
     };
     // SAFETY: fprog points at `prog`, which outlives the call; the kernel
     // copies the program.
@@ -412,7 +423,16 @@ pub fn install_gate(policy: &SeccompPolicy) -> Result<Option<OwnedFd>, String> {
         )
     };
     if rc < 0 {
-        return Err(format!("gate filter: {}", std::io::Error::last_os_error()));
+        let e = std::io::Error::last_os_error();
+        if notifies && e.raw_os_error() == Some(libc::EINVAL) {
+            // WAIT_KILLABLE_RECV is Linux 5.19's; the supervisor's
+            // SECCOMP_IOCTL_NOTIF_ADDFD (5.9) is older, so this one refusal
+            // stands for both.
+            return Err(format!(
+                "gate filter with a connect listener: {e} (network bots need Linux 5.19 or later)"
+            ));
+        }
+        return Err(format!("gate filter: {e}"));
     }
     // SAFETY: prctl with integer arguments; 2 means a filter is active.
     if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } != 2 {
@@ -510,12 +530,14 @@ mod tests {
             libc::SECCOMP_RET_USER_NOTIF
         );
         assert_eq!(run_gate(&denied, x86, nr("connect"), [0; 6]), allow);
-        // setsockopt: every allowed pair, and the steering options.
+        // setsockopt: every allowed pair (to the supervisor, which records
+        // it, for network bots), and the steering options.
         let tcp = libc::IPPROTO_TCP as u64;
-        for prog in [&guarded, &denied] {
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        for (prog, pass) in [(&guarded, notify), (&denied, allow)] {
             for (name, level, opt) in policy::SETSOCKOPT_ALLOWED {
                 let a = args(*level as u64, *opt as u64);
-                assert_eq!(run_gate(prog, x86, nr("setsockopt"), a), allow, "{name}");
+                assert_eq!(run_gate(prog, x86, nr("setsockopt"), a), pass, "{name}");
             }
             for (level, opt) in [
                 (libc::IPPROTO_IPV6, libc::IPV6_RTHDR),
@@ -545,7 +567,7 @@ mod tests {
             // The kernel reads `int` arguments: high halves change nothing.
             let high = 0xdead_0000_0000_u64;
             let nodelay = args(high | tcp, high | libc::TCP_NODELAY as u64);
-            assert_eq!(run_gate(prog, x86, nr("setsockopt"), nodelay), allow);
+            assert_eq!(run_gate(prog, x86, nr("setsockopt"), nodelay), pass);
             let rthdr = args(high | libc::IPPROTO_IPV6 as u64, libc::IPV6_RTHDR as u64);
             assert_eq!(run_gate(prog, x86, nr("setsockopt"), rthdr), enoprotoopt);
             // getsockopt with the same arguments is not touched.

@@ -38,6 +38,9 @@ const ENOSPC: i32 = 28;
 const EFBIG: i32 = 27;
 const ENETUNREACH: i32 = 101;
 const ENOPROTOOPT: i32 = 92;
+const EINPROGRESS: i32 = 115;
+const EISCONN: i32 = 106;
+const ECONNREFUSED: i32 = 111;
 
 // ---------------------------------------------------------------------------
 // Reading what is not the bot's
@@ -485,9 +488,12 @@ fn tcp_to_a_port_other_than_80_and_443_is_refused() {
 #[test]
 fn rewriting_the_address_during_connect_cannot_redirect_it() {
     // One thread keeps swapping the sockaddr between the allowed test host
-    // and 127.0.0.1 while another connects with it. The supervisor connects
-    // with its own checked copy, so every connect either reaches the test
-    // host or is refused; none reaches (or is refused by) loopback.
+    // and 127.0.0.1 while another connects with it. The supervisor reads the
+    // address once and connects a socket of its own to that checked copy,
+    // so every connect either reaches the test host or is refused; none
+    // reaches (or is refused by) loopback. Every connected socket is the
+    // supervisor's (another inode at the same descriptor number), never the
+    // bot's own connected by the kernel.
     let Some(host) = test_host() else {
         eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
         return;
@@ -508,9 +514,11 @@ fn rewriting_the_address_during_connect_cannot_redirect_it() {
          results = []\n\
          for i in range(40):\n\
          \x20   s = socket.socket()\n\
+         \x20   ino = os.fstat(s.fileno()).st_ino\n\
          \x20   r = libc.connect(s.fileno(), buf, 16)\n\
          \x20   e = ctypes.get_errno() if r else 0\n\
-         \x20   results.append([r, e, s.getpeername()[0] if r == 0 else None])\n\
+         \x20   peer = s.getpeername()[0] if r == 0 else None\n\
+         \x20   results.append([r, e, peer, os.fstat(s.fileno()).st_ino != ino])\n\
          \x20   s.close()\n\
          state['stop'] = True\n\
          t.join()\n\
@@ -523,6 +531,11 @@ fn rewriting_the_address_during_connect_cannot_redirect_it() {
     for res in &results {
         if res[0] == json!(0) {
             assert_eq!(res[2], json!(host.addr), "{results:?}");
+            assert_eq!(
+                res[3],
+                json!(true),
+                "not the supervisor's socket: {results:?}"
+            );
         } else {
             assert_eq!(res[1], json!(ENETUNREACH), "{results:?}");
         }
@@ -922,9 +935,10 @@ fn tcp_fast_open_cannot_connect_around_the_supervisor() {
 #[test]
 fn a_connect_from_a_thread_is_supervised_like_the_main_threads() {
     // Before, the supervisor could not open the calling thread and left its
-    // connect hanging until the wall deadline. Mechanism: the hook hands the
-    // supervisor a pidfd of its process with the listener; the clone filter
-    // makes every thread share that process's descriptor table.
+    // connect hanging until the wall deadline. Mechanism: the supervisor
+    // reads the calling thread's memory and descriptor (by the thread id the
+    // notification carries), and SECCOMP_IOCTL_NOTIF_ADDFD installs its
+    // socket in the calling thread's descriptor table.
     let host = test_host();
     let mut targets = String::from("{'refused': ('127.0.0.1', 80)");
     if let Some(h) = &host {
@@ -966,6 +980,129 @@ fn a_connect_from_a_thread_is_supervised_like_the_main_threads() {
         assert_eq!(v["allowed_blocking"], json!("connected"), "{v}");
     } else {
         eprintln!("SKIPPED (in part): no test host for the allowed connect");
+    }
+}
+
+#[test]
+fn after_connect_the_bots_socket_is_the_supervisors_with_the_bots_mode_and_options() {
+    // The supervisor connects a socket of its own, created with the hook's
+    // uid and gid, to the address it checked, and installs it at the bot's
+    // descriptor number (SECCOMP_IOCTL_NOTIF_ADDFD): another inode, the
+    // checked peer, the hook as owner. It carries over what the bot set
+    // before connecting: O_NONBLOCK (Python's timeouts), close-on-exec, and
+    // the allowlisted options (recorded from the bot's setsockopt calls:
+    // urllib3 sets TCP_NODELAY before it connects).
+    let Some(host) = test_host() else {
+        eprintln!("SKIPPED: no test host (run as root, or set SANDBOX_TEST_HTTP_ADDR/CIDR)");
+        return;
+    };
+    let body = format!(
+        "import fcntl, select, struct\n\
+         HOST = {addr:?}\n\
+         def report(s, ino, addr):\n\
+         \x20   st = os.fstat(s.fileno())\n\
+         \x20   return {{\n\
+         \x20       'replaced': st.st_ino != ino,\n\
+         \x20       'owner': [st.st_uid, st.st_gid],\n\
+         \x20       'peer': list(s.getpeername()),\n\
+         \x20       'nonblocking': bool(fcntl.fcntl(s.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK),\n\
+         \x20       'cloexec': not os.get_inheritable(s.fileno()),\n\
+         \x20       'nodelay': s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),\n\
+         \x20       'keepalive': s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),\n\
+         \x20       'keepidle': s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),\n\
+         \x20       'linger': list(struct.unpack('ii', s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))),\n\
+         \x20       'again': s.connect_ex(addr),\n\
+         \x20   }}\n\
+         def fetch(s):\n\
+         \x20   s.setblocking(True)\n\
+         \x20   s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n')\n\
+         \x20   data = b''\n\
+         \x20   while True:\n\
+         \x20       chunk = s.recv(4096)\n\
+         \x20       if not chunk: break\n\
+         \x20       data += chunk\n\
+         \x20   return data.decode().split('\\r\\n\\r\\n', 1)[1]\n\
+         out = {{'me': [os.getuid(), os.getgid()]}}\n\
+         # Blocking, with options set before connect.\n\
+         s = socket.socket()\n\
+         ino = os.fstat(s.fileno()).st_ino\n\
+         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)\n\
+         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 3))\n\
+         s.connect((HOST, 80))\n\
+         out['blocking'] = report(s, ino, (HOST, 80))\n\
+         out['blocking']['page'] = fetch(s)\n\
+         s.close()\n\
+         # Non-blocking: EINPROGRESS, then writability and SO_ERROR.\n\
+         s = socket.socket(socket.AF_INET6)\n\
+         ino = os.fstat(s.fileno()).st_ino\n\
+         s.setblocking(False)\n\
+         out['nb_first'] = s.connect_ex(('::ffff:' + HOST, 80))\n\
+         out['nb_writable'] = bool(select.select([], [s], [], 5)[1])\n\
+         out['nb_so_error'] = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)\n\
+         out['nonblocking'] = report(s, ino, ('::ffff:' + HOST, 80))\n\
+         out['nonblocking']['page'] = fetch(s)\n\
+         s.close()\n\
+         # A refused connect installs nothing; the socket may connect again,\n\
+         # blocking and with a timeout (the refusal then comes via SO_ERROR).\n\
+         for kind, timeout in [('refused_blocking', None), ('refused_timeout', 5)]:\n\
+         \x20   s = socket.socket()\n\
+         \x20   s.settimeout(timeout)\n\
+         \x20   try:\n\
+         \x20       s.connect((HOST, 443))\n\
+         \x20       out[kind] = 'connected'\n\
+         \x20   except OSError as e:\n\
+         \x20       out[kind] = e.errno\n\
+         \x20   s.connect((HOST, 80))\n\
+         \x20   out[kind + '_then'] = [list(s.getpeername()), fetch(s)]\n\
+         \x20   s.close()\n\
+         return out",
+        addr = host.addr
+    );
+    let r = attack_net(&body, &[&host.cidr]);
+    assert_eq!(
+        r.result()["ok"],
+        json!(true),
+        "{}\n{}",
+        r.result(),
+        r.stderr
+    );
+    let v = r.result()["value"].clone();
+    let page = "hello from the test host\n";
+    let me = v["me"].clone();
+    let b = &v["blocking"];
+    assert_eq!(b["replaced"], json!(true), "{v}");
+    assert_eq!(b["owner"], me, "{v}");
+    assert_eq!(b["peer"], json!([host.addr, 80]), "{v}");
+    assert_eq!(b["nonblocking"], json!(false), "{v}");
+    assert_eq!(b["cloexec"], json!(true), "{v}");
+    assert_eq!(b["nodelay"], json!(1), "{v}");
+    assert_eq!(b["keepalive"], json!(1), "{v}");
+    assert_eq!(b["keepidle"], json!(77), "{v}");
+    assert_eq!(b["linger"], json!([1, 3]), "{v}");
+    assert_eq!(b["again"], json!(EISCONN), "{v}");
+    assert_eq!(b["page"], json!(page), "{v}");
+
+    assert_eq!(v["nb_first"], json!(EINPROGRESS), "{v}");
+    assert_eq!(v["nb_writable"], json!(true), "{v}");
+    assert_eq!(v["nb_so_error"], json!(0), "{v}");
+    let nb = &v["nonblocking"];
+    assert_eq!(nb["replaced"], json!(true), "{v}");
+    assert_eq!(nb["owner"], me, "{v}");
+    assert_eq!(nb["peer"][0], json!(format!("::ffff:{}", host.addr)), "{v}");
+    assert_eq!(nb["nonblocking"], json!(true), "{v}");
+    assert_eq!(nb["nodelay"], json!(0), "nothing set, nothing carried: {v}");
+    assert_eq!(nb["again"], json!(EISCONN), "{v}");
+    assert_eq!(nb["page"], json!(page), "{v}");
+
+    for kind in ["refused_blocking", "refused_timeout"] {
+        assert_eq!(v[kind], json!(ECONNREFUSED), "{kind}: {v}");
+        assert_eq!(
+            v[format!("{kind}_then")],
+            json!([[host.addr, 80], page]),
+            "{kind}: {v}"
+        );
     }
 }
 

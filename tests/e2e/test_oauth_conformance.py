@@ -1,9 +1,13 @@
 """Issue 5: the MCP conformance suite (`@modelcontextprotocol/conformance`
 0.2.0-alpha.12, on Node 22) against the daemon.
 
-- `authorization` scenarios against the real authorization server: a client
-  registered by DCR, the suite's own callback server on 127.0.0.1, the
-  authorization URL it prints followed by an HTTP client (`auto` approval).
+- `authorization` scenarios against the real authorization server, twice:
+  with a client registered by DCR, and with a client known by its Client ID
+  Metadata Document (served here on loopback, which the daemon fetches only
+  with its test-only switch); the suite's own callback server on 127.0.0.1,
+  the authorization URL it prints followed by an HTTP client (`auto`
+  approval). The suite checks the `iss` of the response against the
+  metadata's issuer.
 - Generic `server` scenarios against a `serve --unsafe-no-auth` instance (the
   suite cannot send credentials), for spec versions 2025-11-25 and
   2026-07-28. Only scenarios a product server can pass are listed: the others
@@ -11,8 +15,7 @@
   (`test_simple_text`, `test_error_handling`, `test://…`) or features this
   server does not offer; docs/connecting.md records them.
 
-Every check of every listed scenario must pass; a WARNING is accepted only
-where named below, with the reason.
+Every check of every listed scenario must pass, with no warning.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import json
 import re
 import socket
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx2
@@ -44,12 +49,8 @@ SERVER_SCENARIOS = {
     ],
 }
 
-# Accepted warnings, each with its reason.
-ACCEPTED_WARNINGS = {
-    # Client ID Metadata Documents (SEP-991) would have the server fetch
-    # client-supplied URLs; this server registers clients by DCR instead.
-    "authorization-server-metadata-cimd",
-}
+# Accepted warnings, each with its reason. None.
+ACCEPTED_WARNINGS: set[str] = set()
 
 
 def need(path: Path) -> str:
@@ -98,17 +99,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_conformance_authorization_scenarios(daemon, tmp_path):
-    port = free_port()
-    callback = f"http://127.0.0.1:{port}/callback"
-    # A public client: the suite authenticates with `none` whenever the
-    # server advertises it (it does), even when handed a secret.
-    r = httpx2.post(daemon.base + "/register", json={
-        "client_name": "mcp-conformance", "redirect_uris": [callback], "token_endpoint_auth_method": "none"})
-    assert r.status_code == 201, r.text
-    client_id = r.json()["client_id"]
-    out = tmp_path / "results"
-    log = tmp_path / "suite.log"
+class MetadataDocument:
+    """A Client ID Metadata Document served on 127.0.0.1, naming `callback`."""
+
+    def __init__(self, callback: str):
+        document = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps(document).encode()
+                self.send_response(200 if self.path == "/client.json" else 404)
+                self.send_header("content-type", "application/json")
+                self.send_header("cache-control", "max-age=300")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/client.json"
+        document.update({"client_id": self.url, "client_name": "mcp-conformance (CIMD)",
+                         "redirect_uris": [callback], "token_endpoint_auth_method": "none"})
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def run_authorization_suite(daemon: Daemon, client_id: str, port: int, out: Path, log: Path):
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
             [need(NODE), need(SUITE), "authorization", "--url", daemon.base, "--client-id", client_id,
@@ -143,7 +164,33 @@ def test_conformance_authorization_scenarios(daemon, tmp_path):
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert_all_pass(checks(out), {"authorization-server-metadata", "authorization-code-grant"})
+    assert_all_pass(checks(out), {"authorization-server-metadata", "authorization-server-metadata-cimd",
+                                  "authorization-code-grant"})
+
+
+def test_conformance_authorization_scenarios(daemon, tmp_path):
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/callback"
+    # A public client: the suite authenticates with `none` whenever the
+    # server advertises it (it does), even when handed a secret.
+    r = httpx2.post(daemon.base + "/register", json={
+        "client_name": "mcp-conformance", "redirect_uris": [callback], "token_endpoint_auth_method": "none"})
+    assert r.status_code == 201, r.text
+    run_authorization_suite(daemon, r.json()["client_id"], port, tmp_path / "results", tmp_path / "suite.log")
+
+
+def test_conformance_authorization_scenarios_with_a_client_metadata_document(state_dir, tmp_path):
+    port = free_port()
+    doc = MetadataDocument(f"http://127.0.0.1:{port}/callback")
+    cfg = state_dir / "config.toml"
+    cfg.write_text("[auth]\ntest_only_loopback_client_metadata = true\n")
+    daemon = Daemon(state_dir, ["--config", str(cfg)]).start()
+    try:
+        run_authorization_suite(daemon, doc.url, port, tmp_path / "results", tmp_path / "suite.log")
+        assert "client metadata document fetched" in daemon.log_text()
+    finally:
+        daemon.stop()
+        doc.close()
 
 
 @pytest.fixture

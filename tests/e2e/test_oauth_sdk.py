@@ -4,7 +4,10 @@ PKCE, the token exchange, tool calls and refresh — against a real daemon.
 
 The SDK's `redirect_handler` plays the user's browser: in `auto` approval the
 authorization endpoint answers 302 at once, so the handler GETs the URL
-without following redirects and reads `code` and `state` from `Location`.
+without following redirects and reads `code`, `state` and `iss` from
+`Location`, as an application's callback must: the SDK compares `iss` with
+the metadata's issuer (RFC 9207) and refuses a response without it, since
+the server advertises `authorization_response_iss_parameter_supported`.
 """
 
 from __future__ import annotations
@@ -58,10 +61,12 @@ class Memory(TokenStorage):
 class HeadlessBrowser:
     """The user's browser in `auto` mode: one GET, no redirect followed."""
 
-    def __init__(self, callback: str):
+    def __init__(self, callback: str, pass_iss: bool = True):
         self.callback = callback
+        self.pass_iss = pass_iss
         self.result: AuthorizationCodeResult | None = None
         self.visits: list[str] = []
+        self.issuers: list[str] = []
 
     async def redirect_handler(self, url: str) -> None:
         self.visits.append(url)
@@ -72,7 +77,9 @@ class HeadlessBrowser:
         assert loc.startswith(self.callback + "?"), loc
         q = parse_qs(urlsplit(loc).query)
         assert "error" not in q, q
-        self.result = AuthorizationCodeResult(code=q["code"][0], state=q["state"][0])
+        self.issuers += q.get("iss", [])
+        iss = q["iss"][0] if self.pass_iss and "iss" in q else None
+        self.result = AuthorizationCodeResult(code=q["code"][0], state=q["state"][0], iss=iss)
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         assert self.result is not None, "the authorization endpoint was never visited"
@@ -123,6 +130,9 @@ async def test_sdk_signs_in_calls_tools_and_reconnects_with_its_seats(daemon, mo
     assert len(browser.visits) == 1
     q = parse_qs(urlsplit(browser.visits[0]).query)
     assert q["code_challenge_method"] == ["S256"]
+    # RFC 9207: the issuer came back exactly as the metadata names it (no
+    # trailing slash), and the SDK accepted it.
+    assert browser.issuers == [daemon.base]
     assert storage.tokens is not None and storage.tokens.refresh_token
 
     # A new connection with the stored credentials: no new sign-in, same
@@ -195,3 +205,19 @@ async def test_claude_ai_registration_and_callback(daemon):
         assert {"create_channel", "join_channel", "sync_messages"} <= {t.name for t in tools.tools}
         await call(client, "list_channels")
     assert storage.client_info.redirect_uris[0].unicode_string() == CLAUDE_CALLBACK
+
+
+async def test_sdk_refuses_a_response_without_iss_when_the_server_advertises_it(daemon):
+    """What an application whose callback drops `iss` meets: the SDK 2.3.0
+    refuses the sign-in (RFC 9207 §2.4), which is why callbacks must hand it
+    on. The server is right to send it; this pins the SDK's behaviour. (The
+    SDK's error may arrive wrapped in an exception group.)"""
+    storage, browser = Memory(), HeadlessBrowser(LOOPBACK_CALLBACK, pass_iss=False)
+    auth = provider(daemon, storage, browser, token_endpoint_auth_method="none")
+    http, client = session(daemon, auth, "legacy")
+    with pytest.raises(BaseException) as err:
+        async with http, client:
+            await client.list_tools()
+    assert "iss parameter" in repr(err.value), repr(err.value)
+    assert browser.issuers == [daemon.base], "the server did send it"
+    assert storage.tokens is None

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The Python harness's own suite (bots/harness/tests): the language layer's
-# refusals, the facade reachability walk, the ctx API and the fd-3 framing,
-# all through the real entry point `/usr/bin/python3 -I -S -B harness.py`.
+# refusals and attack tests, the reachability walk, the ctx API and the fd-3
+# framing, all through the real entry point `python3 -I -S -B harness.py`.
+#
+# It runs twice: on Debian's Python 3.11 (/usr/bin/python3, what the .deb
+# and the systemd unit use) and on Python 3.13 (what nixpkgs ships). The
+# suite runs the harness on the interpreter that runs pytest, so each run
+# checks that interpreter. The 3.13 one is pyenv's build
+# (`pyenv prefix 3.13.0`), a real binary; HARNESS_PYTHON313 may name
+# another. Without a 3.13 interpreter the step fails and says so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,4 +23,31 @@ if [ "${#need[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider bots/harness/tests
+py313="${HARNESS_PYTHON313:-}"
+if [ -z "$py313" ] && command -v pyenv >/dev/null; then
+    prefix=$(pyenv prefix 3.13.0 2>/dev/null || true)
+    [ -n "$prefix" ] && py313="$prefix/bin/python3.13"
+fi
+# pyenv's own folder, when its shell setup is not on PATH (as in CI).
+if [ -z "$py313" ]; then
+    py313="${PYENV_ROOT:-$HOME/.pyenv}/versions/3.13.0/bin/python3.13"
+fi
+if [ ! -x "$py313" ]; then
+    echo "40-harness: no Python 3.13 interpreter: 'pyenv prefix 3.13.0' found none" \
+         "(${py313:-nothing}); set HARNESS_PYTHON313 to a python3.13 binary" >&2
+    exit 1
+fi
+if ! "$py313" -I -S -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+    echo "40-harness: $py313 is not a working Python 3.13" >&2
+    exit 1
+fi
+
+echo "--- harness suite on $(/usr/bin/python3 --version) (/usr/bin/python3)"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider bots/harness/tests
+
+# pytest itself comes from Debian's python3-pytest, which is pure Python:
+# only its folder is added to 3.13's path, for pytest's own process (the
+# harness runs with -I and an empty environment, as in the sandbox).
+echo "--- harness suite on $("$py313" --version) ($py313)"
+PYTHONPATH=/usr/lib/python3/dist-packages \
+    "$py313" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning bots/harness/tests

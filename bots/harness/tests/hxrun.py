@@ -1,14 +1,19 @@
 """Run the real harness entry point the way `sandbox-runner` does: the
 interpreter by absolute path with `-I -S -B`, an empty environment, the job
-on stdin and a pipe on fd 3 for the outcome."""
+on stdin and a pipe on fd 3 for the outcome.
+
+The harness runs on the interpreter that runs the tests, so the suite checks
+whichever Python runs it (tests/steps/40-harness.sh runs it on 3.11 and
+3.13)."""
 
 import json
 import os
 import subprocess
+import sys
 import textwrap
 import threading
 
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(os.path.dirname(HERE), "harness.py")
 # Where Debian's python3-requests lives; the runner binds such a folder as

@@ -141,7 +141,7 @@ class Bot(Base):
         out.append("%s-%d" % ("p", 4))
         out.append(f"{self.name}:{super().describe()}")
         out.append(sorted([3, 1, 2], key=lambda v: -v))
-        out.append(type(1).mro()[-1] is object)
+        out.append(type(1) is int and isinstance(int, type))
         self.ctx.post("r", out)
 '''
     out = ok(run(src))
@@ -663,3 +663,247 @@ def test_dotted_imports_with_as_bind_the_submodule():
         "self.ctx.post('x', [t.MIMEText('a').get_content_type(), isinstance([], cabc.Sequence), up.quote('a b')])"
     )
     assert ok(run(src, network=True))["posts"][0]["body"] == ["text/plain", True, "a%20b"]
+
+
+# --------------------------------------------------------- special methods
+
+
+def test_operator_and_container_special_methods_work():
+    """Every special method of hx_policy.SPECIAL_METHODS that Python calls
+    for an operator, a conversion or a container protocol runs."""
+    extra = '''
+import functools, math
+
+@functools.total_ordering
+class V:
+    def __init__(self, *xs):
+        self.xs = list(xs)
+    def __repr__(self):
+        return f"V{tuple(self.xs)}"
+    def __str__(self):
+        return "v:" + ",".join(str(x) for x in self.xs)
+    def __format__(self, spec):
+        return "<" + spec + ">"
+    def __bytes__(self):
+        return bytes(self.xs)
+    def __eq__(self, other):
+        return isinstance(other, V) and self.xs == other.xs
+    def __lt__(self, other):
+        return self.xs < other.xs
+    def __hash__(self):
+        return hash(tuple(self.xs))
+    def __bool__(self):
+        return bool(self.xs)
+    def __len__(self):
+        return len(self.xs)
+    def __length_hint__(self):
+        return len(self.xs)
+    def __iter__(self):
+        return iter(self.xs)
+    def __reversed__(self):
+        return reversed(self.xs)
+    def __contains__(self, x):
+        return x in self.xs
+    def __getitem__(self, i):
+        return self.xs[i]
+    def __setitem__(self, i, v):
+        self.xs[i] = v
+    def __delitem__(self, i):
+        del self.xs[i]
+    def __add__(self, o):
+        return V(*[a + b for a, b in zip(self.xs, o.xs)])
+    def __radd__(self, o):
+        return V(*[a + o for a in self.xs])
+    def __iadd__(self, o):
+        self.xs = [a + o for a in self.xs]
+        return self
+    def __matmul__(self, o):
+        return sum(a * b for a, b in zip(self.xs, o.xs))
+    def __lshift__(self, n):
+        return V(*(self.xs[n:] + self.xs[:n]))
+    def __rlshift__(self, n):
+        return n << len(self.xs)
+    def __ilshift__(self, n):
+        self.xs = self.xs[n:] + self.xs[:n]
+        return self
+    def __rshift__(self, n):
+        return V(*(self.xs[-n:] + self.xs[:-n]))
+    def __rfloordiv__(self, o):
+        return V(*[o // a for a in self.xs])
+    def __mod__(self, n):
+        return V(*[a % n for a in self.xs])
+    def __divmod__(self, n):
+        return [divmod(a, n) for a in self.xs]
+    def __rdivmod__(self, n):
+        return "rdivmod"
+    def __pow__(self, n):
+        return V(*[a ** n for a in self.xs])
+    def __and__(self, o):
+        return V(*[a for a in self.xs if a in o.xs])
+    def __or__(self, o):
+        return V(*sorted(set(self.xs) | set(o.xs)))
+    def __xor__(self, o):
+        return V(*sorted(set(self.xs) ^ set(o.xs)))
+    def __neg__(self):
+        return V(*[-a for a in self.xs])
+    def __invert__(self):
+        return V(*reversed(self.xs))
+    def __abs__(self):
+        return V(*[abs(a) for a in self.xs])
+    def __int__(self):
+        return sum(self.xs)
+    def __float__(self):
+        return float(sum(self.xs))
+    def __complex__(self):
+        return complex(sum(self.xs), 1)
+    def __index__(self):
+        return len(self.xs)
+    def __round__(self, n=None):
+        return "round"
+    def __trunc__(self):
+        return "trunc"
+    def __floor__(self):
+        return "floor"
+    def __ceil__(self):
+        return "ceil"
+    def __call__(self, k):
+        return self.xs[k]
+
+class Table(dict):
+    def __missing__(self, key):
+        return "missing " + key
+'''
+    body = """
+        a, b = V(1, 2, 3), V(3, 4, 5)
+        c = V(1, 2, 3)
+        c += 1
+        d = V(1, 2, 3)
+        d <<= 1
+        e = V(1, 2, 3)
+        e[0] = 9
+        del e[1]
+        out = [repr(a), str(a), f"{a:spec}", list(bytes(a)), a == V(1, 2, 3), a < b, a >= b,
+               hash(a) == hash(V(1, 2, 3)), bool(V()), len(a), list(a), list(reversed(a)),
+               2 in a, a[1], repr(a + b), repr(10 + a), repr(c), a @ b, repr(a << 1), 1 << a,
+               repr(d), repr(a >> 1), repr(12 // a), repr(a % 2), divmod(a, 2), divmod(7, a),
+               repr(a ** 2), repr(a & b), repr(a | b), repr(a ^ b), repr(-a), repr(~a),
+               repr(abs(V(-1, 2))), int(a), float(a), str(complex(a)), [10, 20, 30, 40][a],
+               round(a), math.trunc(a), math.floor(a), math.ceil(a), a(0), repr(e),
+               Table()["k"], sorted([b, a])[0] == a]
+        self.ctx.post("r", out)
+    """
+    out = ok(run(bot(body, extra)))
+    assert out["posts"][0]["body"] == [
+        "V(1, 2, 3)", "v:1,2,3", "<spec>", [1, 2, 3], True, True, False,
+        True, False, 3, [1, 2, 3], [3, 2, 1],
+        True, 2, "V(4, 6, 8)", "V(11, 12, 13)", "V(2, 3, 4)", 26, "V(2, 3, 1)", 8,
+        "V(2, 3, 1)", "V(3, 1, 2)", "V(12, 6, 4)", "V(1, 0, 1)", [[0, 1], [1, 0], [1, 1]], "rdivmod",
+        "V(1, 4, 9)", "V(3,)", "V(1, 2, 3, 4, 5)", "V(1, 2, 4, 5)", "V(-1, -2, -3)", "V(3, 2, 1)",
+        "V(1, 2)", 6, 6.0, "(6+1j)", 40,
+        "round", "trunc", "floor", "ceil", 1, "V(9, 3)",
+        "missing k", True,
+    ]
+
+
+def test_slots_work():
+    extra = '''
+class P:
+    __slots__ = ("x", "y")
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+
+class Q(P):
+    __slots__ = "z"
+
+class R:
+    __slots__ = []
+'''
+    body = """
+        p = Q(1, 2)
+        p.z = 3
+        out = [p.x, p.y, p.z]
+        try:
+            p.w = 4
+        except AttributeError:
+            out.append("no w")
+        try:
+            R().anything = 1
+        except AttributeError:
+            out.append("no dict")
+        self.ctx.post("r", out)
+    """
+    assert ok(run(bot(body, extra)))["posts"][0]["body"] == [1, 2, 3, "no w", "no dict"]
+
+
+@pytest.mark.parametrize(
+    "slots,needle",
+    [
+        ("('_x',)", "'_x'"),
+        ("('__dict__',)", "'__dict__'"),
+        ("('__class__',)", "'__class__'"),
+        ("NAMES", "literal"),
+        ("('a', 1)", "literal"),
+        ("('not an identifier',)", "not allowed"),
+    ],
+)
+def test_slots_with_refused_names_are_refused(slots, needle):
+    src = f"NAMES = ('a',)\nclass P:\n    __slots__ = {slots}\n" + bot("pass")
+    err = error(check(src))
+    assert err["kind"] == "policy" and err["line"] == 3 and needle in err["message"], err
+
+
+def test_slots_outside_a_class_body_stay_refused():
+    err = error(check("__slots__ = ()\n" + bot("pass")))
+    assert err["kind"] == "policy" and err["line"] == 1 and "'__slots__'" in err["message"], err
+
+
+def test_common_class_forms_still_work():
+    """Library bases with metaclasses of their own (NamedTuple, TypedDict,
+    Generic, Protocol, ABCs), exception classes, decorators that set
+    special methods, and keyword class patterns on them."""
+    extra = '''
+import typing, collections, functools
+T = typing.TypeVar("T")
+class P(typing.NamedTuple):
+    x: int
+    y: int = 0
+class TD(typing.TypedDict):
+    a: int
+class G(typing.Generic[T]):
+    def __init__(self, v: T):
+        self.v = v
+class Pr(typing.Protocol):
+    def m(self) -> int: ...
+class E(Exception):
+    pass
+class OD(collections.OrderedDict):
+    pass
+class M(collections.abc.Mapping):
+    def __getitem__(self, k):
+        return 1
+    def __len__(self):
+        return 1
+    def __iter__(self):
+        return iter(["k"])
+@functools.total_ordering
+class O:
+    __slots__ = ("k",)
+    def __init__(self, k):
+        self.k = k
+    def __eq__(self, o):
+        return self.k == o.k
+    def __lt__(self, o):
+        return self.k < o.k
+'''
+    body = """
+        p = P(1)
+        match p:
+            case P(x=x, y=y):
+                pass
+        self.ctx.post("r", [p.x, TD(a=1), G(3).v, isinstance(E(), Exception), list(OD(a=1)),
+                            dict(M()), O(1) <= O(2), x, y])
+    """
+    assert ok(run(bot(body, extra)))["posts"][0]["body"] == [
+        1, {"a": 1}, 3, True, ["a"], {"k": 1}, True, 1, 0,
+    ]

@@ -83,7 +83,6 @@ def test_gi_frame_f_globals_chain_is_refused():
 @pytest.mark.parametrize(
     "call",
     [
-        "getattr(1, '__' + 'class__')",
         "setattr(1, 'x', 2)",
         "delattr(1, 'x')",
         "breakpoint()",
@@ -138,6 +137,13 @@ def test_dir_of_a_facade_lists_only_allowlisted_names():
         ("import json.decoder", "'json.decoder'"),
         ("from json import decoder", "'json.decoder'"),
         ("import collections.abc, logging", "'logging'"),
+        ("import dataclasses", "'dataclasses'"),
+        ("import enum", "'enum'"),
+        ("import types", "'types'"),
+        ("import abc", "'abc'"),
+        ("import contextlib", "'contextlib'"),
+        ("import ast", "'ast'"),
+        ("import atexit", "'atexit'"),
     ],
 )
 def test_imports_outside_the_allowlist_are_refused(stmt, shown):
@@ -234,8 +240,17 @@ def test_io_open_through_an_alias_is_refused_at_run_time():
     refused_at_run_time("import io\nfor m in [io]:\n    m.open('/etc/passwd')\n", 8, "'io.open'")
 
 
-def test_facades_are_read_only():
-    refused_at_run_time("import json\nm = [json][0]\nm.dumps = print\n", 8, "read-only")
+def test_changing_a_facade_changes_only_the_bots_own_view():
+    # A facade is the bot's own module object: library code keeps the real
+    # module (UserDict.copy still copies after the bot broke its `copy`).
+    src = (
+        "import copy, collections\nclass Bot:\n    def __init__(self, ctx, params):\n"
+        "        self.ctx = ctx\n    def on_init(self):\n        m = [copy][0]\n"
+        "        m.copy = None\n        u = collections.UserDict({'a': [1]}).copy()\n"
+        "        self.ctx.post('r', [copy.copy is None, u['a']])\n"
+    )
+    out = run(src)
+    assert out["status"] == "ok" and out["posts"][0]["body"] == [True, [1]], out
 
 
 # --------------------------------------------------------- string formatting
@@ -319,23 +334,23 @@ def test_super_str_format_is_guarded():
     refused_at_run_time(body, 9, "format field")
 
 
-def test_fake_dunder_class_does_not_fool_the_result_copy():
-    # A class claiming to be a dict via a `__class__` property in a type() dict.
+def test_a_fake_dunder_class_cannot_be_made_with_type():
+    # A class claiming to be a dict via a `__class__` property in a type()
+    # dict: type() refuses the dict (and the result copy goes by exact
+    # types anyway, see test_hooks).
     body = (
         "Fake = type('Fake', (), {'__class' + '__': property(lambda s: dict)})\n"
         "self.ctx.set_state(Fake())"
     )
-    out = run(
-        "class Bot:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n"
-        "    def on_init(self):\n" + "".join("        " + ln + "\n" for ln in body.splitlines())
-    )
-    err = error(out)
-    assert err["kind"] == "limit" and "Fake" in err["message"], err
+    refused_at_run_time(body, 6, "type()")
 
 
 def test_facade_cannot_be_renamed_to_reach_other_submodules():
-    # json.__init__('urllib') must not make `.request` the urllib.request facade.
-    refused_at_run_time("import json\njson.__init__('urllib')", 7, "re-initialised")
+    # json.__init__('urllib') renames the module object, but a facade's
+    # lookups go by the name it was made for, so `.request` stays refused.
+    refused_at_run_time(
+        "import json\njson.__init__('urllib')\nm = [json][0]\nm.request", 9, "'json.request'"
+    )
 
 
 def test_caught_attribute_errors_do_not_carry_library_objects():
@@ -403,12 +418,9 @@ class Bot:
         # A subclass made by type() with a __setstate__ of its own received
         # the state of warnings.catch_warnings, `_module` (the real warnings
         # module) included, before the copy guard (and before catch_warnings
-        # left the facade).
+        # left the facade). type() now refuses such a dict outright.
         "Sub = type('Sub', (collections.OrderedDict,), {'__set' + 'state__': grab})\n"
         "copy.copy(Sub())",
-        "Sub = type('Sub', (collections.OrderedDict,), {'__set' + 'state__': grab})\n"
-        "copy.deepcopy([1, {'k': Sub()}])",
-        # The same through library code that copies what it is given.
         "Sub = type('Sub', (collections.UserDict,), {'__set' + 'state__': grab})\n"
         "Sub({'a': 1}).copy()",
         "Sub = type('Sub', (), {'__reduce' + '_ex__': lambda self, p: (list, (), None, None, None)})\n"
@@ -420,8 +432,30 @@ class Bot:
 def test_copy_hooks_written_by_the_bot_are_refused(body):
     src = COPY_BOT.format(body="".join("        " + ln + "\n" for ln in body.splitlines()))
     err = error(run(src))
-    assert err["kind"] == "exception", err
-    assert "written in bot code" in err["message"], err
+    assert err["kind"] == "policy" and "type()" in err["message"], err
+
+
+@pytest.mark.parametrize(
+    "hook", ["__setstate__", "__reduce_ex__", "__deepcopy__", "__getstate__", "__getattr__"]
+)
+def test_the_copy_guard_refuses_classes_with_hooks_from_bot_code(hook):
+    """The copy guard behind type(): should a class with a copy hook
+    written in bot code be made some other way, `copy` refuses it. (In
+    process: the class is made here, its hook compiled as "bot.py".)"""
+    import collections
+    import copy
+
+    import hx_runtime
+
+    hx_runtime._harden_copy()
+    ns = {}
+    exec(compile("def hook(self, *a):\n    return {}\n", "bot.py", "exec"), ns)
+    Sub = type("Sub", (collections.OrderedDict,), {hook: ns["hook"]})
+    for f in (copy.copy, copy.deepcopy, lambda x: copy.deepcopy([x])):
+        with pytest.raises(TypeError, match="written in bot code"):
+            f(Sub())
+    # Library-made classes with such hooks still copy.
+    assert copy.deepcopy(collections.OrderedDict(a=[1])) == {"a": [1]}
 
 
 def test_deepcopy_takes_no_memo():

@@ -1,6 +1,9 @@
-"""Nothing an allowed module, the bot builtins or `ctx` lead to by attribute
-is a real module, a module's globals, a frame, or a callable that reads by
-name, evaluates strings or opens files. See walk_facades.py for the walk."""
+"""Nothing an allowed module, the bot builtins, `ctx` or the print capture
+lead to, by attribute, `match` pattern, `type()` or subscript, is a real
+module, a module's globals, a frame, a metaclass, the unguarded
+`str.format`, any class, object or state of the harness, or a callable that
+reads by name, evaluates strings or opens files. See walk_facades.py for the
+walk."""
 
 import json
 import os
@@ -27,14 +30,33 @@ def test_nothing_forbidden_is_reachable_within_depth_4():
 
 def test_the_walk_sees_planted_escapes():
     out = walk("3", "--canary")
-    found = "\n".join(out["findings"])
-    assert "canary.class.mod -> the real module os" in found
-    assert "canary.partial.func -> builtins.eval" in found
-    assert "canary.dict['g'] -> the globals of json" in found
-    assert "canary.list[1][0] -> io.open" in found
-    # Instance dicts count, underscore keys included.
-    assert "canary.catch_warnings._module -> the real module warnings" in found
-    assert len(out["findings"]) == 5, found
+    found = out["findings"]
+    text = "\n".join(found)
+    for expected in [
+        "case canary.class(..., mod=) -> the real module os",
+        "case canary.partial(..., func=) -> builtins.eval",
+        "canary.dict['g'] -> the globals of json",
+        "canary.list[1][0] -> io.open",
+        # Instance dicts of constructed objects count, underscore keys included.
+        "canary.catch_warnings._module -> the real module warnings",
+        "canary.types[0] -> a metaclass (type)",
+        "canary.types[1] -> a class factory (Enum, an enum without members)",
+        # The harness's own objects and state.
+        "case canary.class(..., run=) -> an object of the harness (Run)",
+        "canary.limits['l'] -> harness state: run.limits",
+    ]:
+        assert expected in found, expected + "\n\n" + text
+
+
+def test_the_walk_models_match_patterns():
+    # With the canary, the walk applies the policy `match` had before:
+    # keyword patterns under the attribute rules only, and a positional
+    # pattern on a class whose __match_args__ names __globals__. It must
+    # then find what that policy let through: the unguarded str.format of
+    # `case str(format=f)` and the harness's globals behind ctx.
+    found = "\n".join(walk("3", "--canary")["findings"])
+    assert "case canary.str(..., format=) -> the unguarded str.format" in found, found
+    assert "case Planted(case sys.stdout(..., write=))[0] -> the globals of hx_core" in found, found
 
 
 def test_facade_lists_name_no_module_except_listed_submodules():

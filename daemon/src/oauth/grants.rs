@@ -1,5 +1,13 @@
-//! Every SQL statement of the authorization server: clients, grants, codes,
-//! refresh tokens, access tokens.
+//! Every SQL statement of the authorization server: clients (registered or
+//! fetched as metadata documents), sign-ins waiting for approval, grants,
+//! codes, refresh tokens, access tokens.
+//!
+//! What unauthenticated requests can make the server store is capped without
+//! ever refusing everyone: unapproved clients and waiting sign-ins are
+//! counted per address (`AddrKey`), and beyond a cap the oldest are dropped,
+//! first from the same address, and for the total cap from the address
+//! holding the most. A flood from one address thus only replaces its own
+//! entries.
 //!
 //! Each operation that checks and then changes state (exchanging a code,
 //! rotating a refresh token) runs inside one write closure. The store has a
@@ -11,6 +19,8 @@
 //! would roll them back.
 
 use super::{Lifetimes, OAuthError};
+use crate::client_addr::AddrKey;
+use crate::config::OAuthLimits;
 use crate::secrets::{self, SecretKind};
 use crate::store::{Store, StoreError};
 use base64::Engine;
@@ -20,8 +30,6 @@ use sha2::{Digest, Sha256};
 
 /// Clients registered but never approved are deleted after this long.
 const UNAPPROVED_CLIENT_TTL_MS: i64 = 24 * 3600 * 1000;
-/// Most unapproved clients kept at once (bounds what `/register` can store).
-const MAX_UNAPPROVED_CLIENTS: i64 = 10_000;
 
 /// How a client authenticates at the token endpoint (RFC 7591 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +69,28 @@ pub struct Client {
     pub client_name: Option<String>,
     /// Whether refresh tokens are issued (it registered the grant type).
     pub refresh: bool,
+    /// Whether the operator approved it at least once: then its redirect
+    /// URIs may receive error responses too.
+    pub approved: bool,
 }
 
-/// A client to store (from `/register`).
+/// A client to store: from `/register`, or a fetched metadata document.
 pub struct NewClient {
     pub client: Client,
     pub metadata: serde_json::Value,
     pub created_at: i64,
+    /// Where the registration (or the sign-in that fetched the document)
+    /// came from.
+    pub from: AddrKey,
+    /// For a metadata document: when to fetch it again (unix ms).
+    pub metadata_expires_at: Option<i64>,
+}
+
+/// A client whose `client_id` is the URL of its metadata document, as kept.
+pub struct DocumentClient {
+    pub client: Client,
+    /// When the document goes stale (unix ms).
+    pub expires_at: i64,
 }
 
 /// Tokens handed out by `/token`.
@@ -77,31 +100,26 @@ pub struct Issued {
     pub refresh_token: Option<String>,
 }
 
-/// Stores a new client, after deleting expired unapproved ones.
-pub async fn register_client(store: &Store, new: NewClient) -> Result<(), OAuthError> {
+/// Stores a new client: first deletes expired unapproved clients and old
+/// codes, then makes room under the caps (the oldest unapproved clients of
+/// this address, then of the address holding the most), then inserts.
+pub async fn register_client(
+    store: &Store,
+    new: NewClient,
+    caps: &OAuthLimits,
+) -> Result<(), OAuthError> {
+    let per_address = i64::from(caps.unapproved_clients_per_address);
+    let total = i64::from(caps.unapproved_clients_total);
     store
         .sql_write(move |c| {
-            c.execute(
-                "DELETE FROM oauth_clients WHERE approved_at IS NULL AND created_at < ?1",
-                params![new.created_at - UNAPPROVED_CLIENT_TTL_MS],
-            )?;
-            c.execute(
-                "DELETE FROM oauth_codes WHERE expires_at < ?1",
-                params![new.created_at - 3600 * 1000],
-            )?;
-            let unapproved: i64 = c.query_row(
-                "SELECT count(*) FROM oauth_clients WHERE approved_at IS NULL",
-                [],
-                |r| r.get(0),
-            )?;
-            if unapproved >= MAX_UNAPPROVED_CLIENTS {
-                return Ok(Err(OAuthError::rate_limited(600)));
-            }
+            sweep_clients(c, new.created_at)?;
+            let from = new.from.to_string();
+            make_room(c, CLIENTS, &from, per_address, total)?;
             let cl = &new.client;
             c.execute(
                 "INSERT INTO oauth_clients (client_id, secret_hash, auth_method, redirect_uris,
-                   client_name, metadata, refresh, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   client_name, metadata, refresh, created_at, registered_from, metadata_expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     cl.client_id,
                     cl.secret_hash,
@@ -111,11 +129,161 @@ pub async fn register_client(store: &Store, new: NewClient) -> Result<(), OAuthE
                     new.metadata.to_string(),
                     cl.refresh,
                     new.created_at,
+                    from,
+                    new.metadata_expires_at,
                 ],
             )?;
             Ok::<_, StoreError>(Ok(()))
         })
         .await?
+}
+
+/// Stores a freshly fetched metadata document: a new client (under the same
+/// caps as a registration), or the new metadata of a known one, which keeps
+/// its approval.
+pub async fn store_document_client(
+    store: &Store,
+    new: NewClient,
+    caps: &OAuthLimits,
+) -> Result<(), OAuthError> {
+    let per_address = i64::from(caps.unapproved_clients_per_address);
+    let total = i64::from(caps.unapproved_clients_total);
+    store
+        .sql_write(move |c| {
+            sweep_clients(c, new.created_at)?;
+            let cl = &new.client;
+            let known: bool = c
+                .query_row(
+                    "SELECT 1 FROM oauth_clients WHERE client_id = ?1",
+                    params![cl.client_id],
+                    |_| Ok(true),
+                )
+                .optional()?
+                .unwrap_or(false);
+            let from = new.from.to_string();
+            if !known {
+                make_room(c, CLIENTS, &from, per_address, total)?;
+            }
+            c.execute(
+                "INSERT INTO oauth_clients (client_id, secret_hash, auth_method, redirect_uris,
+                   client_name, metadata, refresh, created_at, registered_from, metadata_expires_at)
+                 VALUES (?1, NULL, 'none', ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (client_id) DO UPDATE SET
+                   redirect_uris = excluded.redirect_uris, client_name = excluded.client_name,
+                   metadata = excluded.metadata, refresh = excluded.refresh,
+                   metadata_expires_at = excluded.metadata_expires_at",
+                params![
+                    cl.client_id,
+                    serde_json::to_string(&cl.redirect_uris).unwrap_or_default(),
+                    cl.client_name,
+                    new.metadata.to_string(),
+                    cl.refresh,
+                    new.created_at,
+                    from,
+                    new.metadata_expires_at,
+                ],
+            )?;
+            Ok::<_, StoreError>(Ok(()))
+        })
+        .await?
+}
+
+/// Deletes clients never approved within a day (their waiting sign-ins go
+/// with them) and codes long expired.
+fn sweep_clients(c: &Connection, now: i64) -> Result<(), rusqlite::Error> {
+    c.execute(
+        "DELETE FROM oauth_clients WHERE approved_at IS NULL AND created_at < ?1",
+        params![now - UNAPPROVED_CLIENT_TTL_MS],
+    )?;
+    c.execute(
+        "DELETE FROM oauth_codes WHERE expires_at < ?1",
+        params![now - 3600 * 1000],
+    )?;
+    Ok(())
+}
+
+/// A capped table of entries that unauthenticated requests create.
+struct Capped {
+    table: &'static str,
+    key: &'static str,
+    /// The column holding the address the entry came from.
+    from: &'static str,
+    /// Which rows count against the caps.
+    counted: &'static str,
+}
+
+const CLIENTS: Capped = Capped {
+    table: "oauth_clients",
+    key: "client_id",
+    from: "registered_from",
+    counted: "approved_at IS NULL",
+};
+
+const PENDING: Capped = Capped {
+    table: "oauth_pending",
+    key: "id",
+    from: "requested_from",
+    counted: "1",
+};
+
+/// Makes room for one more entry from `from`: drops the oldest of `from`'s
+/// beyond `per_address - 1`, then, while the total is at `total` or more,
+/// the oldest of the address holding the most.
+fn make_room(
+    c: &Connection,
+    t: Capped,
+    from: &str,
+    per_address: i64,
+    total: i64,
+) -> Result<(), rusqlite::Error> {
+    let Capped {
+        table,
+        key,
+        from: col,
+        counted,
+    } = t;
+    let mine: i64 = c.query_row(
+        &format!("SELECT count(*) FROM {table} WHERE {counted} AND {col} IS ?1"),
+        params![from],
+        |r| r.get(0),
+    )?;
+    if mine >= per_address {
+        let n = c.execute(
+            &format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}
+                   WHERE {counted} AND {col} IS ?1 ORDER BY created_at LIMIT ?2)"
+            ),
+            params![from, mine - per_address + 1],
+        )?;
+        tracing::warn!(table, %from, dropped = n, "per-address cap reached; dropped the oldest");
+    }
+    let all: i64 = c.query_row(
+        &format!("SELECT count(*) FROM {table} WHERE {counted}"),
+        [],
+        |r| r.get(0),
+    )?;
+    if all >= total {
+        let biggest: Option<String> = c
+            .query_row(
+                &format!(
+                    "SELECT {col} FROM {table} WHERE {counted}
+                     GROUP BY {col} ORDER BY count(*) DESC, min(created_at) LIMIT 1"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let n = c.execute(
+            &format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}
+                   WHERE {counted} AND {col} IS ?1 ORDER BY created_at LIMIT ?2)"
+            ),
+            params![biggest, all - total + 1],
+        )?;
+        tracing::warn!(table, from = ?biggest, dropped = n, "total cap reached; dropped the oldest of the address holding the most");
+    }
+    Ok(())
 }
 
 /// The client `client_id`, if registered.
@@ -125,30 +293,65 @@ pub async fn client(store: &Store, client_id: &str) -> Result<Option<Client>, St
         .sql_read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT client_id, secret_hash, auth_method, redirect_uris, client_name, refresh
+                    "SELECT client_id, secret_hash, auth_method, redirect_uris, client_name, refresh,
+                            approved_at IS NOT NULL, metadata_expires_at
                      FROM oauth_clients WHERE client_id = ?1",
                 )?
                 .query_row(params![id], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<Vec<u8>>>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, bool>(5)?,
+                        Client {
+                            client_id: r.get(0)?,
+                            secret_hash: r.get(1)?,
+                            auth_method: AuthMethod::parse(&r.get::<_, String>(2)?)
+                                .unwrap_or(AuthMethod::ClientSecretBasic),
+                            redirect_uris: serde_json::from_str(&r.get::<_, String>(3)?)
+                                .unwrap_or_default(),
+                            client_name: r.get(4)?,
+                            refresh: r.get(5)?,
+                            approved: r.get(6)?,
+                        },
+                        r.get::<_, Option<i64>>(7)?,
                     ))
                 })
                 .optional()?;
-            Ok::<_, StoreError>(row.map(
-                |(client_id, secret_hash, m, uris, client_name, refresh)| Client {
-                    client_id,
-                    secret_hash,
-                    auth_method: AuthMethod::parse(&m).unwrap_or(AuthMethod::ClientSecretBasic),
-                    redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
-                    client_name,
-                    refresh,
+            Ok::<_, StoreError>(row)
+        })
+        .await
+        .map(|row| row.map(|(client, _)| client))
+}
+
+/// The client whose `client_id` is the URL of a metadata document, if it
+/// was fetched before (fresh or not).
+pub async fn document_client(
+    store: &Store,
+    client_id: &str,
+) -> Result<Option<DocumentClient>, StoreError> {
+    let id = client_id.to_string();
+    store
+        .sql_read(move |c| {
+            c.query_row(
+                "SELECT client_id, redirect_uris, client_name, refresh, approved_at IS NOT NULL,
+                        metadata_expires_at
+                 FROM oauth_clients WHERE client_id = ?1 AND metadata_expires_at IS NOT NULL",
+                params![id],
+                |r| {
+                    Ok(DocumentClient {
+                        client: Client {
+                            client_id: r.get(0)?,
+                            secret_hash: None,
+                            auth_method: AuthMethod::None,
+                            redirect_uris: serde_json::from_str(&r.get::<_, String>(1)?)
+                                .unwrap_or_default(),
+                            client_name: r.get(2)?,
+                            refresh: r.get(3)?,
+                            approved: r.get(4)?,
+                        },
+                        expires_at: r.get(5)?,
+                    })
                 },
-            ))
+            )
+            .optional()
+            .map_err(StoreError::from)
         })
         .await
 }
@@ -160,16 +363,29 @@ pub struct Approval {
     pub resource: String,
     pub redirect_uri: String,
     pub code_challenge: String,
+    /// The waiting sign-in this approval completes, consumed with it.
+    pub pending: Option<String>,
 }
 
 /// Records an approval: a new principal and grant, and a single-use code for
-/// it. Returns the code.
-pub async fn approve(store: &Store, a: Approval, life: Lifetimes) -> Result<String, StoreError> {
+/// it. Returns the code, or `None` when the waiting sign-in it completes was
+/// already used or dropped (a double submit).
+pub async fn approve(
+    store: &Store,
+    a: Approval,
+    life: Lifetimes,
+) -> Result<Option<String>, StoreError> {
     let code = secrets::new_secret(SecretKind::AuthCode);
     let code_hash = secrets::hash_secret(&code);
     store
         .sql_write(move |c| {
             let now = secrets::now_ms();
+            if let Some(id) = &a.pending {
+                let n = c.execute("DELETE FROM oauth_pending WHERE id = ?1", params![id])?;
+                if n == 0 {
+                    return Ok(None);
+                }
+            }
             let principal = secrets::new_id("p_");
             let family = secrets::new_id("g_");
             c.execute(
@@ -197,10 +413,260 @@ pub async fn approve(store: &Store, a: Approval, life: Lifetimes) -> Result<Stri
                 params![a.client_id, now],
             )?;
             tracing::info!(client_id = %a.client_id, principal = %principal, "oauth grant approved");
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(Some(code))
         })
-        .await?;
-    Ok(code)
+        .await
+}
+
+// ------------------------------------------------- sign-ins awaiting approval
+
+/// A validated authorization request waiting on the approval page.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub resource: String,
+}
+
+/// A waiting sign-in as stored.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub request: PendingRequest,
+    pub csrf_hash: Vec<u8>,
+    /// Approved out of band (`mcp-multiplayer approve`).
+    pub approved: bool,
+}
+
+/// A waiting sign-in as `mcp-multiplayer approve` lists it.
+#[derive(Debug, Clone)]
+pub struct PendingSummary {
+    pub id: String,
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uri: String,
+    pub requested_from: String,
+    pub created_at: i64,
+    pub approved: bool,
+}
+
+/// Stores a sign-in shown on the approval page, under the caps; returns its
+/// id (a short code the operator can read out).
+pub async fn insert_pending(
+    store: &Store,
+    req: PendingRequest,
+    csrf_hash: Vec<u8>,
+    from: AddrKey,
+    ttl_ms: i64,
+    caps: &OAuthLimits,
+) -> Result<String, StoreError> {
+    let per_address = i64::from(caps.pending_approvals_per_address);
+    let total = i64::from(caps.pending_approvals_total);
+    store
+        .sql_write(move |c| {
+            let now = secrets::now_ms();
+            c.execute(
+                "DELETE FROM oauth_pending WHERE expires_at <= ?1",
+                params![now],
+            )?;
+            let from = from.to_string();
+            make_room(c, PENDING, &from, per_address, total)?;
+            let id = loop {
+                let id = pending_code();
+                let taken: bool = c
+                    .query_row(
+                        "SELECT 1 FROM oauth_pending WHERE id = ?1",
+                        params![id],
+                        |_| Ok(true),
+                    )
+                    .optional()?
+                    .unwrap_or(false);
+                if !taken {
+                    break id;
+                }
+            };
+            c.execute(
+                "INSERT INTO oauth_pending (id, csrf_hash, client_id, redirect_uri, state,
+                   code_challenge, resource, requested_from, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    id,
+                    csrf_hash,
+                    req.client_id,
+                    req.redirect_uri,
+                    req.state,
+                    req.code_challenge,
+                    req.resource,
+                    from,
+                    now,
+                    now + ttl_ms
+                ],
+            )?;
+            Ok::<_, StoreError>(id)
+        })
+        .await
+}
+
+/// The waiting sign-in `id`, unless it expired.
+pub async fn pending(store: &Store, id: &str) -> Result<Option<Pending>, StoreError> {
+    let id = id.to_string();
+    store
+        .sql_read(move |c| {
+            c.query_row(
+                "SELECT client_id, redirect_uri, state, code_challenge, resource, csrf_hash,
+                        approved_at IS NOT NULL
+                 FROM oauth_pending WHERE id = ?1 AND expires_at > ?2",
+                params![id, secrets::now_ms()],
+                |r| {
+                    Ok(Pending {
+                        request: PendingRequest {
+                            client_id: r.get(0)?,
+                            redirect_uri: r.get(1)?,
+                            state: r.get(2)?,
+                            code_challenge: r.get(3)?,
+                            resource: r.get(4)?,
+                        },
+                        csrf_hash: r.get(5)?,
+                        approved: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(StoreError::from)
+        })
+        .await
+}
+
+/// Forgets the waiting sign-in `id` (denied).
+pub async fn remove_pending(store: &Store, id: &str) -> Result<bool, StoreError> {
+    let id = id.to_string();
+    store
+        .sql_write(move |c| {
+            let n = c.execute("DELETE FROM oauth_pending WHERE id = ?1", params![id])?;
+            Ok::<_, StoreError>(n > 0)
+        })
+        .await
+}
+
+/// Every waiting sign-in that has not expired, oldest first.
+pub async fn list_pending(store: &Store) -> Result<Vec<PendingSummary>, StoreError> {
+    store
+        .sql_read(move |c| {
+            let mut st = c.prepare(
+                "SELECT p.id, p.client_id, k.client_name, p.redirect_uri, p.requested_from,
+                        p.created_at, p.approved_at IS NOT NULL
+                 FROM oauth_pending p JOIN oauth_clients k ON k.client_id = p.client_id
+                 WHERE p.expires_at > ?1 ORDER BY p.created_at",
+            )?;
+            let rows = st
+                .query_map(params![secrets::now_ms()], |r| {
+                    Ok(PendingSummary {
+                        id: r.get(0)?,
+                        client_id: r.get(1)?,
+                        client_name: r.get(2)?,
+                        redirect_uri: r.get(3)?,
+                        requested_from: r.get(4)?,
+                        created_at: r.get(5)?,
+                        approved: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>(rows)
+        })
+        .await
+}
+
+/// What the operator decided for a waiting sign-in out of band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+/// Approves (the browser then continues) or denies (forgets) the waiting
+/// sign-in `id`; returns it as it was, or `None` if there is no such
+/// sign-in or it expired.
+pub async fn decide_pending(
+    store: &Store,
+    id: &str,
+    decision: Decision,
+) -> Result<Option<PendingSummary>, StoreError> {
+    let id = id.to_string();
+    store
+        .sql_write(move |c| {
+            let now = secrets::now_ms();
+            let found = c
+                .query_row(
+                    "SELECT p.id, p.client_id, k.client_name, p.redirect_uri, p.requested_from,
+                            p.created_at, p.approved_at IS NOT NULL
+                     FROM oauth_pending p JOIN oauth_clients k ON k.client_id = p.client_id
+                     WHERE p.id = ?1 AND p.expires_at > ?2",
+                    params![id, now],
+                    |r| {
+                        Ok(PendingSummary {
+                            id: r.get(0)?,
+                            client_id: r.get(1)?,
+                            client_name: r.get(2)?,
+                            redirect_uri: r.get(3)?,
+                            requested_from: r.get(4)?,
+                            created_at: r.get(5)?,
+                            approved: r.get(6)?,
+                        })
+                    },
+                )
+                .optional()?;
+            if found.is_some() {
+                match decision {
+                    Decision::Approve => c.execute(
+                        "UPDATE oauth_pending SET approved_at = ?2 WHERE id = ?1 AND approved_at IS NULL",
+                        params![id, now],
+                    )?,
+                    Decision::Deny => {
+                        c.execute("DELETE FROM oauth_pending WHERE id = ?1", params![id])?
+                    }
+                };
+            }
+            Ok::<_, StoreError>(found)
+        })
+        .await
+}
+
+/// Alphabet of the codes of waiting sign-ins: no 0/O, 1/I/L, U.
+const PENDING_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+
+/// A fresh code like `K7QF-2M9X` (about 39 bits): short enough to read from
+/// the page and type into `mcp-multiplayer approve`. Not a secret: the form
+/// is bound to its browser by a cookie, and approving needs the passphrase
+/// or access to the server.
+fn pending_code() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let mut s = String::with_capacity(9);
+    for i in 0..8 {
+        if i == 4 {
+            s.push('-');
+        }
+        s.push(PENDING_ALPHABET[rng.random_range(0..PENDING_ALPHABET.len())] as char);
+    }
+    s
+}
+
+/// A code as the operator typed it, in its stored form (`k7qf2m9x` →
+/// `K7QF-2M9X`); `None` if it cannot be one.
+pub fn normalise_pending_code(typed: &str) -> Option<String> {
+    let chars: Vec<char> = typed
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if chars.len() != 8 || !chars.iter().all(|c| PENDING_ALPHABET.contains(&(*c as u8))) {
+        return None;
+    }
+    let mut s: String = chars[..4].iter().collect();
+    s.push('-');
+    s.extend(&chars[4..]);
+    Some(s)
 }
 
 /// The token request of the authorization code grant, client already
@@ -513,6 +979,10 @@ mod tests {
     use super::*;
 
     fn new_client(id: &str, created_at: i64) -> NewClient {
+        from(id, created_at, 1)
+    }
+
+    fn from(id: &str, created_at: i64, addr: u8) -> NewClient {
         NewClient {
             client: Client {
                 client_id: id.into(),
@@ -521,26 +991,35 @@ mod tests {
                 redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
                 client_name: None,
                 refresh: true,
+                approved: false,
             },
             metadata: serde_json::json!({}),
             created_at,
+            from: AddrKey::of(std::net::IpAddr::from([10, 0, 0, addr])),
+            metadata_expires_at: None,
         }
     }
 
-    #[tokio::test]
-    async fn clients_never_approved_expire_and_approved_ones_stay() {
+    fn temp_store() -> (std::path::PathBuf, Store) {
         let dir = std::env::temp_dir().join(format!(
             "mcpmp-grants-{}-{}",
             std::process::id(),
             rand::random::<u64>()
         ));
         let store = Store::open(&dir.join("t.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn clients_never_approved_expire_and_approved_ones_stay() {
+        let (dir, store) = temp_store();
+        let caps = OAuthLimits::default();
         let day = UNAPPROVED_CLIENT_TTL_MS;
         let now = secrets::now_ms();
-        register_client(&store, new_client("old", now - 2 * day))
+        register_client(&store, new_client("old", now - 2 * day), &caps)
             .await
             .unwrap();
-        register_client(&store, new_client("old-approved", now - 2 * day))
+        register_client(&store, new_client("old-approved", now - 2 * day), &caps)
             .await
             .unwrap();
         let life = Lifetimes {
@@ -555,12 +1034,13 @@ mod tests {
             resource: "http://x/mcp".into(),
             redirect_uri: "http://127.0.0.1:9/cb".into(),
             code_challenge: "c".into(),
+            pending: None,
         };
         approve(&store, approval("old-approved"), life)
             .await
             .unwrap();
         // The next registration sweeps.
-        register_client(&store, new_client("new", now))
+        register_client(&store, new_client("new", now), &caps)
             .await
             .unwrap();
         assert!(client(&store, "old").await.unwrap().is_none());
@@ -568,6 +1048,124 @@ mod tests {
         assert!(client(&store, "new").await.unwrap().is_some());
         store.close();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A flood of registrations replaces only older unapproved clients, its
+    /// own first; it never refuses one, and approved clients are never
+    /// dropped.
+    #[tokio::test]
+    async fn caps_drop_the_oldest_and_never_refuse() {
+        let (dir, store) = temp_store();
+        let caps = OAuthLimits {
+            unapproved_clients_per_address: 3,
+            unapproved_clients_total: 5,
+            ..OAuthLimits::default()
+        };
+        let now = secrets::now_ms();
+        let life = Lifetimes {
+            access_ms: 1,
+            refresh_ms: 1,
+            code_ms: 1,
+            grace_ms: 1,
+        };
+        // The operator's client from address 9, approved.
+        register_client(&store, from("mine", now, 9), &caps)
+            .await
+            .unwrap();
+        approve(
+            &store,
+            Approval {
+                client_id: "mine".into(),
+                principal_name: "p".into(),
+                resource: "r".into(),
+                redirect_uri: "u".into(),
+                code_challenge: "c".into(),
+                pending: None,
+            },
+            life,
+        )
+        .await
+        .unwrap();
+        // Another unapproved one from address 8, then a flood from 1.
+        register_client(&store, from("waiting", now + 1, 8), &caps)
+            .await
+            .unwrap();
+        for i in 0..10 {
+            register_client(&store, from(&format!("flood{i}"), now + 10 + i, 1), &caps)
+                .await
+                .unwrap();
+        }
+        // Address 1 keeps its 3 newest; address 8's client is untouched.
+        for i in 0..7 {
+            assert!(
+                client(&store, &format!("flood{i}"))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "flood{i}"
+            );
+        }
+        for i in 7..10 {
+            assert!(
+                client(&store, &format!("flood{i}"))
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "flood{i}"
+            );
+        }
+        assert!(client(&store, "waiting").await.unwrap().is_some());
+        // Many addresses: the total cap drops the oldest of whoever holds
+        // the most (address 1), and never an approved client.
+        for a in 20..24u8 {
+            register_client(
+                &store,
+                from(&format!("a{a}"), now + 100 + i64::from(a), a),
+                &caps,
+            )
+            .await
+            .unwrap();
+        }
+        assert!(client(&store, "mine").await.unwrap().is_some());
+        assert!(
+            client(&store, "a23").await.unwrap().is_some(),
+            "the newest always stays"
+        );
+        let unapproved: i64 = store
+            .sql_read(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM oauth_clients WHERE approved_at IS NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(unapproved, 5);
+        assert!(
+            client(&store, "flood7").await.unwrap().is_none(),
+            "address 1 paid first"
+        );
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pending_codes_are_short_and_typed_back_loosely() {
+        let c = pending_code();
+        assert_eq!(c.len(), 9);
+        assert_eq!(
+            normalise_pending_code(&c.to_lowercase().replace('-', "")),
+            Some(c.clone())
+        );
+        assert_eq!(normalise_pending_code(&format!(" {c} ")), Some(c));
+        assert_eq!(normalise_pending_code("K7QF-2M9"), None);
+        assert_eq!(
+            normalise_pending_code("K7QF-2M9O"),
+            None,
+            "O is not in the alphabet"
+        );
     }
 
     #[test]

@@ -35,9 +35,8 @@ pub fn protected_resource_document(cfg: &crate::config::Config) -> Value {
 pub fn authorization_server_document(cfg: &crate::config::Config) -> Value {
     let base = cfg.public_origin();
     let methods = json!(["none", "client_secret_post", "client_secret_basic"]);
-    // No `authorization_response_iss_parameter_supported`: RFC 9207's `iss`
-    // is compared as a plain string, and some clients normalise a root issuer
-    // to end in `/` before comparing, which would fail every sign-in.
+    // `iss` (RFC 9207) is the issuer exactly as here, without a trailing
+    // slash; clients compare it as a plain string.
     json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/authorize"),
@@ -50,6 +49,8 @@ pub fn authorization_server_document(cfg: &crate::config::Config) -> Value {
         "token_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_methods_supported": methods,
         "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": cfg.auth.client_metadata_documents,
     })
 }
 

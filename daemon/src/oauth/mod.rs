@@ -3,8 +3,9 @@
 //!
 //! No Rust crate provides an authorization server of the shape MCP clients
 //! need, so this is a small, strict one: discovery (RFC 9728, RFC 8414),
-//! dynamic client registration (RFC 7591), the authorization code grant with
-//! mandatory PKCE S256 and resource indicators (RFC 7636, RFC 8707), refresh
+//! dynamic client registration (RFC 7591) and Client ID Metadata Documents,
+//! the authorization code grant with mandatory PKCE S256, resource indicators
+//! and the `iss` response parameter (RFC 7636, RFC 8707, RFC 9207), refresh
 //! token rotation with reuse detection, and revocation (RFC 7009).
 //!
 //! Every endpoint sits at the origin root, because claude.ai calls
@@ -18,17 +19,22 @@
 //! in the tables of migration 0002. Secrets are stored hashed and never logged.
 //!
 //! Layout: [`metadata`] (discovery), [`register`], [`authorize`] (with the
-//! passphrase page in [`page`]), [`token`] (`/token`, `/revoke`), [`grants`]
-//! (every SQL statement), [`limits`] (rate limits and the passphrase lockout),
-//! [`error`] (RFC 6749 error responses).
+//! passphrase page in [`page`]), [`token`] (`/token`, `/revoke`), [`redirect`]
+//! (the redirect URI policy), [`cimd`] (fetching metadata documents),
+//! [`grants`] (every SQL statement), [`limits`] (per-address throttles),
+//! [`admin`] (what `mcp-multiplayer approve` does), [`error`] (RFC 6749 error
+//! responses).
 
+pub mod admin;
 mod authorize;
+mod cimd;
 pub(crate) mod clients;
 mod error;
 mod grants;
 mod limits;
 mod metadata;
 mod page;
+mod redirect;
 mod register;
 mod token;
 
@@ -44,21 +50,33 @@ use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-/// State of the OAuth endpoints: the application plus in-memory limits and
-/// pending approvals (lost on restart, which only means "sign in again").
+/// State of the OAuth endpoints: the application plus the in-memory
+/// per-address throttles (a restart resets them).
 #[derive(Clone)]
 struct OAuth {
     app: AppState,
     limits: Arc<limits::Limits>,
-    pending: Arc<authorize::PendingApprovals>,
 }
 
 /// The OAuth routes, to merge into the application router.
 pub fn router<S: Clone + Send + Sync + 'static>(state: AppState) -> Router<S> {
+    let limits = state.config.auth.limits;
+    let cfg = &state.config;
+    if cfg.trusted_proxies.is_empty()
+        && cfg.listen.ip().is_loopback()
+        && cfg.public_url_explicit
+        && !cfg.public_url.host_str().is_some_and(|h| {
+            h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        })
+    {
+        tracing::warn!(
+            public_url = %cfg.public_url,
+            "listening on loopback behind what looks like a reverse proxy, without trusted_proxies: every client counts as the proxy's address for per-address limits; set trusted_proxies = [\"127.0.0.1\", \"::1\"]"
+        );
+    }
     let oauth = OAuth {
         app: state,
-        limits: Arc::new(limits::Limits::default()),
-        pending: Arc::new(authorize::PendingApprovals::default()),
+        limits: Arc::new(limits::Limits::new(limits)),
     };
     Router::new()
         .route(
@@ -110,37 +128,31 @@ impl OAuth {
     }
 }
 
-/// The client's IP address, for rate limits and lockouts.
-///
-/// The TCP peer, except behind a reverse proxy on loopback, where it is the
-/// last `X-Forwarded-For` entry: the one the proxy itself appended (entries
-/// before it come from the client and prove nothing). A local process could
-/// forge that header, which is why the passphrase lockout also has a global
-/// bound that no address juggling escapes.
+/// The client's IP address, for per-address limits: the TCP peer, or what
+/// the configured `trusted_proxies` say in `X-Forwarded-For`
+/// ([`crate::client_addr`]).
 #[derive(Debug, Clone, Copy)]
 struct ClientIp(IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<OAuth> for ClientIp {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, o: &OAuth) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        if !peer.is_loopback() {
-            return Ok(ClientIp(peer));
-        }
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .next_back()
-            .and_then(|s| s.trim().parse::<IpAddr>().ok());
-        Ok(ClientIp(forwarded.unwrap_or(peer)))
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientIp(crate::client_addr::client_addr(
+            peer,
+            forwarded,
+            &o.app.config.trusted_proxies,
+        )))
     }
 }
 

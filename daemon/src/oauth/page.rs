@@ -76,46 +76,63 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
 
 /// What the approval form shows.
 pub struct ApprovalForm<'a> {
+    /// The waiting sign-in's code, also what `mcp-multiplayer approve` takes.
     pub request_id: &'a str,
     pub client_name: &'a str,
     pub client_id: &'a str,
-    pub redirect_uri: &'a str,
+    /// For a client known by its metadata document: the host that publishes
+    /// it, the one thing about the client that is verified.
+    pub published_by: Option<&'a str>,
+    /// Where the code goes, in words (`redirect::destination`).
+    pub destination: &'a str,
     pub resource: &'a str,
     pub error: Option<&'a str>,
 }
 
-/// The passphrase page: which client asks, what it gets, the field.
+/// The passphrase page: which client asks, what it gets, the field, and the
+/// way to approve from the server instead.
 ///
 /// Approve comes first in the markup (shown second): pressing Enter in the
 /// field submits with the first button (HTML implicit submission).
 pub fn approval(status: StatusCode, f: &ApprovalForm<'_>) -> Response {
-    let return_to = url::Url::parse(f.redirect_uri)
-        .ok()
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
     let error = f
         .error
         .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
+    let publisher = f
+        .published_by
+        .map(|h| {
+            format!(
+                "<p>Its description is published by <strong>{}</strong>.</p>",
+                esc(h)
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
-        "{error}<p><strong>{name}</strong> asks to use this mcp-multiplayer server.</p>\
+        "{error}<p><strong>{name}</strong> asks to use this mcp-multiplayer server.</p>{publisher}\
          <p>If you approve, it gets its own identity here and can, on your behalf:</p>\
          <ul><li>create channels and join them with invite codes</li>\
          <li>post and read messages in the channels it has joined</li>\
          <li>attach bots to channels it administers</li></ul>\
          <p class=\"muted\">Resource <code>{resource}</code><br>\
-         Client <code>{client_id}</code><br>After approval you return to <code>{return_to}</code>.</p>\
+         Client <code>{client_id}</code><br>After approval you return to <code>{destination}</code>.</p>\
          <form method=\"post\" action=\"/authorize\">\
          <input type=\"hidden\" name=\"request\" value=\"{rid}\">\
          <label for=\"passphrase\">Server passphrase</label>\
          <input type=\"password\" id=\"passphrase\" name=\"passphrase\" autocomplete=\"current-password\" autofocus>\
          <div class=\"row\"><button class=\"primary\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></div>\
-         </form><p class=\"muted\">Only the operator of this server knows the passphrase. If you did not start this sign-in, deny it.</p>",
+         </form>\
+         <form method=\"post\" action=\"/authorize\">\
+         <input type=\"hidden\" name=\"request\" value=\"{rid}\">\
+         <p class=\"muted\">Or approve on the server, without the passphrase: \
+         <code>mcp-multiplayer approve {rid}</code>, then \
+         <button type=\"submit\" name=\"decision\" value=\"continue\">Continue</button></p>\
+         </form><p class=\"muted\">Only the operator of this server can approve. If you did not start this sign-in, deny it.</p>",
         name = esc(f.client_name),
         resource = esc(f.resource),
         client_id = esc(f.client_id),
-        return_to = esc(&return_to),
+        destination = esc(f.destination),
         rid = esc(f.request_id),
     );
     page(status, "Approve a client", &body)

@@ -2,14 +2,20 @@
 //!
 //! Public (`none`) and confidential (`client_secret_post`,
 //! `client_secret_basic`) clients. claude.ai registers a confidential client
-//! anew on every fresh connection, so registration is cheap, rate-limited per
-//! address, and clients that are never approved expire (see `grants`).
+//! anew on every fresh connection, so registration is cheap and never refused
+//! for everyone: it is throttled per address (`limits`), and what it can make
+//! the server store is capped per address and in total with the oldest
+//! unapproved clients dropped first (`grants::register_client`); clients that
+//! are never approved expire after a day.
+//! Redirect URIs follow the policy in `redirect` and are stored normalised.
 //! Unsupported grant and response types are narrowed away rather than refused
 //! (RFC 7591 §3.2.1 lets the server replace requested values); the response
 //! echoes what was registered.
 
 use super::grants::{self, AuthMethod, Client, NewClient};
+use super::redirect::{self, MAX_URI_LEN};
 use super::{ClientIp, OAuth, OAuthError};
+use crate::client_addr::AddrKey;
 use crate::secrets::{self, SecretKind};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,8 +27,6 @@ use serde_json::{Map, Value, json};
 const MAX_BODY: usize = 16 * 1024;
 /// Most redirect URIs per client.
 const MAX_REDIRECT_URIS: usize = 10;
-/// Longest redirect URI, in bytes.
-const MAX_URI_LEN: usize = 2000;
 /// Longest client name, in characters.
 const MAX_NAME_CHARS: usize = 200;
 
@@ -39,7 +43,7 @@ const ECHOED_STRINGS: &[&str] = &[
 ];
 
 pub async fn register(State(o): State<OAuth>, ClientIp(ip): ClientIp, body: Bytes) -> Response {
-    match register_inner(&o, ip, &body).await {
+    match register_inner(&o, AddrKey::of(ip), &body).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%ip, error = e.code, detail = %e.description, "client registration refused");
@@ -48,12 +52,8 @@ pub async fn register(State(o): State<OAuth>, ClientIp(ip): ClientIp, body: Byte
     }
 }
 
-async fn register_inner(
-    o: &OAuth,
-    ip: std::net::IpAddr,
-    body: &[u8],
-) -> Result<Response, OAuthError> {
-    o.limits.register(ip).map_err(OAuthError::rate_limited)?;
+async fn register_inner(o: &OAuth, from: AddrKey, body: &[u8]) -> Result<Response, OAuthError> {
+    o.limits.register(from).map_err(OAuthError::rate_limited)?;
     if body.len() > MAX_BODY {
         return Err(OAuthError::invalid_client_metadata(
             "the registration request is too large",
@@ -67,7 +67,7 @@ async fn register_inner(
             ));
         }
     };
-    let reg = validate(&req)?;
+    let reg = validate(&req, &o.app.config.auth.custom_redirect_schemes)?;
     let secret = (reg.auth_method != AuthMethod::None)
         .then(|| secrets::new_secret(SecretKind::ClientSecret));
     let client_id = secrets::new_id("mcpmp_client_");
@@ -88,13 +88,17 @@ async fn register_inner(
                 redirect_uris: reg.redirect_uris,
                 client_name: reg.client_name,
                 refresh: reg.refresh,
+                approved: false,
             },
             metadata: stored,
             created_at: now,
+            from,
+            metadata_expires_at: None,
         },
+        o.limits.config(),
     )
     .await?;
-    tracing::info!(%client_id, %ip, method = reg.auth_method.as_str(), "client registered");
+    tracing::info!(%client_id, %from, method = reg.auth_method.as_str(), "client registered");
     if let Some(s) = secret {
         metadata.insert("client_secret".into(), json!(s));
     }
@@ -103,18 +107,27 @@ async fn register_inner(
     Ok(resp)
 }
 
-/// A registration request that passed validation.
+/// Client metadata that passed validation (from `/register`, or from a
+/// client metadata document).
 #[derive(Debug)]
-struct Registration {
-    auth_method: AuthMethod,
-    redirect_uris: Vec<String>,
-    client_name: Option<String>,
-    refresh: bool,
+pub struct Registration {
+    pub auth_method: AuthMethod,
+    /// Normalised, as `redirect::check` returns them.
+    pub redirect_uris: Vec<String>,
+    pub client_name: Option<String>,
+    pub refresh: bool,
     /// The metadata to echo, without id and secret.
-    metadata: Map<String, Value>,
+    pub metadata: Map<String, Value>,
 }
 
-fn validate(req: &Map<String, Value>) -> Result<Registration, OAuthError> {
+/// Validates client metadata (RFC 7591 §2) against what this server does.
+///
+/// # Errors
+/// `invalid_redirect_uri` or `invalid_client_metadata`, saying what to fix.
+pub fn validate(
+    req: &Map<String, Value>,
+    custom_schemes: &[String],
+) -> Result<Registration, OAuthError> {
     let uris = match req.get("redirect_uris") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         _ => {
@@ -135,8 +148,12 @@ fn validate(req: &Map<String, Value>) -> Result<Registration, OAuthError> {
                 "redirect_uris must be strings",
             ));
         };
-        check_redirect_uri(s).map_err(OAuthError::invalid_redirect_uri)?;
-        redirect_uris.push(s.to_string());
+        let (normalised, _) =
+            redirect::check(s, custom_schemes).map_err(OAuthError::invalid_redirect_uri)?;
+        let normalised = normalised.to_string();
+        if !redirect_uris.contains(&normalised) {
+            redirect_uris.push(normalised);
+        }
     }
     // RFC 7591 §2: the default method is client_secret_basic.
     let auth_method = match req.get("token_endpoint_auth_method") {
@@ -234,63 +251,9 @@ fn validate(req: &Map<String, Value>) -> Result<Registration, OAuthError> {
     })
 }
 
-/// A redirect URI must be `https` or loopback `http` (OAuth 2.1 §2.3.1,
-/// RFC 8252 §7.3), absolute, without a fragment.
-pub fn check_redirect_uri(s: &str) -> Result<(), String> {
-    if s.len() > MAX_URI_LEN {
-        return Err(format!("redirect URI longer than {MAX_URI_LEN} bytes"));
-    }
-    let u = url::Url::parse(s).map_err(|_| format!("redirect URI {s:?} is not an absolute URL"))?;
-    if u.fragment().is_some() {
-        return Err(format!("redirect URI {s:?} must not have a fragment"));
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(format!("redirect URI {s:?} must not carry credentials"));
-    }
-    let loopback = matches!(
-        u.host(),
-        Some(url::Host::Domain("localhost"))
-            | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
-            | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
-    );
-    match u.scheme() {
-        "https" if u.host().is_some() => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(format!(
-            "redirect URI {s:?} must use https, or http on a loopback address (127.0.0.1, [::1], localhost)"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redirect_uris_are_https_or_loopback() {
-        for ok in [
-            "https://claude.ai/api/mcp/auth_callback",
-            "https://claude.com/api/mcp/auth_callback",
-            "http://127.0.0.1:33418/callback",
-            "http://localhost:6274/oauth/callback",
-            "http://[::1]:9/cb",
-            "https://example.com/cb?x=1",
-        ] {
-            assert!(check_redirect_uri(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://example.com/cb",
-            "http://127.0.0.2.nip.io/cb",
-            "http://localhost.evil.com/cb",
-            "javascript:alert(1)",
-            "cursor://callback",
-            "https://claude.ai/cb#frag",
-            "https://user:pw@claude.ai/cb",
-            "/relative",
-        ] {
-            assert!(check_redirect_uri(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn claudes_registration_is_accepted_as_confidential() {
@@ -298,7 +261,7 @@ mod tests {
             r#"{"client_name":"Claude","redirect_uris":["https://claude.ai/api/mcp/auth_callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"client_secret_post"}"#,
         )
         .unwrap();
-        let r = validate(&req).unwrap();
+        let r = validate(&req, &[]).unwrap();
         assert_eq!(r.auth_method, AuthMethod::ClientSecretPost);
         assert!(r.refresh);
         assert_eq!(
@@ -313,13 +276,13 @@ mod tests {
             r#"{"redirect_uris":["http://127.0.0.1:1/cb"],"grant_types":["authorization_code","client_credentials","urn:ietf:params:oauth:grant-type:device_code"],"token_endpoint_auth_method":"none"}"#,
         )
         .unwrap();
-        let r = validate(&req).unwrap();
+        let r = validate(&req, &[]).unwrap();
         assert_eq!(r.metadata["grant_types"], json!(["authorization_code"]));
         assert!(!r.refresh);
         let only_cc: Map<String, Value> = serde_json::from_str(
             r#"{"redirect_uris":["http://127.0.0.1:1/cb"],"grant_types":["client_credentials"]}"#,
         )
         .unwrap();
-        assert!(validate(&only_cc).is_err());
+        assert!(validate(&only_cc, &[]).is_err());
     }
 }

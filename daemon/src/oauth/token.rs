@@ -35,7 +35,11 @@ pub async fn token(State(o): State<OAuth>, headers: HeaderMap, body: Bytes) -> R
                             )
                         })?
                         .to_string(),
-                    redirect_uri: form.one("redirect_uri")?.map(str::to_string),
+                    // Compared with the normalised URI the code was issued
+                    // for, so normalised the same way.
+                    redirect_uri: form
+                        .one("redirect_uri")?
+                        .map(|r| url::Url::parse(r).map_or_else(|_| r.to_string(), String::from)),
                     resource: form.resource()?,
                     client: client.clone(),
                 };

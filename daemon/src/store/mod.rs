@@ -61,6 +61,7 @@ use tokio::sync::oneshot;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_core.sql"),
     include_str!("../../migrations/0002_oauth.sql"),
+    include_str!("../../migrations/0003_oauth_approvals.sql"),
     include_str!("../../migrations/0004_usage.sql"),
 ];
 
