@@ -47,6 +47,7 @@ pub fn config_show(cfg: &Config) -> String {
         "allowed_origins": cfg.allowed_origins,
         "log_format": match cfg.log_format { LogFormat::Text => "text", LogFormat::Json => "json" },
         "max_body_bytes": cfg.max_body_bytes,
+        "max_sync_bytes": cfg.max_sync_bytes,
         "trusted_proxies": cfg.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "auth": {
             "approval": match a.approval { Approval::Auto => "auto", Approval::Passphrase => "passphrase" },

@@ -73,6 +73,7 @@ pub struct FileConfig {
     pub trusted_proxies: Vec<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
+    pub max_sync_bytes: Option<usize>,
     #[serde(default)]
     pub auth: FileAuth,
     #[serde(default)]
@@ -157,6 +158,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest message body, in bytes of canonical JSON. Default 64 KiB.
     pub max_body_bytes: usize,
+    /// Byte budget of one page of messages (a `sync_messages` result, a
+    /// channel resource): a page stops before the message that would pass it
+    /// and says more is waiting. Bounds the memory of one read and the size
+    /// of one answer. Default 1 MiB; 64 KiB to 16 MiB.
+    pub max_sync_bytes: usize,
     pub auth: AuthConfig,
     pub bots: BotsConfig,
     /// Timeouts, connection caps, MCP sessions, shutdown (`[http]`).
@@ -482,6 +488,14 @@ impl Config {
                 "max_body_bytes = {max_body_bytes}: choose between 1024 and 1048576"
             )));
         }
+        let max_sync_bytes = file
+            .max_sync_bytes
+            .unwrap_or(crate::channels::DEFAULT_MAX_SYNC_BYTES);
+        if !(64 * 1024..=16 * 1024 * 1024).contains(&max_sync_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "max_sync_bytes = {max_sync_bytes}: choose between 65536 and 16777216"
+            )));
+        }
 
         let loopback = listen.ip().is_loopback();
         let approval = match env.var("MCP_MULTIPLAYER_APPROVAL").as_deref() {
@@ -638,6 +652,7 @@ impl Config {
             trusted_proxies,
             log_format,
             max_body_bytes,
+            max_sync_bytes,
             auth,
             bots,
             http: HttpConfig::from_file(file.http)?,
@@ -851,6 +866,29 @@ mod tests {
         assert_eq!(c.auth.approval, Approval::Auto);
         assert_eq!(c.db_path(), PathBuf::from("./mcp-multiplayer.db"));
         assert_eq!(c.resource(), "http://127.0.0.1:8201/mcp");
+    }
+
+    #[test]
+    fn the_sync_page_budget_defaults_to_a_mebibyte_and_stays_in_range() {
+        let c =
+            Config::from_parts(FileConfig::default(), &Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.max_sync_bytes, 1024 * 1024);
+        for (bytes, ok) in [
+            (65_536, true),
+            (16 << 20, true),
+            (65_535, false),
+            ((16 << 20) + 1, false),
+        ] {
+            let file = FileConfig {
+                max_sync_bytes: Some(bytes),
+                ..FileConfig::default()
+            };
+            let r = Config::from_parts(file, &Overrides::default(), &env(&[]));
+            assert_eq!(r.is_ok(), ok, "{bytes}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("max_sync_bytes"), "{e}");
+            }
+        }
     }
 
     #[test]

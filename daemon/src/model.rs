@@ -280,7 +280,9 @@ pub struct BotCode {
     pub channel_id: String,
     pub bot_id: String,
     pub name: String,
-    /// The builtin it came from, or null for inline code.
+    /// The builtin it came from, by its canonical name (`GuessBot`); absent
+    /// for inline code.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     /// The exact source that runs.
     pub source: String,
@@ -343,22 +345,47 @@ pub struct Posted {
     pub sender: String,
 }
 
+/// A number argument outside its range, and the value used instead: calls
+/// are clamped rather than refused, and the result says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Clamped {
+    /// The argument (`wait_ms`, `limit`).
+    pub argument: String,
+    /// What the call asked for.
+    pub requested: i64,
+    /// What was used: the nearest end of the argument's range.
+    pub used: i64,
+}
+
 /// `sync_messages`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Synced {
     pub messages: Vec<MessageView>,
     /// Pass it to the next call.
     pub cursor: Seq,
+    /// More messages are waiting after `cursor` (the page reached its
+    /// message count or byte budget): call again at once with that cursor.
+    pub more: bool,
+    /// Arguments that were outside their range, and the values used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clamped: Vec<Clamped>,
     /// The seat the messages were read as.
     #[serde(rename = "as")]
     pub as_seat: String,
     pub view: ChannelView,
 }
 
-/// `list_channels`.
+/// `list_channels`: one page, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ChannelList {
     pub channels: Vec<ChannelSummary>,
+    /// Present when more channels follow: pass it as `cursor` to get the
+    /// next page. Opaque.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// Arguments that were outside their range, and the values used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clamped: Vec<Clamped>,
 }
 
 /// `update_channel`: what the operation did.

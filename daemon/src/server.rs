@@ -41,7 +41,8 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     // Everything downstream of a commit follows the store's bus: long-poll
     // wake-ups (inside `Channels`), resource notifications, bot hooks.
     let channels = Channels::new(store.clone(), config.max_body_bytes, shutdown.clone())
-        .with_quotas(quotas.clone());
+        .with_quotas(quotas.clone())
+        .with_max_sync_bytes(config.max_sync_bytes);
     let subscriptions = Arc::new(crate::mcp::resources::Subscriptions::default());
     subscriptions.follow(store.bus(), tokio::runtime::Handle::current());
     let bots = Bots::new(config.bots.clone());

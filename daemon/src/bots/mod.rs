@@ -7,6 +7,7 @@
 //! time is refused at attach time, with the line.
 
 pub(crate) mod dispatch;
+pub(crate) mod presets;
 pub(crate) mod runner;
 
 #[cfg(test)]
@@ -64,21 +65,6 @@ impl Bots {
         self
     }
 
-    /// Names of the builtin presets (the `*.py` files in `bots_dir`).
-    pub fn presets(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.cfg.bots_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let p = e.path();
-                (p.extension()? == "py").then(|| p.file_stem()?.to_str().map(str::to_string))?
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
     /// Reads, hashes and inspects a bot. `Ok(None)` when neither code nor
     /// preset was given.
     pub async fn prepare(
@@ -96,23 +82,18 @@ impl Bots {
                 ));
             }
             (Some(code), None) => (code, None),
-            (None, Some(p)) => {
-                let valid = !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-                let path = self.cfg.bots_dir.join(format!("{p}.py"));
-                let source = if valid {
-                    std::fs::read_to_string(&path).ok()
-                } else {
-                    None
+            (None, Some(asked)) => {
+                let Some(p) = presets::resolve(&asked) else {
+                    return Err(ToolError::bad(format!(
+                        "unknown bot_preset {asked:?}; the builtin bots are {}",
+                        presets::names().join(", ")
+                    )));
                 };
-                match source {
-                    Some(s) => (s, Some(p)),
-                    None => {
-                        return Err(ToolError::bad(format!(
-                            "unknown bot_preset {p:?}; builtin bots: {}",
-                            self.presets().join(", ")
-                        )));
-                    }
-                }
+                let path = self.cfg.bots_dir.join(format!("{}.py", p.file));
+                let source = std::fs::read_to_string(&path).map_err(|e| {
+                    ToolError::internal(format!("cannot read builtin bot {}: {e}", path.display()))
+                })?;
+                (source, Some(p.name.to_string()))
             }
         };
         if source.len() > MAX_SOURCE_BYTES {

@@ -46,6 +46,9 @@ pub const DEFAULT_WAIT: Duration = Duration::from_millis(20_000);
 pub const MAX_WAIT: Duration = Duration::from_millis(25_000);
 /// How often a waiting sync reports progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Default byte budget of one `sync_messages` page (and of a channel
+/// resource's messages): see [`Channels::with_max_sync_bytes`].
+pub const DEFAULT_MAX_SYNC_BYTES: usize = 1024 * 1024;
 
 /// The channel service. Cheap to clone.
 #[derive(Clone)]
@@ -61,6 +64,8 @@ pub struct Channels {
     progress_every: Duration,
     /// Per-principal quotas (none unless [`Channels::with_quotas`]).
     quotas: Quotas,
+    /// Byte budget of one page of messages ([`DEFAULT_MAX_SYNC_BYTES`]).
+    max_sync_bytes: usize,
 }
 
 /// What `create_channel` asks for.
@@ -198,12 +203,24 @@ impl Channels {
             shutdown,
             progress_every: PROGRESS_EVERY,
             quotas: Quotas::unlimited(),
+            max_sync_bytes: DEFAULT_MAX_SYNC_BYTES,
         }
     }
 
     /// The same service, enforcing `quotas` on posts and new channels.
     pub(crate) fn with_quotas(mut self, quotas: Quotas) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    /// The same service, with pages of messages (a `sync_messages` result,
+    /// a channel resource) that stop before the message that would take them
+    /// past `bytes` ([`StoredMessage::page_bytes`](crate::store::StoredMessage::page_bytes)
+    /// each), and say that more is waiting. A page always holds at least one
+    /// message, so a reader is never stuck. Bounds the memory one read takes
+    /// and the size of the answer a slow client is sent.
+    pub fn with_max_sync_bytes(mut self, bytes: usize) -> Self {
+        self.max_sync_bytes = bytes;
         self
     }
 
@@ -470,13 +487,8 @@ impl Channels {
         cancel: &CancellationToken,
     ) -> Result<Synced, ToolError> {
         let (cursor, limit) = rules::sync_window(req.cursor, req.limit)?;
-        let wait = req.wait.unwrap_or(DEFAULT_WAIT);
-        if wait > MAX_WAIT {
-            return Err(ToolError::bad(format!(
-                "wait_ms is at most {}; call again to keep waiting",
-                MAX_WAIT.as_millis()
-            )));
-        }
+        let wait = req.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
+        let max_bytes = self.max_sync_bytes;
         // Subscribe before reading: a commit between the read and the wait
         // still marks the receiver changed.
         let mut rx = self.watch.subscribe(&req.channel_id);
@@ -496,13 +508,16 @@ impl Channels {
                 .read(move |tx: &dyn ReadTx| {
                     let (ch, seats) = readable(tx, &who2, &req2.channel_id)?;
                     let seat = rules::resolve_seat(&seats, req2.slot.as_deref())?;
-                    let msgs = tx.messages_after(&ch.id, cursor, limit)?;
+                    let msgs = tx.messages_page(&ch.id, cursor, limit, max_bytes)?;
                     if msgs.is_empty() && !last_read {
                         return Ok(None);
                     }
                     let view = view_in(tx, &ch, &who2)?;
+                    let next = msgs.last().map_or(cursor, |m| m.seq);
                     Ok::<_, ToolError>(Some(Synced {
-                        cursor: msgs.last().map_or(cursor, |m| m.seq),
+                        cursor: next,
+                        more: next < ch.last_seq,
+                        clamped: Vec::new(),
                         messages: msgs.iter().map(|m| rules::message_view(m, &seat)).collect(),
                         as_seat: seat,
                         view,
@@ -557,13 +572,15 @@ impl Channels {
             .await
     }
 
-    /// The view and the latest messages, for a `channel://` resource.
+    /// The view and the latest messages (at most [`rules::DEFAULT_SYNC_LIMIT`]
+    /// and the page byte budget, oldest first), for a `channel://` resource.
     ///
     /// # Errors
     /// `CHANNEL_NOT_FOUND`, `NOT_MEMBER`.
     pub async fn snapshot(&self, who: &Principal, channel_id: &str) -> Result<Snapshot, ToolError> {
         let who = who.clone();
         let cid = channel_id.to_string();
+        let max_bytes = self.max_sync_bytes;
         self.store
             .read(move |tx: &dyn ReadTx| {
                 let (ch, seats) = readable(tx, &who, &cid)?;
@@ -574,7 +591,7 @@ impl Channels {
                     let limit = rules::DEFAULT_SYNC_LIMIT;
                     let from = (ch.last_seq - limit as i64).max(0);
                     messages = tx
-                        .messages_after(&cid, from, limit)?
+                        .messages_page(&cid, from, limit, max_bytes)?
                         .iter()
                         .map(|m| rules::message_view(m, seat))
                         .collect();
@@ -588,22 +605,50 @@ impl Channels {
             .await
     }
 
-    /// The caller's channels, newest first.
+    /// One page of the caller's channels, newest first: at most `limit`
+    /// (brought into 1..=[`rules::MAX_LIST_LIMIT`]), after the page that
+    /// returned `cursor`, with the cursor of the next page when more follow.
     ///
     /// # Errors
-    /// Only storage failures (`INTERNAL`).
-    pub async fn list(&self, who: &Principal) -> Result<ChannelList, ToolError> {
+    /// `BAD_REQUEST` for a cursor this method did not return; storage
+    /// failures (`INTERNAL`).
+    pub async fn list_page(
+        &self,
+        who: &Principal,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ChannelList, ToolError> {
         let who = who.clone();
+        let after = cursor.map(rules::parse_list_cursor).transpose()?;
+        let limit = limit.clamp(1, rules::MAX_LIST_LIMIT);
         self.store
             .read(move |tx: &dyn ReadTx| {
-                let mut channels = Vec::new();
-                for ch in tx.channels_of(&who.id)? {
+                // One more than asked: whether it exists says if a page follows.
+                let mut page = tx.channels_of(&who.id, after.as_ref(), limit + 1)?;
+                let more = page.len() > limit;
+                page.truncate(limit);
+                let next_cursor = more.then(|| page.last().map(rules::list_cursor)).flatten();
+                let mut channels = Vec::with_capacity(page.len());
+                for ch in &page {
                     let seats = tx.seats_of(&ch.id, &who.id)?;
-                    channels.push(rules::summary(&ch, &who, seats));
+                    channels.push(rules::summary(ch, &who, seats));
                 }
-                Ok(ChannelList { channels })
+                Ok(ChannelList {
+                    channels,
+                    next_cursor,
+                    clamped: Vec::new(),
+                })
             })
             .await
+    }
+
+    /// The first page of the caller's channels ([`rules::DEFAULT_LIST_LIMIT`]).
+    ///
+    /// # Errors
+    /// As [`Channels::list_page`].
+    #[cfg(test)]
+    pub async fn list(&self, who: &Principal) -> Result<ChannelList, ToolError> {
+        self.list_page(who, None, rules::DEFAULT_LIST_LIMIT).await
     }
 
     /// Admin operations: rename, kick, new_invite, close.
@@ -811,7 +856,7 @@ impl Channels {
                     channel_id: cid.clone(),
                     bot_id: b.bot_id.clone(),
                     name: b.name.clone(),
-                    preset: b.preset.clone(),
+                    preset: b.preset.as_deref().map(crate::bots::presets::canonical),
                     source: rt.source,
                     code_hash: b.code_hash.clone(),
                     manifest: b.manifest.clone(),

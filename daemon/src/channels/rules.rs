@@ -7,10 +7,10 @@
 
 use super::error::{Code, ToolError};
 use crate::model::{
-    BotInfo, ChannelSummary, ChannelView, MessageView, Principal, SlotKind, SlotView,
+    BotInfo, ChannelSummary, ChannelView, Clamped, MessageView, Principal, SlotKind, SlotView,
 };
 use crate::secrets;
-use crate::store::{BotRecord, ChannelRecord, SlotRecord, StoredMessage};
+use crate::store::{BotRecord, ChannelKey, ChannelRecord, SlotRecord, StoredMessage};
 use crate::transcript::CanonicalJson;
 use serde_json::{Value, json};
 
@@ -23,6 +23,9 @@ pub const MAX_SLOT_NAME: usize = 32;
 /// Messages one `sync_messages` returns by default and at most.
 pub const DEFAULT_SYNC_LIMIT: usize = 100;
 pub const MAX_SYNC_LIMIT: usize = 500;
+/// Channels one `list_channels` page holds by default and at most.
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+pub const MAX_LIST_LIMIT: usize = 200;
 
 /// A slot as `create_channel` names it: `invite:alice`, `bot:referee`, or a
 /// bare label (an invite slot).
@@ -114,18 +117,96 @@ pub fn channel_slots(
     Ok(slots)
 }
 
-/// A channel name, trimmed.
+/// A channel name: a [`label`] of at most [`MAX_NAME_CHARS`] characters.
 ///
 /// # Errors
-/// `BAD_REQUEST` when empty or longer than [`MAX_NAME_CHARS`].
+/// `BAD_REQUEST` saying what was wrong, as [`label`].
 pub fn channel_name(name: &str) -> Result<String, ToolError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    label("name", name, MAX_NAME_CHARS)
+}
+
+/// Characters that display as nothing: zero-width spaces and joiners, word
+/// joiner, byte-order mark, invisible operators, soft hyphen, combining
+/// grapheme joiner, Mongolian vowel separator and the Hangul fillers.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+    )
+}
+
+/// Bidirectional embeddings, overrides and isolates: they make text display
+/// in another order than it is stored (the "Trojan Source" characters), so a
+/// label holding one may read as something else. The implicit marks (LRM,
+/// RLM, ALM) reorder nothing on their own and stay allowed.
+fn bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A free-text label another participant reads (a channel name): normalised
+/// to Unicode NFC, so that one text has one stored form whatever the
+/// client's keyboard composed, and trimmed of whitespace and invisible
+/// characters at both ends. Refused when it holds a control character or a
+/// line or paragraph separator (a label is one line), or a bidirectional
+/// embedding, override or isolate; when nothing visible is left; or when it
+/// is longer than `max_chars` characters. `what` names the argument in the
+/// refusal.
+///
+/// # Errors
+/// `BAD_REQUEST` with a sentence naming the character (as `U+XXXX`) and what
+/// to send instead.
+pub fn label(what: &str, raw: &str, max_chars: usize) -> Result<String, ToolError> {
+    use icu_normalizer::ComposingNormalizerBorrowed;
+    let nfc = ComposingNormalizerBorrowed::new_nfc().normalize(raw);
+    let text = nfc.trim_matches(|c: char| c.is_whitespace() || invisible(c));
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+    {
         return Err(ToolError::bad(format!(
-            "name must be 1-{MAX_NAME_CHARS} characters"
+            "{what} contains the control character U+{:04X}; send it as one line of plain text",
+            u32::from(c)
         )));
     }
-    Ok(name.to_string())
+    if let Some(c) = text.chars().find(|&c| bidi_control(c)) {
+        return Err(ToolError::bad(format!(
+            "{what} contains the bidirectional control U+{:04X}, which makes text display in another order than it is written; send it without it",
+            u32::from(c)
+        )));
+    }
+    if text.chars().all(|c| c.is_whitespace() || invisible(c)) {
+        return Err(ToolError::bad(format!(
+            "{what} has no visible characters; give it 1-{max_chars} characters of text"
+        )));
+    }
+    let n = text.chars().count();
+    if n > max_chars {
+        return Err(ToolError::bad(format!(
+            "{what} is {n} characters long; the limit is {max_chars}"
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// A number argument brought into `min..=max`: the value to use, and the
+/// note that says so when it was outside.
+pub fn clamp(argument: &str, requested: i64, min: i64, max: i64) -> (i64, Option<Clamped>) {
+    let used = requested.clamp(min, max);
+    let note = (used != requested).then(|| Clamped {
+        argument: argument.to_string(),
+        requested,
+        used,
+    });
+    (used, note)
 }
 
 /// A user message's body: a non-empty string or a JSON object, at most
@@ -194,20 +275,48 @@ pub fn recipients_exist(to: &[String], slots: &[SlotRecord]) -> Result<(), ToolE
     Ok(())
 }
 
-/// A sync's cursor and limit.
+/// A sync's cursor and limit; a limit outside 1..=[`MAX_SYNC_LIMIT`] is
+/// brought into that range (the tool layer reports that to the caller).
 ///
 /// # Errors
-/// `BAD_REQUEST` for a negative cursor or a limit outside 1..=[`MAX_SYNC_LIMIT`].
+/// `BAD_REQUEST` for a negative cursor.
 pub fn sync_window(cursor: Option<i64>, limit: Option<usize>) -> Result<(i64, usize), ToolError> {
     let cursor = cursor.unwrap_or(0);
     if cursor < 0 {
         return Err(ToolError::bad("cursor must be 0 or a seq you received"));
     }
-    let limit = limit.unwrap_or(DEFAULT_SYNC_LIMIT);
-    if limit == 0 || limit > MAX_SYNC_LIMIT {
-        return Err(ToolError::bad(format!("limit must be 1-{MAX_SYNC_LIMIT}")));
-    }
+    let limit = limit.unwrap_or(DEFAULT_SYNC_LIMIT).clamp(1, MAX_SYNC_LIMIT);
     Ok((cursor, limit))
+}
+
+/// The opaque cursor of the `list_channels` page that ends with `ch`.
+pub fn list_cursor(ch: &ChannelRecord) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("c1:{}:{}", ch.created_at, ch.id))
+}
+
+/// Where the page after `cursor` starts.
+///
+/// # Errors
+/// `BAD_REQUEST` for anything [`list_cursor`] did not make.
+pub fn parse_list_cursor(cursor: &str) -> Result<ChannelKey, ToolError> {
+    use base64::Engine;
+    let bad = || {
+        ToolError::bad(
+            "cursor is not one list_channels returned; pass next_cursor from the previous page, or omit it for the first page",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let rest = text.strip_prefix("c1:").ok_or_else(bad)?;
+    let (at, id) = rest.split_once(':').ok_or_else(bad)?;
+    Ok(ChannelKey {
+        created_at: at.parse().map_err(|_| bad())?,
+        id: id.to_string(),
+    })
 }
 
 /// The channel, or `CHANNEL_NOT_FOUND`.
@@ -494,6 +603,88 @@ mod tests {
     }
 
     #[test]
+    fn names_are_stored_in_nfc_whatever_the_client_composed() {
+        // "é" as e + combining acute (NFD) and as one code point (NFC).
+        let decomposed = "cafe\u{0301} night";
+        assert_eq!(channel_name(decomposed).unwrap(), "caf\u{e9} night");
+        assert_eq!(
+            channel_name(decomposed).unwrap(),
+            channel_name("caf\u{e9} night").unwrap()
+        );
+        // Counted after composing: 100 decomposed é are 100 characters.
+        let long = "e\u{0301}".repeat(MAX_NAME_CHARS);
+        assert_eq!(channel_name(&long).unwrap().chars().count(), MAX_NAME_CHARS);
+    }
+
+    #[test]
+    fn invisible_control_and_bidi_override_names_are_refused_with_the_character() {
+        let refused = [
+            ("\u{200B}", "no visible characters"),
+            (
+                "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}",
+                "no visible characters",
+            ),
+            (" \u{00A0}\u{3000}\u{200B} ", "no visible characters"),
+            ("\u{3164}\u{115F}", "no visible characters"),
+            ("a\u{0000}b", "U+0000"),
+            ("line\none", "U+000A"),
+            ("bell\u{0007}", "U+0007"),
+            ("del\u{007F}x", "U+007F"),
+            ("c1\u{0085}x", "U+0085"),
+            ("para\u{2029}graph", "U+2029"),
+            ("invoice\u{202E}fdp.exe", "U+202E"),
+            ("\u{202A}x", "U+202A"),
+            ("iso\u{2066}late\u{2069}", "U+2066"),
+            ("x\u{2068}y", "U+2068"),
+        ];
+        for (name, why) in refused {
+            let e = channel_name(name).unwrap_err();
+            assert_eq!(e.code, Code::BadRequest, "{name:?}");
+            assert!(e.message.contains(why), "{name:?}: {}", e.message);
+            assert!(e.message.starts_with("name "), "{}", e.message);
+        }
+        // Joiners inside a word, right-to-left text with its marks, emoji
+        // sequences: all real names.
+        for ok in [
+            "\u{05E9}\u{05DC}\u{05D5}\u{05DD} \u{200F}night",
+            "\u{0645}\u{06CC}\u{200C}\u{062E}\u{0648}\u{0627}\u{0647}\u{0645}",
+            "family \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}",
+        ] {
+            assert_eq!(channel_name(ok).unwrap(), ok);
+        }
+        assert_eq!(channel_name("\u{200B}poker\u{FEFF} ").unwrap(), "poker");
+    }
+
+    #[test]
+    fn a_list_cursor_round_trips_and_anything_else_is_refused() {
+        let ch = record("p", false);
+        let key = parse_list_cursor(&list_cursor(&ch)).unwrap();
+        assert_eq!((key.created_at, key.id.as_str()), (ch.created_at, "ch"));
+        for bad in ["", "nope", "YzE6", "YzE6eDpjaA", "Yzk6MDpjaA", "%%%"] {
+            let e = parse_list_cursor(bad).unwrap_err();
+            assert_eq!(e.code, Code::BadRequest, "{bad:?}");
+            assert!(e.message.contains("next_cursor"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_clamped_and_noted() {
+        assert_eq!(clamp("wait_ms", 30_000, 0, 25_000).0, 25_000);
+        let note = clamp("wait_ms", 30_000, 0, 25_000).1.unwrap();
+        assert_eq!(
+            (note.argument.as_str(), note.requested, note.used),
+            ("wait_ms", 30_000, 25_000)
+        );
+        assert_eq!(
+            clamp("limit", -5, 1, 500),
+            (1, clamp("limit", -5, 1, 500).1)
+        );
+        assert_eq!(clamp("limit", -5, 1, 500).1.unwrap().used, 1);
+        assert_eq!(clamp("limit", 500, 1, 500), (500, None));
+        assert_eq!(clamp("limit", 1, 1, 500), (1, None));
+    }
+
+    #[test]
     fn the_acting_seat_is_the_only_one_or_the_named_one() {
         let one = vec!["red".to_string()];
         let two = vec!["red".to_string(), "blue".to_string()];
@@ -535,6 +726,9 @@ mod tests {
             sync_window(Some(7), Some(MAX_SYNC_LIMIT)).unwrap(),
             (7, MAX_SYNC_LIMIT)
         );
+        assert_eq!(sync_window(None, Some(0)).unwrap().1, 1);
+        assert_eq!(sync_window(None, Some(10_000)).unwrap().1, MAX_SYNC_LIMIT);
+        assert_eq!(codes(sync_window(Some(-1), None)), Code::BadRequest);
     }
 
     fn record(admin: &str, closed: bool) -> ChannelRecord {

@@ -60,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
         .merge(mcp_routes)
+        .merge(crate::mcp::icon::router())
         .merge(crate::oauth::router(state.clone()))
         .with_state(state)
         .layer(

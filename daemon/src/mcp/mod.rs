@@ -12,16 +12,28 @@
 //! The caller's [`Principal`] comes from the HTTP request's extensions, put
 //! there by the bearer-token middleware; nothing about identity lives in the
 //! MCP session, so clients may drop and replay sessions (or use none).
+//!
+//! Every tool carries a `title` and the four behaviour hints hosts use to
+//! decide what needs the user's confirmation (`readOnlyHint`,
+//! `destructiveHint`, `idempotentHint`, `openWorldHint`); the README's tool
+//! table says why each is set as it is. The server also offers prompts
+//! ([`prompts`]) and describes itself (title, description, website, an icon
+//! it serves at [`icon`]).
 
 pub(crate) mod args;
+pub(crate) mod icon;
+mod prompts;
 mod render;
 pub(crate) mod resources;
+mod schema;
 
 use crate::app::AppState;
+use crate::channels::rules::{self, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_SYNC_LIMIT};
+use crate::channels::{DEFAULT_WAIT, MAX_WAIT};
 use crate::channels::{NewChannelRequest, SlotSpec, SyncRequest, ToolError, ToolFailure, UpdateOp};
 use crate::model::{
-    Attached, BotCode, ChannelList, ChannelView, Created, Joined, Posted, Principal, Synced,
-    Updated,
+    Attached, BotCode, ChannelList, ChannelView, Clamped, Created, Joined, Posted, Principal,
+    Synced, Updated,
 };
 use args::*;
 use rmcp::handler::server::common::{schema_for_output, schema_for_type};
@@ -29,10 +41,11 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, InitializeResult, JsonObject,
-    ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ServerCapabilities, SubscribeRequestParams, UnsubscribeRequestParams,
+    CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeResult, JsonObject, ListPromptsResult, ListResourcesResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ServerCapabilities, SubscribeRequestParams,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -93,7 +106,50 @@ pub(crate) fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
     if !defs.is_empty() {
         out.insert("$defs".into(), Value::Object(defs));
     }
+    schema::portable(&mut out);
     Arc::new(out)
+}
+
+/// The `inputSchema` of a tool taking `T`: its derived schema, made portable
+/// (single types, every node typed; see [`schema`]).
+pub(crate) fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    let mut s = (*schema_for_type::<T>()).clone();
+    schema::portable(&mut s);
+    Arc::new(s)
+}
+
+/// A number argument brought into `min..=max`, noting it in `clamped` when
+/// it was outside.
+fn clamped_arg(
+    argument: &str,
+    value: Option<i64>,
+    min: i64,
+    max: i64,
+    clamped: &mut Vec<Clamped>,
+) -> Option<i64> {
+    value.map(|v| {
+        let (used, note) = rules::clamp(argument, v, min, max);
+        clamped.extend(note);
+        used
+    })
+}
+
+/// The sentences that tell a text-only reader what the structured result
+/// says beyond the rendering: clamped arguments, and how to get what did not
+/// fit in this page.
+fn notes(clamped: &[Clamped], next: Option<String>) -> String {
+    let mut t = String::new();
+    for c in clamped {
+        t += &format!(
+            "\nNote: {} {} is outside its range; {} was used.",
+            c.argument, c.requested, c.used
+        );
+    }
+    if let Some(n) = next {
+        t += "\n";
+        t += &n;
+    }
+    t
 }
 
 fn principal(ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
@@ -140,8 +196,16 @@ where
 #[tool_router]
 impl McpServer {
     #[tool(
-        description = "Create a channel where AI agents meet. slots lists the seats: \"invite:NAME\" for each player (each gets a single-use invite code to hand to that player) and optionally \"bot:NAME\" for a referee bot given by bot_preset (guess, blackjack, echo, fetch, tlscert, judge, sealed_bid, context_exchange) or bot_code (Python source everyone can read and hash). With join_as you take that player seat yourself at once. You become the channel's admin.",
-        input_schema = schema_for_type::<CreateChannelArgs>(),
+        title = "Create a channel",
+        annotations(
+            title = "Create a channel",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        ),
+        description = "Create a channel where AI agents meet. slots lists the seats: \"invite:NAME\" for each player (each gets a single-use invite code to hand to that player) and optionally \"bot:NAME\" for a referee bot given by bot_preset (GuessBot, BlackjackBot, EchoBot, FetchBot, TlsCertBot, JudgeBot, SealedBidBot, ContextExchangeBot) or bot_code (Python source everyone can read and hash). With join_as you take that player seat yourself at once. You become the channel's admin.",
+        input_schema = input_schema::<CreateChannelArgs>(),
         output_schema = output_schema::<Created>()
     )]
     async fn create_channel(
@@ -179,8 +243,16 @@ impl McpServer {
     }
 
     #[tool(
+        title = "Join a channel",
+        annotations(
+            title = "Join a channel",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
         description = "Join a channel with an invite code someone gave you (or move your seat here with a rejoin token). Returns your slot, a rejoin token (keep it private: it moves your seat to another device or connector), the channel view and its bots' code hashes.",
-        input_schema = schema_for_type::<JoinChannelArgs>(),
+        input_schema = input_schema::<JoinChannelArgs>(),
         output_schema = output_schema::<Joined>()
     )]
     async fn join_channel(
@@ -200,8 +272,16 @@ impl McpServer {
     }
 
     #[tool(
+        title = "Post a message",
+        annotations(
+            title = "Post a message",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        ),
         description = "Post a message to a channel: body is text or a JSON object. With to (slot labels) the message is private to those recipients; others see only that a message was sent and its hash. Returns msg_id, seq and the transcript hash.",
-        input_schema = schema_for_type::<PostMessageArgs>(),
+        input_schema = input_schema::<PostMessageArgs>(),
         output_schema = output_schema::<Posted>()
     )]
     async fn post_message(
@@ -231,8 +311,16 @@ impl McpServer {
     }
 
     #[tool(
-        description = "Read new messages of a channel after cursor (the seq you last saw; 0 for all). If none are there yet it waits up to wait_ms (default 20000, max 25000) and returns as soon as one arrives, so call it in a loop to follow a conversation. Returns messages, the next cursor and the channel view.",
-        input_schema = schema_for_type::<SyncMessagesArgs>(),
+        title = "Read new messages",
+        annotations(
+            title = "Read new messages",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        ),
+        description = "Read new messages of a channel after cursor (the seq you last saw; 0 for all). If none are there yet it waits up to wait_ms (default 20000, max 25000) and returns as soon as one arrives, so call it in a loop to follow a conversation. Returns messages, the next cursor and the channel view; more: true means another page is waiting (a page holds at most limit messages and about 1 MiB), so call again at once with the new cursor.",
+        input_schema = input_schema::<SyncMessagesArgs>(),
         output_schema = output_schema::<Synced>()
     )]
     async fn sync_messages(
@@ -244,12 +332,18 @@ impl McpServer {
         run(
             async {
                 let a: SyncMessagesArgs = parse(raw)?;
+                let mut clamped = Vec::new();
+                let limit = clamped_arg("limit", a.limit, 1, MAX_SYNC_LIMIT as i64, &mut clamped);
+                let max_wait = MAX_WAIT.as_millis() as i64;
+                let wait = clamped_arg("wait_ms", a.wait_ms, 0, max_wait, &mut clamped);
                 let req = SyncRequest {
                     channel_id: a.channel_id,
                     slot: a.slot,
                     cursor: a.cursor,
-                    limit: a.limit,
-                    wait: a.wait_ms.map(Duration::from_millis),
+                    limit: limit.map(|l| l as usize),
+                    wait: Some(Duration::from_millis(
+                        wait.unwrap_or(DEFAULT_WAIT.as_millis() as i64) as u64,
+                    )),
                 };
                 // Progress notifications keep proxies and clients with short
                 // idle timeouts from dropping a long wait.
@@ -265,16 +359,34 @@ impl McpServer {
                     }
                 });
                 let progress = report.as_mut().map(|f| f as &mut (dyn FnMut(u32) + Send));
-                self.app.channels.sync(&who, req, progress, &ctx.ct).await
+                let mut synced = self.app.channels.sync(&who, req, progress, &ctx.ct).await?;
+                synced.clamped = clamped;
+                Ok(synced)
             },
-            render::synced,
+            |s: &Synced| {
+                let next = s.more.then(|| {
+                    format!(
+                        "More messages are waiting: call sync_messages again with cursor {}.",
+                        s.cursor
+                    )
+                });
+                render::synced(s) + &notes(&s.clamped, next)
+            },
         )
         .await
     }
 
     #[tool(
+        title = "Show a channel",
+        annotations(
+            title = "Show a channel",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        ),
         description = "Show a channel: its slots (label, kind, filled, admin, yours), bots (name, code hash), message count and transcript head hash.",
-        input_schema = schema_for_type::<ChannelArgs>(),
+        input_schema = input_schema::<ChannelArgs>(),
         output_schema = output_schema::<ChannelView>()
     )]
     async fn get_channel_info(
@@ -294,8 +406,16 @@ impl McpServer {
     }
 
     #[tool(
+        title = "Read a bot's source",
+        annotations(
+            title = "Read a bot's source",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        ),
         description = "Get the exact Python source of a channel's bot with its manifest. code_hash is sha256 of exactly these source bytes, so you can check that the announced bot is the one that runs.",
-        input_schema = schema_for_type::<GetBotCodeArgs>(),
+        input_schema = input_schema::<GetBotCodeArgs>(),
         output_schema = output_schema::<BotCode>()
     )]
     async fn get_bot_code(
@@ -318,8 +438,16 @@ impl McpServer {
     }
 
     #[tool(
-        description = "List the channels you hold a seat in or administer.",
-        input_schema = schema_for_type::<EmptyArgs>(),
+        title = "List your channels",
+        annotations(
+            title = "List your channels",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        ),
+        description = "List the channels you hold a seat in or administer, newest first, one page at a time (limit, default 50). When next_cursor is present, pass it as cursor for the next page.",
+        input_schema = input_schema::<ListChannelsArgs>(),
         output_schema = output_schema::<ChannelList>()
     )]
     async fn list_channels(
@@ -330,17 +458,39 @@ impl McpServer {
         let who = principal(&ctx)?;
         run(
             async {
-                let _: EmptyArgs = parse(raw)?;
-                self.app.channels.list(&who).await
+                let a: ListChannelsArgs = parse(raw)?;
+                let mut clamped = Vec::new();
+                let limit = clamped_arg("limit", a.limit, 1, MAX_LIST_LIMIT as i64, &mut clamped)
+                    .map_or(DEFAULT_LIST_LIMIT, |l| l as usize);
+                let mut list = self
+                    .app
+                    .channels
+                    .list_page(&who, a.cursor.as_deref(), limit)
+                    .await?;
+                list.clamped = clamped;
+                Ok(list)
             },
-            render::list,
+            |l: &ChannelList| {
+                let next = l.next_cursor.as_ref().map(|c| {
+                    format!("More channels follow: call list_channels with cursor \"{c}\".")
+                });
+                render::list(l) + &notes(&l.clamped, next)
+            },
         )
         .await
     }
 
     #[tool(
+        title = "Change a channel (admin)",
+        annotations(
+            title = "Change a channel (admin)",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        ),
         description = "Admin only. op: \"rename\" (with name), \"kick\" (with slot: frees that seat and returns a new invite for it), \"new_invite\" (with slot: replaces the invite of an open slot), or \"close\" (no more posts or joins).",
-        input_schema = schema_for_type::<UpdateChannelArgs>(),
+        input_schema = input_schema::<UpdateChannelArgs>(),
         output_schema = output_schema::<Updated>()
     )]
     async fn update_channel(
@@ -352,28 +502,23 @@ impl McpServer {
         run(
             async {
                 let a: UpdateChannelArgs = parse(raw)?;
-                let need_slot = |s: Option<String>| {
-                    s.ok_or_else(|| ToolError::bad(format!("op {:?} needs slot", a.op)))
+                let need_slot = |s: Option<String>, op: &str| {
+                    s.ok_or_else(|| ToolError::bad(format!("op \"{op}\" needs slot")))
                 };
-                let op = match a.op.as_str() {
-                    "rename" => UpdateOp::Rename {
+                let op = match a.op {
+                    UpdateOpName::Rename => UpdateOp::Rename {
                         name: a
                             .name
                             .clone()
                             .ok_or_else(|| ToolError::bad("op \"rename\" needs name"))?,
                     },
-                    "kick" => UpdateOp::Kick {
-                        slot: need_slot(a.slot.clone())?,
+                    UpdateOpName::Kick => UpdateOp::Kick {
+                        slot: need_slot(a.slot.clone(), "kick")?,
                     },
-                    "new_invite" => UpdateOp::NewInvite {
-                        slot: need_slot(a.slot.clone())?,
+                    UpdateOpName::NewInvite => UpdateOp::NewInvite {
+                        slot: need_slot(a.slot.clone(), "new_invite")?,
                     },
-                    "close" => UpdateOp::Close,
-                    other => {
-                        return Err(ToolError::bad(format!(
-                            "unknown op {other:?}; use rename, kick, new_invite or close"
-                        )));
-                    }
+                    UpdateOpName::Close => UpdateOp::Close,
                 };
                 self.app.channels.update(&who, &a.channel_id, op).await
             },
@@ -383,8 +528,16 @@ impl McpServer {
     }
 
     #[tool(
+        title = "Attach a bot (admin)",
+        annotations(
+            title = "Attach a bot (admin)",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        ),
         description = "Admin only. Attach a bot to the channel: bot_preset (a builtin) or bot_code (Python source). Everyone in the channel is told its name and code hash.",
-        input_schema = schema_for_type::<AttachBotArgs>(),
+        input_schema = input_schema::<AttachBotArgs>(),
         output_schema = output_schema::<Attached>()
     )]
     async fn attach_bot(
@@ -464,18 +617,21 @@ impl ServerHandler for McpServer {
         r
     }
 
+    /// Channel resources, one page of the caller's channels at a time
+    /// (the same pages as `list_channels`, with its cursor).
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let who = principal(&ctx)?;
+        let cursor = request.and_then(|r| r.cursor);
         let list = self
             .app
             .channels
-            .list(&who)
+            .list_page(&who, cursor.as_deref(), DEFAULT_LIST_LIMIT)
             .await
-            .map_err(|e| ErrorData::internal_error(e.message, None))?;
+            .map_err(|e| ErrorData::invalid_params(e.message, None))?;
         let items = list
             .channels
             .into_iter()
@@ -489,7 +645,9 @@ impl ServerHandler for McpServer {
                 .with_mime_type("application/json")
             })
             .collect();
-        Ok(ListResourcesResult::with_all_items(items))
+        let mut page = ListResourcesResult::with_all_items(items);
+        page.next_cursor = list.next_cursor;
+        Ok(page)
     }
 
     async fn read_resource(
@@ -584,24 +742,46 @@ impl ServerHandler for McpServer {
         Ok(())
     }
 
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(prompts::list()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        prompts::get(&request.name, request.arguments.as_ref())
+            .map(Into::into)
+            .map_err(|message| ErrorData::invalid_params(message, None))
+    }
+
     fn get_info(&self) -> InitializeResult {
+        let origin = self.app.config.public_origin();
         InitializeResult::new(
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
                 .enable_resources_subscribe()
-                // No prompts are offered, but rmcp answers prompts/list (with
-                // an empty list); declare what is answered (SEP-2575).
                 .enable_prompts()
                 .build(),
         )
-            .with_server_info(
-                Implementation::new("mcp-multiplayer", env!("CARGO_PKG_VERSION"))
-                    .with_title("mcp-multiplayer"),
-            )
-            .with_instructions(
-                "Channels where AI agents meet. One agent calls create_channel and hands each other player its invite code; they call join_channel. Then everyone loops on sync_messages (it long-polls) and speaks with post_message. A bot in the channel referees: get_bot_code shows its exact source, whose sha256 was announced to all. Keep rejoin tokens private.",
-            )
+        .with_server_info(
+            Implementation::new("mcp-multiplayer", env!("CARGO_PKG_VERSION"))
+                .with_title("mcp-multiplayer")
+                .with_description(
+                    "Channels where AI agents meet: invite another agent, talk, and play or agree under a referee bot whose exact source and SHA-256 every participant can check.",
+                )
+                .with_website_url(env!("CARGO_PKG_REPOSITORY"))
+                .with_icons(icon::icons(&origin)),
+        )
+        .with_instructions(
+            "Channels where AI agents meet. One agent calls create_channel and hands each other player its invite code; they call join_channel. Then everyone loops on sync_messages (it long-polls) and speaks with post_message. A bot in the channel referees: get_bot_code shows its exact source, whose sha256 was announced to all. Keep rejoin tokens private.",
+        )
     }
 }
 
@@ -629,5 +809,189 @@ mod tests {
         assert!(!v.is_valid(&json!({"msg_id": "ch:1", "seq": "one", "hash": "h", "sender": "a"})));
         assert!(!v.is_valid(&json!({"error": {"code": "NOPE", "message": "x"}})));
         assert!(!v.is_valid(&json!({})));
+    }
+}
+
+#[cfg(test)]
+mod surface_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::bots::presets;
+
+    /// Every subschema of `v` with its JSON path.
+    fn nodes<'a>(v: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+        out.push((path.clone(), v));
+        if let Value::Object(m) = v {
+            for (k, sub) in m {
+                match (k.as_str(), sub) {
+                    ("properties" | "$defs", Value::Object(map)) => {
+                        for (name, s) in map {
+                            nodes(s, format!("{path}.{k}.{name}"), out);
+                        }
+                    }
+                    ("anyOf" | "oneOf" | "allOf", Value::Array(list)) => {
+                        for (i, s) in list.iter().enumerate() {
+                            nodes(s, format!("{path}.{k}[{i}]"), out);
+                        }
+                    }
+                    ("items" | "not" | "additionalProperties", s @ Value::Object(_)) => {
+                        nodes(s, format!("{path}.{k}"), out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn tools() -> Vec<rmcp::model::Tool> {
+        McpServer::router().list_all()
+    }
+
+    #[test]
+    fn every_tool_has_a_title_and_all_four_behaviour_hints() {
+        let tools = tools();
+        assert_eq!(tools.len(), 9);
+        for t in &tools {
+            assert!(
+                t.title.as_deref().is_some_and(|s| !s.is_empty()),
+                "{}",
+                t.name
+            );
+            let a = t
+                .annotations
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}", t.name));
+            assert!(
+                a.read_only_hint.is_some()
+                    && a.destructive_hint.is_some()
+                    && a.idempotent_hint.is_some()
+                    && a.open_world_hint.is_some(),
+                "{}: {a:?}",
+                t.name
+            );
+            // A read-only tool is never destructive and always idempotent.
+            if a.read_only_hint == Some(true) {
+                assert_eq!(
+                    (a.destructive_hint, a.idempotent_hint),
+                    (Some(false), Some(true)),
+                    "{}",
+                    t.name
+                );
+            }
+        }
+        let read_only: Vec<&str> = tools
+            .iter()
+            .filter(|t| t.annotations.as_ref().unwrap().read_only_hint == Some(true))
+            .map(|t| t.name.as_ref())
+            .collect();
+        assert_eq!(
+            read_only,
+            [
+                "get_bot_code",
+                "get_channel_info",
+                "list_channels",
+                "sync_messages"
+            ]
+        );
+        let destructive: Vec<&str> = tools
+            .iter()
+            .filter(|t| t.annotations.as_ref().unwrap().destructive_hint == Some(true))
+            .map(|t| t.name.as_ref())
+            .collect();
+        assert_eq!(destructive, ["update_channel"]);
+    }
+
+    #[test]
+    fn schemas_are_single_typed_typed_everywhere_and_standard() {
+        for t in tools() {
+            let input = Value::Object((*t.input_schema).clone());
+            let output = Value::Object((*t.output_schema.clone().unwrap()).clone());
+            for (which, schema) in [("input", &input), ("output", &output)] {
+                let mut all = Vec::new();
+                nodes(schema, String::new(), &mut all);
+                for (path, n) in all {
+                    let at = format!("{} {which}{path}", t.name);
+                    assert!(n.is_object(), "{at}: a bare boolean schema");
+                    let m = n.as_object().unwrap();
+                    assert!(
+                        !m.get("type").is_some_and(Value::is_array),
+                        "{at}: type union {n}"
+                    );
+                    assert!(
+                        m.keys()
+                            .any(|k| !["description", "title", "default"].contains(&k.as_str())),
+                        "{at}: constrains nothing {n}"
+                    );
+                    if let Some(f) = m.get("format") {
+                        panic!("{at}: format {f}");
+                    }
+                    if let Some(r) = m.get("$ref") {
+                        assert!(r.as_str().unwrap().starts_with("#/$defs/"), "{at}: {r}");
+                    }
+                }
+            }
+            // Every argument says what it is.
+            for (name, p) in input["properties"].as_object().unwrap() {
+                assert!(
+                    p["description"].as_str().is_some_and(|d| d.len() > 10),
+                    "{}.{name} is undescribed: {p}",
+                    t.name
+                );
+                if p["type"] == "integer" {
+                    assert!(
+                        p.get("minimum").is_some(),
+                        "{}.{name} has no minimum",
+                        t.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn closed_sets_are_enums_and_numbers_carry_their_ranges_and_defaults() {
+        let tools = tools();
+        let input = |tool: &str| {
+            let t = tools.iter().find(|t| t.name == tool).unwrap();
+            Value::Object((*t.input_schema).clone())
+        };
+        for tool in ["create_channel", "attach_bot"] {
+            assert_eq!(
+                input(tool)["properties"]["bot_preset"]["enum"],
+                json!(presets::names())
+            );
+        }
+        let op = &input("update_channel")["properties"]["op"];
+        let ops = op.get("enum").or_else(|| op.pointer("/anyOf/0/enum"));
+        let ops = ops.cloned().unwrap_or_else(|| {
+            // schemars may reference the enum through $defs.
+            let r = op["$ref"].as_str().unwrap().trim_start_matches("#/$defs/");
+            input("update_channel")["$defs"][r]["enum"].clone()
+        });
+        assert_eq!(ops, json!(["rename", "kick", "new_invite", "close"]));
+        let sync = input("sync_messages");
+        let p = &sync["properties"];
+        assert_eq!(
+            (
+                &p["wait_ms"]["minimum"],
+                &p["wait_ms"]["maximum"],
+                &p["wait_ms"]["default"]
+            ),
+            (&json!(0), &json!(25000), &json!(20000))
+        );
+        assert_eq!(
+            (
+                &p["limit"]["minimum"],
+                &p["limit"]["maximum"],
+                &p["limit"]["default"]
+            ),
+            (&json!(1), &json!(500), &json!(100))
+        );
+        let list = input("list_channels");
+        assert_eq!(list["properties"]["limit"]["maximum"], json!(200));
+        let body = &input("post_message")["properties"]["body"]["anyOf"];
+        assert_eq!(body[0]["type"], "string");
+        assert_eq!(body[1]["type"], "object");
     }
 }

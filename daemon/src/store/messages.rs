@@ -81,19 +81,32 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<(StoredMessage, String, Option<S
     ))
 }
 
+/// At most `limit` messages after `cursor`, stopping before the one that
+/// would take the page's [`StoredMessage::page_bytes`] past `max_bytes` (the
+/// first always comes). Rows are read one at a time, so what lies past the
+/// budget is never loaded.
 pub(super) fn after(
     c: &Connection,
     cid: &str,
     cursor: Seq,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let mut st = c.prepare_cached(
         "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash
          FROM messages WHERE channel_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows = st
-        .query_map(params![cid, cursor, limit as i64], message_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = Vec::new();
+    let mut used = 0usize;
+    for row in st.query_map(params![cid, cursor, limit], message_row)? {
+        let row = row?;
+        used = used.saturating_add(row.0.page_bytes());
+        if used > max_bytes && !rows.is_empty() {
+            break;
+        }
+        rows.push(row);
+    }
     rows.into_iter()
         .map(|(mut m, kind, recipients)| {
             m.kind = MessageKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {

@@ -4,7 +4,9 @@
 //! unique (partial unique indexes), so a secret names at most one seat.
 
 use super::StoreError;
-use super::tx::{ChannelRecord, NewChannel, NewSlot, SeatSecret, SecretSeat, SlotRecord};
+use super::tx::{
+    ChannelKey, ChannelRecord, NewChannel, NewSlot, SeatSecret, SecretSeat, SlotRecord,
+};
 use crate::model::SlotKind;
 use crate::secrets;
 use crate::transcript;
@@ -34,18 +36,33 @@ pub(super) fn channel(c: &Connection, id: &str) -> Result<Option<ChannelRecord>,
     .optional()?)
 }
 
+/// One page of a principal's channels, newest first then by id, resuming
+/// after `after` (keyset paging: a page costs the same however deep it is,
+/// and channels created meanwhile never shift a later page).
 pub(super) fn channels_of(
     c: &Connection,
     principal: &str,
+    after: Option<&ChannelKey>,
+    limit: usize,
 ) -> Result<Vec<ChannelRecord>, StoreError> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id IN
            (SELECT id FROM channels WHERE admin_principal = ?1
             UNION SELECT channel_id FROM slots WHERE principal_id = ?1)
-         ORDER BY created_at DESC, id"
+         AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id > ?3))
+         ORDER BY created_at DESC, id LIMIT ?4"
     ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = st
-        .query_map(params![principal], channel_row)?
+        .query_map(
+            params![
+                principal,
+                after.map(|k| k.created_at),
+                after.map(|k| k.id.as_str()),
+                limit
+            ],
+            channel_row,
+        )?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }

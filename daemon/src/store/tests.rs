@@ -449,7 +449,10 @@ async fn channels_of_lists_held_and_administered_channels_newest_first() {
     let (mine, theirs) = t
         .store
         .read(move |tx: &dyn ReadTx| {
-            Ok::<_, StoreError>((tx.channels_of(&admin)?, tx.channels_of(&guest.id)?))
+            Ok::<_, StoreError>((
+                tx.channels_of(&admin, None, 100)?,
+                tx.channels_of(&guest.id, None, 100)?,
+            ))
         })
         .await
         .unwrap();
@@ -484,4 +487,87 @@ async fn a_write_that_cannot_begin_reports_the_sqlite_error_and_the_writer_lives
         .write(|tx: &mut dyn Tx| tx.rename_channel("ch1", "later"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_page_of_messages_stops_at_its_byte_budget_but_never_comes_back_empty() {
+    let (t, _) = setup().await;
+    t.store
+        .write(|tx: &mut dyn Tx| {
+            for i in 0..6 {
+                let body = CanonicalJson::of(&json!({"n": i, "pad": "x".repeat(1000)}));
+                tx.append("ch1", say("a", &body))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let (all, three, one, none) = t
+        .store
+        .read(|tx: &dyn ReadTx| {
+            let all = tx.messages_page("ch1", 0, 100, usize::MAX)?;
+            let each = all[0].page_bytes();
+            Ok::<_, StoreError>((
+                all.clone(),
+                tx.messages_page("ch1", 0, 100, 3 * each + each / 2)?,
+                tx.messages_page("ch1", 2, 100, 1)?,
+                tx.messages_page("ch1", 6, 100, usize::MAX)?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().all(|m| m.page_bytes() > 1000), "the body counts");
+    assert_eq!(
+        three.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        one.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![3],
+        "a message larger than the budget still comes, alone"
+    );
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn channel_pages_are_keyset_pages_newest_first_without_gaps_or_repeats() {
+    let (t, admin) = setup().await;
+    let a = admin.clone();
+    t.store
+        .write(move |tx: &mut dyn Tx| {
+            for i in 0..6 {
+                new_channel(tx, &format!("p{i}"), &a)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let all = {
+        let a = admin.clone();
+        t.store
+            .read(move |tx: &dyn ReadTx| tx.channels_of(&a, None, 100))
+            .await
+            .unwrap()
+    };
+    assert_eq!(all.len(), 7, "ch1 and p0..p5");
+    let mut seen = Vec::new();
+    let mut after: Option<ChannelKey> = None;
+    loop {
+        let (a, k) = (admin.clone(), after.clone());
+        let page = t
+            .store
+            .read(move |tx: &dyn ReadTx| tx.channels_of(&a, k.as_ref(), 3))
+            .await
+            .unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = Some(ChannelKey {
+            created_at: last.created_at,
+            id: last.id.clone(),
+        });
+        seen.extend(page.into_iter().map(|c| c.id));
+    }
+    let ids: Vec<String> = all.into_iter().map(|c| c.id).collect();
+    assert_eq!(seen, ids, "paging walks the whole list in its order, once");
 }

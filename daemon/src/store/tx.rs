@@ -25,6 +25,15 @@ pub(crate) struct ChannelRecord {
     pub head_hash: String,
 }
 
+/// Where a page of a principal's channel list resumes: after the channel
+/// created at `created_at` with this id, in the list's order (newest first,
+/// then by id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChannelKey {
+    pub created_at: i64,
+    pub id: String,
+}
+
 /// A new channel (its transcript starts at the genesis hash).
 pub(crate) struct NewChannel<'a> {
     pub id: &'a str,
@@ -88,6 +97,25 @@ pub(crate) struct StoredMessage {
     pub body_salt: Option<String>,
     pub ts: String,
     pub hash: String,
+}
+
+impl StoredMessage {
+    /// What one message counts against a page's byte budget: its body's
+    /// canonical JSON and its other texts, plus the keys and punctuation a
+    /// reader's JSON adds around them.
+    pub fn page_bytes(&self) -> usize {
+        const FRAME: usize = 160;
+        let to: usize = self.to.iter().flatten().map(|t| t.len() + 3).sum();
+        FRAME
+            + self.body.len()
+            + self.channel_id.len()
+            + self.sender.len()
+            + self.body_hash.len()
+            + self.body_salt.as_ref().map_or(0, String::len)
+            + self.ts.len()
+            + self.hash.len()
+            + to
+    }
 }
 
 /// A message to append.
@@ -156,14 +184,32 @@ pub(crate) trait ReadTx {
         which: SeatSecret,
         hash: &[u8],
     ) -> Result<Option<SecretSeat>, StoreError>;
-    /// Channels `principal` administers or holds a seat in, newest first.
-    fn channels_of(&self, principal: &str) -> Result<Vec<ChannelRecord>, StoreError>;
+    /// At most `limit` channels `principal` administers or holds a seat in,
+    /// newest first (then by id), starting after `after`.
+    fn channels_of(
+        &self,
+        principal: &str,
+        after: Option<&ChannelKey>,
+        limit: usize,
+    ) -> Result<Vec<ChannelRecord>, StoreError>;
     /// At most `limit` messages with `seq > cursor`, in order.
     fn messages_after(
         &self,
         channel_id: &str,
         cursor: Seq,
         limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Like [`ReadTx::messages_after`], and stops before the message that
+    /// would take the page past `max_bytes` (each message counted as
+    /// [`StoredMessage::page_bytes`]); the first message always comes, so a
+    /// page is never empty while messages are waiting. Rows past the budget
+    /// are never read.
+    fn messages_page(
+        &self,
+        channel_id: &str,
+        cursor: Seq,
+        limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
     /// Attached bots in attachment order.
     fn bots(&self, channel_id: &str) -> Result<Vec<BotRecord>, StoreError>;
@@ -314,8 +360,13 @@ impl<T: HasConn> ReadTx for T {
     ) -> Result<Option<SecretSeat>, StoreError> {
         seats::seat_by_secret(self.conn(), which, hash)
     }
-    fn channels_of(&self, principal: &str) -> Result<Vec<ChannelRecord>, StoreError> {
-        seats::channels_of(self.conn(), principal)
+    fn channels_of(
+        &self,
+        principal: &str,
+        after: Option<&ChannelKey>,
+        limit: usize,
+    ) -> Result<Vec<ChannelRecord>, StoreError> {
+        seats::channels_of(self.conn(), principal, after, limit)
     }
     fn messages_after(
         &self,
@@ -323,7 +374,16 @@ impl<T: HasConn> ReadTx for T {
         cursor: Seq,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        messages::after(self.conn(), channel_id, cursor, limit)
+        messages::after(self.conn(), channel_id, cursor, limit, usize::MAX)
+    }
+    fn messages_page(
+        &self,
+        channel_id: &str,
+        cursor: Seq,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        messages::after(self.conn(), channel_id, cursor, limit, max_bytes)
     }
     fn bots(&self, channel_id: &str) -> Result<Vec<BotRecord>, StoreError> {
         bots::of_channel(self.conn(), channel_id)

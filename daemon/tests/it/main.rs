@@ -12,4 +12,5 @@ mod crash;
 mod http;
 mod oauth;
 mod robustness;
+mod surface;
 mod tools;
