@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use util::{Daemon, Mcp, TempDir, create_token};
 
+/// Quotas lifted: a benchmark measures capacity, not the per-principal limits.
+const UNTHROTTLED: &str = "[quotas]\nposts_per_second = 1e9\npost_burst = 1000000000\nchannels_per_hour = 1000000000\nopen_channels = 1000000000\nmessages_per_channel = 1000000000000\nbytes_per_channel = 1000000000000000\nbytes_per_principal_per_day = 1000000000000000\n";
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
@@ -196,7 +199,10 @@ async fn main() {
     let dir = TempDir::new("bench-bots");
     let ta = create_token(dir.path(), "alice");
     let tb = create_token(dir.path(), "bob");
-    let d = Daemon::start(dir.path(), &[]);
+    // The bench measures capacity: per-principal quotas out of the way.
+    let cfg = dir.path().join("bench.toml");
+    std::fs::write(&cfg, UNTHROTTLED).unwrap();
+    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
     println!(
         "mcp-multiplayer bot benchmark ({} cores)",
         std::thread::available_parallelism()

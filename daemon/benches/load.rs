@@ -637,8 +637,17 @@ fn daemon_bin() -> PathBuf {
 impl Daemon {
     fn start(dir: &Path) -> Res<Daemon> {
         let bin = daemon_bin();
+        // A benchmark measures capacity: per-principal quotas out of the way.
+        let cfg = dir.join("bench.toml");
+        std::fs::write(
+            &cfg,
+            "[quotas]\nposts_per_second = 1e9\npost_burst = 1000000000\nchannels_per_hour = 1000000000\nopen_channels = 1000000000\nmessages_per_channel = 1000000000000\nbytes_per_channel = 1000000000000000\nbytes_per_principal_per_day = 1000000000000000\n",
+        )
+        .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
         let mut child = Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .arg("--state-dir")
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,4 +1,6 @@
-//! The command line: `serve`, `token`, `approve`, `bot`.
+//! The command line: `serve`, `token`, `approve`, `bot`, and the operator's
+//! commands (`backup`, `config`, `principal`, `client`, `grant`; see
+//! `crate::admin`).
 
 use crate::bots::Bots;
 use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
@@ -67,6 +69,95 @@ enum Command {
     Bot {
         #[command(subcommand)]
         op: BotOp,
+    },
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+/// The operator's commands. They work on a live database; run them as the
+/// service's user.
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Copy the database to FILE: a consistent snapshot while the daemon
+    /// runs (SQLite online backup), checked with integrity_check.
+    Backup {
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check the configuration, or show the effective one (secrets never shown).
+    Config {
+        #[command(subcommand)]
+        op: ConfigOp,
+    },
+    /// Principals: who acts (a CLI token's name, or an approved OAuth grant).
+    Principal {
+        #[command(subcommand)]
+        op: PrincipalOp,
+    },
+    /// OAuth clients that registered.
+    Client {
+        #[command(subcommand)]
+        op: ClientOp,
+    },
+    /// OAuth grants: an approved client acting as one principal.
+    Grant {
+        #[command(subcommand)]
+        op: GrantOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigOp {
+    /// Validate the configuration and what it points at; exit 1 on a problem.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the effective configuration as TOML.
+    Show {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrincipalOp {
+    /// List principals with their live tokens, channels and seats.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientOp {
+    /// List registered OAuth clients.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke every grant of a client (its tokens stop working now).
+    Revoke {
+        client_id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantOp {
+    /// List OAuth grants.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke one grant (its tokens stop working now).
+    Revoke {
+        family_id: String,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -147,17 +238,12 @@ fn load(common: &Common, extra: Overrides) -> anyhow::Result<Config> {
     Ok(Config::load(&over, &ProcessEnv)?)
 }
 
+/// Logging for `serve` (see `crate::logging`): the filter from
+/// `MCP_MULTIPLAYER_LOG`, read here as the one place the CLI reads the
+/// environment for it.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MCP_MULTIPLAYER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let filter = std::env::var("MCP_MULTIPLAYER_LOG").ok();
+    crate::logging::init(format, filter.as_deref());
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -209,6 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("Revoked {n} token(s) of {name:?}.");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Admin(cmd) => admin(cmd).await,
         Command::Approve { code, deny, common } => {
             let cfg = load(&common, Overrides::default())?;
             let store = Store::open(&cfg.db_path())?;
@@ -272,6 +359,94 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bot_run(cfg, file, players, messages, &params, network).await
         }
     }
+}
+
+/// Runs an operator's command; see `crate::admin`.
+async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
+    use crate::admin;
+    /// Runs `f` on the store, closing it afterwards.
+    async fn with_store<T, F, Fut>(common: &Common, f: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    {
+        let cfg = load(common, Overrides::default())?;
+        let store = Store::open(&cfg.db_path())?;
+        let out = f(store.clone()).await;
+        store.close();
+        Ok(out?)
+    }
+    let finish = |r: Result<String, String>| match r {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("mcp-multiplayer: {why}");
+            ExitCode::FAILURE
+        }
+    };
+    Ok(match cmd {
+        AdminCommand::Backup { file, common } => {
+            let cfg = load(&common, Overrides::default())?;
+            print!("{}", admin::backup(&cfg, &file)?);
+            ExitCode::SUCCESS
+        }
+        AdminCommand::Config {
+            op: ConfigOp::Show { common },
+        } => {
+            print!(
+                "{}",
+                admin::config_show(&load(&common, Overrides::default())?)
+            );
+            ExitCode::SUCCESS
+        }
+        AdminCommand::Config {
+            op: ConfigOp::Check { common },
+        } => {
+            let (text, ok) = admin::config_check(load(&common, Overrides::default())?);
+            print!("{text}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        AdminCommand::Principal {
+            op: PrincipalOp::List { common },
+        } => finish(Ok(with_store(&common, |s| async move {
+            admin::principal_list(&s).await
+        })
+        .await?)),
+        AdminCommand::Client {
+            op: ClientOp::List { common },
+        } => finish(Ok(with_store(&common, |s| async move {
+            admin::client_list(&s).await
+        })
+        .await?)),
+        AdminCommand::Grant {
+            op: GrantOp::List { common },
+        } => finish(Ok(with_store(&common, |s| async move {
+            admin::grant_list(&s).await
+        })
+        .await?)),
+        AdminCommand::Client {
+            op: ClientOp::Revoke { client_id, common },
+        } => finish(
+            with_store(&common, |s| async move {
+                admin::client_revoke(&s, &client_id).await
+            })
+            .await?,
+        ),
+        AdminCommand::Grant {
+            op: GrantOp::Revoke { family_id, common },
+        } => finish(
+            with_store(&common, |s| async move {
+                admin::grant_revoke(&s, &family_id).await
+            })
+            .await?,
+        ),
+    })
 }
 
 fn read_source(file: &PathBuf) -> anyhow::Result<String> {

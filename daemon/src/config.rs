@@ -9,6 +9,10 @@
 //! loopback, bodies bounded. Options that weaken security are opt-in and named
 //! so (`unsafe_no_auth`).
 
+mod limits;
+
+pub use limits::{FileHttp, FileQuotas, HttpConfig, QuotaConfig};
+
 use crate::client_addr::IpRange;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -74,6 +78,10 @@ pub struct FileConfig {
     pub auth: FileAuth,
     #[serde(default)]
     pub bots: FileBots,
+    #[serde(default)]
+    pub http: FileHttp,
+    #[serde(default)]
+    pub quotas: FileQuotas,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +165,10 @@ pub struct Config {
     pub max_sync_bytes: usize,
     pub auth: AuthConfig,
     pub bots: BotsConfig,
+    /// Timeouts, connection caps, MCP sessions, shutdown (`[http]`).
+    pub http: HttpConfig,
+    /// Per-principal quotas and rate limits (`[quotas]`).
+    pub quotas: QuotaConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -643,6 +655,8 @@ impl Config {
             max_sync_bytes,
             auth,
             bots,
+            http: HttpConfig::from_file(file.http)?,
+            quotas: QuotaConfig::from_file(file.quotas)?,
         })
     }
 

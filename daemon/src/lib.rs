@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod admin;
 pub(crate) mod app;
 pub(crate) mod bots;
 pub(crate) mod channels;
@@ -17,9 +18,12 @@ pub mod cli;
 pub(crate) mod client_addr;
 pub(crate) mod config;
 pub(crate) mod http;
+pub(crate) mod logging;
 pub(crate) mod mcp;
+pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod oauth;
+pub(crate) mod quota;
 pub(crate) mod secrets;
 pub(crate) mod server;
 pub(crate) mod store;

@@ -1,32 +1,52 @@
 //! Start-up and shutdown of `mcp-multiplayer serve`.
+//!
+//! Start-up refuses what cannot work, with a sentence: a database it cannot
+//! write or one from a newer release (see `store`), a bind it cannot get.
+//! It raises the open-file limit to the hard limit (each client connection
+//! is a descriptor) and sizes the connection caps below it.
+//!
+//! Shutdown (SIGTERM or SIGINT) is ordered so that no request is answered
+//! with an error and no acknowledged write is lost:
+//! 1. stop accepting, and cancel `shutdown`: parked `sync_messages` calls
+//!    answer at once with their normal (possibly empty) result;
+//! 2. every connection finishes the request it is serving and closes; posts
+//!    in flight commit and are answered;
+//! 3. once no call is in flight, MCP sessions and their event streams end;
+//! 4. the writer commits what is queued and the process exits.
+//!
+//! All within `http.drain_secs`; after that (or on a second signal) it exits
+//! anyway. The signal is acted on before anything is logged, and logging
+//! never blocks (see `logging`), so a closed or stalled stderr cannot keep
+//! the daemon from stopping.
 
-use crate::app::{AppState, Metrics};
+use crate::app::AppState;
 use crate::bots::Bots;
 use crate::bots::dispatch::Dispatcher;
 use crate::channels::Channels;
 use crate::config::Config;
+use crate::http::conn::{ConnLimits, Conns, accept_loop, raise_open_file_limit};
+use crate::quota::Quotas;
 use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// How long shutdown waits for open connections before it stops anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Opens the state and builds the application (no socket yet).
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
-    let store = Store::open(&config.db_path())
-        .with_context(|| format!("opening the database {}", config.db_path().display()))?;
+    let store = Store::open(&config.db_path())?;
+    let metrics = store.metrics().clone();
     let shutdown = CancellationToken::new();
+    let quotas = Quotas::new(config.quotas.clone(), Some(metrics.clone()));
     // Everything downstream of a commit follows the store's bus: long-poll
     // wake-ups (inside `Channels`), resource notifications, bot hooks.
     let channels = Channels::new(store.clone(), config.max_body_bytes, shutdown.clone())
+        .with_quotas(quotas.clone())
         .with_max_sync_bytes(config.max_sync_bytes);
     let subscriptions = Arc::new(crate::mcp::resources::Subscriptions::default());
     subscriptions.follow(&channels, tokio::runtime::Handle::current());
     let bots = Bots::new(config.bots.clone());
-    let dispatcher = Dispatcher::start(store.clone(), bots.clone())
+    let dispatcher = Dispatcher::start_with_quotas(store.clone(), bots.clone(), quotas)
         .await
         .context("starting the bot dispatcher")?;
     let anonymous = if config.auth.unsafe_no_auth {
@@ -35,16 +55,25 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     } else {
         None
     };
+    let sessions = crate::http::sessions::Sessions::new(
+        config.http.max_sessions_per_principal,
+        config.http.session_idle,
+        metrics.clone(),
+    );
     Ok(AppState {
         config: Arc::new(config),
         channels,
         bots,
         dispatcher,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         shutdown,
+        mcp_stop: CancellationToken::new(),
         anonymous,
         sandbox: Arc::new(std::sync::OnceLock::new()),
         subscriptions,
+        sessions,
+        health: Arc::default(),
+        started: Instant::now(),
     })
 }
 
@@ -106,65 +135,93 @@ async fn sandbox_self_check(state: AppState) {
 /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     config.load_secrets()?;
+    let open_files = raise_open_file_limit();
     let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     config.bound_to(addr);
+    let mut signals = Signals::new()?;
     let state = build(config).await?;
-    tracing::info!(%addr, db = %state.channels.store().path().display(), "serving");
+    let limits = ConnLimits::new(&state.config.http, open_files);
+    tracing::info!(
+        %addr,
+        db = %state.channels.store().path().display(),
+        open_files,
+        max_connections = limits.max_total,
+        max_unauthenticated = limits.max_unauthenticated,
+        "serving"
+    );
     // A plain line that scripts and tests can wait for.
-    eprintln!("mcp-multiplayer listening on http://{addr}");
+    crate::logging::print_line(&format!("mcp-multiplayer listening on http://{addr}"));
     tokio::spawn(sandbox_self_check(state.clone()));
-    let shutdown = state.shutdown.clone();
-    let store = state.channels.store().clone();
-    let router = crate::http::app(state);
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
-    // TCP_NODELAY: a response goes out in several small writes (headers, then
-    // SSE events); with Nagle's algorithm the later ones wait for the peer's
-    // delayed ACK, which adds ~40 ms to a request (measured in BENCHMARKS.md).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    // With the peer address: OAuth rate limits and lockouts are per IP.
-    let graceful = axum::serve(
+    state.sessions.spawn_expiry(state.mcp_stop.clone());
+    let conns = Conns::new(limits, state.metrics.clone());
+    let stop_accepting = CancellationToken::new();
+    let accepting = tokio::spawn(accept_loop(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        r = graceful => r.context("serving HTTP")?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
-        }
+        crate::http::app(state.clone()),
+        conns.clone(),
+        stop_accepting.clone(),
+    ));
+
+    signals.recv().await;
+    // Act first: nothing below waits on stderr.
+    state.shutdown.cancel();
+    stop_accepting.cancel();
+    let drain = state.config.http.drain;
+    let deadline = tokio::time::Instant::now() + drain;
+    tracing::info!(
+        ?drain,
+        "shutting down: answering parked calls and requests in flight"
+    );
+    let _ = accepting.await;
+    let drained = tokio::select! {
+        _ = conns.calls_done() => true,
+        _ = tokio::time::sleep_until(deadline) => false,
+        _ = signals.recv() => false,
+    };
+    // No call in flight: end MCP sessions and their event streams, which
+    // closes the connections that held them.
+    state.mcp_stop.cancel();
+    let closed = drained
+        && tokio::select! {
+            _ = conns.closed_all() => true,
+            _ = tokio::time::sleep_until(deadline) => false,
+            _ = signals.recv() => false,
+        };
+    if !closed {
+        tracing::warn!(
+            open = conns.open(),
+            "connections still open at the end of the drain time; stopping anyway"
+        );
     }
-    store.close();
+    state.channels.store().close();
     tracing::info!("stopped");
+    crate::logging::flush(Duration::from_secs(1));
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM and SIGINT, as one stream of shutdown requests.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

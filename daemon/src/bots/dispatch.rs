@@ -31,6 +31,7 @@
 use super::Bots;
 use crate::channels::rules;
 use crate::model::{BotPostBody, Event, MessageKind, Seq, SlotKind};
+use crate::quota::Quotas;
 use crate::store::{
     BotRecord, BotRuntime, NewMessage, ReadTx, SlotRecord, Store, StoreError, StoredMessage, Tx,
 };
@@ -66,6 +67,8 @@ struct Inner {
     /// Signalled whenever the last drain task ends.
     idle: Notify,
     hooks_run: AtomicU64,
+    /// Bots' posts count against their channel's quotas.
+    quotas: Quotas,
 }
 
 /// A bot's next piece of work in one channel.
@@ -97,7 +100,21 @@ impl Dispatcher {
     ///
     /// # Errors
     /// The list of channels with bots cannot be read.
+    #[cfg(test)]
     pub async fn start(store: Store, bots: Bots) -> Result<Dispatcher, StoreError> {
+        Self::start_with_quotas(store, bots, Quotas::unlimited()).await
+    }
+
+    /// [`Dispatcher::start`], charging bots' posts to their channel's
+    /// `quotas`.
+    ///
+    /// # Errors
+    /// As [`Dispatcher::start`].
+    pub async fn start_with_quotas(
+        store: Store,
+        bots: Bots,
+        quotas: Quotas,
+    ) -> Result<Dispatcher, StoreError> {
         let parallel = bots.cfg.max_parallel_hooks;
         let d = Dispatcher {
             inner: Arc::new(Inner {
@@ -110,6 +127,7 @@ impl Dispatcher {
                 running: Mutex::default(),
                 idle: Notify::new(),
                 hooks_run: AtomicU64::new(0),
+                quotas,
             }),
         };
         // Follow the bus before reading the backlog: a commit in between is
@@ -132,6 +150,7 @@ impl Dispatcher {
     }
 
     /// Hooks run since start.
+    #[cfg(test)]
     pub fn hooks_run(&self) -> u64 {
         self.inner.hooks_run.load(Ordering::Relaxed)
     }
@@ -261,8 +280,14 @@ impl Dispatcher {
             // counts per uid, so hooks sharing one would share one thread budget.
             let slot = lock(&self.inner.free_slots).pop().unwrap_or(0);
             job.runtime.sandbox_uid = self.inner.bots.cfg.sandbox_uid.saturating_add(slot);
+            let started = std::time::Instant::now();
             let outcome = self.inner.bots.runner.run(&job).await;
             lock(&self.inner.free_slots).push(slot);
+            let (kind, step) = outcome_kind(&outcome);
+            self.inner
+                .store
+                .metrics()
+                .hook_run(kind, step, started.elapsed());
             outcome
         };
         self.inner.hooks_run.fetch_add(1, Ordering::Relaxed);
@@ -285,11 +310,31 @@ impl Dispatcher {
             state_before,
             state_salt,
         };
+        let quotas = self.inner.quotas.clone();
         self.inner
             .store
-            .write(move |tx: &mut dyn Tx| commit_outcome(tx, &ran, result))
+            .write(move |tx: &mut dyn Tx| commit_outcome(tx, &quotas, &ran, result))
             .await?;
         Ok(true)
+    }
+}
+
+/// A hook outcome as `/metrics` labels it, and the confinement step of a
+/// sandbox failure.
+fn outcome_kind(o: &HookOutcome) -> (&'static str, Option<&str>) {
+    match o {
+        HookOutcome::Ok { .. } => ("ok", None),
+        HookOutcome::Error { error } => match error {
+            HookError::Syntax { .. } => ("syntax", None),
+            HookError::Policy { .. } => ("policy", None),
+            HookError::Exception { .. } => ("exception", None),
+            HookError::Memory { .. } => ("memory", None),
+            HookError::OutputOverrun { .. } => ("output_overrun", None),
+            HookError::Limit { .. } => ("limit", None),
+            HookError::Timeout { .. } => ("timeout", None),
+            HookError::Confinement { step, .. } => ("confinement", Some(step.as_str())),
+            HookError::Internal { .. } => ("internal", None),
+        },
     }
 }
 
@@ -383,6 +428,7 @@ struct HookRan {
 /// meanwhile (only this channel's drain task moves it; checked anyway).
 fn commit_outcome(
     tx: &mut dyn Tx,
+    quotas: &Quotas,
     ran: &HookRan,
     result: Result<(Vec<Post>, Value), HookError>,
 ) -> Result<(), StoreError> {
@@ -390,8 +436,37 @@ fn commit_outcome(
     if cursor_of(tx, cid, bid)? != Some(ran.cursor) {
         return Ok(());
     }
-    let last_before = tx.channel(cid)?.map_or(0, |c| c.last_seq);
+    let Some(ch) = tx.channel(cid)? else {
+        return Ok(());
+    };
+    let last_before = ch.last_seq;
     let mut last = last_before;
+    // The bodies as they will be stored, measured against the channel's
+    // quotas before anything is appended: the hook's posts commit whole or
+    // not at all.
+    let result = result.map(|(posts, state)| {
+        let bodies: Vec<(CanonicalJson, Option<Vec<String>>)> = posts
+            .into_iter()
+            .map(|p| {
+                let body = CanonicalJson::of(&BotPostBody {
+                    kind: p.kind,
+                    data: p.body,
+                });
+                (body, p.to)
+            })
+            .collect();
+        (bodies, state)
+    });
+    let result = match result {
+        Ok((bodies, state)) => {
+            let bytes = bodies.iter().map(|(b, _)| b.len() as u64).sum();
+            match quotas.charge_bot(tx, &ch, bodies.len() as u64, bytes)? {
+                Ok(()) => Ok((bodies, state)),
+                Err(reason) => Err(HookError::Limit { message: reason }),
+            }
+        }
+        Err(e) => Err(e),
+    };
     let mut append = |tx: &mut dyn Tx,
                       kind: MessageKind,
                       body: &CanonicalJson,
@@ -412,21 +487,17 @@ fn commit_outcome(
         Ok(())
     };
     match result {
-        Ok((posts, state)) => {
+        Ok((bodies, state)) => {
             let state = CanonicalJson::of(&state);
             let hash = transcript::state_hash(&ran.state_salt, &state);
-            let n = posts.len();
-            for (i, p) in posts.into_iter().enumerate() {
-                let body = CanonicalJson::of(&BotPostBody {
-                    kind: p.kind,
-                    data: p.body,
-                });
+            let n = bodies.len();
+            for (i, (body, to)) in bodies.into_iter().enumerate() {
                 let last_post = i + 1 == n;
                 append(
                     tx,
                     MessageKind::Bot,
                     &body,
-                    p.to.as_deref(),
+                    to.as_deref(),
                     last_post.then_some(hash.as_str()),
                 )?;
             }
@@ -445,7 +516,8 @@ fn commit_outcome(
             tx.set_bot_state(cid, bid, &state)?;
         }
         Err(e) => {
-            tracing::warn!(channel = %cid, bot = %bid, error = ?e, "bot hook failed");
+            // The short reason only: a traceback may quote the bot's state.
+            tracing::warn!(channel = %cid, bot = %bid, reason = %e.short_reason(), "bot hook failed");
             let event = Event::BotError {
                 bot_id: bid.to_string(),
                 seq: trigger,

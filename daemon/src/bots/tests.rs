@@ -896,3 +896,64 @@ async fn the_guess_race_shows_the_commitment_caused_before_the_guesses() {
         (commit.seq, "hash does not match")
     );
 }
+
+#[tokio::test]
+async fn a_bots_posts_count_against_its_channel_not_a_principal_and_overrunning_fails_the_hook() {
+    use crate::config::QuotaConfig;
+    use crate::quota::Quotas;
+    // Each message gets a reply of about 1 KB.
+    let runner = Scripted::answering(|job| match &job.hook {
+        Hook::OnMessage { .. } => ok(vec![post("big", json!("x".repeat(1000)))], json!({})),
+        _ => ok(Vec::new(), json!({})),
+    });
+    let t = TempStore::new();
+    let quotas = Quotas::new(
+        QuotaConfig {
+            bytes_per_channel: 2500,
+            bytes_per_principal_per_day: 100,
+            ..QuotaConfig::unlimited()
+        },
+        None,
+    );
+    let ch = Channels::new(t.store.clone(), 64 * 1024, CancellationToken::new())
+        .with_quotas(quotas.clone());
+    let bots = Bots::with_runner(bots_config(2), runner.clone());
+    let d = Dispatcher::start_with_quotas(t.store.clone(), bots, quotas)
+        .await
+        .unwrap();
+    let w = World {
+        alice: principal(&t.store, "alice").await,
+        bob: principal(&t.store, "bob").await,
+        t,
+        ch,
+        runner,
+        d,
+    };
+    let (cid, _) = w.table(&["on_message"]).await;
+    for m in ["a", "b", "c"] {
+        // Alice's daily bytes (100) hold her short posts, however much the
+        // bot says in reply: its bytes are the channel's.
+        w.say(&w.alice, &cid, json!(m)).await;
+        w.settled().await;
+    }
+    let ms = w.transcript(&cid).await;
+    assert_eq!(
+        of_kind(&ms, MessageKind::Bot).len(),
+        2,
+        "two replies fit in 2,500 bytes"
+    );
+    let errors = of_kind(&ms, MessageKind::Control);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let reason = errors[0].body.as_ref().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("bytes"), "{reason}");
+    // The channel still takes short user posts; the day's limit is hers.
+    w.say(&w.alice, &cid, json!("d")).await;
+    let big =
+        w.ch.post(&w.alice, &cid, None, &json!("y".repeat(200)), None)
+            .await
+            .unwrap_err();
+    assert_eq!(big.code.as_str(), "RATE_LIMITED", "{big}");
+}

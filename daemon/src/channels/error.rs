@@ -22,6 +22,11 @@ pub enum Code {
     /// A slot label that does not exist in the channel.
     UnknownSlot,
     BadRequest,
+    /// Over a rate limit; `data.retry_after_ms` says when to try again.
+    RateLimited,
+    /// Over a standing quota (open channels, a channel's size); the message
+    /// says what to do.
+    QuotaExceeded,
     BotError,
     /// The bearer token was revoked or expired while a call waited.
     TokenInvalid,
@@ -41,6 +46,8 @@ impl Code {
             Code::SlotRequired => "SLOT_REQUIRED",
             Code::UnknownSlot => "UNKNOWN_SLOT",
             Code::BadRequest => "BAD_REQUEST",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::QuotaExceeded => "QUOTA_EXCEEDED",
             Code::BotError => "BOT_ERROR",
             Code::TokenInvalid => "TOKEN_INVALID",
             Code::Internal => "INTERNAL",
@@ -101,6 +108,13 @@ impl std::fmt::Display for ToolError {
 
 impl From<StoreError> for ToolError {
     fn from(e: StoreError) -> Self {
+        if e.is_disk_full() || e.is_read_only() || e.is_io_failure() {
+            tracing::error!(error = %e, "the database takes no writes");
+            return Self::new(
+                Code::Internal,
+                "The server cannot store anything right now (its disk is full, read-only or failing); nothing was changed. Try again later: the operator's health check shows it.",
+            );
+        }
         ToolError::internal(e)
     }
 }

@@ -31,6 +31,7 @@ use crate::model::{
     MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, Synced, TRANSCRIPT_FORMAT,
     Updated,
 };
+use crate::quota::Quotas;
 use crate::secrets::{self, SecretKind};
 use crate::store::{
     ChannelRecord, NewChannel, NewMessage, NewSlot, PreparedBot, ReadTx, SeatSecret, Store, Tx,
@@ -63,6 +64,8 @@ pub struct Channels {
     shutdown: CancellationToken,
     /// How often a waiting sync reports progress ([`PROGRESS_EVERY`]).
     progress_every: Duration,
+    /// Per-principal quotas (none unless [`Channels::with_quotas`]).
+    quotas: Quotas,
     /// Byte budget of one page of messages ([`DEFAULT_MAX_SYNC_BYTES`]).
     max_sync_bytes: usize,
 }
@@ -193,8 +196,15 @@ impl Channels {
             waiting: Arc::default(),
             shutdown,
             progress_every: PROGRESS_EVERY,
+            quotas: Quotas::unlimited(),
             max_sync_bytes: DEFAULT_MAX_SYNC_BYTES,
         }
+    }
+
+    /// The same service, enforcing `quotas` on posts and new channels.
+    pub(crate) fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// The same service, with pages of messages (a `sync_messages` result,
@@ -258,9 +268,11 @@ impl Channels {
         let cid = channel_id.clone();
         let allow_network = req.allow_network;
         let bot = req.bot;
+        let quotas = self.quotas.clone();
         let view = self
             .store
             .write(move |tx: &mut dyn Tx| {
+                quotas.check_create(tx, &who.id, secrets::now_ms())?;
                 tx.insert_channel(&NewChannel {
                     id: &cid,
                     name: &name,
@@ -418,9 +430,11 @@ impl Channels {
     ) -> Result<Posted, ToolError> {
         let body = rules::message_body(body, self.max_body_bytes)?;
         let to = rules::recipients(to)?;
+        self.quotas.take_post(&who.id)?;
         let who = who.clone();
         let cid = channel_id.to_string();
         let slot = slot.map(str::to_string);
+        let quotas = self.quotas.clone();
         self.store
             .write(move |tx: &mut dyn Tx| {
                 let ch = rules::found(tx.channel(&cid)?, &cid)?;
@@ -429,6 +443,7 @@ impl Channels {
                 if let Some(to) = &to {
                     rules::recipients_exist(to, &tx.slots(&cid)?)?;
                 }
+                quotas.charge_post(tx, &ch, &who.id, body.len() as u64, secrets::now_ms())?;
                 let a = tx.append(
                     &cid,
                     NewMessage {
@@ -677,6 +692,11 @@ impl Channels {
         channel_id: &str,
         op: UpdateOp,
     ) -> Result<Updated, ToolError> {
+        // Every operation but new_invite appends an announcement: paced
+        // like posts, so an admin cannot fill a transcript with renames.
+        if !matches!(op, UpdateOp::NewInvite { .. }) {
+            self.quotas.take_post(&who.id)?;
+        }
         let who = who.clone();
         let cid = channel_id.to_string();
         let fresh_invite = secrets::new_secret(SecretKind::Invite);

@@ -1,6 +1,14 @@
 //! The HTTP surface: `/mcp` behind bearer authentication, the OAuth
 //! endpoints (`crate::oauth`), `/healthz`, `/metrics`. [`app`] is pure (no
-//! socket), so tests drive it with `oneshot`.
+//! socket), so tests drive it with `oneshot`; [`conn`] serves it on a socket
+//! with the timeouts and connection caps, [`sessions`] binds MCP sessions
+//! to their principal, [`health`] answers `/healthz`.
+
+pub(crate) mod conn;
+mod health;
+pub(crate) mod sessions;
+
+pub(crate) use health::Health;
 
 use crate::app::AppState;
 use crate::mcp::McpServer;
@@ -11,7 +19,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -29,22 +36,28 @@ pub fn app(state: AppState) -> Router {
         .enforce_origin_validation()
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         .with_max_request_body_bytes(MAX_REQUEST_BYTES)
-        .with_cancellation_token(state.shutdown.child_token());
+        // rmcp's token is not the shutdown signal: it ends sessions and their
+        // streams, which would answer requests still in flight with 500.
+        // Shutdown cancels it only after those requests were answered.
+        .with_cancellation_token(state.mcp_stop.child_token());
     let for_factory = state.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(McpServer::new(for_factory.clone())),
-        LocalSessionManager::default().into(),
+        state.sessions.clone(),
         mcp_config,
     );
-    let mcp_routes =
-        Router::new()
-            .route_service("/mcp", mcp)
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                require_bearer,
-            ));
+    let mcp_routes = Router::new()
+        .route_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            sessions::bind_sessions,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ));
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
         .merge(mcp_routes)
         .merge(crate::mcp::icon::router())
@@ -93,8 +106,17 @@ fn unauthorized(state: &AppState, token_sent: bool) -> Response {
     resp
 }
 
+/// Marks the request's connection as authenticated: it leaves the
+/// unauthenticated caps (see [`conn`]).
+fn connection_authenticated(req: &Request) {
+    if let Some(c) = req.extensions().get::<conn::ConnHandle>() {
+        c.0.authenticated();
+    }
+}
+
 async fn require_bearer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if let Some(anon) = &state.anonymous {
+        connection_authenticated(&req);
         req.extensions_mut().insert(anon.clone());
         return next.run(req).await;
     }
@@ -115,6 +137,7 @@ async fn require_bearer(State(state): State<AppState>, mut req: Request, next: N
     match principals::authenticate(state.channels.store(), &token, &state.config.resource()).await {
         Ok(Ok(principal)) => {
             tracing::Span::current().record("principal", principal.id.as_str());
+            connection_authenticated(&req);
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
@@ -133,46 +156,13 @@ async fn require_bearer(State(state): State<AppState>, mut req: Request, next: N
     }
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
-    let db_ok = principals::ping(state.channels.store()).await.is_ok();
-    let sandbox = match state.sandbox.get() {
-        None => json!("checking"),
-        Some(Ok(())) => json!("ok"),
-        Some(Err(e)) => json!({"error": e}),
-    };
-    // The runner inherits the daemon's uid: as root it switches each hook to a
-    // sandbox uid; otherwise it confines with an unprivileged user namespace.
-    let sandbox_mode = if nix::unistd::geteuid().is_root() {
-        "root: per-hook sandbox uid"
-    } else {
-        "user namespace"
-    };
-    let body = json!({
-        "status": if db_ok { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "database": if db_ok { "ok" } else { "error" },
-        "sandbox": sandbox,
-        "sandbox_mode": sandbox_mode,
-    });
-    let code = if db_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(body)).into_response()
-}
-
 async fn metrics(State(state): State<AppState>) -> Response {
-    let hooks = state.dispatcher.hooks_run();
-    let text = format!(
-        "# HELP mcp_multiplayer_posts_total User messages posted.\n# TYPE mcp_multiplayer_posts_total counter\nmcp_multiplayer_posts_total {}\n\
-         # HELP mcp_multiplayer_hooks_total Bot hooks run.\n# TYPE mcp_multiplayer_hooks_total counter\nmcp_multiplayer_hooks_total {}\n\
-         # HELP mcp_multiplayer_auth_failures_total Requests refused for a missing or invalid token.\n# TYPE mcp_multiplayer_auth_failures_total counter\nmcp_multiplayer_auth_failures_total {}\n\
-         # HELP mcp_multiplayer_sync_waiting sync_messages calls waiting for a message.\n# TYPE mcp_multiplayer_sync_waiting gauge\nmcp_multiplayer_sync_waiting {}\n",
-        state.metrics.posts.load(Ordering::Relaxed),
-        hooks,
-        state.metrics.auth_failures.load(Ordering::Relaxed),
-        state.channels.waiting(),
-    );
+    let gauges = crate::metrics::Gauges {
+        schema_version: crate::store::SCHEMA_VERSION,
+        uptime_secs: state.started.elapsed().as_secs(),
+        sync_waiting: state.channels.waiting(),
+        sandbox_ready: matches!(state.sandbox.get(), Some(Ok(()))),
+    };
+    let text = state.metrics.render(&gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

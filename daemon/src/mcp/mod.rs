@@ -591,6 +591,32 @@ impl McpServer {
 
 #[tool_handler(router = Self::router())]
 impl ServerHandler for McpServer {
+    /// The router's dispatch, timed and counted by tool and outcome for
+    /// `/metrics`.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
+        let name = request.name.clone();
+        let started = std::time::Instant::now();
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        let r = Self::router().call(tcc).await;
+        let outcome = match &r {
+            Ok(rmcp::model::CallToolResponse::Complete(res)) if res.is_error == Some(true) => res
+                .structured_content
+                .as_ref()
+                .and_then(|v| v["error"]["code"].as_str())
+                .unwrap_or("other_error"),
+            Ok(_) => "ok",
+            Err(_) => "protocol_error",
+        };
+        self.app
+            .metrics
+            .tool_call(&name, outcome, started.elapsed());
+        r
+    }
+
     /// Channel resources, one page of the caller's channels at a time
     /// (the same pages as `list_channels`, with its cursor).
     async fn list_resources(

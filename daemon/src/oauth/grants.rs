@@ -902,7 +902,7 @@ pub async fn revoke(store: &Store, client_id: &str, token: &str) -> Result<Revoc
 
 /// Revokes a grant: its access tokens stop working at once (they carry the
 /// flag `authenticate` reads), its refresh tokens and codes are refused.
-fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<(), rusqlite::Error> {
+pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<(), rusqlite::Error> {
     c.execute(
         "UPDATE oauth_grants SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
         params![family, now],

@@ -28,6 +28,7 @@
 pub mod admin;
 mod authorize;
 mod cimd;
+pub(crate) mod clients;
 mod error;
 mod grants;
 mod limits;

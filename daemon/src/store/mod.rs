@@ -36,16 +36,21 @@
 //! executor with the same contract (closure in, result out after commit,
 //! commits published on the bus), without touching the domain.
 
+mod backup;
 mod bots;
 mod bus;
 mod messages;
 pub(crate) mod principals;
 mod seats;
 mod tx;
+mod usage;
 
+pub use backup::backup;
 pub(crate) use bus::{Commit, CommitBus};
 pub(crate) use tx::*;
+pub(crate) use usage::DAY_MS;
 
+use crate::metrics::Metrics;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -59,7 +64,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_oauth.sql"),
     include_str!("../../migrations/0003_oauth_approvals.sql"),
     include_str!("../../migrations/0004_causes.sql"),
+    include_str!("../../migrations/0005_usage.sql"),
 ];
+
+/// The schema version this binary writes: how many migrations it knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -85,6 +94,45 @@ pub enum StoreError {
     /// A stored value does not have the shape the daemon wrote.
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The database was migrated by a newer binary; opening it could
+    /// misread or damage what that version wrote.
+    #[error(
+        "the database {path} has schema version {found}, newer than this mcp-multiplayer knows ({known}): it was written by a newer release. Run that release (or newer), or restore a backup taken before the upgrade"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    /// The database (or its directory, or its filesystem) does not take writes.
+    #[error(
+        "the database {path} cannot be written ({detail}). The daemon needs to write the file, its -wal and -shm files and their directory: check the owner and mode (run as the service's user), free disk space, and that the filesystem is not mounted read-only"
+    )]
+    ReadOnly { path: PathBuf, detail: String },
+}
+
+impl StoreError {
+    /// Whether this failure means the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+
+    /// Whether this failure is the disk's: an I/O error under the database
+    /// (a failing disk, or a filesystem the kernel turned read-only).
+    pub fn is_io_failure(&self) -> bool {
+        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::SystemIoFailure)
+    }
+
+    /// Whether this failure means the database takes no writes.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            StoreError::ReadOnly { .. } => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::ReadOnly
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One write: given the writer's transaction (or the error that kept it
@@ -117,13 +165,17 @@ struct Inner {
     /// One permit per read that may run now (see the module doc).
     read_permits: Arc<tokio::sync::Semaphore>,
     bus: Arc<CommitBus>,
+    metrics: Arc<Metrics>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the database at `path`, migrates it, and
+    /// makes sure it takes writes.
     ///
     /// # Errors
-    /// The directory or file cannot be created, or a migration fails.
+    /// The directory or file cannot be created, a migration fails, the
+    /// database is from a newer release ([`StoreError::TooNew`]), or it
+    /// cannot be written ([`StoreError::ReadOnly`]).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::StateDir {
@@ -131,15 +183,39 @@ impl Store {
                 source,
             })?;
         }
-        let mut conn = Connection::open(path)?;
-        configure(&conn)?;
-        migrate(&mut conn)?;
+        let read_only = |e: &dyn std::fmt::Display| StoreError::ReadOnly {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let mut conn = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => read_only(&e),
+            _ => StoreError::Sqlite(e),
+        })?;
+        // SQLite opens a file it may not write read-only, silently.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(read_only(&"the file is read-only for this user"));
+        }
+        check_version(&conn, path)?;
+        let fail = |e: StoreError| if e.is_read_only() { read_only(&e) } else { e };
+        configure(&conn).map_err(|e| fail(e.into()))?;
+        migrate(&mut conn).map_err(fail)?;
+        // A database that opened but takes no writes (a read-only mount)
+        // fails here, at start, rather than on the first post.
+        usage::probe(&conn, crate::secrets::now_ms()).map_err(|e| {
+            if e.is_read_only() || matches!(&e, StoreError::Sqlite(s) if s.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)) {
+                read_only(&e)
+            } else {
+                e
+            }
+        })?;
         let bus = Arc::new(CommitBus::default());
+        let metrics = Arc::new(Metrics::default());
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let writer_bus = bus.clone();
+        let writer_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_bus))
+            .spawn(move || writer_loop(conn, rx, &writer_bus, &writer_metrics))
             .map_err(|e| StoreError::Join(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -149,8 +225,26 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 bus,
+                metrics,
             }),
         })
+    }
+
+    /// The daemon's metrics registry. It lives with the store because
+    /// everything that records (the writer, the dispatcher, the HTTP layer)
+    /// already holds the store.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Writes one row through the writer, as any write would: proves that
+    /// the database, its WAL and its disk still take a commit (`/healthz`).
+    ///
+    /// # Errors
+    /// The write's or the commit's failure (disk full, read-only database).
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.sql_write(|c| usage::probe(c, crate::secrets::now_ms()))
+            .await
     }
 
     /// Path of the database file.
@@ -365,6 +459,19 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// Refuses a database migrated by a newer binary, before anything writes.
+fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
@@ -377,7 +484,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus, metrics: &Metrics) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -387,18 +494,29 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus) 
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, bus);
+        let size = batch.len();
+        let started = std::time::Instant::now();
+        let committed = run_batch(&conn, &mut batch, bus);
+        if committed {
+            metrics.commit_batch.observe(size as f64);
+            metrics.commit_latency.observe_duration(started.elapsed());
+        } else {
+            metrics
+                .commit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) {
+/// Runs one batch; `false` if its transaction could not begin or commit.
+fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot begin write transaction");
         for job in batch.drain(..) {
             // Run nothing: every caller gets the error.
             (job(Err(&e)).deliver)(None);
         }
-        return;
+        return false;
     }
     let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
     let mut sql = SqliteTx {
@@ -434,6 +552,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) {
             for c in done {
                 (c.deliver)(None);
             }
+            true
         }
         Err(e) => {
             tracing::error!(error = %e, "commit failed; every write of the batch is refused");
@@ -441,6 +560,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) {
             for c in done {
                 (c.deliver)(Some(&e));
             }
+            false
         }
     }
 }

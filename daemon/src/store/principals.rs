@@ -163,12 +163,50 @@ pub async fn anonymous_principal(store: &Store) -> Result<Principal, StoreError>
         .await
 }
 
-/// A trivial read: the database answers (for `/healthz`).
-pub async fn ping(store: &Store) -> Result<(), StoreError> {
+/// A principal as `mcp-multiplayer principal list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalSummary {
+    pub id: String,
+    pub name: String,
+    /// `cli`, `oauth` or `anonymous`.
+    pub kind: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Access tokens not revoked and not expired.
+    pub live_tokens: i64,
+    /// Channels it administers.
+    pub channels: i64,
+    /// Seats it holds.
+    pub seats: i64,
+}
+
+/// Every principal, oldest first.
+pub async fn list(store: &Store) -> Result<Vec<PrincipalSummary>, StoreError> {
+    let now = secrets::now_ms();
     store
-        .sql_read(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
-            Ok::<_, StoreError>(())
+        .sql_read(move |c| {
+            let mut st = c.prepare(
+                "SELECT p.id, p.name, p.kind, p.created_at,
+                   (SELECT count(*) FROM access_tokens t WHERE t.principal_id = p.id AND t.revoked = 0
+                      AND (t.expires_at IS NULL OR t.expires_at > ?1)),
+                   (SELECT count(*) FROM channels ch WHERE ch.admin_principal = p.id),
+                   (SELECT count(*) FROM slots s WHERE s.principal_id = p.id)
+                 FROM principals p ORDER BY p.created_at, p.id",
+            )?;
+            let rows = st
+                .query_map(params![now], |r| {
+                    Ok(PrincipalSummary {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        kind: r.get(2)?,
+                        created_at: r.get(3)?,
+                        live_tokens: r.get(4)?,
+                        channels: r.get(5)?,
+                        seats: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>(rows)
         })
         .await
 }

@@ -3,7 +3,7 @@
 //! delegates to one file per concern).
 
 use super::bus::{Changes, Commit};
-use super::{StoreError, bots, messages, principals, seats};
+use super::{StoreError, bots, messages, principals, seats, usage};
 use crate::model::{Credential, Manifest, MessageKind, Seq, SlotKind};
 use crate::transcript::CanonicalJson;
 use rusqlite::Connection;
@@ -243,6 +243,21 @@ pub(crate) trait ReadTx {
     fn channels_with_bots(&self) -> Result<Vec<String>, StoreError>;
     /// The credential is neither revoked nor expired (now).
     fn credential_valid(&self, credential: &Credential) -> Result<bool, StoreError>;
+
+    // What the quotas read (`crate::quota`).
+    /// Bytes of user and bot bodies in the channel.
+    fn channel_bytes(&self, channel_id: &str) -> Result<u64, StoreError>;
+    /// Bytes of bodies `principal` posted on UTC day `day` (unix days).
+    fn principal_bytes(&self, principal: &str, day: i64) -> Result<u64, StoreError>;
+    /// Channels `principal` created at or after `since_ms`, and the oldest
+    /// one's creation time.
+    fn channels_created_since(
+        &self,
+        principal: &str,
+        since_ms: i64,
+    ) -> Result<(u64, Option<i64>), StoreError>;
+    /// Channels `principal` administers that are not closed.
+    fn open_channels(&self, principal: &str) -> Result<u64, StoreError>;
 }
 
 /// Writes (and reads) inside one write transaction. Every write records what
@@ -296,6 +311,14 @@ pub(crate) trait Tx: ReadTx {
         channel_id: &str,
         bot_id: &str,
         state: &CanonicalJson,
+    ) -> Result<(), StoreError>;
+    /// Counts `bytes` of bodies against the channel and, for a principal's
+    /// post, against that principal's UTC day `day`.
+    fn add_usage(
+        &mut self,
+        channel_id: &str,
+        principal: Option<(&str, i64)>,
+        bytes: u64,
     ) -> Result<(), StoreError>;
 }
 
@@ -404,6 +427,22 @@ impl<T: HasConn> ReadTx for T {
     fn credential_valid(&self, credential: &Credential) -> Result<bool, StoreError> {
         principals::credential_valid(self.conn(), credential)
     }
+    fn channel_bytes(&self, channel_id: &str) -> Result<u64, StoreError> {
+        usage::channel_bytes(self.conn(), channel_id)
+    }
+    fn principal_bytes(&self, principal: &str, day: i64) -> Result<u64, StoreError> {
+        usage::principal_bytes(self.conn(), principal, day)
+    }
+    fn channels_created_since(
+        &self,
+        principal: &str,
+        since_ms: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        usage::created_since(self.conn(), principal, since_ms)
+    }
+    fn open_channels(&self, principal: &str) -> Result<u64, StoreError> {
+        usage::open_channels(self.conn(), principal)
+    }
 }
 
 impl Tx for SqliteTx<'_> {
@@ -486,5 +525,13 @@ impl Tx for SqliteTx<'_> {
         state: &CanonicalJson,
     ) -> Result<(), StoreError> {
         bots::set_state(self.conn, channel_id, bot_id, state)
+    }
+    fn add_usage(
+        &mut self,
+        channel_id: &str,
+        principal: Option<(&str, i64)>,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        usage::add(self.conn, channel_id, principal, bytes)
     }
 }

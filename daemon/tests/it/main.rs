@@ -6,9 +6,11 @@
 
 mod util;
 
+mod admin;
 mod cli;
 mod crash;
 mod http;
 mod oauth;
+mod robustness;
 mod surface;
 mod tools;

@@ -247,7 +247,11 @@ async fn sync_pages_stop_at_the_byte_budget_and_say_more_is_waiting() {
 
 #[tokio::test]
 async fn list_channels_and_resources_page_with_an_opaque_cursor() {
-    let s = start("surface-pages", None);
+    // 55 channels in a minute: more than the hourly quota allows by default.
+    let s = start(
+        "surface-pages",
+        Some("[quotas]\nchannels_per_hour = 1000\nopen_channels = 1000\n"),
+    );
     let mut mcp = Mcp::connect(&s.d.mcp_url(), Some(&s.token)).await;
     let mut made = Vec::new();
     for i in 0..55 {
