@@ -72,7 +72,15 @@ async fn acknowledged_posts_survive_kill_9() {
     let tokens: Vec<String> = (0..CLIENTS)
         .map(|i| create_token(dir.path(), &label(i)))
         .collect();
-    let mut daemon = Daemon::start(dir.path(), &[]);
+    // The test measures durability, not quotas: lift the per-principal rate.
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[quotas]\nposts_per_second = 100000.0\npost_burst = 100000\n",
+    )
+    .unwrap();
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut daemon = Daemon::start(dir.path(), &args);
     let channels = set_up_channels(&daemon, &tokens).await;
 
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
@@ -125,7 +133,7 @@ async fn acknowledged_posts_survive_kill_9() {
         }
         let log = std::fs::read_to_string(&daemon.stderr_log).unwrap_or_default();
         drop(daemon);
-        daemon = Daemon::start(dir.path(), &[]);
+        daemon = Daemon::start(dir.path(), &args);
         let snapshot = acked.lock().unwrap().clone();
         verify(&daemon, &tokens[0], &channels, &snapshot)
             .await
