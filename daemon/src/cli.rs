@@ -275,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("NAME must be 1-64 characters");
             }
             let cfg = load(&common, Overrides::default())?;
-            let store = Store::open(&cfg.db_path())?;
+            let store = Store::open_config(&cfg)?;
             let token = crate::store::principals::create_cli_token(&store, &name).await?;
             store.close();
             println!("{token}");
@@ -289,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             op: TokenOp::Revoke { name, common },
         } => {
             let cfg = load(&common, Overrides::default())?;
-            let store = Store::open(&cfg.db_path())?;
+            let store = Store::open_config(&cfg)?;
             let n = crate::store::principals::revoke_cli_tokens(&store, &name).await?;
             store.close();
             eprintln!("Revoked {n} token(s) of {name:?}.");
@@ -298,7 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(cmd) => admin(cmd).await,
         Command::Approve { code, deny, common } => {
             let cfg = load(&common, Overrides::default())?;
-            let store = Store::open(&cfg.db_path())?;
+            let store = Store::open_config(&cfg)?;
             let out = match code {
                 None => crate::oauth::admin::list(&store).await,
                 Some(code) => crate::oauth::admin::decide(&store, &code, deny).await,
@@ -371,7 +371,7 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
         Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
     {
         let cfg = load(common, Overrides::default())?;
-        let store = Store::open(&cfg.db_path())?;
+        let store = Store::open_config(&cfg)?;
         let out = f(store.clone()).await;
         store.close();
         Ok(out?)

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Opens the state and builds the application (no socket yet).
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
-    let store = Store::open(&config.db_path())?;
+    let store = Store::open_config(&config)?;
     let metrics = store.metrics().clone();
     let shutdown = CancellationToken::new();
     let quotas = Quotas::new(config.quotas.clone(), Some(metrics.clone()));

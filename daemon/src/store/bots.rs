@@ -11,7 +11,8 @@ use super::tx::{BotRecord, BotRuntime, PreparedBot};
 use crate::model::{Manifest, Seq};
 use crate::secrets;
 use crate::transcript::{self, CanonicalJson};
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::Connection;
+use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
 fn corrupt(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
@@ -119,7 +120,7 @@ pub(super) fn runtime(
 
 pub(super) fn channels_with_bots(c: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = c.prepare_cached("SELECT DISTINCT channel_id FROM bots")?;
-    let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let rows = st.query_map(params![], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

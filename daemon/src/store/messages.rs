@@ -12,7 +12,8 @@ use super::tx::{Appended, NewMessage, StoredMessage};
 use crate::model::{MessageKind, Seq};
 use crate::secrets;
 use crate::transcript::{self, CanonicalJson, Entry};
-use rusqlite::{Connection, Row, params};
+use super::db::{Connection, Row};
+use rusqlite::params;
 
 pub(super) fn append(
     c: &Connection,

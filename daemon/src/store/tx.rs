@@ -6,7 +6,7 @@ use super::bus::{Changes, Commit};
 use super::{StoreError, bots, messages, principals, seats, usage};
 use crate::model::{Credential, Manifest, MessageKind, Seq, SlotKind};
 use crate::transcript::CanonicalJson;
-use rusqlite::Connection;
+use super::db::Connection;
 use serde_json::{Map, Value};
 
 /// A channel's row.

@@ -3,7 +3,8 @@
 //! `crate::quota`'s; this file only counts.
 
 use super::StoreError;
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::Connection;
+use rusqlite::{OptionalExtension, params};
 
 /// One UTC day in milliseconds.
 pub(crate) const DAY_MS: i64 = 86_400_000;
