@@ -20,6 +20,11 @@ use std::path::Path;
 /// # Errors
 /// See [`store::backup`].
 pub fn backup(cfg: &Config, dest: &Path) -> Result<String, StoreError> {
+    if cfg.database != crate::config::DatabaseConfig::Sqlite {
+        return Err(StoreError::Postgres(
+            "backup copies the SQLite database; this daemon keeps its state in PostgreSQL. Back it up with PostgreSQL's own tools (pg_dump, or a base backup with WAL archiving: docs/scale-out.md)".into(),
+        ));
+    }
     let r = store::backup(&cfg.db_path(), dest)?;
     Ok(format!(
         "Backed up {} to {} ({} bytes, schema version {}): {} channels, {} messages. integrity_check: ok.\nRestore: stop the daemon, move mcp-multiplayer.db and its -wal and -shm files aside, copy this file to {} (owned by the service's user), start the daemon.\n",

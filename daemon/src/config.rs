@@ -12,7 +12,7 @@
 mod database;
 mod limits;
 
-pub use database::{DatabaseConfig, PostgresSource, redact as redact_database_url};
+pub use database::DatabaseConfig;
 pub use limits::{FileHttp, FileQuotas, HttpConfig, QuotaConfig};
 
 use crate::client_addr::IpRange;

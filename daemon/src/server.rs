@@ -147,7 +147,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let limits = ConnLimits::new(&state.config.http, open_files);
     tracing::info!(
         %addr,
-        db = %state.channels.store().path().display(),
+        db = %match &state.config.database {
+            crate::config::DatabaseConfig::Sqlite => state.channels.store().path().display().to_string(),
+            other => other.describe(),
+        },
         open_files,
         max_connections = limits.max_total,
         max_unauthenticated = limits.max_unauthenticated,

@@ -145,7 +145,8 @@ impl Connection {
         }
     }
 
-    /// The SQLite connection, for what only SQLite has (pragmas, backup).
+    /// The SQLite connection, for what only SQLite has (pragmas).
+    #[cfg(test)]
     pub(crate) fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
         match &self.backend {
             Backend::Lite(c) => Some(c),
@@ -254,14 +255,6 @@ impl Statement<'_> {
             StInner::Cached(s) => s.query_row(params, |r| f(&Row(RowInner::Lite(r)))),
             StInner::Once(s) => s.query_row(params, |r| f(&Row(RowInner::Lite(r)))),
             StInner::Pg(c, s) => first_row(c, s, params, f),
-        }
-    }
-
-    pub(crate) fn exists(&mut self, params: &[&dyn ToSql]) -> rusqlite::Result<bool> {
-        match &mut self.0 {
-            StInner::Cached(s) => s.exists(params),
-            StInner::Once(s) => s.exists(params),
-            StInner::Pg(c, s) => Ok(!c.query(s, params)?.is_empty()),
         }
     }
 

@@ -11,6 +11,52 @@ pub fn daemon_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mcp-multiplayer"))
 }
 
+/// Whether the suite runs against PostgreSQL (`MCPMP_TEST_POSTGRES` holds
+/// the URL of a test database; `tests/steps/50-postgres.sh` sets it).
+pub fn on_postgres() -> bool {
+    std::env::var_os("MCPMP_TEST_POSTGRES").is_some()
+}
+
+/// The environment that points a daemon (or a CLI command) using
+/// `state_dir` at its database: nothing for SQLite (the file in the state
+/// directory), or on PostgreSQL the URL of a schema of its own, named after
+/// the state directory, so that every command given the same directory finds
+/// the same data, as it would find the same file.
+pub fn db_env(state_dir: &Path) -> Vec<(String, String)> {
+    use sha2::Digest;
+    let Ok(url) = std::env::var("MCPMP_TEST_POSTGRES") else {
+        return Vec::new();
+    };
+    let digest = sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes());
+    let schema = format!("t_{}", hex::encode(&digest[..8]));
+    let u = url.clone();
+    let s = schema.clone();
+    // The synchronous client may not run on the tests' runtime thread.
+    std::thread::spawn(move || {
+        use std::str::FromStr;
+        let mut c = postgres::Config::from_str(&u)
+            .unwrap()
+            .connect(postgres::NoTls)
+            .expect("connect to MCPMP_TEST_POSTGRES");
+        c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    vec![(
+        "MCP_MULTIPLAYER_DATABASE".into(),
+        format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+    )]
+}
+
+/// The daemon binary, pointed at `state_dir`'s database (see [`db_env`]).
+pub fn daemon_cmd(state_dir: &Path) -> Command {
+    let mut c = Command::new(daemon_bin());
+    c.envs(db_env(state_dir));
+    c
+}
+
 /// A fresh temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -48,7 +94,7 @@ impl Daemon {
     /// for its "listening on" line (no sleeps: the line is the signal).
     pub fn start(state_dir: &Path, extra: &[&str]) -> Daemon {
         let log = state_dir.join(format!("daemon-{}.log", rand::random::<u32>()));
-        let mut child = Command::new(daemon_bin())
+        let mut child = daemon_cmd(state_dir)
             .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(state_dir)
             .args(extra)
@@ -104,7 +150,7 @@ impl Drop for Daemon {
 
 /// `mcp-multiplayer token create NAME --state-dir DIR`.
 pub fn create_token(state_dir: &Path, name: &str) -> String {
-    let out = Command::new(daemon_bin())
+    let out = daemon_cmd(state_dir)
         .args(["token", "create", name, "--state-dir"])
         .arg(state_dir)
         .output()
