@@ -70,6 +70,21 @@ enum Command {
         #[command(subcommand)]
         op: BotOp,
     },
+    /// Copy this deployment's SQLite database into an empty PostgreSQL
+    /// database, and check the copy row by row (docs/scale-out.md). Stop the
+    /// daemon first.
+    MigrateStore {
+        /// The PostgreSQL database: postgres://USER@HOST/DB, without a
+        /// password (default: the config's `database`).
+        #[arg(long)]
+        to: Option<String>,
+        /// File holding the password for --to (default: the config's
+        /// database_password_file).
+        #[arg(long)]
+        to_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -296,6 +311,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(cmd) => admin(cmd).await,
+        Command::MigrateStore {
+            to,
+            to_password_file,
+            common,
+        } => migrate_store(to, to_password_file, &common),
         Command::Approve { code, deny, common } => {
             let cfg = load(&common, Overrides::default())?;
             let store = Store::open_config(&cfg)?;
@@ -447,6 +467,48 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             .await?,
         ),
     })
+}
+
+/// `migrate-store`: the SQLite file of the state directory into PostgreSQL.
+fn migrate_store(
+    to: Option<String>,
+    password_file: Option<PathBuf>,
+    common: &Common,
+) -> anyhow::Result<ExitCode> {
+    use crate::config::{DatabaseConfig, Env};
+    /// `--to` is taken as given: no environment variable overrides it.
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+    let cfg = load(common, Overrides::default())?;
+    let target = match to {
+        Some(url) => DatabaseConfig::from_parts(Some(url), password_file, None, &NoEnv)?,
+        None => cfg.database.clone(),
+    };
+    let DatabaseConfig::Postgres(src) = &target else {
+        anyhow::bail!(
+            "give the PostgreSQL database to copy into: --to postgres://USER@HOST/DB (the password in --to-password-file), or set `database` in the config"
+        );
+    };
+    let pg = src.load()?;
+    let db = cfg.db_path();
+    let report = crate::store::migrate_store(&db, &pg)?;
+    println!(
+        "Copied {} into {}; every row checked.",
+        db.display(),
+        target.describe()
+    );
+    for (table, rows) in &report.tables {
+        println!("  {table}: {rows} rows");
+    }
+    println!(
+        "Next: point every daemon at it (database = \"...\" in the config, its password in database_password_file) and start them; keep {} as the backup of this moment.",
+        db.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_source(file: &PathBuf) -> anyhow::Result<String> {

@@ -41,6 +41,7 @@ mod bots;
 mod bus;
 pub(crate) mod db;
 mod messages;
+mod migrate;
 mod pg;
 pub(crate) mod principals;
 mod seats;
@@ -48,6 +49,7 @@ mod tx;
 mod usage;
 
 pub use backup::backup;
+pub use migrate::migrate_store;
 pub(crate) use bus::{Commit, CommitBus};
 pub(crate) use tx::*;
 pub(crate) use usage::DAY_MS;

@@ -12,5 +12,6 @@ mod crash;
 mod http;
 mod oauth;
 mod robustness;
+mod scale;
 mod surface;
 mod tools;

@@ -93,8 +93,15 @@ impl Daemon {
     /// Starts `serve --listen 127.0.0.1:0 --state-dir DIR EXTRA...` and waits
     /// for its "listening on" line (no sleeps: the line is the signal).
     pub fn start(state_dir: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_env(state_dir, extra, &db_env(state_dir))
+    }
+
+    /// [`Daemon::start`] with `env` as its database environment (another
+    /// daemon's schema, or `MCP_MULTIPLAYER_DATABASE=sqlite`).
+    pub fn start_env(state_dir: &Path, extra: &[&str], env: &[(String, String)]) -> Daemon {
         let log = state_dir.join(format!("daemon-{}.log", rand::random::<u32>()));
-        let mut child = daemon_cmd(state_dir)
+        let mut child = Command::new(daemon_bin())
+            .envs(env.iter().cloned())
             .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(state_dir)
             .args(extra)
@@ -150,7 +157,13 @@ impl Drop for Daemon {
 
 /// `mcp-multiplayer token create NAME --state-dir DIR`.
 pub fn create_token(state_dir: &Path, name: &str) -> String {
-    let out = daemon_cmd(state_dir)
+    create_token_env(state_dir, name, &db_env(state_dir))
+}
+
+/// [`create_token`] with `env` as the database environment.
+pub fn create_token_env(state_dir: &Path, name: &str, env: &[(String, String)]) -> String {
+    let out = Command::new(daemon_bin())
+        .envs(env.iter().cloned())
         .args(["token", "create", name, "--state-dir"])
         .arg(state_dir)
         .output()
