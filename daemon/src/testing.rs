@@ -30,10 +30,13 @@ pub(crate) struct TempStore {
 pub(crate) fn postgres_schema() -> Option<postgres::Config> {
     use std::str::FromStr;
     let url = std::env::var("MCPMP_TEST_POSTGRES").ok()?;
-    let mut cfg = postgres::Config::from_str(&url).expect("MCPMP_TEST_POSTGRES is a PostgreSQL URL");
+    let mut cfg =
+        postgres::Config::from_str(&url).expect("MCPMP_TEST_POSTGRES is a PostgreSQL URL");
     let schema = format!("t_{:016x}", rand::random::<u64>());
     crate::store::db::off_runtime(|| {
-        let mut c = cfg.connect(postgres::NoTls).expect("connect to MCPMP_TEST_POSTGRES");
+        let mut c = cfg
+            .connect(postgres::NoTls)
+            .expect("connect to MCPMP_TEST_POSTGRES");
         c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
     });
     cfg.options(&format!("-c search_path={schema}"));

@@ -22,10 +22,10 @@ use super::{Lifetimes, OAuthError};
 use crate::client_addr::AddrKey;
 use crate::config::OAuthLimits;
 use crate::secrets::{self, SecretKind};
+use crate::store::db::Connection;
 use crate::store::{Store, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use crate::store::db::Connection;
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 

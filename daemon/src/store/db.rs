@@ -40,7 +40,8 @@ pub(crate) struct Connection {
 
 enum Backend {
     Lite(rusqlite::Connection),
-    Pg(PgConn),
+    // Boxed: a PostgreSQL client is three times a SQLite handle's size.
+    Pg(Box<PgConn>),
 }
 
 /// A PostgreSQL connection and the statements prepared on it.
@@ -96,7 +97,9 @@ impl PgConn {
             .prepare(&placeholders(sql))
             .map_err(pg_error)?;
         if cache {
-            self.prepared.borrow_mut().insert(sql.to_string(), st.clone());
+            self.prepared
+                .borrow_mut()
+                .insert(sql.to_string(), st.clone());
         }
         Ok(st)
     }
@@ -104,10 +107,7 @@ impl PgConn {
     fn execute(&self, st: &postgres::Statement, params: &[&dyn ToSql]) -> rusqlite::Result<usize> {
         let values = bind(params)?;
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        let n = self
-            .client()
-            .execute(st, &refs)
-            .map_err(pg_error)?;
+        let n = self.client().execute(st, &refs).map_err(pg_error)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -118,16 +118,15 @@ impl PgConn {
     ) -> rusqlite::Result<Vec<postgres::Row>> {
         let values = bind(params)?;
         let refs: Vec<&(dyn PgToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        self.client()
-            .query(st, &refs)
-            .map_err(pg_error)
+        self.client().query(st, &refs).map_err(pg_error)
     }
 
     /// The client itself, for what only PostgreSQL has (LISTEN, advisory
     /// locks, `COPY`-free bulk reads).
     pub(crate) fn client(&self) -> std::cell::RefMut<'_, postgres::Client> {
         std::cell::RefMut::map(self.client.borrow_mut(), |c| {
-            c.as_mut().expect("a connection has its client until it is dropped")
+            c.as_mut()
+                .expect("a connection has its client until it is dropped")
         })
     }
 }
@@ -141,7 +140,7 @@ impl Connection {
 
     pub(crate) fn postgres(c: PgConn) -> Connection {
         Connection {
-            backend: Backend::Pg(c),
+            backend: Backend::Pg(Box::new(c)),
         }
     }
 
@@ -186,7 +185,12 @@ impl Connection {
         }
     }
 
-    pub(crate) fn query_row<T, F>(&self, sql: &str, params: &[&dyn ToSql], f: F) -> rusqlite::Result<T>
+    pub(crate) fn query_row<T, F>(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        f: F,
+    ) -> rusqlite::Result<T>
     where
         F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     {
@@ -333,9 +337,14 @@ fn column(r: &postgres::Row, i: usize) -> rusqlite::Result<Value> {
         .ok_or(rusqlite::Error::InvalidColumnIndex(i))?
         .type_()
         .clone();
-    let err = |e: postgres::Error| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Null, Box::new(e));
+    let err = |e: postgres::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Null, Box::new(e))
+    };
     let v = match ty {
-        Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(err)?.map(Value::Integer),
+        Type::INT8 => r
+            .try_get::<_, Option<i64>>(i)
+            .map_err(err)?
+            .map(Value::Integer),
         Type::INT4 => r
             .try_get::<_, Option<i32>>(i)
             .map_err(err)?
@@ -348,15 +357,22 @@ fn column(r: &postgres::Row, i: usize) -> rusqlite::Result<Value> {
             .try_get::<_, Option<bool>>(i)
             .map_err(err)?
             .map(|v| Value::Integer(v.into())),
-        Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map_err(err)?.map(Value::Real),
+        Type::FLOAT8 => r
+            .try_get::<_, Option<f64>>(i)
+            .map_err(err)?
+            .map(Value::Real),
         Type::FLOAT4 => r
             .try_get::<_, Option<f32>>(i)
             .map_err(err)?
             .map(|v| Value::Real(v.into())),
-        Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map_err(err)?.map(Value::Blob),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            r.try_get::<_, Option<String>>(i).map_err(err)?.map(Value::Text)
-        }
+        Type::BYTEA => r
+            .try_get::<_, Option<Vec<u8>>>(i)
+            .map_err(err)?
+            .map(Value::Blob),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => r
+            .try_get::<_, Option<String>>(i)
+            .map_err(err)?
+            .map(Value::Text),
         other => {
             return Err(rusqlite::Error::FromSqlConversionFailure(
                 i,
@@ -377,7 +393,8 @@ fn bind(params: &[&dyn ToSql]) -> rusqlite::Result<Vec<PgValue>> {
         .iter()
         .map(|p| {
             Ok(PgValue(match p.to_sql()? {
-                ToSqlOutput::Borrowed(v) => Value::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+                ToSqlOutput::Borrowed(v) => Value::try_from(v)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
                 ToSqlOutput::Owned(v) => v,
                 _ => {
                     return Err(rusqlite::Error::ToSqlConversionFailure(
@@ -398,7 +415,11 @@ fn put<T: PgToSql>(v: &T, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull
 impl PgToSql for PgValue {
     fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
         let mismatch = || -> BoxError {
-            format!("a {} value cannot be bound to a {ty} parameter", self.0.data_type()).into()
+            format!(
+                "a {} value cannot be bound to a {ty} parameter",
+                self.0.data_type()
+            )
+            .into()
         };
         match &self.0 {
             Value::Null => Ok(IsNull::Yes),
@@ -503,6 +524,9 @@ mod tests {
             placeholders("SELECT a FROM t WHERE b = ?1 AND c = ?12 AND d = '?' AND e = ?"),
             "SELECT a FROM t WHERE b = $1 AND c = $12 AND d = '?' AND e = $1"
         );
-        assert_eq!(placeholders("VALUES (?, ?, \"x?\")"), "VALUES ($1, $2, \"x?\")");
+        assert_eq!(
+            placeholders("VALUES (?, ?, \"x?\")"),
+            "VALUES ($1, $2, \"x?\")"
+        );
     }
 }

@@ -8,11 +8,11 @@
 //! appending.
 
 use super::StoreError;
+use super::db::{Connection, Row};
 use super::tx::{Appended, NewMessage, StoredMessage};
 use crate::model::{MessageKind, Seq};
 use crate::secrets;
 use crate::transcript::{self, CanonicalJson, Entry};
-use super::db::{Connection, Row};
 use rusqlite::params;
 
 pub(super) fn append(

@@ -89,9 +89,7 @@ fn copy(sqlite: &Path, to: &postgres::Config) -> Result<MigrateReport, StoreErro
     let mut st = src.prepare(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
     )?;
-    let present: Vec<String> = st
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let present: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     drop(st);
     if let Some(t) = present.iter().find(|t| !known.contains(t.as_str())) {
         return Err(corrupt(format!(
@@ -147,7 +145,9 @@ fn copy(sqlite: &Path, to: &postgres::Config) -> Result<MigrateReport, StoreErro
 
 /// The columns of `table`, from the source.
 fn columns(src: &rusqlite::Connection, table: &str) -> Result<Vec<String>, StoreError> {
-    let mut st = src.prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))?;
+    let mut st = src.prepare(&format!(
+        "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
+    ))?;
     let cols = st
         .query_map([], |r| r.get(0))?
         .collect::<Result<Vec<String>, _>>()?;

@@ -49,8 +49,8 @@ mod tx;
 mod usage;
 
 pub use backup::backup;
-pub use migrate::migrate_store;
 pub(crate) use bus::{Commit, CommitBus};
+pub use migrate::migrate_store;
 pub(crate) use tx::*;
 pub(crate) use usage::DAY_MS;
 
@@ -200,10 +200,13 @@ impl Store {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let mut conn = rusqlite::Connection::open(path).map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => read_only(&e),
-            _ => StoreError::Sqlite(e),
-        })?;
+        let mut conn =
+            rusqlite::Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
+                    read_only(&e)
+                }
+                _ => StoreError::Sqlite(e),
+            })?;
         // SQLite opens a file it may not write read-only, silently.
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
             return Err(read_only(&"the file is read-only for this user"));
@@ -235,7 +238,9 @@ impl Store {
         match &cfg.database {
             crate::config::DatabaseConfig::Sqlite => Store::open(&cfg.db_path()),
             crate::config::DatabaseConfig::Postgres(src) => {
-                let pg = src.load().map_err(|e| StoreError::Postgres(e.to_string()))?;
+                let pg = src
+                    .load()
+                    .map_err(|e| StoreError::Postgres(e.to_string()))?;
                 Store::open_postgres(&pg, &cfg.state_dir)
             }
         }
@@ -278,7 +283,9 @@ impl Store {
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_bus, &writer_metrics, writer_pg.as_deref()))
+            .spawn(move || {
+                writer_loop(conn, rx, &writer_bus, &writer_metrics, writer_pg.as_deref())
+            })
             .map_err(|e| StoreError::Join(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -302,7 +309,11 @@ impl Store {
 
     /// Whether [`Store::close`] was called.
     pub(crate) fn is_closed(&self) -> bool {
-        self.inner.writer.lock().map(|w| w.is_none()).unwrap_or(true)
+        self.inner
+            .writer
+            .lock()
+            .map(|w| w.is_none())
+            .unwrap_or(true)
     }
 
     /// Whether the state is in PostgreSQL (shared with other daemons).

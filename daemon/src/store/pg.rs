@@ -106,7 +106,9 @@ fn describe_connect_error(config: &postgres::Config, e: &postgres::Error) -> Str
 impl PgShared {
     /// Connects the writer, migrates the database, and returns the writer's
     /// connection with what the store's threads share.
-    pub(super) fn open(config: &postgres::Config) -> Result<(Connection, Arc<PgShared>), StoreError> {
+    pub(super) fn open(
+        config: &postgres::Config,
+    ) -> Result<(Connection, Arc<PgShared>), StoreError> {
         let writer = connect(config)?;
         let name: String = {
             let mut c = writer.client();
@@ -313,7 +315,10 @@ impl PgShared {
         };
         let got: bool = c
             .client()
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&self.key(&format!("drain:{cid}"))])
+            .query_one(
+                "SELECT pg_try_advisory_lock($1)",
+                &[&self.key(&format!("drain:{cid}"))],
+            )
             .and_then(|r| r.try_get(0))
             .map_err(|e| StoreError::Sqlite(pg_error(e)))?;
         if got {

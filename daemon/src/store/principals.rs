@@ -6,10 +6,10 @@
 //! long-lived tokens for scripts and headless agents; the OAuth server issues
 //! short-lived ones into the same table.
 
+use super::db::Connection;
 use super::{Store, StoreError};
 use crate::model::{Credential, Principal};
 use crate::secrets::{self, SecretKind};
-use super::db::Connection;
 use rusqlite::{OptionalExtension, params};
 
 /// Why a bearer token was refused. Never includes the token. (A missing

@@ -4,13 +4,13 @@
 //! unique (partial unique indexes), so a secret names at most one seat.
 
 use super::StoreError;
+use super::db::{Connection, Row};
 use super::tx::{
     ChannelKey, ChannelRecord, NewChannel, NewSlot, SeatSecret, SecretSeat, SlotRecord,
 };
 use crate::model::SlotKind;
 use crate::secrets;
 use crate::transcript;
-use super::db::{Connection, Row};
 use rusqlite::{OptionalExtension, params};
 
 const CHANNEL_COLUMNS: &str =

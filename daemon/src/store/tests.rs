@@ -428,7 +428,10 @@ async fn a_corrupt_manifest_is_reported_not_guessed() {
         .unwrap();
     t.store
         .sql_write(|c| {
-            c.execute("UPDATE bots SET manifest = '{\"name\": 3}'", rusqlite::params![])?;
+            c.execute(
+                "UPDATE bots SET manifest = '{\"name\": 3}'",
+                rusqlite::params![],
+            )?;
             Ok::<_, StoreError>(())
         })
         .await

@@ -3,10 +3,10 @@
 //! delegates to one file per concern).
 
 use super::bus::{Changes, Commit};
+use super::db::Connection;
 use super::{StoreError, bots, messages, principals, seats, usage};
 use crate::model::{Credential, Manifest, MessageKind, Seq, SlotKind};
 use crate::transcript::CanonicalJson;
-use super::db::Connection;
 use serde_json::{Map, Value};
 
 /// A channel's row.

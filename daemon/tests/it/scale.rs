@@ -64,7 +64,10 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
             )
             .await;
         let cid = ch["channel_id"].as_str().unwrap().to_string();
-        let invite = ch["invites"][0]["invite_code"].as_str().unwrap().to_string();
+        let invite = ch["invites"][0]["invite_code"]
+            .as_str()
+            .unwrap()
+            .to_string();
         bob.ok("join_channel", json!({"invite_code": invite})).await;
         for i in 0..5 {
             alice
@@ -78,8 +81,13 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
             )
             .await;
         // Every user message answered by the echo bot before the move.
-        let before = read_until(&mut alice, &cid, |ms| count(ms, "user") == 6 && count(ms, "bot") >= 5).await;
-        let info = alice.ok("get_channel_info", json!({"channel_id": cid})).await;
+        let before = read_until(&mut alice, &cid, |ms| {
+            count(ms, "user") == 6 && count(ms, "bot") >= 5
+        })
+        .await;
+        let info = alice
+            .ok("get_channel_info", json!({"channel_id": cid}))
+            .await;
         (cid, info["head_hash"].as_str().unwrap().to_string(), before)
     }; // the SQLite daemon is killed here: migrate-store runs on a stopped deployment
 
@@ -87,7 +95,8 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
     let target = db_env(target_dir.path());
     let url = target[0].1.clone();
     let out = migrate(dir.path(), &url);
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("messages: "), "{text}");
     assert!(text.contains("every row checked"), "{text}");
@@ -100,16 +109,24 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
     // A password on the command line is refused, and never echoed.
     let with_pw = migrate(dir.path(), "postgres://u:hunter2@127.0.0.1/x");
     let err = String::from_utf8_lossy(&with_pw.stderr);
-    assert!(!with_pw.status.success() && err.contains("password") && !err.contains("hunter2"), "{err}");
+    assert!(
+        !with_pw.status.success() && err.contains("password") && !err.contains("hunter2"),
+        "{err}"
+    );
 
     // The same tokens, on PostgreSQL.
     let d = Daemon::start_env(target_dir.path(), &[], &target);
     let mut alice = Mcp::connect(&d.mcp_url(), Some(&ta)).await;
     let mut bob = Mcp::connect(&d.mcp_url(), Some(&tb)).await;
-    let info = alice.ok("get_channel_info", json!({"channel_id": cid})).await;
+    let info = alice
+        .ok("get_channel_info", json!({"channel_id": cid}))
+        .await;
     assert_eq!(info["head_hash"].as_str(), Some(head.as_str()));
     let after = read_until(&mut alice, &cid, |_| true).await;
-    assert_eq!(after, before, "alice reads exactly what she read before the move");
+    assert_eq!(
+        after, before,
+        "alice reads exactly what she read before the move"
+    );
     assert_eq!(
         transcript::verify_chain(&cid, &after).unwrap(),
         head,
@@ -120,8 +137,11 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
     let bobs = read_until(&mut bob, &cid, |_| true).await;
     assert!(bobs.iter().any(|m| m["body"] == json!("for bob only")));
     let bots_before = count(&after, "bot");
-    bob.ok("post_message", json!({"channel_id": cid, "body": "hello from postgres"}))
-        .await;
+    bob.ok(
+        "post_message",
+        json!({"channel_id": cid, "body": "hello from postgres"}),
+    )
+    .await;
     let now = read_until(&mut alice, &cid, |ms| count(ms, "bot") > bots_before).await;
     assert_eq!(count(&now, "bot"), bots_before + 1);
     transcript::verify_chain(&cid, &now).unwrap();
