@@ -305,8 +305,10 @@ async fn stores(measure: Duration) -> Res<()> {
                 .map_err(|e| e.to_string())?
                 .connect(postgres::NoTls)
                 .map_err(|e| format!("LOAD_POSTGRES: {e}"))?;
-            c.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}"))
-                .map_err(|e| e.to_string())
+            c.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}"
+            ))
+            .map_err(|e| e.to_string())
         })
         .join()
         .map_err(|_| "schema thread panicked".to_string())??;
@@ -348,7 +350,9 @@ async fn stores(measure: Duration) -> Res<()> {
         WARMUP.as_secs()
     );
     println!();
-    println!("| store | daemons | clients | posts/s | p50 ms | p99 ms | max ms | daemons' CPU µs/post | load average after |");
+    println!(
+        "| store | daemons | clients | posts/s | p50 ms | p99 ms | max ms | daemons' CPU µs/post | load average after |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for setup in &setups {
         let root = std::env::temp_dir().join(format!(
@@ -356,7 +360,9 @@ async fn stores(measure: Duration) -> Res<()> {
             std::process::id(),
             setup.daemons
         ));
-        let dirs: Vec<PathBuf> = (0..setup.daemons).map(|i| root.join(format!("d{i}"))).collect();
+        let dirs: Vec<PathBuf> = (0..setup.daemons)
+            .map(|i| root.join(format!("d{i}")))
+            .collect();
         for d in &dirs {
             std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
         }
@@ -374,12 +380,24 @@ async fn stores(measure: Duration) -> Res<()> {
             .map_err(|e| e.to_string())?;
         let mut channels = Vec::new();
         for g in 0..max_clients.div_ceil(PER_CHANNEL) {
-            let members: Vec<&String> = tokens.iter().skip(g * PER_CHANNEL).take(PER_CHANNEL).collect();
+            let members: Vec<&String> = tokens
+                .iter()
+                .skip(g * PER_CHANNEL)
+                .take(PER_CHANNEL)
+                .collect();
             channels.push(make_channel(&http, &urls[0], &members, &format!("store-{g}")).await?);
         }
         for &n in &levels {
             let cpu0: f64 = daemons.iter().map(|d| cpu_secs(d.pid())).sum();
-            let r = post_load_on(&http, &urls, Proto::Session, &tokens[..n], &channels, measure).await?;
+            let r = post_load_on(
+                &http,
+                &urls,
+                Proto::Session,
+                &tokens[..n],
+                &channels,
+                measure,
+            )
+            .await?;
             let cpu = daemons.iter().map(|d| cpu_secs(d.pid())).sum::<f64>() - cpu0;
             println!(
                 "| {} | {} | {n} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",

@@ -44,7 +44,22 @@ pub fn config_show(cfg: &Config) -> String {
     let a = &cfg.auth;
     let b = &cfg.bots;
     let path = |p: &Path| p.display().to_string();
+    // The database as keys the config file takes (a URL file's path, never
+    // its content).
+    let (database, password_file, url_file) = match &cfg.database {
+        crate::config::DatabaseConfig::Sqlite => (Some("sqlite".to_string()), None, None),
+        crate::config::DatabaseConfig::Postgres(crate::config::PostgresSource::Url {
+            url,
+            password_file,
+        }) => (Some(url.clone()), password_file.as_deref().map(path), None),
+        crate::config::DatabaseConfig::Postgres(crate::config::PostgresSource::UrlFile(f)) => {
+            (None, None, Some(path(f)))
+        }
+    };
     let view = json!({
+        "database": database,
+        "database_password_file": password_file,
+        "database_url_file": url_file,
         "listen": cfg.listen.to_string(),
         "state_dir": path(&cfg.state_dir),
         "public_url": cfg.public_origin(),

@@ -12,7 +12,7 @@
 mod database;
 mod limits;
 
-pub use database::DatabaseConfig;
+pub use database::{DatabaseConfig, PostgresSource};
 pub use limits::{FileHttp, FileQuotas, HttpConfig, QuotaConfig};
 
 use crate::client_addr::IpRange;

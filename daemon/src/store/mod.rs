@@ -32,9 +32,13 @@
 //! connections instead of opening one per read (each open parses the schema)
 //! and parking hundreds of blocking threads.
 //!
-//! Another backend (PostgreSQL, say) implements [`ReadTx`] and [`Tx`] and an
-//! executor with the same contract (closure in, result out after commit,
-//! commits published on the bus), without touching the domain.
+//! The same code runs on PostgreSQL, for several daemons sharing one
+//! database (docs/scale-out.md): every statement goes through [`db`], which
+//! calls SQLite directly or translates for PostgreSQL, and the executor above
+//! is shared. What only PostgreSQL needs (the lock every write batch takes so
+//! that the daemons' writers take turns, commits carried to the other daemons
+//! by NOTIFY/LISTEN, which daemon runs a channel's hooks) is in [`pg`].
+//! [`migrate_store`] copies a SQLite database into PostgreSQL.
 
 mod backup;
 mod bots;

@@ -112,7 +112,9 @@ impl PgShared {
         let writer = connect(config)?;
         let name: String = {
             let mut c = writer.client();
-            c.batch_execute("SET synchronous_commit TO on")
+            // Acknowledged means on disk, whatever the server's default;
+            // and no NOTICE chatter ("already exists, skipping") in the log.
+            c.batch_execute("SET synchronous_commit TO on; SET client_min_messages TO warning")
                 .map_err(|e| StoreError::Sqlite(pg_error(e)))?;
             c.query_one("SELECT current_database() || '/' || current_schema()", &[])
                 .and_then(|r| r.try_get(0))

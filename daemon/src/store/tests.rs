@@ -695,3 +695,75 @@ async fn a_database_from_before_causes_migrates_and_its_chain_still_verifies() {
     store.close();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two stores on one PostgreSQL database stand for two daemons: their
+/// writers take turns (concurrent appends from both make one gap-free chain
+/// that verifies), and each hears the other's commits on its own bus (what
+/// wakes its long-polls and its dispatcher). SQLite has one daemon per file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_database_append_one_gap_free_chain_and_hear_each_other() {
+    let (t, _) = setup().await;
+    if !t.store.is_shared() {
+        return;
+    }
+    let other = t.reopen();
+    let (seen, mut heard) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+    other.bus().subscribe(move |c| {
+        if c.channel_id == "ch1" {
+            seen.send_modify(|h| {
+                h.insert(c.head);
+            });
+        }
+    });
+    const N: i64 = 40;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        // Half through each store; the other store's bus hears the first
+        // store's half only through PostgreSQL.
+        let s = if i < N / 2 {
+            other.clone()
+        } else {
+            t.store.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let body = text(&format!("m{i}"));
+            s.write(move |tx: &mut dyn Tx| tx.append("ch1", say("a", &body)))
+                .await
+                .unwrap()
+                .seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    let mut remote = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let seq = task.await.unwrap();
+        if i as i64 >= N / 2 {
+            remote.push(seq);
+        }
+        seqs.push(seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "one gap-free sequence");
+    let (msgs, ch) = t
+        .store
+        .read(|tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((tx.messages_after("ch1", 0, 1000)?, tx.channel("ch1")?))
+        })
+        .await
+        .unwrap();
+    let views: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| serde_json::to_value(crate::channels::rules::message_view(m, "a")).unwrap())
+        .collect();
+    let head = crate::transcript::verify_chain("ch1", &views).unwrap();
+    assert_eq!(ch.unwrap().head_hash, head);
+    // Every commit the first store made reached the other store's bus.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        heard.wait_for(|h| remote.iter().all(|q| h.contains(q))),
+    )
+    .await
+    .expect("the other daemon heard every commit")
+    .unwrap();
+    other.close();
+}
