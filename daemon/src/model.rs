@@ -183,6 +183,16 @@ pub enum Event {
         code_hash: String,
         manifest_hash: String,
         network: bool,
+        /// `sha256:` of the bot's secret seed behind a domain tag
+        /// (`crate::bots::seed::commitment`): every hook's randomness comes
+        /// from the seed, which a `bot:reveal` publishes when the channel
+        /// closes. Absent for bots attached before seeds existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed_commitment: Option<String>,
+        /// `sha256:` of the canonical JSON of the bot's params, fixed with
+        /// the seed before play. Absent where `seed_commitment` is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params_hash: Option<String>,
     },
     /// The attached bot's manifest, right after its `bot:attach`.
     #[serde(rename = "bot:manifest")]
@@ -205,6 +215,16 @@ pub enum Event {
     /// every state a hook leaves is committed in the chain.
     #[serde(rename = "bot:state")]
     BotState { bot_id: String },
+    /// The channel closed: a bot's secret seed (64 hex digits) and the salt
+    /// of its state hashes, published so that anyone can open the
+    /// `seed_commitment` of its `bot:attach` and re-run its hooks
+    /// (`docs/replay.md`).
+    #[serde(rename = "bot:reveal")]
+    BotReveal {
+        bot_id: String,
+        seed: String,
+        state_salt: String,
+    },
 }
 
 /// The transcript format new channels are written in (see

@@ -69,6 +69,11 @@ pub fn new_salt() -> String {
     hex::encode(random_bytes::<16>())
 }
 
+/// 256 random bits: a bot's secret seed (`crate::bots::seed`).
+pub fn new_seed() -> [u8; 32] {
+    random_bytes::<32>()
+}
+
 /// SHA-256 of a secret: the only form in which it is stored.
 pub fn hash_secret(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()

@@ -74,6 +74,7 @@ pub(crate) fn bot(name: &str, hooks: &[&str]) -> PreparedBot {
         manifest,
         params: Map::new(),
         network: false,
+        seed: crate::bots::seed::draw(),
     }
 }
 

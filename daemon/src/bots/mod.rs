@@ -6,9 +6,11 @@
 //! same harness that will run the bot, so a bot that would be refused at run
 //! time is refused at attach time, with the line.
 
+pub(crate) mod context;
 pub(crate) mod dispatch;
 pub(crate) mod presets;
 pub(crate) mod runner;
+pub mod seed;
 
 #[cfg(test)]
 mod tests;
@@ -148,6 +150,7 @@ impl Bots {
             manifest_hash,
             params,
             network,
+            seed: seed::draw(),
         }))
     }
 

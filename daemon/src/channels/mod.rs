@@ -137,6 +137,8 @@ fn attach(
             code_hash: bot.code_hash.clone(),
             manifest_hash: bot.manifest_hash.clone(),
             network: bot.network,
+            seed_commitment: Some(crate::bots::seed::commitment(&bot.seed)),
+            params_hash: Some(crate::bots::seed::params_hash(&bot.params)),
         },
     )?;
     tx.set_bot_cursor(channel_id, bot_id, at - 1)?;
@@ -148,6 +150,30 @@ fn attach(
             manifest: bot.manifest.clone(),
         },
     )?;
+    Ok(())
+}
+
+/// Publishes every seeded bot's seed and state salt (`bot:reveal`), in the
+/// write that closes the channel: from then on nobody can post or join, so
+/// knowing the bots' randomness no longer helps anyone, and everyone can
+/// open the seed commitments and replay the hooks (`docs/replay.md`).
+fn reveal_seeds(tx: &mut dyn Tx, channel_id: &str) -> Result<(), ToolError> {
+    for bot in tx.bots(channel_id)? {
+        let Some(rt) = tx.bot_runtime(channel_id, &bot.bot_id)? else {
+            continue;
+        };
+        if let Some(seed) = rt.seed {
+            announce(
+                tx,
+                channel_id,
+                &Event::BotReveal {
+                    bot_id: bot.bot_id,
+                    seed: seed.to_hex(),
+                    state_salt: rt.state_salt,
+                },
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -748,6 +774,7 @@ impl Channels {
                         if !ch.closed {
                             tx.close_channel(&cid)?;
                             announce(tx, &cid, &Event::ChannelClosed)?;
+                            reveal_seeds(tx, &cid)?;
                         }
                         Ok(Updated {
                             closed: Some(true),

@@ -434,13 +434,18 @@ fn event_sentence(body: &Value) -> String {
             code_hash,
             manifest_hash,
             network,
+            seed_commitment,
+            ..
         } => format!(
-            "bot {} attached: {}, code_hash {}, manifest_hash {}, network {}.",
+            "bot {} attached: {}, code_hash {}, manifest_hash {}, network {}{}.",
             label(&bot_id),
             quoted(&name),
             label(&code_hash),
             label(&manifest_hash),
-            on_off(network)
+            on_off(network),
+            seed_commitment
+                .map(|c| format!(", seed_commitment {} (revealed at close)", label(&c)))
+                .unwrap_or_default()
         ),
         Event::BotManifest { bot_id, manifest } => {
             let mut summary: String = manifest.summary.chars().take(SUMMARY_CHARS).collect();
@@ -476,6 +481,11 @@ fn event_sentence(body: &Value) -> String {
         Event::BotState { bot_id } => format!(
             "{} updated its state without posting (state_hash on this entry).",
             label(&bot_id)
+        ),
+        Event::BotReveal { bot_id, seed, .. } => format!(
+            "{}'s seed revealed: {} (it opens the seed_commitment of its attachment; its hooks can now be replayed).",
+            label(&bot_id),
+            label(&seed)
         ),
     }
 }

@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_oauth_approvals.sql"),
     include_str!("../../migrations/0004_causes.sql"),
     include_str!("../../migrations/0005_usage.sql"),
+    include_str!("../../migrations/0006_bot_seeds.sql"),
 ];
 
 /// The schema version this binary writes: how many migrations it knows.

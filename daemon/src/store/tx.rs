@@ -6,6 +6,7 @@ use super::bus::{Changes, Commit};
 use super::{StoreError, bots, messages, principals, seats, usage};
 use crate::model::{Credential, Manifest, MessageKind, Seq, SlotKind};
 use crate::transcript::CanonicalJson;
+use hook_protocol::Entropy;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 
@@ -180,6 +181,9 @@ pub(crate) struct BotRuntime {
     pub state: Value,
     /// The secret salt of the bot's `state_hash`es.
     pub state_salt: String,
+    /// The bot's secret seed, every hook's entropy is derived from
+    /// (`crate::bots::seed`); `None` for bots attached before seeds existed.
+    pub seed: Option<Entropy>,
 }
 
 /// A bot to attach: prepared (source read, hashes computed, language layer
@@ -194,6 +198,9 @@ pub(crate) struct PreparedBot {
     pub manifest_hash: String,
     pub params: Map<String, Value>,
     pub network: bool,
+    /// The bot's secret seed (`crate::bots::seed`), drawn when it was
+    /// prepared; its state salt is derived from it.
+    pub seed: Entropy,
 }
 
 /// Reads, inside a read snapshot or a write.
