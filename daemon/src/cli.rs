@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `approve`, `bot`, and the operator's
+//! The command line: `serve`, `token`, `approve`, `bot`, `replay`, and the operator's
 //! commands (`backup`, `config`, `principal`, `client`, `grant`; see
 //! `crate::admin`).
 
@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         op: BotOp,
     },
+    /// Re-run every hook of every bot of a closed channel in the real sandbox
+    /// and check each against the transcript (docs/replay.md). Offline: give
+    /// a transcript document FILE, or --db and --channel. Exits 1 on a
+    /// mismatch, a wrong seed reveal or a chain that does not verify.
+    Replay(ReplayArgs),
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -175,6 +180,28 @@ enum TokenOp {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// A transcript document (JSON: channel_id, messages, bots).
+    #[arg(required_unless_present = "db", conflicts_with = "db")]
+    file: Option<PathBuf>,
+    /// Read the channel from the daemon's SQLite file instead.
+    #[arg(long, requires = "channel")]
+    db: Option<PathBuf>,
+    /// The channel to replay from --db.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Also write the transcript document read from --db to this file.
+    #[arg(long, requires = "db")]
+    write_document: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The config naming the sandbox runner, interpreter and harness (as for `bot run`).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -296,6 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(cmd) => admin(cmd).await,
+        Command::Replay(args) => replay(args).await,
         Command::Approve { code, deny, common } => {
             let cfg = load(&common, Overrides::default())?;
             let store = Store::open(&cfg.db_path())?;
@@ -446,6 +474,54 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             })
             .await?,
         ),
+    })
+}
+
+/// `replay`: exit 0 when every hook that can be replayed matched, 1 on a
+/// mismatch or a failed check, 2 when the input cannot be read.
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use crate::replay::{Transcript, replay};
+    let cfg = load(
+        &Common {
+            config: args.config,
+            state_dir: None,
+        },
+        Overrides::default(),
+    )?;
+    let doc = match (&args.file, &args.db, &args.channel) {
+        (Some(file), _, _) => std::fs::read(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            .and_then(|b| {
+                serde_json::from_slice::<Value>(&b)
+                    .map_err(|e| format!("{} is not JSON: {e}", file.display()))
+            })
+            .and_then(|v| Transcript::from_json(&v).map_err(|e| e.to_string())),
+        (None, Some(db), Some(cid)) => Transcript::from_db(db, cid)
+            .await
+            .map_err(|e| e.to_string()),
+        _ => Err("give a transcript document FILE, or --db PATH --channel ID".into()),
+    };
+    let doc = match doc {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("mcp-multiplayer replay: {why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(out) = &args.write_document {
+        std::fs::write(out, serde_json::to_vec_pretty(&doc)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    }
+    let report = replay(&doc, &Bots::new(cfg.bots.clone())).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

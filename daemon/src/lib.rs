@@ -24,6 +24,7 @@ pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod oauth;
 pub(crate) mod quota;
+pub(crate) mod replay;
 pub(crate) mod secrets;
 pub(crate) mod server;
 pub(crate) mod store;
