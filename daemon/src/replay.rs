@@ -95,7 +95,11 @@ impl Transcript {
             let params = match b.get("params") {
                 None | Some(Value::Null) => Map::new(),
                 Some(Value::Object(m)) => m.clone(),
-                Some(_) => return Err(bad(format!("bots[{i}] ({bot_id}): params is not an object"))),
+                Some(_) => {
+                    return Err(bad(format!(
+                        "bots[{i}] ({bot_id}): params is not an object"
+                    )));
+                }
             };
             bots.push(BotSource {
                 bot_id: bot_id.to_string(),
@@ -121,7 +125,8 @@ impl Transcript {
         if !path.is_file() {
             return Err(bad(format!("no database file at {}", path.display())));
         }
-        let store = Store::open(path).map_err(|e| bad(format!("cannot open {}: {e}", path.display())))?;
+        let store =
+            Store::open(path).map_err(|e| bad(format!("cannot open {}: {e}", path.display())))?;
         let cid = channel_id.to_string();
         let read = store
             .read(move |tx: &dyn ReadTx| {
@@ -144,7 +149,10 @@ impl Transcript {
             .await;
         store.close();
         let Some((messages, bots)) = read.map_err(|e| bad(format!("cannot read: {e}")))? else {
-            return Err(bad(format!("no channel {channel_id:?} in {}", path.display())));
+            return Err(bad(format!(
+                "no channel {channel_id:?} in {}",
+                path.display()
+            )));
         };
         Ok(Transcript {
             channel_id: channel_id.to_string(),
@@ -279,8 +287,11 @@ struct Msg {
 impl Msg {
     fn of(cid: &str, v: &Value) -> Msg {
         let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-        let kind = MessageKind::parse(v["kind"].as_str().unwrap_or("")).unwrap_or(MessageKind::User);
-        let to: Option<Vec<String>> = v.get("to").and_then(|t| serde_json::from_value(t.clone()).ok());
+        let kind =
+            MessageKind::parse(v["kind"].as_str().unwrap_or("")).unwrap_or(MessageKind::User);
+        let to: Option<Vec<String>> = v
+            .get("to")
+            .and_then(|t| serde_json::from_value(t.clone()).ok());
         let body = v.get("body").cloned();
         let stored = body.as_ref().map(|b| StoredMessage {
             channel_id: cid.to_string(),
@@ -388,13 +399,23 @@ pub async fn replay(t: &Transcript, bots: &Bots) -> Report {
         });
         return report;
     }
-    let msgs: Vec<Msg> = t.messages.iter().map(|v| Msg::of(&t.channel_id, v)).collect();
+    let msgs: Vec<Msg> = t
+        .messages
+        .iter()
+        .map(|v| Msg::of(&t.channel_id, v))
+        .collect();
     let mut ran = Duration::ZERO;
     for facts in bots_of(&msgs) {
         let source = t.bots.iter().find(|b| b.bot_id == facts.bot_id);
         let mut r = BotReplay::new(&facts, source, &msgs, &mut report.problems);
-        r.run(&msgs, bots, &mut report.hooks, &mut report.hooks_run, &mut ran)
-            .await;
+        r.run(
+            &msgs,
+            bots,
+            &mut report.hooks,
+            &mut report.hooks_run,
+            &mut ran,
+        )
+        .await;
     }
     report.run_ms = ran.as_millis();
     report
@@ -422,7 +443,10 @@ impl<'a> BotReplay<'a> {
     ) -> BotReplay<'a> {
         let bid = &facts.bot_id;
         let mut entries: BTreeMap<Seq, Vec<&Msg>> = BTreeMap::new();
-        for m in msgs.iter().filter(|m| &m.sender == bid && m.seq > facts.attach_seq) {
+        for m in msgs
+            .iter()
+            .filter(|m| &m.sender == bid && m.seq > facts.attach_seq)
+        {
             if let Some(c) = m.cause {
                 entries.entry(c).or_default().push(m);
             }
@@ -465,13 +489,13 @@ impl<'a> BotReplay<'a> {
             return r;
         }
         if facts.network {
-            r.blocked = Some(
-                "network (what a hook read from the network is not in the transcript)".into(),
-            );
+            r.blocked =
+                Some("network (what a hook read from the network is not in the transcript)".into());
             return r;
         }
         let Some((reveal_seq, seed_hex, salt)) = &facts.reveal else {
-            r.blocked = Some("the seed is not revealed yet (it is, when the channel closes)".into());
+            r.blocked =
+                Some("the seed is not revealed yet (it is, when the channel closes)".into());
             return r;
         };
         match seed::check_reveal(commitment, seed_hex, salt) {
@@ -578,7 +602,8 @@ impl<'a> BotReplay<'a> {
                 )
             });
         };
-        let hook = hook_for(stored, bid).filter(|h| self.facts.hooks.iter().any(|d| d == h.method()))?;
+        let hook =
+            hook_for(stored, bid).filter(|h| self.facts.hooks.iter().any(|d| d == h.method()))?;
         let label = match &hook {
             Hook::OnJoin { player } => format!("on_join {player}"),
             h => h.method().to_string(),
@@ -690,10 +715,15 @@ impl<'a> BotReplay<'a> {
                     [e] if e.kind == MessageKind::Control
                         && e.body.as_ref().is_some_and(|b| b["type"] == "bot:error") =>
                     {
-                        let said = e.body.as_ref().map_or("", |b| b["reason"].as_str().unwrap_or(""));
+                        let said = e
+                            .body
+                            .as_ref()
+                            .map_or("", |b| b["reason"].as_str().unwrap_or(""));
                         Verdict::Matched {
                             note: (said != reason).then(|| {
-                                format!("failed in both; the chain says {said:?}, the replay {reason:?}")
+                                format!(
+                                    "failed in both; the chain says {said:?}, the replay {reason:?}"
+                                )
                             }),
                         }
                     }

@@ -118,7 +118,9 @@ mod tests {
         ];
         for round in 0u64..200 {
             // A small deterministic generator: every round a different history.
-            let mut x = round.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut x = round
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let mut next = |n: u64| {
                 x = x
                     .wrapping_mul(6364136223846793005)
@@ -136,10 +138,7 @@ mod tests {
             for _ in 0..next(12) {
                 let labels = ["alice", "bob", "carol"];
                 let label = labels[next(3) as usize].to_string();
-                let is_filled = fold
-                    .players()
-                    .iter()
-                    .any(|p| p.label == label && p.filled);
+                let is_filled = fold.players().iter().any(|p| p.label == label && p.filled);
                 let event = match (is_filled, next(3)) {
                     (false, _) => Event::SeatFilled { slot: label },
                     (true, 0) => Event::SeatMoved { slot: label },

@@ -164,14 +164,11 @@ mod tests {
 
     #[test]
     fn the_params_hash_is_of_the_canonical_params() {
-        let a: Map<String, Value> = serde_json::from_value(json!({"max": 64.0, "min": 1}))
-            .unwrap();
-        let b: Map<String, Value> = serde_json::from_value(json!({"min": 1, "max": 64}))
-            .unwrap();
+        let a: Map<String, Value> = serde_json::from_value(json!({"max": 64.0, "min": 1})).unwrap();
+        let b: Map<String, Value> = serde_json::from_value(json!({"min": 1, "max": 64})).unwrap();
         assert_eq!(params_hash(&a), params_hash(&b));
         assert_eq!(params_hash(&a), sha256_tagged(br#"{"max":64,"min":1}"#));
-        let c: Map<String, Value> = serde_json::from_value(json!({"min": 1, "max": 65}))
-            .unwrap();
+        let c: Map<String, Value> = serde_json::from_value(json!({"min": 1, "max": 65})).unwrap();
         assert_ne!(params_hash(&a), params_hash(&c));
     }
 
