@@ -512,6 +512,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(out, serde_json::to_vec_pretty(&doc)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
     }
+    // As the daemon does at start-up: hooks then skip compiling the harness.
+    crate::server::precompile_harness(&cfg.bots).await;
     let report = replay(&doc, &Bots::new(cfg.bots.clone())).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

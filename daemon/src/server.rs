@@ -85,7 +85,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
 /// machine). Hash-checked `.pyc` files are ignored when their source changes,
 /// so a stale cache can never run. Best effort: a read-only install (say, a
 /// Nix store path, compiled at build time) is left as it is.
-async fn precompile_harness(cfg: &crate::config::BotsConfig) {
+pub(crate) async fn precompile_harness(cfg: &crate::config::BotsConfig) {
     let dir = cfg.bots_dir.join("harness");
     let run = tokio::process::Command::new(&cfg.python)
         .args([

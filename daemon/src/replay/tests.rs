@@ -198,6 +198,26 @@ fn reseal(cid: &str, msgs: &mut [Value]) {
     }
 }
 
+/// Deletes message `i` and renumbers what follows (seqs, causes, a
+/// `bot:error`'s seq), as a forger deleting an entry would; not resealed.
+fn drop_entry(doc: &mut Transcript, i: usize) {
+    let gone = doc.messages.remove(i)["seq"].as_i64().unwrap();
+    for m in doc.messages.iter_mut() {
+        let shift = |v: &mut Value| {
+            if let Some(n) = v.as_i64().filter(|n| *n > gone) {
+                *v = json!(n - 1);
+            }
+        };
+        shift(&mut m["seq"]);
+        if m.get("cause").is_some() {
+            shift(&mut m["cause"]);
+        }
+        if m["body"]["type"] == "bot:error" {
+            shift(&mut m["body"]["seq"]);
+        }
+    }
+}
+
 fn verdicts(r: &super::Report) -> Vec<(i64, String, &str)> {
     r.hooks
         .iter()
@@ -504,6 +524,42 @@ async fn every_hook_replays_to_a_match_and_each_forgery_is_caught_at_its_seq() {
     let noted = r.hooks.iter().find(|h| h.trigger == trigger).unwrap();
     assert!(
         matches!(&noted.verdict, Verdict::Matched { note: Some(n) } if n.contains("failed in both"))
+    );
+
+    // A hook's post deleted (the chain renumbered and rewritten): a later
+    // entry of the bot shows the hook ran, so its missing output is caught.
+    let mut deleted = doc.clone();
+    let i = find(&deleted, &|m| m["body"]["type"] == "echo");
+    let trigger = deleted.messages[i]["cause"].as_i64().unwrap();
+    drop_entry(&mut deleted, i);
+    reseal(&deleted.channel_id, &mut deleted.messages);
+    let r = replay(&deleted, &pure_bots()).await;
+    assert!(!r.passed());
+    let h = r.hooks.iter().find(|h| h.trigger == trigger).unwrap();
+    assert!(
+        matches!(&h.verdict, Verdict::Mismatch { what, .. } if what.contains("is missing")),
+        "{}",
+        r.text()
+    );
+
+    // The last hook's entries not written yet when the transcript was
+    // taken: pending, not a mismatch (nothing of the bot follows).
+    let mut pending = doc.clone();
+    let last = pending
+        .messages
+        .iter()
+        .rposition(|m| m["sender"] == "bot:ref")
+        .unwrap();
+    let trigger = pending.messages[last]["cause"].as_i64().unwrap();
+    drop_entry(&mut pending, last);
+    reseal(&pending.channel_id, &mut pending.messages);
+    let r = replay(&pending, &pure_bots()).await;
+    assert!(r.passed(), "{}", r.text());
+    let h = r.hooks.iter().find(|h| h.trigger == trigger).unwrap();
+    assert!(
+        matches!(&h.verdict, Verdict::NotReplayable { why } if why.starts_with("pending")),
+        "{}",
+        r.text()
     );
 
     // A wrong seed in the reveal.
