@@ -565,20 +565,19 @@ impl<'a> BotReplay<'a> {
             });
         }
         // Entries with a cause no hook of the bot accounts for.
-        if self.blocked.is_none() && self.state.is_ok() {
-            if let Some((cause, es)) = self.entries.iter().find(|(_, es)| !es.is_empty()) {
-                out.push(HookReport {
-                    bot_id: bid,
-                    trigger: *cause,
-                    hook: "(none)".into(),
-                    verdict: Verdict::Mismatch {
-                        seq: es[0].seq,
-                        what: format!(
-                            "an entry caused by seq {cause}, which runs no hook of this bot"
-                        ),
-                    },
-                });
-            }
+        if self.blocked.is_none()
+            && self.state.is_ok()
+            && let Some((cause, es)) = self.entries.iter().find(|(_, es)| !es.is_empty())
+        {
+            out.push(HookReport {
+                bot_id: bid,
+                trigger: *cause,
+                hook: "(none)".into(),
+                verdict: Verdict::Mismatch {
+                    seq: es[0].seq,
+                    what: format!("an entry caused by seq {cause}, which runs no hook of this bot"),
+                },
+            });
         }
     }
 

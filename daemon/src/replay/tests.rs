@@ -309,11 +309,7 @@ async fn hooks_carry_the_seeds_entropy_and_the_triggers_time_and_close_reveals_t
         assert_eq!(job.now.unwrap().to_string(), by_seq(trigger).ts);
     }
     // The state hashes are salted with the seed's salt.
-    let last = after
-        .iter()
-        .filter(|m| m.state_hash.is_some())
-        .last()
-        .unwrap();
+    let last = after.iter().rfind(|m| m.state_hash.is_some()).unwrap();
     assert_eq!(
         last.state_hash.as_deref(),
         Some(seed::state_hash_under(&bot_seed, &json!({"n": 4})).as_str())
@@ -473,9 +469,8 @@ async fn every_hook_replays_to_a_match_and_each_forgery_is_caught_at_its_seq() {
     assert!(v.iter().all(|(_, _, v)| *v == "matched"), "{}", r.text());
     assert_eq!(r.hooks_run, 9);
 
-    let find = |doc: &Transcript, f: &dyn Fn(&Value) -> bool| {
-        doc.messages.iter().position(|m| f(m)).unwrap()
-    };
+    let find =
+        |doc: &Transcript, f: &dyn Fn(&Value) -> bool| doc.messages.iter().position(f).unwrap();
 
     // A bot post the code did not produce, the chain rewritten around it.
     let mut forged = doc.clone();
