@@ -65,13 +65,32 @@ fn bad(s: impl Into<String>) -> BadInput {
 
 impl Transcript {
     /// Reads a transcript document: `{"channel_id", "messages": [...],
-    /// "bots": [{"bot_id", "source", "params"}]}`. `get_bot_code` results
-    /// serve as `bots` entries as they are; `channel.channel_id` and
-    /// `entries` are accepted for `channel_id` and `messages`.
+    /// "bots": [{"bot_id", "source", "params"}]}`, or an export
+    /// (`docs/transcripts.md`: `channel.channel_id`, `entries`, `bots` as
+    /// `get_bot_code` returns them). Members it does not use are ignored.
     ///
     /// # Errors
     /// A member missing or of the wrong type, said with what to give.
     pub fn from_json(v: &Value) -> Result<Transcript, BadInput> {
+        // An export document (docs/transcripts.md) names its format.
+        if let Some(f) = v.get("format") {
+            if f != "mcp-multiplayer-transcript" {
+                return Err(bad(format!(
+                    "unknown document format {f}; expected an export (\"mcp-multiplayer-transcript\") or a replay document"
+                )));
+            }
+            if v["version"] != 1 {
+                return Err(bad(format!(
+                    "export version {} is not one this replayer reads (1)",
+                    v["version"]
+                )));
+            }
+        }
+        if v.get("page").is_some() {
+            return Err(bad(
+                "this is one page of an export: join the pages' entries (or export over HTTP, which is never paged)",
+            ));
+        }
         let channel_id = v["channel_id"]
             .as_str()
             .or_else(|| v["channel"]["channel_id"].as_str())

@@ -672,3 +672,48 @@ async fn a_players_transcript_replays_what_it_can_read_and_says_what_it_cannot()
         r.text()
     );
 }
+
+#[test]
+fn a_document_reads_in_either_shape_and_pages_or_other_formats_are_refused() {
+    let bot = json!({"bot_id": "bot:r", "name": "G", "source": "class G: pass\n",
+                     "code_hash": "sha256:x", "params": {"max": 3}, "network": false});
+    let entry =
+        json!({"seq": 1, "sender": "system", "kind": "system", "ts": "t", "hash": "h", "body": {}});
+    let plain = Transcript::from_json(&json!({
+        "channel_id": "ch_1", "messages": [entry], "bots": [bot]}))
+    .unwrap();
+    let export = Transcript::from_json(&json!({
+        "format": "mcp-multiplayer-transcript", "version": 1, "exported_as": "alice",
+        "channel": {"channel_id": "ch_1"}, "entries": [entry], "bots": [bot],
+        "signed_heads": [], "keys": [], "replay": {}}))
+    .unwrap();
+    assert_eq!(plain, export);
+    assert_eq!(export.bots[0].params["max"], 3);
+    for (doc, why) in [
+        (
+            json!({"format": "other", "channel_id": "c", "messages": []}),
+            "unknown document format",
+        ),
+        (
+            json!({"format": "mcp-multiplayer-transcript", "version": 2, "channel": {"channel_id": "c"}, "entries": []}),
+            "version 2",
+        ),
+        (
+            json!({"channel_id": "c", "entries": [], "page": {"after": 0}}),
+            "one page",
+        ),
+        (json!({"messages": []}), "no channel_id"),
+        (json!({"channel_id": "c"}), "no messages"),
+        (
+            json!({"channel_id": "c", "messages": [], "bots": [{"bot_id": "b"}]}),
+            "has no source",
+        ),
+        (
+            json!({"channel_id": "c", "messages": [], "bots": [{"bot_id": "b", "source": "", "params": 1}]}),
+            "not an object",
+        ),
+    ] {
+        let e = Transcript::from_json(&doc).unwrap_err();
+        assert!(e.to_string().contains(why), "{doc}: {e}");
+    }
+}
