@@ -164,6 +164,16 @@ deps_deadnix() {
     env -u CARGO_TARGET_DIR cargo install --quiet --locked deadnix --version 1.3.1 --root "$DEPS_TOOLS"
 }
 
+# nixfmt (nixfmt_rs, a Rust implementation of the Haskell nixfmt with the
+# same output), from crates.io into the per-user tool directory.
+NIXFMT=$DEPS_TOOLS/bin/nixfmt
+deps_nixfmt() {
+    [[ -x $NIXFMT ]] && "$NIXFMT" --help 2>&1 | grep -q nixfmt-rs && return 0
+    deps_debian
+    deps_say "installing nixfmt_rs 0.5.3 into $DEPS_TOOLS"
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked nixfmt_rs --version 0.5.3 --root "$DEPS_TOOLS"
+}
+
 # A Nix recent enough for current nixpkgs (>= 2.18; Debian 12 has 2.8): Debian
 # 13's nix-bin in a minimal trixie root made with debootstrap, kept between
 # runs. Nothing in it is built: it only evaluates (nix/ci/nix-eval.sh).
