@@ -352,10 +352,13 @@ struct BotFacts {
     bot_id: String,
     attach_seq: Seq,
     code_hash: String,
+    manifest_hash: String,
     network: bool,
     seed_commitment: Option<String>,
     params_hash: Option<String>,
     hooks: Vec<String>,
+    /// The `bot:manifest` entry's seq and the hash of the manifest it holds.
+    manifest: Option<(Seq, String)>,
     /// The `bot:reveal`: its seq, seed and state salt.
     reveal: Option<(Seq, String, String)>,
 }
@@ -367,6 +370,7 @@ fn bots_of(msgs: &[Msg]) -> Vec<BotFacts> {
             Some(Event::BotAttach {
                 bot_id,
                 code_hash,
+                manifest_hash,
                 network,
                 seed_commitment,
                 params_hash,
@@ -375,14 +379,18 @@ fn bots_of(msgs: &[Msg]) -> Vec<BotFacts> {
                 bot_id,
                 attach_seq: m.seq,
                 code_hash,
+                manifest_hash,
                 network,
                 seed_commitment,
                 params_hash,
                 hooks: Vec::new(),
+                manifest: None,
                 reveal: None,
             }),
             Some(Event::BotManifest { bot_id, manifest }) if m.sender == "system" => {
                 if let Some(b) = out.iter_mut().rev().find(|b| b.bot_id == bot_id) {
+                    let hash = sha256_tagged(canonical(&manifest).as_bytes());
+                    b.manifest.get_or_insert((m.seq, hash));
                     b.hooks = manifest.hooks;
                 }
             }
@@ -492,6 +500,20 @@ impl<'a> BotReplay<'a> {
             });
             r.blocked = Some("its source is not the announced one".into());
             return r;
+        }
+        // Which hooks run comes from the manifest the chain announced.
+        match &facts.manifest {
+            Some((_, hash)) if *hash == facts.manifest_hash => {}
+            other => {
+                problems.push(Problem {
+                    seq: other.as_ref().map_or(at, |(seq, _)| *seq),
+                    what: format!(
+                        "{bid}'s bot:manifest is missing or does not hash to the manifest_hash its bot:attach announced"
+                    ),
+                });
+                r.blocked = Some("its manifest is not the announced one".into());
+                return r;
+            }
         }
         let Some(commitment) = &facts.seed_commitment else {
             r.blocked = Some("no seed (the bot was attached before hooks were seeded)".into());

@@ -587,6 +587,18 @@ async fn every_hook_replays_to_a_match_and_each_forgery_is_caught_at_its_seq() {
     );
     assert!(r.problems[0].what.contains("params_hash"), "{}", r.text());
 
+    // A manifest that drops a hook (so that its runs would be skipped).
+    let mut manifest = doc.clone();
+    let i = find(&manifest, &|m| m["body"]["type"] == "bot:manifest");
+    manifest.messages[i]["body"]["hooks"] = json!(["on_init", "on_message"]);
+    reseal(&manifest.channel_id, &mut manifest.messages);
+    let r = replay(&manifest, &pure_bots()).await;
+    assert_eq!(
+        r.problems[0].seq,
+        manifest.messages[i]["seq"].as_i64().unwrap()
+    );
+    assert!(r.problems[0].what.contains("manifest_hash"), "{}", r.text());
+
     // Another source.
     let mut other = doc.clone();
     other.bots[0].source.push('\n');
