@@ -727,6 +727,23 @@ impl<'a> BotReplay<'a> {
                 if pending && !expected.is_empty() {
                     return self.pending(m.seq);
                 }
+                // The daemon refuses a hook's posts whole when they would
+                // pass the channel's message or byte quota (its config, not
+                // in the transcript): the hook then changed nothing.
+                if let [e] = recorded.as_slice()
+                    && let Some(reason) = e
+                        .body
+                        .as_ref()
+                        .filter(|b| b["type"] == "bot:error")
+                        .and_then(|b| b["reason"].as_str())
+                    && QUOTA_REASONS.iter().any(|q| reason.starts_with(q))
+                {
+                    return Verdict::NotReplayable {
+                        why: format!(
+                            "the daemon refused this hook's posts for the channel's quota ({reason:?}), which the transcript does not show; the state stays as it was"
+                        ),
+                    };
+                }
                 let v = compare(m.seq, &expected, &recorded);
                 // A later hook starts from this state only if the chain
                 // committed to it.
@@ -805,6 +822,10 @@ impl BotReplay<'_> {
         }
     }
 }
+
+/// How the `bot:error` of a hook refused for its channel's quotas begins
+/// (`crate::quota`).
+const QUOTA_REASONS: &[&str] = &["This channel holds ", "This channel's messages hold "];
 
 /// An entry the replayed hook would have written.
 struct Expected {

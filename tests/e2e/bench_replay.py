@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ async def main() -> None:
     p = subprocess.run([str(BIN), "replay", "--db", str(state / "mcp-multiplayer.db"),
                         "--channel", cid, "--json"], capture_output=True, text=True)
     wall = time.monotonic() - started
+    shutil.rmtree(state, ignore_errors=True)
     report = json.loads(p.stdout)
     verdicts = {}
     for h in report["hooks"]:

@@ -557,6 +557,34 @@ async fn every_hook_replays_to_a_match_and_each_forgery_is_caught_at_its_seq() {
         r.text()
     );
 
+    // A hook refused for the channel's quota: the chain's bot:error says
+    // so; the replay cannot check the quota and says that, keeping the state.
+    let mut quota = doc.clone();
+    let i = find(&quota, &|m| m["body"]["type"] == "echo");
+    let trigger = quota.messages[i]["cause"].as_i64().unwrap();
+    let n = quota.messages[i]["seq"].as_i64().unwrap() - 1;
+    quota.messages[i] = json!({
+        "seq": n + 1, "sender": "bot:ref", "kind": "control", "ts": quota.messages[i]["ts"],
+        "cause": trigger,
+        "body": {"type": "bot:error", "bot_id": "bot:ref", "seq": trigger,
+                 "reason": format!("This channel holds {n} messages, its limit is {n}. Start a new channel to go on.")}});
+    reseal(&quota.channel_id, &mut quota.messages);
+    let r = replay(&quota, &pure_bots()).await;
+    let h = r.hooks.iter().position(|h| h.trigger == trigger).unwrap();
+    assert!(
+        matches!(&r.hooks[h].verdict, Verdict::NotReplayable { why } if why.contains("quota")),
+        "{}",
+        r.text()
+    );
+    // The next hook starts from the state before the refused one, which
+    // the chain committed to: it replays, and mismatches only because the
+    // pure bot's counter differs (its state hash says so).
+    assert!(
+        !matches!(&r.hooks[h + 1].verdict, Verdict::NotReplayable { .. }),
+        "{}",
+        r.text()
+    );
+
     // A wrong seed in the reveal.
     let mut wrong = doc.clone();
     let i = find(&wrong, &|m| m["body"]["type"] == "bot:reveal");
