@@ -10,6 +10,7 @@ in the reveal, a changed param."""
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 import subprocess
@@ -185,3 +186,60 @@ async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_c
     rc, rep = replay(write(tmp_path, "unchained.json", raw))
     assert rc == 1 and rep["problems"][0]["seq"] == target["seq"]
     assert "does not verify" in rep["problems"][0]["what"]
+
+
+CLOCKWORK = '''
+MANIFEST = {"name": "Clockwork", "version": "1", "summary": "Posts what it drew, when, and whom it saw."}
+
+import datetime
+import random
+import secrets
+import time
+
+
+class Clockwork:
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+
+    def on_message(self, msg):
+        self.ctx.post("drawn", {
+            "time": time.time(),
+            "now": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "random": random.random(),
+            "token": secrets.token_hex(8),
+            "order": list({"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}),
+            "players": self.ctx.players,
+        })
+'''
+
+
+async def test_time_randomness_set_order_and_seats_replay_in_the_sandbox(daemon, tmp_path):
+    """An inline bot that reads the clock, draws from random and secrets,
+    iterates a set of strings and reports the seats: every post replays,
+    because each is a function of the hook's job."""
+    ta, tb, spec = await two_players(daemon, CLOCKWORK, key="bot_code")
+    async with connect(daemon.url, ta) as alice, connect(daemon.url, tb) as bob:
+        ch = await call(alice, "create_channel", spec)
+        cid = ch["channel_id"]
+        await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
+        fa = Follower(alice, cid)
+        for i, (who, body) in enumerate([(alice, "one"), (bob, "two")]):
+            await call(who, "post_message", {"channel_id": cid, "body": body})
+            await fa.until(lambda ms, n=i + 1: len(bot_msgs(ms, "drawn")) == n)
+        await call(alice, "update_channel", {"channel_id": cid, "op": "kick", "slot": "bob"})
+        await call(alice, "post_message", {"channel_id": cid, "body": "three"})
+        await fa.until(lambda ms: len(bot_msgs(ms, "drawn")) == 3)
+        await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
+    drawn = bot_msgs(fa.messages, "drawn")
+    by_seq = {m["seq"]: m for m in fa.messages}
+    for d in drawn:
+        ts = by_seq[d["cause"]]["ts"]
+        want = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        assert d["body"]["data"]["time"] == want.timestamp(), "the clock is the trigger's ts"
+        assert d["body"]["data"]["now"] == want.isoformat()
+    seats = [{p["label"]: p["filled"] for p in d["body"]["data"]["players"]} for d in drawn]
+    assert seats == [{"alice": True, "bob": True}] * 2 + [{"alice": True, "bob": False}]
+    assert len({d["body"]["data"]["token"] for d in drawn}) == 3, "each hook its own entropy"
+    rc, rep = replay("--db", daemon.state_dir / "mcp-multiplayer.db", "--channel", cid)
+    assert rc == 0, rep
+    assert [h["verdict"] for h in rep["hooks"]] == ["matched"] * 3, rep
