@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import hmac
 import json
 import subprocess
 
@@ -125,6 +126,13 @@ async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_c
         assert len(reveal) == 1 and reveal[0]["body"]["bot_id"] == "bot:referee"
         closed = [m for m in msgs if m["kind"] == "system" and m["body"]["type"] == "channel:closed"][0]
         assert reveal[0]["seq"] == closed["seq"] + 1, "the reveal commits with the close"
+        # The reveal opens the commitment, computed from docs/replay.md alone.
+        seed = bytes.fromhex(reveal[0]["body"]["seed"])
+        assert len(seed) == 32
+        assert attach["body"]["seed_commitment"] == "sha256:" + hashlib.sha256(
+            b"mcp-multiplayer bot seed v1\x00" + seed).hexdigest()
+        salt = hmac.new(seed, b"state-salt\x00" + (0).to_bytes(8, "big"), hashlib.sha256).digest()[:16].hex()
+        assert reveal[0]["body"]["state_salt"] == salt
 
     # alice's transcript (public messages and her own private ones; a
     # refusal sent to bob she sees only as a hash) and the bot's code.
