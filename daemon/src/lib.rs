@@ -26,6 +26,7 @@ pub(crate) mod oauth;
 pub(crate) mod quota;
 pub(crate) mod secrets;
 pub(crate) mod server;
+pub(crate) mod signing;
 pub(crate) mod store;
 pub mod transcript;
 
