@@ -29,6 +29,7 @@ pub(crate) mod server;
 pub(crate) mod signing;
 pub(crate) mod store;
 pub mod transcript;
+pub(crate) mod verify;
 
 #[cfg(test)]
 mod testing;
