@@ -93,12 +93,28 @@ fn game(signer: &Signer) -> Value {
             "name": "GuessBot", "code_hash": code_hash, "manifest_hash": manifest_hash, "network": false}}),
         json!({"sender": "system", "kind": "system", "body": shown}),
         json!({"sender": "system", "kind": "system", "body": {"type": "seat:filled", "slot": "alice"}}),
-        bot("commit", 2, json!({"commitment": commitment, "range": [1, 100]})),
+        bot(
+            "commit",
+            2,
+            json!({"commitment": commitment, "range": [1, 100]}),
+        ),
         json!({"sender": "alice", "kind": "user", "body": "guess 50"}),
-        bot("hint", 6, json!({"player": "alice", "guess": 50, "hint": "lower", "text": "lower"})),
+        bot(
+            "hint",
+            6,
+            json!({"player": "alice", "guess": 50, "hint": "lower", "text": "lower"}),
+        ),
         json!({"sender": "alice", "kind": "user", "body": "guess 42"}),
-        bot("hint", 8, json!({"player": "alice", "guess": 42, "hint": "correct"})),
-        bot("reveal", 8, json!({"target": 42, "nonce": nonce, "commitment": commitment, "winner": "alice"})),
+        bot(
+            "hint",
+            8,
+            json!({"player": "alice", "guess": 42, "hint": "correct"}),
+        ),
+        bot(
+            "reveal",
+            8,
+            json!({"target": 42, "nonce": nonce, "commitment": commitment, "winner": "alice"}),
+        ),
     ];
     for (i, e) in entries.iter_mut().enumerate() {
         e["seq"] = json!(i + 1);
@@ -286,6 +302,10 @@ fn documents_that_are_not_whole_exports_are_refused() {
     ] {
         let mut doc = game(&s);
         doc[field] = value;
-        assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Document), "{field}");
+        assert_eq!(
+            first_bad(&doc, &Trust::default()),
+            Some(At::Document),
+            "{field}"
+        );
     }
 }
