@@ -390,25 +390,35 @@ def check_heads(r: Report, doc: dict, channel_id: str, entries: list[dict], keys
     if not isinstance(keys, list) or not isinstance(heads, list):
         r.bad("signatures", "document", "keys or signed_heads is not a list")
         return
-    last = len(entries)
+    # Heads match entries by their seq field, not their position: whether
+    # the entries link up is the chain check's question.
+    hash_at = {}
+    for m in entries:
+        if isinstance(m, dict) and isinstance(m.get("seq"), int) and m["seq"] not in hash_at:
+            hash_at[m["seq"]] = m.get("hash")
+    last = max(hash_at, default=0)
     vouched = 0
     for h in heads:
+        # A head that is not a valid signature, or whose hash differs from its
+        # entry's, leaves the entries after the last valid head unvouched; a
+        # valid head naming a seq the document lacks points at that seq.
         seq = h.get("seq") if isinstance(h, dict) else None
+        at = vouched + 1
         if not isinstance(seq, int) or isinstance(seq, bool) or seq <= vouched:
             why = f"heads must ascend: seq {seq} after seq {vouched}"
-        elif seq > last:
-            why = f"it names seq {seq}, past the last entry {last}"
         elif h.get("channel_id") != channel_id:
             why = f"it is for channel {h.get('channel_id')!r}"
-        elif entries[seq - 1].get("hash") != h.get("head_hash"):
-            why = f"it signs a head that is not entry {seq}'s hash"
         elif pinned and h.get("key_id") not in pinned:
             why = f"signed by key {h.get('key_id')}, not a key you pinned"
         else:
             why = head_problem(h, keys, pure)
+            if why is None and seq not in hash_at:
+                why, at = f"the daemon signed seq {seq}, which the document does not have", seq
+            elif why is None and hash_at[seq] != h.get("head_hash"):
+                why = f"the daemon signed another hash for seq {seq} than the entry has"
         if why:
-            end = min(max(seq if isinstance(seq, int) else last, vouched + 1), last)
-            r.bad("signatures", vouched + 1,
+            end = min(max(seq if isinstance(seq, int) else last, vouched + 1), max(last, vouched + 1))
+            r.bad("signatures", at,
                   f"the signed head at seq {seq}: {why}; entries {vouched + 1}..{end} are not vouched for")
             return
         vouched = seq

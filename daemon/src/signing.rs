@@ -314,9 +314,14 @@ fn random_seed() -> [u8; 32] {
 /// exist. Returns the key.
 fn generate_key_file(path: &Path) -> Result<SigningKey, SigningError> {
     let key = SigningKey::from_bytes(&random_seed());
-    let pem = key
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|e| SigningError::Invalid(format!("cannot encode a new signing key: {e}")))?;
+    // PKCS#8 v1 (the private key alone), as `openssl genpkey` writes it:
+    // the form every tool reads.
+    let pem = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+    .map_err(|e| SigningError::Invalid(format!("cannot encode a new signing key: {e}")))?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

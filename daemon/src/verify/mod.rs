@@ -275,34 +275,58 @@ fn check_heads(r: &mut Report, doc: &Value, channel_id: &str, entries: &[Value],
             return;
         }
     };
-    let last = entries.len() as i64;
+    // Heads are matched to entries by their seq field, not their position:
+    // whether the entries link up is the chain check's question; this one
+    // asks whether the daemon vouched for the hash each seq carries.
+    let hash_at: std::collections::HashMap<i64, &str> = entries
+        .iter()
+        .rev()
+        .filter_map(|e| Some((e["seq"].as_i64()?, e["hash"].as_str().unwrap_or(""))))
+        .collect();
+    let last = hash_at.keys().copied().max().unwrap_or(0);
     // The last seq covered by a valid head so far.
     let mut vouched = 0i64;
     let mut used: Vec<String> = Vec::new();
     for h in &heads {
+        // (where the problem lies, why): a head that is not a valid
+        // signature, or whose hash differs from the entry's, leaves the
+        // entries after the last valid head unvouched; a valid head naming a
+        // seq the document lacks points at that seq.
+        let from = vouched + 1;
         let why = if h.seq <= vouched || h.seq < 1 {
-            Some(format!(
-                "heads must ascend: seq {} after seq {vouched}",
-                h.seq
-            ))
-        } else if h.seq > last {
-            Some(format!(
-                "it names seq {}, past the last entry {last}",
-                h.seq
+            Some((
+                from,
+                format!("heads must ascend: seq {} after seq {vouched}", h.seq),
             ))
         } else if h.channel_id != channel_id {
-            Some(format!("it is for channel {}", h.channel_id))
-        } else if entries[h.seq as usize - 1]["hash"].as_str() != Some(h.head_hash.as_str()) {
-            Some(format!(
-                "it signs head {}…, but entry {} has hash {}…",
-                short(&h.head_hash),
-                h.seq,
-                short(entries[h.seq as usize - 1]["hash"].as_str().unwrap_or(""))
-            ))
+            Some((from, format!("it is for channel {}", h.channel_id)))
         } else if !trust.pinned.is_empty() && !trust.pinned.contains(&h.key_id) {
-            Some(format!("signed by key {}, not a key you pinned", h.key_id))
+            Some((
+                from,
+                format!("signed by key {}, not a key you pinned", h.key_id),
+            ))
+        } else if let Err(e) = verify_head(h, &keys) {
+            Some((from, e.to_string()))
         } else {
-            verify_head(h, &keys).err().map(|e| e.to_string())
+            match hash_at.get(&h.seq) {
+                None => Some((
+                    h.seq,
+                    format!(
+                        "the daemon signed seq {}, which the document does not have",
+                        h.seq
+                    ),
+                )),
+                Some(have) if *have != h.head_hash => Some((
+                    from,
+                    format!(
+                        "the daemon signed head {}… for seq {}, but the entry has hash {}…",
+                        short(&h.head_hash),
+                        h.seq,
+                        short(have)
+                    ),
+                )),
+                Some(_) => None,
+            }
         };
         match why {
             None => {
@@ -311,15 +335,14 @@ fn check_heads(r: &mut Report, doc: &Value, channel_id: &str, entries: &[Value],
                     used.push(h.key_id.clone());
                 }
             }
-            Some(why) => {
+            Some((at, why)) => {
                 r.bad(
                     "signatures",
-                    At::Seq(vouched + 1),
+                    At::Seq(at),
                     format!(
-                        "the signed head at seq {}: {why}; entries {}..{} are not vouched for by a valid signature",
+                        "the signed head at seq {}: {why}; entries {from}..{} are not vouched for by a valid signature",
                         h.seq,
-                        vouched + 1,
-                        h.seq.clamp(vouched + 1, last)
+                        h.seq.clamp(from, last.max(from))
                     ),
                 );
                 return;
