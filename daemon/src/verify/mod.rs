@@ -138,8 +138,13 @@ impl Report {
     }
 }
 
-fn short(h: &str) -> &str {
-    h.get(..16).unwrap_or(h)
+/// A hash shortened for the report: 16 hex digits, after its `sha256:` tag.
+fn short(h: &str) -> String {
+    let (tag, hex) = h.split_at(if h.starts_with("sha256:") { 7 } else { 0 });
+    match hex.get(..16) {
+        Some(s) if s.len() < hex.len() => format!("{tag}{s}…"),
+        _ => h.to_string(),
+    }
 }
 
 /// Checks an export document. Never fails: every problem is in the report.
@@ -238,7 +243,7 @@ fn check_chain(r: &mut Report, channel_id: &str, entries: &[Value]) {
         Ok(head) => r.ok(
             "chain",
             format!(
-                "{} entries link from the genesis hash to head {}…; bot entries keep their causal order",
+                "{} entries link from the genesis hash to head {}; bot entries keep their causal order",
                 entries.len(),
                 short(&head)
             ),
@@ -319,7 +324,7 @@ fn check_heads(r: &mut Report, doc: &Value, channel_id: &str, entries: &[Value],
                 Some(have) if *have != h.head_hash => Some((
                     from,
                     format!(
-                        "the daemon signed head {}… for seq {}, but the entry has hash {}…",
+                        "the daemon signed head {} for seq {}, but the entry has hash {}",
                         short(&h.head_hash),
                         h.seq,
                         short(have)
