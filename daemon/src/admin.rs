@@ -134,6 +134,10 @@ pub fn config_check(mut cfg: Config) -> (String, bool) {
         ),
         Err(e) => line(false, e.to_string()),
     }
+    match crate::signing::check(&cfg.signing_key) {
+        Ok(text) => line(true, text),
+        Err(e) => line(false, e.to_string()),
+    }
     let db = cfg.db_path();
     match database_state(&db) {
         Ok(text) => line(true, text),

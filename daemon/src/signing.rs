@@ -529,6 +529,28 @@ impl HeadCache {
     }
 }
 
+/// `config check`: whether `source` holds a usable key (or the state
+/// directory's will be generated), as a sentence; the key is not shown.
+///
+/// # Errors
+/// What `serve` would refuse about the key file.
+pub fn check(source: &KeySource) -> Result<String, SigningError> {
+    match source {
+        KeySource::StateDir(p) if !p.exists() => Ok(format!(
+            "no signing key yet: the daemon generates {} on first start",
+            p.display()
+        )),
+        other => {
+            let key = read_key_file(other.path())?;
+            Ok(format!(
+                "the signing key {} is private and readable (key id {})",
+                other.path().display(),
+                key_id(&key.verifying_key())
+            ))
+        }
+    }
+}
+
 /// `mcp-multiplayer key rotate`: replaces the state directory's key with a
 /// new one. The daemon signs with it from its next start, when it ends the
 /// old key's period in the key list (the old key stays listed). Returns the

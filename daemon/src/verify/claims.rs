@@ -283,13 +283,11 @@ fn blackjack(posts: &[Post<'_>]) -> Claim {
                         cards += 1;
                     }
                 }
-                "reveal" => {
-                    if reveal.data["cards_used"].as_u64() != Some(h.pos as u64) {
-                        return bad(format!(
-                            "the reveal says {} cards were used, but the hand used {}",
-                            reveal.data["cards_used"], h.pos
-                        ));
-                    }
+                "reveal" if reveal.data["cards_used"].as_u64() != Some(h.pos as u64) => {
+                    return bad(format!(
+                        "the reveal says {} cards were used, but the hand used {}",
+                        reveal.data["cards_used"], h.pos
+                    ));
                 }
                 _ => {}
             }
