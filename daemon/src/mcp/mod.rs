@@ -922,6 +922,7 @@ mod surface_tests {
         assert_eq!(
             read_only,
             [
+                "export_transcript",
                 "get_bot_code",
                 "get_channel_info",
                 "list_channels",
