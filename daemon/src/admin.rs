@@ -48,6 +48,10 @@ pub fn config_show(cfg: &Config) -> String {
         "log_format": match cfg.log_format { LogFormat::Text => "text", LogFormat::Json => "json" },
         "max_body_bytes": cfg.max_body_bytes,
         "max_sync_bytes": cfg.max_sync_bytes,
+        "signing_key_file": match &cfg.signing_key {
+            crate::signing::KeySource::Configured(p) => Some(path(p)),
+            _ => None,
+        },
         "trusted_proxies": cfg.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "auth": {
             "approval": match a.approval { Approval::Auto => "auto", Approval::Passphrase => "passphrase" },
@@ -128,6 +132,10 @@ pub fn config_check(mut cfg: Config) -> (String, bool) {
             true,
             format!("approval is {:?}: no passphrase needed", cfg.auth.approval),
         ),
+        Err(e) => line(false, e.to_string()),
+    }
+    match crate::signing::check(&cfg.signing_key) {
+        Ok(text) => line(true, text),
         Err(e) => line(false, e.to_string()),
     }
     let db = cfg.db_path();

@@ -74,6 +74,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
     pub max_sync_bytes: Option<usize>,
+    pub signing_key_file: Option<PathBuf>,
     #[serde(default)]
     pub auth: FileAuth,
     #[serde(default)]
@@ -163,6 +164,13 @@ pub struct Config {
     /// and says more is waiting. Bounds the memory of one read and the size
     /// of one answer. Default 1 MiB; 64 KiB to 16 MiB.
     pub max_sync_bytes: usize,
+    /// Where the key that signs transcript heads comes from: the file
+    /// `signing_key_file` (or `MCP_MULTIPLAYER_SIGNING_KEY_FILE`) names, else
+    /// the systemd credential `signing-key`, else `signing-key.pem` in the
+    /// state directory, generated on first start. Whoever reads the key can
+    /// forge this daemon's signatures: the daemon refuses a key file other
+    /// users can read. Never shown by `config show` (only where it lives).
+    pub signing_key: crate::signing::KeySource,
     pub auth: AuthConfig,
     pub bots: BotsConfig,
     /// Timeouts, connection caps, MCP sessions, shutdown (`[http]`).
@@ -497,6 +505,17 @@ impl Config {
             )));
         }
 
+        let signing_key = crate::signing::KeySource::resolve(
+            env.var("MCP_MULTIPLAYER_SIGNING_KEY_FILE")
+                .map(PathBuf::from)
+                .or(file.signing_key_file)
+                .as_deref(),
+            env.var("CREDENTIALS_DIRECTORY")
+                .map(PathBuf::from)
+                .as_deref(),
+            &state_dir,
+        );
+
         let loopback = listen.ip().is_loopback();
         let approval = match env.var("MCP_MULTIPLAYER_APPROVAL").as_deref() {
             Some("auto") => Some(Approval::Auto),
@@ -653,6 +672,7 @@ impl Config {
             log_format,
             max_body_bytes,
             max_sync_bytes,
+            signing_key,
             auth,
             bots,
             http: HttpConfig::from_file(file.http)?,

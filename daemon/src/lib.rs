@@ -27,8 +27,10 @@ pub(crate) mod quota;
 pub(crate) mod replay;
 pub(crate) mod secrets;
 pub(crate) mod server;
+pub(crate) mod signing;
 pub(crate) mod store;
 pub mod transcript;
+pub(crate) mod verify;
 
 #[cfg(test)]
 mod testing;

@@ -38,6 +38,9 @@ DEPS_DEBIAN=(
     "py requests python3-requests"
     # 40, 45: the harness and bot suites.
     "py pytest python3-pytest"
+    # 90: Ed25519 for tools/verify_transcript.py and the transcript tests'
+    # forged signatures.
+    "py cryptography python3-cryptography"
     "cmd pyflakes3 pyflakes3"
     # 45: test_tlscert makes a throw-away CA.
     "cmd openssl openssl"

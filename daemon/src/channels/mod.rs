@@ -17,6 +17,7 @@
 //! message posted after the kick or the revocation.
 
 mod error;
+mod export;
 pub(crate) mod rules;
 mod watch;
 
@@ -33,6 +34,7 @@ use crate::model::{
 };
 use crate::quota::Quotas;
 use crate::secrets::{self, SecretKind};
+use crate::signing::Signer;
 use crate::store::{
     ChannelRecord, NewChannel, NewMessage, NewSlot, PreparedBot, ReadTx, SeatSecret, Store, Tx,
 };
@@ -68,6 +70,9 @@ pub struct Channels {
     quotas: Quotas,
     /// Byte budget of one page of messages ([`DEFAULT_MAX_SYNC_BYTES`]).
     max_sync_bytes: usize,
+    /// Signs the heads of sync results and exports (a key held in memory
+    /// unless [`Channels::with_signer`]).
+    signer: Signer,
 }
 
 /// What `create_channel` asks for.
@@ -224,7 +229,14 @@ impl Channels {
             progress_every: PROGRESS_EVERY,
             quotas: Quotas::unlimited(),
             max_sync_bytes: DEFAULT_MAX_SYNC_BYTES,
+            signer: Signer::ephemeral(),
         }
+    }
+
+    /// The same service, signing heads with `signer`'s key.
+    pub(crate) fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// The same service, enforcing `quotas` on posts and new channels.
@@ -547,10 +559,17 @@ impl Channels {
                         messages: msgs.iter().map(|m| rules::message_view(m, &seat)).collect(),
                         as_seat: seat,
                         view,
+                        signed_head: None,
                     }))
                 })
                 .await?;
-            if let Some(s) = synced {
+            if let Some(mut s) = synced {
+                // Signed after the read, outside the store's thread: every
+                // message returned is covered by a signature the reader holds.
+                if let Some(last) = s.messages.last() {
+                    s.signed_head = Some(self.signer.head(&last.channel_id, last.seq, &last.hash));
+                }
+                s.view.signing_key = Some(self.signer.key_id().to_string());
                 return Ok(s);
             }
             gauge.get_or_insert_with(|| WaitingGuard::new(&self.waiting));
@@ -590,12 +609,15 @@ impl Channels {
     pub async fn view(&self, who: &Principal, channel_id: &str) -> Result<ChannelView, ToolError> {
         let who = who.clone();
         let cid = channel_id.to_string();
-        self.store
+        let mut view = self
+            .store
             .read(move |tx: &dyn ReadTx| {
                 let (ch, _) = readable(tx, &who, &cid)?;
                 view_in(tx, &ch, &who)
             })
-            .await
+            .await?;
+        view.signing_key = Some(self.signer.key_id().to_string());
+        Ok(view)
     }
 
     /// Which of `who` may read the channel now: a credential that is still
@@ -908,20 +930,29 @@ impl Channels {
                     )
                     .with_data(json!({"bots": ids})));
                 };
-                Ok(BotCode {
-                    channel_id: cid.clone(),
-                    bot_id: b.bot_id.clone(),
-                    name: b.name.clone(),
-                    preset: b.preset.as_deref().map(crate::bots::presets::canonical),
-                    source: rt.source,
-                    code_hash: b.code_hash.clone(),
-                    manifest: b.manifest.clone(),
-                    manifest_hash: b.manifest_hash.clone(),
-                    network: b.network,
-                    params: rt.params,
-                })
+                Ok(bot_code_of(&cid, b, rt))
             })
             .await
+    }
+}
+
+/// A bot's code as `get_bot_code` and exports give it.
+fn bot_code_of(
+    channel_id: &str,
+    b: &crate::store::BotRecord,
+    rt: crate::store::BotRuntime,
+) -> BotCode {
+    BotCode {
+        channel_id: channel_id.to_string(),
+        bot_id: b.bot_id.clone(),
+        name: b.name.clone(),
+        preset: b.preset.as_deref().map(crate::bots::presets::canonical),
+        source: rt.source,
+        code_hash: b.code_hash.clone(),
+        manifest: b.manifest.clone(),
+        manifest_hash: b.manifest_hash.clone(),
+        network: b.network,
+        params: rt.params,
     }
 }
 

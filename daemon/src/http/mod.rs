@@ -1,5 +1,6 @@
 //! The HTTP surface: `/mcp` behind bearer authentication, the OAuth
-//! endpoints (`crate::oauth`), `/healthz`, `/metrics`. [`app`] is pure (no
+//! endpoints (`crate::oauth`), `/healthz`, `/metrics`, and [`transcripts`]
+//! (the signing keys, and a channel's export for a bearer-token holder). [`app`] is pure (no
 //! socket), so tests drive it with `oneshot`; [`conn`] serves it on a socket
 //! with the timeouts and connection caps, [`sessions`] binds MCP sessions
 //! to their principal, [`health`] answers `/healthz`.
@@ -7,6 +8,7 @@
 pub(crate) mod conn;
 mod health;
 pub(crate) mod sessions;
+mod transcripts;
 
 pub(crate) use health::Health;
 
@@ -56,10 +58,18 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             require_bearer,
         ));
+    let export_routes = Router::new()
+        .route("/channels/{channel_id}/export", get(transcripts::export))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
+        .route(transcripts::KEYS_PATH, get(transcripts::keys))
         .merge(mcp_routes)
+        .merge(export_routes)
         .merge(crate::mcp::icon::router())
         .merge(crate::oauth::router(state.clone()))
         .with_state(state)

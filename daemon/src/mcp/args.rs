@@ -256,6 +256,22 @@ pub struct GetBotCodeArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ExportTranscriptArgs {
+    /// The channel's id (ch_...).
+    pub channel_id: String,
+    /// 0 (or omitted) for the whole export; for a channel too big for one
+    /// answer, the page.cursor of the previous result.
+    #[serde(default = "default_cursor")]
+    #[schemars(schema_with = "cursor_schema")]
+    pub after: Option<i64>,
+    /// Which of your seats exports (its view decides which private bodies
+    /// are included), when you hold more than one in this channel.
+    #[serde(default)]
+    pub slot: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListChannelsArgs {
     /// next_cursor from the previous page; omit it for the first page.
     #[serde(default)]

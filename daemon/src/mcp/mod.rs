@@ -33,7 +33,7 @@ use crate::channels::{DEFAULT_WAIT, MAX_WAIT};
 use crate::channels::{NewChannelRequest, SlotSpec, SyncRequest, ToolError, ToolFailure, UpdateOp};
 use crate::model::{
     Attached, BotCode, ChannelList, ChannelView, Clamped, Created, Joined, Posted, Principal,
-    Synced, Updated,
+    Synced, TranscriptExport, Updated,
 };
 use args::*;
 use rmcp::handler::server::common::{schema_for_output, schema_for_type};
@@ -433,6 +433,38 @@ impl McpServer {
                     .await
             },
             render::bot_code,
+        )
+        .await
+    }
+
+    #[tool(
+        title = "Export the transcript",
+        annotations(
+            title = "Export the transcript",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        ),
+        description = "Export the channel's transcript as one self-contained JSON document anyone can verify offline: every message as your seat sees it (private messages you cannot read as their hash only), each bot's exact source, manifest and params, the server's signatures on the transcript head and its public keys. Save the structured result as a file and check it with `mcp-multiplayer verify FILE`. A channel too big for one answer comes in pages: when page.more is true, call again with after = page.cursor.",
+        input_schema = input_schema::<ExportTranscriptArgs>(),
+        output_schema = output_schema::<TranscriptExport>()
+    )]
+    async fn export_transcript(
+        &self,
+        Parameters(raw): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let who = principal(&ctx)?;
+        run(
+            async {
+                let a: ExportTranscriptArgs = parse(raw)?;
+                self.app
+                    .channels
+                    .export_page(&who, &a.channel_id, a.slot, a.after.unwrap_or(0))
+                    .await
+            },
+            render::exported,
         )
         .await
     }
@@ -853,7 +885,7 @@ mod surface_tests {
     #[test]
     fn every_tool_has_a_title_and_all_four_behaviour_hints() {
         let tools = tools();
-        assert_eq!(tools.len(), 9);
+        assert_eq!(tools.len(), 10);
         for t in &tools {
             assert!(
                 t.title.as_deref().is_some_and(|s| !s.is_empty()),
@@ -890,6 +922,7 @@ mod surface_tests {
         assert_eq!(
             read_only,
             [
+                "export_transcript",
                 "get_bot_code",
                 "get_channel_info",
                 "list_channels",

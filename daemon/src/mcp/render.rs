@@ -27,7 +27,7 @@
 use crate::channels::ToolError;
 use crate::model::{
     Attached, BotCode, BotInfo, BotPostBody, ChannelList, ChannelView, Created, Event, Joined,
-    MessageKind, MessageView, Posted, SlotDecl, Synced, Updated,
+    MessageKind, MessageView, Posted, SlotDecl, Synced, TranscriptExport, Updated,
 };
 use serde_json::Value;
 use std::fmt::Write;
@@ -550,6 +550,32 @@ pub(super) fn bot_code(b: &BotCode) -> String {
         json_text(&Value::Object(b.params.clone())),
         json_text(&serde_json::to_value(&b.manifest).unwrap_or(Value::Null)),
     )
+}
+
+pub(super) fn exported(d: &TranscriptExport) -> String {
+    let (first, last) = (
+        d.entries.first().map_or(0, |m| m.seq),
+        d.entries.last().map_or(0, |m| m.seq),
+    );
+    let head = d.signed_heads.last().map_or_else(
+        || "no signed head".to_string(),
+        |h| format!("signed head at seq {} by key {}", h.seq, h.key_id),
+    );
+    let mut t = format!(
+        "Transcript export of channel {} as {}: entries {first} to {last}, {} bot(s), {head}.\nThe document is this result's structured content (format {}, version {}): save it as a JSON file and check it offline with `mcp-multiplayer verify FILE` or tools/verify_transcript.py. Compare the key id with the one at /.well-known/mcp-multiplayer/keys.json on the server.",
+        label(&d.channel.channel_id),
+        label(&d.exported_as),
+        d.bots.len(),
+        label(&d.format),
+        d.version,
+    );
+    if let Some(p) = d.page.as_ref().filter(|p| p.more) {
+        t += &format!(
+            "\nMore entries follow: call export_transcript again with after {}, then join the pages' entries and signed_heads.",
+            p.cursor
+        );
+    }
+    t
 }
 
 pub(super) fn updated(u: &Updated) -> String {

@@ -14,3 +14,4 @@ mod oauth;
 mod robustness;
 mod surface;
 mod tools;
+mod transcripts;
