@@ -62,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .merge(mcp_routes)
         .merge(crate::mcp::icon::router())
         .merge(crate::oauth::router(state.clone()))
+        .merge(crate::page::router())
         .with_state(state)
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
