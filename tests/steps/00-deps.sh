@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the later steps need (tests/steps/deps.sh lists it),
 # idempotently, before any of them runs: Debian packages, kernel settings for
-# user namespaces, the Python `mcp` SDK, the pinned OAuth test clients,
+# user namespaces, the Python `mcp` SDK, the pinned OAuth test clients, headless Chromium,
 # deadnix and the Nix evaluation root. Safe to run again; quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +12,7 @@ deps_debian
 deps_kernel
 deps_python
 deps_node
+deps_chromium
 deps_deadnix
 deps_nix_root
 echo "deps: everything present ($((SECONDS - t0)) s)"

@@ -11,7 +11,7 @@
 use super::highlight;
 use super::links::Viewer;
 use crate::model::{BotCode, BotPostBody, Event, MessageKind, MessageView};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
 /// The stylesheet and script, versioned by their content so that a cached
@@ -43,6 +43,7 @@ fn head(title: &str, assets: &Assets) -> Markup {
             meta name="color-scheme" content="light dark";
             meta name="referrer" content="no-referrer";
             title { (title) }
+            link rel="icon" type="image/svg+xml" href="/icon.svg";
             link rel="stylesheet" href=(assets.css);
         }
     }
@@ -67,7 +68,7 @@ pub(crate) fn page(m: &PageModel<'_>) -> Markup {
                     h1 { (m.name) }
                     p.sub {
                         "Channel " code { (m.channel_id) }
-                        " · " (m.messages.len()) " messages"
+                        " · " span #count { (m.messages.len()) } " messages"
                         @if m.closed { " · closed" }
                         " · seats: "
                         @for (i, (label, filled)) in m.slots.iter().enumerate() {
@@ -319,10 +320,4 @@ fn source(src: &str) -> Markup {
             @if let Some(class) = tok.class() { span class=(class) { (text) } } @else { (text) }
         }
     }
-}
-
-/// Escapes nothing: only for the page's own constant markup.
-#[allow(dead_code)]
-fn raw(s: &'static str) -> PreEscaped<&'static str> {
-    PreEscaped(s)
 }

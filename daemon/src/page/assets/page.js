@@ -117,6 +117,7 @@
     if (w.tag) meta.append(' ', el('span', 'tag', w.tag));
     if (m.to) meta.append(' ', el('span', 'to', `private to ${m.to.join(', ')}`));
     if (m.cause !== undefined) meta.append(' ', el('span', 'cause', `after #${m.cause}`));
+    if (!verified) meta.append(' ', el('span', 'unverified-tag', 'not verified'));
     const time = el('time', null, String(m.ts).slice(11, 19));
     time.dateTime = m.ts;
     meta.append(' ', time);
@@ -126,6 +127,8 @@
     const old = document.getElementById(li.id);
     if (old) old.replaceWith(li);
     else list.append(li);
+    const count = document.getElementById('count');
+    if (count) count.textContent = String(list.children.length);
   }
 
   // ---- the hash chain ----
