@@ -52,6 +52,14 @@ DEPS_DEBIAN=(
     "file /lib/systemd/systemd systemd"
     "cmd ps procps"
     "cmd debootstrap debootstrap"
+    # 65: the bundled SQLite for the musl target, the static-binary check,
+    # the OCI image built and run with podman (runc: crun refuses hybrid
+    # cgroup hierarchies) and the container default seccomp profile.
+    "cmd musl-gcc musl-tools"
+    "cmd readelf binutils"
+    "cmd podman podman"
+    "cmd runc runc"
+    "file /usr/share/containers/seccomp.json containers-common"
 )
 
 deps_say() { printf 'deps: %s\n' "$*" >&2; }
@@ -173,6 +181,16 @@ deps_deadnix() {
     env -u CARGO_TARGET_DIR cargo install --quiet --locked deadnix --version 1.3.1 --root "$DEPS_TOOLS"
 }
 
+# nixfmt (nixfmt_rs, a Rust implementation of the Haskell nixfmt with the
+# same output), from crates.io into the per-user tool directory.
+NIXFMT=$DEPS_TOOLS/bin/nixfmt
+deps_nixfmt() {
+    [[ -x $NIXFMT ]] && "$NIXFMT" --help 2>&1 | grep -q nixfmt-rs && return 0
+    deps_debian
+    deps_say "installing nixfmt_rs 0.5.3 into $DEPS_TOOLS"
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked nixfmt_rs --version 0.5.3 --root "$DEPS_TOOLS"
+}
+
 # A Nix recent enough for current nixpkgs (>= 2.18; Debian 12 has 2.8): Debian
 # 13's nix-bin in a minimal trixie root made with debootstrap, kept between
 # runs. Nothing in it is built: it only evaluates (nix/ci/nix-eval.sh).
@@ -203,4 +221,21 @@ deps_nix_root() {
             'substituters =' 'flake-registry =' 'sandbox = false' >"$NIX_ROOT/etc/nix/nix.conf"
         touch "$NIX_ROOT/.complete"
     ) 9>"$NIX_ROOT.lock"
+}
+
+# The release step's Rust tools: the musl standard library (rustup's) for the
+# static build, and cargo-deb from crates.io into the per-user tool directory.
+DEPS_MUSL=x86_64-unknown-linux-musl
+DEPS_CARGO_DEB_VERSION=3.8.0
+CARGO_DEB=$DEPS_TOOLS/bin/cargo-deb
+deps_release() {
+    rustup target list --installed | grep -qx "$DEPS_MUSL" || {
+        deps_say "adding the rust target $DEPS_MUSL"
+        rustup target add "$DEPS_MUSL"
+    }
+    if [[ ! -x $CARGO_DEB ]] || [[ $("$CARGO_DEB" --version) != *" $DEPS_CARGO_DEB_VERSION"* ]]; then
+        deps_debian
+        deps_say "installing cargo-deb $DEPS_CARGO_DEB_VERSION into $DEPS_TOOLS"
+        env -u CARGO_TARGET_DIR cargo install --quiet --locked cargo-deb --version "$DEPS_CARGO_DEB_VERSION" --root "$DEPS_TOOLS"
+    fi
 }
