@@ -926,7 +926,7 @@ mod surface_tests {
     #[test]
     fn every_tool_has_a_title_and_all_four_behaviour_hints() {
         let tools = tools();
-        assert_eq!(tools.len(), 9);
+        assert_eq!(tools.len(), 11);
         for t in &tools {
             assert!(
                 t.title.as_deref().is_some_and(|s| !s.is_empty()),
