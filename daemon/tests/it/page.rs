@@ -483,3 +483,34 @@ async fn xss_in_names_and_bodies_renders_as_text() {
     // The only script element is the daemon's own.
     assert_eq!(html.matches("<script").count(), 1);
 }
+
+#[tokio::test]
+async fn the_operator_revokes_a_channels_page_links_from_the_command_line() {
+    let dir = TempDir::new("page-cli");
+    let (d, _alice, mut bob, cid) = table(&dir, "operator").await;
+    let shared = bob.ok("share_channel", json!({"channel_id": cid})).await;
+    let http = browser();
+    let cookie = open_link(&http, shared["url"].as_str().unwrap()).await;
+    let (s, _, _) = get(&http, &format!("{}/c/{cid}", d.base), &cookie).await;
+    assert_eq!(s, 200);
+    let out = std::process::Command::new(daemon_bin())
+        .args(["page", "revoke", &cid, "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Revoked 1 page link(s)"));
+    let (s, _, _) = get(&http, &format!("{}/c/{cid}", d.base), &cookie).await;
+    assert_eq!(s, 403);
+    let out = std::process::Command::new(daemon_bin())
+        .args(["page", "revoke", "ch_nope", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no channel \"ch_nope\""));
+}
