@@ -71,6 +71,8 @@ async fn get(
 struct Events {
     resp: reqwest::Response,
     buf: String,
+    /// The signed heads the stream sent, set aside by [`Events::next`].
+    heads: Vec<Value>,
 }
 
 impl Events {
@@ -85,10 +87,12 @@ impl Events {
         Events {
             resp,
             buf: String::new(),
+            heads: Vec::new(),
         }
     }
 
-    /// The next event (name, data), skipping comments and `retry`; `None`
+    /// The next event (name, data), skipping comments and `retry` and
+    /// setting `head` events aside in `heads`; `None`
     /// when the server ended the stream. Bounded by a deadline so a missing
     /// event fails the test instead of hanging it.
     async fn next(&mut self) -> Option<(String, Value)> {
@@ -104,8 +108,10 @@ impl Events {
                         data = Some(serde_json::from_str(d).unwrap());
                     }
                 }
-                if let (Some(e), Some(d)) = (event, data) {
-                    return Some((e, d));
+                match (event, data) {
+                    (Some(e), Some(d)) if e == "head" => self.heads.push(d),
+                    (Some(e), Some(d)) => return Some((e, d)),
+                    _ => {}
                 }
                 continue;
             }
