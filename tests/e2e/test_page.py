@@ -177,6 +177,10 @@ async def test_a_tampered_database_shows_broken_at_the_changed_seq(state_dir, br
         shared = await call(bob, "share_channel", {"channel_id": cid})
     browser.navigate(shared["url"])
     browser.wait_for(verified_upto(browser, last["seq"]))
+    # Leave the page before its server goes away (its stream and lazy
+    # requests such as the icon would fail meanwhile, as they should).
+    browser.navigate("about:blank")
+    assert browser.console_errors == [], browser.console_errors
     d.stop()
     # An edit made behind the daemon's back, with the daemon stopped: the
     # stored body changes, the stored hashes stay.
