@@ -329,3 +329,41 @@ async def test_the_browsers_canonical_json_matches_the_daemons_on_a_corpus(state
         assert browser.console_errors == [], browser.console_errors
     finally:
         d.stop()
+
+
+async def test_a_blackjack_hands_deck_is_re_derived_in_the_browser(state_dir, browser):
+    """Both players stand on every turn until the hand settles and the bot
+    reveals its seed: the page re-derives the deck from the seed, checks it
+    against the commitment made before the deal, and checks every card
+    shown came from it."""
+    d = start(state_dir)
+    try:
+        ta, tb = d.token("alice"), d.token("bob")
+        async with connect(d.url, ta) as alice, connect(d.url, tb) as bob:
+            players = {"alice": alice, "bob": bob}
+            ch = await call(alice, "create_channel", {
+                "name": "Blackjack", "slots": ["invite:alice", "invite:bob", "bot:dealer"],
+                "bot_preset": "blackjack", "join_as": "alice"})
+            cid = ch["channel_id"]
+            await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
+            seen, cursor, answered = [], 0, set()
+            with anyio.fail_after(60):
+                while not any(m["kind"] == "bot" and m["body"]["type"] == "reveal" for m in seen):
+                    msgs, cursor = await sync_all(alice, cid, cursor)
+                    seen += msgs
+                    for m in msgs:
+                        if m["kind"] == "bot" and m["body"]["type"] == "turn" and m["seq"] not in answered:
+                            answered.add(m["seq"])
+                            who = m["body"]["data"]["player"]
+                            await call(players[who], "post_message", {"channel_id": cid, "body": "stand"})
+            shared = await call(alice, "share_channel", {"channel_id": cid})
+        reveal = next(m for m in seen if m["kind"] == "bot" and m["body"]["type"] == "reveal")
+        browser.navigate(shared["url"])
+        browser.wait_for(verified_upto(browser, reveal["seq"]))
+        hand = reveal["body"]["data"]["hand"]
+        browser.wait_for(f"(document.getElementById('claim-bot:dealer-hand-{hand}') || {{}}).className === 'claim ok'")
+        claim = browser.text(f"[id='claim-bot:dealer-hand-{hand}']")
+        assert claim.startswith(f"Deck checked: hand {hand}'s seed opens the commitment"), claim
+        assert browser.console_errors == [], browser.console_errors
+    finally:
+        d.stop()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The channel page in a real browser: headless Chromium watches a GuessBot
 # game played by two Python-SDK clients through a spectator link (live within
-# 2 s, ends verified with the commitment checked), a tampered database
+# 2 s, ends verified with the commitment checked), a Blackjack hand whose
+# deck the browser re-derives, a tampered database
 # ("Broken at seq N"), hostile strings under the CSP, a revoked link, the
 # browser's canonical JSON against the daemon's. Screenshots of each state go
 # to target/test-artifacts/page.
