@@ -162,6 +162,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         schema_version: crate::store::SCHEMA_VERSION,
         uptime_secs: state.started.elapsed().as_secs(),
         sync_waiting: state.channels.waiting(),
+        page_streams: state.page_streams.open(),
         sandbox_ready: matches!(state.sandbox.get(), Some(Ok(()))),
     };
     let text = state.metrics.render(&gauges);

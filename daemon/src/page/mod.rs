@@ -84,6 +84,11 @@ struct StreamGuard {
 }
 
 impl Streams {
+    /// Event streams open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     fn admit(self: &Arc<Self>, link: &str) -> Option<StreamGuard> {
         let mut per = self.per_link.lock().unwrap_or_else(|p| p.into_inner());
         let n = per.entry(link.to_string()).or_default();

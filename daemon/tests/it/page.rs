@@ -372,6 +372,19 @@ async fn the_stream_is_live_and_resumes_after_last_event_id() {
         "{:?}",
         started.elapsed()
     );
+    // The stream is counted while open.
+    let metrics = http
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_multiplayer_page_streams 1\n"),
+        "{metrics}"
+    );
     drop(ev);
     alice
         .ok("post_message", json!({"channel_id": cid, "body": "three"}))
