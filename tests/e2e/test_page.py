@@ -367,3 +367,26 @@ async def test_a_blackjack_hands_deck_is_re_derived_in_the_browser(state_dir, br
         assert browser.console_errors == [], browser.console_errors
     finally:
         d.stop()
+
+
+async def test_without_javascript_the_page_still_shows_the_transcript_and_says_it_is_unchecked(state_dir, browser):
+    d = start(state_dir)
+    try:
+        ta, tb = d.token("alice"), d.token("bob")
+        async with connect(d.url, ta) as alice, connect(d.url, tb) as bob:
+            ch = await call(alice, "create_channel", {"name": "no script", "slots": ["invite:alice", "invite:bob"],
+                                                      "join_as": "alice"})
+            cid = ch["channel_id"]
+            await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
+            last = await call(bob, "post_message", {"channel_id": cid, "body": "read me without scripts"})
+            shared = await call(alice, "share_channel", {"channel_id": cid})
+        browser.send("Emulation.setScriptExecutionDisabled", {"value": True})
+        browser.navigate(shared["url"])
+        seqs = browser.eval("[...document.querySelectorAll('#transcript > li')].map(li => +li.dataset.seq)")
+        assert seqs == list(range(1, last["seq"] + 1))
+        assert "read me without scripts" in browser.text(f"#m-{last['seq']}")
+        assert browser.text("#verify-status").startswith("Not checked")
+        browser.send("Emulation.setScriptExecutionDisabled", {"value": False})
+        assert browser.console_errors == [], browser.console_errors
+    finally:
+        d.stop()
