@@ -330,6 +330,39 @@ pub async fn grant_revoke(store: &Store, id: &str) -> Result<Result<String, Stri
     })
 }
 
+/// `page revoke CHANNEL [--link ID]`: revokes a channel's page links (one,
+/// or all). A running daemon's open pages stop at their next request or
+/// event-stream keep-alive (within 15 s): this process's commit does not
+/// reach the daemon's commit bus.
+///
+/// # Errors
+/// Storage failures; an unknown channel or link is `Ok(Err(..))`.
+pub async fn page_revoke(
+    store: &Store,
+    channel_id: &str,
+    link: Option<String>,
+) -> Result<Result<String, String>, StoreError> {
+    let cid = channel_id.to_string();
+    store
+        .write(move |tx| {
+            if tx.channel(&cid)?.is_none() {
+                return Ok(Err(format!(
+                    "no channel {cid:?}; `mcp-multiplayer principal list` shows channels"
+                )));
+            }
+            let n = tx.revoke_page_links(&cid, link.as_deref(), crate::secrets::now_ms())?;
+            Ok(match (n, &link) {
+                (0, Some(id)) => Err(format!(
+                    "no live page link {id:?} in channel {cid} (revoked or spent already)"
+                )),
+                _ => Ok(format!(
+                    "Revoked {n} page link(s) of channel {cid}: open pages stop within 15 seconds.\n"
+                )),
+            })
+        })
+        .await
+}
+
 /// `client revoke CLIENT_ID`: `Err` with a sentence for an unknown client.
 ///
 /// # Errors

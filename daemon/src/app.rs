@@ -40,5 +40,7 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// The last `/healthz` reading.
     pub health: Arc<Health>,
+    /// The channel pages' open event streams.
+    pub page_streams: Arc<crate::page::Streams>,
     pub started: Instant,
 }

@@ -135,6 +135,24 @@ enum AdminCommand {
         #[command(subcommand)]
         op: GrantOp,
     },
+    /// Links to channels' web pages (made by members with share_channel).
+    Page {
+        #[command(subcommand)]
+        op: PageOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum PageOp {
+    /// Revoke a channel's page links: one (--link) or all of them.
+    Revoke {
+        channel_id: String,
+        /// One link's id (lnk_..., as share_channel returned it).
+        #[arg(long)]
+        link: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -543,6 +561,19 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
         } => finish(
             with_store(&common, |s| async move {
                 admin::grant_revoke(&s, &family_id).await
+            })
+            .await?,
+        ),
+        AdminCommand::Page {
+            op:
+                PageOp::Revoke {
+                    channel_id,
+                    link,
+                    common,
+                },
+        } => finish(
+            with_store(&common, |s| async move {
+                admin::page_revoke(&s, &channel_id, link).await
             })
             .await?,
         ),

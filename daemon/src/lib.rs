@@ -23,6 +23,7 @@ pub(crate) mod mcp;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod oauth;
+pub(crate) mod page;
 pub(crate) mod quota;
 pub(crate) mod replay;
 pub(crate) mod secrets;

@@ -658,3 +658,39 @@ mod tests {
         assert_eq!(SlotKind::parse("seat"), None);
     }
 }
+
+/// Who a `share_channel` link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PageAudience {
+    /// Anyone holding the link: read-only, public messages and the entries
+    /// (without bodies) of private ones.
+    Spectators,
+    /// You: a one-time link that opens the page as your seat, private
+    /// messages to you included.
+    Me,
+}
+
+/// `share_channel`: a link to the channel's web page.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Shared {
+    /// Open in a browser. Anyone holding it sees what the audience sees:
+    /// hand it only to whom you mean to.
+    pub url: String,
+    /// Names the link for `revoke_shares` (not secret).
+    pub link_id: String,
+    pub channel_id: String,
+    pub audience: PageAudience,
+    /// The seat a link for you opens the page as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// RFC 3339 UTC: the link stops working then.
+    pub expires_at: String,
+}
+
+/// `revoke_shares`: how many page links stopped working.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SharesRevoked {
+    pub channel_id: String,
+    pub revoked: u64,
+}

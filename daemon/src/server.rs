@@ -80,6 +80,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         subscriptions,
         sessions,
         health: Arc::default(),
+        page_streams: Arc::default(),
         started: Instant::now(),
     })
 }

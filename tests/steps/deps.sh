@@ -153,6 +153,23 @@ deps_node() {
     deps_npm_tree tests/e2e/mcp-clients mcp-clients
 }
 
+# 80: headless Chromium for the channel page's browser tests (driven over the
+# DevTools protocol by tests/e2e/cdp.py, so no driver package), with fonts so
+# that its screenshots show text. Apart from the list above: only the page
+# step needs it, and it is large.
+deps_chromium() {
+    deps_have cmd chromium && deps_have file /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf && return 0
+    deps_debian
+    if [[ $(id -u) -ne 0 ]]; then
+        deps_say "missing Debian packages: chromium fonts-dejavu-core (run as root, or install them)"
+        return 1
+    fi
+    deps_say "installing Debian packages: chromium fonts-dejavu-core"
+    deps_apt_get update -qq
+    deps_apt_get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    deps_have cmd chromium || { deps_say "installed chromium, but 'chromium' is still missing"; return 1; }
+}
+
 # deadnix, from crates.io, into a per-user tool directory (no Debian package).
 DEPS_TOOLS=${MCPM_TOOLS_DIR:-$HOME/.cache/mcp-multiplayer-tools}
 DEADNIX=$DEPS_TOOLS/bin/deadnix

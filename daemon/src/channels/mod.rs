@@ -257,6 +257,17 @@ impl Channels {
     }
 
     /// The store (for start-up and shutdown).
+    /// A receiver that changes on every commit in `channel_id`: the page's
+    /// event streams wait on it as waiting syncs do.
+    pub(crate) fn watch_commits(&self, channel_id: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe(channel_id)
+    }
+
+    /// The byte budget of one page of messages.
+    pub fn max_sync_bytes(&self) -> usize {
+        self.max_sync_bytes
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

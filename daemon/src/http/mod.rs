@@ -72,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .merge(export_routes)
         .merge(crate::mcp::icon::router())
         .merge(crate::oauth::router(state.clone()))
+        .merge(crate::page::router())
         .with_state(state)
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
@@ -171,6 +172,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         schema_version: crate::store::SCHEMA_VERSION,
         uptime_secs: state.started.elapsed().as_secs(),
         sync_waiting: state.channels.waiting(),
+        page_streams: state.page_streams.open(),
         sandbox_ready: matches!(state.sandbox.get(), Some(Ok(()))),
     };
     let text = state.metrics.render(&gauges);

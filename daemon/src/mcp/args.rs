@@ -268,6 +268,33 @@ pub struct ExportTranscriptArgs {
     /// are included), when you hold more than one in this channel.
     #[serde(default)]
     pub slot: Option<String>,
+pub struct ShareChannelArgs {
+    /// The channel's id (ch_...).
+    pub channel_id: String,
+    /// "spectators" (default): a read-only link for anyone you give it to;
+    /// they see public messages and the entries of private ones without
+    /// their bodies. "me": a one-time link (ten minutes) that opens the page
+    /// as your own seat, your private messages included.
+    #[serde(default)]
+    pub audience: Option<crate::model::PageAudience>,
+    /// For audience "me" when you hold several seats here: which one.
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// For a spectator link: hours until it stops working (default 168, a
+    /// week; at most 8760).
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSharesArgs {
+    /// The channel's id (ch_...).
+    pub channel_id: String,
+    /// One link to revoke (the link_id share_channel returned); leave it
+    /// out to revoke every link to the channel's page.
+    #[serde(default)]
+    pub link_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -27,7 +27,7 @@
 use crate::channels::ToolError;
 use crate::model::{
     Attached, BotCode, BotInfo, BotPostBody, ChannelList, ChannelView, Created, Event, Joined,
-    MessageKind, MessageView, Posted, SlotDecl, Synced, TranscriptExport, Updated,
+    MessageKind, MessageView, PageAudience, Posted, Shared, SharesRevoked, SlotDecl, Synced, TranscriptExport, Updated,
 };
 use serde_json::Value;
 use std::fmt::Write;
@@ -603,6 +603,30 @@ pub(super) fn updated(u: &Updated) -> String {
         t.push("Done.".into());
     }
     t.join("\n")
+}
+
+pub(super) fn shared(s: &Shared) -> String {
+    let who = match (&s.audience, &s.seat) {
+        (PageAudience::Me, Some(seat)) => format!(
+            "a one-time link that opens the page as your seat {}; it works once",
+            label(seat)
+        ),
+        _ => "a read-only spectator link: whoever holds it sees public messages and the entries of private ones without their bodies".to_string(),
+    };
+    format!(
+        "Made {who}, until {} (link_id {}, for revoke_shares). Hand the URL only to whom you mean to:\n{}",
+        s.expires_at,
+        label(&s.link_id),
+        s.url
+    )
+}
+
+pub(super) fn shares_revoked(r: &SharesRevoked) -> String {
+    format!(
+        "Revoked {} link(s) to the page of channel {}; pages open with them stop updating.",
+        r.revoked,
+        label(&r.channel_id)
+    )
 }
 
 pub(super) fn attached(a: &Attached) -> String {

@@ -39,6 +39,7 @@
 mod backup;
 mod bots;
 mod bus;
+mod links;
 mod messages;
 pub(crate) mod principals;
 mod seats;
@@ -66,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_causes.sql"),
     include_str!("../../migrations/0005_usage.sql"),
     include_str!("../../migrations/0006_bot_seeds.sql"),
+    include_str!("../../migrations/0007_page_links.sql"),
 ];
 
 /// The schema version this binary writes: how many migrations it knows.

@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod http;
 mod oauth;
+mod page;
 mod robustness;
 mod surface;
 mod tools;

@@ -202,6 +202,19 @@ async fn every_tool_result_validates_against_its_output_schema() {
             .iter()
             .any(|m| m["redacted"] == true)
     );
+    let shared = s
+        .ok(&mut carol, "share_channel", json!({"channel_id": cid}), c)
+        .await;
+    assert!(shared["url"].as_str().unwrap().contains("/c/"), "{shared}");
+    s.fails(
+        &mut carol,
+        "revoke_shares",
+        json!({"channel_id": cid}),
+        "NOT_ADMIN",
+    )
+    .await;
+    s.ok(&mut alice, "revoke_shares", json!({"channel_id": cid}), c)
+        .await;
     s.ok(
         &mut alice,
         "update_channel",
