@@ -109,6 +109,7 @@ impl Bots {
                 name: preset.clone().unwrap_or_else(|| "bot".into()),
                 source: source.clone(),
                 params: Value::Object(params.clone()),
+                compiled: None,
             },
             Hook::Inspect,
             HookContext {

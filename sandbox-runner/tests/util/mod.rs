@@ -58,6 +58,7 @@ pub fn job(source: &str) -> HookJob {
             name: "attack".into(),
             source: source.into(),
             params: json!({}),
+            compiled: None,
         },
         hook: Hook::OnInit,
         context: HookContext {
