@@ -33,6 +33,9 @@ import hx_protocol
 START_NS = time.perf_counter_ns()
 
 MAX_LOG_CHARS = 64 * 1024
+# CPU seconds the interpreter's start and `warm_up` may take before the job
+# is read (`policy::WARM_UP_CPU_SECS` in the runner).
+WARM_UP_CPU_SECS = 1
 MAX_DEPTH = 64
 RESULT_FD = 3
 
@@ -709,7 +712,14 @@ def main_hook():
         return 2
     warm_up()  # before the job: a pre-warmed sandbox waits for it after this
     try:
-        job = read_job(sys.stdin.buffer.read())
+        raw = sys.stdin.buffer.read()
+        # RLIMIT_CPU counts from the process's start; the runner sets it one
+        # second above the hook's budget for the start and the warm-up, so
+        # the budget holds from here only if they took less than that.
+        used = time.process_time()
+        if used >= WARM_UP_CPU_SECS:
+            raise BadJob(f"{used:.2f} s of CPU used before the job arrived (at most {WARM_UP_CPU_SECS})")
+        job = read_job(raw)
         limits = hx_protocol.limits_of(job)
         outcome = run_hook(job, limits)
         data = finish(outcome, limits["max_output_bytes"])
