@@ -378,7 +378,11 @@ pub fn prewarm(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8
         Ok(()) => {}
         Err(why) => return stop(WarmEnd::NoJob(why)),
     }
-    if seen.errors.split(|b| *b == b'\n').any(|l| !l.is_empty() && l[0] != b'@') {
+    if seen
+        .errors
+        .split(|b| *b == b'\n')
+        .any(|l| !l.is_empty() && l[0] != b'@')
+    {
         // Reported now, without a job: the bot never runs in it.
         let o = outcome(&placeholder, seen, started, Instant::now());
         return stop(WarmEnd::Outcome(o));
@@ -398,9 +402,15 @@ pub fn prewarm(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8
     }
     let input = match serde_json::to_vec(&harness_input(&job, opts)) {
         Ok(v) => v,
-        Err(e) => return stop(WarmEnd::Outcome(internal(format!("serialize harness input: {e}")))),
+        Err(e) => {
+            return stop(WarmEnd::Outcome(internal(format!(
+                "serialize harness input: {e}"
+            ))));
+        }
     };
-    WarmEnd::Outcome(supervise(&job, ends, ns_child, &input, connect, handover, seen))
+    WarmEnd::Outcome(supervise(
+        &job, ends, ns_child, &input, connect, handover, seen,
+    ))
 }
 
 /// Reads the error pipe until EOF (the exec) or a failure line, keeping what
@@ -422,7 +432,10 @@ fn wait_for_exec(errors: &OwnedFd, until: Instant, into: &mut Vec<u8>) -> Result
         if drain(errors, into, 4096, &mut total) {
             return Ok(());
         }
-        if into.split(|b| *b == b'\n').any(|l| !l.is_empty() && l[0] != b'@') {
+        if into
+            .split(|b| *b == b'\n')
+            .any(|l| !l.is_empty() && l[0] != b'@')
+        {
             return Ok(()); // a failed step: the caller reports it
         }
     }

@@ -22,8 +22,8 @@
 //! `tests/steps/30-sandbox.sh` does both.
 
 mod determinism;
-mod prewarm;
 mod outcome_cases;
+mod prewarm;
 mod util;
 
 use hook_protocol::{Hook, HookError, HookOutcome, exit};

@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod http;
 mod oauth;
+mod pool;
 mod robustness;
 mod surface;
 mod tools;

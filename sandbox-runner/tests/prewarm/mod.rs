@@ -113,7 +113,10 @@ fn internal_message(e: &Ended) -> String {
         HookOutcome::Error {
             error: HookError::Internal { message },
         } => message.clone(),
-        o => panic!("expected an internal error, got {o:?}\nstderr: {}", e.stderr),
+        o => panic!(
+            "expected an internal error, got {o:?}\nstderr: {}",
+            e.stderr
+        ),
     }
 }
 

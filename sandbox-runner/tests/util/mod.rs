@@ -198,17 +198,21 @@ pub fn run_job_with(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command
 
 fn spawn_runner(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -> Run {
     let mut cmd = Command::new(runner());
-    if layer == Layer::OsOnly {
-        cmd.arg("--unchecked-language-layer");
-    }
-    let warm = prewarmed();
-    if warm {
-        cmd.arg("--prewarm");
-    }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // A tweak may replace the command by a wrapper that execs the runner
+    // (`setpriv ... RUNNER`): the runner's own flags come after it.
     tweak(&mut cmd);
+    if layer == Layer::OsOnly {
+        cmd.arg("--unchecked-language-layer");
+    }
+    // A job with entropy always starts fresh, as the daemon runs it: its
+    // hash seed must be in place when the interpreter starts.
+    let warm = prewarmed() && job.entropy.is_none();
+    if warm {
+        cmd.arg("--prewarm");
+    }
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn sandbox-runner");
     let input = serde_json::to_vec(job).expect("serialize job");
