@@ -532,6 +532,42 @@ mod tests {
     }
 
     #[test]
+    fn a_warm_spec_takes_only_a_job_of_its_own_kind_without_entropy() {
+        let mut job: HookJob = serde_json::from_value(job_json()).unwrap();
+        job.version = PROTOCOL_VERSION;
+        let spec = WarmSpec::of(&job, 1000);
+        assert_eq!(spec.mismatch(&job), None);
+        // Round trip: what the runner reads is what the daemon wrote.
+        let back: WarmSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(back, spec);
+        // The bot, hook, state and context are the job's own business.
+        let mut other = job.clone();
+        other.bot.source = "class B: pass".into();
+        other.state = serde_json::json!({"n": 1});
+        assert_eq!(spec.mismatch(&other), None);
+        let mut cases: Vec<(HookJob, &str)> = Vec::new();
+        let mut j = job.clone();
+        j.limits.wall_ms += 1;
+        cases.push((j, "limits"));
+        let mut j = job.clone();
+        j.network.allowed = true;
+        cases.push((j, "network"));
+        let mut j = job.clone();
+        j.runtime.sandbox_uid += 1;
+        cases.push((j, "runtime"));
+        let mut j = job.clone();
+        j.entropy = Some("00".repeat(32).parse().unwrap());
+        cases.push((j, "entropy"));
+        let mut j = job.clone();
+        j.version = 9;
+        cases.push((j, "version"));
+        for (j, why) in cases {
+            let m = spec.mismatch(&j).unwrap_or_default();
+            assert!(m.contains(why), "{why}: {m:?}");
+        }
+    }
+
+    #[test]
     fn outcome_wire_shape_is_tagged_by_status() {
         let o = HookOutcome::Error {
             error: HookError::Timeout {

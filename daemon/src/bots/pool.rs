@@ -127,12 +127,6 @@ impl WarmPool {
         found
     }
 
-    /// Ready runners now, by kind (for tests and diagnostics).
-    #[cfg(test)]
-    pub(crate) fn ready(&self) -> usize {
-        lock(&self.kinds).values().map(|k| k.ready.len()).sum()
-    }
-
     /// The key and spec line of `job`'s kind; `None` for a job that cannot
     /// run pre-warmed.
     fn kind_of(&self, job: &HookJob) -> Option<(String, Arc<Vec<u8>>)> {
@@ -265,4 +259,79 @@ impl Kind {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind() -> Kind {
+        Kind::new(Arc::new(b"{}\n".to_vec()))
+    }
+
+    #[test]
+    fn each_kind_aims_at_last_seconds_demand_between_floor_and_ceiling() {
+        // Outside a runtime: nothing is started, only counted.
+        let pool = WarmPool::new(
+            PathBuf::from("/nonexistent"),
+            1,
+            4,
+            Duration::from_secs(300),
+        );
+        let mut k = kind();
+        assert_eq!(pool.deficit(&mut k), 1, "the floor, with no demand");
+        assert_eq!(pool.deficit(&mut k), 0, "one is already being started");
+        let now = Instant::now();
+        k.taken.extend([now, now, now]);
+        assert_eq!(pool.deficit(&mut k), 2, "three hooks in the last second");
+        k.taken.extend([now; 10]);
+        assert_eq!(pool.deficit(&mut k), 1, "never more than the ceiling");
+        // Demand older than the window no longer counts.
+        let mut k = kind();
+        k.taken.push_back(now - 2 * DEMAND_WINDOW);
+        k.taken.push_back(now - 2 * DEMAND_WINDOW);
+        assert_eq!(pool.deficit(&mut k), 1);
+        assert!(k.taken.is_empty());
+    }
+
+    #[test]
+    fn deterministic_jobs_and_a_pool_of_zero_never_run_pre_warmed() {
+        let bots = crate::bots::Bots::with_runner(
+            crate::testing::bots_config(4),
+            crate::testing::Scripted::answering(|_| unreachable!("nothing runs")),
+        );
+        let mut job = bots.job(
+            hook_protocol::BotSpec {
+                name: "b".into(),
+                source: String::new(),
+                params: serde_json::json!({}),
+                compiled: None,
+            },
+            hook_protocol::Hook::OnInit,
+            hook_protocol::HookContext {
+                channel_id: "c".into(),
+                bot_id: "bot:b".into(),
+                players: Vec::new(),
+            },
+            serde_json::json!({}),
+            false,
+        );
+        let pool = WarmPool::new(
+            PathBuf::from("/nonexistent"),
+            1,
+            4,
+            Duration::from_secs(300),
+        );
+        assert!(pool.kind_of(&job).is_some());
+        let off = WarmPool::new(
+            PathBuf::from("/nonexistent"),
+            0,
+            0,
+            Duration::from_secs(300),
+        );
+        assert!(off.kind_of(&job).is_none());
+        job.entropy = Some("00".repeat(32).parse().unwrap());
+        assert!(pool.kind_of(&job).is_none());
+        assert!(pool.take(&job).is_none());
+    }
 }

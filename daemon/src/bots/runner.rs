@@ -53,8 +53,8 @@ pub(crate) struct Sandbox {
     compiled: Arc<Compiled>,
 }
 
-/// Checked-once bots by the SHA-256 of their source, as the daemon
-/// computed it.
+/// Checked-once bots by the SHA-256 of their source (as the daemon
+/// computed it) and network mode, which the check depends on.
 #[derive(Default)]
 struct Compiled {
     by_source: Mutex<HashMap<[u8; 32], CompiledBot>>,
@@ -62,8 +62,11 @@ struct Compiled {
     pending: Mutex<HashSet<[u8; 32]>>,
 }
 
-fn source_key(source: &str) -> [u8; 32] {
-    Sha256::digest(source.as_bytes()).into()
+fn source_key(job: &HookJob) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([u8::from(job.network.allowed)]);
+    h.update(job.bot.source.as_bytes());
+    h.finalize().into()
 }
 
 impl Sandbox {
@@ -83,7 +86,7 @@ impl Sandbox {
 impl HookRunner for Sandbox {
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {
         Box::pin(async move {
-            let key = source_key(&job.bot.source);
+            let key = source_key(job);
             if job.hook == Hook::Inspect {
                 let mut outcome = run_pooled(&self.runner, self.pool.as_deref(), job).await;
                 self.compiled.keep(key, &mut outcome);

@@ -77,8 +77,18 @@ impl Warm {
         let mut out = String::new();
         let mut err = String::new();
         use std::io::Read;
-        let _ = self.child.stdout.take().unwrap().read_to_string(&mut out);
-        let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+        let _ = self
+            .child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out);
+        let _ = self
+            .child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err);
         let status = self.child.wait().expect("wait");
         let elapsed = t0.elapsed();
         assert_group_gone(pid);
