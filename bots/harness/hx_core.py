@@ -9,11 +9,12 @@ bot code may change its own `ctx` and `sys.stdout`, never what they write to.
 Start-up cost matters (this runs for every hook), so the module itself imports
 only what CPython has already loaded plus `_json`, `_ast`, `_io` and `gc`.
 Before it reads the job, `warm_up` loads what hooks need (the language
-layer's run-time half, and the modules the builtin bots import that do not
-touch `random`): in a pre-warmed sandbox that happens before the job exists,
-off the hook's latency; a fresh sandbox does exactly the same, so a bot sees
-the same process either way. `random` (and with it `secrets`) is left to the
-bot, so that a deterministic hook seeds it in the documented order.
+layer's run-time half, and the modules the builtin bots import): in a
+pre-warmed sandbox that happens before the job exists, off the hook's
+latency; a fresh sandbox does exactly the same, so a bot sees the same
+process either way. A deterministic hook reseeds the generator `random`
+made at import before any bot code runs (`hx_determinism.install`), which
+gives it the seed it would have had if the bot had imported `random` first.
 
 Everything the bot produces is copied into plain JSON values by `plain()`
 (exact `dict`/`list`/`str`/... types, read through the base types' own
@@ -458,9 +459,8 @@ def inspect_source(source, network):
 
 # ---------------------------------------------------------------- warm-up
 
-# Loaded before the job is read (see the module docs). Nothing here imports
-# `random`.
-WARM_MODULES = ("hx_runtime", "re", "hashlib", "json", "base64", "hmac", "marshal", "binascii")
+# Loaded before the job is read (see the module docs).
+WARM_MODULES = ("hx_runtime", "re", "hashlib", "json", "base64", "hmac", "random", "secrets", "marshal", "binascii")
 
 # Digest of the checker's files and the interpreter's bytecode tag: what a
 # `compiled` artifact must have been made with (`warm_up` sets it).
@@ -550,8 +550,9 @@ def run_hook(job, limits):
             manifest["compiled"] = compiled
         return ok([], run.state, "", manifest)
 
-    # Before any bot code runs and before anything imports `random`; a job
-    # without these fields does not even import the module.
+    # Before any bot code runs (it reseeds what `warm_up`'s import of
+    # `random` made); a job without these fields does not even import the
+    # module.
     clock = None
     if job.get("entropy") is not None or job.get("now") is not None:
         import hx_determinism
