@@ -745,6 +745,7 @@ async fn bot_run(
                 name: "bot".into(),
                 source: source.clone(),
                 params: params.clone(),
+                compiled: None,
             },
             hook,
             HookContext {

@@ -119,6 +119,9 @@ pub struct FileBots {
     pub sandbox_gid: Option<u32>,
     pub network_allow_cidrs: Option<Vec<String>>,
     pub system_dirs: Option<Vec<PathBuf>>,
+    pub warm_min: Option<usize>,
+    pub warm_max: Option<usize>,
+    pub warm_idle_secs: Option<u64>,
 }
 
 /// Command-line overrides (the `serve` flags).
@@ -371,6 +374,17 @@ pub struct BotsConfig {
     /// interpreter's loader and libraries live. Default: `/nix/store` when
     /// `python` resolves into it, else none.
     pub system_dirs: Vec<PathBuf>,
+    /// Pre-warmed sandboxes kept ready per kind of hook (network or not,
+    /// sandbox uid) once that kind has run, even when idle. Default 1.
+    /// Each holds a confined interpreter that has loaded the harness (see
+    /// docs/operations.md for its memory); 0 keeps none while idle.
+    pub warm_min: usize,
+    /// At most this many per kind, however busy. Default 4; 0 turns
+    /// pre-warming off (every hook starts its sandbox cold).
+    pub warm_max: usize,
+    /// A pre-warmed sandbox that gets no job for this long tears itself
+    /// down and is replaced. Default 300 s.
+    pub warm_idle_secs: u64,
 }
 
 /// Reads `MCP_MULTIPLAYER_*` variables through a lookup function, so tests
@@ -660,6 +674,9 @@ impl Config {
             sandbox_gid: b.sandbox_gid.unwrap_or(64200),
             network_allow_cidrs: b.network_allow_cidrs.unwrap_or_default(),
             system_dirs,
+            warm_max: b.warm_max.unwrap_or(4),
+            warm_min: b.warm_min.unwrap_or(1).min(b.warm_max.unwrap_or(4)),
+            warm_idle_secs: b.warm_idle_secs.unwrap_or(300).clamp(30, 86_400),
         };
         Ok(Config {
             listen,

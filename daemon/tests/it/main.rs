@@ -12,6 +12,7 @@ mod crash;
 mod http;
 mod oauth;
 mod page;
+mod pool;
 mod robustness;
 mod surface;
 mod tools;
