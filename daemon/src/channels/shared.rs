@@ -159,7 +159,10 @@ fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Answer
         .entry(window)
         .or_insert_with(|| {
             Ok(Arc::new(tx.messages_page(
-                &ch.id, r.cursor, r.limit, r.max_bytes,
+                &ch.id,
+                r.cursor,
+                r.limit,
+                r.max_bytes,
             )?))
         })
         .clone()?;
@@ -174,13 +177,7 @@ fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Answer
     let messages = f
         .seen
         .entry((r.cursor, r.limit, r.max_bytes, seat.clone()))
-        .or_insert_with(|| {
-            Arc::new(
-                page.iter()
-                    .map(|m| rules::message_view(m, &seat))
-                    .collect(),
-            )
-        })
+        .or_insert_with(|| Arc::new(page.iter().map(|m| rules::message_view(m, &seat)).collect()))
         .as_ref()
         .clone();
     let next = page.last().map_or(r.cursor, |m| m.seq);
