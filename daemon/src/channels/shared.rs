@@ -107,6 +107,9 @@ impl SharedReads {
     }
 }
 
+/// A page of messages: by (cursor, limit, byte budget).
+type Window = (Seq, usize, usize);
+
 /// What one snapshot found, computed once for the whole batch.
 #[derive(Default)]
 struct Found {
@@ -114,8 +117,7 @@ struct Found {
     credentials: HashMap<Vec<u8>, Result<bool, ToolError>>,
     seats: HashMap<String, Result<Vec<String>, ToolError>>,
     views: HashMap<String, Result<ChannelView, ToolError>>,
-    /// Pages by (cursor, limit, byte budget).
-    pages: HashMap<(Seq, usize, usize), Result<Arc<Vec<StoredMessage>>, ToolError>>,
+    pages: HashMap<Window, Result<Arc<Vec<StoredMessage>>, ToolError>>,
     /// A page as one seat sees it, by (cursor, limit, byte budget, seat).
     seen: HashMap<(Seq, usize, usize, String), Arc<Vec<MessageView>>>,
 }

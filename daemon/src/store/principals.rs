@@ -123,17 +123,15 @@ pub async fn authenticate(
                 && exp.is_none_or(|e| e > secrets::now_ms())
                 // RFC 8707: a token bound to a resource is good only there.
                 && aud.as_deref().is_none_or(|a| a == resource);
-            Ok::<_, StoreError>(valid.then(|| {
-                (
-                    Principal {
-                        id,
-                        name,
-                        credential: Credential::Token(stored),
-                    },
-                    aud,
-                    exp,
-                )
-            }))
+            Ok::<_, StoreError>(valid.then_some((
+                Principal {
+                    id,
+                    name,
+                    credential: Credential::Token(stored),
+                },
+                aud,
+                exp,
+            )))
         })
         .await?;
     Ok(match found {
