@@ -201,6 +201,8 @@ pub struct Metrics {
     pub sessions_displaced: AtomicU64,
     /// Requests refused for another principal's session id.
     pub sessions_foreign: AtomicU64,
+    /// Open sessions that are asleep: idle, holding no tasks or buffers.
+    pub sessions_asleep: AtomicI64,
     pub commit_batch: Histogram,
     pub commit_latency: Histogram,
     pub commit_failures: AtomicU64,
@@ -227,6 +229,7 @@ impl Default for Metrics {
             sessions_expired: AtomicU64::new(0),
             sessions_displaced: AtomicU64::new(0),
             sessions_foreign: AtomicU64::new(0),
+            sessions_asleep: AtomicI64::new(0),
             commit_batch: Histogram::new(BATCH_BUCKETS),
             commit_latency: Histogram::new(COMMIT_BUCKETS),
             commit_failures: AtomicU64::new(0),
@@ -555,6 +558,17 @@ impl Metrics {
             o,
             "mcp_multiplayer_sessions_open {}",
             self.sessions_open.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_sessions_asleep",
+            "gauge",
+            "Open MCP sessions asleep: idle, holding no tasks or buffers until their next request.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sessions_asleep {}",
+            self.sessions_asleep.load(Ordering::Relaxed)
         );
         help(
             o,

@@ -64,6 +64,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let sessions = crate::http::sessions::Sessions::new(
         config.http.max_sessions_per_principal,
         config.http.session_idle,
+        config.http.session_sleep,
         metrics.clone(),
     );
     Ok(AppState {

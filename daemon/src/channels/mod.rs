@@ -19,6 +19,7 @@
 mod error;
 mod export;
 pub(crate) mod rules;
+mod shared;
 mod watch;
 
 #[cfg(test)]
@@ -59,6 +60,8 @@ pub const DEFAULT_MAX_SYNC_BYTES: usize = 1024 * 1024;
 pub struct Channels {
     store: Store,
     watch: Arc<watch::Watchers>,
+    /// Wake-up reads shared by the waiters of a channel.
+    shared: Arc<shared::SharedReads>,
     max_body_bytes: usize,
     /// Sync calls waiting for a message now.
     waiting: Arc<AtomicI64>,
@@ -223,6 +226,7 @@ impl Channels {
         Channels {
             store,
             watch,
+            shared: Arc::default(),
             max_body_bytes,
             waiting: Arc::default(),
             shutdown,
@@ -546,33 +550,24 @@ impl Channels {
             if tokio::time::Instant::now() >= deadline {
                 last_read = true;
             }
-            let (who2, req2) = (who.clone(), req.clone());
+            // Checked again at every wake-up, in the snapshot the messages
+            // are read from: a token revoked or a seat lost before a message
+            // committed keeps it from this call. Waiters of one channel
+            // waking together share that snapshot (see `shared`).
             let synced = self
-                .store
-                .read(move |tx: &dyn ReadTx| {
-                    // Checked again at every wake-up, in the snapshot the
-                    // messages are read from: a token revoked or a seat
-                    // lost before a message committed keeps it from this
-                    // call.
-                    rules::require_credential(tx.credential_valid(&who2.credential)?)?;
-                    let (ch, seats) = readable(tx, &who2, &req2.channel_id)?;
-                    let seat = rules::resolve_seat(&seats, req2.slot.as_deref())?;
-                    let msgs = tx.messages_page(&ch.id, cursor, limit, max_bytes)?;
-                    if msgs.is_empty() && !last_read {
-                        return Ok(None);
-                    }
-                    let view = view_in(tx, &ch, &who2)?;
-                    let next = msgs.last().map_or(cursor, |m| m.seq);
-                    Ok::<_, ToolError>(Some(Synced {
-                        cursor: next,
-                        more: next < ch.last_seq,
-                        clamped: Vec::new(),
-                        messages: msgs.iter().map(|m| rules::message_view(m, &seat)).collect(),
-                        as_seat: seat,
-                        view,
-                        signed_head: None,
-                    }))
-                })
+                .shared
+                .read(
+                    &self.store,
+                    &req.channel_id,
+                    shared::SyncRead {
+                        who: who.clone(),
+                        slot: req.slot.clone(),
+                        cursor,
+                        limit,
+                        max_bytes,
+                        last_read,
+                    },
+                )
                 .await?;
             if let Some(mut s) = synced {
                 // Signed after the read, outside the store's thread: every

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
     let cfg = &state.config;
-    let mcp_config = StreamableHttpServerConfig::default()
+    let mut mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(cfg.host_allowlist())
         .with_allowed_origins(cfg.origin_allowlist())
         .enforce_origin_validation()
@@ -42,6 +43,8 @@ pub fn app(state: AppState) -> Router {
         // streams, which would answer requests still in flight with 500.
         // Shutdown cancels it only after those requests were answered.
         .with_cancellation_token(state.mcp_stop.child_token());
+    // Where rmcp finds what wakes a sleeping session (see `sessions`).
+    mcp_config.session_store = Some(Arc::new(sessions::WakeStore(state.sessions.clone())));
     let for_factory = state.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(McpServer::new(for_factory.clone())),

@@ -785,6 +785,15 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let (who, cid) = self.resource_access(&request.uri, &ctx).await?;
+        // Notifications go through the live session: it must not sleep.
+        if let Some(id) = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get(crate::http::sessions::SESSION_HEADER))
+            .and_then(|v| v.to_str().ok())
+        {
+            self.app.sessions.pin(id);
+        }
         self.app.subscriptions.subscribe(
             &cid,
             self.session,
