@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `approve`, `bot`, `replay`, and the operator's
+//! The command line: `serve`, `token`, `approve`, `bot`, `replay`, `verify`, `key`, and the operator's
 //! commands (`backup`, `config`, `principal`, `client`, `grant`; see
 //! `crate::admin`).
 
@@ -75,6 +75,30 @@ enum Command {
     /// a transcript document FILE, or --db and --channel. Exits 1 on a
     /// mismatch, a wrong seed reveal or a chain that does not verify.
     Replay(ReplayArgs),
+    /// Check an exported transcript offline (no daemon, no network): the
+    /// chain, the signatures, the bots' code hashes, the causal order and
+    /// the builtin bots' claims. Exits 0 when every check passes, 1 naming
+    /// the first bad seq, 2 when FILE cannot be read as JSON.
+    Verify {
+        /// The export (export_transcript's result, or GET /channels/ID/export).
+        file: PathBuf,
+        /// Accept signatures only from this key id (sha256:...; repeatable),
+        /// e.g. the fingerprint the server showed when you joined.
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// Use this key list (the server's /.well-known/mcp-multiplayer/keys.json)
+        /// instead of the one in the document.
+        #[arg(long = "keys")]
+        keys_file: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The daemon's signing key.
+    Key {
+        #[command(subcommand)]
+        op: KeyOp,
+    },
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -110,6 +134,24 @@ enum AdminCommand {
     Grant {
         #[command(subcommand)]
         op: GrantOp,
+    },
+    /// Links to channels' web pages (made by members with share_channel).
+    Page {
+        #[command(subcommand)]
+        op: PageOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum PageOp {
+    /// Revoke a channel's page links: one (--link) or all of them.
+    Revoke {
+        channel_id: String,
+        /// One link's id (lnk_..., as share_channel returned it).
+        #[arg(long)]
+        link: Option<String>,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -161,6 +203,23 @@ enum GrantOp {
     /// Revoke one grant (its tokens stop working now).
     Revoke {
         family_id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyOp {
+    /// Print the public key list (what /.well-known/mcp-multiplayer/keys.json
+    /// serves) and where the private key is read from.
+    Show {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Replace the state directory's signing key with a new one. The daemon
+    /// signs with it from its next start; the old key stays listed so the
+    /// heads it signed still verify. Run as the service's user.
+    Rotate {
         #[command(flatten)]
         common: Common,
     },
@@ -324,6 +383,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Admin(cmd) => admin(cmd).await,
         Command::Replay(args) => replay(args).await,
+        Command::Verify {
+            file,
+            keys,
+            keys_file,
+            json,
+        } => verify(&file, keys, keys_file.as_deref(), json),
+        Command::Key {
+            op: KeyOp::Show { common },
+        } => {
+            let cfg = load(&common, Overrides::default())?;
+            let list = std::fs::read_to_string(cfg.state_dir.join(crate::signing::KEY_LIST_FILE))
+                .unwrap_or_else(|_| "{\"keys\": []}\n".into());
+            print!("{list}");
+            eprintln!(
+                "The private key is read from {} (never shown).",
+                cfg.signing_key.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key {
+            op: KeyOp::Rotate { common },
+        } => {
+            let cfg = load(&common, Overrides::default())?;
+            let id = crate::signing::rotate(&cfg.signing_key)?;
+            println!("{id}");
+            eprintln!(
+                "New signing key {id} written to {}. The daemon signs with it from its next start (systemctl restart mcp-multiplayer); the old key stays listed for the heads it signed.",
+                cfg.signing_key.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Approve { code, deny, common } => {
             let cfg = load(&common, Overrides::default())?;
             let store = Store::open(&cfg.db_path())?;
@@ -474,6 +564,19 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             })
             .await?,
         ),
+        AdminCommand::Page {
+            op:
+                PageOp::Revoke {
+                    channel_id,
+                    link,
+                    common,
+                },
+        } => finish(
+            with_store(&common, |s| async move {
+                admin::page_revoke(&s, &channel_id, link).await
+            })
+            .await?,
+        ),
     })
 }
 
@@ -517,6 +620,55 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let report = replay(&doc, &Bots::new(cfg.bots.clone())).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `verify FILE`: the report on stdout; exit 0 verified, 1 not, 2 unreadable.
+fn verify(
+    file: &std::path::Path,
+    pinned: Vec<String>,
+    keys_file: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let read = |p: &std::path::Path| -> Result<Value, String> {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", p.display()))
+    };
+    let doc = match read(file) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("mcp-multiplayer verify: {why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let keys = match keys_file.map(read).transpose() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("mcp-multiplayer verify: {why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let keys = match keys
+        .map(|k| serde_json::from_value::<crate::signing::KeyList>(k).map(|l| l.keys))
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("mcp-multiplayer verify: the --keys file is not a key list: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let report = crate::verify::verify(&doc, &crate::verify::Trust { keys, pinned });
+    if json {
+        println!("{}", report.json());
     } else {
         print!("{}", report.text());
     }
@@ -593,6 +745,7 @@ async fn bot_run(
                 name: "bot".into(),
                 source: source.clone(),
                 params: params.clone(),
+                compiled: None,
             },
             hook,
             HookContext {

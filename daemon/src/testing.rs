@@ -91,6 +91,9 @@ pub(crate) fn bots_config(max_parallel_hooks: usize) -> BotsConfig {
         sandbox_gid: 60000,
         network_allow_cidrs: Vec::new(),
         system_dirs: Vec::new(),
+        warm_min: 0,
+        warm_max: 0,
+        warm_idle_secs: 300,
     }
 }
 

@@ -38,6 +38,9 @@ DEPS_DEBIAN=(
     "py requests python3-requests"
     # 40, 45: the harness and bot suites.
     "py pytest python3-pytest"
+    # 90: Ed25519 for tools/verify_transcript.py and the transcript tests'
+    # forged signatures.
+    "py cryptography python3-cryptography"
     "cmd pyflakes3 pyflakes3"
     # 45: test_tlscert makes a throw-away CA.
     "cmd openssl openssl"
@@ -148,6 +151,23 @@ deps_npm_tree() {
 deps_node() {
     deps_npm_tree tests/e2e/conformance oauth-clients
     deps_npm_tree tests/e2e/mcp-clients mcp-clients
+}
+
+# 80: headless Chromium for the channel page's browser tests (driven over the
+# DevTools protocol by tests/e2e/cdp.py, so no driver package), with fonts so
+# that its screenshots show text. Apart from the list above: only the page
+# step needs it, and it is large.
+deps_chromium() {
+    deps_have cmd chromium && deps_have file /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf && return 0
+    deps_debian
+    if [[ $(id -u) -ne 0 ]]; then
+        deps_say "missing Debian packages: chromium fonts-dejavu-core (run as root, or install them)"
+        return 1
+    fi
+    deps_say "installing Debian packages: chromium fonts-dejavu-core"
+    deps_apt_get update -qq
+    deps_apt_get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    deps_have cmd chromium || { deps_say "installed chromium, but 'chromium' is still missing"; return 1; }
 }
 
 # deadnix, from crates.io, into a per-user tool directory (no Debian package).

@@ -261,6 +261,7 @@ impl Dispatcher {
                 name: bot.name,
                 source: runtime.source,
                 params: Value::Object(runtime.params),
+                compiled: None,
             },
             hook,
             HookContext {

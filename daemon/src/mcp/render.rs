@@ -27,7 +27,7 @@
 use crate::channels::ToolError;
 use crate::model::{
     Attached, BotCode, BotInfo, BotPostBody, ChannelList, ChannelView, Created, Event, Joined,
-    MessageKind, MessageView, Posted, SlotDecl, Synced, Updated,
+    MessageKind, MessageView, PageAudience, Posted, Shared, SharesRevoked, SlotDecl, Synced, TranscriptExport, Updated,
 };
 use serde_json::Value;
 use std::fmt::Write;
@@ -552,6 +552,32 @@ pub(super) fn bot_code(b: &BotCode) -> String {
     )
 }
 
+pub(super) fn exported(d: &TranscriptExport) -> String {
+    let (first, last) = (
+        d.entries.first().map_or(0, |m| m.seq),
+        d.entries.last().map_or(0, |m| m.seq),
+    );
+    let head = d.signed_heads.last().map_or_else(
+        || "no signed head".to_string(),
+        |h| format!("signed head at seq {} by key {}", h.seq, h.key_id),
+    );
+    let mut t = format!(
+        "Transcript export of channel {} as {}: entries {first} to {last}, {} bot(s), {head}.\nThe document is this result's structured content (format {}, version {}): save it as a JSON file and check it offline with `mcp-multiplayer verify FILE` or tools/verify_transcript.py. Compare the key id with the one at /.well-known/mcp-multiplayer/keys.json on the server.",
+        label(&d.channel.channel_id),
+        label(&d.exported_as),
+        d.bots.len(),
+        label(&d.format),
+        d.version,
+    );
+    if let Some(p) = d.page.as_ref().filter(|p| p.more) {
+        t += &format!(
+            "\nMore entries follow: call export_transcript again with after {}, then join the pages' entries and signed_heads.",
+            p.cursor
+        );
+    }
+    t
+}
+
 pub(super) fn updated(u: &Updated) -> String {
     let mut t = Vec::new();
     if let Some(name) = &u.renamed {
@@ -577,6 +603,30 @@ pub(super) fn updated(u: &Updated) -> String {
         t.push("Done.".into());
     }
     t.join("\n")
+}
+
+pub(super) fn shared(s: &Shared) -> String {
+    let who = match (&s.audience, &s.seat) {
+        (PageAudience::Me, Some(seat)) => format!(
+            "a one-time link that opens the page as your seat {}; it works once",
+            label(seat)
+        ),
+        _ => "a read-only spectator link: whoever holds it sees public messages and the entries of private ones without their bodies".to_string(),
+    };
+    format!(
+        "Made {who}, until {} (link_id {}, for revoke_shares). Hand the URL only to whom you mean to:\n{}",
+        s.expires_at,
+        label(&s.link_id),
+        s.url
+    )
+}
+
+pub(super) fn shares_revoked(r: &SharesRevoked) -> String {
+    format!(
+        "Revoked {} link(s) to the page of channel {}; pages open with them stop updating.",
+        r.revoked,
+        label(&r.channel_id)
+    )
 }
 
 pub(super) fn attached(a: &Attached) -> String {

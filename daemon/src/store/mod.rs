@@ -39,14 +39,17 @@
 mod backup;
 mod bots;
 mod bus;
+mod links;
 mod messages;
 pub(crate) mod principals;
 mod seats;
+mod tokens;
 mod tx;
 mod usage;
 
 pub use backup::backup;
 pub(crate) use bus::{Commit, CommitBus};
+pub(crate) use tokens::TokenCache;
 pub(crate) use tx::*;
 pub(crate) use usage::DAY_MS;
 
@@ -66,6 +69,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_causes.sql"),
     include_str!("../../migrations/0005_usage.sql"),
     include_str!("../../migrations/0006_bot_seeds.sql"),
+    include_str!("../../migrations/0007_page_links.sql"),
 ];
 
 /// The schema version this binary writes: how many migrations it knows.
@@ -167,6 +171,7 @@ struct Inner {
     read_permits: Arc<tokio::sync::Semaphore>,
     bus: Arc<CommitBus>,
     metrics: Arc<Metrics>,
+    tokens: Arc<TokenCache>,
 }
 
 impl Store {
@@ -209,14 +214,17 @@ impl Store {
                 e
             }
         })?;
+        let tokens = Arc::new(TokenCache::new(path));
+        tokens::watch_revocations(&conn, tokens.touched.clone())?;
         let bus = Arc::new(CommitBus::default());
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let writer_bus = bus.clone();
         let writer_metrics = metrics.clone();
+        let writer_tokens = tokens.clone();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_bus, &writer_metrics))
+            .spawn(move || writer_loop(conn, rx, &writer_bus, &writer_metrics, &writer_tokens))
             .map_err(|e| StoreError::Join(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -227,8 +235,14 @@ impl Store {
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 bus,
                 metrics,
+                tokens,
             }),
         })
+    }
+
+    /// Bearer tokens recently found valid (see [`tokens`]).
+    pub(crate) fn tokens(&self) -> &TokenCache {
+        &self.inner.tokens
     }
 
     /// The daemon's metrics registry. It lives with the store because
@@ -485,7 +499,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus, metrics: &Metrics) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<WriteJob>,
+    bus: &CommitBus,
+    metrics: &Metrics,
+    tokens: &TokenCache,
+) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -497,7 +517,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus, 
         }
         let size = batch.len();
         let started = std::time::Instant::now();
-        let committed = run_batch(&conn, &mut batch, bus);
+        let committed = run_batch(&conn, &mut batch, bus, tokens);
         if committed {
             metrics.commit_batch.observe(size as f64);
             metrics.commit_latency.observe_duration(started.elapsed());
@@ -510,7 +530,12 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, bus: &CommitBus, 
 }
 
 /// Runs one batch; `false` if its transaction could not begin or commit.
-fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) -> bool {
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Vec<WriteJob>,
+    bus: &CommitBus,
+    tokens: &TokenCache,
+) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot begin write transaction");
         for job in batch.drain(..) {
@@ -543,6 +568,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) -> b
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
+            // A revoked token stops before anyone hears of the revocation.
+            tokens.committed();
             // Published before the callers hear back: once a write returned,
             // everyone following the bus has been told of it.
             for c in &done {
@@ -558,6 +585,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>, bus: &CommitBus) -> b
         Err(e) => {
             tracing::error!(error = %e, "commit failed; every write of the batch is refused");
             let _ = conn.execute_batch("ROLLBACK");
+            tokens.rolled_back();
             for c in done {
                 (c.deliver)(Some(&e));
             }

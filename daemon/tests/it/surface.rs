@@ -74,7 +74,7 @@ async fn tools_list_matches_its_snapshot() {
     let mut mcp = Mcp::connect(&s.d.mcp_url(), Some(&s.token)).await;
     let list = mcp.rpc("tools/list", json!({})).await.unwrap();
     let tools = &list["result"]["tools"];
-    assert_eq!(tools.as_array().unwrap().len(), 9);
+    assert_eq!(tools.as_array().unwrap().len(), 12);
     check_snapshot(
         "tools-list.json",
         &(serde_json::to_string_pretty(tools).unwrap() + "\n"),
