@@ -669,6 +669,7 @@ impl<'a> BotReplay<'a> {
                 name: String::new(),
                 source: src.source.clone(),
                 params: Value::Object(src.params.clone()),
+                compiled: None,
             },
             hook,
             HookContext {

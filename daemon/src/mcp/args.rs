@@ -268,6 +268,10 @@ pub struct ExportTranscriptArgs {
     /// are included), when you hold more than one in this channel.
     #[serde(default)]
     pub slot: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ShareChannelArgs {
     /// The channel's id (ch_...).
     pub channel_id: String,

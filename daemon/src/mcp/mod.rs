@@ -32,7 +32,8 @@ use crate::channels::rules::{self, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_SYNC_
 use crate::channels::{DEFAULT_WAIT, MAX_WAIT};
 use crate::channels::{NewChannelRequest, SlotSpec, SyncRequest, ToolError, ToolFailure, UpdateOp};
 use crate::model::{
-    Attached, BotCode, ChannelList, ChannelView, Clamped, Created, Joined, PageAudience, Posted, Principal, Shared, SharesRevoked, Synced, TranscriptExport, Updated,
+    Attached, BotCode, ChannelList, ChannelView, Clamped, Created, Joined, PageAudience, Posted,
+    Principal, Shared, SharesRevoked, Synced, TranscriptExport, Updated,
 };
 use args::*;
 use rmcp::handler::server::common::{schema_for_output, schema_for_type};

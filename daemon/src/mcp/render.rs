@@ -27,7 +27,8 @@
 use crate::channels::ToolError;
 use crate::model::{
     Attached, BotCode, BotInfo, BotPostBody, ChannelList, ChannelView, Created, Event, Joined,
-    MessageKind, MessageView, PageAudience, Posted, Shared, SharesRevoked, SlotDecl, Synced, TranscriptExport, Updated,
+    MessageKind, MessageView, PageAudience, Posted, Shared, SharesRevoked, SlotDecl, Synced,
+    TranscriptExport, Updated,
 };
 use serde_json::Value;
 use std::fmt::Write;

@@ -285,6 +285,9 @@ pub(crate) fn event_words(body: &Value) -> String {
             reason,
         } => format!("{bot_id} failed on #{seq}: {reason}"),
         Event::BotState { bot_id } => format!("{bot_id} changed its state without posting."),
+        Event::BotReveal { bot_id, seed, .. } => format!(
+            "{bot_id}'s seed revealed at close: {seed} (it opens the commitment of its attach)."
+        ),
     }
 }
 
