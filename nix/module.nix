@@ -53,7 +53,9 @@ let
       services.mcp-multiplayer.settings.bots.python_path yourself.
     '');
 
-  credentials = lib.optional (cfg.passphraseFile != null) "passphrase:${cfg.passphraseFile}";
+  credentials =
+    lib.optional (cfg.passphraseFile != null) "passphrase:${cfg.passphraseFile}"
+    ++ lib.optional (cfg.signingKeyFile != null) "signing-key:${cfg.signingKeyFile}";
 
   # TOML has no null: an unset optional key is left out.
   configFile = settingsFormat.generate "mcp-multiplayer.toml" (
@@ -194,6 +196,20 @@ in
       '';
     };
 
+    signingKeyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/mcp-multiplayer-signing-key.pem";
+      description = ''
+        Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`)
+        that signs transcript heads, loaded with systemd's LoadCredential= as
+        the credential `signing-key`. Default null: the daemon generates one
+        in its state directory on first start. Must not be in the Nix store.
+        Replacing it rotates the key from the next start; the old public key
+        stays listed (docs/transcripts.md).
+      '';
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -292,6 +308,12 @@ in
       {
         assertion = cfg.passphraseFile == null || lib.hasPrefix "/" cfg.passphraseFile;
         message = "services.mcp-multiplayer.passphraseFile must be an absolute path.";
+      }
+      {
+        assertion =
+          cfg.signingKeyFile == null
+          || (lib.hasPrefix "/" cfg.signingKeyFile && !(lib.hasPrefix "${builtins.storeDir}/" cfg.signingKeyFile));
+        message = "services.mcp-multiplayer.signingKeyFile must be an absolute path outside the Nix store (it is world-readable).";
       }
     ];
 

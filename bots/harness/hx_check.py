@@ -357,7 +357,13 @@ def check(tree, network):
 
     for receiver, attr, line, node in attribute_reads:
         mod = resolve(receiver)
-        if mod is not None and attr not in P.FACADES[mod] and attr not in P.ALLOWED_UNDERSCORE_ATTRS:
+        # A module without a facade was refused at its import already.
+        if (
+            mod is not None
+            and mod in P.FACADES
+            and attr not in P.FACADES[mod]
+            and attr not in P.ALLOWED_UNDERSCORE_ATTRS
+        ):
             refuse(line, f"'{mod}.{attr}' is not available to bots", node)
     for name, line, node in positional_patterns:
         if name in bound:

@@ -6,10 +6,15 @@ buffer are reachable only from the closures of the functions bot code gets
 (`ctx`'s, the capture's), never from an attribute of anything it can reach;
 bot code may change its own `ctx` and `sys.stdout`, never what they write to.
 
-Start-up cost matters (this runs for every hook), so the module imports only
-what CPython has already loaded plus `_json`, `_ast`, `_io` and `gc`; `json`, `re`,
-`ast`, `traceback` and `linecache` are never imported unless the bot itself
-asks for them.
+Start-up cost matters (this runs for every hook), so the module itself imports
+only what CPython has already loaded plus `_json`, `_ast`, `_io` and `gc`.
+Before it reads the job, `warm_up` loads what hooks need (the language
+layer's run-time half, and the modules the builtin bots import): in a
+pre-warmed sandbox that happens before the job exists, off the hook's
+latency; a fresh sandbox does exactly the same, so a bot sees the same
+process either way. A deterministic hook reseeds the generator `random`
+made at import before any bot code runs (`hx_determinism.install`), which
+gives it the seed it would have had if the bot had imported `random` first.
 
 Everything the bot produces is copied into plain JSON values by `plain()`
 (exact `dict`/`list`/`str`/... types, read through the base types' own
@@ -29,6 +34,9 @@ import hx_protocol
 START_NS = time.perf_counter_ns()
 
 MAX_LOG_CHARS = 64 * 1024
+# CPU seconds the interpreter's start and `warm_up` may take before the job
+# is read (`policy::WARM_UP_CPU_SECS` in the runner).
+WARM_UP_CPU_SECS = 1
 MAX_DEPTH = 64
 RESULT_FD = 3
 
@@ -440,12 +448,86 @@ def network_allowed(job):
 
 
 def inspect_source(source, network):
-    """The `inspect` outcome's manifest, or raise `Refusal`."""
+    """The `inspect` outcome's manifest and the checked bytecode, or raise
+    `Refusal`."""
     tree = hx_check.parse(source)
     hx_check.check(tree, network)
     manifest = hx_check.manifest_of(tree)
-    hx_check.compile_tree(tree)  # compile-time errors, as a hook would see them
-    return manifest
+    code = hx_check.compile_tree(tree)  # compile-time errors, as a hook would see them
+    return manifest, code
+
+
+# ---------------------------------------------------------------- warm-up
+
+# Loaded before the job is read (see the module docs).
+WARM_MODULES = ("hx_runtime", "re", "hashlib", "json", "base64", "hmac", "random", "secrets", "marshal", "binascii")
+
+# Digest of the checker's files and the interpreter's bytecode tag: what a
+# `compiled` artifact must have been made with (`warm_up` sets it).
+CHECKER = None
+
+
+def warm_up():
+    """Load what hooks need and compute `CHECKER`; runs no bot code."""
+    global CHECKER
+    for name in WARM_MODULES:
+        __import__(name)
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(sys.implementation.cache_tag.encode())
+    h.update(sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
+    import hx_policy
+
+    for mod in (hx_check, hx_policy):
+        with _io.open(mod.__file__, "rb") as f:
+            data = f.read()
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    CHECKER = h.hexdigest()
+
+
+def compiled_of(source, network, class_name, code):
+    """The `compiled` artifact the daemon hands later hooks of `source`."""
+    import binascii
+    import hashlib
+    import marshal
+
+    return {
+        "source_sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(),
+        "network": network,
+        "checker": CHECKER,
+        "class_name": class_name,
+        "code": binascii.b2a_base64(marshal.dumps(code), newline=False).decode("ascii"),
+    }
+
+
+def usable_compiled(compiled, source, network):
+    """`(class_name, code)` from a job's `compiled` artifact when it was made
+    by this checker, in this interpreter, for exactly this source and network
+    mode; otherwise None (the hook then checks and compiles the source)."""
+    if type(compiled) is not dict or CHECKER is None:
+        return None
+    import binascii
+    import hashlib
+    import marshal
+
+    try:
+        if (
+            compiled.get("checker") != CHECKER
+            or compiled.get("network") is not network
+            or type(compiled.get("class_name")) is not str
+            or type(compiled.get("code")) is not str
+            or compiled.get("source_sha256")
+            != hashlib.sha256(source.encode("utf-8")).hexdigest()
+        ):
+            return None
+        code = marshal.loads(binascii.a2b_base64(compiled["code"]))
+    except (ValueError, TypeError, EOFError, UnicodeError, binascii.Error):
+        return None
+    if type(code) is not type(usable_compiled.__code__):
+        return None
+    return compiled["class_name"], code
 
 
 def run_hook(job, limits):
@@ -458,13 +540,19 @@ def run_hook(job, limits):
 
     if hook["name"] == "inspect":  # always checked, `unchecked` or not
         try:
-            manifest = inspect_source(source, network)
+            manifest, code = inspect_source(source, network)
         except hx_check.Refusal as r:
             return {"status": "error", "error": r.as_error()}
+        compiled = compiled_of(source, network, manifest["class_name"], code)
+        # Within the outcome's bound with room for the manifest; a bot too
+        # large for that is checked and compiled by every hook instead.
+        if len(compiled["code"]) <= run.limits["max_output_bytes"] // 2:
+            manifest["compiled"] = compiled
         return ok([], run.state, "", manifest)
 
-    # Before any bot code runs and before anything imports `random`; a job
-    # without these fields does not even import the module.
+    # Before any bot code runs (it reseeds what `warm_up`'s import of
+    # `random` made); a job without these fields does not even import the
+    # module.
     clock = None
     if job.get("entropy") is not None or job.get("now") is not None:
         import hx_determinism
@@ -476,20 +564,16 @@ def run_hook(job, limits):
         raise BadJob("sys_path must be a list of strings")
     sys.path.extend(paths)
 
-    class_name = None
-    try:
-        tree = hx_check.parse(source)
-        if not unchecked:
-            hx_check.check(tree, network)
+    # Checked and compiled once, at attach: used only when it verifiably
+    # belongs to this source (never for the attack suite's unchecked runs).
+    reused = None if unchecked else usable_compiled(job["bot"].get("compiled"), source, network)
+    if reused is not None:
+        class_name, code = reused
+    else:
         try:
-            class_name = hx_check.select_class(tree, hx_check.read_manifest(tree))[0]
-        except hx_check.Refusal:
-            if not unchecked:
-                raise
-            # unchecked attack code without a bot class: module code only
-        code = hx_check.compile_tree(tree)
-    except hx_check.Refusal as r:
-        return {"status": "error", "error": r.as_error()}
+            code, class_name = check_and_compile(source, network, unchecked)
+        except hx_check.Refusal as r:
+            return {"status": "error", "error": r.as_error()}
 
     limit = min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4)
     capture, logs, seal_capture = make_capture(limit)
@@ -555,6 +639,22 @@ def run_hook(job, limits):
     return ok(run.posts, run.state, logs(), None)
 
 
+def check_and_compile(source, network, unchecked):
+    """The language layer's check (unless `unchecked`) and the bytecode:
+    `(code, class_name)`, or raise `Refusal`."""
+    class_name = None
+    tree = hx_check.parse(source)
+    if not unchecked:
+        hx_check.check(tree, network)
+    try:
+        class_name = hx_check.select_class(tree, hx_check.read_manifest(tree))[0]
+    except hx_check.Refusal:
+        if not unchecked:
+            raise
+        # unchecked attack code without a bot class: module code only
+    return hx_check.compile_tree(tree), class_name
+
+
 # Objects of bot code, held until the process exits.
 KEPT = []
 
@@ -611,8 +711,16 @@ def main_hook():
     except OSError as e:
         sys.stderr.write(f"harness: fd {RESULT_FD} is not open for the result: {e}\n")
         return 2
+    warm_up()  # before the job: a pre-warmed sandbox waits for it after this
     try:
-        job = read_job(sys.stdin.buffer.read())
+        raw = sys.stdin.buffer.read()
+        # RLIMIT_CPU counts from the process's start; the runner sets it one
+        # second above the hook's budget for the start and the warm-up, so
+        # the budget holds from here only if they took less than that.
+        used = time.process_time()
+        if used >= WARM_UP_CPU_SECS:
+            raise BadJob(f"{used:.2f} s of CPU used before the job arrived (at most {WARM_UP_CPU_SECS})")
+        job = read_job(raw)
         limits = hx_protocol.limits_of(job)
         outcome = run_hook(job, limits)
         data = finish(outcome, limits["max_output_bytes"])
@@ -641,7 +749,7 @@ def main_check(path, network):
         outcome = {"status": "error", "error": {"kind": "syntax", "line": None, "message": str(e)}}
     else:
         try:
-            outcome = ok([], {}, "", inspect_source(source, network))
+            outcome = ok([], {}, "", inspect_source(source, network)[0])
         except hx_check.Refusal as r:
             outcome = {"status": "error", "error": r.as_error()}
     # `inspect` makes no posts and keeps no state: no limit applies here.

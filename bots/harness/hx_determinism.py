@@ -154,7 +154,8 @@ def install(job):
     """Apply the job's `entropy` and `now` to this process (each only when
     present); returns the clock for the language layer, or None. Raises
     `BadJob` for a malformed field or a hash seed that did not take effect.
-    Call before any bot code runs and before anything imports `random`."""
+    Call before any bot code runs; a `random` module imported before is
+    reseeded, as if it were imported now."""
     entropy, now = job.get("entropy"), job.get("now")
     if entropy is not None:
         block = keyed(parse_entropy(entropy))

@@ -119,7 +119,8 @@ def make_job(source, hook, players, state, params=None, network=False, bot_id="b
 
 
 # The sandbox: `SANDBOX_RUNNER` names a built `sandbox-runner` binary (step
-# 45 sets it when step 30 has built one). Runner limits follow DESIGN §6.
+# 45 sets it when step 30 has built one). Runner limits are the daemon's
+# defaults (`impl Default for Limits` in protocol/src/lib.rs).
 SANDBOX_RUNNER = os.environ.get("SANDBOX_RUNNER")
 RUNNER_LIMITS = {
     "wall_ms": 5000, "cpu_secs": 5, "address_space_bytes": 1 << 30, "workspace_bytes": 100 << 20,

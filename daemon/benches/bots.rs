@@ -1,9 +1,18 @@
 //! Bot benchmark: post → bot-reply latency through MCP for EchoBot
 //! and GuessBot, and hooks per second across 16 busy channels, checking that
-//! no hook is lost or reordered. Prints a table.
+//! no hook is lost or reordered, next to the start of a bare interpreter
+//! (`python -I -S -B -c pass`, the same one bots run on) measured in the same
+//! run. Prints a table and the ratios to the bare start.
 //!
 //! `cargo build --release --workspace && cargo bench -p mcp-multiplayer --bench bots`
-//! (the runner binary must sit next to the release daemon). `BENCH_SAMPLES` sets the latency samples per bot (default 200).
+//! (the runner binary must sit next to the release daemon). The daemon runs
+//! with its default `[bots]` settings, so hooks go through the same pool of
+//! pre-warmed sandboxes as in production.
+//!
+//! `BENCH_SAMPLES` sets the latency samples per bot (default 200).
+//! `BENCH_DAEMON` benches another daemon binary (with its `sandbox-runner`
+//! beside it), `BENCH_BOTS_DIR` its bots and harness, and `BENCH_QUOTAS=0`
+//! leaves out the `[quotas]` section for a daemon that predates it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/it/util.rs"]
@@ -173,6 +182,25 @@ async fn busy_channels(d: &Daemon, token: &str, channels: usize, per: usize) -> 
     (hooks, t0.elapsed())
 }
 
+/// The interpreter bots run on (the daemon's default).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Wall time of `python -I -S -B -c pass`, spawned and waited for.
+fn bare_starts(n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let t0 = Instant::now();
+            let st = std::process::Command::new(PYTHON)
+                .args(["-I", "-S", "-B", "-c", "pass"])
+                .env_clear()
+                .status()
+                .unwrap();
+            assert!(st.success());
+            t0.elapsed()
+        })
+        .collect()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -201,16 +229,31 @@ async fn main() {
     let tb = create_token(dir.path(), "bob");
     // The bench measures capacity: per-principal quotas out of the way.
     let cfg = dir.path().join("bench.toml");
-    std::fs::write(&cfg, UNTHROTTLED).unwrap();
+    let mut toml = String::new();
+    if std::env::var("BENCH_QUOTAS").as_deref() != Ok("0") {
+        toml.push_str(UNTHROTTLED);
+    }
+    if let Ok(bots_dir) = std::env::var("BENCH_BOTS_DIR") {
+        toml.push_str(&format!("[bots]\nbots_dir = {bots_dir:?}\n"));
+    }
+    std::fs::write(&cfg, toml).unwrap();
     let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
     println!(
-        "mcp-multiplayer bot benchmark ({} cores)",
+        "mcp-multiplayer bot benchmark ({} cores; daemon {})",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
+            .unwrap_or(0),
+        util::daemon_bin().display()
     );
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average before the run: {}", load.trim());
+    }
+    // The bare start, half before and half after the bots, so that a change
+    // of load during the run weighs on both sides alike.
+    let mut bare = bare_starts(samples / 2 + 1);
     println!("| measurement | n | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
+    let mut rows = Vec::new();
     for (name, mut lat) in [
         ("EchoBot post → reply", echo_latency(&d, &ta, samples).await),
         (
@@ -219,20 +262,33 @@ async fn main() {
         ),
     ] {
         lat.sort();
+        rows.push((name, lat));
+    }
+    let (hooks, took) = busy_channels(&d, &ta, 16, 25).await;
+    bare.extend(bare_starts(samples / 2 + 1));
+    bare.sort();
+    rows.push(("bare `python -I -S -B -c pass` start", bare));
+    for (name, lat) in &rows {
         println!(
             "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
             lat.len(),
-            pct(&lat, 0.5),
-            pct(&lat, 0.99),
-            pct(&lat, 1.0)
+            pct(lat, 0.5),
+            pct(lat, 0.99),
+            pct(lat, 1.0)
         );
     }
-    let (hooks, took) = busy_channels(&d, &ta, 16, 25).await;
+    let hooks_per_s = hooks as f64 / took.as_secs_f64();
     println!();
     println!(
-        "16 busy EchoBot channels: {hooks} hooks in {:.2} s = {:.0} hooks/s, none lost or reordered",
+        "16 busy EchoBot channels: {hooks} hooks in {:.2} s = {hooks_per_s:.0} hooks/s, none lost or reordered",
         took.as_secs_f64(),
-        hooks as f64 / took.as_secs_f64()
+    );
+    let bare_ms = pct(&rows[2].1, 0.5);
+    println!(
+        "against the bare start ({bare_ms:.1} ms): EchoBot p50 {:.2}× (target < 0.7), GuessBot p50 {:.2}× (target < 1.0), hooks/s {:.2} bare starts' worth (target ≥ 3)",
+        pct(&rows[0].1, 0.5) / bare_ms,
+        pct(&rows[1].1, 0.5) / bare_ms,
+        hooks_per_s * bare_ms / 1000.0
     );
     println!(
         "daemon RSS after the run: {} MiB",

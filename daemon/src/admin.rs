@@ -68,6 +68,10 @@ pub fn config_show(cfg: &Config) -> String {
         "log_format": match cfg.log_format { LogFormat::Text => "text", LogFormat::Json => "json" },
         "max_body_bytes": cfg.max_body_bytes,
         "max_sync_bytes": cfg.max_sync_bytes,
+        "signing_key_file": match &cfg.signing_key {
+            crate::signing::KeySource::Configured(p) => Some(path(p)),
+            _ => None,
+        },
         "trusted_proxies": cfg.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "auth": {
             "approval": match a.approval { Approval::Auto => "auto", Approval::Passphrase => "passphrase" },
@@ -98,6 +102,9 @@ pub fn config_show(cfg: &Config) -> String {
             "sandbox_gid": b.sandbox_gid,
             "network_allow_cidrs": b.network_allow_cidrs,
             "system_dirs": b.system_dirs.iter().map(|p| path(p)).collect::<Vec<_>>(),
+            "warm_min": b.warm_min,
+            "warm_max": b.warm_max,
+            "warm_idle_secs": b.warm_idle_secs,
         },
         "http": serde_json::to_value(&cfg.http).unwrap_or(Value::Null),
         "quotas": serde_json::to_value(&cfg.quotas).unwrap_or(Value::Null),
@@ -148,6 +155,10 @@ pub fn config_check(mut cfg: Config) -> (String, bool) {
             true,
             format!("approval is {:?}: no passphrase needed", cfg.auth.approval),
         ),
+        Err(e) => line(false, e.to_string()),
+    }
+    match crate::signing::check(&cfg.signing_key) {
+        Ok(text) => line(true, text),
         Err(e) => line(false, e.to_string()),
     }
     let db = cfg.db_path();
@@ -340,6 +351,39 @@ pub async fn grant_revoke(store: &Store, id: &str) -> Result<Result<String, Stri
         )),
         Some(false) => Ok(format!("Grant {id} was already revoked.\n")),
     })
+}
+
+/// `page revoke CHANNEL [--link ID]`: revokes a channel's page links (one,
+/// or all). A running daemon's open pages stop at their next request or
+/// event-stream keep-alive (within 15 s): this process's commit does not
+/// reach the daemon's commit bus.
+///
+/// # Errors
+/// Storage failures; an unknown channel or link is `Ok(Err(..))`.
+pub async fn page_revoke(
+    store: &Store,
+    channel_id: &str,
+    link: Option<String>,
+) -> Result<Result<String, String>, StoreError> {
+    let cid = channel_id.to_string();
+    store
+        .write(move |tx| {
+            if tx.channel(&cid)?.is_none() {
+                return Ok(Err(format!(
+                    "no channel {cid:?}; `mcp-multiplayer principal list` shows channels"
+                )));
+            }
+            let n = tx.revoke_page_links(&cid, link.as_deref(), crate::secrets::now_ms())?;
+            Ok(match (n, &link) {
+                (0, Some(id)) => Err(format!(
+                    "no live page link {id:?} in channel {cid} (revoked or spent already)"
+                )),
+                _ => Ok(format!(
+                    "Revoked {n} page link(s) of channel {cid}: open pages stop within 15 seconds.\n"
+                )),
+            })
+        })
+        .await
 }
 
 /// `client revoke CLIENT_ID`: `Err` with a sentence for an unknown client.

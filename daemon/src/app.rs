@@ -20,6 +20,8 @@ pub struct AppState {
     /// Runs bot hooks; held here so that it lives as long as the app.
     #[allow(dead_code)]
     pub dispatcher: Dispatcher,
+    /// Signs transcript heads; its key list is published.
+    pub signer: crate::signing::Signer,
     /// Every series `/metrics` exports (the store's registry).
     pub metrics: Arc<Metrics>,
     /// Cancelled on SIGTERM: long-polls return their normal empty result.
@@ -38,5 +40,7 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// The last `/healthz` reading.
     pub health: Arc<Health>,
+    /// The channel pages' open event streams.
+    pub page_streams: Arc<crate::page::Streams>,
     pub started: Instant,
 }

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `approve`, `bot`, and the operator's
+//! The command line: `serve`, `token`, `approve`, `bot`, `replay`, `verify`, `key`, and the operator's
 //! commands (`backup`, `config`, `principal`, `client`, `grant`; see
 //! `crate::admin`).
 
@@ -85,6 +85,36 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Re-run every hook of every bot of a closed channel in the real sandbox
+    /// and check each against the transcript (docs/replay.md). Offline: give
+    /// a transcript document FILE, or --db and --channel, or --channel alone
+    /// to read the configured database. Exits 1 on a
+    /// mismatch, a wrong seed reveal or a chain that does not verify.
+    Replay(ReplayArgs),
+    /// Check an exported transcript offline (no daemon, no network): the
+    /// chain, the signatures, the bots' code hashes, the causal order and
+    /// the builtin bots' claims. Exits 0 when every check passes, 1 naming
+    /// the first bad seq, 2 when FILE cannot be read as JSON.
+    Verify {
+        /// The export (export_transcript's result, or GET /channels/ID/export).
+        file: PathBuf,
+        /// Accept signatures only from this key id (sha256:...; repeatable),
+        /// e.g. the fingerprint the server showed when you joined.
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// Use this key list (the server's /.well-known/mcp-multiplayer/keys.json)
+        /// instead of the one in the document.
+        #[arg(long = "keys")]
+        keys_file: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The daemon's signing key.
+    Key {
+        #[command(subcommand)]
+        op: KeyOp,
+    },
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -120,6 +150,24 @@ enum AdminCommand {
     Grant {
         #[command(subcommand)]
         op: GrantOp,
+    },
+    /// Links to channels' web pages (made by members with share_channel).
+    Page {
+        #[command(subcommand)]
+        op: PageOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum PageOp {
+    /// Revoke a channel's page links: one (--link) or all of them.
+    Revoke {
+        channel_id: String,
+        /// One link's id (lnk_..., as share_channel returned it).
+        #[arg(long)]
+        link: Option<String>,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -177,6 +225,23 @@ enum GrantOp {
 }
 
 #[derive(Subcommand)]
+enum KeyOp {
+    /// Print the public key list (what /.well-known/mcp-multiplayer/keys.json
+    /// serves) and where the private key is read from.
+    Show {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Replace the state directory's signing key with a new one. The daemon
+    /// signs with it from its next start; the old key stays listed so the
+    /// heads it signed still verify. Run as the service's user.
+    Rotate {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenOp {
     /// Issue a token for principal NAME (created on first use) and print it alone on stdout.
     Create {
@@ -190,6 +255,29 @@ enum TokenOp {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// A transcript document (JSON: channel_id, messages, bots).
+    #[arg(required_unless_present_any = ["db", "channel"], conflicts_with_all = ["db", "channel"])]
+    file: Option<PathBuf>,
+    /// Read the channel from the daemon's SQLite file instead.
+    #[arg(long, requires = "channel")]
+    db: Option<PathBuf>,
+    /// The channel to replay from --db, or without --db from the database
+    /// the config names (PostgreSQL, docs/scale-out.md).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Also write the transcript document read from the database to this file.
+    #[arg(long, requires = "channel")]
+    write_document: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The config naming the sandbox runner, interpreter and harness (as for `bot run`).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -316,6 +404,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to_password_file,
             common,
         } => migrate_store(to, to_password_file, &common),
+        Command::Replay(args) => replay(args).await,
+        Command::Verify {
+            file,
+            keys,
+            keys_file,
+            json,
+        } => verify(&file, keys, keys_file.as_deref(), json),
+        Command::Key {
+            op: KeyOp::Show { common },
+        } => {
+            let cfg = load(&common, Overrides::default())?;
+            let list = std::fs::read_to_string(cfg.state_dir.join(crate::signing::KEY_LIST_FILE))
+                .unwrap_or_else(|_| "{\"keys\": []}\n".into());
+            print!("{list}");
+            eprintln!(
+                "The private key is read from {} (never shown).",
+                cfg.signing_key.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key {
+            op: KeyOp::Rotate { common },
+        } => {
+            let cfg = load(&common, Overrides::default())?;
+            let id = crate::signing::rotate(&cfg.signing_key)?;
+            println!("{id}");
+            eprintln!(
+                "New signing key {id} written to {}. The daemon signs with it from its next start (systemctl restart mcp-multiplayer); the old key stays listed for the heads it signed.",
+                cfg.signing_key.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Approve { code, deny, common } => {
             let cfg = load(&common, Overrides::default())?;
             let store = Store::open_config(&cfg)?;
@@ -466,6 +586,135 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             })
             .await?,
         ),
+        AdminCommand::Page {
+            op:
+                PageOp::Revoke {
+                    channel_id,
+                    link,
+                    common,
+                },
+        } => finish(
+            with_store(&common, |s| async move {
+                admin::page_revoke(&s, &channel_id, link).await
+            })
+            .await?,
+        ),
+    })
+}
+
+/// `replay`: exit 0 when every hook that can be replayed matched, 1 on a
+/// mismatch or a failed check, 2 when the input cannot be read.
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use crate::replay::{Transcript, replay};
+    let cfg = load(
+        &Common {
+            config: args.config,
+            state_dir: None,
+        },
+        Overrides::default(),
+    )?;
+    let doc = match (&args.file, &args.db, &args.channel) {
+        (Some(file), _, _) => std::fs::read(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))
+            .and_then(|b| {
+                serde_json::from_slice::<Value>(&b)
+                    .map_err(|e| format!("{} is not JSON: {e}", file.display()))
+            })
+            .and_then(|v| Transcript::from_json(&v).map_err(|e| e.to_string())),
+        (None, Some(db), Some(cid)) => Transcript::from_db(db, cid)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, None, Some(cid))
+            if matches!(cfg.database, crate::config::DatabaseConfig::Sqlite) =>
+        {
+            Transcript::from_db(&cfg.db_path(), cid)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        (None, None, Some(cid)) => match Store::open_config(&cfg) {
+            Ok(store) => {
+                let doc = Transcript::from_store(&store, cid)
+                    .await
+                    .map_err(|e| e.to_string());
+                store.close();
+                doc
+            }
+            Err(e) => Err(format!("cannot open {}: {e}", cfg.database.describe())),
+        },
+        _ => Err("give a transcript document FILE, or --db PATH --channel ID".into()),
+    };
+    let doc = match doc {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("mcp-multiplayer replay: {why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(out) = &args.write_document {
+        std::fs::write(out, serde_json::to_vec_pretty(&doc)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    }
+    // As the daemon does at start-up: hooks then skip compiling the harness.
+    crate::server::precompile_harness(&cfg.bots).await;
+    let report = replay(&doc, &Bots::new(cfg.bots.clone())).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `verify FILE`: the report on stdout; exit 0 verified, 1 not, 2 unreadable.
+fn verify(
+    file: &std::path::Path,
+    pinned: Vec<String>,
+    keys_file: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let read = |p: &std::path::Path| -> Result<Value, String> {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", p.display()))
+    };
+    let doc = match read(file) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("mcp-multiplayer verify: {why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let keys = match keys_file.map(read).transpose() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("mcp-multiplayer verify: {why}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let keys = match keys
+        .map(|k| serde_json::from_value::<crate::signing::KeyList>(k).map(|l| l.keys))
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("mcp-multiplayer verify: the --keys file is not a key list: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let report = crate::verify::verify(&doc, &crate::verify::Trust { keys, pinned });
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
@@ -577,6 +826,7 @@ async fn bot_run(
                 name: "bot".into(),
                 source: source.clone(),
                 params: params.clone(),
+                compiled: None,
             },
             hook,
             HookContext {

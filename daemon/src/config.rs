@@ -76,6 +76,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
     pub max_sync_bytes: Option<usize>,
+    pub signing_key_file: Option<PathBuf>,
     #[serde(default)]
     pub auth: FileAuth,
     #[serde(default)]
@@ -124,6 +125,9 @@ pub struct FileBots {
     pub sandbox_gid: Option<u32>,
     pub network_allow_cidrs: Option<Vec<String>>,
     pub system_dirs: Option<Vec<PathBuf>>,
+    pub warm_min: Option<usize>,
+    pub warm_max: Option<usize>,
+    pub warm_idle_secs: Option<u64>,
 }
 
 /// Command-line overrides (the `serve` flags).
@@ -169,6 +173,13 @@ pub struct Config {
     /// and says more is waiting. Bounds the memory of one read and the size
     /// of one answer. Default 1 MiB; 64 KiB to 16 MiB.
     pub max_sync_bytes: usize,
+    /// Where the key that signs transcript heads comes from: the file
+    /// `signing_key_file` (or `MCP_MULTIPLAYER_SIGNING_KEY_FILE`) names, else
+    /// the systemd credential `signing-key`, else `signing-key.pem` in the
+    /// state directory, generated on first start. Whoever reads the key can
+    /// forge this daemon's signatures: the daemon refuses a key file other
+    /// users can read. Never shown by `config show` (only where it lives).
+    pub signing_key: crate::signing::KeySource,
     pub auth: AuthConfig,
     pub bots: BotsConfig,
     /// Timeouts, connection caps, MCP sessions, shutdown (`[http]`).
@@ -371,6 +382,17 @@ pub struct BotsConfig {
     /// interpreter's loader and libraries live. Default: `/nix/store` when
     /// `python` resolves into it, else none.
     pub system_dirs: Vec<PathBuf>,
+    /// Pre-warmed sandboxes kept ready per kind of hook (network or not,
+    /// sandbox uid) once that kind has run, even when idle. Default 1.
+    /// Each holds a confined interpreter that has loaded the harness (see
+    /// docs/operations.md for its memory); 0 keeps none while idle.
+    pub warm_min: usize,
+    /// At most this many per kind, however busy. Default 4; 0 turns
+    /// pre-warming off (every hook starts its sandbox cold).
+    pub warm_max: usize,
+    /// A pre-warmed sandbox that gets no job for this long tears itself
+    /// down and is replaced. Default 300 s.
+    pub warm_idle_secs: u64,
 }
 
 /// Reads `MCP_MULTIPLAYER_*` variables through a lookup function, so tests
@@ -504,6 +526,17 @@ impl Config {
                 "max_sync_bytes = {max_sync_bytes}: choose between 65536 and 16777216"
             )));
         }
+
+        let signing_key = crate::signing::KeySource::resolve(
+            env.var("MCP_MULTIPLAYER_SIGNING_KEY_FILE")
+                .map(PathBuf::from)
+                .or(file.signing_key_file)
+                .as_deref(),
+            env.var("CREDENTIALS_DIRECTORY")
+                .map(PathBuf::from)
+                .as_deref(),
+            &state_dir,
+        );
 
         let loopback = listen.ip().is_loopback();
         let approval = match env.var("MCP_MULTIPLAYER_APPROVAL").as_deref() {
@@ -649,6 +682,9 @@ impl Config {
             sandbox_gid: b.sandbox_gid.unwrap_or(64200),
             network_allow_cidrs: b.network_allow_cidrs.unwrap_or_default(),
             system_dirs,
+            warm_max: b.warm_max.unwrap_or(4),
+            warm_min: b.warm_min.unwrap_or(1).min(b.warm_max.unwrap_or(4)),
+            warm_idle_secs: b.warm_idle_secs.unwrap_or(300).clamp(30, 86_400),
         };
         Ok(Config {
             listen,
@@ -661,6 +697,7 @@ impl Config {
             log_format,
             max_body_bytes,
             max_sync_bytes,
+            signing_key,
             auth,
             bots,
             http: HttpConfig::from_file(file.http)?,

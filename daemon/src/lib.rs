@@ -23,11 +23,15 @@ pub(crate) mod mcp;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod oauth;
+pub(crate) mod page;
 pub(crate) mod quota;
+pub(crate) mod replay;
 pub(crate) mod secrets;
 pub(crate) mod server;
+pub(crate) mod signing;
 pub(crate) mod store;
 pub mod transcript;
+pub(crate) mod verify;
 
 #[cfg(test)]
 mod testing;

@@ -24,6 +24,7 @@ pub const ROUTES: &[&str] = &[
     "/token",
     "/revoke",
     "/.well-known",
+    "/c",
     "other",
 ];
 
@@ -44,6 +45,8 @@ pub const TOOLS: &[&str] = &[
     "list_channels",
     "update_channel",
     "attach_bot",
+    "share_channel",
+    "revoke_shares",
     "other",
 ];
 
@@ -198,6 +201,8 @@ pub struct Metrics {
     pub sessions_displaced: AtomicU64,
     /// Requests refused for another principal's session id.
     pub sessions_foreign: AtomicU64,
+    /// Open sessions that are asleep: idle, holding no tasks or buffers.
+    pub sessions_asleep: AtomicI64,
     pub commit_batch: Histogram,
     pub commit_latency: Histogram,
     pub commit_failures: AtomicU64,
@@ -224,6 +229,7 @@ impl Default for Metrics {
             sessions_expired: AtomicU64::new(0),
             sessions_displaced: AtomicU64::new(0),
             sessions_foreign: AtomicU64::new(0),
+            sessions_asleep: AtomicI64::new(0),
             commit_batch: Histogram::new(BATCH_BUCKETS),
             commit_latency: Histogram::new(COMMIT_BUCKETS),
             commit_failures: AtomicU64::new(0),
@@ -243,6 +249,11 @@ fn index_of(list: &[&str], name: &str) -> usize {
 pub fn route_of(path: &str) -> usize {
     if path.starts_with("/.well-known/") {
         return index_of(ROUTES, "/.well-known");
+    }
+    // The channel pages, their event streams and assets: one series, so
+    // that channel ids do not multiply the series.
+    if path.starts_with("/c/") || path.starts_with("/page/") {
+        return index_of(ROUTES, "/c");
     }
     index_of(ROUTES, path)
 }
@@ -470,6 +481,13 @@ impl Metrics {
         let _ = writeln!(o, "mcp_multiplayer_sync_waiting {}", gauges.sync_waiting);
         help(
             o,
+            "mcp_multiplayer_page_streams",
+            "gauge",
+            "Channel pages' event streams open.",
+        );
+        let _ = writeln!(o, "mcp_multiplayer_page_streams {}", gauges.page_streams);
+        help(
+            o,
             "mcp_multiplayer_db_commit_batch_size",
             "histogram",
             "Writes per committed transaction (group commit).",
@@ -543,6 +561,17 @@ impl Metrics {
         );
         help(
             o,
+            "mcp_multiplayer_sessions_asleep",
+            "gauge",
+            "Open MCP sessions asleep: idle, holding no tasks or buffers until their next request.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sessions_asleep {}",
+            self.sessions_asleep.load(Ordering::Relaxed)
+        );
+        help(
+            o,
             "mcp_multiplayer_sessions_closed_total",
             "counter",
             "MCP sessions the server closed, by reason.",
@@ -611,6 +640,8 @@ pub struct Gauges {
     pub uptime_secs: u64,
     pub sync_waiting: i64,
     pub sandbox_ready: bool,
+    /// Channel pages' event streams open now.
+    pub page_streams: usize,
 }
 
 #[cfg(test)]
@@ -640,6 +671,7 @@ mod tests {
             schema_version: 3,
             uptime_secs: 1,
             sync_waiting: 2,
+            page_streams: 3,
             sandbox_ready: true,
         });
         assert!(
@@ -673,6 +705,7 @@ mod tests {
         assert!(text.contains("mcp_multiplayer_db_commit_batch_size_count 1"));
         assert!(text.contains("mcp_multiplayer_build_info{version=\""));
         assert!(text.contains("mcp_multiplayer_sync_waiting 2"));
+        assert!(text.contains("mcp_multiplayer_page_streams 3"));
         // Every line is a comment or `name{labels} value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();

@@ -8,6 +8,7 @@
 //! chain covers system bodies byte for byte (RFC 8785 canonical JSON of these
 //! values), so renaming a field here changes every transcript from then on.
 
+pub use crate::signing::{PublicKey, SignedHead};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -183,6 +184,16 @@ pub enum Event {
         code_hash: String,
         manifest_hash: String,
         network: bool,
+        /// `sha256:` of the bot's secret seed behind a domain tag
+        /// (`crate::bots::seed::commitment`): every hook's randomness comes
+        /// from the seed, which a `bot:reveal` publishes when the channel
+        /// closes. Absent for bots attached before seeds existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed_commitment: Option<String>,
+        /// `sha256:` of the canonical JSON of the bot's params, fixed with
+        /// the seed before play. Absent where `seed_commitment` is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params_hash: Option<String>,
     },
     /// The attached bot's manifest, right after its `bot:attach`.
     #[serde(rename = "bot:manifest")]
@@ -205,6 +216,16 @@ pub enum Event {
     /// every state a hook leaves is committed in the chain.
     #[serde(rename = "bot:state")]
     BotState { bot_id: String },
+    /// The channel closed: a bot's secret seed (64 hex digits) and the salt
+    /// of its state hashes, published so that anyone can open the
+    /// `seed_commitment` of its `bot:attach` and re-run its hooks
+    /// (`docs/replay.md`).
+    #[serde(rename = "bot:reveal")]
+    BotReveal {
+        bot_id: String,
+        seed: String,
+        state_salt: String,
+    },
 }
 
 /// The transcript format new channels are written in (see
@@ -309,6 +330,12 @@ pub struct ChannelView {
     /// The transcript's head hash.
     pub head_hash: String,
     pub created_at: String,
+    /// The id (fingerprint) of the key that signs this daemon's transcript
+    /// heads: `sha256:` of its public key. Given by `get_channel_info` and
+    /// `sync_messages`; compare it with the one at
+    /// `/.well-known/mcp-multiplayer/keys.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 /// One entry of `list_channels`.
@@ -423,6 +450,12 @@ pub struct Synced {
     #[serde(rename = "as")]
     pub as_seat: String,
     pub view: ChannelView,
+    /// The daemon's signature on the transcript head at the last message
+    /// returned (`cursor`): through the hash chain it covers every message
+    /// up to it. Absent when no message was returned.
+    /// (`docs/transcripts.md` defines it.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_head: Option<SignedHead>,
 }
 
 /// `list_channels`: one page, newest first.
@@ -453,6 +486,64 @@ pub struct Updated {
     /// `close`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed: Option<bool>,
+}
+
+/// The `format` of an export document.
+pub const EXPORT_FORMAT: &str = "mcp-multiplayer-transcript";
+/// The export document's version (`docs/transcripts.md`).
+pub const EXPORT_VERSION: u32 = 1;
+
+/// A channel as an export describes it. Only `channel_id` is covered by the
+/// chain; the transcript's own `channel:*` entries are what a verifier trusts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExportedChannel {
+    pub channel_id: String,
+    pub name: String,
+    pub created_at: String,
+    pub closed: bool,
+    pub allow_network: bool,
+    pub slots: Vec<SlotDecl>,
+}
+
+/// Where a page of an export lies, when the channel did not fit one answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExportPage {
+    /// The entries follow this seq.
+    pub after: Seq,
+    /// The last entry's seq: pass it as `after` for the next page.
+    pub cursor: Seq,
+    /// More entries follow.
+    pub more: bool,
+}
+
+/// `export_transcript` and `GET /channels/{id}/export`: the channel as the
+/// caller's seat sees it, in one self-contained document anyone can verify
+/// offline (`mcp-multiplayer verify`). `docs/transcripts.md` defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct TranscriptExport {
+    /// Always `mcp-multiplayer-transcript`.
+    pub format: String,
+    /// The document's version: 1.
+    pub version: u32,
+    pub exported_at: String,
+    /// The seat whose view this is (which private bodies it holds).
+    pub exported_as: String,
+    pub channel: ExportedChannel,
+    /// Every message from seq 1 (or after `page.after`), as the seat reads it.
+    pub entries: Vec<MessageView>,
+    /// Every bot the channel has had: exact source, manifest, params, hashes.
+    pub bots: Vec<BotCode>,
+    /// The daemon's signatures on heads of this transcript, ascending; the
+    /// last is at the last entry.
+    pub signed_heads: Vec<SignedHead>,
+    /// The daemon's public keys, oldest first, with the period each signed.
+    pub keys: Vec<PublicKey>,
+    /// Reserved for deterministic replay (revealed seeds, recorded network
+    /// reads); `{}` until then.
+    pub replay: Map<String, Value>,
+    /// Present on a page of a channel too big for one answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<ExportPage>,
 }
 
 /// `attach_bot`.
@@ -566,4 +657,40 @@ mod tests {
         assert_eq!(SlotKind::parse("bot"), Some(SlotKind::Bot));
         assert_eq!(SlotKind::parse("seat"), None);
     }
+}
+
+/// Who a `share_channel` link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PageAudience {
+    /// Anyone holding the link: read-only, public messages and the entries
+    /// (without bodies) of private ones.
+    Spectators,
+    /// You: a one-time link that opens the page as your seat, private
+    /// messages to you included.
+    Me,
+}
+
+/// `share_channel`: a link to the channel's web page.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Shared {
+    /// Open in a browser. Anyone holding it sees what the audience sees:
+    /// hand it only to whom you mean to.
+    pub url: String,
+    /// Names the link for `revoke_shares` (not secret).
+    pub link_id: String,
+    pub channel_id: String,
+    pub audience: PageAudience,
+    /// The seat a link for you opens the page as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// RFC 3339 UTC: the link stops working then.
+    pub expires_at: String,
+}
+
+/// `revoke_shares`: how many page links stopped working.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SharesRevoked {
+    pub channel_id: String,
+    pub revoked: u64,
 }

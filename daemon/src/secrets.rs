@@ -23,6 +23,12 @@ pub enum SecretKind {
     ClientSecret,
     /// Binds the OAuth approval form to the browser that loaded it.
     FormToken,
+    /// A read-only spectator link to a channel's page.
+    PageView,
+    /// A one-time link that opens a channel's page as a member's seat.
+    PageLogin,
+    /// The page cookie a one-time member link is exchanged for.
+    PageSession,
 }
 
 impl SecretKind {
@@ -35,6 +41,9 @@ impl SecretKind {
             SecretKind::AuthCode => "mcpmp_code_",
             SecretKind::ClientSecret => "mcpmp_cs_",
             SecretKind::FormToken => "mcpmp_form_",
+            SecretKind::PageView => "mcpmp_view_",
+            SecretKind::PageLogin => "mcpmp_pagein_",
+            SecretKind::PageSession => "mcpmp_pgs_",
         }
     }
 }
@@ -67,6 +76,11 @@ pub fn new_id(prefix: &str) -> String {
 /// a bot's state hashes.
 pub fn new_salt() -> String {
     hex::encode(random_bytes::<16>())
+}
+
+/// 256 random bits: a bot's secret seed (`crate::bots::seed`).
+pub fn new_seed() -> [u8; 32] {
+    random_bytes::<32>()
 }
 
 /// SHA-256 of a secret: the only form in which it is stored.

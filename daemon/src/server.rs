@@ -35,6 +35,11 @@ use tokio_util::sync::CancellationToken;
 /// Opens the state and builds the application (no socket yet).
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let store = Store::open_config(&config)?;
+    let signer = crate::signing::Signer::open(&config.signing_key, &config.state_dir)?;
+    tracing::info!(
+        key_id = signer.key_id(),
+        "transcript heads are signed with this key"
+    );
     let metrics = store.metrics().clone();
     let shutdown = CancellationToken::new();
     let quotas = Quotas::new(config.quotas.clone(), Some(metrics.clone()));
@@ -42,7 +47,8 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     // wake-ups (inside `Channels`), resource notifications, bot hooks.
     let channels = Channels::new(store.clone(), config.max_body_bytes, shutdown.clone())
         .with_quotas(quotas.clone())
-        .with_max_sync_bytes(config.max_sync_bytes);
+        .with_max_sync_bytes(config.max_sync_bytes)
+        .with_signer(signer.clone());
     let subscriptions = Arc::new(crate::mcp::resources::Subscriptions::default());
     subscriptions.follow(&channels, tokio::runtime::Handle::current());
     let bots = Bots::new(config.bots.clone());
@@ -58,6 +64,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let sessions = crate::http::sessions::Sessions::new(
         config.http.max_sessions_per_principal,
         config.http.session_idle,
+        config.http.session_sleep,
         metrics.clone(),
     );
     Ok(AppState {
@@ -65,6 +72,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         channels,
         bots,
         dispatcher,
+        signer,
         metrics,
         shutdown,
         mcp_stop: CancellationToken::new(),
@@ -73,6 +81,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         subscriptions,
         sessions,
         health: Arc::default(),
+        page_streams: Arc::default(),
         started: Instant::now(),
     })
 }
@@ -85,7 +94,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
 /// machine). Hash-checked `.pyc` files are ignored when their source changes,
 /// so a stale cache can never run. Best effort: a read-only install (say, a
 /// Nix store path, compiled at build time) is left as it is.
-async fn precompile_harness(cfg: &crate::config::BotsConfig) {
+pub(crate) async fn precompile_harness(cfg: &crate::config::BotsConfig) {
     let dir = cfg.bots_dir.join("harness");
     let run = tokio::process::Command::new(&cfg.python)
         .args([

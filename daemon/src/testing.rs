@@ -104,6 +104,7 @@ pub(crate) fn bot(name: &str, hooks: &[&str]) -> PreparedBot {
         manifest,
         params: Map::new(),
         network: false,
+        seed: crate::bots::seed::draw(),
     }
 }
 
@@ -120,6 +121,9 @@ pub(crate) fn bots_config(max_parallel_hooks: usize) -> BotsConfig {
         sandbox_gid: 60000,
         network_allow_cidrs: Vec::new(),
         system_dirs: Vec::new(),
+        warm_min: 0,
+        warm_max: 0,
+        warm_idle_secs: 300,
     }
 }
 

@@ -142,8 +142,7 @@ let
 
   # Scenarios that must not evaluate (nix/ci/nix-eval.sh checks each message).
   failing = {
-    passphrase-in-store.services.mcp-multiplayer.passphraseFile =
-      "${builtins.storeDir}/aaaa-passphrase";
+    passphrase-in-store.services.mcp-multiplayer.passphraseFile = "${builtins.storeDir}/aaaa-passphrase";
     unknown-option.services.mcp-multiplayer.lsiten = "127.0.0.1:1";
     wrong-type.services.mcp-multiplayer.openFirewall = "yes";
     listen-hostname.services.mcp-multiplayer.settings.listen = "localhost:8201";

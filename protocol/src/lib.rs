@@ -141,6 +141,95 @@ pub struct BotSpec {
     /// `bot_params` from `create_channel`/`attach_bot` (a JSON object).
     #[serde(default)]
     pub params: Value,
+    /// The language layer's verdict and bytecode for exactly this source, as
+    /// the `inspect` hook produced them at attach (see [`CompiledBot`]).
+    /// With it the harness skips the check and the compile after verifying
+    /// that it belongs to this source; absent, it checks and compiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<CompiledBot>,
+}
+
+/// A bot source checked and compiled once, at attach, by the harness's
+/// `inspect` hook (which runs no bot code), for later hooks of the same
+/// source to reuse.
+///
+/// The daemon keeps it, keyed by the source's hash, and puts it in each
+/// hook's [`BotSpec`]; it never comes from a hook that ran bot code. The
+/// harness uses it only when every binding matches what it computes itself
+/// before the job's bot runs: the SHA-256 of the job's source, the network
+/// mode the check ran in, the digest of the checker's own files, and the
+/// interpreter's bytecode tag. Otherwise it checks and compiles the source
+/// as if the field were absent. The contents are the harness's business
+/// (bots/harness/PROTOCOL.md, "Checked once"); the daemon only carries them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompiledBot {
+    /// Lowercase hex SHA-256 of the exact source bytes.
+    pub source_sha256: String,
+    /// Whether the check ran for a network bot (the rules differ).
+    pub network: bool,
+    /// Digest of the checker's files and the interpreter's bytecode tag.
+    pub checker: String,
+    /// The bot class the harness selected.
+    pub class_name: String,
+    /// The checked, rewritten module's bytecode (`marshal`, base64).
+    pub code: String,
+}
+
+/// What a pre-warmed runner (`sandbox-runner --prewarm`) is started with:
+/// everything that decides its confinement, none of the hook. It confines
+/// itself and starts the interpreter on the harness from this alone, then
+/// waits for one [`HookJob`] whose `limits`, `network` and `runtime` are
+/// exactly these (and which carries no `entropy`: the interpreter's hash
+/// seed was fixed before the job was known).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WarmSpec {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    pub limits: Limits,
+    pub network: NetworkPolicy,
+    pub runtime: Runtime,
+    /// How long the runner waits for its job once it is ready; then it
+    /// tears the sandbox down and exits without running anything.
+    pub idle_ms: u64,
+}
+
+impl WarmSpec {
+    /// The spec a pre-warmed runner for `job` is started with.
+    pub fn of(job: &HookJob, idle_ms: u64) -> WarmSpec {
+        WarmSpec {
+            version: PROTOCOL_VERSION,
+            limits: job.limits.clone(),
+            network: job.network.clone(),
+            runtime: job.runtime.clone(),
+            idle_ms,
+        }
+    }
+
+    /// Why a runner started with this spec must refuse `job`, or `None`.
+    pub fn mismatch(&self, job: &HookJob) -> Option<String> {
+        if let Some(problem) = job.version_problem() {
+            return Some(problem);
+        }
+        if job.entropy.is_some() {
+            return Some(
+                "a pre-warmed sandbox cannot take a job with entropy: its interpreter's hash \
+                 seed was fixed before the job arrived"
+                    .into(),
+            );
+        }
+        for (what, differs) in [
+            ("limits", job.limits != self.limits),
+            ("network", job.network != self.network),
+            ("runtime", job.runtime != self.runtime),
+        ] {
+            if differs {
+                return Some(format!(
+                    "the job's {what} differ from those this sandbox was pre-warmed with"
+                ));
+            }
+        }
+        None
+    }
 }
 
 /// The hook to call. Serialized as `{"name": "on_message", "message": {...}}`.
@@ -439,6 +528,42 @@ mod tests {
         for version in [0, 3] {
             job.version = version;
             assert!(job.version_problem().unwrap().contains("1 to 2"));
+        }
+    }
+
+    #[test]
+    fn a_warm_spec_takes_only_a_job_of_its_own_kind_without_entropy() {
+        let mut job: HookJob = serde_json::from_value(job_json()).unwrap();
+        job.version = PROTOCOL_VERSION;
+        let spec = WarmSpec::of(&job, 1000);
+        assert_eq!(spec.mismatch(&job), None);
+        // Round trip: what the runner reads is what the daemon wrote.
+        let back: WarmSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(back, spec);
+        // The bot, hook, state and context are the job's own business.
+        let mut other = job.clone();
+        other.bot.source = "class B: pass".into();
+        other.state = serde_json::json!({"n": 1});
+        assert_eq!(spec.mismatch(&other), None);
+        let mut cases: Vec<(HookJob, &str)> = Vec::new();
+        let mut j = job.clone();
+        j.limits.wall_ms += 1;
+        cases.push((j, "limits"));
+        let mut j = job.clone();
+        j.network.allowed = true;
+        cases.push((j, "network"));
+        let mut j = job.clone();
+        j.runtime.sandbox_uid += 1;
+        cases.push((j, "runtime"));
+        let mut j = job.clone();
+        j.entropy = Some("00".repeat(32).parse().unwrap());
+        cases.push((j, "entropy"));
+        let mut j = job.clone();
+        j.version = 9;
+        cases.push((j, "version"));
+        for (j, why) in cases {
+            let m = spec.mismatch(&j).unwrap_or_default();
+            assert!(m.contains(why), "{why}: {m:?}");
         }
     }
 

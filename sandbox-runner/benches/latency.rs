@@ -27,6 +27,7 @@ fn job(source: &str, network: bool) -> HookJob {
             name: "bench".into(),
             source: source.into(),
             params: serde_json::json!({}),
+            compiled: None,
         },
         hook: Hook::OnInit,
         context: HookContext {

@@ -2,7 +2,7 @@
 //! outcome (see `hook_protocol::exit`).
 
 use crate::{namespaces, policy, sandbox};
-use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, exit};
+use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, WarmSpec, exit};
 use std::io::{Read, Write};
 use std::time::Instant;
 
@@ -45,7 +45,10 @@ fn bad_job(message: String) -> i32 {
     emit(&o, exit::BAD_JOB)
 }
 
-const USAGE: &str = "usage: sandbox-runner [--trace-steps] [--unchecked-language-layer] < job.json\n       sandbox-runner policy --json";
+const USAGE: &str = "usage: sandbox-runner [--trace-steps] [--unchecked-language-layer] < job.json\n       sandbox-runner --prewarm [--trace-steps] [--unchecked-language-layer] < spec-line+job.json\n       sandbox-runner policy --json";
+
+/// Largest [`WarmSpec`] line a pre-warmed runner reads.
+const MAX_SPEC_BYTES: usize = 64 * 1024;
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
@@ -60,8 +63,11 @@ pub fn main() -> i32 {
         return exit::OK;
     }
     let mut opts = sandbox::Options::default();
+    let mut prewarm = false;
     for a in &args {
         match a.as_str() {
+            // Confine ahead of the job: README.md, "Pre-warmed sandboxes".
+            "--prewarm" => prewarm = true,
             // Test-only: see README.md, "The attack suite".
             "--unchecked-language-layer" => opts.unchecked_language_layer = true,
             "--trace-steps" => opts.trace_steps = true,
@@ -86,6 +92,9 @@ pub fn main() -> i32 {
     // job control); the session then is already our own.
     let _ = namespaces::new_session();
 
+    if prewarm {
+        return warm_main(&opts, started);
+    }
     let mut buf = Vec::new();
     let stdin = std::io::stdin();
     if let Err(e) = stdin
@@ -113,6 +122,65 @@ pub fn main() -> i32 {
     let outcome = sandbox::run(&job, &opts, started);
     let code = exit_code(&outcome);
     emit(&outcome, code)
+}
+
+/// `--prewarm`: one line holding a [`WarmSpec`], then (any time within its
+/// `idle_ms`) one job to EOF.
+fn warm_main(opts: &sandbox::Options, started: Instant) -> i32 {
+    let (line, rest) = match read_spec_line() {
+        Ok(v) => v,
+        Err(e) => return bad_job(e),
+    };
+    let spec: WarmSpec = match serde_json::from_slice(&line) {
+        Ok(s) => s,
+        Err(e) => return bad_job(format!("malformed warm spec: {e}")),
+    };
+    if spec.version != hook_protocol::PROTOCOL_VERSION {
+        return bad_job(format!(
+            "warm spec version {} (this runner speaks {})",
+            spec.version,
+            hook_protocol::PROTOCOL_VERSION
+        ));
+    }
+    for list in [&spec.network.allow_cidrs, &spec.network.deny_cidrs] {
+        if let Err(e) = policy::parse_cidrs(list) {
+            return bad_job(format!("network policy: {e}"));
+        }
+    }
+    match sandbox::prewarm(&spec, opts, started, rest) {
+        sandbox::WarmEnd::Outcome(o) => {
+            let code = exit_code(&o);
+            emit(&o, code)
+        }
+        sandbox::WarmEnd::NoJob(why) => bad_job(why),
+    }
+}
+
+/// The spec line (without its newline) and whatever followed it in the
+/// same reads (the start of the job).
+fn read_spec_line() -> Result<(Vec<u8>, Vec<u8>), String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // The raw descriptor, not `Stdin`'s buffer: what follows the line must
+    // stay unread for the job (or be returned in `rest`).
+    let stdin = std::io::stdin();
+    let fd = std::os::fd::AsFd::as_fd(&stdin);
+    loop {
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let rest = buf.split_off(i + 1);
+            buf.pop();
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_SPEC_BYTES {
+            return Err(format!("warm spec longer than {MAX_SPEC_BYTES} bytes"));
+        }
+        match nix::unistd::read(fd, &mut chunk) {
+            Ok(0) => return Err("stdin closed before the warm spec line ended".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("reading the warm spec: {e}")),
+        }
+    }
 }
 
 fn confinement(step: &str, message: String) -> HookOutcome {

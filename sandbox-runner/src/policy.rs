@@ -508,13 +508,20 @@ pub type RlimitSetting = (Resource, u64, u64);
 
 /// The hook's rlimits: CPU soft = budget, hard = budget + 1 s so
 /// SIGXCPU comes first; no core dumps, no locked memory, no POSIX queues.
+/// CPU seconds RLIMIT_CPU allows beyond `cpu_secs` for what the process
+/// does before it reads its job: the interpreter's start and the harness's
+/// warm-up (tens of milliseconds). RLIMIT_CPU counts from the process's
+/// start, while a hook's CPU budget counts from the hand-over of its job
+/// (for a pre-warmed sandbox, possibly long after the start); the harness
+/// refuses a job it reads after more than this much CPU (bots/harness/PROTOCOL.md),
+/// so every hook gets at least `cpu_secs` and less than `cpu_secs + 1` of CPU
+/// after its job arrives, pre-warmed or not.
+pub const WARM_UP_CPU_SECS: u64 = 1;
+
 pub fn rlimits(limits: &Limits) -> Vec<RlimitSetting> {
+    let cpu = limits.cpu_secs.saturating_add(WARM_UP_CPU_SECS);
     vec![
-        (
-            Resource::Cpu,
-            limits.cpu_secs,
-            limits.cpu_secs.saturating_add(1),
-        ),
+        (Resource::Cpu, cpu, cpu.saturating_add(1)),
         (
             Resource::AddressSpace,
             limits.address_space_bytes,
@@ -1218,7 +1225,8 @@ mod tests {
     fn rlimits_follow_limits_with_cpu_hard_one_second_above_soft() {
         let l = Limits::default();
         let r = rlimits(&l);
-        assert!(r.contains(&(Resource::Cpu, 5, 6)));
+        // 5 s from the hand-over: one more for the warm-up, hard one above.
+        assert!(r.contains(&(Resource::Cpu, 6, 7)));
         assert!(r.contains(&(Resource::AddressSpace, 1 << 30, 1 << 30)));
         assert!(r.contains(&(Resource::FileSize, 32 << 20, 32 << 20)));
         assert!(r.contains(&(Resource::OpenFiles, 64, 64)));

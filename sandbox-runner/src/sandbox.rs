@@ -26,11 +26,20 @@
 //! close-on-exec pipe and exits; the runner turns that into
 //! `HookError::Confinement`. The pipe reaching EOF without a message means the
 //! interpreter was exec'd: that instant ends `timings.confine_us`.
+//!
+//! A pre-warmed runner ([`prewarm`]) takes the same steps from a
+//! [`WarmSpec`] (everything that decides the confinement, nothing of the
+//! hook), waits for the exec, and only then reads its one job; the harness
+//! meanwhile loads its modules and blocks reading stdin. The wall deadline
+//! counts from the hand-over; the job must match the spec exactly.
 
 use crate::netguard::ConnectPolicy;
 use crate::policy::{self, Mode, Network, PathRule, RootPlan, SeccompPolicy};
 use crate::{creds, landlock, mounts, namespaces, rlimit, rtnetlink, seccomp, unotify};
-use hook_protocol::{HookError, HookJob, HookOutcome, Origin, Timings};
+use hook_protocol::{
+    BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, MAX_JOB_BYTES, Origin, Timings,
+    WarmSpec,
+};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -207,10 +216,43 @@ fn make_pipes(network: Network) -> nix::Result<Pipes> {
 /// Runs one job; the caller prints the outcome. `started` is when the runner
 /// began (the wall deadline counts from there).
 pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
-    let prep = match prepare(job, opts.trace_steps.then_some(started)) {
-        Ok(p) => p,
+    let input = match serde_json::to_vec(&harness_input(job, opts)) {
+        Ok(v) => v,
+        Err(e) => return internal(format!("serialize harness input: {e}")),
+    };
+    let launched = match launch(job, opts, started) {
+        Ok(l) => l,
         Err(o) => return *o,
     };
+    let Launched {
+        ends,
+        ns_child,
+        connect,
+    } = launched;
+    supervise(
+        job,
+        ends,
+        ns_child,
+        &input,
+        connect,
+        started,
+        Seen::default(),
+    )
+}
+
+/// A sandbox whose processes are started: the runner's ends of the pipes,
+/// the namespace child, and what the connect supervisor decides with.
+struct Launched {
+    ends: Ends,
+    ns_child: Pid,
+    connect: (ConnectPolicy, (u32, u32)),
+}
+
+/// Forks the sandbox for `job` (namespaces, mounts, the hook's confinement
+/// and the exec all follow in the children) and returns the runner's side.
+fn launch(job: &HookJob, opts: &Options, started: Instant) -> Result<Launched, Box<HookOutcome>> {
+    let fail = |o: HookOutcome| Err(Box::new(o));
+    let prep = prepare(job, opts.trace_steps.then_some(started))?;
     let mut connect_policy = match (
         policy::parse_cidrs(&job.network.allow_cidrs),
         policy::parse_cidrs(&job.network.deny_cidrs),
@@ -221,7 +263,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
             nameservers: prep.nameservers.clone(),
             host: Vec::new(),
         },
-        (Err(e), _) | (_, Err(e)) => return internal(format!("network policy: {e}")),
+        (Err(e), _) | (_, Err(e)) => return fail(internal(format!("network policy: {e}"))),
     };
     if prep.network == Network::Guarded {
         // The host's own addresses, from the kernel, in the network namespace
@@ -229,7 +271,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         match rtnetlink::host_addresses() {
             Ok(addrs) => connect_policy.host = addrs,
             Err(errno) => {
-                return confinement(
+                return fail(confinement(
                     "network",
                     format!(
                         "cannot list this host's addresses over rtnetlink ({}); a network \
@@ -237,17 +279,13 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
                          must include AF_NETLINK",
                         std::io::Error::from_raw_os_error(errno)
                     ),
-                );
+                ));
             }
         }
     }
-    let input = match serde_json::to_vec(&harness_input(job, opts)) {
-        Ok(v) => v,
-        Err(e) => return internal(format!("serialize harness input: {e}")),
-    };
     let pipes = match make_pipes(prep.network) {
         Ok(p) => p,
-        Err(e) => return internal(format!("pipes: {e}")),
+        Err(e) => return fail(internal(format!("pipes: {e}"))),
     };
     let outside = (
         nix::unistd::geteuid().as_raw(),
@@ -263,18 +301,192 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
 
     // See the module docs for why a child, not the runner, unshares.
     let child = match namespaces::fork() {
-        Err(e) => return internal(format!("fork: {e}")),
+        Err(e) => return fail(internal(format!("fork: {e}"))),
         Ok(ForkResult::Child) => namespace_main(&prep, job, pipes, outside),
         Ok(ForkResult::Parent { child }) => child,
     };
-    supervise(
-        job,
-        pipes,
-        child,
-        &input,
-        (connect_policy, hook_ids),
-        started,
-    )
+    Ok(Launched {
+        ends: runner_ends(pipes),
+        ns_child: child,
+        connect: (connect_policy, hook_ids),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Pre-warmed: confined ahead of the job
+
+/// Why a pre-warmed runner ends without running a hook, beyond what an
+/// outcome says: no job came, or the job was refused (exit 2).
+#[derive(Debug)]
+pub enum WarmEnd {
+    /// The hook's outcome (or why the sandbox could not be confined).
+    Outcome(HookOutcome),
+    /// No job arrived, or the job was refused; the bot never ran.
+    NoJob(String),
+}
+
+/// The job a pre-warmed sandbox is confined for: the spec's limits,
+/// network and runtime, and nothing of any bot (the children read only
+/// those; the real job replaces it at the hand-over).
+fn placeholder_job(spec: &WarmSpec) -> HookJob {
+    HookJob {
+        version: spec.version,
+        bot: BotSpec {
+            name: String::new(),
+            source: String::new(),
+            params: json!({}),
+            compiled: None,
+        },
+        hook: Hook::OnInit,
+        context: HookContext {
+            channel_id: String::new(),
+            bot_id: String::new(),
+            players: Vec::new(),
+        },
+        state: json!({}),
+        limits: spec.limits.clone(),
+        network: spec.network.clone(),
+        runtime: spec.runtime.clone(),
+        entropy: None,
+        now: None,
+    }
+}
+
+/// Confines a sandbox from `spec`, waits until its interpreter is exec'd,
+/// then reads one job from stdin (`prefix`: what was already read after the
+/// spec) and runs it. Without a complete job within `spec.idle_ms` (or at
+/// EOF) the sandbox is torn down and nothing runs.
+pub fn prewarm(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>) -> WarmEnd {
+    let placeholder = placeholder_job(spec);
+    let Launched {
+        ends,
+        ns_child,
+        connect,
+    } = match launch(&placeholder, opts, started) {
+        Ok(l) => l,
+        Err(o) => return WarmEnd::Outcome(*o),
+    };
+    let stop = |end: WarmEnd| {
+        let _ = kill(ns_child, Signal::SIGKILL);
+        let _ = waitpid(ns_child, None);
+        end
+    };
+    let idle_until = Instant::now() + Duration::from_millis(spec.idle_ms);
+    // 1. The confinement steps, up to the exec (or the first that failed).
+    let mut seen = Seen::default();
+    match wait_for_exec(&ends.errors_r, idle_until, &mut seen.errors) {
+        Ok(()) => {}
+        Err(why) => return stop(WarmEnd::NoJob(why)),
+    }
+    if seen
+        .errors
+        .split(|b| *b == b'\n')
+        .any(|l| !l.is_empty() && l[0] != b'@')
+    {
+        // Reported now, without a job: the bot never runs in it.
+        let o = outcome(&placeholder, seen, started, Instant::now());
+        return stop(WarmEnd::Outcome(o));
+    }
+    // 2. The job.
+    let raw = match read_job(prefix, idle_until, placeholder.limits.wall_ms) {
+        Ok(raw) => raw,
+        Err(why) => return stop(WarmEnd::NoJob(why)),
+    };
+    let handover = Instant::now();
+    let job: HookJob = match serde_json::from_slice(&raw) {
+        Ok(j) => j,
+        Err(e) => return stop(WarmEnd::NoJob(format!("malformed job: {e}"))),
+    };
+    if let Some(why) = spec.mismatch(&job) {
+        return stop(WarmEnd::NoJob(why));
+    }
+    let input = match serde_json::to_vec(&harness_input(&job, opts)) {
+        Ok(v) => v,
+        Err(e) => {
+            return stop(WarmEnd::Outcome(internal(format!(
+                "serialize harness input: {e}"
+            ))));
+        }
+    };
+    WarmEnd::Outcome(supervise(
+        &job, ends, ns_child, &input, connect, handover, seen,
+    ))
+}
+
+/// Reads the error pipe until EOF (the exec) or a failure line, keeping what
+/// it says; `Err` when `until` passes first.
+fn wait_for_exec(errors: &OwnedFd, until: Instant, into: &mut Vec<u8>) -> Result<(), String> {
+    set_nonblocking(errors).map_err(|e| format!("O_NONBLOCK: {e}"))?;
+    let mut total = 0usize;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("the sandbox was not ready within its idle time".into());
+        }
+        let mut fds = [PollFd::new(errors.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, poll_timeout(left)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        if drain(errors, into, 4096, &mut total) {
+            return Ok(());
+        }
+        if into
+            .split(|b| *b == b'\n')
+            .any(|l| !l.is_empty() && l[0] != b'@')
+        {
+            return Ok(()); // a failed step: the caller reports it
+        }
+    }
+}
+
+fn poll_timeout(d: Duration) -> PollTimeout {
+    PollTimeout::from(d.as_millis().clamp(1, 10_000) as u16)
+}
+
+/// Reads one job from stdin to EOF: it must begin before `until`, and once
+/// it has, arrive whole within `wall_ms`. At most [`MAX_JOB_BYTES`].
+fn read_job(mut buf: Vec<u8>, until: Instant, wall_ms: u64) -> Result<Vec<u8>, String> {
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd();
+    let mut until = if buf.is_empty() {
+        until
+    } else {
+        Instant::now() + Duration::from_millis(wall_ms)
+    };
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(if buf.is_empty() {
+                "no job within the idle time; nothing ran".into()
+            } else {
+                "the job did not arrive whole in time".into()
+            });
+        }
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, poll_timeout(left)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        match nix::unistd::read(fd, &mut chunk) {
+            Ok(0) if buf.is_empty() => return Err("stdin closed without a job; nothing ran".into()),
+            Ok(0) => return Ok(buf),
+            Ok(n) => {
+                if buf.is_empty() {
+                    until = Instant::now() + Duration::from_millis(wall_ms);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > MAX_JOB_BYTES {
+                    return Err(format!("job larger than {MAX_JOB_BYTES} bytes"));
+                }
+            }
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            Err(e) => return Err(format!("reading the job: {e}")),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -597,18 +809,16 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
     }
 }
 
-fn supervise(
-    job: &HookJob,
-    pipes: Pipes,
-    // The namespace child; killing it kills the reaper (PDEATHSIG), which
-    // tears down the whole PID namespace.
-    ns_child: Pid,
-    input: &[u8],
-    // What the connect supervisor decides with, and the hook's kernel
-    // uid and gid.
-    connect: (ConnectPolicy, (u32, u32)),
-    started: Instant,
-) -> HookOutcome {
+/// The runner's ends of the pipes (the sandbox's ends closed here).
+struct Ends {
+    input_w: OwnedFd,
+    result_r: OwnedFd,
+    diag_r: OwnedFd,
+    errors_r: OwnedFd,
+    listener_sock: Option<OwnedFd>,
+}
+
+fn runner_ends(pipes: Pipes) -> Ends {
     let Pipes {
         input: (input_r, input_w),
         result: (result_r, result_w),
@@ -617,10 +827,42 @@ fn supervise(
         listener,
     } = pipes;
     drop((input_r, result_w, diag_w, errors_w));
-    let mut listener_sock = listener.map(|(runner_end, hook_end)| {
-        drop(hook_end);
-        runner_end
-    });
+    Ends {
+        input_w,
+        result_r,
+        diag_r,
+        errors_r,
+        listener_sock: listener.map(|(runner_end, hook_end)| {
+            drop(hook_end);
+            runner_end
+        }),
+    }
+}
+
+/// Writes the harness input, reads the result and diagnostics, answers
+/// connects, and enforces the wall deadline (from `started`) and the output
+/// caps. `seen` holds what was read before (a pre-warmed sandbox's steps).
+fn supervise(
+    job: &HookJob,
+    ends: Ends,
+    // The namespace child; killing it kills the reaper (PDEATHSIG), which
+    // tears down the whole PID namespace.
+    ns_child: Pid,
+    input: &[u8],
+    // What the connect supervisor decides with, and the hook's kernel
+    // uid and gid.
+    connect: (ConnectPolicy, (u32, u32)),
+    started: Instant,
+    mut seen: Seen,
+) -> HookOutcome {
+    let Ends {
+        input_w,
+        result_r,
+        diag_r,
+        errors_r,
+        listener_sock,
+    } = ends;
+    let mut listener_sock = listener_sock;
     let child_fd = match namespaces::pidfd_open(ns_child) {
         Ok(fd) => fd,
         Err(e) => {
@@ -643,7 +885,6 @@ fn supervise(
         .min(hook_protocol::MAX_RESULT_BYTES);
     let mut connect = Some(connect);
 
-    let mut seen = Seen::default();
     let mut input_w = Some(input_w);
     let mut input_off = 0usize;
     let mut result_r = Some(result_r);
@@ -652,7 +893,7 @@ fn supervise(
     let mut supervisor: Option<Arc<unotify::Supervisor>> = None;
     let mut killed = false;
     let mut result_total = 0usize;
-    let mut err_total = 0usize;
+    let mut err_total = seen.errors.len();
 
     let mut result_done = false;
     loop {

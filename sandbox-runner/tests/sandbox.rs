@@ -23,6 +23,7 @@
 
 mod determinism;
 mod outcome_cases;
+mod prewarm;
 mod util;
 
 use hook_protocol::{Hook, HookError, HookOutcome, exit};

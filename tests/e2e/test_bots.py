@@ -1,4 +1,4 @@
-"""Issue 4, end to end: bots attached to channels run in the real sandbox and
+"""End to end: bots attached to channels run in the real sandbox and
 referee games between two SDK clients; everything checked from the
 transcript alone, as a participant would."""
 

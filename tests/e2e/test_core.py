@@ -1,5 +1,6 @@
-"""Issue 2, end to end: channels over MCP between real SDK clients acting as
-distinct principals, with the identity model of DESIGN §3."""
+"""End to end: channels over MCP between real SDK clients acting as distinct
+principals (a principal is who a bearer token or OAuth grant names; a seat
+belongs to the principal that took it)."""
 
 from __future__ import annotations
 
@@ -224,7 +225,7 @@ async def test_long_poll_reports_progress_while_waiting(daemon, mode):
 
 
 async def test_channels_are_resources_with_update_notifications(daemon):
-    """DESIGN §4: channel://ID resources; subscribers hear of every commit."""
+    """channel://ID resources; subscribers hear of every commit."""
     import json
 
     ta, tm = daemon.token("reader"), daemon.token("outsider")

@@ -1,4 +1,4 @@
-"""Issue 5: the MCP conformance suite (`@modelcontextprotocol/conformance`
+"""The MCP conformance suite (`@modelcontextprotocol/conformance`
 0.2.0-alpha.12, on Node 22) against the daemon.
 
 - `authorization` scenarios against the real authorization server, twice:

@@ -1,4 +1,4 @@
-"""Issue 5, end to end: `mcp-remote` 0.15.1 — the bridge Claude Desktop runs
+"""End to end: `mcp-remote` 0.15.1 — the bridge Claude Desktop runs
 (`npx -y mcp-remote https://HOST/mcp`) — signs in by OAuth and proxies tool
 calls, headless.
 

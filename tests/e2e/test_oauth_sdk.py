@@ -1,4 +1,4 @@
-"""Issue 5, end to end: the official Python MCP SDK (`mcp` 2.3.0) signs in by
+"""End to end: the official Python MCP SDK (`mcp` 2.3.0) signs in by
 OAuth with no manual token handling — discovery, dynamic client registration,
 PKCE, the token exchange, tool calls and refresh — against a real daemon.
 

@@ -89,14 +89,18 @@ export SANDBOX_TEST_RUNNER="$WORK/sandbox-runner"
 export SANDBOX_TEST_HARNESS_DIR="$WORK/harness"
 export SANDBOX_TEST_REQUIRE_HOST=1
 
-echo "--- sandbox suite, root mode (uid $(id -u))"
-(cd "$WORK" && TMPDIR="$WORK/tmp" ./sandbox-tests)
+# Each mode twice: fresh runners, then every job through a pre-warmed runner
+# (`--prewarm`, SANDBOX_TEST_PREWARM=1), which must hold the same attacks.
+for PREWARM in 0 1; do
+echo "--- sandbox suite, root mode (uid $(id -u)), prewarmed=$PREWARM"
+(cd "$WORK" && TMPDIR="$WORK/tmp" SANDBOX_TEST_PREWARM=$PREWARM ./sandbox-tests)
 
-echo "--- sandbox suite, user-namespace mode (uid 65534)"
+echo "--- sandbox suite, user-namespace mode (uid 65534), prewarmed=$PREWARM"
 (cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
   env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
   SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
   SANDBOX_TEST_HOST_SIDE_ADDR="$SANDBOX_TEST_HOST_SIDE_ADDR" \
   SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
   SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
-  SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
+  SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
+done

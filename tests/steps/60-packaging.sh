@@ -13,7 +13,8 @@
 #      module writes only keys the daemon knows, bad configurations are
 #      refused with a clear message, and copies of the module with either
 #      settings bug put back are caught
-#   2. deadnix --fail finds no unused code
+#   2. deadnix --fail finds no unused code; nixfmt --check finds every file
+#      formatted
 #   3. systemd-analyze verify prints nothing, for the shipped and the NixOS unit
 #   4. systemd-analyze security --offline exposure <= 2.0 for both (printed)
 #   5. both units agree on every key (paths and NixOS's own additions aside)
@@ -42,12 +43,14 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 deps_debian
 deps_kernel
 deps_deadnix
+deps_nixfmt
 
 mapfile -t NIX_FILES < <(git ls-files -co --exclude-standard -- '*.nix' | sort)
 ((${#NIX_FILES[@]} >= 5)) || fail "expected the flake and nix/ files, found: ${NIX_FILES[*]}"
 
 # --- the checks, as functions so the self-tests below reuse them -----------
 check_deadnix() { "$DEADNIX" --fail "$@"; }
+check_nixfmt() { "$NIXFMT" --check "$@"; }
 check_verify() { "$CI/verify-unit.sh" "$1"; }
 check_security() {
     local line
@@ -68,8 +71,9 @@ sed 's/^/  /' "$WORK/eval/times"
 mkdir -p "$WORK/nixos"
 cp "$WORK/eval/scenario-default.service" "$RENDERED"
 
-say "2. deadnix --fail (${#NIX_FILES[@]} files)"
+say "2. deadnix --fail, nixfmt --check (${#NIX_FILES[@]} files)"
 check_deadnix "${NIX_FILES[@]}" || fail "deadnix found unused code"
+check_nixfmt "${NIX_FILES[@]}" || fail "not nixfmt-formatted (fix: $NIXFMT FILE)"
 echo "  ok"
 
 say "3. systemd-analyze verify (must print nothing)"
@@ -123,6 +127,8 @@ mkdir -p "$B"
 # broken-* scenarios and the configurations that must be refused.)
 printf '{ lib, pkgs }: { x = lib.id; }\n' >"$B/unused.nix"
 expect_fail "an unused binding (deadnix)" "[Uu]nused" check_deadnix "$B/unused.nix"
+printf '{ x = 1;   y=2; }\n' >"$B/unformatted.nix"
+expect_fail "an unformatted file (nixfmt)" "not formatted" check_nixfmt "$B/unformatted.nix"
 mkdir -p "$B/typo" "$B/bare" "$B/nolandlock" "$B/nons" "$B/differ" "$B/restart"
 sed 's/^ProtectSystem=/ProtectSytem=/' "$SHIPPED" >"$B/typo/mcp-multiplayer.service"
 expect_fail "a misspelt key (verify)" "Unknown key .ProtectSytem" check_verify "$B/typo/mcp-multiplayer.service"

@@ -32,10 +32,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 PY=/usr/bin/python3
-MUSL=x86_64-unknown-linux-musl
+MUSL=x86_64-unknown-linux-musl  # as DEPS_MUSL in tests/steps/deps.sh
 MAX_BYTES=$((15 * 1000 * 1000))
-TOOLS=${MCPM_TOOLS_DIR:-$HOME/.cache/mcp-multiplayer-tools}
-CARGO_DEB_VERSION=3.8.0
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 T=$CARGO_TARGET_DIR
 
@@ -43,44 +41,12 @@ say() { printf '\n== %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || fail "65-release: run as root"
 
-# --- what this step needs ----------------------------------------------------
-# Each entry: a probe (`cmd NAME` on PATH, `file PATH`) and the Debian package
-# that satisfies it, as in tests/steps/deps.sh.
-REL_DEBIAN=(
-    "cmd musl-gcc musl-tools"                  # the bundled SQLite for the musl target
-    "cmd readelf binutils"                     # static-binary check
-    "cmd setpriv util-linux"                   # user-namespace mode as uid 65534
-    "cmd ip iproute2"                          # the sandbox suite's test host
-    "cmd debootstrap debootstrap"              # the image's Debian base
-    "cmd podman podman"                        # building and running the OCI image
-    "cmd runc runc"                            # crun refuses hybrid cgroup hierarchies
-    "file /usr/share/containers/seccomp.json containers-common"
-    "file /lib/systemd/systemd systemd"        # the .deb under a real systemd
-    "file /usr/lib/python3/dist-packages/requests python3-requests"
-)
-rel_have() { case $1 in cmd) command -v "$2" >/dev/null 2>&1 ;; file) [[ -e $2 ]] ;; esac; }
-rel_deps() {
-    local entry kind what pkg missing=()
-    for entry in "${REL_DEBIAN[@]}"; do
-        read -r kind what pkg _ <<<"$entry"
-        rel_have "$kind" "$what" || missing+=("$pkg")
-    done
-    if ((${#missing[@]})); then
-        echo "installing Debian packages: ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-            --no-install-recommends "${missing[@]}" >/dev/null
-    fi
-    # The musl standard library for the static build (rustup's, idempotent).
-    rustup target list --installed | grep -qx "$MUSL" || rustup target add "$MUSL"
-    # cargo-deb, from crates.io into the per-user tool directory.
-    CARGO_DEB=$TOOLS/bin/cargo-deb
-    if [[ ! -x $CARGO_DEB ]] || [[ $("$CARGO_DEB" --version) != *" $CARGO_DEB_VERSION"* ]]; then
-        env -u CARGO_TARGET_DIR cargo install --quiet --locked cargo-deb --version "$CARGO_DEB_VERSION" --root "$TOOLS"
-    fi
-    export CARGO_DEB
-}
-rel_deps
+# --- what this step needs (tests/steps/deps.sh: Debian packages, the musl
+# target, cargo-deb) --------------------------------------------------------------
+. tests/steps/deps.sh
+deps_debian
+deps_release
+export CARGO_DEB
 
 # --- 1. release build ------------------------------------------------------------
 say "1. release build (stripped, each binary <= 15 MB)"

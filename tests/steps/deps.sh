@@ -38,6 +38,9 @@ DEPS_DEBIAN=(
     "py requests python3-requests"
     # 40, 45: the harness and bot suites.
     "py pytest python3-pytest"
+    # 90: Ed25519 for tools/verify_transcript.py and the transcript tests'
+    # forged signatures.
+    "py cryptography python3-cryptography"
     "cmd pyflakes3 pyflakes3"
     # 45: test_tlscert makes a throw-away CA.
     "cmd openssl openssl"
@@ -56,6 +59,14 @@ DEPS_DEBIAN=(
     "file /lib/systemd/systemd systemd"
     "cmd ps procps"
     "cmd debootstrap debootstrap"
+    # 65: the bundled SQLite for the musl target, the static-binary check,
+    # the OCI image built and run with podman (runc: crun refuses hybrid
+    # cgroup hierarchies) and the container default seccomp profile.
+    "cmd musl-gcc musl-tools"
+    "cmd readelf binutils"
+    "cmd podman podman"
+    "cmd runc runc"
+    "file /usr/share/containers/seccomp.json golang-github-containers-common"
 )
 
 deps_say() { printf 'deps: %s\n' "$*" >&2; }
@@ -146,6 +157,23 @@ deps_node() {
     deps_npm_tree tests/e2e/mcp-clients mcp-clients
 }
 
+# 80: headless Chromium for the channel page's browser tests (driven over the
+# DevTools protocol by tests/e2e/cdp.py, so no driver package), with fonts so
+# that its screenshots show text. Apart from the list above: only the page
+# step needs it, and it is large.
+deps_chromium() {
+    deps_have cmd chromium && deps_have file /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf && return 0
+    deps_debian
+    if [[ $(id -u) -ne 0 ]]; then
+        deps_say "missing Debian packages: chromium fonts-dejavu-core (run as root, or install them)"
+        return 1
+    fi
+    deps_say "installing Debian packages: chromium fonts-dejavu-core"
+    deps_apt_get update -qq
+    deps_apt_get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    deps_have cmd chromium || { deps_say "installed chromium, but 'chromium' is still missing"; return 1; }
+}
+
 # deadnix, from crates.io, into a per-user tool directory (no Debian package).
 DEPS_TOOLS=${MCPM_TOOLS_DIR:-$HOME/.cache/mcp-multiplayer-tools}
 DEADNIX=$DEPS_TOOLS/bin/deadnix
@@ -158,6 +186,16 @@ deps_deadnix() {
     deps_debian
     deps_say "installing deadnix 1.3.1 into $DEPS_TOOLS"
     env -u CARGO_TARGET_DIR cargo install --quiet --locked deadnix --version 1.3.1 --root "$DEPS_TOOLS"
+}
+
+# nixfmt (nixfmt_rs, a Rust implementation of the Haskell nixfmt with the
+# same output), from crates.io into the per-user tool directory.
+NIXFMT=$DEPS_TOOLS/bin/nixfmt
+deps_nixfmt() {
+    [[ -x $NIXFMT ]] && "$NIXFMT" --help 2>&1 | grep -q nixfmt-rs && return 0
+    deps_debian
+    deps_say "installing nixfmt_rs 0.5.3 into $DEPS_TOOLS"
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked nixfmt_rs --version 0.5.3 --root "$DEPS_TOOLS"
 }
 
 # A Nix recent enough for current nixpkgs (>= 2.18; Debian 12 has 2.8): Debian
@@ -190,4 +228,21 @@ deps_nix_root() {
             'substituters =' 'flake-registry =' 'sandbox = false' >"$NIX_ROOT/etc/nix/nix.conf"
         touch "$NIX_ROOT/.complete"
     ) 9>"$NIX_ROOT.lock"
+}
+
+# The release step's Rust tools: the musl standard library (rustup's) for the
+# static build, and cargo-deb from crates.io into the per-user tool directory.
+DEPS_MUSL=x86_64-unknown-linux-musl
+DEPS_CARGO_DEB_VERSION=3.8.0
+CARGO_DEB=$DEPS_TOOLS/bin/cargo-deb
+deps_release() {
+    rustup target list --installed | grep -qx "$DEPS_MUSL" || {
+        deps_say "adding the rust target $DEPS_MUSL"
+        rustup target add "$DEPS_MUSL"
+    }
+    if [[ ! -x $CARGO_DEB ]] || [[ $("$CARGO_DEB" --version) != *" $DEPS_CARGO_DEB_VERSION"* ]]; then
+        deps_debian
+        deps_say "installing cargo-deb $DEPS_CARGO_DEB_VERSION into $DEPS_TOOLS"
+        env -u CARGO_TARGET_DIR cargo install --quiet --locked cargo-deb --version "$DEPS_CARGO_DEB_VERSION" --root "$DEPS_TOOLS"
+    fi
 }

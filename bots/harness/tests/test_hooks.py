@@ -420,6 +420,8 @@ def test_inspect_reads_the_manifest_without_running_code():
     )
     out = ok(check(src))
     assert out["posts"] == [] and out["logs"] == "" and out["state"] == {}
+    compiled = out["manifest"].pop("compiled")
+    assert compiled["class_name"] == "GuessBot" and compiled["network"] is False
     assert out["manifest"] == {
         "name": "guess",
         "version": "1.2",
@@ -432,6 +434,7 @@ def test_inspect_reads_the_manifest_without_running_code():
 
 def test_inspect_defaults():
     m = ok(check("class EchoBot:\n    def on_init(self):\n        pass\n"))["manifest"]
+    del m["compiled"]
     assert m == {
         "name": "EchoBot",
         "version": "0",
@@ -907,3 +910,59 @@ class O:
     assert ok(run(bot(body, extra)))["posts"][0]["body"] == [
         1, {"a": 1}, 3, True, ["a"], {"k": 1}, True, 1, 0,
     ]
+
+
+# --------------------------------------------------------- checked once
+
+
+def run_compiled(source, compiled, network=False):
+    """Run `on_init` of `source` with `compiled` as the job's artifact."""
+    j = job(source, network=network)
+    j["bot"]["compiled"] = compiled
+    outcome, _, err, rc = run_raw(json.dumps(j).encode())
+    assert rc == 0 and outcome is not None, err.decode()
+    return outcome
+
+
+SAYS_A = bot("self.ctx.post('said', 'A')")
+SAYS_B = bot("self.ctx.post('said', 'B')")
+
+
+def said(outcome):
+    return [p["body"] for p in ok(outcome)["posts"]]
+
+
+def test_the_artifact_inspect_makes_is_what_later_hooks_run():
+    compiled = ok(check(SAYS_A))["manifest"]["compiled"]
+    assert said(run_compiled(SAYS_A, compiled)) == ["A"]
+    # It is used, not re-derived: B's bytecode under A's bindings runs B
+    # (which is why only the daemon, from an inspect that ran no bot code,
+    # may supply one).
+    b_code = ok(check(SAYS_B))["manifest"]["compiled"]["code"]
+    assert said(run_compiled(SAYS_A, {**compiled, "code": b_code})) == ["B"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"source_sha256": "00" * 32},
+        {"network": True},
+        {"checker": "0" * 64},
+        {"class_name": 3},
+        {"code": "not base64 at all!"},
+        {"code": "AAAA"},
+    ],
+    ids=["other-source", "other-network-mode", "other-checker", "bad-class", "bad-base64", "not-code"],
+)
+def test_an_artifact_that_does_not_belong_to_the_job_is_ignored(change):
+    # B's bytecode with one binding wrong: the hook checks and compiles A.
+    compiled = ok(check(SAYS_A))["manifest"]["compiled"]
+    b_code = ok(check(SAYS_B))["manifest"]["compiled"]["code"]
+    assert said(run_compiled(SAYS_A, {**compiled, "code": b_code, **change})) == ["A"]
+
+
+def test_a_refused_source_is_refused_even_with_an_artifact_made_for_another():
+    bad = bot("import os\nos.system('true')")
+    compiled = ok(check(SAYS_A))["manifest"]["compiled"]
+    err = error(run_compiled(bad, compiled))
+    assert err["kind"] == "policy" and "'os'" in err["message"]

@@ -1,4 +1,4 @@
-"""Language-level escapes of issue 3 must be refused with a clear message that
+"""Language-level escapes out of the harness must be refused with a clear message that
 names the line. Every case runs the real harness entry point in a subprocess.
 
 The static cases use the `inspect` hook (the `ast` check alone); the run-time

@@ -164,3 +164,16 @@ CREATE TABLE health_probe (
     id  BIGINT PRIMARY KEY CHECK (id = 1),
     at  BIGINT NOT NULL
 );
+
+-- What the temporary triggers of SQLite's writer connection do
+-- (store/tokens.rs): a transaction that changes or deletes a token row is
+-- marked, and the writer then tells every daemon, in its commit
+-- notification, to forget the tokens it remembers as valid.
+CREATE FUNCTION mcpmp_token_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('mcpmp.tokens_changed', '1', true);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER access_tokens_changed AFTER UPDATE OR DELETE ON access_tokens
+    FOR EACH ROW EXECUTE FUNCTION mcpmp_token_changed();

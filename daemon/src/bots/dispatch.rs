@@ -13,6 +13,13 @@
 //! crash between a message and its hook loses nothing (the hook runs after
 //! restart) and a committed hook never runs again.
 //!
+//! A hook's inputs are a function of the transcript up to its trigger (so
+//! that `mcp-multiplayer replay` can re-run it): the trigger as the bot may
+//! see it, the state the bot's previous hook left, `ctx.players` as of the
+//! trigger (`super::context`), and, for a bot with a seed, the entropy
+//! derived from the seed and the trigger's seq and the trigger's `ts` as
+//! its clock (`super::seed`).
+//!
 //! Every entry a hook writes records its `cause`, the `seq` of the message
 //! that triggered the hook, and the last one the salted `state_hash` of the
 //! bot's state after it; a hook that posts nothing but changes its state
@@ -28,12 +35,12 @@
 //! across channels. Tools never wait for hooks, so a slow or hostile bot
 //! cannot delay another channel's tools, only its own channel's bot replies.
 
-use super::Bots;
+use super::{Bots, context, seed};
 use crate::channels::rules;
-use crate::model::{BotPostBody, Event, MessageKind, Seq, SlotKind};
+use crate::model::{BotPostBody, Event, MessageKind, Seq};
 use crate::quota::Quotas;
 use crate::store::{
-    BotRecord, BotRuntime, NewMessage, ReadTx, SlotRecord, Store, StoreError, StoredMessage, Tx,
+    BotRecord, BotRuntime, NewMessage, ReadTx, Store, StoreError, StoredMessage, Tx,
 };
 use crate::transcript::{self, CanonicalJson};
 use hook_protocol::{BotSpec, Hook, HookContext, HookError, HookOutcome, Origin, Player, Post};
@@ -93,10 +100,13 @@ enum Next {
 
 struct HookWork {
     trigger: Seq,
+    /// The trigger's `ts`: the hook's clock.
+    trigger_ts: String,
     hook: Hook,
     bot: BotRecord,
     runtime: BotRuntime,
-    slots: Vec<SlotRecord>,
+    /// `ctx.players` as of the trigger ([`context::players_at`]).
+    players: Vec<Player>,
 }
 
 impl Dispatcher {
@@ -284,27 +294,20 @@ impl Dispatcher {
         };
         let HookWork {
             trigger,
+            trigger_ts,
             hook,
             bot,
             runtime,
-            slots,
+            players,
         } = *hw;
         let state_before = CanonicalJson::of(&runtime.state);
         let state_salt = runtime.state_salt;
-        let players: Vec<Player> = slots
-            .iter()
-            .filter(|s| s.kind == SlotKind::Invite)
-            .map(|s| Player {
-                slot: format!("invite:{}", s.label),
-                label: s.label.clone(),
-                filled: s.holder.is_some(),
-            })
-            .collect();
         let mut job = self.inner.bots.job(
             BotSpec {
                 name: bot.name,
                 source: runtime.source,
                 params: Value::Object(runtime.params),
+                compiled: None,
             },
             hook,
             HookContext {
@@ -315,6 +318,16 @@ impl Dispatcher {
             runtime.state,
             bot.network,
         );
+        // A seeded bot's hook draws its randomness from the seed and reads
+        // the trigger's time as its clock: a function of the transcript, the
+        // bot and its seed, which the channel reveals when it closes.
+        if let Some(bot_seed) = &runtime.seed {
+            job.entropy = Some(seed::hook_entropy(bot_seed, trigger));
+            job.now = trigger_ts.parse().ok();
+            if job.now.is_none() {
+                tracing::warn!(channel = %cid, seq = trigger, "a message ts the hook clock cannot read");
+            }
+        }
         let outcome = {
             let _permit = self
                 .inner
@@ -406,7 +419,7 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
     };
     let msgs = tx.messages_after(cid, bot.cursor, SCAN)?;
     let mut skip_to = bot.cursor;
-    for m in &msgs {
+    for (i, m) in msgs.iter().enumerate() {
         // Hooks the bot class does not define are not worth a sandbox start.
         if let Some(hook) = hook_for(m, &bot.bot_id).filter(|h| bot.manifest.defines(h.method())) {
             let runtime = tx
@@ -415,13 +428,27 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
                     what: "bot",
                     detail: format!("{} vanished from {cid}", bot.bot_id),
                 })?;
+            // The seats as of the trigger: the slots now, with the seat
+            // events committed since undone (all read in this snapshot).
+            let mut later: Vec<StoredMessage> = msgs[i + 1..].to_vec();
+            let read_to = later.last().map_or(m.seq, |l| l.seq);
+            if read_to < ch.last_seq {
+                later.extend(tx.messages_after(cid, read_to, usize::MAX)?);
+            }
+            let events: Vec<Event> = later
+                .iter()
+                .filter(|l| l.kind == MessageKind::System)
+                .filter_map(|l| serde_json::from_str(l.body.as_str()).ok())
+                .collect();
+            let players = context::players_at(&tx.slots(cid)?, events.iter());
             return Ok(Some(Work {
                 bot_id: bot.bot_id.clone(),
                 cursor: bot.cursor,
                 next: Next::Hook(Box::new(HookWork {
                     trigger: m.seq,
+                    trigger_ts: m.ts.clone(),
                     hook,
-                    slots: tx.slots(cid)?,
+                    players,
                     bot,
                     runtime,
                 })),
@@ -437,7 +464,7 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
 }
 
 /// The hook a message triggers for a bot, if any.
-fn hook_for(m: &StoredMessage, bot_id: &str) -> Option<Hook> {
+pub(crate) fn hook_for(m: &StoredMessage, bot_id: &str) -> Option<Hook> {
     match m.kind {
         MessageKind::User if rules::readable_by(m, bot_id) => Some(Hook::OnMessage {
             message: serde_json::to_value(rules::message_view(m, bot_id)).ok()?,

@@ -6,9 +6,12 @@
 //! same harness that will run the bot, so a bot that would be refused at run
 //! time is refused at attach time, with the line.
 
+pub(crate) mod context;
 pub(crate) mod dispatch;
+pub(crate) mod pool;
 pub(crate) mod presets;
 pub(crate) mod runner;
+pub mod seed;
 
 #[cfg(test)]
 mod tests;
@@ -41,12 +44,37 @@ pub struct Bots {
 }
 
 impl Bots {
-    /// Bots run by the real `sandbox-runner` named in the config.
+    /// Bots run by the real `sandbox-runner` named in the config, through
+    /// a pool of pre-warmed sandboxes unless `warm_max` is 0. Inside a tokio
+    /// runtime the pool starts warming the most common kind of hook (no
+    /// network, the first sandbox uid) at once.
     pub fn new(cfg: BotsConfig) -> Self {
-        let runner = Arc::new(runner::Sandbox {
-            runner: cfg.runner.clone(),
+        let pool = (cfg.warm_max > 0).then(|| {
+            pool::WarmPool::new(
+                cfg.runner.clone(),
+                cfg.warm_min,
+                cfg.warm_max,
+                std::time::Duration::from_secs(cfg.warm_idle_secs),
+            )
         });
-        Self::with_runner(cfg, runner)
+        let sandbox = runner::Sandbox::new(cfg.runner.clone(), pool);
+        let primed = sandbox.pool().cloned();
+        let bots = Self::with_runner(cfg, Arc::new(sandbox));
+        if let Some(pool) = primed {
+            let spec = BotSpec {
+                name: String::new(),
+                source: String::new(),
+                params: json!({}),
+                compiled: None,
+            };
+            let context = HookContext {
+                channel_id: String::new(),
+                bot_id: String::new(),
+                players: Vec::new(),
+            };
+            pool.prime(&bots.job(spec, Hook::OnInit, context, json!({}), false));
+        }
+        bots
     }
 
     /// Bots run by `runner` (a scripted one in tests).
@@ -109,6 +137,7 @@ impl Bots {
                 name: preset.clone().unwrap_or_else(|| "bot".into()),
                 source: source.clone(),
                 params: Value::Object(params.clone()),
+                compiled: None,
             },
             Hook::Inspect,
             HookContext {
@@ -148,6 +177,7 @@ impl Bots {
             manifest_hash,
             params,
             network,
+            seed: seed::draw(),
         }))
     }
 

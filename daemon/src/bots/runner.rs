@@ -1,22 +1,38 @@
 //! What runs a hook: the [`HookRunner`] seam, and its real implementation,
-//! which spawns `sandbox-runner` for each hook.
+//! which hands each hook to a pre-warmed `sandbox-runner` from the pool
+//! ([`super::pool`]) or spawns a fresh one.
 //!
 //! The daemon never forks itself (it is a multi-threaded tokio process): it
 //! spawns the runner binary with pipes, in its own process group, writes the
 //! job, and reads at most [`MAX_RESULT_BYTES`] of result. If the runner
 //! overruns the wall deadline (plus a grace for its own clean-up) the daemon
-//! kills the whole process group.
+//! kills the whole process group. For a pre-warmed runner the deadline counts
+//! from the hand-over, as the runner's own does.
+//!
+//! It also keeps what the harness's `inspect` hook produced for each source
+//! (the checked, compiled bot: [`CompiledBot`]) and puts it in the later
+//! hooks of that source, so that they skip the check and the compile. Only
+//! `inspect` outcomes, which run no bot code, fill that cache.
 
-use hook_protocol::{HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, exit};
+use super::pool::{WarmPool, WarmProcess};
+use hook_protocol::{CompiledBot, Hook, HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, exit};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 /// Time the runner gets beyond the hook's wall limit to report by itself.
 const GRACE: Duration = Duration::from_millis(1500);
+
+/// Checked-once bots kept at most (a full cache is emptied and refills as
+/// hooks run: an `inspect` per source).
+const MAX_COMPILED: usize = 1024;
 
 /// A boxed future, so that [`HookRunner`] can be used as a trait object.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -27,25 +43,170 @@ pub(crate) trait HookRunner: Send + Sync + 'static {
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome>;
 }
 
-/// The real runner: a fresh, confined `sandbox-runner` process per hook.
+/// The real runner: one confined `sandbox-runner` process per hook, never
+/// reused, pre-warmed when the pool has one of the job's kind.
 pub(crate) struct Sandbox {
     /// Path of the `sandbox-runner` binary.
     pub runner: PathBuf,
+    /// Pre-warmed runners; `None` when `warm_max` is 0.
+    pool: Option<Arc<WarmPool>>,
+    compiled: Arc<Compiled>,
+}
+
+/// Checked-once bots by the SHA-256 of their source (as the daemon
+/// computed it) and network mode, which the check depends on.
+#[derive(Default)]
+struct Compiled {
+    by_source: Mutex<HashMap<[u8; 32], CompiledBot>>,
+    /// Sources whose `inspect` is running to fill the cache.
+    pending: Mutex<HashSet<[u8; 32]>>,
+}
+
+fn source_key(job: &HookJob) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([u8::from(job.network.allowed)]);
+    h.update(job.bot.source.as_bytes());
+    h.finalize().into()
+}
+
+impl Sandbox {
+    pub(crate) fn new(runner: PathBuf, pool: Option<Arc<WarmPool>>) -> Self {
+        Sandbox {
+            runner,
+            pool,
+            compiled: Arc::default(),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> Option<&Arc<WarmPool>> {
+        self.pool.as_ref()
+    }
 }
 
 impl HookRunner for Sandbox {
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {
-        Box::pin(run_job(&self.runner, job))
+        Box::pin(async move {
+            let key = source_key(job);
+            if job.hook == Hook::Inspect {
+                let mut outcome = run_pooled(&self.runner, self.pool.as_deref(), job).await;
+                self.compiled.keep(key, &mut outcome);
+                return outcome;
+            }
+            let cached = lock(&self.compiled.by_source).get(&key).cloned();
+            match cached {
+                Some(c) if job.bot.compiled.is_none() => {
+                    let mut with = job.clone();
+                    with.bot.compiled = Some(c);
+                    run_pooled(&self.runner, self.pool.as_deref(), &with).await
+                }
+                _ => {
+                    if job.bot.compiled.is_none() {
+                        // After a restart: inspect the source again, beside
+                        // this hook, so that its later hooks skip the check.
+                        self.refill_compiled(job, key);
+                    }
+                    run_pooled(&self.runner, self.pool.as_deref(), job).await
+                }
+            }
+        })
     }
 }
 
-/// Runs one job and returns its outcome. Never panics; every failure is a
-/// [`HookOutcome::Error`].
-async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
-    let input = match serde_json::to_vec(job) {
-        Ok(v) => v,
-        Err(e) => return internal(format!("cannot encode job: {e}")),
+impl Sandbox {
+    fn refill_compiled(&self, job: &HookJob, key: [u8; 32]) {
+        if !lock(&self.compiled.pending).insert(key) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            lock(&self.compiled.pending).remove(&key);
+            return;
+        };
+        let mut inspect = job.clone();
+        inspect.hook = Hook::Inspect;
+        inspect.state = serde_json::json!({});
+        inspect.context.players.clear();
+        inspect.entropy = None;
+        inspect.now = None;
+        let (runner, pool, compiled) = (
+            self.runner.clone(),
+            self.pool.clone(),
+            self.compiled.clone(),
+        );
+        rt.spawn(async move {
+            let mut outcome = run_pooled(&runner, pool.as_deref(), &inspect).await;
+            compiled.keep(key, &mut outcome);
+            lock(&compiled.pending).remove(&key);
+        });
+    }
+}
+
+impl Compiled {
+    /// Takes the checked-once bot out of an `inspect` outcome's manifest
+    /// (where the harness reports it) and keeps it for `key`'s source.
+    fn keep(&self, key: [u8; 32], outcome: &mut HookOutcome) {
+        let HookOutcome::Ok {
+            manifest: Some(serde_json::Value::Object(m)),
+            ..
+        } = outcome
+        else {
+            return;
+        };
+        let Some(raw) = m.remove("compiled") else {
+            return;
+        };
+        match serde_json::from_value::<CompiledBot>(raw) {
+            Ok(c) => {
+                let mut by_source = lock(&self.by_source);
+                if by_source.len() >= MAX_COMPILED {
+                    by_source.clear();
+                }
+                by_source.insert(key, c);
+            }
+            Err(e) => tracing::warn!(error = %e, "inspect reported a malformed compiled bot"),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `job` in a pre-warmed runner of its kind when the pool has one,
+/// else in a fresh runner.
+///
+/// A pre-warmed runner that answers exit 2 (it took no job: it had expired
+/// or refused it) or 3 (its confinement had failed before the job) never
+/// ran the bot, so the hook then runs again in a fresh runner, which reports
+/// what is wrong, if anything still is.
+pub(crate) async fn run_pooled(
+    runner: &Path,
+    pool: Option<&WarmPool>,
+    job: &HookJob,
+) -> HookOutcome {
+    let Some(pool) = pool else {
+        return run_job(runner, job).await;
     };
+    match pool.take(job) {
+        Some(warm) => {
+            let (outcome, code) = warm.hand_over(job).await;
+            if matches!(code, Some(exit::BAD_JOB | exit::CONFINEMENT_FAILED)) {
+                tracing::warn!(
+                    exit = ?code,
+                    outcome = ?outcome,
+                    "a pre-warmed sandbox did not take its job; running it in a fresh one"
+                );
+                run_job(runner, job).await
+            } else {
+                outcome
+            }
+        }
+        None => run_job(runner, job).await,
+    }
+}
+
+/// The `sandbox-runner` command: its own process group, an empty
+/// environment, pipes, killed with the daemon's handle.
+pub(crate) fn command(runner: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(runner);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -53,7 +214,17 @@ async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
         .env_clear()
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    cmd
+}
+
+/// Runs one job in a fresh runner and returns its outcome. Never panics;
+/// every failure is a [`HookOutcome::Error`].
+async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
+    let input = match serde_json::to_vec(job) {
+        Ok(v) => v,
+        Err(e) => return internal(format!("cannot encode job: {e}")),
+    };
+    let mut child = match command(runner).spawn() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(runner = %runner.display(), error = %e, "cannot start sandbox-runner");
@@ -65,16 +236,53 @@ async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
             };
         }
     };
+    let pipes = Pipes {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+    };
+    drive(child, pipes, &input, job).await.0
+}
+
+/// A runner's stdio, as the daemon holds it.
+pub(crate) struct Pipes {
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+}
+
+impl WarmProcess {
+    /// Hands `job` to this pre-warmed runner and waits for its outcome; the
+    /// runner's exit code too.
+    async fn hand_over(self, job: &HookJob) -> (HookOutcome, Option<i32>) {
+        let input = match serde_json::to_vec(job) {
+            Ok(v) => v,
+            Err(e) => return (internal(format!("cannot encode job: {e}")), None),
+        };
+        let (child, pipes) = self.into_parts();
+        drive(child, pipes, &input, job).await
+    }
+}
+
+/// Writes `input` (then EOF), reads the outcome, enforces the deadline.
+async fn drive(
+    mut child: Child,
+    pipes: Pipes,
+    input: &[u8],
+    job: &HookJob,
+) -> (HookOutcome, Option<i32>) {
     let pid = child.id();
-    let mut stdin = child.stdin.take();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
+    let Pipes {
+        mut stdin,
+        mut stdout,
+        mut stderr,
+    } = pipes;
     let deadline = Duration::from_millis(job.limits.wall_ms) + GRACE;
     let work = async {
         if let Some(mut s) = stdin.take() {
             // A runner that refuses the job closes stdin early; its exit
             // status says why.
-            let _ = s.write_all(&input).await;
+            let _ = s.write_all(input).await;
             let _ = s.shutdown().await;
         }
         let mut out = Vec::new();
@@ -100,23 +308,25 @@ async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
         Ok(r) => r,
         Err(_) => {
             kill_group(pid);
-            return HookOutcome::Error {
+            let o = HookOutcome::Error {
                 error: HookError::Timeout {
                     message: format!("hook exceeded its {} ms wall time", job.limits.wall_ms),
                 },
             };
+            return (o, None);
         }
     };
     kill_group(pid);
+    let code = status.ok().and_then(|s| s.code());
     if out.len() > MAX_RESULT_BYTES {
-        return HookOutcome::Error {
+        let o = HookOutcome::Error {
             error: HookError::OutputOverrun {
                 message: format!("runner output exceeded {MAX_RESULT_BYTES} bytes"),
             },
         };
+        return (o, code);
     }
-    let code = status.ok().and_then(|s| s.code());
-    match serde_json::from_slice::<HookOutcome>(&out) {
+    let outcome = match serde_json::from_slice::<HookOutcome>(&out) {
         Ok(o) => o,
         Err(_) => {
             let stderr_tail = String::from_utf8_lossy(&err);
@@ -141,7 +351,8 @@ async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
                 _ => internal(format!("sandbox-runner exited with {code:?} and no result")),
             }
         }
-    }
+    };
+    (outcome, code)
 }
 
 fn internal(message: String) -> HookOutcome {
@@ -151,7 +362,7 @@ fn internal(message: String) -> HookOutcome {
 }
 
 /// Kills the runner's process group (it leads its own group).
-fn kill_group(pid: Option<u32>) {
+pub(crate) fn kill_group(pid: Option<u32>) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),

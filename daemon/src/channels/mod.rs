@@ -17,7 +17,9 @@
 //! message posted after the kick or the revocation.
 
 mod error;
+mod export;
 pub(crate) mod rules;
+mod shared;
 mod watch;
 
 #[cfg(test)]
@@ -33,6 +35,7 @@ use crate::model::{
 };
 use crate::quota::Quotas;
 use crate::secrets::{self, SecretKind};
+use crate::signing::Signer;
 use crate::store::{
     ChannelRecord, NewChannel, NewMessage, NewSlot, PreparedBot, ReadTx, SeatSecret, Store, Tx,
 };
@@ -57,6 +60,8 @@ pub const DEFAULT_MAX_SYNC_BYTES: usize = 1024 * 1024;
 pub struct Channels {
     store: Store,
     watch: Arc<watch::Watchers>,
+    /// Wake-up reads shared by the waiters of a channel.
+    shared: Arc<shared::SharedReads>,
     max_body_bytes: usize,
     /// Sync calls waiting for a message now.
     waiting: Arc<AtomicI64>,
@@ -68,6 +73,9 @@ pub struct Channels {
     quotas: Quotas,
     /// Byte budget of one page of messages ([`DEFAULT_MAX_SYNC_BYTES`]).
     max_sync_bytes: usize,
+    /// Signs the heads of sync results and exports (a key held in memory
+    /// unless [`Channels::with_signer`]).
+    signer: Signer,
 }
 
 /// What `create_channel` asks for.
@@ -137,6 +145,8 @@ fn attach(
             code_hash: bot.code_hash.clone(),
             manifest_hash: bot.manifest_hash.clone(),
             network: bot.network,
+            seed_commitment: Some(crate::bots::seed::commitment(&bot.seed)),
+            params_hash: Some(crate::bots::seed::params_hash(&bot.params)),
         },
     )?;
     tx.set_bot_cursor(channel_id, bot_id, at - 1)?;
@@ -148,6 +158,30 @@ fn attach(
             manifest: bot.manifest.clone(),
         },
     )?;
+    Ok(())
+}
+
+/// Publishes every seeded bot's seed and state salt (`bot:reveal`), in the
+/// write that closes the channel: from then on nobody can post or join, so
+/// knowing the bots' randomness no longer helps anyone, and everyone can
+/// open the seed commitments and replay the hooks (`docs/replay.md`).
+fn reveal_seeds(tx: &mut dyn Tx, channel_id: &str) -> Result<(), ToolError> {
+    for bot in tx.bots(channel_id)? {
+        let Some(rt) = tx.bot_runtime(channel_id, &bot.bot_id)? else {
+            continue;
+        };
+        if let Some(seed) = rt.seed {
+            announce(
+                tx,
+                channel_id,
+                &Event::BotReveal {
+                    bot_id: bot.bot_id,
+                    seed: seed.to_hex(),
+                    state_salt: rt.state_salt,
+                },
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -192,13 +226,21 @@ impl Channels {
         Channels {
             store,
             watch,
+            shared: Arc::default(),
             max_body_bytes,
             waiting: Arc::default(),
             shutdown,
             progress_every: PROGRESS_EVERY,
             quotas: Quotas::unlimited(),
             max_sync_bytes: DEFAULT_MAX_SYNC_BYTES,
+            signer: Signer::ephemeral(),
         }
+    }
+
+    /// The same service, signing heads with `signer`'s key.
+    pub(crate) fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// The same service, enforcing `quotas` on posts and new channels.
@@ -219,6 +261,17 @@ impl Channels {
     }
 
     /// The store (for start-up and shutdown).
+    /// A receiver that changes on every commit in `channel_id`: the page's
+    /// event streams wait on it as waiting syncs do.
+    pub(crate) fn watch_commits(&self, channel_id: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe(channel_id)
+    }
+
+    /// The byte budget of one page of messages.
+    pub fn max_sync_bytes(&self) -> usize {
+        self.max_sync_bytes
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -497,34 +550,32 @@ impl Channels {
             if tokio::time::Instant::now() >= deadline {
                 last_read = true;
             }
-            let (who2, req2) = (who.clone(), req.clone());
+            // Checked again at every wake-up, in the snapshot the messages
+            // are read from: a token revoked or a seat lost before a message
+            // committed keeps it from this call. Waiters of one channel
+            // waking together share that snapshot (see `shared`).
             let synced = self
-                .store
-                .read(move |tx: &dyn ReadTx| {
-                    // Checked again at every wake-up, in the snapshot the
-                    // messages are read from: a token revoked or a seat
-                    // lost before a message committed keeps it from this
-                    // call.
-                    rules::require_credential(tx.credential_valid(&who2.credential)?)?;
-                    let (ch, seats) = readable(tx, &who2, &req2.channel_id)?;
-                    let seat = rules::resolve_seat(&seats, req2.slot.as_deref())?;
-                    let msgs = tx.messages_page(&ch.id, cursor, limit, max_bytes)?;
-                    if msgs.is_empty() && !last_read {
-                        return Ok(None);
-                    }
-                    let view = view_in(tx, &ch, &who2)?;
-                    let next = msgs.last().map_or(cursor, |m| m.seq);
-                    Ok::<_, ToolError>(Some(Synced {
-                        cursor: next,
-                        more: next < ch.last_seq,
-                        clamped: Vec::new(),
-                        messages: msgs.iter().map(|m| rules::message_view(m, &seat)).collect(),
-                        as_seat: seat,
-                        view,
-                    }))
-                })
+                .shared
+                .read(
+                    &self.store,
+                    &req.channel_id,
+                    shared::SyncRead {
+                        who: who.clone(),
+                        slot: req.slot.clone(),
+                        cursor,
+                        limit,
+                        max_bytes,
+                        last_read,
+                    },
+                )
                 .await?;
-            if let Some(s) = synced {
+            if let Some(mut s) = synced {
+                // Signed after the read, outside the store's thread: every
+                // message returned is covered by a signature the reader holds.
+                if let Some(last) = s.messages.last() {
+                    s.signed_head = Some(self.signer.head(&last.channel_id, last.seq, &last.hash));
+                }
+                s.view.signing_key = Some(self.signer.key_id().to_string());
                 return Ok(s);
             }
             gauge.get_or_insert_with(|| WaitingGuard::new(&self.waiting));
@@ -564,12 +615,15 @@ impl Channels {
     pub async fn view(&self, who: &Principal, channel_id: &str) -> Result<ChannelView, ToolError> {
         let who = who.clone();
         let cid = channel_id.to_string();
-        self.store
+        let mut view = self
+            .store
             .read(move |tx: &dyn ReadTx| {
                 let (ch, _) = readable(tx, &who, &cid)?;
                 view_in(tx, &ch, &who)
             })
-            .await
+            .await?;
+        view.signing_key = Some(self.signer.key_id().to_string());
+        Ok(view)
     }
 
     /// Which of `who` may read the channel now: a credential that is still
@@ -748,6 +802,7 @@ impl Channels {
                         if !ch.closed {
                             tx.close_channel(&cid)?;
                             announce(tx, &cid, &Event::ChannelClosed)?;
+                            reveal_seeds(tx, &cid)?;
                         }
                         Ok(Updated {
                             closed: Some(true),
@@ -881,20 +936,29 @@ impl Channels {
                     )
                     .with_data(json!({"bots": ids})));
                 };
-                Ok(BotCode {
-                    channel_id: cid.clone(),
-                    bot_id: b.bot_id.clone(),
-                    name: b.name.clone(),
-                    preset: b.preset.as_deref().map(crate::bots::presets::canonical),
-                    source: rt.source,
-                    code_hash: b.code_hash.clone(),
-                    manifest: b.manifest.clone(),
-                    manifest_hash: b.manifest_hash.clone(),
-                    network: b.network,
-                    params: rt.params,
-                })
+                Ok(bot_code_of(&cid, b, rt))
             })
             .await
+    }
+}
+
+/// A bot's code as `get_bot_code` and exports give it.
+fn bot_code_of(
+    channel_id: &str,
+    b: &crate::store::BotRecord,
+    rt: crate::store::BotRuntime,
+) -> BotCode {
+    BotCode {
+        channel_id: channel_id.to_string(),
+        bot_id: b.bot_id.clone(),
+        name: b.name.clone(),
+        preset: b.preset.as_deref().map(crate::bots::presets::canonical),
+        source: rt.source,
+        code_hash: b.code_hash.clone(),
+        manifest: b.manifest.clone(),
+        manifest_hash: b.manifest_hash.clone(),
+        network: b.network,
+        params: rt.params,
     }
 }
 

@@ -528,6 +528,7 @@ pub fn channel_view(
         message_count: ch.last_seq,
         head_hash: ch.head_hash.clone(),
         created_at: secrets::rfc3339_ms(ch.created_at),
+        signing_key: None,
     }
 }
 

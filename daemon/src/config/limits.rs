@@ -23,6 +23,7 @@ pub struct FileHttp {
     pub max_unauthenticated_per_peer: Option<usize>,
     pub drain_secs: Option<u64>,
     pub session_idle_secs: Option<u64>,
+    pub session_sleep_secs: Option<u64>,
     pub max_sessions_per_principal: Option<usize>,
 }
 
@@ -65,6 +66,12 @@ pub struct HttpConfig {
     /// An MCP session with no request for this long is closed. Default 600 s.
     #[serde(with = "secs", rename = "session_idle_secs")]
     pub session_idle: Duration,
+    /// An MCP session with no request for this long, no response stream
+    /// open and no resource subscription is put to sleep: it keeps only its
+    /// owner and its `initialize` parameters, and its next request wakes it
+    /// (clients see no difference). Default 30 s.
+    #[serde(with = "secs", rename = "session_sleep_secs")]
+    pub session_sleep: Duration,
     /// Open MCP sessions per principal; a new one beyond it closes that
     /// principal's least recently used session. Default 32.
     pub max_sessions_per_principal: usize,
@@ -104,6 +111,7 @@ impl HttpConfig {
             .unwrap_or(64),
             drain: secs("drain_secs", f.drain_secs, 10, 120)?,
             session_idle: secs("session_idle_secs", f.session_idle_secs, 600, 86_400)?,
+            session_sleep: secs("session_sleep_secs", f.session_sleep_secs, 30, 86_400)?,
             max_sessions_per_principal: positive(
                 "max_sessions_per_principal",
                 f.max_sessions_per_principal,

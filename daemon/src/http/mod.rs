@@ -1,5 +1,6 @@
 //! The HTTP surface: `/mcp` behind bearer authentication, the OAuth
-//! endpoints (`crate::oauth`), `/healthz`, `/metrics`. [`app`] is pure (no
+//! endpoints (`crate::oauth`), `/healthz`, `/metrics`, and [`transcripts`]
+//! (the signing keys, and a channel's export for a bearer-token holder). [`app`] is pure (no
 //! socket), so tests drive it with `oneshot`; [`conn`] serves it on a socket
 //! with the timeouts and connection caps, [`sessions`] binds MCP sessions
 //! to their principal, [`health`] answers `/healthz`.
@@ -7,6 +8,7 @@
 pub(crate) mod conn;
 mod health;
 pub(crate) mod sessions;
+mod transcripts;
 
 pub(crate) use health::Health;
 
@@ -21,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -30,7 +33,7 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
     let cfg = &state.config;
-    let mcp_config = StreamableHttpServerConfig::default()
+    let mut mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(cfg.host_allowlist())
         .with_allowed_origins(cfg.origin_allowlist())
         .enforce_origin_validation()
@@ -40,6 +43,8 @@ pub fn app(state: AppState) -> Router {
         // streams, which would answer requests still in flight with 500.
         // Shutdown cancels it only after those requests were answered.
         .with_cancellation_token(state.mcp_stop.child_token());
+    // Where rmcp finds what wakes a sleeping session (see `sessions`).
+    mcp_config.session_store = Some(Arc::new(sessions::WakeStore(state.sessions.clone())));
     let for_factory = state.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(McpServer::new(for_factory.clone())),
@@ -56,12 +61,21 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             require_bearer,
         ));
+    let export_routes = Router::new()
+        .route("/channels/{channel_id}/export", get(transcripts::export))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
+        .route(transcripts::KEYS_PATH, get(transcripts::keys))
         .merge(mcp_routes)
+        .merge(export_routes)
         .merge(crate::mcp::icon::router())
         .merge(crate::oauth::router(state.clone()))
+        .merge(crate::page::router())
         .with_state(state)
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
@@ -161,6 +175,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         schema_version: crate::store::SCHEMA_VERSION,
         uptime_secs: state.started.elapsed().as_secs(),
         sync_waiting: state.channels.waiting(),
+        page_streams: state.page_streams.open(),
         sandbox_ready: matches!(state.sandbox.get(), Some(Ok(()))),
     };
     let text = state.metrics.render(&gauges);

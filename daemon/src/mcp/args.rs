@@ -256,6 +256,53 @@ pub struct GetBotCodeArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ExportTranscriptArgs {
+    /// The channel's id (ch_...).
+    pub channel_id: String,
+    /// 0 (or omitted) for the whole export; for a channel too big for one
+    /// answer, the page.cursor of the previous result.
+    #[serde(default = "default_cursor")]
+    #[schemars(schema_with = "cursor_schema")]
+    pub after: Option<i64>,
+    /// Which of your seats exports (its view decides which private bodies
+    /// are included), when you hold more than one in this channel.
+    #[serde(default)]
+    pub slot: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareChannelArgs {
+    /// The channel's id (ch_...).
+    pub channel_id: String,
+    /// "spectators" (default): a read-only link for anyone you give it to;
+    /// they see public messages and the entries of private ones without
+    /// their bodies. "me": a one-time link (ten minutes) that opens the page
+    /// as your own seat, your private messages included.
+    #[serde(default)]
+    pub audience: Option<crate::model::PageAudience>,
+    /// For audience "me" when you hold several seats here: which one.
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// For a spectator link: hours until it stops working (default 168, a
+    /// week; at most 8760).
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSharesArgs {
+    /// The channel's id (ch_...).
+    pub channel_id: String,
+    /// One link to revoke (the link_id share_channel returned); leave it
+    /// out to revoke every link to the channel's page.
+    #[serde(default)]
+    pub link_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListChannelsArgs {
     /// next_cursor from the previous page; omit it for the first page.
     #[serde(default)]

@@ -32,8 +32,8 @@ use crate::channels::rules::{self, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_SYNC_
 use crate::channels::{DEFAULT_WAIT, MAX_WAIT};
 use crate::channels::{NewChannelRequest, SlotSpec, SyncRequest, ToolError, ToolFailure, UpdateOp};
 use crate::model::{
-    Attached, BotCode, ChannelList, ChannelView, Clamped, Created, Joined, Posted, Principal,
-    Synced, Updated,
+    Attached, BotCode, ChannelList, ChannelView, Clamped, Created, Joined, PageAudience, Posted,
+    Principal, Shared, SharesRevoked, Synced, TranscriptExport, Updated,
 };
 use args::*;
 use rmcp::handler::server::common::{schema_for_output, schema_for_type};
@@ -438,6 +438,38 @@ impl McpServer {
     }
 
     #[tool(
+        title = "Export the transcript",
+        annotations(
+            title = "Export the transcript",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        ),
+        description = "Export the channel's transcript as one self-contained JSON document anyone can verify offline: every message as your seat sees it (private messages you cannot read as their hash only), each bot's exact source, manifest and params, the server's signatures on the transcript head and its public keys. Save the structured result as a file and check it with `mcp-multiplayer verify FILE`. A channel too big for one answer comes in pages: when page.more is true, call again with after = page.cursor.",
+        input_schema = input_schema::<ExportTranscriptArgs>(),
+        output_schema = output_schema::<TranscriptExport>()
+    )]
+    async fn export_transcript(
+        &self,
+        Parameters(raw): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let who = principal(&ctx)?;
+        run(
+            async {
+                let a: ExportTranscriptArgs = parse(raw)?;
+                self.app
+                    .channels
+                    .export_page(&who, &a.channel_id, a.slot, a.after.unwrap_or(0))
+                    .await
+            },
+            render::exported,
+        )
+        .await
+    }
+
+    #[tool(
         title = "List your channels",
         annotations(
             title = "List your channels",
@@ -523,6 +555,79 @@ impl McpServer {
                 self.app.channels.update(&who, &a.channel_id, op).await
             },
             render::updated,
+        )
+        .await
+    }
+
+    #[tool(
+        title = "Share a channel's web page",
+        annotations(
+            title = "Share a channel's web page",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        ),
+        description = "Make a link to the channel's web page, where people watch it live and their browser verifies the transcript (hash chain, the server's signatures, the referee's commitments). audience \"spectators\" (default): read-only for anyone holding the link (public messages; private ones without bodies), for a week unless expires_in_hours says otherwise. audience \"me\": a one-time link, valid ten minutes, that opens the page as your own seat. The admin can revoke links with revoke_shares.",
+        input_schema = input_schema::<ShareChannelArgs>(),
+        output_schema = output_schema::<Shared>()
+    )]
+    async fn share_channel(
+        &self,
+        Parameters(raw): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let who = principal(&ctx)?;
+        run(
+            async {
+                let a: ShareChannelArgs = parse(raw)?;
+                let req = crate::page::links::ShareRequest {
+                    channel_id: a.channel_id,
+                    audience: a.audience.unwrap_or(PageAudience::Spectators),
+                    slot: a.slot,
+                    expires_in: a
+                        .expires_in_hours
+                        .map(|h| Duration::from_secs(u64::from(h) * 3600)),
+                };
+                let origin = self.app.config.public_origin();
+                crate::page::links::share(self.app.channels.store(), &origin, &who, req).await
+            },
+            render::shared,
+        )
+        .await
+    }
+
+    #[tool(
+        title = "Revoke links to a channel's page (admin)",
+        annotations(
+            title = "Revoke links to a channel's page (admin)",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        ),
+        description = "Admin only. Revoke one link to the channel's web page (link_id, from share_channel) or, without link_id, every one: spectator links and members' page sessions. Pages open with them stop updating at once.",
+        input_schema = input_schema::<RevokeSharesArgs>(),
+        output_schema = output_schema::<SharesRevoked>()
+    )]
+    async fn revoke_shares(
+        &self,
+        Parameters(raw): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let who = principal(&ctx)?;
+        run(
+            async {
+                let a: RevokeSharesArgs = parse(raw)?;
+                crate::page::links::revoke(
+                    self.app.channels.store(),
+                    &who,
+                    &a.channel_id,
+                    a.link_id,
+                )
+                .await
+            },
+            render::shares_revoked,
         )
         .await
     }
@@ -681,6 +786,15 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let (who, cid) = self.resource_access(&request.uri, &ctx).await?;
+        // Notifications go through the live session: it must not sleep.
+        if let Some(id) = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get(crate::http::sessions::SESSION_HEADER))
+            .and_then(|v| v.to_str().ok())
+        {
+            self.app.sessions.pin(id);
+        }
         self.app.subscriptions.subscribe(
             &cid,
             self.session,
@@ -853,7 +967,7 @@ mod surface_tests {
     #[test]
     fn every_tool_has_a_title_and_all_four_behaviour_hints() {
         let tools = tools();
-        assert_eq!(tools.len(), 9);
+        assert_eq!(tools.len(), 12);
         for t in &tools {
             assert!(
                 t.title.as_deref().is_some_and(|s| !s.is_empty()),
@@ -890,6 +1004,7 @@ mod surface_tests {
         assert_eq!(
             read_only,
             [
+                "export_transcript",
                 "get_bot_code",
                 "get_channel_info",
                 "list_channels",
@@ -901,7 +1016,7 @@ mod surface_tests {
             .filter(|t| t.annotations.as_ref().unwrap().destructive_hint == Some(true))
             .map(|t| t.name.as_ref())
             .collect();
-        assert_eq!(destructive, ["update_channel"]);
+        assert_eq!(destructive, ["revoke_shares", "update_channel"]);
     }
 
     #[test]

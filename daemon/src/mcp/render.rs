@@ -27,7 +27,8 @@
 use crate::channels::ToolError;
 use crate::model::{
     Attached, BotCode, BotInfo, BotPostBody, ChannelList, ChannelView, Created, Event, Joined,
-    MessageKind, MessageView, Posted, SlotDecl, Synced, Updated,
+    MessageKind, MessageView, PageAudience, Posted, Shared, SharesRevoked, SlotDecl, Synced,
+    TranscriptExport, Updated,
 };
 use serde_json::Value;
 use std::fmt::Write;
@@ -434,13 +435,18 @@ fn event_sentence(body: &Value) -> String {
             code_hash,
             manifest_hash,
             network,
+            seed_commitment,
+            ..
         } => format!(
-            "bot {} attached: {}, code_hash {}, manifest_hash {}, network {}.",
+            "bot {} attached: {}, code_hash {}, manifest_hash {}, network {}{}.",
             label(&bot_id),
             quoted(&name),
             label(&code_hash),
             label(&manifest_hash),
-            on_off(network)
+            on_off(network),
+            seed_commitment
+                .map(|c| format!(", seed_commitment {} (revealed at close)", label(&c)))
+                .unwrap_or_default()
         ),
         Event::BotManifest { bot_id, manifest } => {
             let mut summary: String = manifest.summary.chars().take(SUMMARY_CHARS).collect();
@@ -476,6 +482,11 @@ fn event_sentence(body: &Value) -> String {
         Event::BotState { bot_id } => format!(
             "{} updated its state without posting (state_hash on this entry).",
             label(&bot_id)
+        ),
+        Event::BotReveal { bot_id, seed, .. } => format!(
+            "{}'s seed revealed: {} (it opens the seed_commitment of its attachment; its hooks can now be replayed).",
+            label(&bot_id),
+            label(&seed)
         ),
     }
 }
@@ -542,6 +553,32 @@ pub(super) fn bot_code(b: &BotCode) -> String {
     )
 }
 
+pub(super) fn exported(d: &TranscriptExport) -> String {
+    let (first, last) = (
+        d.entries.first().map_or(0, |m| m.seq),
+        d.entries.last().map_or(0, |m| m.seq),
+    );
+    let head = d.signed_heads.last().map_or_else(
+        || "no signed head".to_string(),
+        |h| format!("signed head at seq {} by key {}", h.seq, h.key_id),
+    );
+    let mut t = format!(
+        "Transcript export of channel {} as {}: entries {first} to {last}, {} bot(s), {head}.\nThe document is this result's structured content (format {}, version {}): save it as a JSON file and check it offline with `mcp-multiplayer verify FILE` or tools/verify_transcript.py. Compare the key id with the one at /.well-known/mcp-multiplayer/keys.json on the server.",
+        label(&d.channel.channel_id),
+        label(&d.exported_as),
+        d.bots.len(),
+        label(&d.format),
+        d.version,
+    );
+    if let Some(p) = d.page.as_ref().filter(|p| p.more) {
+        t += &format!(
+            "\nMore entries follow: call export_transcript again with after {}, then join the pages' entries and signed_heads.",
+            p.cursor
+        );
+    }
+    t
+}
+
 pub(super) fn updated(u: &Updated) -> String {
     let mut t = Vec::new();
     if let Some(name) = &u.renamed {
@@ -567,6 +604,30 @@ pub(super) fn updated(u: &Updated) -> String {
         t.push("Done.".into());
     }
     t.join("\n")
+}
+
+pub(super) fn shared(s: &Shared) -> String {
+    let who = match (&s.audience, &s.seat) {
+        (PageAudience::Me, Some(seat)) => format!(
+            "a one-time link that opens the page as your seat {}; it works once",
+            label(seat)
+        ),
+        _ => "a read-only spectator link: whoever holds it sees public messages and the entries of private ones without their bodies".to_string(),
+    };
+    format!(
+        "Made {who}, until {} (link_id {}, for revoke_shares). Hand the URL only to whom you mean to:\n{}",
+        s.expires_at,
+        label(&s.link_id),
+        s.url
+    )
+}
+
+pub(super) fn shares_revoked(r: &SharesRevoked) -> String {
+    format!(
+        "Revoked {} link(s) to the page of channel {}; pages open with them stop updating.",
+        r.revoked,
+        label(&r.channel_id)
+    )
 }
 
 pub(super) fn attached(a: &Attached) -> String {

@@ -1,6 +1,6 @@
 //! SQL of attached bots (`bots` table): their exact source, manifest, state
-//! (with the secret salt of its hashes in the transcript) and transcript
-//! cursor.
+//! (with the secret salt of its hashes in the transcript), secret seed and
+//! transcript cursor.
 //!
 //! The cursor is what makes hooks durable: a bot has handled every message
 //! up to it, and a hook's effects commit in the same transaction as the
@@ -30,8 +30,8 @@ pub(super) fn insert(
 ) -> Result<(), StoreError> {
     let now = secrets::now_ms();
     c.execute(
-        "INSERT INTO bots (channel_id, bot_id, name, preset, source, code_hash, manifest, manifest_hash, params, network, created_at, state_salt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO bots (channel_id, bot_id, name, preset, source, code_hash, manifest, manifest_hash, params, network, created_at, state_salt, seed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             cid,
             bot_id,
@@ -44,7 +44,9 @@ pub(super) fn insert(
             transcript::canonical(&bot.params),
             bot.network as i64,
             now,
-            secrets::new_salt()
+            // Derived from the seed, so that its commitment covers the salt.
+            crate::bots::seed::state_salt(&bot.seed),
+            bot.seed.to_hex()
         ],
     )?;
     // A bot slot is never held by a principal.
@@ -98,23 +100,34 @@ pub(super) fn runtime(
     cid: &str,
     bot_id: &str,
 ) -> Result<Option<BotRuntime>, StoreError> {
-    let row: Option<(String, String, String, String)> = c
+    type Row = (String, String, String, String, Option<String>);
+    let row: Option<Row> = c
         .prepare_cached(
-            "SELECT source, params, state, state_salt FROM bots WHERE channel_id = ?1 AND bot_id = ?2",
+            "SELECT source, params, state, state_salt, seed FROM bots WHERE channel_id = ?1 AND bot_id = ?2",
         )?
         .query_row(params![cid, bot_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
-    let Some((source, params_s, state_s, state_salt)) = row else {
+    let Some((source, params_s, state_s, state_salt, seed)) = row else {
         return Ok(None);
     };
+    let seed = seed
+        .map(|s| {
+            s.parse::<hook_protocol::Entropy>()
+                .map_err(|e| StoreError::Corrupt {
+                    what: "bot seed",
+                    detail: e.to_string(),
+                })
+        })
+        .transpose()?;
     Ok(Some(BotRuntime {
         source,
         params: serde_json::from_str::<Map<String, Value>>(&params_s)
             .map_err(corrupt("bot params"))?,
         state: serde_json::from_str(&state_s).map_err(corrupt("bot state"))?,
         state_salt,
+        seed,
     }))
 }
 

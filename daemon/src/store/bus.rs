@@ -26,6 +26,8 @@ pub(crate) struct Changes {
     pub bots: bool,
     pub closed: bool,
     pub renamed: bool,
+    /// Page links were revoked (open page streams re-check theirs).
+    pub links: bool,
 }
 
 /// One committed change of one channel.

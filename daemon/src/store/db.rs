@@ -144,8 +144,7 @@ impl Connection {
         }
     }
 
-    /// The SQLite connection, for what only SQLite has (pragmas).
-    #[cfg(test)]
+    /// The SQLite connection, for what only SQLite has (pragmas, functions).
     pub(crate) fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
         match &self.backend {
             Backend::Lite(c) => Some(c),

@@ -38,6 +38,7 @@ const TABLES: &[&str] = &[
     "oauth_pending",
     "channel_usage",
     "principal_usage",
+    "page_links",
 ];
 
 /// Tables that hold nothing worth copying.

@@ -44,17 +44,20 @@ mod backup;
 mod bots;
 mod bus;
 pub(crate) mod db;
+mod links;
 mod messages;
 mod migrate;
 mod pg;
 pub(crate) mod principals;
 mod seats;
+mod tokens;
 mod tx;
 mod usage;
 
 pub use backup::backup;
 pub(crate) use bus::{Commit, CommitBus};
 pub use migrate::migrate_store;
+pub(crate) use tokens::TokenCache;
 pub(crate) use tx::*;
 pub(crate) use usage::DAY_MS;
 
@@ -74,6 +77,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_oauth_approvals.sql"),
     include_str!("../../migrations/0004_causes.sql"),
     include_str!("../../migrations/0005_usage.sql"),
+    include_str!("../../migrations/0006_bot_seeds.sql"),
+    include_str!("../../migrations/0007_page_links.sql"),
 ];
 
 /// The schema version this binary writes: how many migrations it knows.
@@ -183,6 +188,7 @@ struct Inner {
     /// The PostgreSQL backend's shared parts; `None` on SQLite.
     pg: Option<Arc<pg::PgShared>>,
     listener: Mutex<Option<std::thread::JoinHandle<()>>>,
+    tokens: Arc<TokenCache>,
 }
 
 impl Store {
@@ -229,7 +235,11 @@ impl Store {
                 e
             }
         })?;
-        Self::start(path, conn, None)
+        let tokens = Arc::new(TokenCache::new(path));
+        if let Some(c) = conn.as_sqlite() {
+            tokens::watch_revocations(c, tokens.touched.clone())?;
+        }
+        Self::start(path, conn, None, tokens)
     }
 
     /// Opens the database the configuration names: the SQLite file in the
@@ -264,13 +274,18 @@ impl Store {
             usage::probe(&conn, crate::secrets::now_ms())?;
             Ok::<_, StoreError>((conn, shared))
         })?;
-        db::off_runtime(|| Self::start(&state_dir.join("postgres"), conn, Some(shared)))
+        let path = state_dir.join("postgres");
+        // Token rows changed by any daemon (or CLI command) reach this
+        // one's memory through the commit notifications (see `pg`).
+        let tokens = Arc::new(TokenCache::new(&path));
+        db::off_runtime(|| Self::start(&path, conn, Some(shared), tokens))
     }
 
     fn start(
         path: &Path,
         conn: Connection,
         pg: Option<Arc<pg::PgShared>>,
+        tokens: Arc<TokenCache>,
     ) -> Result<Store, StoreError> {
         let bus = Arc::new(CommitBus::default());
         let metrics = Arc::new(Metrics::default());
@@ -278,17 +293,25 @@ impl Store {
         let writer_bus = bus.clone();
         let writer_metrics = metrics.clone();
         let writer_pg = pg.clone();
+        let writer_tokens = tokens.clone();
         let listener = match &pg {
             Some(shared) => {
                 let remote = bus.clone();
-                Some(shared.listen(move |c| remote.publish(c))?)
+                Some(shared.listen(move |c| remote.publish(c), tokens.clone())?)
             }
             None => None,
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
-                writer_loop(conn, rx, &writer_bus, &writer_metrics, writer_pg.as_deref())
+                writer_loop(
+                    conn,
+                    rx,
+                    &writer_bus,
+                    &writer_metrics,
+                    writer_pg.as_deref(),
+                    &writer_tokens,
+                )
             })
             .map_err(|e| StoreError::Join(e.to_string()))?;
         Ok(Store {
@@ -302,6 +325,7 @@ impl Store {
                 metrics,
                 pg,
                 listener: Mutex::new(listener),
+                tokens,
             }),
         })
     }
@@ -339,6 +363,11 @@ impl Store {
         tokio::task::spawn_blocking(move || pg.try_own(&cid))
             .await
             .unwrap_or_else(|e| Err(StoreError::Join(e.to_string())))
+    }
+
+    /// Bearer tokens recently found valid (see [`tokens`]).
+    pub(crate) fn tokens(&self) -> &TokenCache {
+        &self.inner.tokens
     }
 
     /// The daemon's metrics registry. It lives with the store because
@@ -619,6 +648,7 @@ fn writer_loop(
     bus: &CommitBus,
     metrics: &Metrics,
     pg: Option<&pg::PgShared>,
+    tokens: &TokenCache,
 ) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
@@ -642,7 +672,7 @@ fn writer_loop(
         }
         let size = batch.len();
         let started = std::time::Instant::now();
-        let committed = run_batch(&conn, &mut batch, bus, pg);
+        let committed = run_batch(&conn, &mut batch, bus, pg, tokens);
         if committed {
             metrics.commit_batch.observe(size as f64);
             metrics.commit_latency.observe_duration(started.elapsed());
@@ -660,6 +690,7 @@ fn run_batch(
     batch: &mut Vec<WriteJob>,
     bus: &CommitBus,
     pg: Option<&pg::PgShared>,
+    tokens: &TokenCache,
 ) -> bool {
     let begun = match pg {
         Some(pg) => pg.begin_write(conn),
@@ -703,13 +734,15 @@ fn run_batch(
     let notified = match pg {
         Some(pg) => {
             let commits: Vec<&Commit> = done.iter().flat_map(|c| c.commits.iter()).collect();
-            pg.notify(conn, &commits)
+            pg.notify(conn, &commits, &tokens.touched)
         }
         None => Ok(()),
     };
     let committed = notified.and_then(|()| conn.execute_batch("COMMIT"));
     match committed {
         Ok(()) => {
+            // A revoked token stops before anyone hears of the revocation.
+            tokens.committed();
             // Published before the callers hear back: once a write returned,
             // everyone following the bus has been told of it.
             for c in &done {
@@ -725,6 +758,7 @@ fn run_batch(
         Err(e) => {
             tracing::error!(error = %e, "commit failed; every write of the batch is refused");
             let _ = conn.execute_batch("ROLLBACK");
+            tokens.rolled_back();
             for c in done {
                 (c.deliver)(Some(&e));
             }

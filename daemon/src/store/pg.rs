@@ -40,6 +40,7 @@
 use super::StoreError;
 use super::bus::{Changes, Commit};
 use super::db::{Connection, PgConn, pg_error};
+use super::tokens::TokenCache;
 use fallible_iterator::FallibleIterator;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -52,8 +53,11 @@ use std::time::Duration;
 /// database copied by `migrate-store` is at the same version on both sides;
 /// the first PostgreSQL file creates the schema of SQLite's migrations 1 to 5
 /// at once.
-pub(super) const MIGRATIONS: &[(i64, &str)] =
-    &[(5, include_str!("../../migrations/pg/0005_schema.sql"))];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (5, include_str!("../../migrations/pg/0005_schema.sql")),
+    (6, include_str!("../../migrations/pg/0006_bot_seeds.sql")),
+    (7, include_str!("../../migrations/pg/0007_page_links.sql")),
+];
 
 /// Longest NOTIFY payload sent (PostgreSQL's limit is 8000 bytes).
 const MAX_PAYLOAD: usize = 7000;
@@ -177,12 +181,29 @@ impl PgShared {
     /// Queues the batch's commits as notifications, sent by PostgreSQL if
     /// and when the transaction commits. Fails if the transaction is
     /// aborted, so that the batch is then refused rather than acknowledged.
-    pub(super) fn notify(&self, c: &Connection, commits: &[&Commit]) -> rusqlite::Result<()> {
-        if commits.is_empty() {
-            // Still one statement: it fails if the transaction was aborted
-            // (a write that swallowed an error), where COMMIT would quietly
-            // roll back and report success.
-            return c.execute_batch("SELECT 1");
+    /// Whether the batch changed a token row (the schema's trigger marks the
+    /// transaction) is read here too: then `tokens_touched` is set, and the
+    /// notification tells the other daemons to forget remembered tokens.
+    pub(super) fn notify(
+        &self,
+        c: &Connection,
+        commits: &[&Commit],
+        tokens_touched: &AtomicBool,
+    ) -> rusqlite::Result<()> {
+        // Always one statement: it fails if the transaction was aborted (a
+        // write that swallowed an error), where COMMIT would quietly roll
+        // back and report success.
+        let mark: Option<String> = c.query_row(
+            "SELECT current_setting('mcpmp.tokens_changed', true)",
+            rusqlite::params![],
+            |r| r.get(0),
+        )?;
+        let tokens = mark.as_deref() == Some("1");
+        if tokens {
+            tokens_touched.store(true, Ordering::Release);
+        }
+        if commits.is_empty() && !tokens {
+            return Ok(());
         }
         let mut chunk: Vec<serde_json::Value> = Vec::new();
         let mut size = 0;
@@ -198,8 +219,10 @@ impl PgShared {
             chunk.push(item);
         }
         payloads.push(chunk);
-        for p in payloads {
-            let payload = serde_json::json!({"from": self.instance, "commits": p}).to_string();
+        for (i, p) in payloads.into_iter().enumerate() {
+            let payload =
+                serde_json::json!({"from": self.instance, "commits": p, "tokens": tokens && i == 0})
+                    .to_string();
             c.execute(
                 "SELECT pg_notify(?1, ?2)",
                 rusqlite::params![self.channel, payload],
@@ -209,9 +232,13 @@ impl PgShared {
     }
 
     /// Starts the thread that feeds other daemons' commits into `publish`.
+    /// A notification that says token rows changed makes `tokens` forget
+    /// what it remembers; so does losing the connection, and `tokens`
+    /// remembers nothing until the listener listens again.
     pub(super) fn listen(
         self: &Arc<Self>,
         publish: impl Fn(&Commit) + Send + 'static,
+        tokens: Arc<TokenCache>,
     ) -> Result<std::thread::JoinHandle<()>, StoreError> {
         // The first LISTEN is made here, so that a commit made once the store
         // is open is heard.
@@ -219,7 +246,7 @@ impl PgShared {
         let me = self.clone();
         std::thread::Builder::new()
             .name("pg-listener".into())
-            .spawn(move || me.listen_loop(first, &publish))
+            .spawn(move || me.listen_loop(first, &publish, &tokens))
             .map_err(|e| StoreError::Join(e.to_string()))
     }
 
@@ -231,7 +258,7 @@ impl PgShared {
         Ok(c)
     }
 
-    fn listen_loop(&self, first: PgConn, publish: &dyn Fn(&Commit)) {
+    fn listen_loop(&self, first: PgConn, publish: &dyn Fn(&Commit), tokens: &TokenCache) {
         let mut conn = Some(first);
         while !self.stop.load(Ordering::Relaxed) {
             let Some(c) = conn.as_ref() else {
@@ -239,6 +266,7 @@ impl PgShared {
                     Ok(c) => {
                         tracing::info!("listening for other daemons' commits again");
                         conn = Some(c);
+                        tokens.set_deaf(false);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot listen for other daemons' commits; retrying");
@@ -254,7 +282,7 @@ impl PgShared {
                 let mut it = n.timeout_iter(LISTEN_TICK);
                 loop {
                     match it.next() {
-                        Ok(Some(note)) => self.received(note.payload(), publish),
+                        Ok(Some(note)) => self.received(note.payload(), publish, tokens),
                         Ok(None) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, "lost the notification connection");
@@ -267,18 +295,24 @@ impl PgShared {
             broken |= client.is_closed();
             drop(client);
             if broken {
+                tokens.set_deaf(true);
                 conn = None;
             }
         }
     }
 
-    fn received(&self, payload: &str, publish: &dyn Fn(&Commit)) {
+    fn received(&self, payload: &str, publish: &dyn Fn(&Commit), tokens: &TokenCache) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else {
             tracing::warn!("ignored a malformed commit notification");
             return;
         };
         if v["from"].as_str() == Some(self.instance.as_str()) {
             return;
+        }
+        // Before the commits are published: a waiter they wake must not
+        // find a revoked token still remembered.
+        if v["tokens"].as_bool() == Some(true) {
+            tokens.revoked_elsewhere();
         }
         for item in v["commits"].as_array().into_iter().flatten() {
             let (Some(cid), Some(head), Some(f)) =
@@ -384,6 +418,7 @@ fn flags(c: &Changes) -> u64 {
         | u64::from(c.bots) << 2
         | u64::from(c.closed) << 3
         | u64::from(c.renamed) << 4
+        | u64::from(c.links) << 5
 }
 
 fn from_flags(f: u64) -> Changes {
@@ -393,6 +428,7 @@ fn from_flags(f: u64) -> Changes {
         bots: f & 4 != 0,
         closed: f & 8 != 0,
         renamed: f & 16 != 0,
+        links: f & 32 != 0,
     }
 }
 
@@ -406,7 +442,7 @@ mod tests {
 
     #[test]
     fn change_flags_round_trip() {
-        for f in 0..32 {
+        for f in 0..64 {
             assert_eq!(flags(&from_flags(f)), f);
         }
     }

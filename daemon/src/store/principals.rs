@@ -72,14 +72,24 @@ pub async fn revoke_cli_tokens(store: &Store, name: &str) -> Result<usize, Store
 }
 
 /// The principal a bearer token names, if the token is valid for `resource`.
+/// A token found valid is remembered until any token is revoked (see
+/// [`super::tokens`]), so most requests need no database read.
 pub async fn authenticate(
     store: &Store,
     token: &str,
     resource: &str,
 ) -> Result<Result<Principal, TokenRejection>, StoreError> {
     let hash = secrets::hash_secret(token);
+    let cache = store.tokens();
+    if let Some(p) = cache.get(&hash, resource, secrets::now_ms()) {
+        return Ok(Ok(p));
+    }
+    // Taken before the read: a revocation committed meanwhile keeps what
+    // the read found from being remembered.
+    let as_of = cache.epoch();
+    let key = hash.clone();
     let resource = resource.to_string();
-    store
+    let found = store
         .sql_read(move |c| {
             #[allow(clippy::type_complexity)]
             let row: Option<(
@@ -95,7 +105,7 @@ pub async fn authenticate(
                      FROM access_tokens t JOIN principals p ON p.id = t.principal_id
                      WHERE t.token_hash = ?1",
                 )?
-                .query_row(params![hash], |r| {
+                .query_row(params![key], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
@@ -107,24 +117,31 @@ pub async fn authenticate(
                 })
                 .optional()?;
             let Some((stored, id, name, aud, exp, revoked)) = row else {
-                return Ok(Err(TokenRejection::Invalid));
+                return Ok(None);
             };
-            let valid = secrets::hashes_equal(&stored, &hash)
+            let valid = secrets::hashes_equal(&stored, &key)
                 && revoked == 0
                 && exp.is_none_or(|e| e > secrets::now_ms())
                 // RFC 8707: a token bound to a resource is good only there.
                 && aud.as_deref().is_none_or(|a| a == resource);
-            Ok::<_, StoreError>(if valid {
-                Ok(Principal {
+            Ok::<_, StoreError>(valid.then_some((
+                Principal {
                     id,
                     name,
                     credential: Credential::Token(stored),
-                })
-            } else {
-                Err(TokenRejection::Invalid)
-            })
+                },
+                aud,
+                exp,
+            )))
         })
-        .await
+        .await?;
+    Ok(match found {
+        Some((principal, aud, exp)) => {
+            cache.put(hash, &principal, aud, exp, as_of);
+            Ok(principal)
+        }
+        None => Err(TokenRejection::Invalid),
+    })
 }
 
 /// Whether the credential a request was authenticated with is still good:

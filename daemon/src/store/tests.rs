@@ -767,3 +767,93 @@ async fn two_daemons_on_one_database_append_one_gap_free_chain_and_hear_each_oth
     .unwrap();
     other.close();
 }
+
+#[tokio::test]
+async fn a_remembered_token_stops_at_once_when_revoked_here_or_from_another_process() {
+    let t = TempStore::new();
+    let res = "http://test/mcp";
+    let alice = principals::create_cli_token(&t.store, "alice")
+        .await
+        .unwrap();
+    let bob = principals::create_cli_token(&t.store, "bob").await.unwrap();
+    for token in [&alice, &bob] {
+        assert!(
+            principals::authenticate(&t.store, token, res)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        let hash = crate::secrets::hash_secret(token);
+        assert!(
+            t.store
+                .tokens()
+                .get(&hash, res, crate::secrets::now_ms())
+                .is_some(),
+            "a valid token is remembered"
+        );
+    }
+    // Revoked through this process's store: refused on the next request.
+    assert_eq!(
+        principals::revoke_cli_tokens(&t.store, "alice")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        principals::authenticate(&t.store, &alice, res)
+            .await
+            .unwrap(),
+        Err(principals::TokenRejection::Invalid)
+    );
+
+    // Revoked by another process (a CLI command: its own store, its own
+    // memory, the same file): refused as soon as that command committed.
+    assert!(
+        principals::authenticate(&t.store, &bob, res)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    // (On PostgreSQL the command may run on another machine: the daemon
+    // forgets when it hears of the commit, its notification.)
+    let mut heard = t.store.tokens().heard();
+    let cli = t.reopen();
+    assert_eq!(principals::revoke_cli_tokens(&cli, "bob").await.unwrap(), 1);
+    cli.close();
+    if t.store.is_shared() {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            heard.wait_for(|n| *n > 0),
+        )
+        .await
+        .expect("the revocation was heard")
+        .unwrap();
+    }
+    assert_eq!(
+        principals::authenticate(&t.store, &bob, res).await.unwrap(),
+        Err(principals::TokenRejection::Invalid)
+    );
+}
+
+#[tokio::test]
+async fn a_lookup_that_raced_a_revocation_is_not_remembered() {
+    let t = TempStore::new();
+    let res = "http://test/mcp";
+    let token = principals::create_cli_token(&t.store, "carol")
+        .await
+        .unwrap();
+    let p = principals::authenticate(&t.store, &token, res)
+        .await
+        .unwrap()
+        .unwrap();
+    let hash = crate::secrets::hash_secret(&token);
+    let cache = t.store.tokens();
+    // A read that began before a revocation committed...
+    let as_of = cache.epoch();
+    principals::revoke_cli_tokens(&t.store, "carol")
+        .await
+        .unwrap();
+    // ...found the token valid; what it found is not kept.
+    cache.put(hash.clone(), &p, None, None, as_of);
+    assert!(cache.get(&hash, res, crate::secrets::now_ms()).is_none());
+}

@@ -4,9 +4,10 @@
 
 use super::bus::{Changes, Commit};
 use super::db::Connection;
-use super::{StoreError, bots, messages, principals, seats, usage};
+use super::{StoreError, bots, links, messages, principals, seats, usage};
 use crate::model::{Credential, Manifest, MessageKind, Seq, SlotKind};
 use crate::transcript::CanonicalJson;
+use hook_protocol::Entropy;
 use serde_json::{Map, Value};
 
 /// A channel's row.
@@ -180,6 +181,9 @@ pub(crate) struct BotRuntime {
     pub state: Value,
     /// The secret salt of the bot's `state_hash`es.
     pub state_salt: String,
+    /// The bot's secret seed, every hook's entropy is derived from
+    /// (`crate::bots::seed`); `None` for bots attached before seeds existed.
+    pub seed: Option<Entropy>,
 }
 
 /// A bot to attach: prepared (source read, hashes computed, language layer
@@ -194,6 +198,48 @@ pub(crate) struct PreparedBot {
     pub manifest_hash: String,
     pub params: Map<String, Value>,
     pub network: bool,
+    /// The bot's secret seed (`crate::bots::seed`), drawn when it was
+    /// prepared; its state salt is derived from it.
+    pub seed: Entropy,
+}
+
+/// What a channel page link admits (`crate::page`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageLinkKind {
+    /// Read-only, as a member who is not addressed sees the channel.
+    Spectator,
+    /// One-time: opens the page as a member's seat, then is spent.
+    MemberLink,
+    /// What a member link is exchanged for (the page's cookie).
+    MemberSession,
+}
+
+/// A page link to store (its secret only as a hash).
+pub(crate) struct NewPageLink<'a> {
+    pub id: &'a str,
+    pub channel_id: &'a str,
+    pub secret_hash: &'a [u8],
+    pub kind: PageLinkKind,
+    /// The principal and seat a member link or session acts as.
+    pub member: Option<(&'a str, &'a str)>,
+    pub created_by: &'a str,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A stored page link.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PageLinkRecord {
+    pub id: String,
+    pub channel_id: String,
+    /// The stored hash, for a constant-time comparison.
+    pub stored_hash: Vec<u8>,
+    pub kind: PageLinkKind,
+    /// (principal, seat) of a member link or session.
+    pub member: Option<(String, String)>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
 }
 
 /// Reads, inside a read snapshot or a write.
@@ -258,6 +304,8 @@ pub(crate) trait ReadTx {
     ) -> Result<(u64, Option<i64>), StoreError>;
     /// Channels `principal` administers that are not closed.
     fn open_channels(&self, principal: &str) -> Result<u64, StoreError>;
+    /// The page link whose secret hashes to `hash`.
+    fn page_link(&self, hash: &[u8]) -> Result<Option<PageLinkRecord>, StoreError>;
 }
 
 /// Writes (and reads) inside one write transaction. Every write records what
@@ -320,6 +368,16 @@ pub(crate) trait Tx: ReadTx {
         principal: Option<(&str, i64)>,
         bytes: u64,
     ) -> Result<(), StoreError>;
+    fn insert_page_link(&mut self, link: &NewPageLink<'_>) -> Result<(), StoreError>;
+    /// Revokes the channel's live page links (only the one with id `only`
+    /// when given) at `now`; returns how many. Open page streams of the
+    /// channel wake and re-check their link.
+    fn revoke_page_links(
+        &mut self,
+        channel_id: &str,
+        only: Option<&str>,
+        now: i64,
+    ) -> Result<usize, StoreError>;
 }
 
 /// A read connection.
@@ -443,6 +501,9 @@ impl<T: HasConn> ReadTx for T {
     fn open_channels(&self, principal: &str) -> Result<u64, StoreError> {
         usage::open_channels(self.conn(), principal)
     }
+    fn page_link(&self, hash: &[u8]) -> Result<Option<PageLinkRecord>, StoreError> {
+        links::by_hash(self.conn(), hash)
+    }
 }
 
 impl Tx for SqliteTx<'_> {
@@ -533,5 +594,20 @@ impl Tx for SqliteTx<'_> {
         bytes: u64,
     ) -> Result<(), StoreError> {
         usage::add(self.conn, channel_id, principal, bytes)
+    }
+    fn insert_page_link(&mut self, link: &NewPageLink<'_>) -> Result<(), StoreError> {
+        links::insert(self.conn, link)
+    }
+    fn revoke_page_links(
+        &mut self,
+        channel_id: &str,
+        only: Option<&str>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let n = links::revoke(self.conn, channel_id, only, now)?;
+        if n > 0 {
+            self.note(channel_id, None, |c| c.links = true);
+        }
+        Ok(n)
     }
 }

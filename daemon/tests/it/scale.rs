@@ -1,6 +1,7 @@
 //! Moving a deployment from SQLite to PostgreSQL (`migrate-store`): a
-//! daemon on SQLite with principals, a bot, public and private messages;
-//! the copy; the same tokens, chains and bot on PostgreSQL afterwards. Runs
+//! daemon on SQLite with principals, a bot, public and private messages, a
+//! page link; the copy; the same tokens, chains, bot and link on PostgreSQL
+//! afterwards. Runs
 //! with `MCPMP_TEST_POSTGRES` (tests/steps/50-postgres.sh).
 
 use crate::util::*;
@@ -52,7 +53,7 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
     let dir = TempDir::new("migrate");
     let ta = create_token_env(dir.path(), "alice", &sqlite());
     let tb = create_token_env(dir.path(), "bob", &sqlite());
-    let (cid, head, before) = {
+    let (cid, head, before, page) = {
         let d = Daemon::start_env(dir.path(), &[], &sqlite());
         let mut alice = Mcp::connect(&d.mcp_url(), Some(&ta)).await;
         let mut bob = Mcp::connect(&d.mcp_url(), Some(&tb)).await;
@@ -88,7 +89,16 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
         let info = alice
             .ok("get_channel_info", json!({"channel_id": cid}))
             .await;
-        (cid, info["head_hash"].as_str().unwrap().to_string(), before)
+        // A spectator link to the channel's page, kept by its hash only.
+        let shared = bob.ok("share_channel", json!({"channel_id": cid})).await;
+        let url = shared["url"].as_str().unwrap();
+        let page = url[url.find("/c/").unwrap()..].to_string();
+        (
+            cid,
+            info["head_hash"].as_str().unwrap().to_string(),
+            before,
+            page,
+        )
     }; // the SQLite daemon is killed here: migrate-store runs on a stopped deployment
 
     let target_dir = TempDir::new("migrate-target");
@@ -145,4 +155,11 @@ async fn migrate_store_copies_a_live_deployment_whose_tokens_chains_and_bots_car
     let now = read_until(&mut alice, &cid, |ms| count(ms, "bot") > bots_before).await;
     assert_eq!(count(&now, "bot"), bots_before + 1);
     transcript::verify_chain(&cid, &now).unwrap();
+    // The page link made on SQLite still opens the page.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(format!("{}{page}", d.base)).send().await.unwrap();
+    assert_eq!(r.status(), 303, "the page link carried over");
 }

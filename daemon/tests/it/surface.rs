@@ -74,7 +74,7 @@ async fn tools_list_matches_its_snapshot() {
     let mut mcp = Mcp::connect(&s.d.mcp_url(), Some(&s.token)).await;
     let list = mcp.rpc("tools/list", json!({})).await.unwrap();
     let tools = &list["result"]["tools"];
-    assert_eq!(tools.as_array().unwrap().len(), 9);
+    assert_eq!(tools.as_array().unwrap().len(), 12);
     check_snapshot(
         "tools-list.json",
         &(serde_json::to_string_pretty(tools).unwrap() + "\n"),
@@ -476,6 +476,29 @@ async fn clients_that_never_read_their_answers_do_not_hold_up_other_reads() {
         );
         sock.write_all(req.as_bytes()).await.unwrap();
         stalled.push(sock); // never read
+    }
+    // Wait until the daemon has answered all of them (its tool-call
+    // counter): from then on each holds an answer nobody reads. How long
+    // building 24 large answers takes depends on the machine, not on what is
+    // tested here.
+    let metrics = format!("{}/metrics", s.d.base);
+    let answered = || async {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "mcp_multiplayer_tool_calls_total{tool=\"sync_messages\",outcome=\"ok\"} ",
+                )
+            })
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while answered().await < 24 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not answer the 24 syncs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for _ in 0..5 {
         let r = tokio::time::timeout(

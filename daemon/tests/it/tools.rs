@@ -185,6 +185,36 @@ async fn every_tool_result_validates_against_its_output_schema() {
             .any(|m| m["redacted"] == true),
         "{redacted}"
     );
+    // Carol's export: bob's private message to the bot, as its hash.
+    let export = s
+        .ok(
+            &mut carol,
+            "export_transcript",
+            json!({"channel_id": cid}),
+            c,
+        )
+        .await;
+    assert_eq!(export["exported_as"], "bob");
+    assert!(
+        export["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["redacted"] == true)
+    );
+    let shared = s
+        .ok(&mut carol, "share_channel", json!({"channel_id": cid}), c)
+        .await;
+    assert!(shared["url"].as_str().unwrap().contains("/c/"), "{shared}");
+    s.fails(
+        &mut carol,
+        "revoke_shares",
+        json!({"channel_id": cid}),
+        "NOT_ADMIN",
+    )
+    .await;
+    s.ok(&mut alice, "revoke_shares", json!({"channel_id": cid}), c)
+        .await;
     s.ok(
         &mut alice,
         "update_channel",
@@ -248,6 +278,13 @@ async fn every_tool_result_validates_against_its_output_schema() {
         "get_bot_code",
         json!({"channel_id": cid, "bot_id": "bot:none"}),
         "UNKNOWN_SLOT",
+    )
+    .await;
+    s.fails(
+        &mut carol,
+        "export_transcript",
+        json!({"channel_id": cid, "after": 100_000}),
+        "BAD_REQUEST",
     )
     .await;
     s.fails(

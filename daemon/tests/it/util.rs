@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// The daemon binary cargo built for these tests.
+/// The daemon binary: the one cargo built, or `BENCH_DAEMON` (the benches
+/// compare release binaries of other commits, with their runner beside them).
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mcp-multiplayer"))
+    std::env::var_os("BENCH_DAEMON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcp-multiplayer")))
 }
 
 /// Whether the suite runs against PostgreSQL (`MCPMP_TEST_POSTGRES` holds

@@ -5,7 +5,7 @@
 
 use hook_protocol::{
     BotSpec, Hook, HookContext, HookError, HookJob, HookOutcome, Limits, NetworkPolicy, Player,
-    Runtime,
+    Runtime, WarmSpec,
 };
 use serde_json::{Value, json};
 use std::io::Write;
@@ -34,6 +34,20 @@ pub fn harness_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bots/harness"))
 }
 
+/// Whether every job of the suite goes through a pre-warmed runner
+/// (`SANDBOX_TEST_PREWARM=1`; tests/steps/30-sandbox.sh runs the suite both
+/// ways in both modes): `--prewarm`, the job's [`WarmSpec`] line, then the job.
+pub fn prewarmed() -> bool {
+    std::env::var_os("SANDBOX_TEST_PREWARM").is_some_and(|v| v == "1")
+}
+
+/// The bytes a pre-warmed runner reads before the job: its spec line.
+pub fn warm_spec_line(job: &HookJob, idle_ms: u64) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&WarmSpec::of(job, idle_ms)).expect("serialize spec");
+    line.push(b'\n');
+    line
+}
+
 /// Debian's real interpreter (never the pyenv shim).
 pub const PYTHON: &str = "/usr/bin/python3";
 /// Where Debian's `python3-requests` lives.
@@ -58,6 +72,7 @@ pub fn job(source: &str) -> HookJob {
             name: "attack".into(),
             source: source.into(),
             params: json!({}),
+            compiled: None,
         },
         hook: Hook::OnInit,
         context: HookContext {
@@ -183,19 +198,36 @@ pub fn run_job_with(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command
 
 fn spawn_runner(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -> Run {
     let mut cmd = Command::new(runner());
-    if layer == Layer::OsOnly {
-        cmd.arg("--unchecked-language-layer");
-    }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // A tweak may replace the command by a wrapper that execs the runner
+    // (`setpriv ... RUNNER`): the runner's own flags come after it.
     tweak(&mut cmd);
+    if layer == Layer::OsOnly {
+        cmd.arg("--unchecked-language-layer");
+    }
+    // A job with entropy always starts fresh, as the daemon runs it: its
+    // hash seed must be in place when the interpreter starts.
+    let warm = prewarmed() && job.entropy.is_none();
+    if warm {
+        cmd.arg("--prewarm");
+    }
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn sandbox-runner");
     let input = serde_json::to_vec(job).expect("serialize job");
     {
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(&input).expect("write job");
+        if warm {
+            // The job follows once the runner has confined the sandbox and
+            // exec'd the interpreter: it reads stdin past the line only then.
+            stdin
+                .write_all(&warm_spec_line(job, 60_000))
+                .expect("write spec");
+        }
+        // A runner that refused the spec closes stdin early.
+        let written = stdin.write_all(&input);
+        assert!(warm || written.is_ok(), "write job: {written:?}");
     }
     let out = child.wait_with_output().expect("wait for sandbox-runner");
     let elapsed = start.elapsed();

@@ -65,7 +65,9 @@ fn synced(messages: Vec<MessageView>) -> Synced {
             message_count: 0,
             head_hash: "h".into(),
             created_at: "t".into(),
+            signing_key: None,
         },
+        signed_head: None,
     }
 }
 

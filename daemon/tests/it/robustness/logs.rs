@@ -242,6 +242,27 @@ async fn no_secret_is_logged_at_trace_through_every_tool_and_the_oauth_flow() {
     alice
         .ok("update_channel", json!({"channel_id": cid, "op": "close"}))
         .await;
+    // The bots' seeds, secret until this close revealed them: no level
+    // logged them (nor the state salts derived from them), before or at
+    // the reveal.
+    let all = alice
+        .ok(
+            "sync_messages",
+            json!({"channel_id": cid, "cursor": 0, "limit": 500, "wait_ms": 0}),
+        )
+        .await;
+    let reveals: Vec<&Value> = all["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"]["type"] == "bot:reveal")
+        .collect();
+    assert_eq!(reveals.len(), 2, "both bots' seeds are revealed at close");
+    for r in reveals {
+        for k in ["seed", "state_salt"] {
+            secrets.push(r["body"][k].as_str().unwrap().to_string());
+        }
+    }
 
     // Let the writer and the log drain: stop the daemon.
     let mut d = d;

@@ -1,0 +1,120 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::model::MessageKind;
+use crate::store::StoredMessage;
+use crate::transcript::CanonicalJson;
+
+fn stored(seq: i64, sender: &str, body: &str, to: Option<&[&str]>) -> StoredMessage {
+    StoredMessage {
+        channel_id: "ch_1".into(),
+        seq,
+        sender: sender.into(),
+        kind: MessageKind::User,
+        body: CanonicalJson::of(body),
+        to: to.map(|t| t.iter().map(|s| s.to_string()).collect()),
+        body_hash: "sha256:00".into(),
+        body_salt: to.map(|_| "salt".into()),
+        ts: "2026-12-03T19:00:00.000Z".into(),
+        hash: "00".into(),
+        cause: None,
+        state_hash: None,
+    }
+}
+
+#[test]
+fn a_spectator_reads_what_an_unaddressed_member_reads_and_never_a_private_body() {
+    let private = stored(2, "alice", "bid 450", Some(&["bob"]));
+    let public = stored(1, "alice", "hello", None);
+    let as_carol = rules::message_view(&private, "carol");
+    let as_spectator = view_for(&private, &Viewer::Spectator);
+    assert_eq!(as_spectator, as_carol);
+    assert_eq!(as_spectator.body, None);
+    assert_eq!(as_spectator.body_salt, None);
+    assert_eq!(as_spectator.redacted, Some(true));
+    assert!(view_for(&public, &Viewer::Spectator).body.is_some());
+    // A member session reads as its seat: bob reads the body and its salt.
+    let as_bob = view_for(&private, &Viewer::Member { seat: "bob".into() });
+    assert!(as_bob.body.is_some() && as_bob.body_salt.is_some());
+}
+
+#[test]
+fn the_cookie_is_found_among_others_and_an_empty_one_is_none() {
+    let mut h = HeaderMap::new();
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_static("a=1; mcpmp_page=s3cret; b=2"),
+    );
+    assert_eq!(cookie(&h).as_deref(), Some("s3cret"));
+    let mut h = HeaderMap::new();
+    h.append(header::COOKIE, HeaderValue::from_static("x=1"));
+    h.append(header::COOKIE, HeaderValue::from_static("mcpmp_page="));
+    assert_eq!(cookie(&h), None);
+    let mut h = HeaderMap::new();
+    h.append(header::COOKIE, HeaderValue::from_static("xmcpmp_page=nope"));
+    assert_eq!(cookie(&h), None, "a cookie whose name only ends the same");
+}
+
+#[test]
+fn assets_are_named_by_their_content() {
+    let a = asset_paths();
+    assert_eq!(a.js, format!("/page/page.{}.js", short_hash(JS)));
+    assert_eq!(a.css, format!("/page/page.{}.css", short_hash(CSS)));
+    assert_ne!(short_hash(JS), short_hash(CSS));
+}
+
+#[test]
+fn the_script_and_stylesheet_have_nothing_the_csp_would_refuse_or_that_leaves_the_origin() {
+    for (name, text) in [("page.js", JS), ("page.css", CSS)] {
+        for banned in [
+            "http://",
+            "https://",
+            "eval(",
+            "new Function",
+            "innerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "@import",
+            "url(",
+        ] {
+            assert!(!text.contains(banned), "{name} contains {banned:?}");
+        }
+    }
+}
+
+#[test]
+fn words_show_a_bot_posts_text_and_tag_and_a_private_entry_as_hidden() {
+    let mut m = rules::message_view(&stored(3, "alice", "x", None), "alice");
+    m.kind = MessageKind::Bot;
+    m.sender = "bot:referee".into();
+    m.body = Some(serde_json::json!({"type": "hint", "data": {"text": "higher", "guess": 5}}));
+    let w = html::words(&m);
+    assert_eq!(w.tag.as_deref(), Some("hint"));
+    assert_eq!(w.text.as_deref(), Some("higher"));
+    assert_eq!(w.data.as_deref(), Some("{\"guess\":5}"));
+    let hidden = view_for(&stored(4, "alice", "x", Some(&["bob"])), &Viewer::Spectator);
+    let w = html::words(&hidden);
+    assert!(w.text.unwrap().contains("sha256:00"));
+}
+
+#[test]
+fn the_page_escapes_names_and_bodies() {
+    let m = rules::message_view(&stored(1, "alice", "<script>x</script>", None), "alice");
+    let a = asset_paths();
+    let msgs = [m];
+    let page = html::page(&html::PageModel {
+        channel_id: "ch_1",
+        name: "<img src=x>",
+        closed: false,
+        viewer: &Viewer::Spectator,
+        slots: vec![("alice".into(), true)],
+        messages: &msgs,
+        truncated: false,
+        bots: &[],
+        assets: &a,
+    })
+    .into_string();
+    assert!(!page.contains("<img src=x>") && !page.contains("<script>x"));
+    assert!(page.contains("&lt;img src=x&gt;") && page.contains("&lt;script&gt;x&lt;/script&gt;"));
+    assert_eq!(page.matches("<script").count(), 1);
+}

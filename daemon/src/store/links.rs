@@ -1,0 +1,99 @@
+//! SQL of the channel page's links (`page_links` table): spectator links,
+//! one-time member links and the member sessions they are exchanged for.
+//! Only secrets' SHA-256 hashes are stored; the page (`crate::page`) decides
+//! who a link admits.
+
+use super::StoreError;
+use super::db::Connection;
+use super::tx::{NewPageLink, PageLinkKind, PageLinkRecord};
+use rusqlite::{OptionalExtension, params};
+
+impl PageLinkKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PageLinkKind::Spectator => "spectator",
+            PageLinkKind::MemberLink => "member_link",
+            PageLinkKind::MemberSession => "member_session",
+        }
+    }
+
+    fn parse(s: &str) -> Result<PageLinkKind, StoreError> {
+        match s {
+            "spectator" => Ok(PageLinkKind::Spectator),
+            "member_link" => Ok(PageLinkKind::MemberLink),
+            "member_session" => Ok(PageLinkKind::MemberSession),
+            other => Err(StoreError::Corrupt {
+                what: "page link kind",
+                detail: other.to_string(),
+            }),
+        }
+    }
+}
+
+pub(super) fn insert(c: &Connection, link: &NewPageLink<'_>) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO page_links (id, channel_id, secret_hash, kind, principal_id, seat, created_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            link.id,
+            link.channel_id,
+            link.secret_hash,
+            link.kind.as_str(),
+            link.member.map(|(p, _)| p),
+            link.member.map(|(_, s)| s),
+            link.created_by,
+            link.created_at,
+            link.expires_at,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn by_hash(c: &Connection, hash: &[u8]) -> Result<Option<PageLinkRecord>, StoreError> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, channel_id, secret_hash, kind, principal_id, seat, expires_at, revoked_at
+             FROM page_links WHERE secret_hash = ?1",
+        )?
+        .query_row(params![hash], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, channel_id, stored_hash, kind, principal, seat, expires_at, revoked_at)) = row
+    else {
+        return Ok(None);
+    };
+    Ok(Some(PageLinkRecord {
+        id,
+        channel_id,
+        stored_hash,
+        kind: PageLinkKind::parse(&kind)?,
+        member: principal.zip(seat),
+        expires_at,
+        revoked_at,
+    }))
+}
+
+/// Revokes the channel's live links (one, when `only` names it); returns
+/// how many it revoked.
+pub(super) fn revoke(
+    c: &Connection,
+    channel_id: &str,
+    only: Option<&str>,
+    now: i64,
+) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "UPDATE page_links SET revoked_at = ?1
+         WHERE channel_id = ?2 AND revoked_at IS NULL AND (CAST(?3 AS TEXT) IS NULL OR id = ?3)",
+        params![now, channel_id, only],
+    )?)
+}

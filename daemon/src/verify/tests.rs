@@ -1,0 +1,311 @@
+//! The verifier against exports built the way the daemon builds them (the
+//! chain sealed by `transcript`, heads signed by `signing`), and against
+//! each way of tampering with one: every tampering is caught at its seq.
+
+use super::*;
+use crate::model::Manifest;
+use crate::signing::Signer;
+use crate::transcript::{GENESIS, link};
+use serde_json::{Map, json};
+
+const CH: &str = "ch_test";
+const TS: &str = "2026-12-03T10:00:00.000Z";
+const GUESS_SRC: &str = include_str!("../../../bots/guess.py");
+
+fn sha(s: &str) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()))
+}
+
+fn manifest() -> Value {
+    serde_json::to_value(Manifest {
+        name: "GuessBot".into(),
+        version: "1.0.0".into(),
+        summary: "s".into(),
+        hooks: vec!["on_init".into(), "on_join".into(), "on_message".into()],
+        params: Map::new(),
+        network: false,
+    })
+    .unwrap()
+}
+
+/// The hashed entry of a public message (what `transcript` seals).
+fn hashed(e: &Value) -> Value {
+    let mut h = json!({"seq": e["seq"], "channel_id": CH, "sender": e["sender"],
+                       "kind": e["kind"], "ts": e["ts"], "body": e["body"]});
+    for k in ["cause", "state_hash"] {
+        if let Some(v) = e.get(k) {
+            h[k] = v.clone();
+        }
+    }
+    h
+}
+
+/// Recomputes every hash: what a forger who edits an entry does.
+fn reseal(entries: &mut [Value]) {
+    let mut prev = GENESIS.to_string();
+    for e in entries.iter_mut() {
+        let h = link(&prev, &hashed(e));
+        e["hash"] = json!(h);
+        prev = h;
+    }
+}
+
+/// Signs a head at every seq from `from` on with `signer`, keeping the
+/// heads before.
+fn resign(doc: &mut Value, signer: &Signer, from: i64) {
+    let entries = doc["entries"].as_array().unwrap().clone();
+    let mut heads: Vec<Value> = doc["signed_heads"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| h["seq"].as_i64().unwrap() < from)
+        .collect();
+    for e in &entries {
+        let seq = e["seq"].as_i64().unwrap();
+        if seq >= from {
+            let h = signer.head(CH, seq, e["hash"].as_str().unwrap());
+            heads.push(serde_json::to_value(h).unwrap());
+        }
+    }
+    doc["signed_heads"] = json!(heads);
+}
+
+/// A whole GuessBot game (target 42) exported as alice, a head signed at
+/// every seq.
+fn game(signer: &Signer) -> Value {
+    let nonce = "00112233445566778899aabbccddeeff";
+    let commitment = sha(&format!("42|{nonce}"));
+    let code_hash = format!("sha256:{}", sha(GUESS_SRC));
+    let manifest_hash = format!("sha256:{}", sha(&canonical(&manifest())));
+    let mut shown = manifest();
+    shown["type"] = json!("bot:manifest");
+    shown["bot_id"] = json!("bot:referee");
+    let bot = |kind: &str, cause: i64, data: Value| {
+        json!({"sender": "bot:referee", "kind": "bot", "cause": cause,
+               "body": {"type": kind, "data": data}})
+    };
+    let mut entries = vec![
+        json!({"sender": "system", "kind": "system", "body": {"type": "channel:created", "name": "g",
+            "slots": [{"label": "alice", "kind": "invite"}, {"label": "bot:referee", "kind": "bot"}],
+            "allow_network": false, "transcript_format": 2}}),
+        json!({"sender": "system", "kind": "system", "body": {"type": "bot:attach", "bot_id": "bot:referee",
+            "name": "GuessBot", "code_hash": code_hash, "manifest_hash": manifest_hash, "network": false}}),
+        json!({"sender": "system", "kind": "system", "body": shown}),
+        json!({"sender": "system", "kind": "system", "body": {"type": "seat:filled", "slot": "alice"}}),
+        bot(
+            "commit",
+            2,
+            json!({"commitment": commitment, "range": [1, 100]}),
+        ),
+        json!({"sender": "alice", "kind": "user", "body": "guess 50"}),
+        bot(
+            "hint",
+            6,
+            json!({"player": "alice", "guess": 50, "hint": "lower", "text": "lower"}),
+        ),
+        json!({"sender": "alice", "kind": "user", "body": "guess 42"}),
+        bot(
+            "hint",
+            8,
+            json!({"player": "alice", "guess": 42, "hint": "correct"}),
+        ),
+        bot(
+            "reveal",
+            8,
+            json!({"target": 42, "nonce": nonce, "commitment": commitment, "winner": "alice"}),
+        ),
+    ];
+    for (i, e) in entries.iter_mut().enumerate() {
+        e["seq"] = json!(i + 1);
+        e["channel_id"] = json!(CH);
+        e["ts"] = json!(TS);
+    }
+    entries[9]["state_hash"] = json!("sha256:s");
+    reseal(&mut entries);
+    let mut doc = json!({
+        "format": "mcp-multiplayer-transcript", "version": 1,
+        "exported_at": TS, "exported_as": "alice",
+        "channel": {"channel_id": CH, "name": "g", "created_at": TS, "closed": false,
+                    "allow_network": false, "slots": []},
+        "entries": entries,
+        "bots": [{"channel_id": CH, "bot_id": "bot:referee", "name": "GuessBot", "preset": "GuessBot",
+                  "source": GUESS_SRC, "code_hash": code_hash, "manifest": manifest(),
+                  "manifest_hash": manifest_hash, "network": false, "params": {}}],
+        "signed_heads": [],
+        "keys": signer.keys().keys,
+        "replay": {},
+    });
+    resign(&mut doc, signer, 1);
+    doc
+}
+
+fn first_bad(doc: &Value, trust: &Trust) -> Option<At> {
+    verify(doc, trust).first_bad().cloned()
+}
+
+#[test]
+fn a_whole_game_verifies_every_check() {
+    let s = Signer::ephemeral();
+    let r = verify(&game(&s), &Trust::default());
+    assert!(r.passed(), "{}", r.text());
+    let checks: Vec<&str> = r.findings.iter().map(|f| f.check.as_str()).collect();
+    assert_eq!(
+        checks,
+        [
+            "chain",
+            "signatures",
+            "bot bot:referee",
+            "GuessBot bot:referee"
+        ]
+    );
+    assert!(r.text().contains("VERIFIED"));
+    // Pinning the real key changes nothing.
+    let pinned = Trust {
+        keys: None,
+        pinned: vec![s.key_id().into()],
+    };
+    assert!(verify(&game(&s), &pinned).passed());
+}
+
+#[test]
+fn a_changed_byte_in_a_public_body_is_caught_at_its_seq() {
+    let s = Signer::ephemeral();
+    let mut doc = game(&s);
+    doc["entries"][5]["body"] = json!("guess 51");
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(6)));
+}
+
+#[test]
+fn a_deleted_message_is_caught_at_its_seq() {
+    let s = Signer::ephemeral();
+    let mut doc = game(&s);
+    doc["entries"].as_array_mut().unwrap().remove(5);
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(6)));
+    // Deleted and renumbered, the chain resealed: the signatures catch it.
+    let mut doc = game(&s);
+    let e = doc["entries"].as_array_mut().unwrap();
+    e.remove(7);
+    for (i, m) in e.iter_mut().enumerate() {
+        m["seq"] = json!(i + 1);
+    }
+    reseal(e);
+    let r = verify(&doc, &Trust::default());
+    assert_eq!(r.first_bad(), Some(&At::Seq(8)), "{}", r.text());
+}
+
+#[test]
+fn a_swapped_order_is_caught_at_the_first_moved_seq() {
+    let s = Signer::ephemeral();
+    let mut doc = game(&s);
+    doc["entries"].as_array_mut().unwrap().swap(5, 6);
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(6)));
+    // Swapped with seqs and the chain rewritten: caught by the signature
+    // and, here, by the causal order (the hint before its guess).
+    let mut doc = game(&s);
+    let e = doc["entries"].as_array_mut().unwrap();
+    e.swap(5, 6);
+    e[5]["seq"] = json!(6);
+    e[6]["seq"] = json!(7);
+    reseal(e);
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(6)));
+}
+
+#[test]
+fn a_bot_post_altered_and_resigned_with_another_key_is_caught() {
+    let s = Signer::ephemeral();
+    let forger = Signer::ephemeral();
+    let mut doc = game(&s);
+    doc["entries"][6]["body"]["data"]["text"] = json!("lower, trust me");
+    reseal(doc["entries"].as_array_mut().unwrap());
+    resign(&mut doc, &forger, 7);
+    let r = verify(&doc, &Trust::default());
+    assert_eq!(r.first_bad(), Some(&At::Seq(7)), "{}", r.text());
+    assert!(r.text().contains("not in the key list"), "{}", r.text());
+    // The forger also swaps in their own key list: the document is then
+    // consistent with itself, and only a key the reader trusts catches it.
+    let mut all = game(&s);
+    all["entries"][6]["body"]["data"]["text"] = json!("lower, trust me");
+    reseal(all["entries"].as_array_mut().unwrap());
+    resign(&mut all, &forger, 1);
+    all["keys"] = json!(forger.keys().keys);
+    assert!(verify(&all, &Trust::default()).passed());
+    let pinned = Trust {
+        keys: None,
+        pinned: vec![s.key_id().into()],
+    };
+    assert_eq!(first_bad(&all, &pinned), Some(At::Seq(1)));
+    let real_keys = Trust {
+        keys: Some(s.keys().keys.clone()),
+        pinned: vec![],
+    };
+    assert_eq!(first_bad(&all, &real_keys), Some(At::Seq(1)));
+}
+
+#[test]
+fn a_forged_signature_is_caught_at_the_first_seq_it_alone_covered() {
+    let s = Signer::ephemeral();
+    let mut doc = game(&s);
+    let sig = doc["signed_heads"][6]["signature"].as_str().unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    doc["signed_heads"][6]["signature"] = json!(format!("{flipped}{}", &sig[1..]));
+    let r = verify(&doc, &Trust::default());
+    assert_eq!(r.first_bad(), Some(&At::Seq(7)), "{}", r.text());
+    // Without any head at the end, the tail is not vouched for.
+    let mut doc = game(&s);
+    doc["signed_heads"].as_array_mut().unwrap().truncate(4);
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(5)));
+}
+
+#[test]
+fn a_source_that_is_not_the_announced_code_is_caught_at_the_attach() {
+    let s = Signer::ephemeral();
+    let mut doc = game(&s);
+    doc["bots"][0]["source"] = json!(GUESS_SRC.replace("secrets.randbelow", "(lambda n: 41)"));
+    let r = verify(&doc, &Trust::default());
+    assert_eq!(r.first_bad(), Some(&At::Seq(2)), "{}", r.text());
+    let mut doc = game(&s);
+    doc["bots"][0]["manifest"]["summary"] = json!("other");
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(2)));
+    let mut doc = game(&s);
+    doc["bots"] = json!([]);
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(2)));
+}
+
+/// A dishonest referee whose posts the daemon signed: the claims catch it.
+#[test]
+fn guessbot_claims_that_do_not_follow_from_the_reveal_are_caught() {
+    let s = Signer::ephemeral();
+    let cases: Vec<(usize, &str, Value, i64)> = vec![
+        (9, "target", json!(43), 10),
+        (9, "nonce", json!("ff"), 10),
+        (6, "hint", json!("higher"), 7),
+        (9, "winner", json!(null), 10),
+    ];
+    for (i, field, value, seq) in cases {
+        let mut doc = game(&s);
+        doc["entries"][i]["body"]["data"][field] = value;
+        reseal(doc["entries"].as_array_mut().unwrap());
+        resign(&mut doc, &s, 1);
+        let r = verify(&doc, &Trust::default());
+        assert_eq!(r.first_bad(), Some(&At::Seq(seq)), "{field}: {}", r.text());
+    }
+}
+
+#[test]
+fn documents_that_are_not_whole_exports_are_refused() {
+    let s = Signer::ephemeral();
+    for (field, value) in [
+        ("format", json!("other")),
+        ("version", json!(2)),
+        ("page", json!({"after": 0, "cursor": 5, "more": true})),
+    ] {
+        let mut doc = game(&s);
+        doc[field] = value;
+        assert_eq!(
+            first_bad(&doc, &Trust::default()),
+            Some(At::Document),
+            "{field}"
+        );
+    }
+}

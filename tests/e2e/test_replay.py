@@ -1,0 +1,253 @@
+"""Deterministic replay of the referee, end to end: a whole GuessBot game
+and a Blackjack hand through the SDK against a real daemon and the real
+sandbox; after close, `mcp-multiplayer replay` re-runs every hook in the
+sandbox and matches every post and state hash, from a player's transcript
+(what alice received over MCP) and from the daemon's database. Forgeries,
+each re-chained so that the hash chain still verifies, are caught by the
+replay with the seq named: a bot post not produced by its code, a wrong seed
+in the reveal, a changed param."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import hmac
+import json
+import subprocess
+
+import pytest
+from conftest import BIN, call, connect
+from test_bots import Follower, bot_msgs, two_players
+from transcript import rehash, verify
+
+pytestmark = pytest.mark.anyio
+
+
+def replay(*args, cwd=None) -> tuple[int, dict]:
+    """Runs `mcp-multiplayer replay ... --json`; returns the exit code and the report."""
+    p = subprocess.run([str(BIN), "replay", *map(str, args), "--json"],
+                       capture_output=True, text=True, timeout=600, cwd=cwd)
+    assert p.returncode in (0, 1), p.stderr
+    return p.returncode, json.loads(p.stdout)
+
+
+def write(tmp_path, name, doc) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+async def play_guess(alice, bob, cid):
+    fa = Follower(alice, cid)
+    clients = {"alice": alice, "bob": bob}
+    lo, hi = 1, 100
+    # One move out of turn: the refusal is a private post to its sender.
+    await fa.until(lambda ms: bot_msgs(ms, "turn"))
+    other = "bob" if fa.last("turn")["body"]["data"]["player"] == "alice" else "alice"
+    await call(clients[other], "post_message", {"channel_id": cid, "body": "guess 1"})
+    while True:
+        await fa.until(lambda ms: bot_msgs(ms, "reveal") or bot_msgs(ms)[-1]["body"]["type"] == "turn")
+        if bot_msgs(fa.messages, "reveal"):
+            return
+        turn = fa.last("turn")["body"]["data"]["player"]
+        n = len(bot_msgs(fa.messages, "hint"))
+        guess = (lo + hi) // 2
+        await call(clients[turn], "post_message", {"channel_id": cid, "body": {"guess": guess}})
+        await fa.until(lambda ms: len(bot_msgs(ms, "hint")) > n)
+        hint = fa.last("hint")["body"]["data"]["hint"]
+        lo, hi = (guess + 1, hi) if hint == "higher" else (lo, guess - 1) if hint == "lower" else (guess, guess)
+
+
+async def play_blackjack(alice, bob, cid):
+    fa = Follower(alice, cid)
+    clients = {"alice": alice, "bob": bob}
+    acted = set()
+    while True:
+        await fa.until(lambda ms: bot_msgs(ms, "reveal") or
+                       (bot_msgs(ms, "turn") and bot_msgs(ms, "turn")[-1]["seq"] not in acted))
+        if bot_msgs(fa.messages, "reveal"):
+            return
+        t = fa.last("turn")
+        acted.add(t["seq"])
+        d = t["body"]["data"]
+        await call(clients[d["player"]], "post_message",
+                   {"channel_id": cid, "body": "hit" if d["total"] < 13 else "stand"})
+
+
+async def everything(client, cid):
+    msgs, cursor = [], 0
+    while True:
+        s = await call(client, "sync_messages", {"channel_id": cid, "cursor": cursor, "wait_ms": 0})
+        msgs += s["messages"]
+        cursor = s["cursor"]
+        if not s.get("more"):
+            return msgs
+
+
+def hooks_by_verdict(report):
+    out = {}
+    for h in report["hooks"]:
+        out.setdefault(h["verdict"], []).append(h)
+    return out
+
+
+@pytest.mark.parametrize("preset,params,play", [
+    ("guess", {"min": 1, "max": 100, "max_rounds": 10}, play_guess),
+    ("blackjack", {}, play_blackjack),
+])
+async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_caught(
+        daemon, tmp_path, preset, params, play):
+    ta, tb, spec = await two_players(daemon, preset, params)
+    async with connect(daemon.url, ta) as alice, connect(daemon.url, tb) as bob:
+        ch = await call(alice, "create_channel", spec)
+        cid = ch["channel_id"]
+        await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
+        await play(alice, bob, cid)
+        code = await call(alice, "get_bot_code", {"channel_id": cid, "bot_id": "bot:referee"})
+        code.pop("_text")
+
+        # Open: the seed is committed but secret, so nothing can be replayed yet.
+        open_doc = {"channel_id": cid, "messages": await everything(alice, cid), "bots": [code]}
+        attach = [m for m in open_doc["messages"] if m["kind"] == "system"
+                  and m["body"]["type"] == "bot:attach"][0]
+        assert attach["body"]["seed_commitment"].startswith("sha256:")
+        assert attach["body"]["params_hash"] == "sha256:" + hashlib.sha256(
+            json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        rc, rep = replay(write(tmp_path, "open.json", open_doc))
+        assert rc == 0 and rep["hooks"], rep
+        assert {h["verdict"] for h in rep["hooks"]} == {"not_replayable"}
+        assert all("not revealed" in h["why"] for h in rep["hooks"])
+
+        await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
+        msgs = await everything(alice, cid)
+        verify(cid, msgs)
+        reveal = [m for m in msgs if m["kind"] == "system" and m["body"]["type"] == "bot:reveal"]
+        assert len(reveal) == 1 and reveal[0]["body"]["bot_id"] == "bot:referee"
+        closed = [m for m in msgs if m["kind"] == "system" and m["body"]["type"] == "channel:closed"][0]
+        assert reveal[0]["seq"] == closed["seq"] + 1, "the reveal commits with the close"
+        # The reveal opens the commitment, computed from docs/replay.md alone.
+        seed = bytes.fromhex(reveal[0]["body"]["seed"])
+        assert len(seed) == 32
+        assert attach["body"]["seed_commitment"] == "sha256:" + hashlib.sha256(
+            b"mcp-multiplayer bot seed v1\x00" + seed).hexdigest()
+        salt = hmac.new(seed, b"state-salt\x00" + (0).to_bytes(8, "big"), hashlib.sha256).digest()[:16].hex()
+        assert reveal[0]["body"]["state_salt"] == salt
+
+    # alice's transcript (public messages and her own private ones; a
+    # refusal sent to bob she sees only as a hash) and the bot's code.
+    doc = {"channel_id": cid, "messages": msgs, "bots": [code]}
+    rc, rep = replay(write(tmp_path, "alice.json", doc))
+    by = hooks_by_verdict(rep)
+    assert rc == 0 and not rep["problems"], rep
+    assert set(by) == {"matched"}, rep
+    kinds = {h["hook"].split()[0] for h in rep["hooks"]}
+    assert kinds == {"on_init", "on_join", "on_message"}
+    triggers = {m["seq"] for m in msgs if m["kind"] == "user"}
+    assert triggers <= {h["trigger"] for h in rep["hooks"]}, "every player message's hook was replayed"
+    assert rep["hooks_run"] == len(rep["hooks"])
+
+    # The daemon's database: every body, every private post compared whole.
+    full_path = tmp_path / "full.json"
+    rc, rep = replay("--db", daemon.state_dir / "mcp-multiplayer.db", "--channel", cid,
+                     "--write-document", full_path)
+    assert rc == 0 and set(hooks_by_verdict(rep)) == {"matched"}, rep
+    assert all("note" not in h for h in rep["hooks"]), "the full transcript leaves nothing unread"
+    full = json.loads(full_path.read_text())
+
+    # Forgery 1: a bot post its code did not produce, re-chained (a server
+    # rewriting its own chain; signed heads would be re-signed with its key).
+    forged = copy.deepcopy(full)
+    posts = [m for m in forged["messages"] if m["kind"] == "bot" and "to" not in m]
+    target = posts[len(posts) // 2]
+    target["body"]["data"]["forged"] = True
+    forged["messages"] = rehash(cid, forged["messages"])
+    verify(cid, forged["messages"])  # the chain alone cannot tell
+    rc, rep = replay(write(tmp_path, "forged-post.json", forged))
+    assert rc == 1
+    bad = hooks_by_verdict(rep)["mismatch"]
+    assert bad[0]["seq"] == target["seq"], bad
+    assert "differs" in bad[0]["what"]
+
+    # Forgery 2: a wrong seed in the reveal (the salt with it, re-chained).
+    wrong = copy.deepcopy(full)
+    rv = [m for m in wrong["messages"] if m["kind"] == "system" and m["body"]["type"] == "bot:reveal"][0]
+    rv["body"]["seed"] = "%064x" % (int(rv["body"]["seed"], 16) ^ 1)
+    wrong["messages"] = rehash(cid, wrong["messages"])
+    rc, rep = replay(write(tmp_path, "wrong-seed.json", wrong))
+    assert rc == 1
+    assert rep["problems"][0]["seq"] == rv["seq"], rep["problems"]
+    assert "does not open the seed commitment" in rep["problems"][0]["what"]
+
+    # Forgery 3: a changed param (the document's params are not the ones
+    # the attach entry fixed).
+    changed = copy.deepcopy(full)
+    changed["bots"][0]["params"]["dealer_stands_on"] = 99
+    rc, rep = replay(write(tmp_path, "changed-param.json", changed))
+    assert rc == 1
+    assert rep["problems"][0]["seq"] == attach["seq"], rep["problems"]
+    assert "params_hash" in rep["problems"][0]["what"]
+
+    # And a post altered without re-chaining breaks the chain at its seq.
+    raw = copy.deepcopy(full)
+    raw["messages"][target["seq"] - 1]["body"]["data"]["forged"] = True
+    rc, rep = replay(write(tmp_path, "unchained.json", raw))
+    assert rc == 1 and rep["problems"][0]["seq"] == target["seq"]
+    assert "does not verify" in rep["problems"][0]["what"]
+
+
+CLOCKWORK = '''
+MANIFEST = {"name": "Clockwork", "version": "1", "summary": "Posts what it drew, when, and whom it saw."}
+
+import datetime
+import random
+import secrets
+import time
+
+
+class Clockwork:
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+
+    def on_message(self, msg):
+        self.ctx.post("drawn", {
+            "time": time.time(),
+            "now": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "random": random.random(),
+            "token": secrets.token_hex(8),
+            "order": list({"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}),
+            "players": self.ctx.players,
+        })
+'''
+
+
+async def test_time_randomness_set_order_and_seats_replay_in_the_sandbox(daemon, tmp_path):
+    """An inline bot that reads the clock, draws from random and secrets,
+    iterates a set of strings and reports the seats: every post replays,
+    because each is a function of the hook's job."""
+    ta, tb, spec = await two_players(daemon, CLOCKWORK, key="bot_code")
+    async with connect(daemon.url, ta) as alice, connect(daemon.url, tb) as bob:
+        ch = await call(alice, "create_channel", spec)
+        cid = ch["channel_id"]
+        await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
+        fa = Follower(alice, cid)
+        for i, (who, body) in enumerate([(alice, "one"), (bob, "two")]):
+            await call(who, "post_message", {"channel_id": cid, "body": body})
+            await fa.until(lambda ms, n=i + 1: len(bot_msgs(ms, "drawn")) == n)
+        await call(alice, "update_channel", {"channel_id": cid, "op": "kick", "slot": "bob"})
+        await call(alice, "post_message", {"channel_id": cid, "body": "three"})
+        await fa.until(lambda ms: len(bot_msgs(ms, "drawn")) == 3)
+        await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
+    drawn = bot_msgs(fa.messages, "drawn")
+    by_seq = {m["seq"]: m for m in fa.messages}
+    for d in drawn:
+        ts = by_seq[d["cause"]]["ts"]
+        want = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        assert d["body"]["data"]["time"] == want.timestamp(), "the clock is the trigger's ts"
+        assert d["body"]["data"]["now"] == want.isoformat()
+    seats = [{p["label"]: p["filled"] for p in d["body"]["data"]["players"]} for d in drawn]
+    assert seats == [{"alice": True, "bob": True}] * 2 + [{"alice": True, "bob": False}]
+    assert len({d["body"]["data"]["token"] for d in drawn}) == 3, "each hook its own entropy"
+    rc, rep = replay("--db", daemon.state_dir / "mcp-multiplayer.db", "--channel", cid)
+    assert rc == 0, rep
+    assert [h["verdict"] for h in rep["hooks"]] == ["matched"] * 3, rep
