@@ -161,8 +161,11 @@ pub fn config_check(mut cfg: Config) -> (String, bool) {
         Ok(text) => line(true, text),
         Err(e) => line(false, e.to_string()),
     }
-    let db = cfg.db_path();
-    match database_state(&db) {
+    let state = match &cfg.database {
+        crate::config::DatabaseConfig::Sqlite => database_state(&cfg.db_path()),
+        crate::config::DatabaseConfig::Postgres(src) => postgres_state(src),
+    };
+    match state {
         Ok(text) => line(true, text),
         Err(text) => line(false, text),
     }
@@ -191,6 +194,20 @@ fn is_executable(p: &Path) -> bool {
 
 /// Whether the database (or the directory it will be created in) looks
 /// usable, without creating or migrating anything.
+/// Whether the PostgreSQL database answers (its password file read, one
+/// connection made); nothing is written.
+fn postgres_state(src: &crate::config::PostgresSource) -> Result<String, String> {
+    let what = crate::config::DatabaseConfig::Postgres(src.clone()).describe();
+    let mut pg = src.load().map_err(|e| e.to_string())?;
+    pg.connect_timeout(std::time::Duration::from_secs(5));
+    store::db::off_runtime(|| {
+        pg.connect(postgres::NoTls)
+            .map(drop)
+            .map_err(|e| format!("cannot connect to PostgreSQL {what}: {e}"))
+    })?;
+    Ok(format!("PostgreSQL {what} takes connections"))
+}
+
 fn database_state(db: &Path) -> Result<String, String> {
     if !db.exists() {
         let dir = db

@@ -384,7 +384,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{token}");
             eprintln!(
                 "Token for principal {name:?} stored (hashed) in {}. It is shown only now.",
-                cfg.db_path().display()
+                match &cfg.database {
+                    crate::config::DatabaseConfig::Sqlite => cfg.db_path().display().to_string(),
+                    other => other.describe(),
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

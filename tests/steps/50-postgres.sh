@@ -3,12 +3,12 @@
 # PostgreSQL on a temporary data directory as its unprivileged `postgres`
 # user, listening on 127.0.0.1 only, and runs the daemon's unit and
 # integration suites (the crash test with its 20 kills included) and the
-# end-to-end tests of channels, bots, delivery and several daemons with
-# MCPMP_TEST_POSTGRES set: every test gets a schema of its own in one
-# database instead of its SQLite file (`testing.rs`, `tests/it/util.rs`,
-# `tests/e2e/conftest.py`). The OAuth client suites (55, 56, 90's OAuth
-# tests) and the packaging steps stay SQLite-only: they exercise clients and
-# packages, not the store, and would add minutes.
+# end-to-end tests of channels, bots, delivery, signed transcripts and
+# several daemons with MCPMP_TEST_POSTGRES set: every test gets a schema of
+# its own in one database instead of its SQLite file (`testing.rs`,
+# `tests/it/util.rs`, `tests/e2e/conftest.py`). The OAuth client suites (55,
+# 56, 90's OAuth tests) and the packaging steps stay SQLite-only: they
+# exercise clients and packages, not the store, and would add minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/steps/deps.sh
@@ -40,4 +40,5 @@ cargo build --workspace --locked
 cargo test -p mcp-multiplayer --locked --lib
 cargo test -p mcp-multiplayer --locked --test it
 PYTHONPATH="$PWD/.test-deps/py" /usr/bin/python3 -m pytest -c tests/e2e/pytest.ini -q \
-    tests/e2e/test_core.py tests/e2e/test_bots.py tests/e2e/test_trust.py tests/e2e/test_scale.py
+    tests/e2e/test_core.py tests/e2e/test_bots.py tests/e2e/test_trust.py tests/e2e/test_transcripts.py \
+    tests/e2e/test_scale.py
