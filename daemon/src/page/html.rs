@@ -58,7 +58,7 @@ pub(crate) fn page(m: &PageModel<'_>) -> Markup {
         Viewer::Spectator => "You are watching as a spectator: public messages, and private ones without their bodies.".to_string(),
         Viewer::Member { seat } => format!("You are viewing as {seat}: your own private messages included."),
     };
-    let export_name = format!("{}.json", m.channel_id);
+    let export_name = crate::http::transcripts::file_name(m.channel_id);
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -289,7 +289,7 @@ pub(crate) fn event_words(body: &Value) -> String {
         } => format!("{bot_id} failed on #{seq}: {reason}"),
         Event::BotState { bot_id } => format!("{bot_id} changed its state without posting."),
         Event::BotReveal { bot_id, seed, .. } => format!(
-            "{bot_id}'s seed revealed at close: {seed} (it opens the commitment of its attach)."
+            "{bot_id}'s seed revealed at close: {seed}; it must open the seed commitment of its attach."
         ),
     }
 }
