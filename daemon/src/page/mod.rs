@@ -11,10 +11,13 @@
 //!   canonical JSON, checks the daemon's signed heads, checks the builtin
 //!   games' commitments, and follows the event stream.
 //! - `/c/<id>/events` is a Server-Sent Events stream of the entries as the
-//!   viewer may see them, from `Last-Event-ID` on, woken by the store's
+//!   viewer may see them, from `Last-Event-ID` on, each batch followed by
+//!   the daemon's signed head at its last entry, woken by the store's
 //!   commit bus like a waiting `sync_messages`; the link is checked again
 //!   at every wake-up and every keep-alive, so a revoked or expired link
 //!   ends the stream and gets nothing committed after it.
+//! - `/c/<id>/export` is the signed export of `docs/transcripts.md` as the
+//!   viewer sees it, made by the same code as `export_transcript`.
 //!
 //! A link arrives as `?key=` once: the page answers with a cookie scoped to
 //! the channel's path (`HttpOnly`, `SameSite=Lax`, `Secure` behind https)
@@ -495,8 +498,9 @@ enum Batch {
 
 /// `GET /c/<id>/events`: Server-Sent Events, one `message` event per entry
 /// (its `id` the `seq`, its data the entry as the viewer may see it), from
-/// after `Last-Event-ID` (or `?after=`); a `revoked` event and the end of the
-/// stream when the link stops working.
+/// after `Last-Event-ID` (or `?after=`), and after each batch a `head` event
+/// (the daemon's signed head at the batch's last entry); a `revoked` event
+/// and the end of the stream when the link stops working.
 async fn events(
     State(state): State<AppState>,
     Path(cid): Path<String>,
