@@ -62,7 +62,7 @@ DEPS_DEBIAN=(
     "cmd readelf binutils"
     "cmd podman podman"
     "cmd runc runc"
-    "file /usr/share/containers/seccomp.json containers-common"
+    "file /usr/share/containers/seccomp.json golang-github-containers-common"
 )
 
 deps_say() { printf 'deps: %s\n' "$*" >&2; }
