@@ -312,7 +312,9 @@ in
       {
         assertion =
           cfg.signingKeyFile == null
-          || (lib.hasPrefix "/" cfg.signingKeyFile && !(lib.hasPrefix "${builtins.storeDir}/" cfg.signingKeyFile));
+          || (
+            lib.hasPrefix "/" cfg.signingKeyFile && !(lib.hasPrefix "${builtins.storeDir}/" cfg.signingKeyFile)
+          );
         message = "services.mcp-multiplayer.signingKeyFile must be an absolute path outside the Nix store (it is world-readable).";
       }
     ];

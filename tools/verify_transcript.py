@@ -12,8 +12,12 @@ implementation. It checks, offline:
   "mcp-multiplayer/signed-head/v1\\n" + JCS(head without signature), by a
   listed (or pinned) key, within that key's period, naming the hash their
   entry has, the last entry covered;
-- each announced bot: the exported source and manifest hash to what its
-  bot:attach announced.
+- each announced bot: the exported source, manifest and params hash to
+  what its bot:attach announced;
+- each bot's seed: a bot:reveal only after the channel closed, one per bot,
+  for a bot that committed to a seed, opening that seed_commitment with the
+  state salt the seed derives; every seeded bot revealed once the channel
+  closed.
 
 It does not check the builtin bots' game claims (the Rust verifier does).
 
@@ -33,13 +37,16 @@ import argparse
 import base64
 import decimal
 import hashlib
+import hmac
 import json
+import re
 import sys
 
 FORMAT = "mcp-multiplayer-transcript"
 VERSION = 1
 HEAD_TAG = b"mcp-multiplayer/signed-head/v1\n"
 GENESIS = bytes(32)
+SEED_TAG = b"mcp-multiplayer bot seed v1\x00"
 
 
 # --- RFC 8785 (JCS) -------------------------------------------------------
@@ -442,12 +449,77 @@ def check_bots(r: Report, doc: dict, entries: list[dict]):
             continue
         code = "sha256:" + hashlib.sha256(b["source"].encode("utf-8")).hexdigest()
         manifest = "sha256:" + hashlib.sha256(jcs(b.get("manifest")).encode()).hexdigest()
+        params = {} if b.get("params") is None else b["params"]
         if code != body.get("code_hash"):
             r.bad(f"bot {bot_id}", m["seq"], "the exported source does not hash to the announced code_hash")
         elif manifest != body.get("manifest_hash"):
             r.bad(f"bot {bot_id}", m["seq"], "the exported manifest does not hash to the announced manifest_hash")
+        elif "params_hash" in body and not isinstance(params, dict):
+            r.bad(f"bot {bot_id}", m["seq"], "the exported params are not an object")
+        elif "params_hash" in body and \
+                "sha256:" + hashlib.sha256(jcs(params).encode()).hexdigest() != body["params_hash"]:
+            r.bad(f"bot {bot_id}", m["seq"], "the exported params do not hash to the announced params_hash")
         else:
-            r.ok(f"bot {bot_id}", f"source and manifest hash to what seq {m['seq']} announced")
+            r.ok(f"bot {bot_id}", f"source, manifest and params hash to what seq {m['seq']} announced")
+
+
+def reveal_problem(commitment, seed_hex, salt):
+    """Why a bot:reveal does not open its bot's seed commitment, or None."""
+    if not isinstance(seed_hex, str) or not re.fullmatch(r"[0-9a-f]{64}", seed_hex):
+        return "the revealed seed is not 64 lowercase hex digits"
+    seed = bytes.fromhex(seed_hex)
+    if "sha256:" + hashlib.sha256(SEED_TAG + seed).hexdigest() != commitment:
+        return "the revealed seed does not open the seed commitment"
+    derived = hmac.new(seed, b"state-salt\x00" + (0).to_bytes(8, "big"), hashlib.sha256).digest()[:16].hex()
+    if salt != derived:
+        return "the revealed state salt is not the one the seed derives"
+    return None
+
+
+def check_seeds(r: Report, entries: list[dict]):
+    """Reveals only after channel:closed, one per bot, for a bot whose
+    bot:attach has a seed_commitment that the seed opens, with the state salt
+    the seed derives; every seeded bot revealed once the channel closed (a
+    missing reveal is named at the close)."""
+    bots = []  # [bot_id, attach seq, commitment or None, revealed at or None]
+    closed = None
+    for m in entries:
+        if not isinstance(m, dict) or m.get("kind") != "system" or m.get("sender") != "system":
+            continue
+        body = m.get("body") if isinstance(m.get("body"), dict) else {}
+        seq, event = m.get("seq"), body.get("type")
+        if event == "bot:attach":
+            c = body.get("seed_commitment")
+            bots.append([body.get("bot_id"), seq, c if isinstance(c, str) else None, None])
+        elif event == "channel:closed" and closed is None:
+            closed = seq
+        elif event == "bot:reveal":
+            bot_id = body.get("bot_id")
+            b = next((b for b in reversed(bots) if b[0] == bot_id), None)
+            if b is None:
+                r.bad(f"seed {bot_id}", seq, "a reveal for a bot never attached")
+                continue
+            if b[3] is not None:
+                why = f"a second reveal (the first is at seq {b[3]})"
+            elif closed is None:
+                why = "revealed while the channel is open"
+            elif b[2] is None:
+                why = f"its bot:attach at seq {b[1]} committed to no seed"
+            else:
+                why = reveal_problem(b[2], body.get("seed"), body.get("state_salt"))
+            if b[3] is None:
+                b[3] = seq
+            if why:
+                r.bad(f"seed {bot_id}", seq, why)
+            else:
+                r.ok(f"seed {bot_id}", f"the reveal at seq {seq} opens the commitment of seq {b[1]}")
+    for bot_id, attach, commitment, revealed in bots:
+        if commitment is None or revealed is not None:
+            continue
+        if closed is not None:
+            r.bad(f"seed {bot_id}", closed, f"the channel closed without revealing the seed committed at seq {attach}")
+        else:
+            r.ok(f"seed {bot_id}", f"committed at seq {attach}, revealed when the channel closes")
 
 
 def verify(doc, keys=None, pinned=(), pure=False) -> Report:
@@ -475,6 +547,7 @@ def verify(doc, keys=None, pinned=(), pure=False) -> Report:
     check_chain(r, channel_id, entries)
     check_heads(r, doc, channel_id, entries, keys, set(pinned), pure)
     check_bots(r, doc, entries)
+    check_seeds(r, entries)
     return r
 
 

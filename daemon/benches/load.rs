@@ -11,6 +11,8 @@
 //! (default 5, after 1 s of warm-up), `LOAD_WAITERS` long-poll waiters
 //! (default 1000), `LOAD_WAKE_CHANNELS` channels they wait on (default 100),
 //! `LOAD_PROTOCOLS` which MCP revisions to drive (`session,sessionless`).
+//! `BENCH_QUOTAS=0` leaves the `[quotas]` section out of the daemon's config
+//! (for a daemon that predates it, run through `MCPMP_BIN`).
 //!
 //! `LOAD_ONLY=stores` compares the stores instead (docs/scale-out.md): the
 //! same durable `post_message` load (`LOAD_LEVELS`, default 64 clients, 8 per
@@ -815,9 +817,11 @@ impl Daemon {
         let bin = daemon_bin();
         // A benchmark measures capacity: per-principal quotas out of the way.
         let cfg = dir.join("bench.toml");
+        // `BENCH_QUOTAS=0` leaves the section out, for a daemon that predates it.
+        let quotas = std::env::var("BENCH_QUOTAS").map_or(true, |v| v != "0");
         std::fs::write(
             &cfg,
-            "[quotas]\nposts_per_second = 1e9\npost_burst = 1000000000\nchannels_per_hour = 1000000000\nopen_channels = 1000000000\nmessages_per_channel = 1000000000000\nbytes_per_channel = 1000000000000000\nbytes_per_principal_per_day = 1000000000000000\n",
+            if !quotas { "" } else { "[quotas]\nposts_per_second = 1e9\npost_burst = 1000000000\nchannels_per_hour = 1000000000\nopen_channels = 1000000000\nmessages_per_channel = 1000000000000\nbytes_per_channel = 1000000000000000\nbytes_per_principal_per_day = 1000000000000000\n" },
         )
         .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
         let mut child = Command::new(&bin)

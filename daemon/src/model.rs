@@ -538,8 +538,8 @@ pub struct TranscriptExport {
     pub signed_heads: Vec<SignedHead>,
     /// The daemon's public keys, oldest first, with the period each signed.
     pub keys: Vec<PublicKey>,
-    /// Reserved for deterministic replay (revealed seeds, recorded network
-    /// reads); `{}` until then.
+    /// `{}`: the revealed seeds a replay needs are the chain's `bot:reveal`
+    /// entries; kept for what network bots read, which is not recorded.
     pub replay: Map<String, Value>,
     /// Present on a page of a channel too big for one answer.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,9 +9,11 @@ after building the binaries it should measure, e.g.
 
 A real daemon (the runner next to it, root mode when run as root) plays a
 two-player GuessBot game through the Python SDK until the channel holds 200
-messages (max 10^9, so nobody wins), closes it, then times
-`mcp-multiplayer replay --db` over it, which re-runs every hook in the
-sandbox one after another. Prints the replay's summary line and the machine's
+messages (max 10^9, so nobody wins), closes it, downloads alice's export
+(`GET /channels/ID/export`), then times `mcp-multiplayer replay --db` over the
+channel and `mcp-multiplayer replay FILE` over the export, each of which
+re-runs every hook in the sandbox one after another, and
+`mcp-multiplayer verify FILE`. Prints each summary line and the machine's
 load average.
 """
 
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import anyio
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import BIN, Daemon, call, connect  # noqa: E402
@@ -65,23 +68,34 @@ async def main() -> None:
                 guess += 1
             await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
             count = (await call(alice, "get_channel_info", {"channel_id": cid}))["message_count"]
+        export = state / "export.json"
+        r = httpx2.get(f"{d.base}/channels/{cid}/export", headers={"Authorization": f"Bearer {ta}"}, timeout=60)
+        r.raise_for_status()
+        export.write_bytes(r.content)
     finally:
         d.stop()
-    load = os.getloadavg()
+    print(f"channel of {count} messages; alice's export {export.stat().st_size} bytes")
+    runs = [("replay --db", ["replay", "--db", str(state / "mcp-multiplayer.db"), "--channel", cid]),
+            ("replay FILE (the export)", ["replay", str(export)])]
+    for name, args in runs:
+        load = os.getloadavg()
+        started = time.monotonic()
+        p = subprocess.run([str(BIN), *args, "--json"], capture_output=True, text=True)
+        wall = time.monotonic() - started
+        report = json.loads(p.stdout)
+        verdicts = {}
+        for h in report["hooks"]:
+            verdicts[h["verdict"]] = verdicts.get(h["verdict"], 0) + 1
+        print(f"{name}: exit {p.returncode}; verdicts {verdicts}; load average before "
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
+        print(f"  {report['hooks_run']} hooks run in the sandbox in {report['run_ms']} ms "
+              f"= {report['hooks_run'] * 1000 / report['run_ms']:.1f} hooks/s "
+              f"(whole command {wall:.2f} s, including reading the input)")
     started = time.monotonic()
-    p = subprocess.run([str(BIN), "replay", "--db", str(state / "mcp-multiplayer.db"),
-                        "--channel", cid, "--json"], capture_output=True, text=True)
+    p = subprocess.run([str(BIN), "verify", str(export), "--json"], capture_output=True, text=True)
     wall = time.monotonic() - started
+    print(f"verify FILE: exit {p.returncode}, verified {json.loads(p.stdout)['verified']}, {wall * 1000:.0f} ms")
     shutil.rmtree(state, ignore_errors=True)
-    report = json.loads(p.stdout)
-    verdicts = {}
-    for h in report["hooks"]:
-        verdicts[h["verdict"]] = verdicts.get(h["verdict"], 0) + 1
-    print(f"channel of {count} messages; replay exit {p.returncode}; verdicts {verdicts}")
-    print(f"{report['hooks_run']} hooks run in the sandbox in {report['run_ms']} ms "
-          f"= {report['hooks_run'] * 1000 / report['run_ms']:.1f} hooks/s "
-          f"(whole command {wall:.2f} s, including reading the database)")
-    print(f"load average before the replay: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

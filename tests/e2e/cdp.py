@@ -121,6 +121,9 @@ class Browser:
         self.console_errors: list[str] = []
         self.requests: list[str] = []
         self.dialogs: list[str] = []
+        # Called on the reader thread for an event of that method (they may
+        # send only with wait=False: replies arrive on this thread).
+        self.handlers: dict[str, object] = {}
         threading.Thread(target=self._reader, daemon=True).start()
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable")
@@ -138,6 +141,9 @@ class Browser:
                     q.put(msg)
                 continue
             method, p = msg.get("method"), msg.get("params", {})
+            handler = self.handlers.get(method)
+            if handler:
+                handler(p)
             with self.arrived:
                 self.events.append(msg)
                 self.arrived.notify_all()
@@ -177,6 +183,17 @@ class Browser:
                 lambda: any(e.get("method") == "Page.loadEventFired" for e in self.events[before:]), timeout=30)
         if not loaded:
             raise TimeoutError(f"{url} did not load")
+
+    def wait_event(self, method: str, predicate=lambda p: True, timeout: float = 30) -> dict:
+        """The params of the first event `method` (since the browser started)
+        for which `predicate` holds, waiting for it to arrive."""
+        def found():
+            return next((e["params"] for e in self.events
+                         if e.get("method") == method and predicate(e.get("params", {}))), None)
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: found() is not None, timeout=timeout):
+                raise TimeoutError(f"no {method} within {timeout} s")
+            return found()
 
     def eval(self, expr: str, timeout: float = 30):
         r = self.send("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True},

@@ -13,9 +13,11 @@ docs/ with MCPMP_UPDATE_DOCS_SCREENSHOTS=1).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import anyio
 import httpx2
 import pytest
 from cdp import Browser
-from conftest import REPO, Daemon, call, connect
+from conftest import BIN, REPO, Daemon, call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -61,6 +63,37 @@ def verified_upto(b: Browser, seq: int) -> str:
     """A predicate: the chain is verified at least up to `seq`."""
     return (f"{VERIFIED} && (+(document.getElementById('verify-status').textContent"
             f".match(/Verified up to seq (\\d+)/) || [0, 0])[1]) >= {seq}")
+
+
+def signed_upto(b: Browser, seq: int) -> None:
+    """The status says the chain is verified up to `seq` AND that the
+    server's signature, checked in the browser, covers it."""
+    status = b.text("#verify-status")
+    assert f"Verified up to seq {seq}:" in status, status
+    assert "Ed25519 signature (key sha256:" in status and f"covers seq {seq}." in status, status
+
+
+def both_verifiers(path: Path) -> dict:
+    """`mcp-multiplayer verify` and tools/verify_transcript.py on `path`: both
+    pass; returns the first's report."""
+    p = subprocess.run([str(BIN), "verify", str(path), "--json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    q = subprocess.run(["/usr/bin/python3", str(REPO / "tools" / "verify_transcript.py"), str(path), "--json"],
+                       capture_output=True, text=True)
+    assert q.returncode == 0, q.stdout + q.stderr
+    return json.loads(p.stdout)
+
+
+def download(b: Browser, into: Path) -> Path:
+    """Clicks the page's download button and returns the file once saved."""
+    into.mkdir(parents=True, exist_ok=True)
+    b.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(into), "eventsEnabled": True})
+    b.eval("document.getElementById('export').click()")
+    begun = b.wait_event("Browser.downloadWillBegin")
+    done = b.wait_event("Browser.downloadProgress",
+                        lambda p: p["guid"] == begun["guid"] and p["state"] != "inProgress")
+    assert done["state"] == "completed", done
+    return into / begun["suggestedFilename"]
 
 
 def only_same_origin(b: Browser, base: str) -> None:
@@ -130,20 +163,50 @@ async def test_a_guessbot_game_watched_by_a_spectator_is_live_and_ends_verified_
                 delays.append(time.monotonic() - t0)
 
             seen = await play_guessbot(alice, bob, cid, on_post)
-            last = seen[-1]["seq"]
+            reveal = next(m for m in seen if m["kind"] == "bot" and m["body"]["type"] == "reveal")
+            # A private word after the game: the spectator sees its entry,
+            # never its body.
+            note = await call(alice, "post_message", {"channel_id": cid, "body": "well played 42-SECRET",
+                                                      "to": ["bob"]})
+            # The admin closes the channel: the referee's seed is revealed in
+            # the same write, and the page opens its commitment.
+            await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
+            rest, _ = await sync_all(alice, cid, note["seq"], wait_ms=0)
+            seed_reveal = next(m for m in rest if m["kind"] == "system" and m["body"]["type"] == "bot:reveal")
+            last = rest[-1]["seq"]
             browser.wait_for(verified_upto(browser, last), timeout=5)
-            browser.wait_for("[...document.querySelectorAll('.claim.ok')].some(c => c.textContent.startsWith('Commitment checked'))", timeout=5)
-        status = browser.text("#verify-status")
-        assert f"Verified up to seq {last}" in status, status
+            for claim in ("Commitment checked", "Seed checked"):
+                browser.wait_for("[...document.querySelectorAll('.claim.ok')]"
+                                 f".some(c => c.textContent.startsWith('{claim}'))", timeout=5)
+        # Verified means the chain AND the server's signature, both checked
+        # by the browser, up to the last entry.
+        signed_upto(browser, last)
         claims = browser.text("#claims")
-        reveal = next(m for m in seen if m["kind"] == "bot" and m["body"]["type"] == "reveal")
         assert f"target {reveal['body']['data']['target']}" in claims, claims
+        assert (f"Seed checked: bot:referee's seed revealed at seq {seed_reveal['seq']} opens the seed "
+                f"commitment of its attach") in claims, claims
+        assert "42-SECRET" not in browser.text("#transcript")
+        assert "its body is hidden from you" in browser.text(f"#m-{note['seq']}")
         assert delays and max(delays) < 2, delays
         # Every message of the game is in the page, in order.
         page_seqs = browser.eval("[...document.querySelectorAll('#transcript > li')].map(li => +li.dataset.seq)")
         assert page_seqs == list(range(1, last + 1))
         # The referee's source shown hashes to the code_hash in the chain.
         browser.wait_for("document.querySelector('.code-check.ok')", timeout=5)
+        # The page's download is the signed export as a spectator sees it:
+        # both offline verifiers pass it, the private note is a redacted
+        # entry, and the referee's claims check.
+        saved = download(browser, ARTIFACTS / "download")
+        assert saved.name == f"{cid}.transcript.json"
+        doc = json.loads(saved.read_text())
+        assert doc["exported_as"] == "spectator"
+        entry = doc["entries"][note["seq"] - 1]
+        assert entry["redacted"] is True and "body" not in entry and entry["to"] == ["bob"], entry
+        assert "42-SECRET" not in saved.read_text()
+        assert doc["signed_heads"][-1]["seq"] == last
+        report = both_verifiers(saved)
+        assert report["verified"] is True
+        assert any(f["check"].startswith("GuessBot") and f["ok"] for f in report["findings"]), report
         # It ran under the CSP, loaded nothing from elsewhere, logged no error.
         assert browser.console_errors == [], browser.console_errors
         only_same_origin(browser, d.base)
@@ -202,6 +265,75 @@ async def test_a_tampered_database_shows_broken_at_the_changed_seq(state_dir, br
         assert browser.console_errors == [], browser.console_errors
         browser.viewport(1000, 700)
         shot(browser, "broken", "page-broken.png")
+    finally:
+        d.stop()
+
+
+def sse_until_head(base: str, cid: str, cookie: str, seq: int) -> str:
+    """The page's event stream as the daemon sends it, up to and including
+    the signed head at `seq`."""
+    out = []
+    with httpx2.stream("GET", f"{base}/c/{cid}/events", headers={"cookie": cookie}, timeout=10) as r:
+        assert r.status_code == 200
+        event = None
+        for line in r.iter_lines():
+            out.append(line)
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: ") and event == "head" and json.loads(line[6:])["seq"] == seq:
+                out.append("")
+                break
+    return "\n".join(out) + "\n"
+
+
+async def test_a_head_whose_signature_was_altered_in_transit_shows_broken(state_dir, browser):
+    """The page's event stream is intercepted in the browser (CDP Fetch) and
+    answered with what the daemon sent, one signed head's signature altered:
+    the chain still holds, the WebCrypto Ed25519 check refuses the head."""
+    d = start(state_dir)
+    try:
+        ta, tb = d.token("alice"), d.token("bob")
+        async with connect(d.url, ta) as alice, connect(d.url, tb) as bob:
+            ch = await call(alice, "create_channel", {"name": "forged", "slots": ["invite:alice", "invite:bob"],
+                                                      "join_as": "alice"})
+            cid = ch["channel_id"]
+            await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
+            await call(alice, "post_message", {"channel_id": cid, "body": "one"})
+            last = await call(bob, "post_message", {"channel_id": cid, "body": "two"})
+            shared = await call(alice, "share_channel", {"channel_id": cid})
+        # The stream as the daemon sends it, read with the spectator link.
+        r = httpx2.get(shared["url"], follow_redirects=False)
+        cookie = r.headers["set-cookie"].split(";")[0]
+        real = sse_until_head(d.base, cid, cookie, last["seq"])
+        head_line = next(line for line in real.splitlines()
+                         if line.startswith("data: ") and '"signature"' in line)
+        head = json.loads(head_line[6:])
+        sig = head["signature"]
+        head["signature"] = ("B" if sig[0] == "A" else "A") + sig[1:]
+        forged = real.replace(head_line, "data: " + json.dumps(head))
+        assert forged != real
+
+        def paused(p):
+            # Once: the browser's reconnection then reaches the daemon.
+            browser.send("Fetch.fulfillRequest", {
+                "requestId": p["requestId"], "responseCode": 200,
+                "responseHeaders": [{"name": "content-type", "value": "text/event-stream"},
+                                    {"name": "cache-control", "value": "no-store"}],
+                "body": base64.b64encode(forged.encode()).decode()}, wait=False)
+            browser.send("Fetch.disable", wait=False)
+        browser.handlers["Fetch.requestPaused"] = paused
+        browser.send("Fetch.enable", {"patterns": [{"urlPattern": f"*/c/{cid}/events*", "requestStage": "Request"}]})
+        browser.navigate(shared["url"])
+        browser.wait_for("document.getElementById('verify-status').classList.contains('bad')")
+        status = browser.text("#verify-status")
+        assert status.startswith(f"Broken at seq {last['seq']}: the server's signed head at seq {last['seq']} "
+                                 "has an Ed25519 signature that does not verify"), status
+        # The chain itself held: every entry is shown, none marked unverified.
+        assert browser.eval("document.querySelectorAll('#transcript > li.unverified').length") == 0
+        assert browser.console_errors == [], browser.console_errors
+        browser.viewport(1000, 700)
+        shot(browser, "forged-head")
+        browser.navigate("about:blank")
     finally:
         d.stop()
 

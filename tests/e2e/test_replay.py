@@ -1,11 +1,13 @@
 """Deterministic replay of the referee, end to end: a whole GuessBot game
 and a Blackjack hand through the SDK against a real daemon and the real
-sandbox; after close, `mcp-multiplayer replay` re-runs every hook in the
-sandbox and matches every post and state hash, from a player's transcript
-(what alice received over MCP) and from the daemon's database. Forgeries,
-each re-chained so that the hash chain still verifies, are caught by the
-replay with the seq named: a bot post not produced by its code, a wrong seed
-in the reveal, a changed param."""
+sandbox, exported as each player and verified by both verifiers while open
+and after close; after close, `mcp-multiplayer replay` re-runs every hook in
+the sandbox and matches every post and state hash, from each player's signed
+export, from a player's transcript (what alice received over MCP) and from
+the daemon's database. Forgeries, each re-chained so that the hash chain
+still verifies, are caught with the seq named: a bot post not produced by
+its code re-signed with the daemon's own key (by the replay; with another
+key, by both verifiers), a wrong seed in the reveal, a changed param."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import subprocess
 import pytest
 from conftest import BIN, call, connect
 from test_bots import Follower, bot_msgs, two_players
+from test_transcripts import export_as, forger_key, py_verify, reseal, resign, rust_verify
 from transcript import rehash, verify
 
 pytestmark = pytest.mark.anyio
@@ -117,6 +120,16 @@ async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_c
         code = await call(alice, "get_bot_code", {"channel_id": cid, "bot_id": "bot:referee"})
         code.pop("_text")
 
+        # Exported as each player while open: both verifiers pass, the seed
+        # committed and not revealed yet.
+        for who, client in (("alice", alice), ("bob", bob)):
+            exported = await export_as(client, cid)
+            for check in (rust_verify, py_verify):
+                rc, rep = check(write(tmp_path, f"open-{who}.json", exported))
+                assert rc == 0, (check.__name__, who, rep)
+                seeds = [f for f in rep["findings"] if f["check"] == "seed bot:referee"]
+                assert seeds and seeds[0]["ok"] and "revealed when the channel closes" in seeds[0]["text"], rep
+
         # Open: the seed is committed but secret, so nothing can be replayed yet.
         open_doc = {"channel_id": cid, "messages": await everything(alice, cid), "bots": [code]}
         attach = [m for m in open_doc["messages"] if m["kind"] == "system"
@@ -143,6 +156,55 @@ async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_c
             b"mcp-multiplayer bot seed v1\x00" + seed).hexdigest()
         salt = hmac.new(seed, b"state-salt\x00" + (0).to_bytes(8, "big"), hashlib.sha256).digest()[:16].hex()
         assert reveal[0]["body"]["state_salt"] == salt
+        exports = {"alice": await export_as(alice, cid), "bob": await export_as(bob, cid)}
+
+    # Each player's signed export after the close: both verifiers open the
+    # reveal and check the params, and the replay matches every hook.
+    for who, exported in exports.items():
+        assert exported["channel"]["closed"] is True and exported["exported_as"] == who
+        path = write(tmp_path, f"export-{who}.json", exported)
+        for check in (rust_verify, py_verify):
+            rc, rep = check(path)
+            assert rc == 0, (check.__name__, who, rep)
+            seeds = [f for f in rep["findings"] if f["check"] == "seed bot:referee"]
+            assert seeds and seeds[0]["ok"] and f"at seq {reveal[0]['seq']}" in seeds[0]["text"], rep
+        rc, rep = replay(path)
+        assert rc == 0 and not rep["problems"], (who, rep)
+        assert set(hooks_by_verdict(rep)) == {"matched"}, (who, rep)
+        assert rep["hooks_run"] == len(rep["hooks"])
+        triggers = {m["seq"] for m in exported["entries"] if m["kind"] == "user"}
+        assert triggers <= {h["trigger"] for h in rep["hooks"]}, "every player message's hook was replayed"
+
+    # A bot post its code did not produce, the chain resealed and every head
+    # from it re-signed with the daemon's own key (read from its state
+    # directory): the signatures hold, so only the replay can tell.
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    key = load_pem_private_key((daemon.state_dir / "signing-key.pem").read_bytes(), None)
+    signed = copy.deepcopy(exports["alice"])
+    posts = [m for m in signed["entries"] if m["kind"] == "bot" and "to" not in m]
+    target = posts[len(posts) // 2]
+    target["body"]["data"]["forged"] = True
+    reseal(signed)
+    resign(signed, key, signed["keys"][-1]["key_id"], target["seq"])
+    path = write(tmp_path, "forged-right-key.json", signed)
+    assert py_verify(path)[0] == 0, "the chain and the signatures cannot see it"
+    rc, rep = rust_verify(path)
+    assert rc == 0, ("the builtin's claims do not read the forged field", rep)
+    rc, rep = replay(path)
+    assert rc == 1
+    bad = hooks_by_verdict(rep)["mismatch"]
+    assert bad[0]["seq"] == target["seq"], bad
+    assert "differs" in bad[0]["what"]
+    # The same post re-signed with another key: both verifiers refuse it at
+    # the first seq no valid head of the daemon covers.
+    fkey, fkey_id, _ = forger_key()
+    other = copy.deepcopy(signed)
+    resign(other, fkey, fkey_id, target["seq"])
+    path = write(tmp_path, "forged-other-key.json", other)
+    vouched = max((h["seq"] for h in exports["alice"]["signed_heads"] if h["seq"] < target["seq"]), default=0)
+    for check in (rust_verify, py_verify):
+        rc, rep = check(path)
+        assert rc == 1 and rep["first_bad_seq"] == vouched + 1, (check.__name__, rep)
 
     # alice's transcript (public messages and her own private ones; a
     # refusal sent to bob she sees only as a hash) and the bot's code.

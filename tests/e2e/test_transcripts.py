@@ -2,12 +2,14 @@
 through the official SDK, exported as each player, verified offline by
 `mcp-multiplayer verify` and by the independent tools/verify_transcript.py;
 then a corpus of tampered copies that both verifiers must reject at the same
-seq (docs/transcripts.md)."""
+seq (docs/transcripts.md), and that the replay of the referee's code judges
+where the signatures cannot (docs/replay.md)."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import json
 import secrets
 import subprocess
@@ -229,75 +231,138 @@ def forger_key():
     return key, key_id, entry
 
 
-def corpus(doc):
-    """(name, document, the seq both verifiers must name, or None if valid)."""
+def corpus(doc, key):
+    """(name, document, the seq both verifiers must name or None if they pass
+    it, whether the server's published keys refuse it, the seq the replay
+    names or None if it matches every hook). `doc` is a closed channel's
+    export; `key` the daemon's own signing key."""
     entries = doc["entries"]
+    key_id = doc["keys"][-1]["key_id"]
     public = [m for m in entries if m["kind"] == "user" and "body" in m and "to" not in m][0]
     hint = [m for m in entries if m["kind"] == "bot" and m["body"]["type"] == "hint"][0]
+    attach = [m for m in entries if m["kind"] == "system" and m["body"]["type"] == "bot:attach"][0]
+    reveal = [m for m in entries if m["kind"] == "system" and m["body"]["type"] == "bot:reveal"][0]
     heads = {h["seq"] for h in doc["signed_heads"]}
     # The last seq before the hint that a valid head still covers.
     vouched = max((s for s in heads if s < hint["seq"]), default=0)
-    out = [("valid", doc, None)]
+    out = [("valid", doc, None, False, None)]
 
     d = copy.deepcopy(doc)
     m = [x for x in d["entries"] if x["seq"] == public["seq"]][0]
     m["body"] = json.loads(json.dumps(m["body"]).replace("1", "2", 1)) if "1" in json.dumps(m["body"]) \
         else (m["body"] + "!" if isinstance(m["body"], str) else {**m["body"], "tampered": True})
-    out.append(("changed byte in a public body", d, public["seq"]))
+    out.append(("changed byte in a public body", d, public["seq"], True, None))
 
     d = copy.deepcopy(doc)
     del d["entries"][public["seq"] - 1]
-    out.append(("deleted message", d, public["seq"]))
+    out.append(("deleted message", d, public["seq"], True, None))
 
     d = copy.deepcopy(doc)
     i = public["seq"] - 1
     d["entries"][i], d["entries"][i + 1] = d["entries"][i + 1], d["entries"][i]
-    out.append(("swapped order", d, public["seq"]))
+    out.append(("swapped order", d, public["seq"], True, None))
 
-    key, key_id, entry = forger_key()
+    fkey, fkey_id, entry = forger_key()
+    d = copy.deepcopy(doc)
+    m = [x for x in d["entries"] if x["seq"] == hint["seq"]][0]
+    m["body"]["data"]["text"] = "the referee says so"
+    reseal(d)
+    resign(d, fkey, fkey_id, hint["seq"])
+    out.append(("bot post altered, re-signed with a different key", d, vouched + 1, True, None))
+
+    d = copy.deepcopy(d)
+    d["keys"] = d["keys"] + [entry]
+    out.append(("... and the forger's key added to the document's list: needs --keys", d, None, True, None))
+
+    # The server itself rewrites a referee post and signs with its own key:
+    # the chain and the signatures hold; re-running the bot's code does not.
     d = copy.deepcopy(doc)
     m = [x for x in d["entries"] if x["seq"] == hint["seq"]][0]
     m["body"]["data"]["text"] = "the referee says so"
     reseal(d)
     resign(d, key, key_id, hint["seq"])
-    out.append(("bot post altered, re-signed with a different key", d, vouched + 1))
-
-    d = copy.deepcopy(d)
-    d["keys"] = d["keys"] + [entry]
-    out.append(("... and the forger's key added to the document's list: needs --keys", d, None))
+    out.append(("bot post altered, re-signed with the right key", d, None, False, hint["seq"]))
 
     d = copy.deepcopy(doc)
     last = d["signed_heads"][-1]
     sig = last["signature"]
     last["signature"] = ("A" if sig[0] != "A" else "B") + sig[1:]
     before = max((h["seq"] for h in d["signed_heads"][:-1]), default=0)
-    out.append(("forged signature", d, before + 1))
+    out.append(("forged signature", d, before + 1, True, None))
 
-    # TODO(replay): "bot post altered and re-signed with the right key" and
-    # "wrong seed reveal" are caught by re-running the bot's hooks; the
-    # replay feature adds them here with the seq its report names.
+    # A seed other than the committed one, revealed with the salt it derives
+    # (so only the commitment can tell), re-signed with the right key.
+    d = copy.deepcopy(doc)
+    m = [x for x in d["entries"] if x["seq"] == reveal["seq"]][0]
+    seed = bytes.fromhex(m["body"]["seed"])
+    wrong = bytes([seed[0] ^ 1]) + seed[1:]
+    m["body"]["seed"] = wrong.hex()
+    m["body"]["state_salt"] = hmac.new(wrong, b"state-salt\x00" + bytes(8), hashlib.sha256).digest()[:16].hex()
+    reseal(d)
+    resign(d, key, key_id, reveal["seq"])
+    out.append(("wrong seed reveal, re-signed with the right key", d, reveal["seq"], True, reveal["seq"]))
+
+    d = copy.deepcopy(doc)
+    m = [x for x in d["entries"] if x["seq"] == reveal["seq"]][0]
+    m["body"]["state_salt"] = "00" * 16
+    reseal(d)
+    resign(d, key, key_id, reveal["seq"])
+    out.append(("right seed, another state salt, re-signed with the right key", d, reveal["seq"], True,
+                reveal["seq"]))
+
+    # The export's params are not covered by the chain; the attach's
+    # params_hash is.
+    d = copy.deepcopy(doc)
+    d["bots"][0]["params"]["max"] = 1000
+    out.append(("params that are not the announced ones", d, attach["seq"], True, attach["seq"]))
     return out
 
 
 async def test_both_verifiers_agree_on_a_corpus_of_valid_and_tampered_exports(daemon, tmp_path):
+    """And the replay agrees with them: what they pass it matches hook by hook
+    except the post the server rewrote and signed with its own key."""
     cid, alice, bob, cms = await play_guess(daemon)
     try:
+        await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
         doc = await export_as(alice, cid)
     finally:
         await close(cms)
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    key = load_pem_private_key((daemon.state_dir / "signing-key.pem").read_bytes(), None)
     keys = httpx2.get(daemon.base + "/.well-known/mcp-multiplayer/keys.json").json()
     keys_path = save(tmp_path, "keys.json", keys)
-    for n, (name, d, bad) in enumerate(corpus(doc)):
+    replayed = 0
+    for n, (name, d, bad, refused_by_keys, replay_bad) in enumerate(corpus(doc, key)):
         path = save(tmp_path, f"corpus-{n}.json", d)
         rcode, rrep = rust_verify(path)
         pcode, prep = py_verify(path)
         assert (rrep["first_bad_seq"], prep["first_bad_seq"]) == (bad, bad), (name, rrep, prep)
         assert rcode == pcode == (0 if bad is None else 1), name
-        # Against the server's published keys, every forgery is refused.
+        # Against the server's published keys, every other key is refused.
         rcode, rrep = rust_verify(path, "--keys", str(keys_path))
         pcode, prep = py_verify(path, "--keys", str(keys_path))
         assert rrep["first_bad_seq"] == prep["first_bad_seq"], (name, rrep, prep)
-        assert (rcode == 0) == (name == "valid"), (name, rrep)
+        assert rcode == pcode == (1 if refused_by_keys else 0), (name, rrep, prep)
+        # The replay: every hook of what the verifiers pass, and the seq
+        # named where the seed, the params or a post is not what the chain
+        # fixed (the chain-level forgeries are the verifiers' and the
+        # replay's chain check's, tested in test_replay.py).
+        if bad is None and name != "valid" and replay_bad is None:
+            continue
+        if bad is not None and replay_bad is None:
+            continue
+        p = subprocess.run([str(BIN), "replay", str(path), "--json"], capture_output=True, text=True, timeout=600)
+        rep = json.loads(p.stdout)
+        replayed += 1
+        if replay_bad is None:
+            assert p.returncode == 0 and not rep["problems"], (name, rep)
+            assert {h["verdict"] for h in rep["hooks"]} == {"matched"}, (name, rep)
+        else:
+            assert p.returncode == 1, (name, rep)
+            named = [x["seq"] for x in rep["problems"]] + \
+                [h["seq"] for h in rep["hooks"] if h["verdict"] == "mismatch"]
+            assert min(named) == replay_bad, (name, rep)
+    assert replayed == 5
     # The RFC 8032 arithmetic of the Python verifier agrees with the library.
     path = save(tmp_path, "pure.json", doc)
     assert subprocess.run(["/usr/bin/python3", str(REPO / "tools" / "verify_transcript.py"), str(path), "--pure"],

@@ -12,13 +12,21 @@ use crate::model::{
     SlotDecl, TranscriptExport,
 };
 use crate::secrets::{now_ms, rfc3339_ms};
-use crate::store::ReadTx;
+use crate::store::{ChannelRecord, ReadTx};
 use serde_json::Map;
 
 /// The least room a page keeps for entries, whatever the bots' sources take.
 const MIN_ENTRY_BYTES: usize = 64 * 1024;
 /// Most entries in one page (the byte budget usually stops it first).
 const MAX_PAGE_ENTRIES: usize = 100_000;
+
+/// Whose view an export is: `exported_as` names it in the document, `seat`
+/// decides which private bodies it holds (a label no sender or recipient
+/// has, such as the empty one, holds none).
+pub(crate) struct Reader {
+    pub exported_as: String,
+    pub seat: String,
+}
 
 impl Channels {
     /// One page of the channel's export as `who`'s seat (`slot` for a
@@ -38,14 +46,44 @@ impl Channels {
         after: Seq,
     ) -> Result<TranscriptExport, ToolError> {
         let who = who.clone();
+        self.export_page_as(channel_id, after, move |tx: &dyn ReadTx, cid: &str| {
+            rules::require_credential(tx.credential_valid(&who.credential)?)?;
+            let (ch, seats) = readable(tx, &who, cid)?;
+            let seat = rules::resolve_seat(&seats, slot.as_deref())?;
+            Ok((
+                ch,
+                Reader {
+                    exported_as: seat.clone(),
+                    seat,
+                },
+            ))
+        })
+        .await
+    }
+
+    /// One page of the channel's export for the reader `reader` admits, in
+    /// the same snapshot as the entries it reads (`None`: the channel is
+    /// gone or not theirs, as the closure's error says). The MCP tool, the
+    /// HTTP export and the channel page's download all go through here.
+    ///
+    /// # Errors
+    /// The closure's refusal; `BAD_REQUEST` for an `after` outside the
+    /// transcript.
+    pub(crate) async fn export_page_as<F>(
+        &self,
+        channel_id: &str,
+        after: Seq,
+        reader: F,
+    ) -> Result<TranscriptExport, ToolError>
+    where
+        F: FnOnce(&dyn ReadTx, &str) -> Result<(ChannelRecord, Reader), ToolError> + Send + 'static,
+    {
         let cid = channel_id.to_string();
         let max_bytes = self.max_sync_bytes;
         let mut doc = self
             .store
             .read(move |tx: &dyn ReadTx| {
-                rules::require_credential(tx.credential_valid(&who.credential)?)?;
-                let (ch, seats) = readable(tx, &who, &cid)?;
-                let seat = rules::resolve_seat(&seats, slot.as_deref())?;
+                let (ch, Reader { exported_as, seat }) = reader(tx, &cid)?;
                 if after < 0 || after >= ch.last_seq {
                     return Err(ToolError::new(
                         Code::BadRequest,
@@ -78,7 +116,7 @@ impl Channels {
                     format: EXPORT_FORMAT.into(),
                     version: EXPORT_VERSION,
                     exported_at: rfc3339_ms(now_ms()),
-                    exported_as: seat.clone(),
+                    exported_as,
                     channel: ExportedChannel {
                         channel_id: ch.id.clone(),
                         name: ch.name.clone(),

@@ -26,6 +26,7 @@ mod watch;
 mod tests;
 
 pub(crate) use error::{Code, ToolError, ToolFailure};
+pub(crate) use export::Reader;
 pub(crate) use rules::SlotSpec;
 
 use crate::model::{

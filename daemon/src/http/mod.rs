@@ -8,7 +8,7 @@
 pub(crate) mod conn;
 mod health;
 pub(crate) mod sessions;
-mod transcripts;
+pub(crate) mod transcripts;
 
 pub(crate) use health::Health;
 

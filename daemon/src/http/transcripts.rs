@@ -5,13 +5,14 @@
 
 use crate::app::AppState;
 use crate::channels::{Code, ToolError, ToolFailure};
-use crate::model::{Principal, SignedHead, TranscriptExport};
+use crate::model::{Principal, Seq, SignedHead, TranscriptExport};
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -116,10 +117,41 @@ pub async fn export(
         Ok(d) => d,
         Err(e) => return error(&e),
     };
+    let next: NextPage = Box::new(move |after| {
+        let (channels, who, cid, slot) = (
+            channels.clone(),
+            who.clone(),
+            channel_id.clone(),
+            q.slot.clone(),
+        );
+        Box::pin(async move { channels.export_page(&who, &cid, slot, after).await })
+    });
+    streamed(first, next)
+}
+
+/// Reads the page of an export that follows the cursor it is given.
+pub(crate) type NextPage = Box<
+    dyn Fn(Seq) -> Pin<Box<dyn Future<Output = Result<TranscriptExport, ToolError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The file name an export is saved under: `<channel_id>.transcript.json`.
+pub(crate) fn file_name(channel_id: &str) -> String {
+    format!(
+        "{}.transcript.json",
+        channel_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "")
+    )
+}
+
+/// The whole export as one JSON document, from its `first` page: sent at
+/// once when that is the whole channel, otherwise streamed, each later page
+/// read by `next` as the body is sent (a failure then cuts the body short).
+pub(crate) fn streamed(first: TranscriptExport, next: NextPage) -> Response {
     let json = HeaderValue::from_static("application/json");
     let disposition = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}.transcript.json\"",
-        channel_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "")
+        "attachment; filename=\"{}\"",
+        file_name(&first.channel.channel_id)
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     let headers = [
@@ -159,10 +191,7 @@ pub async fn export(
         let mut cursor = page.cursor;
         let mut more = page.more;
         while more {
-            let next = match channels
-                .export_page(&who, &channel_id, q.slot.clone(), cursor)
-                .await
-            {
+            let next = match next(cursor).await {
                 Ok(d) => d,
                 Err(e) => return fail(e.message).await,
             };

@@ -10,7 +10,7 @@
 
 use super::highlight;
 use super::links::Viewer;
-use crate::model::{BotCode, BotPostBody, Event, MessageKind, MessageView};
+use crate::model::{BotCode, BotPostBody, Event, MessageKind, MessageView, SignedHead};
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
@@ -31,6 +31,8 @@ pub(crate) struct PageModel<'a> {
     pub messages: &'a [MessageView],
     /// More messages than the page renders; the script fetches the rest.
     pub truncated: bool,
+    /// The daemon's signed head at the last message rendered.
+    pub head: Option<&'a SignedHead>,
     pub bots: &'a [BotCode],
     pub assets: &'a Assets,
 }
@@ -56,7 +58,7 @@ pub(crate) fn page(m: &PageModel<'_>) -> Markup {
         Viewer::Spectator => "You are watching as a spectator: public messages, and private ones without their bodies.".to_string(),
         Viewer::Member { seat } => format!("You are viewing as {seat}: your own private messages included."),
     };
-    let export_name = format!("{}.json", m.channel_id);
+    let export_name = crate::http::transcripts::file_name(m.channel_id);
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -79,7 +81,8 @@ pub(crate) fn page(m: &PageModel<'_>) -> Markup {
                     p.sub { (as_whom) }
                 }
                 main {
-                    section #verification aria-labelledby="verify-h" {
+                    section #verification aria-labelledby="verify-h"
+                        data-head=[m.head.and_then(|h| serde_json::to_string(h).ok())] {
                         h2 #verify-h { "Verification" }
                         p #verify-status .status.pending role="status" aria-live="polite" {
                             "Not checked: your browser checks the transcript's hash chain and the server's signatures when JavaScript runs. Without it, what follows is what the server says."
@@ -286,7 +289,7 @@ pub(crate) fn event_words(body: &Value) -> String {
         } => format!("{bot_id} failed on #{seq}: {reason}"),
         Event::BotState { bot_id } => format!("{bot_id} changed its state without posting."),
         Event::BotReveal { bot_id, seed, .. } => format!(
-            "{bot_id}'s seed revealed at close: {seed} (it opens the commitment of its attach)."
+            "{bot_id}'s seed revealed at close: {seed}; it must open the seed commitment of its attach."
         ),
     }
 }

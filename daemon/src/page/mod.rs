@@ -11,10 +11,13 @@
 //!   canonical JSON, checks the daemon's signed heads, checks the builtin
 //!   games' commitments, and follows the event stream.
 //! - `/c/<id>/events` is a Server-Sent Events stream of the entries as the
-//!   viewer may see them, from `Last-Event-ID` on, woken by the store's
+//!   viewer may see them, from `Last-Event-ID` on, each batch followed by
+//!   the daemon's signed head at its last entry, woken by the store's
 //!   commit bus like a waiting `sync_messages`; the link is checked again
 //!   at every wake-up and every keep-alive, so a revoked or expired link
 //!   ends the stream and gets nothing committed after it.
+//! - `/c/<id>/export` is the signed export of `docs/transcripts.md` as the
+//!   viewer sees it, made by the same code as `export_transcript`.
 //!
 //! A link arrives as `?key=` once: the page answers with a cookie scoped to
 //! the channel's path (`HttpOnly`, `SameSite=Lax`, `Secure` behind https)
@@ -26,8 +29,9 @@ mod html;
 pub(crate) mod links;
 
 use crate::app::AppState;
-use crate::channels::rules;
-use crate::model::{BotCode, MessageView};
+use crate::channels::{Code, Reader, ToolError, rules};
+use crate::http::transcripts::{self, NextPage};
+use crate::model::{BotCode, MessageView, Seq, TranscriptExport};
 use crate::secrets;
 use crate::store::{ReadTx, StoreError};
 use axum::Router;
@@ -366,6 +370,10 @@ async fn page(
         Ok(Ok(l)) => {
             connection_authenticated(&req);
             let assets = asset_paths();
+            let head = l
+                .messages
+                .last()
+                .map(|m| state.signer.head(&cid, m.seq, &m.hash));
             let model = html::PageModel {
                 channel_id: &cid,
                 name: &l.name,
@@ -374,6 +382,7 @@ async fn page(
                 slots: l.slots.clone(),
                 messages: &l.messages,
                 truncated: l.more,
+                head: head.as_ref(),
                 bots: &l.bots,
                 assets: &assets,
             };
@@ -395,39 +404,75 @@ async fn page(
     }
 }
 
-/// `GET /c/<id>/export`: the transcript as the viewer sees it, as one JSON
-/// document to check offline.
+/// `GET /c/<id>/export`: the signed export (`docs/transcripts.md`) as the
+/// viewer sees it, made by the same code as `export_transcript` and
+/// `GET /channels/<id>/export`: a member's as their seat, a spectator's
+/// with every private entry redacted. Streamed a page at a time; each page
+/// checks the link again.
 async fn export(State(state): State<AppState>, Path(cid): Path<String>, req: Request) -> Response {
     let Some(secret) = cookie(req.headers()) else {
         return denied_response(StatusCode::UNAUTHORIZED);
     };
-    let loaded = load(&state, cid.clone(), secret, usize::MAX).await;
-    match loaded {
-        Ok(Ok(l)) => {
-            let doc = json!({
-                "format": "mcp-multiplayer-transcript",
-                "version": 1,
-                "exported_at": secrets::rfc3339_ms(secrets::now_ms()),
-                "exported_as": match &l.access.viewer { Viewer::Spectator => "spectator", Viewer::Member { seat } => seat.as_str() },
-                "channel": {"channel_id": cid, "name": l.name, "closed": l.closed},
-                "entries": l.messages,
-                "bots": l.bots,
-                "signed_heads": [],
-                "keys": [],
-                "replay": {},
-            });
-            let mut resp = axum::Json(doc).into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{cid}.json\"")) {
-                resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-            }
-            harden(resp, "no-store")
+    let first = match export_page(&state, &cid, secret.clone(), 0).await {
+        Ok(d) => d,
+        Err(e) if e.code == Code::Internal => {
+            tracing::error!(error = %e.message, "page export failed");
+            return unavailable();
         }
-        Ok(Err(_)) => denied_response(StatusCode::FORBIDDEN),
         Err(e) => {
-            tracing::error!(error = %e, "page export failed");
-            unavailable()
+            tracing::warn!(channel = %cid, reason = %e.message, "refused a page export");
+            return denied_response(StatusCode::FORBIDDEN);
         }
-    }
+    };
+    connection_authenticated(&req);
+    let next: NextPage = Box::new(move |after| {
+        let (state, cid, secret) = (state.clone(), cid.clone(), secret.clone());
+        Box::pin(async move { export_page(&state, &cid, secret, after).await })
+    });
+    harden(transcripts::streamed(first, next), "no-store")
+}
+
+/// What a spectator's export names as its reader (`exported_as`).
+pub const SPECTATOR: &str = "spectator";
+
+/// One page of the export for the page's cookie `secret`, checked in the
+/// snapshot it reads.
+async fn export_page(
+    state: &AppState,
+    cid: &str,
+    secret: String,
+    after: Seq,
+) -> Result<TranscriptExport, ToolError> {
+    state
+        .channels
+        .export_page_as(cid, after, move |tx: &dyn ReadTx, cid: &str| {
+            let access = match links::check(tx, cid, &secret, secrets::now_ms())? {
+                Ok((a, _)) => a,
+                Err(d) => {
+                    return Err(ToolError::new(
+                        Code::NotMember,
+                        format!("the page's link does not work: {}", d.as_str()),
+                    ));
+                }
+            };
+            let Some(ch) = tx.channel(cid)? else {
+                return Err(ToolError::new(Code::ChannelNotFound, "the channel is gone"));
+            };
+            let reader = match access.viewer {
+                // No sender or recipient has the empty label: a spectator
+                // holds no private body.
+                Viewer::Spectator => Reader {
+                    exported_as: SPECTATOR.into(),
+                    seat: String::new(),
+                },
+                Viewer::Member { seat } => Reader {
+                    exported_as: seat.clone(),
+                    seat,
+                },
+            };
+            Ok((ch, reader))
+        })
+        .await
 }
 
 /// A response body fed by a channel: the event stream's frames.
@@ -453,8 +498,9 @@ enum Batch {
 
 /// `GET /c/<id>/events`: Server-Sent Events, one `message` event per entry
 /// (its `id` the `seq`, its data the entry as the viewer may see it), from
-/// after `Last-Event-ID` (or `?after=`); a `revoked` event and the end of the
-/// stream when the link stops working.
+/// after `Last-Event-ID` (or `?after=`), and after each batch a `head` event
+/// (the daemon's signed head at the batch's last entry); a `revoked` event
+/// and the end of the stream when the link stops working.
 async fn events(
     State(state): State<AppState>,
     Path(cid): Path<String>,
@@ -552,7 +598,10 @@ async fn stream_task(
                     Err(d) => return Ok::<_, StoreError>((Batch::Denied(d), None)),
                 };
                 let msgs = tx.messages_page(&c2, cursor, STREAM_BATCH, max_bytes)?;
-                let more = msgs.len() == STREAM_BATCH;
+                // A batch ends at its count or its byte budget: more is
+                // waiting while it ends before the channel's last message.
+                let last_seq = tx.channel(&c2)?.map_or(0, |c| c.last_seq);
+                let more = msgs.last().is_some_and(|m| m.seq < last_seq);
                 let views = msgs.iter().map(|m| view_for(m, &access.viewer)).collect();
                 Ok((Batch::Messages { msgs: views, more }, access.expires_at))
             })
@@ -583,6 +632,16 @@ async fn stream_task(
                         return;
                     }
                     cursor = m.seq;
+                }
+                // Every batch ends with the daemon's signed head at its last
+                // entry, so every entry the page shows is covered by a
+                // signature it checks (signed outside the store's thread).
+                if let Some(last) = msgs.last() {
+                    let head = state.signer.head(&cid, last.seq, &last.hash);
+                    let data = serde_json::to_string(&head).unwrap_or_default();
+                    if tx.send(frame("head", None, &data)).await.is_err() {
+                        return;
+                    }
                 }
                 more
             }

@@ -101,6 +101,7 @@ fn words_show_a_bot_posts_text_and_tag_and_a_private_entry_as_hidden() {
 fn the_page_escapes_names_and_bodies() {
     let m = rules::message_view(&stored(1, "alice", "<script>x</script>", None), "alice");
     let a = asset_paths();
+    let head = crate::signing::Signer::ephemeral().head("ch_1", 1, &m.hash);
     let msgs = [m];
     let page = html::page(&html::PageModel {
         channel_id: "ch_1",
@@ -110,10 +111,16 @@ fn the_page_escapes_names_and_bodies() {
         slots: vec![("alice".into(), true)],
         messages: &msgs,
         truncated: false,
+        head: Some(&head),
         bots: &[],
         assets: &a,
     })
     .into_string();
+    // The signed head rides in an attribute, its quotes escaped.
+    assert!(page.contains(&format!(
+        "data-head=\"{{&quot;channel_id&quot;:&quot;ch_1&quot;,&quot;seq&quot;:1,&quot;head_hash&quot;:&quot;{}&quot;",
+        head.head_hash
+    )));
     assert!(!page.contains("<img src=x>") && !page.contains("<script>x"));
     assert!(page.contains("&lt;img src=x&gt;") && page.contains("&lt;script&gt;x&lt;/script&gt;"));
     assert_eq!(page.matches("<script").count(), 1);

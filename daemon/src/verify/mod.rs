@@ -12,8 +12,11 @@
 //!   user pinned) within that key's period, each head naming the hash its
 //!   entry has, and the last entry covered;
 //! - each bot: its exported source hashes to the `code_hash` its
-//!   `bot:attach` announced, its manifest to the `manifest_hash`, and the
-//!   `bot:manifest` entry shows that manifest;
+//!   `bot:attach` announced, its manifest to the `manifest_hash`, its params
+//!   to the `params_hash`, and the `bot:manifest` entry shows that manifest;
+//! - each bot's seed: a `bot:reveal` only after the channel closed, one per
+//!   seeded bot, opening the `seed_commitment` of its `bot:attach` with the
+//!   state salt the seed derives ([`seed::check_reveal`]);
 //! - the builtin bots' own claims ([`claims`]).
 //!
 //! A problem is tied to the first seq it makes untrustworthy; the report
@@ -21,6 +24,7 @@
 
 mod claims;
 
+use crate::bots::seed;
 use crate::signing::{PublicKey, SignedHead, verify_head};
 use crate::transcript::{self, canonical, sha256_tagged};
 use serde_json::Value;
@@ -206,6 +210,7 @@ pub fn verify(doc: &Value, trust: &Trust) -> Report {
     check_chain(&mut r, channel_id, entries);
     check_heads(&mut r, doc, channel_id, entries, trust);
     check_bots(&mut r, doc, entries);
+    check_seeds(&mut r, entries);
     claims::check(&mut r, entries);
     r
 }
@@ -445,6 +450,15 @@ fn check_bots(r: &mut Report, doc: &Value, entries: &[Value]) {
             Some("the export's own code_hash or manifest_hash differs from the chain's".into())
         } else if shown_manifest.as_ref() != Some(&b["manifest"]) {
             Some("the bot:manifest entry does not show the exported manifest".into())
+        } else if let Some(announced) = body["params_hash"].as_str() {
+            match exported_params(&b["params"]) {
+                None => Some("the export's params are not an object".into()),
+                Some(p) if seed::params_hash(&p) != announced => Some(format!(
+                    "the exported params hash to {}, but the chain announced {announced}",
+                    seed::params_hash(&p)
+                )),
+                Some(_) => None,
+            }
         } else {
             None
         };
@@ -453,11 +467,122 @@ fn check_bots(r: &mut Report, doc: &Value, entries: &[Value]) {
             None => r.ok(
                 check,
                 format!(
-                    "{} ({} lines): the exported source is the code announced at seq {seq} ({}), and its manifest hashes to the announced {}",
+                    "{} ({} lines): the exported source is the code announced at seq {seq} ({}), and its manifest hashes to the announced {}{}",
                     body["name"].as_str().unwrap_or("?"),
                     source.lines().count(),
                     short(&code_hash),
-                    short(&manifest_hash)
+                    short(&manifest_hash),
+                    if body["params_hash"].is_string() {
+                        ", its params to the announced params_hash"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+        }
+    }
+}
+
+/// A bot's exported params: an object (absent or `null` is `{}`).
+fn exported_params(v: &Value) -> Option<serde_json::Map<String, Value>> {
+    match v {
+        Value::Null => Some(serde_json::Map::new()),
+        Value::Object(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// What the chain says about one bot's seed.
+struct Seeded<'a> {
+    bot_id: &'a str,
+    attach_seq: i64,
+    commitment: Option<&'a str>,
+    revealed_at: Option<i64>,
+}
+
+/// Every `bot:reveal`: after the channel closed, at most one per bot, for a
+/// bot whose `bot:attach` committed to a seed, opening that commitment with
+/// the state salt the seed derives; and every seeded bot revealed once the
+/// channel closed (the daemon writes the reveals in the write that closes
+/// it). A bad reveal is named at its seq; a missing one at the close.
+fn check_seeds(r: &mut Report, entries: &[Value]) {
+    let mut bots: Vec<Seeded<'_>> = Vec::new();
+    let mut closed: Option<i64> = None;
+    for e in entries {
+        if e["kind"] != "system" || e["sender"] != "system" {
+            continue;
+        }
+        let body = &e["body"];
+        let seq = e["seq"].as_i64().unwrap_or(0);
+        match body["type"].as_str() {
+            Some("bot:attach") => bots.push(Seeded {
+                bot_id: body["bot_id"].as_str().unwrap_or(""),
+                attach_seq: seq,
+                commitment: body["seed_commitment"].as_str(),
+                revealed_at: None,
+            }),
+            Some("channel:closed") => {
+                closed.get_or_insert(seq);
+            }
+            Some("bot:reveal") => {
+                let bot_id = body["bot_id"].as_str().unwrap_or("");
+                let check = format!("seed {bot_id}");
+                let Some(b) = bots.iter_mut().rev().find(|b| b.bot_id == bot_id) else {
+                    r.bad(check, At::Seq(seq), "a reveal for a bot never attached");
+                    continue;
+                };
+                let why = if let Some(first) = b.revealed_at {
+                    Some(format!("a second reveal (the first is at seq {first})"))
+                } else if closed.is_none() {
+                    Some("revealed while the channel is open: the players could predict every later draw".into())
+                } else if let Some(c) = b.commitment {
+                    seed::check_reveal(
+                        c,
+                        body["seed"].as_str().unwrap_or(""),
+                        body["state_salt"].as_str().unwrap_or(""),
+                    )
+                    .err()
+                    .map(|e| format!("{} (committed at seq {})", e.0, b.attach_seq))
+                } else {
+                    Some(format!(
+                        "its bot:attach at seq {} committed to no seed",
+                        b.attach_seq
+                    ))
+                };
+                b.revealed_at.get_or_insert(seq);
+                match why {
+                    Some(w) => r.bad(check, At::Seq(seq), w),
+                    None => r.ok(
+                        check,
+                        format!(
+                            "the reveal at seq {seq} opens the seed commitment of seq {}, and its state salt is the one the seed derives",
+                            b.attach_seq
+                        ),
+                    ),
+                }
+            }
+            _ => {}
+        }
+    }
+    for b in bots
+        .iter()
+        .filter(|b| b.commitment.is_some() && b.revealed_at.is_none())
+    {
+        let check = format!("seed {}", b.bot_id);
+        match closed {
+            Some(c) => r.bad(
+                check,
+                At::Seq(c),
+                format!(
+                    "the channel closed at seq {c} without revealing the seed committed at seq {}",
+                    b.attach_seq
+                ),
+            ),
+            None => r.ok(
+                check,
+                format!(
+                    "committed at seq {}; revealed when the channel closes",
+                    b.attach_seq
                 ),
             ),
         }

@@ -11,6 +11,16 @@ use serde_json::{Map, json};
 const CH: &str = "ch_test";
 const TS: &str = "2026-12-03T10:00:00.000Z";
 const GUESS_SRC: &str = include_str!("../../../bots/guess.py");
+/// The referee's seed (revealed at close, seq 12).
+const SEED: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
+fn seed() -> hook_protocol::Entropy {
+    SEED.parse().unwrap()
+}
+
+fn params() -> Map<String, Value> {
+    serde_json::from_value(json!({"min": 1, "max": 100})).unwrap()
+}
 
 fn sha(s: &str) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()))
@@ -71,8 +81,9 @@ fn resign(doc: &mut Value, signer: &Signer, from: i64) {
     doc["signed_heads"] = json!(heads);
 }
 
-/// A whole GuessBot game (target 42) exported as alice, a head signed at
-/// every seq.
+/// A whole GuessBot game (target 42) exported as alice after the channel
+/// closed (the referee's seed revealed at seq 12), a head signed at every
+/// seq.
 fn game(signer: &Signer) -> Value {
     let nonce = "00112233445566778899aabbccddeeff";
     let commitment = sha(&format!("42|{nonce}"));
@@ -90,7 +101,8 @@ fn game(signer: &Signer) -> Value {
             "slots": [{"label": "alice", "kind": "invite"}, {"label": "bot:referee", "kind": "bot"}],
             "allow_network": false, "transcript_format": 2}}),
         json!({"sender": "system", "kind": "system", "body": {"type": "bot:attach", "bot_id": "bot:referee",
-            "name": "GuessBot", "code_hash": code_hash, "manifest_hash": manifest_hash, "network": false}}),
+            "name": "GuessBot", "code_hash": code_hash, "manifest_hash": manifest_hash, "network": false,
+            "seed_commitment": seed::commitment(&seed()), "params_hash": seed::params_hash(&params())}}),
         json!({"sender": "system", "kind": "system", "body": shown}),
         json!({"sender": "system", "kind": "system", "body": {"type": "seat:filled", "slot": "alice"}}),
         bot(
@@ -115,6 +127,9 @@ fn game(signer: &Signer) -> Value {
             8,
             json!({"target": 42, "nonce": nonce, "commitment": commitment, "winner": "alice"}),
         ),
+        json!({"sender": "system", "kind": "system", "body": {"type": "channel:closed"}}),
+        json!({"sender": "system", "kind": "system", "body": {"type": "bot:reveal", "bot_id": "bot:referee",
+            "seed": SEED, "state_salt": seed::state_salt(&seed())}}),
     ];
     for (i, e) in entries.iter_mut().enumerate() {
         e["seq"] = json!(i + 1);
@@ -126,12 +141,12 @@ fn game(signer: &Signer) -> Value {
     let mut doc = json!({
         "format": "mcp-multiplayer-transcript", "version": 1,
         "exported_at": TS, "exported_as": "alice",
-        "channel": {"channel_id": CH, "name": "g", "created_at": TS, "closed": false,
+        "channel": {"channel_id": CH, "name": "g", "created_at": TS, "closed": true,
                     "allow_network": false, "slots": []},
         "entries": entries,
         "bots": [{"channel_id": CH, "bot_id": "bot:referee", "name": "GuessBot", "preset": "GuessBot",
                   "source": GUESS_SRC, "code_hash": code_hash, "manifest": manifest(),
-                  "manifest_hash": manifest_hash, "network": false, "params": {}}],
+                  "manifest_hash": manifest_hash, "network": false, "params": params()}],
         "signed_heads": [],
         "keys": signer.keys().keys,
         "replay": {},
@@ -156,6 +171,7 @@ fn a_whole_game_verifies_every_check() {
             "chain",
             "signatures",
             "bot bot:referee",
+            "seed bot:referee",
             "GuessBot bot:referee"
         ]
     );
@@ -290,6 +306,97 @@ fn guessbot_claims_that_do_not_follow_from_the_reveal_are_caught() {
         let r = verify(&doc, &Trust::default());
         assert_eq!(r.first_bad(), Some(&At::Seq(seq)), "{field}: {}", r.text());
     }
+}
+
+/// The server's right key re-signs a rewritten chain: a reveal that is not
+/// the committed seed (or not its salt), a reveal while the channel is open,
+/// a second one, or none at the close is caught at its seq.
+#[test]
+fn a_wrong_seed_reveal_is_caught_at_the_reveal() {
+    let s = Signer::ephemeral();
+    let other = format!("5eee{}", &SEED[4..]);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("seed", json!(other), "does not open the seed commitment"),
+        ("state_salt", json!("00".repeat(16)), "state salt"),
+        ("seed", json!(SEED.to_uppercase()), "malformed"),
+    ];
+    for (field, value, why) in cases {
+        let mut doc = game(&s);
+        doc["entries"][11]["body"][field] = value;
+        reseal(doc["entries"].as_array_mut().unwrap());
+        resign(&mut doc, &s, 1);
+        let r = verify(&doc, &Trust::default());
+        assert_eq!(r.first_bad(), Some(&At::Seq(12)), "{field}: {}", r.text());
+        assert!(r.text().contains(why), "{}", r.text());
+    }
+    // The other salt with a seed that derives it: the commitment catches it.
+    let mut doc = game(&s);
+    let o: hook_protocol::Entropy = other.parse().unwrap();
+    doc["entries"][11]["body"]["seed"] = json!(other);
+    doc["entries"][11]["body"]["state_salt"] = json!(seed::state_salt(&o));
+    reseal(doc["entries"].as_array_mut().unwrap());
+    resign(&mut doc, &s, 1);
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(12)));
+    // The reveal before the close: the players could have predicted the draws.
+    let mut doc = game(&s);
+    doc["entries"].as_array_mut().unwrap().swap(10, 11);
+    doc["entries"][10]["seq"] = json!(11);
+    doc["entries"][11]["seq"] = json!(12);
+    reseal(doc["entries"].as_array_mut().unwrap());
+    resign(&mut doc, &s, 1);
+    let r = verify(&doc, &Trust::default());
+    assert_eq!(r.first_bad(), Some(&At::Seq(11)), "{}", r.text());
+    assert!(
+        r.text().contains("while the channel is open"),
+        "{}",
+        r.text()
+    );
+    // Closed without the reveal: named at the close.
+    let mut doc = game(&s);
+    doc["entries"].as_array_mut().unwrap().pop();
+    doc["signed_heads"].as_array_mut().unwrap().pop();
+    let r = verify(&doc, &Trust::default());
+    assert_eq!(r.first_bad(), Some(&At::Seq(11)), "{}", r.text());
+    assert!(r.text().contains("without revealing"), "{}", r.text());
+    // A second reveal.
+    let mut doc = game(&s);
+    let again = doc["entries"][11].clone();
+    doc["entries"].as_array_mut().unwrap().push(again);
+    doc["entries"][12]["seq"] = json!(13);
+    reseal(doc["entries"].as_array_mut().unwrap());
+    resign(&mut doc, &s, 1);
+    assert_eq!(first_bad(&doc, &Trust::default()), Some(At::Seq(13)));
+    // Open, not revealed yet: nothing wrong.
+    let mut doc = game(&s);
+    doc["entries"].as_array_mut().unwrap().truncate(10);
+    doc["signed_heads"].as_array_mut().unwrap().truncate(10);
+    let r = verify(&doc, &Trust::default());
+    assert!(r.passed(), "{}", r.text());
+    assert!(
+        r.text().contains("revealed when the channel closes"),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn params_that_are_not_the_announced_ones_are_caught_at_the_attach() {
+    let s = Signer::ephemeral();
+    for params in [
+        json!({"min": 1, "max": 101}),
+        json!({}),
+        json!(null),
+        json!([1]),
+    ] {
+        let mut doc = game(&s);
+        doc["bots"][0]["params"] = params.clone();
+        let r = verify(&doc, &Trust::default());
+        assert_eq!(r.first_bad(), Some(&At::Seq(2)), "{params}: {}", r.text());
+    }
+    // The same params in another order and spelling hash the same.
+    let mut doc = game(&s);
+    doc["bots"][0]["params"] = json!({"max": 100.0, "min": 1});
+    assert!(verify(&doc, &Trust::default()).passed());
 }
 
 #[test]

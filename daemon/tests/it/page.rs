@@ -19,6 +19,11 @@ fn browser() -> reqwest::Client {
 /// A channel with alice (admin, seated) and bob, no bot; returns
 /// (daemon, alice, bob, channel id).
 async fn table(dir: &TempDir, name: &str) -> (Daemon, Mcp, Mcp, String) {
+    table_with(dir, name, "").await
+}
+
+/// [`table`], with more configuration lines.
+async fn table_with(dir: &TempDir, name: &str, config: &str) -> (Daemon, Mcp, Mcp, String) {
     let (ta, tb) = (
         create_token(dir.path(), "alice"),
         create_token(dir.path(), "bob"),
@@ -27,7 +32,7 @@ async fn table(dir: &TempDir, name: &str) -> (Daemon, Mcp, Mcp, String) {
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,
-        "[quotas]\nposts_per_second = 1000.0\npost_burst = 1000\n",
+        format!("{config}[quotas]\nposts_per_second = 1000.0\npost_burst = 1000\n"),
     )
     .unwrap();
     let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
@@ -532,4 +537,208 @@ async fn the_operator_revokes_a_channels_page_links_from_the_command_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no channel \"ch_nope\""));
+}
+
+/// `mcp-multiplayer verify FILE --json`: exit code and report.
+fn verify_file(dir: &TempDir, name: &str, doc: &Value) -> (i32, Value) {
+    let path = dir.path().join(name);
+    std::fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
+    let out = std::process::Command::new(daemon_bin())
+        .arg("verify")
+        .arg(&path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_stream_and_the_download_carry_the_daemons_signed_heads() {
+    let dir = TempDir::new("page-signed");
+    // A small page budget: the download streams several pages.
+    let (d, mut alice, mut bob, cid) = table_with(&dir, "signed", "max_sync_bytes = 65536\n").await;
+    let pad = "x".repeat(20_000);
+    for i in 0..5 {
+        alice
+            .ok(
+                "post_message",
+                json!({"channel_id": cid, "body": {"n": i, "pad": pad}}),
+            )
+            .await;
+    }
+    let private = alice
+        .ok(
+            "post_message",
+            json!({"channel_id": cid, "body": "my bid is 450-SECRET", "to": ["bob"]}),
+        )
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    let keys: Value = reqwest::get(format!("{}/.well-known/mcp-multiplayer/keys.json", d.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shared = bob.ok("share_channel", json!({"channel_id": cid})).await;
+    let http = browser();
+    let cookie = open_link(&http, shared["url"].as_str().unwrap()).await;
+
+    // The page itself carries the head at the last entry it renders (the
+    // page budget holds fewer than all of them here)...
+    let (_, _, html) = get(&http, &format!("{}/c/{cid}", d.base), &cookie).await;
+    let attr = html
+        .split("data-head=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let head: Value = serde_json::from_str(&attr.replace("&quot;", "\"")).unwrap();
+    assert_eq!(head["channel_id"], cid.as_str());
+    let rendered = head["seq"].as_i64().unwrap();
+    assert!(html.contains(&format!("id=\"m-{rendered}\"")));
+    assert!(!html.contains(&format!("id=\"m-{}\"", rendered + 1)));
+
+    // ...and every batch of the stream ends with one at its last entry.
+    let stream = format!("{}/c/{cid}/events", d.base);
+    let mut ev = Events::open(&http, &stream, &cookie, None).await;
+    let msgs = ev.messages_upto(private).await;
+    let later = alice
+        .ok("post_message", json!({"channel_id": cid, "body": "live"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    let live = ev.messages_upto(later).await;
+    // The live message's head comes before the next message.
+    alice
+        .ok("post_message", json!({"channel_id": cid, "body": "flush"}))
+        .await;
+    ev.next().await.unwrap();
+    let stream_heads = std::mem::take(&mut ev.heads);
+    drop(ev);
+    let seqs: Vec<i64> = stream_heads
+        .iter()
+        .map(|h| h["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.contains(&private) && seqs.contains(&later), "{seqs:?}");
+    // The offline verifier accepts what the page received, each head signed
+    // by the published key over its entry's chain hash: the stream's
+    // entries with its heads, and the rendered page's head.
+    let received = |entries: Vec<Value>, heads: Vec<Value>| {
+        json!({
+            "format": "mcp-multiplayer-transcript", "version": 1,
+            "exported_at": "2026-01-01T00:00:00.000Z", "exported_as": "spectator",
+            "channel": {"channel_id": cid, "name": "signed", "created_at": "2026-01-01T00:00:00.000Z",
+                        "closed": false, "allow_network": false, "slots": []},
+            "entries": entries, "bots": [], "signed_heads": heads,
+            "keys": keys["keys"], "replay": {},
+        })
+    };
+    let streamed: Vec<Value> = msgs.iter().chain(&live).cloned().collect();
+    let (code, report) = verify_file(
+        &dir,
+        "stream.json",
+        &received(streamed, stream_heads.clone()),
+    );
+    assert_eq!(code, 0, "{report}");
+    let (code, report) = verify_file(
+        &dir,
+        "rendered.json",
+        &received(
+            msgs[..usize::try_from(rendered).unwrap()].to_vec(),
+            vec![head.clone()],
+        ),
+    );
+    assert_eq!(code, 0, "{report}");
+    // The same head with its signature altered is refused.
+    let mut forged = head.clone();
+    let sig = forged["signature"].as_str().unwrap().to_string();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    forged["signature"] = json!(format!("{flipped}{}", &sig[1..]));
+    let (code, report) = verify_file(
+        &dir,
+        "forged.json",
+        &received(
+            msgs[..usize::try_from(rendered).unwrap()].to_vec(),
+            vec![forged],
+        ),
+    );
+    assert_eq!(code, 1, "{report}");
+    // (With no valid head left, nothing from seq 1 on is vouched for.)
+    assert_eq!(report["first_bad_seq"], 1, "{report}");
+    assert!(
+        report.to_string().contains("the signature is not valid"),
+        "{report}"
+    );
+
+    // The download is the export: the same format and checks as
+    // `export_transcript`, as a spectator sees the channel.
+    let r = http
+        .get(format!("{}/c/{cid}/export", d.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-security-policy"], CSP);
+    assert_eq!(
+        r.headers()["content-disposition"],
+        format!("attachment; filename=\"{cid}.transcript.json\"").as_str()
+    );
+    let spectators: Value = r.json().await.unwrap();
+    assert_eq!(spectators["format"], "mcp-multiplayer-transcript");
+    assert_eq!(spectators["exported_as"], "spectator");
+    assert!(spectators.get("page").is_none(), "streamed whole");
+    let entries = spectators["entries"].as_array().unwrap();
+    let p = &entries[usize::try_from(private - 1).unwrap()];
+    assert_eq!(p["redacted"], true, "{p}");
+    assert!(p.get("body").is_none() && p.get("body_salt").is_none());
+    assert!(
+        !spectators.to_string().contains("450-SECRET"),
+        "a private body leaked"
+    );
+    assert_eq!(spectators["keys"], keys["keys"]);
+    let heads = spectators["signed_heads"].as_array().unwrap();
+    assert_eq!(heads.last().unwrap()["seq"], entries.last().unwrap()["seq"]);
+    assert!(heads.len() >= 3, "one per page at least: {}", heads.len());
+    let (code, report) = verify_file(&dir, "spectator.json", &spectators);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["verified"], true);
+
+    // A member's page downloads the channel as their seat reads it.
+    let mine = bob
+        .ok(
+            "share_channel",
+            json!({"channel_id": cid, "audience": "me"}),
+        )
+        .await;
+    let member = open_link(&http, mine["url"].as_str().unwrap()).await;
+    let (s, _, body) = get(&http, &format!("{}/c/{cid}/export", d.base), &member).await;
+    assert_eq!(s, 200);
+    let bobs: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(bobs["exported_as"], "bob");
+    assert!(body.contains("450-SECRET"), "bob reads his private message");
+    let hashes = |d: &Value| -> Vec<Value> {
+        d["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["hash"].clone())
+            .collect()
+    };
+    assert_eq!(hashes(&bobs), hashes(&spectators), "one chain, two views");
+    let (code, report) = verify_file(&dir, "bob.json", &bobs);
+    assert_eq!(code, 0, "{report}");
+
+    // A revoked link downloads nothing.
+    alice.ok("revoke_shares", json!({"channel_id": cid})).await;
+    for c in [&cookie, &member] {
+        let (s, _, body) = get(&http, &format!("{}/c/{cid}/export", d.base), c).await;
+        assert_eq!(s, 403);
+        assert!(!body.contains("entries"));
+    }
 }

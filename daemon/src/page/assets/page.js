@@ -74,6 +74,8 @@
       case 'bot:manifest': return `${b.bot_id} is \u201c${b.name}\u201d version ${b.version}: ${b.summary}`;
       case 'bot:error': return `${b.bot_id} failed on #${b.seq}: ${b.reason}`;
       case 'bot:state': return `${b.bot_id} changed its state without posting.`;
+      case 'bot:reveal':
+        return `${b.bot_id}'s seed revealed at close: ${b.seed}; it must open the seed commitment of its attach.`;
       default: return JSON.stringify(b);
     }
   }
@@ -134,7 +136,7 @@
   // ---- the hash chain ----
 
   const chain = { prev: new Uint8Array(32), seq: 0, hashes: [null], broken: null };
-  const heads = { key: null, keys: null, pending: [], signedUpTo: 0, bad: null };
+  const heads = { key: null, keys: null, refetched: false, pending: [], signedUpTo: 0, bad: null };
 
   async function entryOf(m) {
     const e = { seq: m.seq, channel_id: channel, sender: m.sender, kind: m.kind, ts: m.ts };
@@ -180,12 +182,18 @@
       statusEl.textContent = 'Checking…';
       return;
     }
+    if (heads.signedUpTo === 0) {
+      // The chain alone shows the record is consistent, not that this
+      // server kept it: not "verified" until a signature covers it.
+      statusEl.classList.add('pending');
+      statusEl.textContent = `Checking: your browser recomputed the hash chain up to seq ${chain.seq}; waiting for the server's signed head to check its signature.`;
+      return;
+    }
+    const n = heads.signedUpTo;
     statusEl.classList.add('ok');
-    let t = `Verified up to seq ${chain.seq}: your browser recomputed the hash chain of every entry from seq 1.`;
-    if (heads.signedUpTo > 0) {
-      t += ` The server's signature (key ${heads.key.slice(0, 23)}…) covers it up to seq ${heads.signedUpTo}.`;
-    } else {
-      t += ' No signed head from the server yet.';
+    let t = `Verified up to seq ${n}: your browser recomputed the hash chain of every entry from seq 1, and the server's Ed25519 signature (key ${heads.key.slice(0, 23)}…) covers seq ${n}.`;
+    if (chain.seq > n) {
+      t += ` Seq ${n + 1} to ${chain.seq}: the chain holds; their signed head is on its way.`;
     }
     statusEl.textContent = t;
   }
@@ -217,10 +225,13 @@
 
   const HEAD_TAG = 'mcp-multiplayer/signed-head/v1\n';
 
-  async function keyList() {
-    if (!heads.keys) {
+  // The daemon's key list, fetched once, and again when a head names a key
+  // it does not hold (the daemon may have started with a new key since).
+  async function keyList(keyId) {
+    if (!heads.keys || (keyId && !heads.keys.some((k) => k.key_id === keyId) && !heads.refetched)) {
+      heads.refetched = !!heads.keys;
       const r = await fetch('/.well-known/mcp-multiplayer/keys.json', { credentials: 'omit' });
-      if (!r.ok) throw new Error(`the key list answered ${r.status}`);
+      if (!r.ok) throw new Error(`cannot be checked: the key list answered ${r.status}`);
       heads.keys = (await r.json()).keys || [];
     }
     return heads.keys;
@@ -232,11 +243,11 @@
   // Throws, saying why, when it is not.
   async function headSigned(h, keys) {
     const k = keys.find((x) => x.key_id === h.key_id);
-    if (!k || k.algorithm !== 'Ed25519') throw new Error('it names a key the server does not list');
+    if (!k || k.algorithm !== 'Ed25519') throw new Error(`names the key ${h.key_id}, which the server does not list`);
     const raw = b64u(k.public_key);
-    if ('sha256:' + hex(await sha256(raw)) !== h.key_id) throw new Error('the listed key does not hash to its id');
+    if ('sha256:' + hex(await sha256(raw)) !== h.key_id) throw new Error('names a listed key that does not hash to its id');
     if (h.time < k.valid_from || (k.valid_until && h.time > k.valid_until)) {
-      throw new Error("it was signed outside its key's period");
+      throw new Error("was signed outside its key's period");
     }
     const key = await crypto.subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: k.public_key }, { name: 'Ed25519' }, false, ['verify']);
     const signed = HEAD_TAG + canonical({ channel_id: h.channel_id, head_hash: h.head_hash, key_id: h.key_id, seq: h.seq, time: h.time });
@@ -246,16 +257,16 @@
     } catch (err) {
       ok = false;
     }
-    if (!ok) throw new Error('its Ed25519 signature does not verify');
+    if (!ok) throw new Error(`has an Ed25519 signature that does not verify (key ${h.key_id.slice(0, 23)}…)`);
     return true;
   }
   // Exposed for the browser tests (forged heads must fail).
   window.mcpmpHeadSigned = headSigned;
 
   async function checkHead(h) {
-    if (h.channel_id !== channel) throw new Error('it is for another channel');
-    if (chain.hashes[h.seq] !== h.head_hash) throw new Error('its head hash is not the chain hash at that seq');
-    await headSigned(h, await keyList());
+    if (h.channel_id !== channel) throw new Error('is for another channel');
+    if (chain.hashes[h.seq] !== h.head_hash) throw new Error('signs a head hash that is not the chain hash at that seq');
+    await headSigned(h, await keyList(h.key_id));
     heads.key = h.key_id;
     heads.signedUpTo = Math.max(heads.signedUpTo, h.seq);
   }
@@ -271,7 +282,7 @@
       try {
         await checkHead(h);
       } catch (err) {
-        heads.bad = { seq: h.seq, why: `the server's signed head ${err.message}.` };
+        heads.bad = { seq: h.seq, why: `the server's signed head at seq ${h.seq} ${err.message}.` };
       }
     }
     heads.pending = later;
@@ -361,6 +372,46 @@
     }
   }
 
+  // ---- the bots' seeds ----
+
+  // A seeded bot's attach commits to its secret seed; the close reveals it.
+  // The reveal must open the commitment (sha256 of a domain tag and the 32
+  // seed bytes) and carry the state salt the seed derives (the first 16
+  // bytes of HMAC-SHA256(seed, "state-salt" || 0x00 || u64_be(0))).
+  const SEED_TAG = 'mcp-multiplayer bot seed v1\u0000';
+  const seeds = new Map(); // bot_id -> {commitment, seq}
+
+  async function seedReveal(b, seq) {
+    const a = seeds.get(b.bot_id);
+    const id = `claim-${b.bot_id}-seed`;
+    if (!a) {
+      claim(id, `${b.bot_id} revealed a seed at seq ${seq}, but its attach committed to none.`, 'bad');
+      return;
+    }
+    if (typeof b.seed !== 'string' || !/^[0-9a-f]{64}$/.test(b.seed)) {
+      claim(id, `${b.bot_id}'s seed revealed at seq ${seq} is not 64 lowercase hex digits.`, 'bad');
+      return;
+    }
+    const raw = unhex(b.seed);
+    const tag = enc.encode(SEED_TAG);
+    const pre = new Uint8Array(tag.length + raw.length);
+    pre.set(tag, 0);
+    pre.set(raw, tag.length);
+    const opened = 'sha256:' + hex(await sha256(pre));
+    const key = await crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+    const label = enc.encode('state-salt');
+    const msg = new Uint8Array(label.length + 9); // the label, 0x00, u64_be(0)
+    msg.set(label, 0);
+    const salt = hex(new Uint8Array(await crypto.subtle.sign('HMAC', key, msg)).slice(0, 16));
+    if (opened !== a.commitment) {
+      claim(id, `${b.bot_id}'s seed revealed at seq ${seq} does NOT open the seed commitment of its attach at seq ${a.seq}.`, 'bad');
+    } else if (salt !== b.state_salt) {
+      claim(id, `${b.bot_id}'s seed opens its commitment, but the revealed state salt is not the one the seed derives.`, 'bad');
+    } else {
+      claim(id, `Seed checked: ${b.bot_id}'s seed revealed at seq ${seq} opens the seed commitment of its attach at seq ${a.seq}, and its state salt is the one the seed derives; its hooks can now be replayed (mcp-multiplayer replay).`, 'ok');
+    }
+  }
+
   // ---- the bots' code hashes ----
 
   const attached = new Map(); // bot_id -> {code_hash, seq}
@@ -391,7 +442,14 @@
       if (ok) {
         if (m.kind === 'system' && m.body && m.body.type === 'bot:attach') {
           attached.set(m.body.bot_id, { code_hash: m.body.code_hash, seq: m.seq });
+          if (typeof m.body.seed_commitment === 'string') {
+            seeds.set(m.body.bot_id, { commitment: m.body.seed_commitment, seq: m.seq });
+            claim(`claim-${m.body.bot_id}-seed`, `${m.body.bot_id} committed to its secret seed at seq ${m.seq}: ${m.body.seed_commitment}. Checked here when the channel closes and reveals it.`, 'pending');
+          }
           await checkBots();
+        }
+        if (m.kind === 'system' && m.body && m.body.type === 'bot:reveal') {
+          await seedReveal(m.body, m.seq);
         }
         await game(m);
         await drainHeads();
@@ -417,6 +475,15 @@
     return;
   }
   statusEl.textContent = 'Checking…';
+  // The head the server rendered into the page, checked like the stream's.
+  const rendered = document.getElementById('verification').dataset.head;
+  if (rendered) {
+    try {
+      heads.pending.push(JSON.parse(rendered));
+    } catch (err) {
+      heads.bad = { seq: 0, why: 'the page carries a signed head that is not JSON.' };
+    }
+  }
   const es = new EventSource(body.dataset.events);
   es.addEventListener('message', (e) => onMessage(JSON.parse(e.data)));
   es.addEventListener('head', (e) => onHead(JSON.parse(e.data)));
