@@ -277,7 +277,7 @@ impl Store {
         let path = state_dir.join("postgres");
         // Token rows changed by any daemon (or CLI command) reach this
         // one's memory through the commit notifications (see `pg`).
-        let tokens = Arc::new(TokenCache::new(&path));
+        let tokens = Arc::new(TokenCache::without_signal_file());
         db::off_runtime(|| Self::start(&path, conn, Some(shared), tokens))
     }
 

@@ -828,6 +828,8 @@ async fn a_remembered_token_stops_at_once_when_revoked_here_or_from_another_proc
         .await
         .expect("the revocation was heard")
         .unwrap();
+        // The signal is the notification: no file in the state directory.
+        assert!(!t.dir.join("postgres-revocations").exists());
     }
     assert_eq!(
         principals::authenticate(&t.store, &bob, res).await.unwrap(),

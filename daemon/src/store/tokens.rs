@@ -66,7 +66,9 @@ struct Remembered {
 
 /// Valid tokens by hash, as of one [`Epoch`].
 pub(crate) struct TokenCache {
-    signal: PathBuf,
+    /// The signal file (SQLite); `None` on PostgreSQL, where the commit
+    /// notifications carry the signal.
+    signal: Option<PathBuf>,
     local: AtomicU64,
     /// Set by the writer connection's triggers during a transaction.
     pub(super) touched: std::sync::Arc<AtomicBool>,
@@ -79,13 +81,22 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
+    /// The memory of the store whose SQLite database is `db`.
     pub(super) fn new(db: &Path) -> TokenCache {
         let mut signal = db.as_os_str().to_owned();
         signal.push("-revocations");
-        let signal = PathBuf::from(signal);
+        TokenCache::with_signal(Some(PathBuf::from(signal)))
+    }
+
+    /// The memory of a PostgreSQL store: no signal file.
+    pub(super) fn without_signal_file() -> TokenCache {
+        TokenCache::with_signal(None)
+    }
+
+    fn with_signal(signal: Option<PathBuf>) -> TokenCache {
         let epoch = Epoch {
             local: 0,
-            file: stamp(&signal),
+            file: signal.as_deref().and_then(stamp),
         };
         TokenCache {
             signal,
@@ -105,7 +116,7 @@ impl TokenCache {
     pub(crate) fn epoch(&self) -> Epoch {
         Epoch {
             local: self.local.load(Ordering::Acquire),
-            file: stamp(&self.signal),
+            file: self.signal.as_deref().and_then(stamp),
         }
     }
 
@@ -163,15 +174,18 @@ impl TokenCache {
             return;
         }
         self.local.fetch_add(1, Ordering::AcqRel);
-        let mut tmp = self.signal.as_os_str().to_owned();
+        let Some(signal) = &self.signal else {
+            return;
+        };
+        let mut tmp = signal.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         // A new file each time (a new inode), so that the change shows
         // whatever the filesystem's timestamp resolution.
         let done = std::fs::write(&tmp, format!("{}\n", crate::secrets::now_ms()))
-            .and_then(|()| std::fs::rename(&tmp, &self.signal));
+            .and_then(|()| std::fs::rename(&tmp, signal));
         if let Err(e) = done {
-            tracing::error!(error = %e, path = %self.signal.display(), "cannot signal a token revocation to other processes");
+            tracing::error!(error = %e, path = %signal.display(), "cannot signal a token revocation to other processes");
         }
     }
 
