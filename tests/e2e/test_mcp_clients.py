@@ -36,14 +36,22 @@ def need(path: Path) -> str:
     return str(path)
 
 
+# The daemon's own tools/list snapshot (daemon/tests/it/snapshots): every
+# client must see exactly those tools.
+SNAPSHOT = REPO / "daemon" / "tests" / "it" / "snapshots" / "tools-list.json"
+
+
 def check_tools(tools: list[dict]):
-    assert len(tools) == 9, tools
+    want = sorted(t["name"] for t in json.loads(SNAPSHOT.read_text()))
+    assert len(want) == 12, want
+    assert sorted(t["name"] for t in tools) == want, tools
     for t in tools:
         assert t.get("title"), t
         ann = t.get("annotations") or {}
         assert all(isinstance(ann.get(h), bool) for h in HINTS), t
     read_only = sorted(t["name"] for t in tools if t["annotations"]["readOnlyHint"])
-    assert read_only == ["get_bot_code", "get_channel_info", "list_channels", "sync_messages"]
+    assert read_only == ["export_transcript", "get_bot_code", "get_channel_info", "list_channels",
+                         "sync_messages"]
 
 
 def check_server_info(info: dict, base: str):
