@@ -139,6 +139,12 @@ impl PgShared {
         Ok((writer, shared))
     }
 
+    /// The NOTIFY channel this store listens on.
+    #[cfg(test)]
+    pub(super) fn notify_channel(&self) -> &str {
+        &self.channel
+    }
+
     /// A new connection to the same database (a reader, a reconnect).
     pub(super) fn connect(&self) -> Result<Connection, StoreError> {
         Ok(Connection::postgres(connect(&self.config)?))

@@ -859,3 +859,65 @@ async fn a_lookup_that_raced_a_revocation_is_not_remembered() {
     cache.put(hash.clone(), &p, None, None, as_of);
     assert!(cache.get(&hash, res, crate::secrets::now_ms()).is_none());
 }
+
+/// A daemon whose notification connection broke may have missed another
+/// daemon's revocation meanwhile: it forgets every remembered token, and
+/// remembers again once it listens again. SQLite has no such connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notification_connection_forgets_remembered_tokens() {
+    let t = TempStore::new();
+    let Some(pg) = t.store.inner.pg.clone() else {
+        return;
+    };
+    let res = "http://test/mcp";
+    let token = principals::create_cli_token(&t.store, "dave")
+        .await
+        .unwrap();
+    let hash = crate::secrets::hash_secret(&token);
+    let remembered = |store: &Store| {
+        store
+            .tokens()
+            .get(&hash, res, crate::secrets::now_ms())
+            .is_some()
+    };
+    assert!(
+        principals::authenticate(&t.store, &token, res)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(remembered(&t.store));
+    let mut heard = t.store.tokens().heard();
+    // The server ends the listener's session, as a restart or a network
+    // failure would.
+    let listen = format!("LISTEN \"{}\"", pg.notify_channel());
+    let ended: i64 = t
+        .store
+        .sql_write(move |c| {
+            c.query_row(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = ?1",
+                rusqlite::params![listen],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended, 1, "the listener's session");
+    // Deaf once it noticed, listening again right after.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        heard.wait_for(|n| *n >= 2),
+    )
+    .await
+    .expect("the listener noticed and reconnected")
+    .unwrap();
+    assert!(!remembered(&t.store), "forgotten");
+    assert!(
+        principals::authenticate(&t.store, &token, res)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(remembered(&t.store), "remembered again");
+}

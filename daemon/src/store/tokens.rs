@@ -75,7 +75,8 @@ pub(crate) struct TokenCache {
     /// Set while revocations by other daemons might go unheard (PostgreSQL,
     /// the listener reconnecting): nothing is remembered meanwhile.
     deaf: AtomicBool,
-    /// Counts the other daemons' token changes heard (PostgreSQL).
+    /// Counts what made this memory forget on PostgreSQL: other daemons'
+    /// token changes heard, the listener's connection lost and regained.
     heard: tokio::sync::watch::Sender<u64>,
     inner: Mutex<(Epoch, HashMap<Vec<u8>, Remembered>)>,
 }
@@ -196,7 +197,8 @@ impl TokenCache {
         self.heard.send_modify(|n| *n += 1);
     }
 
-    /// Follows [`TokenCache::revoked_elsewhere`].
+    /// Follows [`TokenCache::revoked_elsewhere`] and
+    /// [`TokenCache::set_deaf`].
     #[cfg(test)]
     pub(crate) fn heard(&self) -> tokio::sync::watch::Receiver<u64> {
         self.heard.subscribe()
@@ -208,6 +210,7 @@ impl TokenCache {
     pub(super) fn set_deaf(&self, deaf: bool) {
         self.deaf.store(deaf, Ordering::Release);
         self.local.fetch_add(1, Ordering::AcqRel);
+        self.heard.send_modify(|n| *n += 1);
     }
 
     /// A transaction was rolled back: its token changes did not happen.
