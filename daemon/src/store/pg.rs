@@ -199,11 +199,9 @@ impl PgShared {
         // Always one statement: it fails if the transaction was aborted (a
         // write that swallowed an error), where COMMIT would quietly roll
         // back and report success.
-        let mark: Option<String> = c.query_row(
-            "SELECT current_setting('mcpmp.tokens_changed', true)",
-            rusqlite::params![],
-            |r| r.get(0),
-        )?;
+        let mark: Option<String> = c
+            .prepare_cached("SELECT current_setting('mcpmp.tokens_changed', true)")?
+            .query_row(rusqlite::params![], |r| r.get(0))?;
         let tokens = mark.as_deref() == Some("1");
         if tokens {
             tokens_touched.store(true, Ordering::Release);
@@ -229,10 +227,8 @@ impl PgShared {
             let payload =
                 serde_json::json!({"from": self.instance, "commits": p, "tokens": tokens && i == 0})
                     .to_string();
-            c.execute(
-                "SELECT pg_notify(?1, ?2)",
-                rusqlite::params![self.channel, payload],
-            )?;
+            c.prepare_cached("SELECT pg_notify(?1, ?2)")?
+                .execute(rusqlite::params![self.channel, payload])?;
         }
         Ok(())
     }
