@@ -11,7 +11,7 @@
 //! (default 5, after 1 s of warm-up), `LOAD_WAITERS` long-poll waiters
 //! (default 1000), `LOAD_WAKE_CHANNELS` channels they wait on (default 100),
 //! `LOAD_PROTOCOLS` which MCP revisions to drive (`session,sessionless`).
-//! `BENCH_QUOTAS=0` leaves the `[quotas]` section out of the daemon's config
+//! `BENCH_QUOTAS=0` leaves the `[quotas]` and `[http]` sections out of the daemon's config
 //! (for a daemon that predates it, run through `MCPMP_BIN`).
 //!
 //! `LOAD_ONLY=stores` compares the stores instead (docs/scale-out.md): the
@@ -815,13 +815,15 @@ impl Daemon {
     /// [`Daemon::start`] with `env` naming its database.
     fn start_env(dir: &Path, env: &[(String, String)]) -> Res<Daemon> {
         let bin = daemon_bin();
-        // A benchmark measures capacity: per-principal quotas out of the way.
+        // A benchmark measures capacity: per-principal quotas and the caps
+        // on one principal's sessions and one address's connections (all
+        // the bench's clients share a few tokens and 127.0.0.1) out of the way.
         let cfg = dir.join("bench.toml");
         // `BENCH_QUOTAS=0` leaves the section out, for a daemon that predates it.
         let quotas = std::env::var("BENCH_QUOTAS").map_or(true, |v| v != "0");
         std::fs::write(
             &cfg,
-            if !quotas { "" } else { "[quotas]\nposts_per_second = 1e9\npost_burst = 1000000000\nchannels_per_hour = 1000000000\nopen_channels = 1000000000\nmessages_per_channel = 1000000000000\nbytes_per_channel = 1000000000000000\nbytes_per_principal_per_day = 1000000000000000\n" },
+            if !quotas { "" } else { "[quotas]\nposts_per_second = 1e9\npost_burst = 1000000000\nchannels_per_hour = 1000000000\nopen_channels = 1000000000\nmessages_per_channel = 1000000000000\nbytes_per_channel = 1000000000000000\nbytes_per_principal_per_day = 1000000000000000\n[http]\nmax_sessions_per_principal = 100000\nmax_unauthenticated_per_peer = 100000\n" },
         )
         .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
         let mut child = Command::new(&bin)
