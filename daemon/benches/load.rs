@@ -14,6 +14,14 @@
 //! `BENCH_QUOTAS=0` leaves the `[quotas]` and `[http]` sections out of the daemon's config
 //! (for a daemon that predates it, run through `MCPMP_BIN`).
 //!
+//! `LOAD_ONLY=stores` compares the stores instead (docs/scale-out.md): the
+//! same durable `post_message` load (`LOAD_LEVELS`, default 64 clients, 8 per
+//! channel) against one daemon on SQLite, one daemon on PostgreSQL and two
+//! daemons on one PostgreSQL database (clients alternate between the two, so
+//! every channel has writers on both), in one run. `LOAD_POSTGRES` is the URL
+//! of a database the bench may create schemas in (each setup gets a fresh
+//! one); `tests/steps/50-postgres.sh` shows how to start a throw-away server.
+//!
 //! Two protocol modes: `session` speaks 2025-06-18 with an `initialize`
 //! handshake and an `Mcp-Session-Id` per client (what most clients do today);
 //! `sessionless` speaks 2026-07-28, every request self-contained.
@@ -95,6 +103,9 @@ async fn run() -> Res<()> {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| LEVELS.to_vec());
     let only = std::env::var("LOAD_ONLY").unwrap_or_default();
+    if only == "stores" {
+        return stores(measure).await;
+    }
 
     let dir = std::env::temp_dir().join(format!("mcpmp-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -267,6 +278,152 @@ async fn run() -> Res<()> {
     Ok(())
 }
 
+/// One store setup of the `stores` mode.
+struct Setup {
+    name: &'static str,
+    daemons: usize,
+    /// The database environment of its daemons and token commands.
+    env: Vec<(String, String)>,
+}
+
+/// `LOAD_ONLY=stores`: SQLite, PostgreSQL with one daemon, PostgreSQL with two.
+async fn stores(measure: Duration) -> Res<()> {
+    let pg = std::env::var("LOAD_POSTGRES")
+        .map_err(|_| "LOAD_ONLY=stores needs LOAD_POSTGRES=postgres://USER@HOST/DB (a database the bench may create schemas in)".to_string())?;
+    let levels: Vec<usize> = std::env::var("LOAD_LEVELS")
+        .unwrap_or_else(|_| "64".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let max_clients = *levels.iter().max().unwrap_or(&64);
+    let schema_url = |tag: &str| -> Res<Vec<(String, String)>> {
+        let schema = format!("bench_{tag}_{}", std::process::id());
+        let url = pg.clone();
+        let s = schema.clone();
+        // The synchronous client may not run on the runtime's threads.
+        std::thread::spawn(move || -> Res<()> {
+            use std::str::FromStr;
+            let mut c = postgres::Config::from_str(&url)
+                .map_err(|e| e.to_string())?
+                .connect(postgres::NoTls)
+                .map_err(|e| format!("LOAD_POSTGRES: {e}"))?;
+            c.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}"
+            ))
+            .map_err(|e| e.to_string())
+        })
+        .join()
+        .map_err(|_| "schema thread panicked".to_string())??;
+        let sep = if pg.contains('?') { '&' } else { '?' };
+        Ok(vec![(
+            "MCP_MULTIPLAYER_DATABASE".into(),
+            format!("{pg}{sep}options=-c%20search_path%3D{schema}"),
+        )])
+    };
+    let setups = [
+        Setup {
+            name: "SQLite",
+            daemons: 1,
+            env: vec![("MCP_MULTIPLAYER_DATABASE".into(), "sqlite".into())],
+        },
+        Setup {
+            name: "PostgreSQL",
+            daemons: 1,
+            env: schema_url("one")?,
+        },
+        Setup {
+            name: "PostgreSQL",
+            daemons: 2,
+            env: schema_url("two")?,
+        },
+    ];
+    println!(
+        "machine: {} cores, {} GiB RAM; load average before the run: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mem_gib(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!();
+    println!(
+        "### Durable post_message by store ({} s per level after {} s warm-up, 2025-06-18 sessions, {PER_CHANNEL} clients per channel)",
+        measure.as_secs(),
+        WARMUP.as_secs()
+    );
+    println!();
+    println!(
+        "| store | daemons | clients | posts/s | p50 ms | p99 ms | max ms | daemons' CPU µs/post | load average after |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for setup in &setups {
+        let root = std::env::temp_dir().join(format!(
+            "mcpmp-load-stores-{}-{}",
+            std::process::id(),
+            setup.daemons
+        ));
+        let dirs: Vec<PathBuf> = (0..setup.daemons)
+            .map(|i| root.join(format!("d{i}")))
+            .collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        }
+        let tokens: Vec<String> = (0..max_clients)
+            .map(|i| create_token_env(&dirs[0], &format!("poster{i}"), &setup.env))
+            .collect::<Res<_>>()?;
+        let daemons: Vec<Daemon> = dirs
+            .iter()
+            .map(|d| Daemon::start_env(d, &setup.env))
+            .collect::<Res<_>>()?;
+        let urls: Vec<String> = daemons.iter().map(Daemon::mcp_url).collect();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut channels = Vec::new();
+        for g in 0..max_clients.div_ceil(PER_CHANNEL) {
+            let members: Vec<&String> = tokens
+                .iter()
+                .skip(g * PER_CHANNEL)
+                .take(PER_CHANNEL)
+                .collect();
+            channels.push(make_channel(&http, &urls[0], &members, &format!("store-{g}")).await?);
+        }
+        for &n in &levels {
+            let cpu0: f64 = daemons.iter().map(|d| cpu_secs(d.pid())).sum();
+            let r = post_load_on(
+                &http,
+                &urls,
+                Proto::Session,
+                &tokens[..n],
+                &channels,
+                measure,
+            )
+            .await?;
+            let cpu = daemons.iter().map(|d| cpu_secs(d.pid())).sum::<f64>() - cpu0;
+            println!(
+                "| {} | {} | {n} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
+                setup.name,
+                setup.daemons,
+                r.rate,
+                ms(pct(&r.lat, 50.0)),
+                ms(pct(&r.lat, 99.0)),
+                ms(r.lat.last().copied().unwrap_or_default()),
+                cpu * 1e6 / r.total.max(1) as f64,
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        drop(daemons);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(())
+}
+
 fn print_wake(proto: Proto, waiters: usize, layout: &str, w: &Wake) {
     println!(
         "| {} | {waiters} | {layout} | {} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) |",
@@ -298,8 +455,22 @@ async fn post_load(
     channels: &[String],
     measure: Duration,
 ) -> Res<PostResult> {
+    post_load_on(http, &[url.to_string()], proto, tokens, channels, measure).await
+}
+
+/// [`post_load`] with the clients spread over several daemons (client `i`
+/// on `urls[i % urls.len()]`).
+async fn post_load_on(
+    http: &reqwest::Client,
+    urls: &[String],
+    proto: Proto,
+    tokens: &[String],
+    channels: &[String],
+    measure: Duration,
+) -> Res<PostResult> {
     let mut clients = Vec::new();
-    for t in tokens {
+    for (i, t) in tokens.iter().enumerate() {
+        let url = &urls[i % urls.len()];
         clients.push(Client::connect(http.clone(), url, t, proto).await?);
     }
     let start = Instant::now() + Duration::from_millis(50);
@@ -638,6 +809,11 @@ fn daemon_bin() -> PathBuf {
 
 impl Daemon {
     fn start(dir: &Path) -> Res<Daemon> {
+        Daemon::start_env(dir, &[])
+    }
+
+    /// [`Daemon::start`] with `env` naming its database.
+    fn start_env(dir: &Path, env: &[(String, String)]) -> Res<Daemon> {
         let bin = daemon_bin();
         // A benchmark measures capacity: per-principal quotas and the caps
         // on one principal's sessions and one address's connections (all
@@ -651,6 +827,7 @@ impl Daemon {
         )
         .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
         let mut child = Command::new(&bin)
+            .envs(env.iter().cloned())
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&cfg)
             .arg("--state-dir")
@@ -698,7 +875,12 @@ impl Drop for Daemon {
 }
 
 fn create_token(dir: &Path, name: &str) -> Res<String> {
+    create_token_env(dir, name, &[])
+}
+
+fn create_token_env(dir: &Path, name: &str, env: &[(String, String)]) -> Res<String> {
     let out = Command::new(daemon_bin())
+        .envs(env.iter().cloned())
         .args(["token", "create", name, "--state-dir"])
         .arg(dir)
         .output()

@@ -20,6 +20,11 @@ use std::path::Path;
 /// # Errors
 /// See [`store::backup`].
 pub fn backup(cfg: &Config, dest: &Path) -> Result<String, StoreError> {
+    if cfg.database != crate::config::DatabaseConfig::Sqlite {
+        return Err(StoreError::Postgres(
+            "backup copies the SQLite database; this daemon keeps its state in PostgreSQL. Back it up with PostgreSQL's own tools (pg_dump, or a base backup with WAL archiving: docs/scale-out.md)".into(),
+        ));
+    }
     let r = store::backup(&cfg.db_path(), dest)?;
     Ok(format!(
         "Backed up {} to {} ({} bytes, schema version {}): {} channels, {} messages. integrity_check: ok.\nRestore: stop the daemon, move mcp-multiplayer.db and its -wal and -shm files aside, copy this file to {} (owned by the service's user), start the daemon.\n",
@@ -39,7 +44,22 @@ pub fn config_show(cfg: &Config) -> String {
     let a = &cfg.auth;
     let b = &cfg.bots;
     let path = |p: &Path| p.display().to_string();
+    // The database as keys the config file takes (a URL file's path, never
+    // its content).
+    let (database, password_file, url_file) = match &cfg.database {
+        crate::config::DatabaseConfig::Sqlite => (Some("sqlite".to_string()), None, None),
+        crate::config::DatabaseConfig::Postgres(crate::config::PostgresSource::Url {
+            url,
+            password_file,
+        }) => (Some(url.clone()), password_file.as_deref().map(path), None),
+        crate::config::DatabaseConfig::Postgres(crate::config::PostgresSource::UrlFile(f)) => {
+            (None, None, Some(path(f)))
+        }
+    };
     let view = json!({
+        "database": database,
+        "database_password_file": password_file,
+        "database_url_file": url_file,
         "listen": cfg.listen.to_string(),
         "state_dir": path(&cfg.state_dir),
         "public_url": cfg.public_origin(),
@@ -141,8 +161,11 @@ pub fn config_check(mut cfg: Config) -> (String, bool) {
         Ok(text) => line(true, text),
         Err(e) => line(false, e.to_string()),
     }
-    let db = cfg.db_path();
-    match database_state(&db) {
+    let state = match &cfg.database {
+        crate::config::DatabaseConfig::Sqlite => database_state(&cfg.db_path()),
+        crate::config::DatabaseConfig::Postgres(src) => postgres_state(src),
+    };
+    match state {
         Ok(text) => line(true, text),
         Err(text) => line(false, text),
     }
@@ -171,6 +194,20 @@ fn is_executable(p: &Path) -> bool {
 
 /// Whether the database (or the directory it will be created in) looks
 /// usable, without creating or migrating anything.
+/// Whether the PostgreSQL database answers (its password file read, one
+/// connection made); nothing is written.
+fn postgres_state(src: &crate::config::PostgresSource) -> Result<String, String> {
+    let what = crate::config::DatabaseConfig::Postgres(src.clone()).describe();
+    let mut pg = src.load().map_err(|e| e.to_string())?;
+    pg.connect_timeout(std::time::Duration::from_secs(5));
+    store::db::off_runtime(|| {
+        pg.connect(postgres::NoTls)
+            .map(drop)
+            .map_err(|e| format!("cannot connect to PostgreSQL {what}: {e}"))
+    })?;
+    Ok(format!("PostgreSQL {what} takes connections"))
+}
+
 fn database_state(db: &Path) -> Result<String, String> {
     if !db.exists() {
         let dir = db

@@ -70,9 +70,25 @@ enum Command {
         #[command(subcommand)]
         op: BotOp,
     },
+    /// Copy this deployment's SQLite database into an empty PostgreSQL
+    /// database, and check the copy row by row (docs/scale-out.md). Stop the
+    /// daemon first.
+    MigrateStore {
+        /// The PostgreSQL database: postgres://USER@HOST/DB, without a
+        /// password (default: the config's `database`).
+        #[arg(long)]
+        to: Option<String>,
+        /// File holding the password for --to (default: the config's
+        /// database_password_file).
+        #[arg(long)]
+        to_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Re-run every hook of every bot of a closed channel in the real sandbox
     /// and check each against the transcript (docs/replay.md). Offline: give
-    /// a transcript document FILE, or --db and --channel. Exits 1 on a
+    /// a transcript document FILE, or --db and --channel, or --channel alone
+    /// to read the configured database. Exits 1 on a
     /// mismatch, a wrong seed reveal or a chain that does not verify.
     Replay(ReplayArgs),
     /// Check an exported transcript offline (no daemon, no network): the
@@ -244,16 +260,17 @@ enum TokenOp {
 #[derive(clap::Args)]
 struct ReplayArgs {
     /// A transcript document (JSON: channel_id, messages, bots).
-    #[arg(required_unless_present = "db", conflicts_with = "db")]
+    #[arg(required_unless_present_any = ["db", "channel"], conflicts_with_all = ["db", "channel"])]
     file: Option<PathBuf>,
     /// Read the channel from the daemon's SQLite file instead.
     #[arg(long, requires = "channel")]
     db: Option<PathBuf>,
-    /// The channel to replay from --db.
+    /// The channel to replay from --db, or without --db from the database
+    /// the config names (PostgreSQL, docs/scale-out.md).
     #[arg(long)]
     channel: Option<String>,
-    /// Also write the transcript document read from --db to this file.
-    #[arg(long, requires = "db")]
+    /// Also write the transcript document read from the database to this file.
+    #[arg(long, requires = "channel")]
     write_document: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -361,13 +378,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("NAME must be 1-64 characters");
             }
             let cfg = load(&common, Overrides::default())?;
-            let store = Store::open(&cfg.db_path())?;
+            let store = Store::open_config(&cfg)?;
             let token = crate::store::principals::create_cli_token(&store, &name).await?;
             store.close();
             println!("{token}");
             eprintln!(
                 "Token for principal {name:?} stored (hashed) in {}. It is shown only now.",
-                cfg.db_path().display()
+                match &cfg.database {
+                    crate::config::DatabaseConfig::Sqlite => cfg.db_path().display().to_string(),
+                    other => other.describe(),
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -375,13 +395,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             op: TokenOp::Revoke { name, common },
         } => {
             let cfg = load(&common, Overrides::default())?;
-            let store = Store::open(&cfg.db_path())?;
+            let store = Store::open_config(&cfg)?;
             let n = crate::store::principals::revoke_cli_tokens(&store, &name).await?;
             store.close();
             eprintln!("Revoked {n} token(s) of {name:?}.");
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(cmd) => admin(cmd).await,
+        Command::MigrateStore {
+            to,
+            to_password_file,
+            common,
+        } => migrate_store(to, to_password_file, &common),
         Command::Replay(args) => replay(args).await,
         Command::Verify {
             file,
@@ -416,7 +441,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Approve { code, deny, common } => {
             let cfg = load(&common, Overrides::default())?;
-            let store = Store::open(&cfg.db_path())?;
+            let store = Store::open_config(&cfg)?;
             let out = match code {
                 None => crate::oauth::admin::list(&store).await,
                 Some(code) => crate::oauth::admin::decide(&store, &code, deny).await,
@@ -489,7 +514,7 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
         Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
     {
         let cfg = load(common, Overrides::default())?;
-        let store = Store::open(&cfg.db_path())?;
+        let store = Store::open_config(&cfg)?;
         let out = f(store.clone()).await;
         store.close();
         Ok(out?)
@@ -602,6 +627,23 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         (None, Some(db), Some(cid)) => Transcript::from_db(db, cid)
             .await
             .map_err(|e| e.to_string()),
+        (None, None, Some(cid))
+            if matches!(cfg.database, crate::config::DatabaseConfig::Sqlite) =>
+        {
+            Transcript::from_db(&cfg.db_path(), cid)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        (None, None, Some(cid)) => match Store::open_config(&cfg) {
+            Ok(store) => {
+                let doc = Transcript::from_store(&store, cid)
+                    .await
+                    .map_err(|e| e.to_string());
+                store.close();
+                doc
+            }
+            Err(e) => Err(format!("cannot open {}: {e}", cfg.database.describe())),
+        },
         _ => Err("give a transcript document FILE, or --db PATH --channel ID".into()),
     };
     let doc = match doc {
@@ -677,6 +719,48 @@ fn verify(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `migrate-store`: the SQLite file of the state directory into PostgreSQL.
+fn migrate_store(
+    to: Option<String>,
+    password_file: Option<PathBuf>,
+    common: &Common,
+) -> anyhow::Result<ExitCode> {
+    use crate::config::{DatabaseConfig, Env};
+    /// `--to` is taken as given: no environment variable overrides it.
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+    let cfg = load(common, Overrides::default())?;
+    let target = match to {
+        Some(url) => DatabaseConfig::from_parts(Some(url), password_file, None, &NoEnv)?,
+        None => cfg.database.clone(),
+    };
+    let DatabaseConfig::Postgres(src) = &target else {
+        anyhow::bail!(
+            "give the PostgreSQL database to copy into: --to postgres://USER@HOST/DB (the password in --to-password-file), or set `database` in the config"
+        );
+    };
+    let pg = src.load()?;
+    let db = cfg.db_path();
+    let report = crate::store::migrate_store(&db, &pg)?;
+    println!(
+        "Copied {} into {}; every row checked.",
+        db.display(),
+        target.describe()
+    );
+    for (table, rows) in &report.tables {
+        println!("  {table}: {rows} rows");
+    }
+    println!(
+        "Next: point every daemon at it (database = \"...\" in the config, its password in database_password_file) and start them; keep {} as the backup of this moment.",
+        db.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_source(file: &PathBuf) -> anyhow::Result<String> {

@@ -9,8 +9,10 @@
 //! loopback, bodies bounded. Options that weaken security are opt-in and named
 //! so (`unsafe_no_auth`).
 
+mod database;
 mod limits;
 
+pub use database::{DatabaseConfig, PostgresSource};
 pub use limits::{FileHttp, FileQuotas, HttpConfig, QuotaConfig};
 
 use crate::client_addr::IpRange;
@@ -83,6 +85,10 @@ pub struct FileConfig {
     pub http: FileHttp,
     #[serde(default)]
     pub quotas: FileQuotas,
+    /// `"sqlite"` (default) or a `postgres://` URL without password.
+    pub database: Option<String>,
+    pub database_password_file: Option<PathBuf>,
+    pub database_url_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +186,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Per-principal quotas and rate limits (`[quotas]`).
     pub quotas: QuotaConfig,
+    /// SQLite in the state directory, or a shared PostgreSQL database.
+    pub database: DatabaseConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -694,6 +702,12 @@ impl Config {
             bots,
             http: HttpConfig::from_file(file.http)?,
             quotas: QuotaConfig::from_file(file.quotas)?,
+            database: DatabaseConfig::from_parts(
+                file.database,
+                file.database_password_file,
+                file.database_url_file,
+                env,
+            )?,
         })
     }
 

@@ -146,6 +146,17 @@ impl Transcript {
         }
         let store =
             Store::open(path).map_err(|e| bad(format!("cannot open {}: {e}", path.display())))?;
+        let doc = Transcript::from_store(&store, channel_id).await;
+        store.close();
+        doc.map_err(|e| bad(format!("{e} in {}", path.display())))
+    }
+
+    /// Reads channel `channel_id` from an open store (either backend), as
+    /// [`Transcript::from_db`] does from a SQLite file.
+    ///
+    /// # Errors
+    /// The store cannot be read, or has no such channel.
+    pub async fn from_store(store: &Store, channel_id: &str) -> Result<Transcript, BadInput> {
         let cid = channel_id.to_string();
         let read = store
             .read(move |tx: &dyn ReadTx| {
@@ -166,12 +177,8 @@ impl Transcript {
                 Ok::<_, crate::store::StoreError>(Some((messages, bots)))
             })
             .await;
-        store.close();
         let Some((messages, bots)) = read.map_err(|e| bad(format!("cannot read: {e}")))? else {
-            return Err(bad(format!(
-                "no channel {channel_id:?} in {}",
-                path.display()
-            )));
+            return Err(bad(format!("no channel {channel_id:?}")));
         };
         Ok(Transcript {
             channel_id: channel_id.to_string(),

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Opens the state and builds the application (no socket yet).
 pub async fn build(config: Config) -> anyhow::Result<AppState> {
-    let store = Store::open(&config.db_path())?;
+    let store = Store::open_config(&config)?;
     let signer = crate::signing::Signer::open(&config.signing_key, &config.state_dir)?;
     tracing::info!(
         key_id = signer.key_id(),
@@ -156,7 +156,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let limits = ConnLimits::new(&state.config.http, open_files);
     tracing::info!(
         %addr,
-        db = %state.channels.store().path().display(),
+        db = %match &state.config.database {
+            crate::config::DatabaseConfig::Sqlite => state.channels.store().path().display().to_string(),
+            other => other.describe(),
+        },
         open_files,
         max_connections = limits.max_total,
         max_unauthenticated = limits.max_unauthenticated,

@@ -15,10 +15,32 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// A store on a fresh file, removed (after the writer stopped) on drop.
+/// A store on a fresh file, removed (after the writer stopped) on drop; or,
+/// when `MCPMP_TEST_POSTGRES` holds a PostgreSQL URL, on a fresh schema of
+/// that database (the same tests, both backends: `tests/steps/50-postgres.sh`).
 pub(crate) struct TempStore {
     pub dir: PathBuf,
     pub store: Store,
+    /// The PostgreSQL connection settings, with the schema as search path.
+    pg: Option<postgres::Config>,
+}
+
+/// A fresh schema in the test database `MCPMP_TEST_POSTGRES` names, and the
+/// settings that connect to it.
+pub(crate) fn postgres_schema() -> Option<postgres::Config> {
+    use std::str::FromStr;
+    let url = std::env::var("MCPMP_TEST_POSTGRES").ok()?;
+    let mut cfg =
+        postgres::Config::from_str(&url).expect("MCPMP_TEST_POSTGRES is a PostgreSQL URL");
+    let schema = format!("t_{:016x}", rand::random::<u64>());
+    crate::store::db::off_runtime(|| {
+        let mut c = cfg
+            .connect(postgres::NoTls)
+            .expect("connect to MCPMP_TEST_POSTGRES");
+        c.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    });
+    cfg.options(&format!("-c search_path={schema}"));
+    Some(cfg)
 }
 
 impl TempStore {
@@ -28,13 +50,21 @@ impl TempStore {
             std::process::id(),
             rand::random::<u64>()
         ));
-        let store = Store::open(&dir.join("state.db")).unwrap();
-        TempStore { dir, store }
+        let pg = postgres_schema();
+        let store = match &pg {
+            Some(cfg) => Store::open_postgres(cfg, &dir).unwrap(),
+            None => Store::open(&dir.join("state.db")).unwrap(),
+        };
+        TempStore { dir, store, pg }
     }
 
-    /// Another handle on the same file, as a restarted daemon would open it.
+    /// Another handle on the same database, as a restarted daemon (or a
+    /// second daemon, on PostgreSQL) would open it.
     pub fn reopen(&self) -> Store {
-        Store::open(&self.dir.join("state.db")).unwrap()
+        match &self.pg {
+            Some(cfg) => Store::open_postgres(cfg, &self.dir).unwrap(),
+            None => Store::open(&self.dir.join("state.db")).unwrap(),
+        }
     }
 }
 

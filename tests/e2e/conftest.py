@@ -2,12 +2,15 @@
 
 Every test talks to a real `mcp-multiplayer serve` process on 127.0.0.1:0
 with its own SQLite file, through the official Python `mcp` SDK (installed
-into .test-deps/py by tests/steps/00-deps.sh).
+into .test-deps/py by tests/steps/00-deps.sh). With `MCPMP_TEST_POSTGRES` set
+to a PostgreSQL URL (tests/steps/50-postgres.sh), each state directory gets a
+schema of its own in that database instead of the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -30,6 +33,20 @@ BIN = Path(os.environ.get("MCPMP_BIN", REPO / "target" / "debug" / "mcp-multipla
 MODES = ["legacy", "2026-07-28"]
 
 
+def db_env(state_dir: Path) -> dict:
+    """The environment that points a daemon or CLI command using `state_dir`
+    at its database: nothing on SQLite; on PostgreSQL a schema named after
+    the state directory (created here), like the Rust suite's `db_env`."""
+    url = os.environ.get("MCPMP_TEST_POSTGRES")
+    if not url:
+        return {}
+    schema = "t_" + hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+    subprocess.run(["psql", "-q", url, "-c", f"CREATE SCHEMA IF NOT EXISTS {schema}"],
+                   check=True, capture_output=True)
+    sep = "&" if "?" in url else "?"
+    return {"MCP_MULTIPLAYER_DATABASE": f"{url}{sep}options=-c%20search_path%3D{schema}"}
+
+
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
@@ -48,7 +65,7 @@ class Daemon:
         self.bin = bin
         self.log_path = state_dir / f"daemon-{os.getpid()}-{id(self)}.log"
         self.extra = extra or []
-        self.env = env
+        self.env = {**db_env(state_dir), **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.base = ""
 
@@ -95,7 +112,7 @@ class Daemon:
     def token(self, name: str) -> str:
         out = subprocess.run(
             [*self.prefix, str(self.bin), "token", "create", name, "--state-dir", str(self.state_dir)],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env=dict(os.environ, **self.env),
         )
         return out.stdout.strip()
 

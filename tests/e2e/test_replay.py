@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import os
 import subprocess
 
 import pytest
@@ -27,12 +28,21 @@ from transcript import rehash, verify
 pytestmark = pytest.mark.anyio
 
 
-def replay(*args, cwd=None) -> tuple[int, dict]:
+def replay(*args, cwd=None, env=None) -> tuple[int, dict]:
     """Runs `mcp-multiplayer replay ... --json`; returns the exit code and the report."""
     p = subprocess.run([str(BIN), "replay", *map(str, args), "--json"],
-                       capture_output=True, text=True, timeout=600, cwd=cwd)
+                       capture_output=True, text=True, timeout=600, cwd=cwd,
+                       env=dict(os.environ, **(env or {})))
     assert p.returncode in (0, 1), p.stderr
     return p.returncode, json.loads(p.stdout)
+
+
+def replay_db(daemon, cid, *args) -> tuple[int, dict]:
+    """`replay` of channel `cid` read from `daemon`'s database: its SQLite
+    file, or on PostgreSQL the database its environment names."""
+    if daemon.env.get("MCP_MULTIPLAYER_DATABASE"):
+        return replay("--channel", cid, *args, env=daemon.env)
+    return replay("--db", daemon.state_dir / "mcp-multiplayer.db", "--channel", cid, *args)
 
 
 def write(tmp_path, name, doc) -> str:
@@ -211,8 +221,7 @@ async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_c
 
     # The daemon's database: every body, every private post compared whole.
     full_path = tmp_path / "full.json"
-    rc, rep = replay("--db", daemon.state_dir / "mcp-multiplayer.db", "--channel", cid,
-                     "--write-document", full_path)
+    rc, rep = replay_db(daemon, cid, "--write-document", full_path)
     assert rc == 0 and set(hooks_by_verdict(rep)) == {"matched"}, rep
     assert all("note" not in h for h in rep["hooks"]), "the full transcript leaves nothing unread"
     full = json.loads(full_path.read_text())
@@ -310,6 +319,6 @@ async def test_time_randomness_set_order_and_seats_replay_in_the_sandbox(daemon,
     seats = [{p["label"]: p["filled"] for p in d["body"]["data"]["players"]} for d in drawn]
     assert seats == [{"alice": True, "bob": True}] * 2 + [{"alice": True, "bob": False}]
     assert len({d["body"]["data"]["token"] for d in drawn}) == 3, "each hook its own entropy"
-    rc, rep = replay("--db", daemon.state_dir / "mcp-multiplayer.db", "--channel", cid)
-    assert rc == 0, rep
+    rc, rep = replay_db(daemon, cid)
+    assert rc == 0, json.dumps(rep)
     assert [h["verdict"] for h in rep["hooks"]] == ["matched"] * 3, rep

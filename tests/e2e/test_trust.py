@@ -6,6 +6,7 @@ stops its attack."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import anyio
@@ -226,7 +227,7 @@ async def test_a_waiter_whose_cli_token_is_revoked_gets_nothing_after_the_revoca
 
         async def revoke():
             subprocess.run([str(daemon.bin), "token", "revoke", "bob", "--state-dir", str(daemon.state_dir)],
-                           check=True, capture_output=True)
+                           check=True, capture_output=True, env=dict(os.environ, **daemon.env))
 
         e = await revoke_while_waiting(daemon, alice, bob, cid, revoke)
         assert e.code == "TOKEN_INVALID", e

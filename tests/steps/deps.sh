@@ -44,6 +44,10 @@ DEPS_DEBIAN=(
     "cmd pyflakes3 pyflakes3"
     # 45: test_tlscert makes a throw-away CA.
     "cmd openssl openssl"
+    # 50: the PostgreSQL store's suites run against Debian's PostgreSQL (the
+    # server of Debian 12; psql creates the e2e tests' schemas).
+    "file /usr/lib/postgresql/15/bin/initdb postgresql"
+    "cmd psql postgresql-client"
     # 55, 56, 90: mcp-remote's sign-in helper follows the redirect with
     # curl; npm installs the pinned third-party clients.
     "cmd curl curl"

@@ -53,6 +53,11 @@ use tokio::sync::{Notify, Semaphore};
 /// Messages scanned per read while looking for the next hook.
 const SCAN: usize = 64;
 
+/// How often a daemon sharing the database looks for channels whose hooks no
+/// live daemon runs (their owner died): the longest a game waits for its
+/// bot after a daemon is killed, unless someone posts meanwhile.
+const OWNERSHIP_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Handle to the dispatcher. Cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -156,7 +161,37 @@ impl Dispatcher {
             d.register(&id);
             d.poke(&id);
         }
+        if store.is_shared() {
+            d.inner.runtime.spawn(d.clone().sweep_ownership());
+        }
         Ok(d)
+    }
+
+    /// With several daemons: takes over the channels whose owner died. A
+    /// dead daemon's channel locks are free at once, but a channel with a
+    /// backlog and no new commit would not be poked; so every
+    /// [`OWNERSHIP_SWEEP`] each channel with bots that no daemon is known
+    /// here to run is poked, and its drain task takes the lock if it is free.
+    async fn sweep_ownership(self) {
+        let mut tick = tokio::time::interval(OWNERSHIP_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.inner.store.is_closed() {
+                return;
+            }
+            let idle: Vec<String> = {
+                let running = lock(&self.inner.running);
+                lock(&self.inner.with_bots)
+                    .iter()
+                    .filter(|c| !running.contains_key(*c) && !self.inner.store.holds_channel(c))
+                    .cloned()
+                    .collect()
+            };
+            for cid in idle {
+                self.poke(&cid);
+            }
+        }
     }
 
     /// Hooks run since start.
@@ -202,14 +237,25 @@ impl Dispatcher {
 
     async fn drain(self, cid: String) {
         loop {
-            match self.step(&cid).await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => tracing::error!(channel = %cid, error = %e, "bot dispatch failed"),
+            // With several daemons on one database, only the channel's owner
+            // runs its hooks (always this daemon on SQLite).
+            let owner = match self.inner.store.owns_channel(&cid).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(channel = %cid, error = %e, "cannot tell who runs this channel's bots");
+                    false
+                }
+            };
+            if owner {
+                match self.step(&cid).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(channel = %cid, error = %e, "bot dispatch failed"),
+                }
             }
             let mut running = lock(&self.inner.running);
             match running.get_mut(&cid) {
-                Some(again) if *again => *again = false,
+                Some(again) if *again && owner => *again = false,
                 _ => {
                     running.remove(&cid);
                     if running.is_empty() {

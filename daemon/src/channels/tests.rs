@@ -622,7 +622,7 @@ async fn a_waiter_whose_token_expires_gets_token_invalid() {
             .sql_write(move |c| {
                 c.execute(
                     "UPDATE access_tokens SET expires_at = 1 WHERE principal_id = ?1",
-                    [&bob.id],
+                    rusqlite::params![bob.id],
                 )?;
                 Ok::<_, crate::store::StoreError>(())
             })

@@ -46,7 +46,7 @@ pub async fn list_clients(store: &Store) -> Result<Vec<ClientSummary>, StoreErro
                  FROM oauth_clients c ORDER BY c.created_at DESC, c.client_id",
             )?;
             let rows = st
-                .query_map([], |r| {
+                .query_map(params![], |r| {
                     let uris: String = r.get(3)?;
                     Ok(ClientSummary {
                         client_id: r.get(0)?,

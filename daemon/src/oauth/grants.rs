@@ -22,10 +22,11 @@ use super::{Lifetimes, OAuthError};
 use crate::client_addr::AddrKey;
 use crate::config::OAuthLimits;
 use crate::secrets::{self, SecretKind};
+use crate::store::db::Connection;
 use crate::store::{Store, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 /// Clients registered but never approved are deleted after this long.
@@ -223,7 +224,7 @@ const PENDING: Capped = Capped {
     table: "oauth_pending",
     key: "id",
     from: "requested_from",
-    counted: "1",
+    counted: "TRUE",
 };
 
 /// Makes room for one more entry from `from`: drops the oldest of `from`'s
@@ -243,7 +244,7 @@ fn make_room(
         counted,
     } = t;
     let mine: i64 = c.query_row(
-        &format!("SELECT count(*) FROM {table} WHERE {counted} AND {col} IS ?1"),
+        &format!("SELECT count(*) FROM {table} WHERE {counted} AND {col} IS NOT DISTINCT FROM ?1"),
         params![from],
         |r| r.get(0),
     )?;
@@ -251,7 +252,7 @@ fn make_room(
         let n = c.execute(
             &format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}
-                   WHERE {counted} AND {col} IS ?1 ORDER BY created_at LIMIT ?2)"
+                   WHERE {counted} AND {col} IS NOT DISTINCT FROM ?1 ORDER BY created_at LIMIT ?2)"
             ),
             params![from, mine - per_address + 1],
         )?;
@@ -259,7 +260,7 @@ fn make_room(
     }
     let all: i64 = c.query_row(
         &format!("SELECT count(*) FROM {table} WHERE {counted}"),
-        [],
+        params![],
         |r| r.get(0),
     )?;
     if all >= total {
@@ -269,7 +270,7 @@ fn make_room(
                     "SELECT {col} FROM {table} WHERE {counted}
                      GROUP BY {col} ORDER BY count(*) DESC, min(created_at) LIMIT 1"
                 ),
-                [],
+                params![],
                 |r| r.get(0),
             )
             .optional()?
@@ -277,7 +278,7 @@ fn make_room(
         let n = c.execute(
             &format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}
-                   WHERE {counted} AND {col} IS ?1 ORDER BY created_at LIMIT ?2)"
+                   WHERE {counted} AND {col} IS NOT DISTINCT FROM ?1 ORDER BY created_at LIMIT ?2)"
             ),
             params![biggest, all - total + 1],
         )?;
@@ -1135,7 +1136,7 @@ mod tests {
             .sql_read(|c| {
                 c.query_row(
                     "SELECT count(*) FROM oauth_clients WHERE approved_at IS NULL",
-                    [],
+                    params![],
                     |r| r.get(0),
                 )
                 .map_err(StoreError::from)

@@ -154,7 +154,7 @@ impl Game {
     }
 
     async fn document(&self) -> Transcript {
-        Transcript::from_db(&self.t.dir.join("state.db"), &self.cid)
+        Transcript::from_store(&self.t.store, &self.cid)
             .await
             .unwrap()
     }
@@ -333,9 +333,13 @@ async fn a_bot_without_a_seed_runs_as_before_and_is_not_replayable() {
     .await;
     g.settled().await;
     // As a bot attached before seeds existed has it.
-    let conn = rusqlite::Connection::open(g.t.dir.join("state.db")).unwrap();
-    conn.execute("UPDATE bots SET seed = NULL", []).unwrap();
-    drop(conn);
+    g.t.store
+        .sql_write(|c| {
+            c.execute("UPDATE bots SET seed = NULL", rusqlite::params![])
+                .map_err(crate::store::StoreError::from)
+        })
+        .await
+        .unwrap();
     g.say(&g.alice, "hi", None).await;
     g.close().await;
     let last = jobs.lock().unwrap().last().cloned().unwrap();

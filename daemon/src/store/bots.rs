@@ -7,11 +7,12 @@
 //! cursor's move.
 
 use super::StoreError;
+use super::db::Connection;
 use super::tx::{BotRecord, BotRuntime, PreparedBot};
 use crate::model::{Manifest, Seq};
 use crate::secrets;
 use crate::transcript::{self, CanonicalJson};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
 fn corrupt(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
@@ -132,7 +133,9 @@ pub(super) fn runtime(
 
 pub(super) fn channels_with_bots(c: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = c.prepare_cached("SELECT DISTINCT channel_id FROM bots")?;
-    let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let rows = st
+        .query_map(params![], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

@@ -4,8 +4,9 @@
 //! who a link admits.
 
 use super::StoreError;
+use super::db::Connection;
 use super::tx::{NewPageLink, PageLinkKind, PageLinkRecord};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 impl PageLinkKind {
     fn as_str(self) -> &'static str {
@@ -92,7 +93,7 @@ pub(super) fn revoke(
 ) -> Result<usize, StoreError> {
     Ok(c.execute(
         "UPDATE page_links SET revoked_at = ?1
-         WHERE channel_id = ?2 AND revoked_at IS NULL AND (?3 IS NULL OR id = ?3)",
+         WHERE channel_id = ?2 AND revoked_at IS NULL AND (CAST(?3 AS TEXT) IS NULL OR id = ?3)",
         params![now, channel_id, only],
     )?)
 }

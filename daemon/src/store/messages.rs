@@ -8,11 +8,12 @@
 //! appending.
 
 use super::StoreError;
+use super::db::{Connection, Row};
 use super::tx::{Appended, NewMessage, StoredMessage};
 use crate::model::{MessageKind, Seq};
 use crate::secrets;
 use crate::transcript::{self, CanonicalJson, Entry};
-use rusqlite::{Connection, Row, params};
+use rusqlite::params;
 
 pub(super) fn append(
     c: &Connection,

@@ -32,15 +32,22 @@
 //! connections instead of opening one per read (each open parses the schema)
 //! and parking hundreds of blocking threads.
 //!
-//! Another backend (PostgreSQL, say) implements [`ReadTx`] and [`Tx`] and an
-//! executor with the same contract (closure in, result out after commit,
-//! commits published on the bus), without touching the domain.
+//! The same code runs on PostgreSQL, for several daemons sharing one
+//! database (docs/scale-out.md): every statement goes through [`db`], which
+//! calls SQLite directly or translates for PostgreSQL, and the executor above
+//! is shared. What only PostgreSQL needs (the lock every write batch takes so
+//! that the daemons' writers take turns, commits carried to the other daemons
+//! by NOTIFY/LISTEN, which daemon runs a channel's hooks) is in [`pg`].
+//! [`migrate_store`] copies a SQLite database into PostgreSQL.
 
 mod backup;
 mod bots;
 mod bus;
+pub(crate) mod db;
 mod links;
 mod messages;
+mod migrate;
+mod pg;
 pub(crate) mod principals;
 mod seats;
 mod tokens;
@@ -49,12 +56,14 @@ mod usage;
 
 pub use backup::backup;
 pub(crate) use bus::{Commit, CommitBus};
+pub use migrate::migrate_store;
 pub(crate) use tokens::TokenCache;
 pub(crate) use tx::*;
 pub(crate) use usage::DAY_MS;
 
 use crate::metrics::Metrics;
-use rusqlite::{Connection, OpenFlags};
+use db::Connection;
+use rusqlite::OpenFlags;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use thiserror::Error;
@@ -84,8 +93,13 @@ const MAX_READERS: usize = 16;
 /// A storage failure. Never shown to clients in detail.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
+    /// A statement failed (on PostgreSQL too: its errors are translated to
+    /// SQLite's of the same meaning, see `db`).
+    #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL server cannot be reached or refused the connection.
+    #[error("{0}")]
+    Postgres(String),
     #[error("cannot create state directory {path}: {source}")]
     StateDir {
         path: PathBuf,
@@ -171,6 +185,9 @@ struct Inner {
     read_permits: Arc<tokio::sync::Semaphore>,
     bus: Arc<CommitBus>,
     metrics: Arc<Metrics>,
+    /// The PostgreSQL backend's shared parts; `None` on SQLite.
+    pg: Option<Arc<pg::PgShared>>,
+    listener: Mutex<Option<std::thread::JoinHandle<()>>>,
     tokens: Arc<TokenCache>,
 }
 
@@ -193,10 +210,13 @@ impl Store {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let mut conn = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => read_only(&e),
-            _ => StoreError::Sqlite(e),
-        })?;
+        let mut conn =
+            rusqlite::Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
+                    read_only(&e)
+                }
+                _ => StoreError::Sqlite(e),
+            })?;
         // SQLite opens a file it may not write read-only, silently.
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
             return Err(read_only(&"the file is read-only for this user"));
@@ -207,6 +227,7 @@ impl Store {
         migrate(&mut conn).map_err(fail)?;
         // A database that opened but takes no writes (a read-only mount)
         // fails here, at start, rather than on the first post.
+        let conn = Connection::sqlite(conn);
         usage::probe(&conn, crate::secrets::now_ms()).map_err(|e| {
             if e.is_read_only() || matches!(&e, StoreError::Sqlite(s) if s.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)) {
                 read_only(&e)
@@ -215,16 +236,83 @@ impl Store {
             }
         })?;
         let tokens = Arc::new(TokenCache::new(path));
-        tokens::watch_revocations(&conn, tokens.touched.clone())?;
+        if let Some(c) = conn.as_sqlite() {
+            tokens::watch_revocations(c, tokens.touched.clone())?;
+        }
+        Self::start(path, conn, None, tokens)
+    }
+
+    /// Opens the database the configuration names: the SQLite file in the
+    /// state directory, or PostgreSQL (docs/scale-out.md).
+    ///
+    /// # Errors
+    /// As [`Store::open`] or [`Store::open_postgres`]; a password file that
+    /// cannot be read.
+    pub fn open_config(cfg: &crate::config::Config) -> Result<Store, StoreError> {
+        match &cfg.database {
+            crate::config::DatabaseConfig::Sqlite => Store::open(&cfg.db_path()),
+            crate::config::DatabaseConfig::Postgres(src) => {
+                let pg = src
+                    .load()
+                    .map_err(|e| StoreError::Postgres(e.to_string()))?;
+                Store::open_postgres(&pg, &cfg.state_dir)
+            }
+        }
+    }
+
+    /// Connects to PostgreSQL, migrates the database (one daemon at a time),
+    /// starts the writer and the listener for other daemons' commits.
+    /// `state_dir` is still the daemon's own (the sandboxes' workspaces,
+    /// the disk `/healthz` watches).
+    ///
+    /// # Errors
+    /// The server cannot be reached, a migration fails, the database is from
+    /// a newer release, or it takes no writes.
+    pub fn open_postgres(config: &postgres::Config, state_dir: &Path) -> Result<Store, StoreError> {
+        let (conn, shared) = db::off_runtime(|| {
+            let (conn, shared) = pg::PgShared::open(config)?;
+            usage::probe(&conn, crate::secrets::now_ms())?;
+            Ok::<_, StoreError>((conn, shared))
+        })?;
+        let path = state_dir.join("postgres");
+        // Token rows changed by any daemon (or CLI command) reach this
+        // one's memory through the commit notifications (see `pg`).
+        let tokens = Arc::new(TokenCache::without_signal_file());
+        db::off_runtime(|| Self::start(&path, conn, Some(shared), tokens))
+    }
+
+    fn start(
+        path: &Path,
+        conn: Connection,
+        pg: Option<Arc<pg::PgShared>>,
+        tokens: Arc<TokenCache>,
+    ) -> Result<Store, StoreError> {
         let bus = Arc::new(CommitBus::default());
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let writer_bus = bus.clone();
         let writer_metrics = metrics.clone();
+        let writer_pg = pg.clone();
         let writer_tokens = tokens.clone();
+        let listener = match &pg {
+            Some(shared) => {
+                let remote = bus.clone();
+                Some(shared.listen(move |c| remote.publish(c), tokens.clone())?)
+            }
+            None => None,
+        };
         let handle = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_bus, &writer_metrics, &writer_tokens))
+            .name("store-writer".into())
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    &writer_bus,
+                    &writer_metrics,
+                    writer_pg.as_deref(),
+                    &writer_tokens,
+                )
+            })
             .map_err(|e| StoreError::Join(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -235,9 +323,46 @@ impl Store {
                 read_permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 bus,
                 metrics,
+                pg,
+                listener: Mutex::new(listener),
                 tokens,
             }),
         })
+    }
+
+    /// Whether this daemon holds `channel_id`'s lock (PostgreSQL; no query).
+    pub(crate) fn holds_channel(&self, channel_id: &str) -> bool {
+        self.inner.pg.as_ref().is_none_or(|pg| pg.holds(channel_id))
+    }
+
+    /// Whether [`Store::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner
+            .writer
+            .lock()
+            .map(|w| w.is_none())
+            .unwrap_or(true)
+    }
+
+    /// Whether the state is in PostgreSQL (shared with other daemons).
+    pub fn is_shared(&self) -> bool {
+        self.inner.pg.is_some()
+    }
+
+    /// Whether this daemon runs `channel_id`'s hooks now. Always on SQLite;
+    /// on PostgreSQL while it holds the channel's lock, which it takes if
+    /// free (see `pg`).
+    ///
+    /// # Errors
+    /// The lock cannot be asked for (the server is unreachable).
+    pub(crate) async fn owns_channel(&self, channel_id: &str) -> Result<bool, StoreError> {
+        let Some(pg) = self.inner.pg.clone() else {
+            return Ok(true);
+        };
+        let cid = channel_id.to_string();
+        tokio::task::spawn_blocking(move || pg.try_own(&cid))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Join(e.to_string())))
     }
 
     /// Bearer tokens recently found valid (see [`tokens`]).
@@ -353,9 +478,14 @@ impl Store {
         F: FnOnce(&dyn ReadTx) -> Result<R, E> + Send + 'static,
     {
         self.read_conn(move |c| {
-            // Deferred: the snapshot starts at the first read.
-            c.execute_batch("BEGIN")
-                .map_err(|e| E::from(StoreError::Sqlite(e)))?;
+            // SQLite: deferred, the snapshot starts at the first read.
+            // PostgreSQL: repeatable read, one snapshot for the whole closure.
+            let begun = if c.as_postgres().is_some() {
+                pg::PgShared::begin_read(c)
+            } else {
+                c.execute_batch("BEGIN")
+            };
+            begun.map_err(|e| E::from(StoreError::Sqlite(e)))?;
             let out = f(&SqliteRead(c));
             if c.execute_batch("COMMIT").is_err() {
                 let _ = c.execute_batch("ROLLBACK");
@@ -396,7 +526,9 @@ impl Store {
                 Err(e) => return Err(E::from(e)),
             };
             let out = f(&conn);
-            inner.put_reader(conn);
+            if !conn.is_closed() {
+                inner.put_reader(conn);
+            }
             out
         })
         .await
@@ -414,6 +546,14 @@ impl Store {
         {
             let _ = handle.join();
         }
+        if let Some(pg) = &self.inner.pg {
+            pg.close();
+        }
+        if let Ok(mut l) = self.inner.listener.lock()
+            && let Some(handle) = l.take()
+        {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -422,13 +562,16 @@ impl Inner {
         if let Some(c) = self.readers.lock().ok().and_then(|mut r| r.pop()) {
             return Ok(c);
         }
-        let conn = Connection::open_with_flags(
+        if let Some(pg) = &self.pg {
+            return pg.connect();
+        }
+        let conn = rusqlite::Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         keep_statements_prepared(&conn)?;
-        Ok(conn)
+        Ok(Connection::sqlite(conn))
     }
 
     fn put_reader(&self, conn: Connection) {
@@ -454,7 +597,7 @@ const STATEMENT_CACHE: usize = 128;
 /// That was ~16% of the daemon's CPU under `post_message` load
 /// (BENCHMARKS.md). With QPSG a plan never depends on bound values; we have
 /// no `ANALYZE` statistics for it to use anyway.
-fn keep_statements_prepared(conn: &Connection) -> Result<(), rusqlite::Error> {
+fn keep_statements_prepared(conn: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
@@ -463,7 +606,7 @@ fn keep_statements_prepared(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
-fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+fn configure(conn: &rusqlite::Connection) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     keep_statements_prepared(conn)?;
     // WAL: readers never block the writer. FULL: the WAL is fsynced at every
@@ -475,7 +618,7 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
 }
 
 /// Refuses a database migrated by a newer binary, before anything writes.
-fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+fn check_version(conn: &rusqlite::Connection, path: &Path) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -487,7 +630,7 @@ fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
     let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
         let tx = conn.transaction()?;
@@ -500,14 +643,26 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 fn writer_loop(
-    conn: Connection,
+    mut conn: Connection,
     rx: mpsc::Receiver<WriteJob>,
     bus: &CommitBus,
     metrics: &Metrics,
+    pg: Option<&pg::PgShared>,
     tokens: &TokenCache,
 ) {
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
+        // A PostgreSQL server that restarted closed our session: open
+        // another (if that fails, this batch fails at BEGIN and the next
+        // one tries again).
+        if let Some(pg) = pg
+            && conn.is_closed()
+        {
+            match pg.connect_writer() {
+                Ok(c) => conn = c,
+                Err(e) => tracing::error!(error = %e, "cannot reconnect the writer"),
+            }
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -517,7 +672,7 @@ fn writer_loop(
         }
         let size = batch.len();
         let started = std::time::Instant::now();
-        let committed = run_batch(&conn, &mut batch, bus, tokens);
+        let committed = run_batch(&conn, &mut batch, bus, pg, tokens);
         if committed {
             metrics.commit_batch.observe(size as f64);
             metrics.commit_latency.observe_duration(started.elapsed());
@@ -534,9 +689,17 @@ fn run_batch(
     conn: &Connection,
     batch: &mut Vec<WriteJob>,
     bus: &CommitBus,
+    pg: Option<&pg::PgShared>,
     tokens: &TokenCache,
 ) -> bool {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    let begun = match pg {
+        Some(pg) => pg.begin_write(conn),
+        None => conn.execute_batch("BEGIN IMMEDIATE"),
+    };
+    if let Err(e) = begun {
+        if pg.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
         tracing::error!(error = %e, "cannot begin write transaction");
         for job in batch.drain(..) {
             // Run nothing: every caller gets the error.
@@ -566,7 +729,17 @@ fn run_batch(
         }
         done.push(completion);
     }
-    match conn.execute_batch("COMMIT") {
+    // Other daemons hear of the batch through NOTIFY, which PostgreSQL
+    // delivers only if the COMMIT below succeeds.
+    let notified = match pg {
+        Some(pg) => {
+            let commits: Vec<&Commit> = done.iter().flat_map(|c| c.commits.iter()).collect();
+            pg.notify(conn, &commits, &tokens.touched)
+        }
+        None => Ok(()),
+    };
+    let committed = notified.and_then(|()| conn.execute_batch("COMMIT"));
+    match committed {
         Ok(()) => {
             // A revoked token stops before anyone hears of the revocation.
             tokens.committed();

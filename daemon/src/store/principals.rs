@@ -6,10 +6,11 @@
 //! long-lived tokens for scripts and headless agents; the OAuth server issues
 //! short-lived ones into the same table.
 
+use super::db::Connection;
 use super::{Store, StoreError};
 use crate::model::{Credential, Principal};
 use crate::secrets::{self, SecretKind};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 /// Why a bearer token was refused. Never includes the token. (A missing
 /// header is the HTTP layer's to see; it never reaches the store.)
@@ -168,7 +169,7 @@ pub async fn anonymous_principal(store: &Store) -> Result<Principal, StoreError>
     store
         .sql_write(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO principals (id, name, kind, created_at) VALUES ('p_anonymous', 'anonymous', 'anonymous', ?1)",
+                "INSERT INTO principals (id, name, kind, created_at) VALUES ('p_anonymous', 'anonymous', 'anonymous', ?1) ON CONFLICT DO NOTHING",
                 params![secrets::now_ms()],
             )?;
             Ok::<_, StoreError>(Principal {

@@ -4,13 +4,14 @@
 //! unique (partial unique indexes), so a secret names at most one seat.
 
 use super::StoreError;
+use super::db::{Connection, Row};
 use super::tx::{
     ChannelKey, ChannelRecord, NewChannel, NewSlot, SeatSecret, SecretSeat, SlotRecord,
 };
 use crate::model::SlotKind;
 use crate::secrets;
 use crate::transcript;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 
 const CHANNEL_COLUMNS: &str =
     "id, name, admin_principal, created_at, closed, allow_network, last_seq, head_hash";
@@ -49,7 +50,7 @@ pub(super) fn channels_of(
         "SELECT {CHANNEL_COLUMNS} FROM channels WHERE id IN
            (SELECT id FROM channels WHERE admin_principal = ?1
             UNION SELECT channel_id FROM slots WHERE principal_id = ?1)
-         AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id > ?3))
+         AND (CAST(?2 AS BIGINT) IS NULL OR created_at < ?2 OR (created_at = ?2 AND id > ?3))
          ORDER BY created_at DESC, id LIMIT ?4"
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -94,17 +94,30 @@ async fn a_failed_write_rolls_back_alone() {
 #[tokio::test]
 async fn pragmas_make_commits_durable() {
     let t = TempStore::new();
-    let (mode, sync): (String, i64) = t
+    let (mode, sync): (String, String) = t
         .store
-        .sql_write(|c| {
-            let m: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
-            let s: i64 = c.pragma_query_value(None, "synchronous", |r| r.get(0))?;
-            Ok::<_, StoreError>((m, s))
+        .sql_write(|c| match c.as_sqlite() {
+            Some(c) => {
+                let m: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+                let s: i64 = c.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+                Ok::<_, StoreError>((m, s.to_string()))
+            }
+            // PostgreSQL: the writer's session commits synchronously,
+            // whatever the server's default.
+            None => {
+                let s: String =
+                    c.query_row("SHOW synchronous_commit", rusqlite::params![], |r| r.get(0))?;
+                Ok(("postgres".into(), s))
+            }
         })
         .await
         .unwrap();
-    assert_eq!(mode, "wal");
-    assert_eq!(sync, 2, "synchronous must be FULL (2)");
+    if mode == "postgres" {
+        assert_eq!(sync, "on", "synchronous_commit must be on");
+    } else {
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, "2", "synchronous must be FULL (2)");
+    }
 }
 
 #[tokio::test]
@@ -206,6 +219,12 @@ async fn commits_are_published_only_for_writes_that_kept_their_changes() {
 #[tokio::test]
 async fn a_commit_is_published_once_durable_and_visible_to_other_connections() {
     let (t, _) = setup().await;
+    if t.store.is_shared() {
+        // Reads the SQLite file from outside; on PostgreSQL the same promise
+        // is `tests/it/scale.rs`' remote long-poll, which re-reads through
+        // another daemon's connections.
+        return;
+    }
     let path = t.store.path().to_path_buf();
     let visible: Arc<StdMutex<Vec<bool>>> = Arc::default();
     let v = visible.clone();
@@ -409,7 +428,10 @@ async fn a_corrupt_manifest_is_reported_not_guessed() {
         .unwrap();
     t.store
         .sql_write(|c| {
-            c.execute("UPDATE bots SET manifest = '{\"name\": 3}'", [])?;
+            c.execute(
+                "UPDATE bots SET manifest = '{\"name\": 3}'",
+                rusqlite::params![],
+            )?;
             Ok::<_, StoreError>(())
         })
         .await
@@ -458,6 +480,10 @@ async fn channels_of_lists_held_and_administered_channels_newest_first() {
 #[tokio::test]
 async fn a_write_that_cannot_begin_reports_the_sqlite_error_and_the_writer_lives_on() {
     let (t, _) = setup().await;
+    if t.store.is_shared() {
+        // SQLite's file lock; PostgreSQL writers wait on each other instead.
+        return;
+    }
     // Another process holds the database's write lock past the busy timeout.
     let other = rusqlite::Connection::open(t.store.path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -670,6 +696,78 @@ async fn a_database_from_before_causes_migrates_and_its_chain_still_verifies() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two stores on one PostgreSQL database stand for two daemons: their
+/// writers take turns (concurrent appends from both make one gap-free chain
+/// that verifies), and each hears the other's commits on its own bus (what
+/// wakes its long-polls and its dispatcher). SQLite has one daemon per file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_database_append_one_gap_free_chain_and_hear_each_other() {
+    let (t, _) = setup().await;
+    if !t.store.is_shared() {
+        return;
+    }
+    let other = t.reopen();
+    let (seen, mut heard) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+    other.bus().subscribe(move |c| {
+        if c.channel_id == "ch1" {
+            seen.send_modify(|h| {
+                h.insert(c.head);
+            });
+        }
+    });
+    const N: i64 = 40;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        // Half through each store; the other store's bus hears the first
+        // store's half only through PostgreSQL.
+        let s = if i < N / 2 {
+            other.clone()
+        } else {
+            t.store.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let body = text(&format!("m{i}"));
+            s.write(move |tx: &mut dyn Tx| tx.append("ch1", say("a", &body)))
+                .await
+                .unwrap()
+                .seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    let mut remote = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let seq = task.await.unwrap();
+        if i as i64 >= N / 2 {
+            remote.push(seq);
+        }
+        seqs.push(seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "one gap-free sequence");
+    let (msgs, ch) = t
+        .store
+        .read(|tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((tx.messages_after("ch1", 0, 1000)?, tx.channel("ch1")?))
+        })
+        .await
+        .unwrap();
+    let views: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| serde_json::to_value(crate::channels::rules::message_view(m, "a")).unwrap())
+        .collect();
+    let head = crate::transcript::verify_chain("ch1", &views).unwrap();
+    assert_eq!(ch.unwrap().head_hash, head);
+    // Every commit the first store made reached the other store's bus.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        heard.wait_for(|h| remote.iter().all(|q| h.contains(q))),
+    )
+    .await
+    .expect("the other daemon heard every commit")
+    .unwrap();
+    other.close();
+}
+
 #[tokio::test]
 async fn a_remembered_token_stops_at_once_when_revoked_here_or_from_another_process() {
     let t = TempStore::new();
@@ -716,9 +814,23 @@ async fn a_remembered_token_stops_at_once_when_revoked_here_or_from_another_proc
             .unwrap()
             .is_ok()
     );
+    // (On PostgreSQL the command may run on another machine: the daemon
+    // forgets when it hears of the commit, its notification.)
+    let mut heard = t.store.tokens().heard();
     let cli = t.reopen();
     assert_eq!(principals::revoke_cli_tokens(&cli, "bob").await.unwrap(), 1);
     cli.close();
+    if t.store.is_shared() {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            heard.wait_for(|n| *n > 0),
+        )
+        .await
+        .expect("the revocation was heard")
+        .unwrap();
+        // The signal is the notification: no file in the state directory.
+        assert!(!t.dir.join("postgres-revocations").exists());
+    }
     assert_eq!(
         principals::authenticate(&t.store, &bob, res).await.unwrap(),
         Err(principals::TokenRejection::Invalid)
@@ -746,4 +858,66 @@ async fn a_lookup_that_raced_a_revocation_is_not_remembered() {
     // ...found the token valid; what it found is not kept.
     cache.put(hash.clone(), &p, None, None, as_of);
     assert!(cache.get(&hash, res, crate::secrets::now_ms()).is_none());
+}
+
+/// A daemon whose notification connection broke may have missed another
+/// daemon's revocation meanwhile: it forgets every remembered token, and
+/// remembers again once it listens again. SQLite has no such connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notification_connection_forgets_remembered_tokens() {
+    let t = TempStore::new();
+    let Some(pg) = t.store.inner.pg.clone() else {
+        return;
+    };
+    let res = "http://test/mcp";
+    let token = principals::create_cli_token(&t.store, "dave")
+        .await
+        .unwrap();
+    let hash = crate::secrets::hash_secret(&token);
+    let remembered = |store: &Store| {
+        store
+            .tokens()
+            .get(&hash, res, crate::secrets::now_ms())
+            .is_some()
+    };
+    assert!(
+        principals::authenticate(&t.store, &token, res)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(remembered(&t.store));
+    let mut heard = t.store.tokens().heard();
+    // The server ends the listener's session, as a restart or a network
+    // failure would.
+    let listen = format!("LISTEN \"{}\"", pg.notify_channel());
+    let ended: i64 = t
+        .store
+        .sql_write(move |c| {
+            c.query_row(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = ?1",
+                rusqlite::params![listen],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended, 1, "the listener's session");
+    // Deaf once it noticed, listening again right after.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        heard.wait_for(|n| *n >= 2),
+    )
+    .await
+    .expect("the listener noticed and reconnected")
+    .unwrap();
+    assert!(!remembered(&t.store), "forgotten");
+    assert!(
+        principals::authenticate(&t.store, &token, res)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(remembered(&t.store), "remembered again");
 }

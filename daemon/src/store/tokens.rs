@@ -29,6 +29,17 @@
 //! so no migration is involved. A revocation made outside the daemon's own
 //! code, with the `sqlite3` shell say, bypasses them: revoke with
 //! `mcp-multiplayer token revoke`, `grant revoke` or `client revoke`.)
+//!
+//! On PostgreSQL the daemons and CLI commands sharing the database may be on
+//! other machines, so the signal travels with the commits instead: a
+//! trigger in the schema marks the transaction (a transaction-local
+//! setting), the writer reads the mark before COMMIT and puts it in the
+//! batch's commit notification, and every other daemon's listener forgets
+//! its remembered tokens when it hears it (`pg`). A revocation therefore
+//! stops the token on the other daemons as soon as they hear of the commit,
+//! as a post wakes their long-polls. While a daemon's listener has lost its
+//! connection it could miss a revocation: it remembers no token until it
+//! listens again.
 
 use crate::model::Principal;
 use std::collections::HashMap;
@@ -55,26 +66,45 @@ struct Remembered {
 
 /// Valid tokens by hash, as of one [`Epoch`].
 pub(crate) struct TokenCache {
-    signal: PathBuf,
+    /// The signal file (SQLite); `None` on PostgreSQL, where the commit
+    /// notifications carry the signal.
+    signal: Option<PathBuf>,
     local: AtomicU64,
     /// Set by the writer connection's triggers during a transaction.
     pub(super) touched: std::sync::Arc<AtomicBool>,
+    /// Set while revocations by other daemons might go unheard (PostgreSQL,
+    /// the listener reconnecting): nothing is remembered meanwhile.
+    deaf: AtomicBool,
+    /// Counts what made this memory forget on PostgreSQL: other daemons'
+    /// token changes heard, the listener's connection lost and regained.
+    heard: tokio::sync::watch::Sender<u64>,
     inner: Mutex<(Epoch, HashMap<Vec<u8>, Remembered>)>,
 }
 
 impl TokenCache {
+    /// The memory of the store whose SQLite database is `db`.
     pub(super) fn new(db: &Path) -> TokenCache {
         let mut signal = db.as_os_str().to_owned();
         signal.push("-revocations");
-        let signal = PathBuf::from(signal);
+        TokenCache::with_signal(Some(PathBuf::from(signal)))
+    }
+
+    /// The memory of a PostgreSQL store: no signal file.
+    pub(super) fn without_signal_file() -> TokenCache {
+        TokenCache::with_signal(None)
+    }
+
+    fn with_signal(signal: Option<PathBuf>) -> TokenCache {
         let epoch = Epoch {
             local: 0,
-            file: stamp(&signal),
+            file: signal.as_deref().and_then(stamp),
         };
         TokenCache {
             signal,
             local: AtomicU64::new(0),
             touched: std::sync::Arc::default(),
+            deaf: AtomicBool::new(false),
+            heard: tokio::sync::watch::Sender::new(0),
             inner: Mutex::new((epoch, HashMap::new())),
         }
     }
@@ -87,13 +117,16 @@ impl TokenCache {
     pub(crate) fn epoch(&self) -> Epoch {
         Epoch {
             local: self.local.load(Ordering::Acquire),
-            file: stamp(&self.signal),
+            file: self.signal.as_deref().and_then(stamp),
         }
     }
 
     /// The principal of a remembered token still valid for `resource` at
     /// `now_ms`, if nothing was revoked since it was remembered.
     pub(crate) fn get(&self, hash: &[u8], resource: &str, now_ms: i64) -> Option<Principal> {
+        if self.deaf.load(Ordering::Acquire) {
+            return None;
+        }
         let epoch = self.epoch();
         let mut g = self.lock();
         if g.0 != epoch {
@@ -118,7 +151,7 @@ impl TokenCache {
         as_of: Epoch,
     ) {
         let mut g = self.lock();
-        if g.0 != as_of || self.epoch() != as_of {
+        if g.0 != as_of || self.epoch() != as_of || self.deaf.load(Ordering::Acquire) {
             return;
         }
         if g.1.len() >= MAX_REMEMBERED {
@@ -142,16 +175,42 @@ impl TokenCache {
             return;
         }
         self.local.fetch_add(1, Ordering::AcqRel);
-        let mut tmp = self.signal.as_os_str().to_owned();
+        let Some(signal) = &self.signal else {
+            return;
+        };
+        let mut tmp = signal.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         // A new file each time (a new inode), so that the change shows
         // whatever the filesystem's timestamp resolution.
         let done = std::fs::write(&tmp, format!("{}\n", crate::secrets::now_ms()))
-            .and_then(|()| std::fs::rename(&tmp, &self.signal));
+            .and_then(|()| std::fs::rename(&tmp, signal));
         if let Err(e) = done {
-            tracing::error!(error = %e, path = %self.signal.display(), "cannot signal a token revocation to other processes");
+            tracing::error!(error = %e, path = %signal.display(), "cannot signal a token revocation to other processes");
         }
+    }
+
+    /// Another daemon committed a change to a token row: forget every
+    /// remembered token.
+    pub(super) fn revoked_elsewhere(&self) {
+        self.local.fetch_add(1, Ordering::AcqRel);
+        self.heard.send_modify(|n| *n += 1);
+    }
+
+    /// Follows [`TokenCache::revoked_elsewhere`] and
+    /// [`TokenCache::set_deaf`].
+    #[cfg(test)]
+    pub(crate) fn heard(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.heard.subscribe()
+    }
+
+    /// Whether other daemons' revocations may go unheard now (`true` while
+    /// the PostgreSQL listener reconnects). Either way, what was remembered
+    /// is forgotten.
+    pub(super) fn set_deaf(&self, deaf: bool) {
+        self.deaf.store(deaf, Ordering::Release);
+        self.local.fetch_add(1, Ordering::AcqRel);
+        self.heard.send_modify(|n| *n += 1);
     }
 
     /// A transaction was rolled back: its token changes did not happen.

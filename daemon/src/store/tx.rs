@@ -3,11 +3,11 @@
 //! delegates to one file per concern).
 
 use super::bus::{Changes, Commit};
+use super::db::Connection;
 use super::{StoreError, bots, links, messages, principals, seats, usage};
 use crate::model::{Credential, Manifest, MessageKind, Seq, SlotKind};
 use crate::transcript::CanonicalJson;
 use hook_protocol::Entropy;
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 
 /// A channel's row.

@@ -3,7 +3,8 @@
 //! `crate::quota`'s; this file only counts.
 
 use super::StoreError;
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::Connection;
+use rusqlite::{OptionalExtension, params};
 
 /// One UTC day in milliseconds.
 pub(crate) const DAY_MS: i64 = 86_400_000;
@@ -64,13 +65,13 @@ pub(super) fn add(
     let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
     c.prepare_cached(
         "INSERT INTO channel_usage (channel_id, body_bytes) VALUES (?1, ?2)
-         ON CONFLICT (channel_id) DO UPDATE SET body_bytes = body_bytes + excluded.body_bytes",
+         ON CONFLICT (channel_id) DO UPDATE SET body_bytes = channel_usage.body_bytes + excluded.body_bytes",
     )?
     .execute(params![cid, bytes])?;
     if let Some((p, day)) = principal {
         c.prepare_cached(
             "INSERT INTO principal_usage (principal_id, day, body_bytes) VALUES (?1, ?2, ?3)
-             ON CONFLICT (principal_id, day) DO UPDATE SET body_bytes = body_bytes + excluded.body_bytes",
+             ON CONFLICT (principal_id, day) DO UPDATE SET body_bytes = principal_usage.body_bytes + excluded.body_bytes",
         )?
         .execute(params![p, day, bytes])?;
         // Earlier days are no longer needed (a seek on the primary key; a

@@ -14,6 +14,7 @@ mod oauth;
 mod page;
 mod pool;
 mod robustness;
+mod scale;
 mod surface;
 mod tools;
 mod transcripts;

@@ -517,7 +517,7 @@ async fn the_operator_revokes_a_channels_page_links_from_the_command_line() {
     let cookie = open_link(&http, shared["url"].as_str().unwrap()).await;
     let (s, _, _) = get(&http, &format!("{}/c/{cid}", d.base), &cookie).await;
     assert_eq!(s, 200);
-    let out = std::process::Command::new(daemon_bin())
+    let out = daemon_cmd(dir.path())
         .args(["page", "revoke", &cid, "--state-dir"])
         .arg(dir.path())
         .output()
@@ -530,7 +530,7 @@ async fn the_operator_revokes_a_channels_page_links_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Revoked 1 page link(s)"));
     let (s, _, _) = get(&http, &format!("{}/c/{cid}", d.base), &cookie).await;
     assert_eq!(s, 403);
-    let out = std::process::Command::new(daemon_bin())
+    let out = daemon_cmd(dir.path())
         .args(["page", "revoke", "ch_nope", "--state-dir"])
         .arg(dir.path())
         .output()

@@ -15,6 +15,52 @@ pub fn daemon_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcp-multiplayer")))
 }
 
+/// Whether the suite runs against PostgreSQL (`MCPMP_TEST_POSTGRES` holds
+/// the URL of a test database; `tests/steps/50-postgres.sh` sets it).
+pub fn on_postgres() -> bool {
+    std::env::var_os("MCPMP_TEST_POSTGRES").is_some()
+}
+
+/// The environment that points a daemon (or a CLI command) using
+/// `state_dir` at its database: nothing for SQLite (the file in the state
+/// directory), or on PostgreSQL the URL of a schema of its own, named after
+/// the state directory, so that every command given the same directory finds
+/// the same data, as it would find the same file.
+pub fn db_env(state_dir: &Path) -> Vec<(String, String)> {
+    use sha2::Digest;
+    let Ok(url) = std::env::var("MCPMP_TEST_POSTGRES") else {
+        return Vec::new();
+    };
+    let digest = sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes());
+    let schema = format!("t_{}", hex::encode(&digest[..8]));
+    let u = url.clone();
+    let s = schema.clone();
+    // The synchronous client may not run on the tests' runtime thread.
+    std::thread::spawn(move || {
+        use std::str::FromStr;
+        let mut c = postgres::Config::from_str(&u)
+            .unwrap()
+            .connect(postgres::NoTls)
+            .expect("connect to MCPMP_TEST_POSTGRES");
+        c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    vec![(
+        "MCP_MULTIPLAYER_DATABASE".into(),
+        format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+    )]
+}
+
+/// The daemon binary, pointed at `state_dir`'s database (see [`db_env`]).
+pub fn daemon_cmd(state_dir: &Path) -> Command {
+    let mut c = Command::new(daemon_bin());
+    c.envs(db_env(state_dir));
+    c
+}
+
 /// A fresh temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -51,8 +97,15 @@ impl Daemon {
     /// Starts `serve --listen 127.0.0.1:0 --state-dir DIR EXTRA...` and waits
     /// for its "listening on" line (no sleeps: the line is the signal).
     pub fn start(state_dir: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_env(state_dir, extra, &db_env(state_dir))
+    }
+
+    /// [`Daemon::start`] with `env` as its database environment (another
+    /// daemon's schema, or `MCP_MULTIPLAYER_DATABASE=sqlite`).
+    pub fn start_env(state_dir: &Path, extra: &[&str], env: &[(String, String)]) -> Daemon {
         let log = state_dir.join(format!("daemon-{}.log", rand::random::<u32>()));
         let mut child = Command::new(daemon_bin())
+            .envs(env.iter().cloned())
             .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(state_dir)
             .args(extra)
@@ -108,7 +161,13 @@ impl Drop for Daemon {
 
 /// `mcp-multiplayer token create NAME --state-dir DIR`.
 pub fn create_token(state_dir: &Path, name: &str) -> String {
+    create_token_env(state_dir, name, &db_env(state_dir))
+}
+
+/// [`create_token`] with `env` as the database environment.
+pub fn create_token_env(state_dir: &Path, name: &str, env: &[(String, String)]) -> String {
     let out = Command::new(daemon_bin())
+        .envs(env.iter().cloned())
         .args(["token", "create", name, "--state-dir"])
         .arg(state_dir)
         .output()

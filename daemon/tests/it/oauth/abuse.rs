@@ -582,7 +582,7 @@ async fn approve_on_the_server_lists_and_approves_waiting_sign_ins_across_a_rest
 
 /// `mcp-multiplayer approve ARGS --state-dir DIR`: (success, stdout, stderr).
 fn approve_cli(state_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(daemon_bin())
+    let out = crate::util::daemon_cmd(state_dir)
         .arg("approve")
         .args(args)
         .arg("--state-dir")

@@ -1108,7 +1108,7 @@ async fn passphrase_approval_accepts_the_right_one_only() {
 async fn passphrase_mode_refuses_to_start_without_a_passphrase() {
     let dir = TempDir::new("oauth-nopass");
     let args = config(dir.path(), "approval = \"passphrase\"");
-    let out = std::process::Command::new(daemon_bin())
+    let out = crate::util::daemon_cmd(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(dir.path())
         .args(&args)

@@ -77,7 +77,8 @@ impl Server {
             }
             None => Command::new(daemon_bin()),
         };
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        cmd.envs(crate::util::db_env(dir))
+            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(dir)
             .arg("--config")
             .arg(&cfg)
