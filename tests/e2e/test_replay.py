@@ -287,6 +287,10 @@ class Clockwork:
             "random": random.random(),
             "token": secrets.token_hex(8),
             "order": list({"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}),
+            # A set display of constants compiles to a frozenset constant: its
+            # order must come from this hook's hash seed, not from whatever
+            # compiled the bot (48 strings: two seeds almost never agree).
+            "many": list({"w00", "w01", "w02", "w03", "w04", "w05", "w06", "w07", "w08", "w09", "w10", "w11", "w12", "w13", "w14", "w15", "w16", "w17", "w18", "w19", "w20", "w21", "w22", "w23", "w24", "w25", "w26", "w27", "w28", "w29", "w30", "w31", "w32", "w33", "w34", "w35", "w36", "w37", "w38", "w39", "w40", "w41", "w42", "w43", "w44", "w45", "w46", "w47"}),
             "players": self.ctx.players,
         })
 '''

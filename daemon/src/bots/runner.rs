@@ -92,6 +92,20 @@ impl HookRunner for Sandbox {
                 self.compiled.keep(key, &mut outcome);
                 return outcome;
             }
+            if job.entropy.is_some() {
+                // A deterministic hook checks and compiles its bot itself,
+                // under its own hash seed: bytecode compiled by an inspection
+                // ran under another one, and a set display of constants in
+                // it (a frozenset constant) can then iterate in another
+                // order, so the hook's output would not be a function of its
+                // job and a replay would not reproduce it.
+                if job.bot.compiled.is_none() {
+                    return run_pooled(&self.runner, self.pool.as_deref(), job).await;
+                }
+                let mut bare = job.clone();
+                bare.bot.compiled = None;
+                return run_pooled(&self.runner, self.pool.as_deref(), &bare).await;
+            }
             let cached = lock(&self.compiled.by_source).get(&key).cloned();
             match cached {
                 Some(c) if job.bot.compiled.is_none() => {
