@@ -98,13 +98,10 @@ impl HookRunner for Sandbox {
                 // ran under another one, and a set display of constants in
                 // it (a frozenset constant) can then iterate in another
                 // order, so the hook's output would not be a function of its
-                // job and a replay would not reproduce it.
-                if job.bot.compiled.is_none() {
-                    return run_pooled(&self.runner, self.pool.as_deref(), job).await;
-                }
-                let mut bare = job.clone();
-                bare.bot.compiled = None;
-                return run_pooled(&self.runner, self.pool.as_deref(), &bare).await;
+                // job and a replay would not reproduce it. (The dispatcher
+                // and replay leave `bot.compiled` empty; only this cache
+                // fills it.)
+                return run_pooled(&self.runner, self.pool.as_deref(), job).await;
             }
             let cached = lock(&self.compiled.by_source).get(&key).cloned();
             match cached {
