@@ -168,6 +168,7 @@ async def test_a_guessbot_game_watched_by_a_spectator_is_live_and_ends_verified_
             # never its body.
             note = await call(alice, "post_message", {"channel_id": cid, "body": "well played 42-SECRET",
                                                       "to": ["bob"]})
+            assert browser.text("#live").startswith("Live:"), browser.text("#live")
             # The admin closes the channel: the referee's seed is revealed in
             # the same write, and the page opens its commitment.
             await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
@@ -175,6 +176,8 @@ async def test_a_guessbot_game_watched_by_a_spectator_is_live_and_ends_verified_
             seed_reveal = next(m for m in rest if m["kind"] == "system" and m["body"]["type"] == "bot:reveal")
             last = rest[-1]["seq"]
             browser.wait_for(verified_upto(browser, last), timeout=5)
+            # The open page stops saying "Live" once the channel is closed.
+            browser.wait_for("document.getElementById('live').textContent.startsWith('Closed:')", timeout=5)
             for claim in ("Commitment checked", "Seed checked"):
                 browser.wait_for("[...document.querySelectorAll('.claim.ok')]"
                                  f".some(c => c.textContent.startsWith('{claim}'))", timeout=5)
@@ -222,6 +225,10 @@ async def test_a_guessbot_game_watched_by_a_spectator_is_live_and_ends_verified_
         shot(browser, "verified-phone", "page-phone.png")
         # Readable on a phone: nothing wider than the screen.
         assert browser.eval("document.documentElement.scrollWidth") <= 390
+        # Opened after the close, the page says it is closed, not live.
+        browser.navigate("about:blank")
+        browser.navigate(shared["url"])
+        browser.wait_for("document.getElementById('live').textContent.startsWith('Closed:')", timeout=5)
     finally:
         d.stop()
 

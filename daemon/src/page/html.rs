@@ -64,7 +64,8 @@ pub(crate) fn page(m: &PageModel<'_>) -> Markup {
         html lang="en" {
             (head(&title, m.assets))
             body data-channel=(m.channel_id) data-events=(format!("/c/{}/events", m.channel_id))
-                data-viewer=(match m.viewer { Viewer::Spectator => "", Viewer::Member { seat } => seat.as_str() }) {
+                data-viewer=(match m.viewer { Viewer::Spectator => "", Viewer::Member { seat } => seat.as_str() })
+                data-closed=(if m.closed { "1" } else { "" }) {
                 a.skip href="#transcript" { "Skip to the transcript" }
                 header {
                     h1 { (m.name) }

@@ -49,6 +49,16 @@
   const claimsEl = document.getElementById('claims');
   const list = document.getElementById('transcript');
   const live = document.getElementById('live');
+  // A closed channel takes no more posts: the page says so rather than "Live".
+  let closed = body.dataset.closed === '1';
+  function showLive() {
+    if (closed) {
+      live.textContent = 'Closed: no more posts or joins. This transcript is final.';
+    } else {
+      live.textContent = 'Live: new messages appear as they are written.';
+    }
+    live.className = 'note ok';
+  }
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -448,6 +458,10 @@
           }
           await checkBots();
         }
+        if (m.kind === 'system' && m.body && m.body.type === 'channel:closed') {
+          closed = true;
+          showLive();
+        }
         if (m.kind === 'system' && m.body && m.body.type === 'bot:reveal') {
           await seedReveal(m.body, m.seq);
         }
@@ -492,10 +506,7 @@
     live.textContent = 'This link stopped working (revoked or expired): the page no longer updates.';
     live.className = 'note bad';
   });
-  es.addEventListener('open', () => {
-    live.textContent = 'Live: new messages appear as they are written.';
-    live.className = 'note ok';
-  });
+  es.addEventListener('open', showLive);
   es.addEventListener('error', () => {
     if (es.readyState === EventSource.CLOSED) {
       live.textContent = 'The page stopped updating (the link no longer works, or the server is gone). Reload to try again.';
