@@ -27,6 +27,11 @@ pub const MAX_SYNC_LIMIT: usize = 500;
 pub const DEFAULT_LIST_LIMIT: usize = 50;
 pub const MAX_LIST_LIMIT: usize = 200;
 
+/// The reader an export downloaded from a spectator link names
+/// (`exported_as`); no player seat may carry it, so an export's reader is
+/// never ambiguous.
+pub const RESERVED_SEAT: &str = "spectator";
+
 /// A slot as `create_channel` names it: `invite:alice`, `bot:referee`, or a
 /// bare label (an invite slot).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +65,11 @@ impl SlotSpec {
         if !valid {
             return Err(ToolError::bad(format!(
                 "slot {s:?}: a slot name is 1-{MAX_SLOT_NAME} letters, digits, '_' or '-'"
+            )));
+        }
+        if kind == SlotKind::Invite && name == RESERVED_SEAT {
+            return Err(ToolError::bad(format!(
+                "slot {s:?}: \"{RESERVED_SEAT}\" is reserved (an export downloaded from a spectator link names its reader so); choose another name"
             )));
         }
         let label = match kind {
@@ -589,6 +599,8 @@ mod tests {
             "a b",
             "é",
             "a:b:c",
+            "spectator",
+            "invite:spectator",
             long.as_str(),
         ] {
             let e = SlotSpec::parse(bad).unwrap_err();

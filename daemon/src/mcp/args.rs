@@ -145,8 +145,9 @@ pub struct CreateChannelArgs {
     pub name: String,
     /// The seats: "invite:NAME" for each player (each gets a single-use
     /// invite code; a bare "NAME" means the same), "bot:NAME" for a referee
-    /// bot's slot. NAME is 1-32 letters, digits, "_" or "-". At least one
-    /// player slot; at most 16 slots.
+    /// bot's slot. NAME is 1-32 letters, digits, "_" or "-" ("spectator"
+    /// is reserved for page readers). At least one player slot; at most 16
+    /// slots.
     #[schemars(schema_with = "slots_schema")]
     pub slots: Vec<String>,
     /// Python source of a bot to attach (every member can read it and check

@@ -432,8 +432,9 @@ async fn export(State(state): State<AppState>, Path(cid): Path<String>, req: Req
     harden(transcripts::streamed(first, next), "no-store")
 }
 
-/// What a spectator's export names as its reader (`exported_as`).
-pub const SPECTATOR: &str = "spectator";
+/// What a spectator's export names as its reader (`exported_as`); no seat
+/// may take this label.
+pub const SPECTATOR: &str = crate::channels::rules::RESERVED_SEAT;
 
 /// One page of the export for the page's cookie `secret`, checked in the
 /// snapshot it reads.
