@@ -554,7 +554,7 @@ def run_hook(job, limits):
     # `random` made); a job without these fields does not even import the
     # module.
     clock = None
-    if job.get("entropy") is not None or job.get("now") is not None:
+    if any(job.get(k) is not None for k in ("entropy", "now", "hash_seed")):
         import hx_determinism
 
         clock = hx_determinism.install(job)

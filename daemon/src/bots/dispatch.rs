@@ -17,8 +17,8 @@
 //! that `mcp-multiplayer replay` can re-run it): the trigger as the bot may
 //! see it, the state the bot's previous hook left, `ctx.players` as of the
 //! trigger (`super::context`), and, for a bot with a seed, the entropy
-//! derived from the seed and the trigger's seq and the trigger's `ts` as
-//! its clock (`super::seed`).
+//! derived from the seed and the trigger's seq, the trigger's `ts` as its
+//! clock and the hash seed the bot's seed gives (`super::seed`).
 //!
 //! Every entry a hook writes records its `cause`, the `seq` of the message
 //! that triggered the hook, and the last one the salted `state_hash` of the
@@ -323,6 +323,7 @@ impl Dispatcher {
         // bot and its seed, which the channel reveals when it closes.
         if let Some(bot_seed) = &runtime.seed {
             job.entropy = Some(seed::hook_entropy(bot_seed, trigger));
+            job.hash_seed = Some(seed::hash_seed(bot_seed));
             job.now = trigger_ts.parse().ok();
             if job.now.is_none() {
                 tracing::warn!(channel = %cid, seq = trigger, "a message ts the hook clock cannot read");

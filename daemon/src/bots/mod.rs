@@ -213,6 +213,7 @@ impl Bots {
             },
             entropy: None,
             now: None,
+            hash_seed: None,
         }
     }
 }

@@ -3,19 +3,27 @@
 //! for one kind of hook, and wait for its job.
 //!
 //! A kind is everything that decides a sandbox's confinement (the job's
-//! limits, network policy and runtime, which holds the sandbox uid): the
+//! limits, network policy and runtime, which holds the sandbox uid) and the
+//! interpreter's hash seed, which is fixed when the interpreter starts: the
 //! runner refuses a job that differs from the spec it was warmed with. The
 //! pool keeps, per kind, as many ready runners as hooks of that kind started
-//! in the last second, at least `warm_min` (once the kind has run) and at
-//! most `warm_max`. Each runner is handed one job and is never reused: the
-//! pool only ever removes processes, and refills in the background.
+//! in the last second, at most `warm_max`. Each runner is handed one job and
+//! is never reused: the pool only ever removes processes, and refills in the
+//! background.
+//!
+//! A seeded bot's hooks carry the bot's own hash seed, so each such bot is a
+//! kind of its own. Those kinds have no floor: only demand in the last
+//! second keeps runners warm for them, and a kind with no runners and no
+//! recent demand is forgotten, so that memory stays bounded however many
+//! bots have run. `warm_min` is the floor of kinds without a hash seed (once
+//! the kind has run). A job whose hash seed would come from its per-hook
+//! entropy (one without `hash_seed`) never goes to a pre-warmed runner: no
+//! runner could have been started for it.
 //!
 //! A runner that was not handed a job within `warm_idle_secs` tears itself
 //! down; the pool hands out none within [`EXPIRY_MARGIN`] of that, and a
 //! maintenance task replaces expired ones so that an idle daemon keeps its
-//! floor. Jobs with `entropy` never go to a pre-warmed runner: the
-//! interpreter's hash seed must come from the entropy, and it is fixed when
-//! the interpreter starts.
+//! floor.
 
 use super::runner::{Pipes, command};
 use hook_protocol::{HookJob, WarmSpec};
@@ -46,6 +54,8 @@ pub(crate) struct WarmPool {
 struct Kind {
     /// The spec line the kind's runners are started with.
     spec_line: Arc<Vec<u8>>,
+    /// Whether the spec carries a hash seed (one bot's kind): no floor.
+    seeded: bool,
     ready: VecDeque<WarmProcess>,
     /// Runners being started.
     starting: usize,
@@ -95,10 +105,12 @@ impl WarmPool {
     /// Makes `job`'s kind known, so that its floor is warmed before its
     /// first hook.
     pub(crate) fn prime(&self, job: &HookJob) {
-        if let Some((key, line)) = self.kind_of(job) {
+        if let Some((key, line, seeded)) = self.kind_of(job) {
             let deficit = {
                 let mut kinds = lock(&self.kinds);
-                let kind = kinds.entry(key.clone()).or_insert_with(|| Kind::new(line));
+                let kind = kinds
+                    .entry(key.clone())
+                    .or_insert_with(|| Kind::new(line, seeded));
                 self.deficit(kind)
             };
             self.start(&key, deficit);
@@ -108,11 +120,13 @@ impl WarmPool {
     /// A ready runner for `job`'s kind, if there is one; schedules the refill
     /// either way.
     pub(crate) fn take(&self, job: &HookJob) -> Option<WarmProcess> {
-        let (key, line) = self.kind_of(job)?;
+        let (key, line, seeded) = self.kind_of(job)?;
         let now = Instant::now();
         let (found, deficit) = {
             let mut kinds = lock(&self.kinds);
-            let kind = kinds.entry(key.clone()).or_insert_with(|| Kind::new(line));
+            let kind = kinds
+                .entry(key.clone())
+                .or_insert_with(|| Kind::new(line, seeded));
             kind.taken.push_back(now);
             let mut found = None;
             while let Some(mut p) = kind.ready.pop_front() {
@@ -127,17 +141,18 @@ impl WarmPool {
         found
     }
 
-    /// The key and spec line of `job`'s kind; `None` for a job that cannot
-    /// run pre-warmed.
-    fn kind_of(&self, job: &HookJob) -> Option<(String, Arc<Vec<u8>>)> {
-        if self.max == 0 || job.entropy.is_some() {
+    /// The key and spec line of `job`'s kind, and whether it carries a hash
+    /// seed; `None` for a job that cannot run pre-warmed.
+    fn kind_of(&self, job: &HookJob) -> Option<(String, Arc<Vec<u8>>, bool)> {
+        if self.max == 0 || (job.entropy.is_some() && job.hash_seed.is_none()) {
             return None;
         }
         let spec = WarmSpec::of(job, self.idle.as_millis() as u64);
+        let seeded = spec.hash_seed.is_some();
         let mut line = serde_json::to_vec(&spec).ok()?;
         let key = String::from_utf8_lossy(&line).into_owned();
         line.push(b'\n');
-        Some((key, Arc::new(line)))
+        Some((key, Arc::new(line), seeded))
     }
 
     /// Whether a ready runner may still be handed a job (alive, not about
@@ -157,19 +172,21 @@ impl WarmPool {
         {
             kind.taken.pop_front();
         }
-        let target = kind.taken.len().clamp(self.min, self.max);
+        let floor = if kind.seeded { 0 } else { self.min };
+        let target = kind.taken.len().clamp(floor, self.max);
         let have = kind.ready.len() + kind.starting;
         let deficit = target.saturating_sub(have);
         kind.starting += deficit;
         deficit
     }
 
-    /// Drops expired and dead runners of every kind and refills each kind.
+    /// Drops expired and dead runners of every kind, forgets the seeded
+    /// kinds left with nothing, and refills each kind.
     fn maintain(&self) {
         let now = Instant::now();
         let todo: Vec<(String, usize)> = {
             let mut kinds = lock(&self.kinds);
-            kinds
+            let todo = kinds
                 .iter_mut()
                 .map(|(key, kind)| {
                     let ready = std::mem::take(&mut kind.ready);
@@ -180,7 +197,9 @@ impl WarmPool {
                     }
                     (key.clone(), self.deficit(kind))
                 })
-                .collect()
+                .collect();
+            kinds.retain(|_, kind| !kind.forgettable());
+            todo
         };
         for (key, n) in todo {
             self.start(&key, n);
@@ -247,13 +266,21 @@ impl WarmPool {
 }
 
 impl Kind {
-    fn new(spec_line: Arc<Vec<u8>>) -> Kind {
+    fn new(spec_line: Arc<Vec<u8>>, seeded: bool) -> Kind {
         Kind {
             spec_line,
+            seeded,
             ready: VecDeque::new(),
             starting: 0,
             taken: VecDeque::new(),
         }
+    }
+
+    /// A seeded kind with no runners, none being started and no demand
+    /// left in the window (call after [`WarmPool::deficit`], which drops
+    /// old demand): nothing would ever warm it again until its bot runs.
+    fn forgettable(&self) -> bool {
+        self.seeded && self.ready.is_empty() && self.starting == 0 && self.taken.is_empty()
     }
 }
 
@@ -266,7 +293,7 @@ mod tests {
     use super::*;
 
     fn kind() -> Kind {
-        Kind::new(Arc::new(b"{}\n".to_vec()))
+        Kind::new(Arc::new(b"{}\n".to_vec()), false)
     }
 
     #[test]
@@ -292,10 +319,23 @@ mod tests {
         k.taken.push_back(now - 2 * DEMAND_WINDOW);
         assert_eq!(pool.deficit(&mut k), 1);
         assert!(k.taken.is_empty());
+        // One bot's kind (with a hash seed): no floor; only demand counts,
+        // and with nothing left it may be forgotten.
+        let mut k = Kind::new(Arc::new(b"{}\n".to_vec()), true);
+        assert_eq!(pool.deficit(&mut k), 0, "no floor");
+        assert!(k.forgettable());
+        k.taken.push_back(now);
+        assert_eq!(pool.deficit(&mut k), 1, "a hook in the last second");
+        assert!(!k.forgettable(), "one being started");
+        k.starting = 0;
+        k.taken[0] = now - 2 * DEMAND_WINDOW;
+        assert_eq!(pool.deficit(&mut k), 0);
+        assert!(k.forgettable());
+        assert!(!kind().forgettable(), "kinds without a hash seed stay");
     }
 
     #[test]
-    fn deterministic_jobs_and_a_pool_of_zero_never_run_pre_warmed() {
+    fn seeded_jobs_run_pre_warmed_per_bot_and_a_pool_of_zero_never() {
         let bots = crate::bots::Bots::with_runner(
             crate::testing::bots_config(4),
             crate::testing::Scripted::answering(|_| unreachable!("nothing runs")),
@@ -330,8 +370,31 @@ mod tests {
             Duration::from_secs(300),
         );
         assert!(off.kind_of(&job).is_none());
-        job.entropy = Some("00".repeat(32).parse().unwrap());
+        let (plain, _, seeded) = pool.kind_of(&job).unwrap();
+        assert!(!seeded);
+        // A hook whose hash seed would come from its own entropy: never.
+        let bot_seed: hook_protocol::Entropy = "00".repeat(32).parse().unwrap();
+        job.entropy = Some(hook_protocol::Entropy::for_hook(&bot_seed, 1));
         assert!(pool.kind_of(&job).is_none());
         assert!(pool.take(&job).is_none());
+        // With the bot's hash seed: one kind per bot, whatever the hook's
+        // entropy.
+        job.hash_seed = Some(crate::bots::seed::hash_seed(&bot_seed));
+        let (first, _, seeded) = pool.kind_of(&job).unwrap();
+        assert!(seeded && first != plain);
+        job.entropy = Some(hook_protocol::Entropy::for_hook(&bot_seed, 2));
+        assert_eq!(pool.kind_of(&job).unwrap().0, first);
+        job.hash_seed = Some(crate::bots::seed::hash_seed(&bot_seed) ^ 1);
+        assert_ne!(pool.kind_of(&job).unwrap().0, first);
+        assert!(off.kind_of(&job).is_none());
+        // Outside a runtime nothing starts; the kind is known, then
+        // forgotten once nothing is left of it.
+        assert!(pool.take(&job).is_none());
+        assert_eq!(lock(&pool.kinds).len(), 1);
+        for k in lock(&pool.kinds).values_mut() {
+            k.taken.clear();
+        }
+        pool.maintain();
+        assert!(lock(&pool.kinds).is_empty());
     }
 }

@@ -138,6 +138,7 @@ impl Sandbox {
         inspect.context.players.clear();
         inspect.entropy = None;
         inspect.now = None;
+        inspect.hash_seed = None;
         let (runner, pool, compiled) = (
             self.runner.clone(),
             self.pool.clone(),
