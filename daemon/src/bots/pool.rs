@@ -29,6 +29,7 @@ use super::runner::{Pipes, command};
 use hook_protocol::{HookJob, WarmSpec};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -48,6 +49,8 @@ pub(crate) struct WarmPool {
     max: usize,
     idle: Duration,
     kinds: Mutex<HashMap<String, Kind>>,
+    /// Hooks a pre-warmed runner took and ran.
+    served: AtomicU64,
     me: Weak<WarmPool>,
 }
 
@@ -86,6 +89,7 @@ impl WarmPool {
             max,
             idle,
             kinds: Mutex::default(),
+            served: AtomicU64::new(0),
             me: me.clone(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -139,6 +143,16 @@ impl WarmPool {
         };
         self.start(&key, deficit);
         found
+    }
+
+    /// Counts a hook a pre-warmed runner took and ran.
+    pub(crate) fn served_one(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hooks pre-warmed runners took and ran since the pool started.
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// The key and spec line of `job`'s kind, and whether it carries a hash

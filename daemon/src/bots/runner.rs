@@ -209,6 +209,7 @@ pub(crate) async fn run_pooled(
                 );
                 run_job(runner, job).await
             } else {
+                pool.served_one();
                 outcome
             }
         }

@@ -1,26 +1,44 @@
-//! Pre-warmed sandboxes as the daemon uses them: every hook in a process of
-//! its own, and no pre-warmed process outliving the daemon.
+//! Pre-warmed sandboxes as the daemon uses them: a seeded bot's hooks served
+//! by sandboxes warmed for it, every hook in a process of its own, and no
+//! pre-warmed process outliving the daemon.
 
 use crate::util::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// Posts what a bot can read of its interpreter's randomness: the hash seed
-/// (through `hash`) and the `random` module's generator.
+/// Posts what a bot can read of its interpreter: the hash seed (through
+/// `hash`), the `random` module's generator and the address of a new
+/// object (which address-space randomisation makes differ from process to
+/// process).
 const PROBE: &str = "import random\n\
 class Probe:\n\
 \x20   def __init__(self, ctx, params):\n\
 \x20       self.ctx = ctx\n\
 \x20   def on_message(self, msg):\n\
-\x20       self.ctx.post('probe', {'hash': str(hash('probe')), 'random': str(random.getrandbits(64))})\n";
+\x20       self.ctx.post('probe', {'hash': str(hash('probe')), 'random': str(random.getrandbits(64)), 'addr': str(id(object()))})\n";
+
+async fn prewarmed_total(d: &Daemon) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", d.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mcp_multiplayer_hooks_prewarmed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no prewarmed counter in {text}"))
+}
 
 #[tokio::test]
-async fn every_hook_runs_in_a_fresh_process_pooled_or_not() {
+async fn a_seeded_bots_hooks_run_pre_warmed_each_in_a_fresh_process() {
     let dir = TempDir::new("pool-fresh");
     let token = create_token(dir.path(), "alice");
     let d = Daemon::start(dir.path(), &[]);
     let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
+    // The bot gets a secret seed: every hook carries entropy and the bot's
+    // hash seed.
     let ch = c
         .ok(
             "create_channel",
@@ -28,11 +46,11 @@ async fn every_hook_runs_in_a_fresh_process_pooled_or_not() {
         )
         .await;
     let cid = ch["channel_id"].as_str().unwrap().to_string();
+    let before = prewarmed_total(&d).await;
     let mut cursor = 0;
     let mut seen: Vec<Value> = Vec::new();
-    // One message at a time, each answered before the next: the pool has
-    // refilled in between, so most hooks run pre-warmed.
     for i in 0..12 {
+        let earlier: HashSet<u32> = children_of(d.child.id()).into_iter().collect();
         c.ok(
             "post_message",
             json!({"channel_id": cid, "body": format!("m{i}")}),
@@ -58,10 +76,30 @@ async fn every_hook_runs_in_a_fresh_process_pooled_or_not() {
                 break;
             }
         }
+        // The hook's demand makes the pool warm a sandbox for this bot's
+        // kind: wait (bounded) for it to appear, so that the next hook
+        // finds it ready.
+        let until = Instant::now() + Duration::from_secs(30);
+        while !children_of(d.child.id())
+            .into_iter()
+            .any(|p| !earlier.contains(&p) && alive(p))
+        {
+            assert!(
+                Instant::now() < until,
+                "no sandbox was pre-warmed for the bot after hook {i}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     assert_eq!(seen.len(), 12);
-    // A process that served two hooks would show the same hash seed twice.
-    for key in ["hash", "random"] {
+    // Every hook after the first found its sandbox warm.
+    let served = prewarmed_total(&d).await - before;
+    assert!(served >= 11, "only {served} of 12 hooks ran pre-warmed");
+    // One hash seed for the bot; what it draws is the hook's own, and no
+    // process served two hooks.
+    let hashes: HashSet<&Value> = seen.iter().map(|p| &p["hash"]).collect();
+    assert_eq!(hashes.len(), 1, "{seen:?}");
+    for key in ["random", "addr"] {
         let distinct: HashSet<&Value> = seen.iter().map(|p| &p[key]).collect();
         assert_eq!(distinct.len(), 12, "{key} repeats: {seen:?}");
     }
