@@ -338,8 +338,21 @@ impl Dispatcher {
                 .map_err(|e| StoreError::Join(e.to_string()))?;
             // Each running hook gets a uid of its own (root mode): RLIMIT_NPROC
             // counts per uid, so hooks sharing one would share one thread budget.
-            let slot = lock(&self.inner.free_slots).pop().unwrap_or(0);
-            job.runtime.sandbox_uid = self.inner.bots.cfg.sandbox_uid.saturating_add(slot);
+            // Among the free uids, one a sandbox pre-warmed for this kind of
+            // hook waits with, if any.
+            let first = self.inner.bots.cfg.sandbox_uid;
+            let ready = self.inner.bots.runner.ready_uids(&job);
+            let slot = {
+                let mut free = lock(&self.inner.free_slots);
+                let warm = free
+                    .iter()
+                    .rposition(|s| ready.contains(&first.saturating_add(*s)));
+                match warm {
+                    Some(i) => free.remove(i),
+                    None => free.pop().unwrap_or(0),
+                }
+            };
+            job.runtime.sandbox_uid = first.saturating_add(slot);
             let started = std::time::Instant::now();
             let outcome = self.inner.bots.runner.run(&job).await;
             lock(&self.inner.free_slots).push(slot);

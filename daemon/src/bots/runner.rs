@@ -41,6 +41,12 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// runner that cannot start) is a [`HookOutcome::Error`], never a panic.
 pub(crate) trait HookRunner: Send + Sync + 'static {
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome>;
+
+    /// Sandbox uids with which a sandbox is ready for `job` (but for its
+    /// uid): running it with one of them saves a sandbox start.
+    fn ready_uids(&self, _job: &HookJob) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// The real runner: one confined `sandbox-runner` process per hook, never
@@ -84,6 +90,12 @@ impl Sandbox {
 }
 
 impl HookRunner for Sandbox {
+    fn ready_uids(&self, job: &HookJob) -> Vec<u32> {
+        self.pool
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.ready_uids(job))
+    }
+
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {
         Box::pin(async move {
             let key = source_key(job);

@@ -163,3 +163,156 @@ fn pre_warmed_sandboxes_die_with_the_daemon() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Replies to each message it sees.
+const ECHO: &str = "class Echo:\n\
+\x20   def __init__(self, ctx, params):\n\
+\x20       self.ctx = ctx\n\
+\x20   def on_message(self, msg):\n\
+\x20       self.ctx.post('echo', {'seq': msg.get('seq')})\n";
+
+/// The tasks (threads) of each sandbox uid now, from /proc.
+fn tasks_per_uid(uids: std::ops::Range<u32>) -> Vec<u64> {
+    let mut count = vec![0; uids.len()];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_none()
+        {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let (Some(uid), Some(threads)) = (field("Uid:"), field("Threads:"))
+            && let Some(i) = u32::try_from(uid).ok().filter(|u| uids.contains(u))
+        {
+            count[(i - uids.start) as usize] += threads;
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn more_busy_seeded_bots_than_the_pool_holds_every_hook_runs() {
+    const BOTS: usize = 20;
+    const PER: usize = 6;
+    let dir = TempDir::new("pool-busy");
+    let token = create_token(dir.path(), "alice");
+    let cfg = dir.path().join("busy.toml");
+    std::fs::write(
+        &cfg,
+        "[quotas]\nposts_per_second = 1e9\npost_burst = 1000000000\nchannels_per_hour = 1000000000\nopen_channels = 1000000000\n",
+    )
+    .unwrap();
+    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    // Each bot is a kind of its own on every sandbox uid it runs with; far
+    // more of them than sandboxes may wait with one uid.
+    let mut setup = Mcp::connect(&d.mcp_url(), Some(&token)).await;
+    let mut cids = Vec::new();
+    for i in 0..BOTS {
+        let ch = setup
+            .ok(
+                "create_channel",
+                json!({"name": format!("busy {i}"), "slots": ["me"], "bot_code": ECHO, "join_as": "me"}),
+            )
+            .await;
+        cids.push(ch["channel_id"].as_str().unwrap().to_string());
+    }
+    // Watch the sandbox uids' task counts (what RLIMIT_NPROC counts) while
+    // the bots are busy.
+    let uids = 64200..64205;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (stop, uids) = (stop.clone(), uids.clone());
+        std::thread::spawn(move || {
+            let mut most = vec![0; uids.len()];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (m, n) in most.iter_mut().zip(tasks_per_uid(uids.clone())) {
+                    *m = (*m).max(n);
+                }
+            }
+            most
+        })
+    };
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for cid in &cids {
+            let (url, token, cid) = (d.mcp_url(), token.clone(), cid.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut c = Mcp::connect(&url, Some(&token)).await;
+                let mut posted = Vec::new();
+                for i in 0..PER {
+                    let r = c
+                        .ok(
+                            "post_message",
+                            json!({"channel_id": cid, "body": format!("r{round} m{i}")}),
+                        )
+                        .await;
+                    posted.push(r["seq"].as_i64().unwrap());
+                }
+                // Every message gets its echo: wait for the last one, then
+                // check them all (a failed hook posts none).
+                let mut cursor = 0;
+                let mut echoed = Vec::new();
+                let until = Instant::now() + Duration::from_secs(120);
+                while echoed.last() != posted.last() {
+                    assert!(Instant::now() < until, "echoes {echoed:?} of {posted:?}");
+                    let v = c
+                        .ok(
+                            "sync_messages",
+                            json!({"channel_id": cid, "cursor": cursor, "wait_ms": 10000}),
+                        )
+                        .await;
+                    cursor = v["cursor"].as_i64().unwrap();
+                    echoed.extend(
+                        v["messages"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter(|m| m["kind"] == "bot" && m["body"]["type"] == "echo")
+                            .filter_map(|m| m["body"]["data"]["seq"].as_i64())
+                            .filter(|s| posted.contains(s)),
+                    );
+                }
+                assert_eq!(echoed, posted, "one echo per message, in order");
+            }));
+        }
+        // The second round comes while the first one's sandboxes wait.
+        for t in tasks.drain(..) {
+            t.await.unwrap();
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watch.join().unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", d.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hooks: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("mcp_multiplayer_hooks_total{"))
+        .collect();
+    for l in &hooks {
+        if !l.contains("outcome=\"ok\"") {
+            assert!(l.ends_with(" 0"), "a hook failed: {hooks:?}");
+        }
+    }
+    // No uid came near the hook's thread limit (16): at most a few
+    // sandboxes waited with it beside its running hook.
+    assert!(
+        most.iter().all(|&n| n <= 8),
+        "tasks per sandbox uid: {most:?}"
+    );
+    assert!(prewarmed_total(&d).await > 0, "no hook ran pre-warmed");
+}
