@@ -186,6 +186,11 @@ pub struct CompiledBot {
     pub network: bool,
     /// Digest of the checker's files and the interpreter's bytecode tag.
     pub checker: String,
+    /// The hash seed of the interpreter that compiled it (the inspection's
+    /// `hash_seed`); absent: a random one. The bytecode's set constants
+    /// iterate in its order, so the harness uses it only under the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_seed: Option<u32>,
     /// The bot class the harness selected.
     pub class_name: String,
     /// The checked, rewritten module's bytecode (`marshal`, base64).

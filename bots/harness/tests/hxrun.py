@@ -119,7 +119,7 @@ def run(source, hook="on_init", **kw):
     e = j.get("entropy")
     valid = type(e) is str and len(e) == 64 and set(e) <= set("0123456789abcdef")
     seed = python_hash_seed(e) if valid and hook != "inspect" else None
-    if type(j.get("hash_seed")) is int and hook != "inspect":
+    if type(j.get("hash_seed")) is int:
         seed = j["hash_seed"]
     outcome, out, err, rc = run_raw(json.dumps(j).encode(), hash_seed=seed)
     assert rc == 0, (rc, err.decode())
@@ -127,9 +127,9 @@ def run(source, hook="on_init", **kw):
     return outcome
 
 
-def check(source, network=False):
+def check(source, network=False, **kw):
     """Run the `inspect` hook."""
-    return run(source, "inspect", network=network)
+    return run(source, "inspect", network=network, **kw)
 
 
 def error(outcome):

@@ -59,7 +59,10 @@ impl Bots {
                 std::time::Duration::from_secs(cfg.warm_idle_secs),
             )
         });
-        let sandbox = runner::Sandbox::new(cfg.runner.clone(), pool);
+        let inspect_uid = cfg
+            .sandbox_uid
+            .saturating_add(cfg.max_parallel_hooks as u32);
+        let sandbox = runner::Sandbox::new(cfg.runner.clone(), pool, inspect_uid);
         let primed = sandbox.pool().cloned();
         let mut bots = Self::with_runner(cfg, Arc::new(sandbox));
         bots.pool = primed.clone();
