@@ -182,6 +182,44 @@ async fn busy_channels(d: &Daemon, token: &str, channels: usize, per: usize) -> 
     (hooks, t0.elapsed())
 }
 
+/// The daemon's hook counters (from `/metrics`): hooks run, their summed
+/// wall time in the runner, hooks run pre-warmed.
+struct HookStats {
+    hooks: u64,
+    secs: f64,
+    prewarmed: u64,
+}
+
+impl HookStats {
+    fn since(&self, before: &HookStats) -> HookStats {
+        HookStats {
+            hooks: self.hooks - before.hooks,
+            secs: self.secs - before.secs,
+            prewarmed: self.prewarmed - before.prewarmed,
+        }
+    }
+}
+
+async fn hook_stats(d: &Daemon) -> HookStats {
+    let text = reqwest::get(format!("{}/metrics", d.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    HookStats {
+        hooks: sum("mcp_multiplayer_hook_duration_seconds_count") as u64,
+        secs: sum("mcp_multiplayer_hook_duration_seconds_sum"),
+        prewarmed: sum("mcp_multiplayer_hooks_prewarmed_total") as u64,
+    }
+}
+
 /// The interpreter bots run on (the daemon's default).
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -254,17 +292,23 @@ async fn main() {
     println!("| measurement | n | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
     let mut rows = Vec::new();
+    let mut runs = Vec::new();
+    let s0 = hook_stats(&d).await;
+    let echo = echo_latency(&d, &ta, samples).await;
+    let s1 = hook_stats(&d).await;
+    let guess = guess_latency(&d, &ta, &tb, samples).await;
+    let s2 = hook_stats(&d).await;
     for (name, mut lat) in [
-        ("EchoBot post → reply", echo_latency(&d, &ta, samples).await),
-        (
-            "GuessBot guess → hint",
-            guess_latency(&d, &ta, &tb, samples).await,
-        ),
+        ("EchoBot post → reply", echo),
+        ("GuessBot guess → hint", guess),
     ] {
         lat.sort();
         rows.push((name, lat));
     }
+    runs.push(("EchoBot", s1.since(&s0)));
+    runs.push(("GuessBot", s2.since(&s1)));
     let (hooks, took) = busy_channels(&d, &ta, 16, 25).await;
+    runs.push(("16 busy channels", hook_stats(&d).await.since(&s2)));
     bare.extend(bare_starts(samples / 2 + 1));
     bare.sort();
     rows.push(("bare `python -I -S -B -c pass` start", bare));
@@ -290,6 +334,15 @@ async fn main() {
         pct(&rows[1].1, 0.5) / bare_ms,
         hooks_per_s * bare_ms / 1000.0
     );
+    println!();
+    for (name, s) in runs {
+        println!(
+            "{name}: {} hooks, mean {:.1} ms in the runner as the daemon times it, {} pre-warmed",
+            s.hooks,
+            s.secs * 1000.0 / s.hooks.max(1) as f64,
+            s.prewarmed
+        );
+    }
     println!(
         "daemon RSS after the run: {} MiB",
         rss_kib(d.child.id()) / 1024
