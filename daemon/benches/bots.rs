@@ -10,6 +10,9 @@
 //! pre-warmed sandboxes as in production.
 //!
 //! `BENCH_SAMPLES` sets the latency samples per bot (default 200).
+//! `BENCH_GAP_MS` pauses that long before each latency sample (default 0:
+//! each post follows the previous reply at once, so the sandbox warmed for
+//! the next hook may still be warming), as players who think between moves.
 //! `BENCH_DAEMON` benches another daemon binary (with its `sandbox-runner`
 //! beside it), `BENCH_BOTS_DIR` its bots and harness, and `BENCH_QUOTAS=0`
 //! leaves out the `[quotas]` section for a daemon that predates it.
@@ -72,6 +75,7 @@ async fn echo_latency(d: &Daemon, token: &str, samples: usize) -> Vec<Duration> 
     let (_, mut cursor) = follow(&mut c, &cid, 0, |m| !m.is_empty()).await;
     let mut out = Vec::new();
     for i in 0..samples + 5 {
+        think().await;
         let t0 = Instant::now();
         c.ok(
             "post_message",
@@ -112,6 +116,7 @@ async fn guess_latency(d: &Daemon, ta: &str, tb: &str, samples: usize) -> Vec<Du
     // Guess 1, 2, 3, ...: the target (up to 10^9) is practically never hit,
     // so the game goes on for every sample.
     for i in 0..samples + 5 {
+        think().await;
         let t0 = Instant::now();
         let who = if turn == "alice" { &mut a } else { &mut b };
         who.ok(
@@ -217,6 +222,17 @@ async fn hook_stats(d: &Daemon) -> HookStats {
         hooks: sum("mcp_multiplayer_hook_duration_seconds_count") as u64,
         secs: sum("mcp_multiplayer_hook_duration_seconds_sum"),
         prewarmed: sum("mcp_multiplayer_hooks_prewarmed_total") as u64,
+    }
+}
+
+/// The pause before each latency sample (`BENCH_GAP_MS`).
+async fn think() {
+    let ms = std::env::var("BENCH_GAP_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 
