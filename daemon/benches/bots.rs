@@ -193,6 +193,8 @@ struct HookStats {
     hooks: u64,
     secs: f64,
     prewarmed: u64,
+    posts: u64,
+    post_secs: f64,
 }
 
 impl HookStats {
@@ -201,6 +203,8 @@ impl HookStats {
             hooks: self.hooks - before.hooks,
             secs: self.secs - before.secs,
             prewarmed: self.prewarmed - before.prewarmed,
+            posts: self.posts - before.posts,
+            post_secs: self.post_secs - before.post_secs,
         }
     }
 }
@@ -222,6 +226,9 @@ async fn hook_stats(d: &Daemon) -> HookStats {
         hooks: sum("mcp_multiplayer_hook_duration_seconds_count") as u64,
         secs: sum("mcp_multiplayer_hook_duration_seconds_sum"),
         prewarmed: sum("mcp_multiplayer_hooks_prewarmed_total") as u64,
+        posts: sum("mcp_multiplayer_tool_call_duration_seconds_count{tool=\"post_message\"}")
+            as u64,
+        post_secs: sum("mcp_multiplayer_tool_call_duration_seconds_sum{tool=\"post_message\"}"),
     }
 }
 
@@ -353,10 +360,11 @@ async fn main() {
     println!();
     for (name, s) in runs {
         println!(
-            "{name}: {} hooks, mean {:.1} ms in the runner as the daemon times it, {} pre-warmed",
+            "{name}: {} hooks, mean {:.1} ms in the runner as the daemon times it, {} pre-warmed; post_message mean {:.1} ms",
             s.hooks,
             s.secs * 1000.0 / s.hooks.max(1) as f64,
-            s.prewarmed
+            s.prewarmed,
+            s.post_secs * 1000.0 / s.posts.max(1) as f64
         );
     }
     println!(
