@@ -27,9 +27,10 @@
 //! (`warm_max`, and never more than a quarter of a hook's thread limit): a
 //! hook always has its process and most of its threads. When a kind wants
 //! a runner and its uid is full, it takes the place of a ready runner of the
-//! least recently used kind on that uid that had no demand in the last
-//! second (that runner is killed); with no such kind it goes without, and
-//! its hooks start fresh sandboxes. The dispatcher, choosing a hook's uid,
+//! least recently used kind on that uid whose family (the same spec but for
+//! the uid: one bot) had no demand in the last second on any uid (that
+//! runner is killed); with no such kind it goes without, and its hooks
+//! start fresh sandboxes. The dispatcher, choosing a hook's uid,
 //! prefers one a runner of the hook's kind waits with ([`WarmPool::ready_uids`]).
 //!
 //! A runner that was not handed a job within `warm_idle_secs` tears itself
@@ -39,7 +40,7 @@
 
 use super::runner::{Pipes, command};
 use hook_protocol::{HookJob, WarmSpec};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -241,9 +242,9 @@ impl WarmPool {
     }
 
     /// How many runners kind `key` should start now, within its uid's room
-    /// (made, when `evict`, by taking ready runners of idle kinds on that
-    /// uid, least recently used first, into `evicted`); counted as being
-    /// started.
+    /// (made, when `evict`, by taking ready runners on that uid of kinds
+    /// whose family is idle, least recently used first, into `evicted`);
+    /// counted as being started.
     fn plan(
         &self,
         kinds: &mut HashMap<String, Kind>,
@@ -265,21 +266,42 @@ impl WarmPool {
             .map(|k| k.ready.len() + k.starting)
             .sum();
         let mut room = self.per_uid.saturating_sub(on_uid);
-        while evict && room < want {
+        if evict && room < want {
+            // Families (bots) with a hook in the last second keep their
+            // runners, on every uid: a busy bot's hooks move between uids,
+            // and a runner killed for another busy bot would be a start
+            // wasted, which a busy daemon can least afford.
             let now = Instant::now();
-            let victim = kinds
-                .iter_mut()
+            let busy: HashSet<&str> = kinds
+                .values()
+                .filter(|k| !k.idle(now))
+                .map(|k| k.family.as_str())
+                .collect();
+            let victims: Vec<String> = kinds
+                .iter()
                 .filter(|(k, kind)| {
                     k.as_str() != key
                         && kind.uid == uid
                         && !kind.ready.is_empty()
                         && kind.last_used < used
-                        && kind.idle(now)
+                        && !busy.contains(kind.family.as_str())
                 })
-                .min_by_key(|(_, kind)| kind.last_used);
-            let Some((_, victim)) = victim else { break };
-            evicted.extend(victim.ready.pop_front());
-            room += 1;
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut victims: Vec<(Instant, String)> = victims
+                .into_iter()
+                .map(|k| (kinds[&k].last_used, k))
+                .collect();
+            victims.sort();
+            for (_, victim) in victims {
+                while room < want {
+                    let Some(p) = kinds.get_mut(&victim).and_then(|k| k.ready.pop_front()) else {
+                        break;
+                    };
+                    evicted.push(p);
+                    room += 1;
+                }
+            }
         }
         let n = want.min(room);
         if let Some(kind) = kinds.get_mut(key) {
@@ -461,6 +483,13 @@ mod tests {
         kind_on(0, false)
     }
 
+    /// One bot's kind on `uid`.
+    fn bot_on(uid: u32, bot: &str) -> Kind {
+        let mut k = kind_on(uid, true);
+        k.family = bot.to_string();
+        k
+    }
+
     /// A stand-in for a ready runner: a process that waits.
     fn waiting() -> WarmProcess {
         let mut child = command(std::path::Path::new("/bin/sleep"))
@@ -492,21 +521,21 @@ mod tests {
         // Four bots' kinds on uid 7, one ready runner each (uid 7 is full),
         // used one after the other, none in the last second.
         for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
-            let mut k = kind_on(7, true);
+            let mut k = bot_on(7, name);
             k.ready.push_back(waiting());
             k.last_used = long_ago + Duration::from_millis(i as u64);
             k.taken.push_back(k.last_used);
             kinds.insert(name.to_string(), k);
         }
         // Another uid has room of its own.
-        let mut k = kind_on(8, true);
+        let mut k = bot_on(8, "x");
         k.taken.push_back(Instant::now());
         kinds.insert("other uid".into(), k);
         let mut evicted = Vec::new();
         assert_eq!(pool.plan(&mut kinds, "other uid", false, &mut evicted), 1);
         // A fifth bot's hook on uid 7: without eviction (maintenance), no
         // room; with it, the least recently used kind's runner makes room.
-        let mut e = kind_on(7, true);
+        let mut e = bot_on(7, "e");
         e.taken.push_back(Instant::now());
         e.last_used = Instant::now();
         kinds.insert("e".into(), e);
@@ -523,9 +552,12 @@ mod tests {
         assert_eq!(pool.plan(&mut kinds, "e", true, &mut evicted), 2);
         assert!(kinds["b"].ready.is_empty() && kinds["c"].ready.is_empty());
         assert_eq!(kinds["d"].ready.len(), 1);
-        // A kind with demand in the last second keeps its runner: with none
-        // idle left, the uid is full and the hook goes without.
-        kinds.get_mut("d").unwrap().taken.push_back(Instant::now());
+        // A kind whose bot had a hook in the last second, on another uid,
+        // keeps its runner: with none idle left, the uid is full and the
+        // hook goes without.
+        let mut d8 = bot_on(8, "d");
+        d8.taken.push_back(Instant::now());
+        kinds.insert("d on 8".into(), d8);
         let e = kinds.get_mut("e").unwrap();
         e.taken.push_back(Instant::now());
         assert_eq!(pool.plan(&mut kinds, "e", true, &mut evicted), 0);
