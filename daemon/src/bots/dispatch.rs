@@ -338,18 +338,16 @@ impl Dispatcher {
                 .map_err(|e| StoreError::Join(e.to_string()))?;
             // Each running hook gets a uid of its own (root mode): RLIMIT_NPROC
             // counts per uid, so hooks sharing one would share one thread budget.
-            // Among the free uids, one a sandbox pre-warmed for this kind of
-            // hook waits with, if any.
+            // Among the free uids, the runner's choice (one a sandbox
+            // pre-warmed for this bot waits with, else one with room for
+            // the sandbox its next hook will want), else the last freed.
             let first = self.inner.bots.cfg.sandbox_uid;
-            let ready = self.inner.bots.runner.ready_uids(&job);
             let slot = {
                 let mut free = lock(&self.inner.free_slots);
-                let warm = free
-                    .iter()
-                    .rposition(|s| ready.contains(&first.saturating_add(*s)));
-                match warm {
-                    Some(i) => free.remove(i),
-                    None => free.pop().unwrap_or(0),
+                let uids: Vec<u32> = free.iter().map(|s| first.saturating_add(*s)).collect();
+                match self.inner.bots.runner.pick_uid(&job, &uids) {
+                    Some(i) if i < free.len() => free.remove(i),
+                    _ => free.pop().unwrap_or(0),
                 }
             };
             job.runtime.sandbox_uid = first.saturating_add(slot);

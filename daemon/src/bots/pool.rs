@@ -31,7 +31,8 @@
 //! the uid: one bot) had no demand in the last second on any uid (that
 //! runner is killed); with no such kind it goes without, and its hooks
 //! start fresh sandboxes. The dispatcher, choosing a hook's uid,
-//! prefers one a runner of the hook's kind waits with ([`WarmPool::ready_uids`]).
+//! prefers one a runner of the hook's bot waits with, else the one with the
+//! most room ([`WarmPool::pick_uid`]).
 //!
 //! A runner that was not handed a job within `warm_idle_secs` tears itself
 //! down; the pool hands out none within [`EXPIRY_MARGIN`] of that, and a
@@ -160,17 +161,28 @@ impl WarmPool {
         }
     }
 
-    /// The sandbox uids a ready runner for `job`'s kind (but for the uid)
-    /// waits with.
-    pub(crate) fn ready_uids(&self, job: &HookJob) -> Vec<u32> {
-        let Some(of) = self.kind_of(job) else {
-            return Vec::new();
-        };
-        lock(&self.kinds)
-            .values()
-            .filter(|k| k.family == of.family && !k.ready.is_empty())
-            .map(|k| k.uid)
-            .collect()
+    /// Which of the sandbox uids `free` to run `job` with (an index in
+    /// it): one a ready runner of `job`'s family waits with, else the one
+    /// with the fewest runners waiting or being started (room for the
+    /// runner its hook will ask for); the last of equals.
+    pub(crate) fn pick_uid(&self, job: &HookJob, free: &[u32]) -> Option<usize> {
+        let of = self.kind_of(job)?;
+        let kinds = lock(&self.kinds);
+        let mut best: Option<(usize, (bool, usize))> = None;
+        for (i, uid) in free.iter().enumerate() {
+            let mut ready = false;
+            let mut waiting = 0;
+            for k in kinds.values().filter(|k| k.uid == *uid) {
+                ready |= k.family == of.family && !k.ready.is_empty();
+                waiting += k.ready.len() + k.starting;
+            }
+            // Ready first, then fewer waiting.
+            let rank = (!ready, waiting);
+            if best.is_none_or(|(_, r)| rank <= r) {
+                best = Some((i, rank));
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// A ready runner for `job`'s kind, if there is one; schedules the refill
@@ -630,6 +642,64 @@ mod tests {
         assert_eq!(pool.deficit(&mut k), 0);
         assert!(k.forgettable());
         assert!(!kind().forgettable(), "kinds without a hash seed stay");
+    }
+
+    #[tokio::test]
+    async fn a_hook_goes_to_a_uid_its_bot_has_a_runner_on_else_the_emptiest() {
+        let bots = crate::bots::Bots::with_runner(
+            crate::testing::bots_config(4),
+            crate::testing::Scripted::answering(|_| unreachable!("nothing runs")),
+        );
+        let mut job = bots.job(
+            hook_protocol::BotSpec {
+                name: "b".into(),
+                source: String::new(),
+                params: serde_json::json!({}),
+                compiled: None,
+            },
+            hook_protocol::Hook::OnInit,
+            hook_protocol::HookContext {
+                channel_id: "c".into(),
+                bot_id: "bot:b".into(),
+                players: Vec::new(),
+            },
+            serde_json::json!({}),
+            false,
+        );
+        job.hash_seed = Some(7);
+        let pool = WarmPool::new(
+            PathBuf::from("/nonexistent"),
+            1,
+            4,
+            Duration::from_secs(300),
+        );
+        let family = pool.kind_of(&job).unwrap().family;
+        {
+            let mut kinds = lock(&pool.kinds);
+            // The bot has a runner on uid 7; another bot two on uid 8 and
+            // one on uid 9 (being started).
+            let mut mine = bot_on(7, &family);
+            mine.ready.push_back(waiting());
+            kinds.insert("mine".into(), mine);
+            let mut other = bot_on(8, "other");
+            other.ready.extend([waiting(), waiting()]);
+            kinds.insert("other".into(), other);
+            let mut third = bot_on(9, "third");
+            third.starting = 1;
+            kinds.insert("third".into(), third);
+        }
+        assert_eq!(
+            pool.pick_uid(&job, &[8, 7, 9, 10]),
+            Some(1),
+            "its own runner"
+        );
+        assert_eq!(
+            pool.pick_uid(&job, &[8, 9, 10, 11]),
+            Some(3),
+            "the last of the emptiest"
+        );
+        assert_eq!(pool.pick_uid(&job, &[8, 9]), Some(1), "the emptier");
+        assert_eq!(pool.pick_uid(&job, &[]), None);
     }
 
     #[test]

@@ -51,10 +51,11 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) trait HookRunner: Send + Sync + 'static {
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome>;
 
-    /// Sandbox uids with which a sandbox is ready for `job` (but for its
-    /// uid): running it with one of them saves a sandbox start.
-    fn ready_uids(&self, _job: &HookJob) -> Vec<u32> {
-        Vec::new()
+    /// Which of the free sandbox uids `free` to run `job` with (an index in
+    /// it), if it matters: one a sandbox is ready with for `job` saves a
+    /// sandbox start.
+    fn pick_uid(&self, _job: &HookJob, _free: &[u32]) -> Option<usize> {
+        None
     }
 }
 
@@ -107,10 +108,8 @@ impl Sandbox {
 }
 
 impl HookRunner for Sandbox {
-    fn ready_uids(&self, job: &HookJob) -> Vec<u32> {
-        self.pool
-            .as_ref()
-            .map_or_else(Vec::new, |p| p.ready_uids(job))
+    fn pick_uid(&self, job: &HookJob, free: &[u32]) -> Option<usize> {
+        self.pool.as_ref().and_then(|p| p.pick_uid(job, free))
     }
 
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {
