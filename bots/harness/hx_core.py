@@ -487,6 +487,17 @@ def warm_up():
     CHECKER = h.hexdigest()
 
 
+def interpreter_hash_seed():
+    """The hash seed this interpreter started with (`PYTHONHASHSEED`, which
+    the runner sets for a job with one), or None for a random one."""
+    import posix
+
+    seed = posix.environ.get(b"PYTHONHASHSEED")
+    if sys.flags.ignore_environment or seed is None or not seed.isdigit():
+        return None
+    return int(seed)
+
+
 def compiled_of(source, network, class_name, code):
     """The `compiled` artifact the daemon hands later hooks of `source`."""
     import binascii
@@ -497,15 +508,31 @@ def compiled_of(source, network, class_name, code):
         "source_sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(),
         "network": network,
         "checker": CHECKER,
+        "hash_seed": interpreter_hash_seed(),
         "class_name": class_name,
         "code": binascii.b2a_base64(marshal.dumps(code), newline=False).decode("ascii"),
     }
 
 
+def as_loaded(code):
+    """`code` as a hook gets it from a `compiled` artifact: through
+    `marshal`. A set display of constants compiles to a frozenset constant;
+    `marshal` writes its items in the order they iterate, and loading
+    inserts them in that order, which can change the order they iterate in
+    (items whose hashes collide). So a hook that compiles its bot itself
+    runs its bytecode through `marshal` too: with the artifact made under
+    the same hash seed, both iterate every set constant alike, and a hook's
+    output does not depend on whether it compiled its bot."""
+    import marshal
+
+    return marshal.loads(marshal.dumps(code))
+
+
 def usable_compiled(compiled, source, network):
     """`(class_name, code)` from a job's `compiled` artifact when it was made
-    by this checker, in this interpreter, for exactly this source and network
-    mode; otherwise None (the hook then checks and compiles the source)."""
+    by this checker, in this interpreter, under this interpreter's hash seed,
+    for exactly this source and network mode; otherwise None (the hook then
+    checks and compiles the source)."""
     if type(compiled) is not dict or CHECKER is None:
         return None
     import binascii
@@ -513,8 +540,11 @@ def usable_compiled(compiled, source, network):
     import marshal
 
     try:
+        seed = compiled.get("hash_seed")
         if (
             compiled.get("checker") != CHECKER
+            or not (seed is None or type(seed) is int)
+            or seed != interpreter_hash_seed()
             or compiled.get("network") is not network
             or type(compiled.get("class_name")) is not str
             or type(compiled.get("code")) is not str
@@ -539,6 +569,12 @@ def run_hook(job, limits):
     unchecked = job.get("unchecked") is True
 
     if hook["name"] == "inspect":  # always checked, `unchecked` or not
+        if job.get("hash_seed") is not None:
+            # The artifact says which hash seed it was compiled under: the
+            # job's, which must have taken effect.
+            import hx_determinism
+
+            hx_determinism.install({"hash_seed": job["hash_seed"]})
         try:
             manifest, code = inspect_source(source, network)
         except hx_check.Refusal as r:
@@ -554,7 +590,7 @@ def run_hook(job, limits):
     # `random` made); a job without these fields does not even import the
     # module.
     clock = None
-    if job.get("entropy") is not None or job.get("now") is not None:
+    if any(job.get(k) is not None for k in ("entropy", "now", "hash_seed")):
         import hx_determinism
 
         clock = hx_determinism.install(job)
@@ -574,6 +610,7 @@ def run_hook(job, limits):
             code, class_name = check_and_compile(source, network, unchecked)
         except hx_check.Refusal as r:
             return {"status": "error", "error": r.as_error()}
+        code = as_loaded(code)
 
     limit = min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4)
     capture, logs, seal_capture = make_capture(limit)

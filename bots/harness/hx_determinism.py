@@ -1,4 +1,5 @@
-"""What makes a hook a function of its inputs: the job's `entropy` and `now`.
+"""What makes a hook a function of its inputs: the job's `entropy`, `now`
+and `hash_seed`.
 
 A referee can only be checked after the fact if running its code again on
 the same inputs gives the same posts and state. Two inputs are not in the
@@ -13,10 +14,13 @@ ones, before any bot code runs:
   Mersenne Twister that would be seeded from the OS (the `random` module's
   own generator when `random` is imported, `random.Random()`,
   `random.seed()`, down to `_random.Random`'s own `seed` and `__init__`)
-  is seeded with the next block of "random.seed". String hashes are seeded
-  by the runner (`PYTHONHASHSEED`, from block 0 of "pythonhashseed"); the
-  interpreter reads that at start-up, so `install` can only check it, and
-  refuses the job if the seed did not take effect.
+  is seeded with the next block of "random.seed".
+- `hash_seed` seeds string hashes: the runner passes it as
+  `PYTHONHASHSEED`. The daemon sets it per bot (from the bot's seed), so
+  that one bot's hooks can run in interpreters started before the hook was
+  known; a job with entropy and no `hash_seed` takes it from block 0 of
+  "pythonhashseed". The interpreter reads it at start-up, so `install` can
+  only check it, and refuses the job if the seed did not take effect.
 - `now` (the triggering message's `ts`) is the wall clock: `time.time()`,
   `time_ns()`, and `localtime()`, `gmtime()`, `ctime()`, `asctime()`,
   `strftime()` without a time argument read it, and the clock returned here
@@ -151,19 +155,30 @@ def parse_now(value):
 
 
 def install(job):
-    """Apply the job's `entropy` and `now` to this process (each only when
-    present); returns the clock for the language layer, or None. Raises
-    `BadJob` for a malformed field or a hash seed that did not take effect.
-    Call before any bot code runs; a `random` module imported before is
-    reseeded, as if it were imported now."""
-    entropy, now = job.get("entropy"), job.get("now")
-    if entropy is not None:
-        block = keyed(parse_entropy(entropy))
-        _check_hash_seed(block)
+    """Apply the job's `entropy`, `now` and `hash_seed` to this process (each
+    only when present); returns the clock for the language layer, or None.
+    Raises `BadJob` for a malformed field or a hash seed that did not take
+    effect. Call before any bot code runs; a `random` module imported before
+    is reseeded, as if it were imported now."""
+    entropy, now, seed = job.get("entropy"), job.get("now"), job.get("hash_seed")
+    block = None if entropy is None else keyed(parse_entropy(entropy))
+    if seed is not None:
+        _check_hash_seed(parse_hash_seed(seed), "hash_seed")
+    elif block is not None:
+        _check_hash_seed(python_hash_seed(block), "entropy")
+    if block is not None:
         _install_randomness(block)
     if now is not None:
         return _install_clock(parse_now(now))
     return None
+
+
+def parse_hash_seed(value):
+    """A job's `hash_seed`: an integer from 0 to 2**32 - 1 (what
+    `PYTHONHASHSEED` accepts)."""
+    if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
+        raise BadJob("hash_seed must be an integer from 0 to 4294967295")
+    return value
 
 
 def python_hash_seed(block):
@@ -171,12 +186,12 @@ def python_hash_seed(block):
     return int.from_bytes(block(PYTHON_HASH_SEED, 0)[:4], "big")
 
 
-def _check_hash_seed(block):
-    want = str(python_hash_seed(block)).encode()
+def _check_hash_seed(seed, field):
+    want = str(seed).encode()
     got = posix.environ.get(b"PYTHONHASHSEED")
     if sys.flags.ignore_environment or got != want:
         raise BadJob(
-            "the job has entropy, but the interpreter's hash seed is not the one it gives "
+            f"the job has {field}, but the interpreter's hash seed is not the one it gives "
             f"(PYTHONHASHSEED {'ignored: started with -I or -E' if sys.flags.ignore_environment else 'absent or different'}); "
             "the runner sets it and runs the interpreter without -I/-E"
         )

@@ -10,6 +10,9 @@
 //! pre-warmed sandboxes as in production.
 //!
 //! `BENCH_SAMPLES` sets the latency samples per bot (default 200).
+//! `BENCH_GAP_MS` pauses that long before each latency sample (default 0:
+//! each post follows the previous reply at once, so the sandbox warmed for
+//! the next hook may still be warming), as players who think between moves.
 //! `BENCH_DAEMON` benches another daemon binary (with its `sandbox-runner`
 //! beside it), `BENCH_BOTS_DIR` its bots and harness, and `BENCH_QUOTAS=0`
 //! leaves out the `[quotas]` section for a daemon that predates it.
@@ -72,6 +75,7 @@ async fn echo_latency(d: &Daemon, token: &str, samples: usize) -> Vec<Duration> 
     let (_, mut cursor) = follow(&mut c, &cid, 0, |m| !m.is_empty()).await;
     let mut out = Vec::new();
     for i in 0..samples + 5 {
+        think().await;
         let t0 = Instant::now();
         c.ok(
             "post_message",
@@ -112,6 +116,7 @@ async fn guess_latency(d: &Daemon, ta: &str, tb: &str, samples: usize) -> Vec<Du
     // Guess 1, 2, 3, ...: the target (up to 10^9) is practically never hit,
     // so the game goes on for every sample.
     for i in 0..samples + 5 {
+        think().await;
         let t0 = Instant::now();
         let who = if turn == "alice" { &mut a } else { &mut b };
         who.ok(
@@ -180,6 +185,62 @@ async fn busy_channels(d: &Daemon, token: &str, channels: usize, per: usize) -> 
         hooks += t.await.unwrap();
     }
     (hooks, t0.elapsed())
+}
+
+/// The daemon's hook counters (from `/metrics`): hooks run, their summed
+/// wall time in the runner, hooks run pre-warmed.
+struct HookStats {
+    hooks: u64,
+    secs: f64,
+    prewarmed: u64,
+    posts: u64,
+    post_secs: f64,
+}
+
+impl HookStats {
+    fn since(&self, before: &HookStats) -> HookStats {
+        HookStats {
+            hooks: self.hooks - before.hooks,
+            secs: self.secs - before.secs,
+            prewarmed: self.prewarmed - before.prewarmed,
+            posts: self.posts - before.posts,
+            post_secs: self.post_secs - before.post_secs,
+        }
+    }
+}
+
+async fn hook_stats(d: &Daemon) -> HookStats {
+    let text = reqwest::get(format!("{}/metrics", d.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    HookStats {
+        hooks: sum("mcp_multiplayer_hook_duration_seconds_count") as u64,
+        secs: sum("mcp_multiplayer_hook_duration_seconds_sum"),
+        prewarmed: sum("mcp_multiplayer_hooks_prewarmed_total") as u64,
+        posts: sum("mcp_multiplayer_tool_call_duration_seconds_count{tool=\"post_message\"}")
+            as u64,
+        post_secs: sum("mcp_multiplayer_tool_call_duration_seconds_sum{tool=\"post_message\"}"),
+    }
+}
+
+/// The pause before each latency sample (`BENCH_GAP_MS`).
+async fn think() {
+    let ms = std::env::var("BENCH_GAP_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 }
 
 /// The interpreter bots run on (the daemon's default).
@@ -254,17 +315,23 @@ async fn main() {
     println!("| measurement | n | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
     let mut rows = Vec::new();
+    let mut runs = Vec::new();
+    let s0 = hook_stats(&d).await;
+    let echo = echo_latency(&d, &ta, samples).await;
+    let s1 = hook_stats(&d).await;
+    let guess = guess_latency(&d, &ta, &tb, samples).await;
+    let s2 = hook_stats(&d).await;
     for (name, mut lat) in [
-        ("EchoBot post → reply", echo_latency(&d, &ta, samples).await),
-        (
-            "GuessBot guess → hint",
-            guess_latency(&d, &ta, &tb, samples).await,
-        ),
+        ("EchoBot post → reply", echo),
+        ("GuessBot guess → hint", guess),
     ] {
         lat.sort();
         rows.push((name, lat));
     }
+    runs.push(("EchoBot", s1.since(&s0)));
+    runs.push(("GuessBot", s2.since(&s1)));
     let (hooks, took) = busy_channels(&d, &ta, 16, 25).await;
+    runs.push(("16 busy channels", hook_stats(&d).await.since(&s2)));
     bare.extend(bare_starts(samples / 2 + 1));
     bare.sort();
     rows.push(("bare `python -I -S -B -c pass` start", bare));
@@ -290,6 +357,16 @@ async fn main() {
         pct(&rows[1].1, 0.5) / bare_ms,
         hooks_per_s * bare_ms / 1000.0
     );
+    println!();
+    for (name, s) in runs {
+        println!(
+            "{name}: {} hooks, mean {:.1} ms in the runner as the daemon times it, {} pre-warmed; post_message mean {:.1} ms",
+            s.hooks,
+            s.secs * 1000.0 / s.hooks.max(1) as f64,
+            s.prewarmed,
+            s.post_secs * 1000.0 / s.posts.max(1) as f64
+        );
+    }
     println!(
         "daemon RSS after the run: {} MiB",
         rss_kib(d.child.id()) / 1024

@@ -387,7 +387,9 @@ pub struct BotsConfig {
     /// Each holds a confined interpreter that has loaded the harness (see
     /// docs/operations.md for its memory); 0 keeps none while idle.
     pub warm_min: usize,
-    /// At most this many per kind, however busy. Default 4; 0 turns
+    /// At most this many per kind, however busy, and per sandbox uid
+    /// across all kinds (never more than a quarter of a hook's thread
+    /// limit, which waiting sandboxes share). Default 4; 0 turns
     /// pre-warming off (every hook starts its sandbox cold).
     pub warm_max: usize,
     /// A pre-warmed sandbox that gets no job for this long tears itself

@@ -450,6 +450,17 @@ impl Metrics {
         }
         help(
             o,
+            "mcp_multiplayer_hooks_prewarmed_total",
+            "counter",
+            "Bot hooks run in a pre-warmed sandbox.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_hooks_prewarmed_total {}",
+            gauges.hooks_prewarmed
+        );
+        help(
+            o,
             "mcp_multiplayer_sandbox_ready",
             "gauge",
             "1 when the start-up sandbox self-check passed.",
@@ -642,6 +653,8 @@ pub struct Gauges {
     pub sandbox_ready: bool,
     /// Channel pages' event streams open now.
     pub page_streams: usize,
+    /// Hooks run in a pre-warmed sandbox (a counter its owner keeps).
+    pub hooks_prewarmed: u64,
 }
 
 #[cfg(test)]
@@ -673,7 +686,12 @@ mod tests {
             sync_waiting: 2,
             page_streams: 3,
             sandbox_ready: true,
+            hooks_prewarmed: 4,
         });
+        assert!(
+            text.contains("mcp_multiplayer_hooks_prewarmed_total 4"),
+            "{text}"
+        );
         assert!(
             text.contains("mcp_multiplayer_http_requests_total{route=\"/mcp\",status=\"200\"} 2"),
             "{text}"

@@ -691,6 +691,7 @@ impl<'a> BotReplay<'a> {
             false,
         );
         job.entropy = Some(seed::hook_entropy(seed, m.seq));
+        job.hash_seed = Some(seed::hash_seed(seed));
         job.now = m.ts.parse().ok();
         let outcome = bots.runner.run(&job).await;
         let outcome = job

@@ -95,8 +95,8 @@ pub struct HookJob {
     pub runtime: Runtime,
     /// The hook's own secret seed. When present, every source of randomness
     /// the bot can reach draws from it and the interpreter's string hashes
-    /// are seeded from it (see [`determinism`]), so the same job gives the
-    /// same outcome. Absent (the default): the OS's randomness, as before.
+    /// are seeded from it, or from `hash_seed` when set (see
+    /// [`determinism`]), so the same job gives the same outcome. Absent (the default): the OS's randomness, as before.
     /// Ignored by [`Hook::Inspect`], which runs no bot code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entropy: Option<Entropy>,
@@ -106,14 +106,29 @@ pub struct HookJob {
     /// Absent (the default): the real clock, as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub now: Option<Timestamp>,
+    /// The interpreter's hash seed (`PYTHONHASHSEED`), when it is not the
+    /// one `entropy` gives: the daemon sets it per bot, to
+    /// [`Entropy::python_hash_seed`] of the bot's seed, so that every hook
+    /// of one bot starts an interpreter seeded alike and a pre-warmed
+    /// sandbox can serve it. Absent (the default): derived from `entropy`
+    /// when the job has it, else the interpreter's own random seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_seed: Option<u32>,
 }
 
 impl HookJob {
+    /// The hash seed the interpreter must start with: `hash_seed`, else the
+    /// one `entropy` gives, else none (the interpreter's own).
+    pub fn python_hash_seed(&self) -> Option<u32> {
+        self.hash_seed
+            .or_else(|| self.entropy.as_ref().map(Entropy::python_hash_seed))
+    }
+
     /// Why the runner must refuse this job's version, or `None`.
     ///
     /// A job is of a version from [`OLDEST_PROTOCOL_VERSION`] to
-    /// [`PROTOCOL_VERSION`]; `entropy` and `now` need version 2, since
-    /// a runner that predates them would ignore them.
+    /// [`PROTOCOL_VERSION`]; `entropy`, `now` and `hash_seed` need version
+    /// 2, since a runner that predates them would ignore them.
     pub fn version_problem(&self) -> Option<String> {
         if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&self.version) {
             return Some(format!(
@@ -121,9 +136,11 @@ impl HookJob {
                 self.version
             ));
         }
-        if self.version < 2 && (self.entropy.is_some() || self.now.is_some()) {
+        if self.version < 2
+            && (self.entropy.is_some() || self.now.is_some() || self.hash_seed.is_some())
+        {
             return Some(format!(
-                "a job of version {} cannot carry entropy or now (they need version 2)",
+                "a job of version {} cannot carry entropy, now or hash_seed (they need version 2)",
                 self.version
             ));
         }
@@ -169,6 +186,11 @@ pub struct CompiledBot {
     pub network: bool,
     /// Digest of the checker's files and the interpreter's bytecode tag.
     pub checker: String,
+    /// The hash seed of the interpreter that compiled it (the inspection's
+    /// `hash_seed`); absent: a random one. The bytecode's set constants
+    /// iterate in its order, so the harness uses it only under the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_seed: Option<u32>,
     /// The bot class the harness selected.
     pub class_name: String,
     /// The checked, rewritten module's bytecode (`marshal`, base64).
@@ -179,8 +201,9 @@ pub struct CompiledBot {
 /// everything that decides its confinement, none of the hook. It confines
 /// itself and starts the interpreter on the harness from this alone, then
 /// waits for one [`HookJob`] whose `limits`, `network` and `runtime` are
-/// exactly these (and which carries no `entropy`: the interpreter's hash
-/// seed was fixed before the job was known).
+/// exactly these and whose interpreter hash seed
+/// ([`HookJob::python_hash_seed`]) is `hash_seed`: the seed is fixed when
+/// the interpreter starts, before the job is known.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WarmSpec {
     /// [`PROTOCOL_VERSION`].
@@ -191,6 +214,10 @@ pub struct WarmSpec {
     /// How long the runner waits for its job once it is ready; then it
     /// tears the sandbox down and exits without running anything.
     pub idle_ms: u64,
+    /// The interpreter's hash seed (`PYTHONHASHSEED`); absent: the
+    /// interpreter's own, for jobs without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_seed: Option<u32>,
 }
 
 impl WarmSpec {
@@ -202,6 +229,7 @@ impl WarmSpec {
             network: job.network.clone(),
             runtime: job.runtime.clone(),
             idle_ms,
+            hash_seed: job.python_hash_seed(),
         }
     }
 
@@ -210,10 +238,10 @@ impl WarmSpec {
         if let Some(problem) = job.version_problem() {
             return Some(problem);
         }
-        if job.entropy.is_some() {
+        if job.python_hash_seed() != self.hash_seed {
             return Some(
-                "a pre-warmed sandbox cannot take a job with entropy: its interpreter's hash \
-                 seed was fixed before the job arrived"
+                "the job's hash_seed differs from the one this sandbox's interpreter was \
+                 started with"
                     .into(),
             );
         }
@@ -356,10 +384,10 @@ pub struct NetworkPolicy {
 pub struct Runtime {
     /// Absolute path of a real Python 3 binary (never a shim script).
     pub python: PathBuf,
-    /// Interpreter flags, `-I -S -B` by default. For a job with
-    /// [`HookJob::entropy`] the runner drops `-E` and replaces `-I` by `-s
-    /// -P`, so that the interpreter reads the hash seed the runner puts in
-    /// its (otherwise empty) environment.
+    /// Interpreter flags, `-I -S -B` by default. For a job with a hash seed
+    /// ([`HookJob::python_hash_seed`]) the runner drops `-E` and replaces
+    /// `-I` by `-s -P`, so that the interpreter reads the hash seed the
+    /// runner puts in its (otherwise empty) environment.
     pub python_args: Vec<String>,
     /// Directory holding `harness.py` (bound read-only).
     pub harness_dir: PathBuf,
@@ -532,7 +560,7 @@ mod tests {
     }
 
     #[test]
-    fn a_warm_spec_takes_only_a_job_of_its_own_kind_without_entropy() {
+    fn a_warm_spec_takes_only_a_job_of_its_own_kind_and_hash_seed() {
         let mut job: HookJob = serde_json::from_value(job_json()).unwrap();
         job.version = PROTOCOL_VERSION;
         let spec = WarmSpec::of(&job, 1000);
@@ -557,7 +585,10 @@ mod tests {
         cases.push((j, "runtime"));
         let mut j = job.clone();
         j.entropy = Some("00".repeat(32).parse().unwrap());
-        cases.push((j, "entropy"));
+        cases.push((j, "hash_seed"));
+        let mut j = job.clone();
+        j.hash_seed = Some(7);
+        cases.push((j, "hash_seed"));
         let mut j = job.clone();
         j.version = 9;
         cases.push((j, "version"));
@@ -565,6 +596,46 @@ mod tests {
             let m = spec.mismatch(&j).unwrap_or_default();
             assert!(m.contains(why), "{why}: {m:?}");
         }
+    }
+
+    #[test]
+    fn a_warm_spec_with_a_hash_seed_takes_every_hook_of_the_bot_it_was_warmed_for() {
+        let mut job: HookJob = serde_json::from_value(job_json()).unwrap();
+        job.version = PROTOCOL_VERSION;
+        let bot_seed: Entropy = "11".repeat(32).parse().unwrap();
+        job.hash_seed = Some(bot_seed.python_hash_seed());
+        job.entropy = Some(Entropy::for_hook(&bot_seed, 1));
+        let spec = WarmSpec::of(&job, 1000);
+        assert_eq!(spec.hash_seed, Some(bot_seed.python_hash_seed()));
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(v["hash_seed"], bot_seed.python_hash_seed());
+        assert_eq!(serde_json::from_value::<WarmSpec>(v).unwrap(), spec);
+        // Another hook of the same bot: other entropy, the same hash seed.
+        let mut later = job.clone();
+        later.entropy = Some(Entropy::for_hook(&bot_seed, 9));
+        assert_eq!(spec.mismatch(&later), None);
+        // Another bot, or a job whose seed comes from its entropy.
+        let mut other = job.clone();
+        other.hash_seed = Some(bot_seed.python_hash_seed() ^ 1);
+        assert!(spec.mismatch(&other).unwrap().contains("hash_seed"));
+        let mut legacy = job.clone();
+        legacy.hash_seed = None;
+        assert!(spec.mismatch(&legacy).unwrap().contains("hash_seed"));
+        // A job whose seed comes from its entropy still gets that seed.
+        assert_eq!(
+            legacy.python_hash_seed(),
+            Some(Entropy::for_hook(&bot_seed, 1).python_hash_seed())
+        );
+        // The wire form: present only when set.
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["hash_seed"], bot_seed.python_hash_seed());
+        let v = serde_json::to_value(&legacy).unwrap();
+        assert!(v.get("hash_seed").is_none(), "{v}");
+        let mut old = legacy;
+        old.version = 1;
+        old.entropy = None;
+        old.hash_seed = Some(3);
+        assert!(old.version_problem().unwrap().contains("need version 2"));
     }
 
     #[test]

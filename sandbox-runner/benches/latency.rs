@@ -56,6 +56,7 @@ fn job(source: &str, network: bool) -> HookJob {
         },
         entropy: None,
         now: None,
+        hash_seed: None,
     }
 }
 

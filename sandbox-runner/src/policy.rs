@@ -330,9 +330,10 @@ pub fn pylib_target(i: usize) -> PathBuf {
 }
 
 /// The interpreter's environment: [`ENV`], plus `PYTHONHASHSEED` when the
-/// job carries entropy (`hash_seed` is then `Entropy::python_hash_seed`):
-/// string hashes, and with them the order in which a set of strings
-/// iterates, must be the same every time the hook runs.
+/// job has a hash seed (`HookJob::python_hash_seed`: the job's `hash_seed`,
+/// else the one its entropy gives): string hashes, and with them the order
+/// in which a set of strings iterates, must be the same every time the hook
+/// runs.
 pub fn interpreter_env(hash_seed: Option<u32>) -> Vec<String> {
     let mut env: Vec<String> = ENV.iter().map(|e| e.to_string()).collect();
     if let Some(seed) = hash_seed {

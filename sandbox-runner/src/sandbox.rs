@@ -113,6 +113,9 @@ pub fn harness_input(job: &HookJob, opts: &Options) -> serde_json::Value {
     if let Some(now) = &job.now {
         v["now"] = json!(now);
     }
+    if let Some(seed) = job.hash_seed {
+        v["hash_seed"] = json!(seed);
+    }
     if opts.unchecked_language_layer {
         v["unchecked"] = json!(true);
     }
@@ -165,7 +168,7 @@ fn prepare(job: &HookJob, trace: Option<Instant>) -> Result<Prepared, Box<HookOu
     let rules = policy::landlock_path_rules(&plan);
     let ports = policy::landlock_connect_ports(network);
     let python = host.python.display().to_string();
-    let hash_seed = job.entropy.as_ref().map(|e| e.python_hash_seed());
+    let hash_seed = job.python_hash_seed();
     let mut argv = vec![cstring(&python).map_err(|e| Box::new(internal(e)))?];
     for a in policy::interpreter_args(&job.runtime.python_args, hash_seed) {
         argv.push(cstring(&a).map_err(|e| Box::new(internal(e)))?);
@@ -349,6 +352,7 @@ fn placeholder_job(spec: &WarmSpec) -> HookJob {
         runtime: spec.runtime.clone(),
         entropy: None,
         now: None,
+        hash_seed: spec.hash_seed,
     }
 }
 
@@ -1346,5 +1350,9 @@ mod tests {
         let v = harness_input(&job, &Options::default());
         assert_eq!(v["entropy"], json!("7f".repeat(32)));
         assert_eq!(v["now"], json!("2026-11-21T11:31:29.123Z"));
+        assert!(v.get("hash_seed").is_none(), "{v}");
+        job.hash_seed = Some(4_000_000_000);
+        let v = harness_input(&job, &Options::default());
+        assert_eq!(v["hash_seed"], json!(4_000_000_000u32));
     }
 }

@@ -69,8 +69,8 @@ def python_hash_seed(entropy_hex):
 def run_raw(stdin_bytes, timeout=30, address_space=None, hash_seed=None):
     """Returns (outcome dict or None, stdout, stderr, returncode).
     `address_space` sets RLIMIT_AS for the harness, as the runner does;
-    `hash_seed` starts the interpreter as the runner does for a job with
-    entropy."""
+    `hash_seed` starts the interpreter as the runner does for a job with a
+    hash seed (its `hash_seed`, else the one its entropy gives)."""
     r, w = os.pipe()
 
     def child_setup():
@@ -119,15 +119,17 @@ def run(source, hook="on_init", **kw):
     e = j.get("entropy")
     valid = type(e) is str and len(e) == 64 and set(e) <= set("0123456789abcdef")
     seed = python_hash_seed(e) if valid and hook != "inspect" else None
+    if type(j.get("hash_seed")) is int:
+        seed = j["hash_seed"]
     outcome, out, err, rc = run_raw(json.dumps(j).encode(), hash_seed=seed)
     assert rc == 0, (rc, err.decode())
     assert outcome is not None, err.decode()
     return outcome
 
 
-def check(source, network=False):
+def check(source, network=False, **kw):
     """Run the `inspect` hook."""
-    return run(source, "inspect", network=network)
+    return run(source, "inspect", network=network, **kw)
 
 
 def error(outcome):

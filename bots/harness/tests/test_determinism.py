@@ -253,6 +253,43 @@ def test_the_hash_seed_is_the_one_the_entropy_gives():
     assert body["sets"][3] == [int(x) for x in p.stdout.split()]
 
 
+def test_a_job_with_a_hash_seed_keeps_its_entropy_for_randomness_and_its_seed_for_hashes():
+    # One bot, two hooks: one hash seed (the bot's), two entropies.
+    probe = 'print(hash("x") % 1000003, hash(b"y") % 1000003)'
+    hashes = subprocess.run(
+        [PYTHON, "-S", "-c", probe],
+        env={"PYTHONHASHSEED": "4000000000"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    a = ok(run(EVERYTHING, entropy=E1, now=NOW, hash_seed=4000000000))["posts"][0]["body"]
+    b = ok(run(EVERYTHING, entropy=E2, now=NOW, hash_seed=4000000000))["posts"][0]["body"]
+    assert a["sets"][3] == b["sets"][3] == [int(x) for x in hashes.stdout.split()]
+    assert a["sets"] == b["sets"]
+    for key in ("deck", "module", "instances", "system", "secrets"):
+        assert a[key] != b[key], key
+    # The randomness is the entropy's, whatever the hash seed.
+    plain = everything(E1)["posts"][0]["body"]
+    for key in ("deck", "module", "instances", "system", "secrets"):
+        assert a[key] == plain[key], key
+
+
+def test_a_hash_seed_that_did_not_take_effect_or_is_malformed_is_refused():
+    j = json.dumps(job(EVERYTHING, entropy=E1, now=NOW, hash_seed=7)).encode()
+    # The seed the entropy alone would give is not the job's.
+    outcome, _out, err, rc = run_raw(j, hash_seed=python_hash_seed(E1))
+    assert (outcome, rc) == (None, 2) and b"has hash_seed" in err and b"absent or different" in err, err
+    outcome, _out, err, rc = run_raw(j)
+    assert (outcome, rc) == (None, 2) and b"PYTHONHASHSEED ignored" in err, err
+    outcome, _out, err, rc = run_raw(j, hash_seed=7)
+    assert rc == 0 and outcome["status"] == "ok", (outcome, err)
+    for bad in (-1, 2**32, "7", True, 1.5):
+        j = json.dumps(job(EVERYTHING, entropy=E1, hash_seed=bad)).encode()
+        outcome, _out, err, rc = run_raw(j, hash_seed=7)
+        assert (outcome, rc) == (None, 2) and b"hash_seed must be" in err, (bad, err)
+
+
 def local_views(ms):
     """Local-time renderings of the instant `ms`, computed in the harness's
     environment (an empty one: the machine's zone; in the sandbox, which has

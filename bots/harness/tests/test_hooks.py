@@ -915,11 +915,14 @@ class O:
 # --------------------------------------------------------- checked once
 
 
-def run_compiled(source, compiled, network=False):
-    """Run `on_init` of `source` with `compiled` as the job's artifact."""
+def run_compiled(source, compiled, network=False, hash_seed=None):
+    """Run `on_init` of `source` with `compiled` as the job's artifact (and
+    `hash_seed` as the interpreter's, with the job's entropy)."""
     j = job(source, network=network)
+    if hash_seed is not None:
+        j.update(entropy="5e" * 32, hash_seed=hash_seed)
     j["bot"]["compiled"] = compiled
-    outcome, _, err, rc = run_raw(json.dumps(j).encode())
+    outcome, _, err, rc = run_raw(json.dumps(j).encode(), hash_seed=hash_seed)
     assert rc == 0 and outcome is not None, err.decode()
     return outcome
 
@@ -951,14 +954,58 @@ def test_the_artifact_inspect_makes_is_what_later_hooks_run():
         {"class_name": 3},
         {"code": "not base64 at all!"},
         {"code": "AAAA"},
+        {"hash_seed": 7},
+        {"hash_seed": "7"},
     ],
-    ids=["other-source", "other-network-mode", "other-checker", "bad-class", "bad-base64", "not-code"],
+    ids=[
+        "other-source",
+        "other-network-mode",
+        "other-checker",
+        "bad-class",
+        "bad-base64",
+        "not-code",
+        "other-hash-seed",
+        "bad-hash-seed",
+    ],
 )
 def test_an_artifact_that_does_not_belong_to_the_job_is_ignored(change):
     # B's bytecode with one binding wrong: the hook checks and compiles A.
     compiled = ok(check(SAYS_A))["manifest"]["compiled"]
     b_code = ok(check(SAYS_B))["manifest"]["compiled"]["code"]
     assert said(run_compiled(SAYS_A, {**compiled, "code": b_code, **change})) == ["A"]
+
+
+# A set display of constants is a frozenset constant: its order is the hash
+# seed's, and (items whose hashes collide) the order its items went in.
+SET_DISPLAY = bot(
+    "self.ctx.post('order', [w for w in {"
+    + ", ".join(repr(f"word{i:02d}") for i in range(48))
+    + "}])"
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8, 13, 21, 34, 4000000000, 4294967295])
+def test_a_seeded_hook_iterates_set_constants_alike_whether_it_compiled_its_bot_or_not(seed):
+    fresh = said(run_compiled(SET_DISPLAY, None, hash_seed=seed))
+    compiled = ok(check(SET_DISPLAY, hash_seed=seed))["manifest"]["compiled"]
+    assert compiled["hash_seed"] == seed
+    assert said(run_compiled(SET_DISPLAY, compiled, hash_seed=seed)) == fresh
+    # An artifact made under another hash seed is not used: the hook
+    # compiles its bot itself, with the same result.
+    other = ok(check(SET_DISPLAY, hash_seed=seed ^ 1))["manifest"]["compiled"]
+    assert said(run_compiled(SET_DISPLAY, other, hash_seed=seed)) == fresh
+
+
+def test_an_artifact_is_used_only_under_the_hash_seed_it_was_made_under():
+    compiled = ok(check(SAYS_A, hash_seed=7))["manifest"]["compiled"]
+    b_code = ok(check(SAYS_B, hash_seed=7))["manifest"]["compiled"]["code"]
+    assert said(run_compiled(SAYS_A, {**compiled, "code": b_code}, hash_seed=7)) == ["B"]
+    assert said(run_compiled(SAYS_A, {**compiled, "code": b_code}, hash_seed=8)) == ["A"]
+    assert said(run_compiled(SAYS_A, {**compiled, "code": b_code})) == ["A"]
+    # An inspection whose hash seed did not take effect is refused.
+    j = json.dumps(job(SAYS_A, "inspect", hash_seed=7)).encode()
+    outcome, _out, err, rc = run_raw(j, hash_seed=8)
+    assert (outcome, rc) == (None, 2) and b"has hash_seed" in err, err
 
 
 def test_a_refused_source_is_refused_even_with_an_artifact_made_for_another():

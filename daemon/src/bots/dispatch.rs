@@ -17,8 +17,8 @@
 //! that `mcp-multiplayer replay` can re-run it): the trigger as the bot may
 //! see it, the state the bot's previous hook left, `ctx.players` as of the
 //! trigger (`super::context`), and, for a bot with a seed, the entropy
-//! derived from the seed and the trigger's seq and the trigger's `ts` as
-//! its clock (`super::seed`).
+//! derived from the seed and the trigger's seq, the trigger's `ts` as its
+//! clock and the hash seed the bot's seed gives (`super::seed`).
 //!
 //! Every entry a hook writes records its `cause`, the `seq` of the message
 //! that triggered the hook, and the last one the salted `state_hash` of the
@@ -323,6 +323,7 @@ impl Dispatcher {
         // bot and its seed, which the channel reveals when it closes.
         if let Some(bot_seed) = &runtime.seed {
             job.entropy = Some(seed::hook_entropy(bot_seed, trigger));
+            job.hash_seed = Some(seed::hash_seed(bot_seed));
             job.now = trigger_ts.parse().ok();
             if job.now.is_none() {
                 tracing::warn!(channel = %cid, seq = trigger, "a message ts the hook clock cannot read");
@@ -337,8 +338,19 @@ impl Dispatcher {
                 .map_err(|e| StoreError::Join(e.to_string()))?;
             // Each running hook gets a uid of its own (root mode): RLIMIT_NPROC
             // counts per uid, so hooks sharing one would share one thread budget.
-            let slot = lock(&self.inner.free_slots).pop().unwrap_or(0);
-            job.runtime.sandbox_uid = self.inner.bots.cfg.sandbox_uid.saturating_add(slot);
+            // Among the free uids, the runner's choice (one a sandbox
+            // pre-warmed for this bot waits with, else one with room for
+            // the sandbox its next hook will want), else the last freed.
+            let first = self.inner.bots.cfg.sandbox_uid;
+            let slot = {
+                let mut free = lock(&self.inner.free_slots);
+                let uids: Vec<u32> = free.iter().map(|s| first.saturating_add(*s)).collect();
+                match self.inner.bots.runner.pick_uid(&job, &uids) {
+                    Some(i) if i < free.len() => free.remove(i),
+                    _ => free.pop().unwrap_or(0),
+                }
+            };
+            job.runtime.sandbox_uid = first.saturating_add(slot);
             let started = std::time::Instant::now();
             let outcome = self.inner.bots.runner.run(&job).await;
             lock(&self.inner.free_slots).push(slot);

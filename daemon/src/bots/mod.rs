@@ -39,6 +39,8 @@ pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
 pub struct Bots {
     pub cfg: Arc<BotsConfig>,
     pub(crate) runner: Arc<dyn HookRunner>,
+    /// The real runner's pool of pre-warmed sandboxes, if any.
+    pool: Option<Arc<pool::WarmPool>>,
     /// The limits every job carries (the protocol's defaults).
     limits: Limits,
 }
@@ -57,9 +59,13 @@ impl Bots {
                 std::time::Duration::from_secs(cfg.warm_idle_secs),
             )
         });
-        let sandbox = runner::Sandbox::new(cfg.runner.clone(), pool);
+        let inspect_uid = cfg
+            .sandbox_uid
+            .saturating_add(cfg.max_parallel_hooks as u32);
+        let sandbox = runner::Sandbox::new(cfg.runner.clone(), pool, inspect_uid);
         let primed = sandbox.pool().cloned();
-        let bots = Self::with_runner(cfg, Arc::new(sandbox));
+        let mut bots = Self::with_runner(cfg, Arc::new(sandbox));
+        bots.pool = primed.clone();
         if let Some(pool) = primed {
             let spec = BotSpec {
                 name: String::new(),
@@ -82,8 +88,14 @@ impl Bots {
         Bots {
             cfg: Arc::new(cfg),
             runner,
+            pool: None,
             limits: Limits::default(),
         }
+    }
+
+    /// Hooks run in a pre-warmed sandbox since the daemon started.
+    pub fn hooks_prewarmed(&self) -> u64 {
+        self.pool.as_ref().map_or(0, |p| p.served())
     }
 
     /// The same, with jobs carrying `limits`.
@@ -213,6 +225,7 @@ impl Bots {
             },
             entropy: None,
             now: None,
+            hash_seed: None,
         }
     }
 }

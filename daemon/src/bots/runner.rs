@@ -12,7 +12,12 @@
 //! It also keeps what the harness's `inspect` hook produced for each source
 //! (the checked, compiled bot: [`CompiledBot`]) and puts it in the later
 //! hooks of that source, so that they skip the check and the compile. Only
-//! `inspect` outcomes, which run no bot code, fill that cache.
+//! `inspect` outcomes, which run no bot code, fill that cache. Bytecode
+//! depends on the interpreter's hash seed (a set display of constants is a
+//! frozenset constant, whose order is the compiling interpreter's), so the
+//! cache is kept per hash seed too: a seeded bot's hooks get bytecode an
+//! inspection compiled under that bot's own hash seed, which the harness
+//! makes iterate exactly as the hook's own compile would.
 
 use super::pool::{WarmPool, WarmProcess};
 use hook_protocol::{CompiledBot, Hook, HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, exit};
@@ -30,6 +35,10 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 /// Time the runner gets beyond the hook's wall limit to report by itself.
 const GRACE: Duration = Duration::from_millis(1500);
 
+/// Inspections run at once to refill the checked-once cache, at most; a
+/// source whose refill does not fit is tried again at its next hook.
+const MAX_REFILLS: usize = 2;
+
 /// Checked-once bots kept at most (a full cache is emptied and refills as
 /// hooks run: an `inspect` per source).
 const MAX_COMPILED: usize = 1024;
@@ -41,6 +50,13 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// runner that cannot start) is a [`HookOutcome::Error`], never a panic.
 pub(crate) trait HookRunner: Send + Sync + 'static {
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome>;
+
+    /// Which of the free sandbox uids `free` to run `job` with (an index in
+    /// it), if it matters: one a sandbox is ready with for `job` saves a
+    /// sandbox start.
+    fn pick_uid(&self, _job: &HookJob, _free: &[u32]) -> Option<usize> {
+        None
+    }
 }
 
 /// The real runner: one confined `sandbox-runner` process per hook, never
@@ -51,10 +67,13 @@ pub(crate) struct Sandbox {
     /// Pre-warmed runners; `None` when `warm_max` is 0.
     pool: Option<Arc<WarmPool>>,
     compiled: Arc<Compiled>,
+    /// The sandbox uid inspections run with (not a hook's).
+    inspect_uid: u32,
 }
 
 /// Checked-once bots by the SHA-256 of their source (as the daemon
-/// computed it) and network mode, which the check depends on.
+/// computed it), network mode (which the check depends on) and hash seed
+/// (which the bytecode depends on).
 #[derive(Default)]
 struct Compiled {
     by_source: Mutex<HashMap<[u8; 32], CompiledBot>>,
@@ -65,16 +84,21 @@ struct Compiled {
 fn source_key(job: &HookJob) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update([u8::from(job.network.allowed)]);
+    match job.python_hash_seed() {
+        Some(seed) => h.update([&[1][..], &seed.to_be_bytes()].concat()),
+        None => h.update([0]),
+    }
     h.update(job.bot.source.as_bytes());
     h.finalize().into()
 }
 
 impl Sandbox {
-    pub(crate) fn new(runner: PathBuf, pool: Option<Arc<WarmPool>>) -> Self {
+    pub(crate) fn new(runner: PathBuf, pool: Option<Arc<WarmPool>>, inspect_uid: u32) -> Self {
         Sandbox {
             runner,
             pool,
             compiled: Arc::default(),
+            inspect_uid,
         }
     }
 
@@ -84,6 +108,10 @@ impl Sandbox {
 }
 
 impl HookRunner for Sandbox {
+    fn pick_uid(&self, job: &HookJob, free: &[u32]) -> Option<usize> {
+        self.pool.as_ref().and_then(|p| p.pick_uid(job, free))
+    }
+
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {
         Box::pin(async move {
             let key = source_key(job);
@@ -92,15 +120,11 @@ impl HookRunner for Sandbox {
                 self.compiled.keep(key, &mut outcome);
                 return outcome;
             }
-            if job.entropy.is_some() {
-                // A deterministic hook checks and compiles its bot itself,
-                // under its own hash seed: bytecode compiled by an inspection
-                // ran under another one, and a set display of constants in
-                // it (a frozenset constant) can then iterate in another
-                // order, so the hook's output would not be a function of its
-                // job and a replay would not reproduce it. (The dispatcher
-                // and replay leave `bot.compiled` empty; only this cache
-                // fills it.)
+            if job.entropy.is_some() && job.hash_seed.is_none() {
+                // A hook whose hash seed comes from its own entropy checks
+                // and compiles its bot itself: no inspection ran under that
+                // hash seed. (The dispatcher and replay leave `bot.compiled`
+                // empty; only this cache fills it.)
                 return run_pooled(&self.runner, self.pool.as_deref(), job).await;
             }
             let cached = lock(&self.compiled.by_source).get(&key).cloned();
@@ -112,8 +136,10 @@ impl HookRunner for Sandbox {
                 }
                 _ => {
                     if job.bot.compiled.is_none() {
-                        // After a restart: inspect the source again, beside
-                        // this hook, so that its later hooks skip the check.
+                        // After a restart, or a seeded bot's first hook (its
+                        // attach was inspected under no hash seed): inspect
+                        // the source again, beside this hook, so that its
+                        // later hooks skip the check.
                         self.refill_compiled(job, key);
                     }
                     run_pooled(&self.runner, self.pool.as_deref(), job).await
@@ -125,8 +151,11 @@ impl HookRunner for Sandbox {
 
 impl Sandbox {
     fn refill_compiled(&self, job: &HookJob, key: [u8; 32]) {
-        if !lock(&self.compiled.pending).insert(key) {
-            return;
+        {
+            let mut pending = lock(&self.compiled.pending);
+            if pending.len() >= MAX_REFILLS || !pending.insert(key) {
+                return;
+            }
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             lock(&self.compiled.pending).remove(&key);
@@ -138,11 +167,13 @@ impl Sandbox {
         inspect.context.players.clear();
         inspect.entropy = None;
         inspect.now = None;
-        let (runner, pool, compiled) = (
-            self.runner.clone(),
-            self.pool.clone(),
-            self.compiled.clone(),
-        );
+        // Under the hook's own hash seed (`source_key` includes it), with
+        // the inspections' uid, beside the hook's.
+        inspect.hash_seed = job.python_hash_seed();
+        inspect.runtime.sandbox_uid = self.inspect_uid;
+        // No sandbox is pre-warmed for one bot's inspection: it runs once.
+        let pool = self.pool.clone().filter(|_| inspect.hash_seed.is_none());
+        let (runner, compiled) = (self.runner.clone(), self.compiled.clone());
         rt.spawn(async move {
             let mut outcome = run_pooled(&runner, pool.as_deref(), &inspect).await;
             compiled.keep(key, &mut outcome);
@@ -208,6 +239,7 @@ pub(crate) async fn run_pooled(
                 );
                 run_job(runner, job).await
             } else {
+                pool.served_one();
                 outcome
             }
         }

@@ -4,10 +4,11 @@
 //! When a bot is attached the daemon draws 32 bytes from the OS's randomness
 //! for it (its *seed*) and keeps them in the bot's row, out of every view and
 //! log. Everything random the bot's hooks can reach comes from the seed: each
-//! hook's job carries `entropy = Entropy::for_hook(seed, trigger seq)` and,
-//! as its clock, the triggering message's `ts`. So a hook's posts and state
-//! are a function of the bot's code, its params, the transcript up to the
-//! trigger and the seed.
+//! hook's job carries `entropy = Entropy::for_hook(seed, trigger seq)`, as
+//! its clock the triggering message's `ts`, and as the interpreter's hash
+//! seed `seed.python_hash_seed()` (the same for all the bot's hooks). So a
+//! hook's posts and state are a function of the bot's code, its params, the
+//! transcript up to the trigger and the seed.
 //!
 //! The seed must be fixed before play and secret during it: players who knew
 //! it could predict every draw (GuessBot's target, Blackjack's deck). So the
@@ -67,6 +68,13 @@ pub fn params_hash(params: &Map<String, Value>) -> String {
 /// The entropy of the hook a message at `trigger` runs.
 pub fn hook_entropy(seed: &Entropy, trigger: i64) -> Entropy {
     Entropy::for_hook(seed, u64::try_from(trigger).unwrap_or(0))
+}
+
+/// The interpreter's hash seed for every hook of the bot: the one the seed
+/// itself gives as entropy ([`Entropy::python_hash_seed`]). One per bot, not
+/// per hook, so that a sandbox pre-warmed for the bot can serve its hooks.
+pub fn hash_seed(seed: &Entropy) -> u32 {
+    seed.python_hash_seed()
 }
 
 /// Why a `bot:reveal` does not open its bot's commitment.
@@ -139,6 +147,9 @@ mod tests {
         assert_eq!(e, Entropy::for_hook(&s, 7));
         assert_eq!(e.as_bytes(), &s.block(b"hook", 7));
         assert_ne!(hook_entropy(&s, 7), hook_entropy(&s, 8));
+        // The hash seed is the bot's, the same for every hook.
+        assert_eq!(hash_seed(&s), s.python_hash_seed());
+        assert_ne!(hash_seed(&s), e.python_hash_seed());
         assert!(!hex::encode(e.as_bytes()).starts_with(&salt));
     }
 

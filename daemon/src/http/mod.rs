@@ -177,6 +177,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         sync_waiting: state.channels.waiting(),
         page_streams: state.page_streams.open(),
         sandbox_ready: matches!(state.sandbox.get(), Some(Ok(()))),
+        hooks_prewarmed: state.bots.hooks_prewarmed(),
     };
     let text = state.metrics.render(&gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

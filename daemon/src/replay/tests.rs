@@ -22,9 +22,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A bot whose every post and state is a function of its job: it shows the
-/// entropy, the clock and the players it was given, counts in its state,
-/// answers privately on request, changes only its state on "count", stays
-/// silent on "quiet" and raises on "fail".
+/// entropy, the hash seed, the clock and the players it was given, counts in
+/// its state, answers privately on request, changes only its state on
+/// "count", stays silent on "quiet" and raises on "fail".
 fn pure_bot(job: &HookJob) -> HookOutcome {
     let n = job.state["n"].as_i64().unwrap_or(0);
     let e = job
@@ -33,6 +33,7 @@ fn pure_bot(job: &HookJob) -> HookOutcome {
         .map(|e| hex::encode(&e.as_bytes()[..4]));
     let seen = json!({
         "e": e,
+        "hash_seed": job.hash_seed,
         "now": job.now.map(|t| t.to_string()),
         "players": job.context.players.iter().map(|p| json!([p.label, p.filled])).collect::<Vec<_>>(),
     });
@@ -307,6 +308,8 @@ async fn hooks_carry_the_seeds_entropy_and_the_triggers_time_and_close_reveals_t
             job.hook
         );
         assert_eq!(job.now.unwrap().to_string(), by_seq(trigger).ts);
+        // One hash seed for all the bot's hooks: its seed's.
+        assert_eq!(job.hash_seed, Some(bot_seed.python_hash_seed()));
     }
     // The state hashes are salted with the seed's salt.
     let last = after.iter().rfind(|m| m.state_hash.is_some()).unwrap();
@@ -343,7 +346,7 @@ async fn a_bot_without_a_seed_runs_as_before_and_is_not_replayable() {
     g.say(&g.alice, "hi", None).await;
     g.close().await;
     let last = jobs.lock().unwrap().last().cloned().unwrap();
-    assert_eq!((last.entropy, last.now), (None, None));
+    assert_eq!((last.entropy, last.now, last.hash_seed), (None, None, None));
     assert!(
         g.transcript()
             .await

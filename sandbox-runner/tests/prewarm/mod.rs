@@ -189,17 +189,42 @@ fn a_job_that_differs_from_the_warm_spec_is_refused_before_it_runs() {
     slow.limits.cpu_secs += 1;
     let mut seeded = says_hi();
     seeded.entropy = Some("5e".repeat(32).parse::<Entropy>().unwrap());
-    for (j, why) in [
-        (other, "network"),
-        (uid, "runtime"),
-        (slow, "limits"),
-        (seeded, "entropy"),
+    let mut bot = says_hi();
+    bot.hash_seed = Some(7);
+    for (spec, j, why) in [
+        (&spec_job, other, "network"),
+        (&spec_job, uid, "runtime"),
+        (&spec_job, slow, "limits"),
+        // Its hash seed comes from its entropy; the interpreter has its own.
+        (&spec_job, seeded.clone(), "hash_seed"),
+        (&spec_job, bot.clone(), "hash_seed"),
+        // Warmed for one bot: another bot's hook, or one seeded from its
+        // entropy, does not fit.
+        (&bot, says_hi(), "hash_seed"),
+        (&bot, seeded, "hash_seed"),
     ] {
-        let e = start_warm(&spec_job, 60_000, Layer::Checked)
+        let e = start_warm(spec, 60_000, Layer::Checked)
             .hand_over(Some(&serde_json::to_vec(&j).unwrap()));
         assert_eq!(e.code, exit::BAD_JOB, "{why}");
         assert!(internal_message(&e).contains(why), "{why}: {}", e.stderr);
     }
+}
+
+#[test]
+fn a_sandbox_prewarmed_for_a_bot_runs_any_hook_of_that_bot() {
+    let bot_seed: Entropy = "3c".repeat(32).parse().unwrap();
+    let hook = |seq: u64| {
+        let mut j = says_hi();
+        j.entropy = Some(Entropy::for_hook(&bot_seed, seq));
+        j.hash_seed = Some(bot_seed.python_hash_seed());
+        j
+    };
+    // Warmed from one hook's job, handed another's: the spec knows only
+    // the bot's hash seed.
+    let e = start_warm(&hook(1), 60_000, Layer::Checked)
+        .hand_over(Some(&serde_json::to_vec(&hook(2)).unwrap()));
+    assert_eq!(e.code, exit::OK, "{}", e.stderr);
+    assert_eq!(posts_of(&e), vec![json!("hi")]);
 }
 
 #[test]
@@ -292,36 +317,86 @@ return {
 }
 "#;
 
+/// The probe run by four hooks, `jobs[0..2]` in fresh sandboxes (unless the
+/// whole suite runs pre-warmed), `jobs[2..4]` in pre-warmed ones. Whatever a
+/// bot can observe of its process (`same`) is the same in all four.
+fn probe_four(jobs: [HookJob; 4]) -> Vec<Value> {
+    let probes: Vec<Value> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let posts = if i >= 2 {
+                let bytes = serde_json::to_vec(j).expect("serialize job");
+                posts_of(&start_warm(j, 60_000, Layer::OsOnly).hand_over(Some(&bytes)))
+            } else {
+                run_job(j, Layer::OsOnly).posts()
+            };
+            assert_eq!(posts.len(), 1, "{posts:?}");
+            assert_eq!(posts[0]["ok"], json!(true), "{}", posts[0]);
+            posts[0]["value"].clone()
+        })
+        .collect();
+    for p in &probes[1..] {
+        for (key, value) in p["same"].as_object().expect("same is an object") {
+            assert_eq!(value, &probes[2]["same"][key], "{key} differs");
+        }
+    }
+    probes
+}
+
+/// How many distinct values `key` of `fresh` took over `probes`.
+fn distinct(probes: &[Value], key: &str) -> usize {
+    let mut seen: Vec<String> = probes.iter().map(|p| p["fresh"][key].to_string()).collect();
+    seen.sort();
+    seen.dedup();
+    seen.len()
+}
+
 #[test]
 fn a_bot_cannot_tell_a_prewarmed_sandbox_from_a_fresh_one() {
     let j = job(&attack_bot(PROBE));
-    let bytes = serde_json::to_vec(&j).unwrap();
-    let probe = |warm: bool| -> Value {
-        let posts = if warm {
-            posts_of(&start_warm(&j, 60_000, Layer::OsOnly).hand_over(Some(&bytes)))
-        } else {
-            let r = run_job(&j, Layer::OsOnly);
-            r.posts()
-        };
-        assert_eq!(posts.len(), 1, "{posts:?}");
-        assert_eq!(posts[0]["ok"], json!(true), "{}", posts[0]);
-        posts[0]["value"].clone()
-    };
-    // Fresh sandboxes unless the whole suite runs pre-warmed; the other kind
-    // is started here either way.
-    let cold = [probe(prewarmed()), probe(prewarmed())];
-    let warm = [probe(true), probe(true)];
-    for p in cold.iter().chain(&warm[1..]) {
-        for (key, value) in p["same"].as_object().unwrap() {
-            assert_eq!(value, &warm[0]["same"][key], "{key} differs");
-        }
-    }
+    let probes = probe_four([j.clone(), j.clone(), j.clone(), j]);
     // Everything random is drawn afresh in each process: no two hooks share
     // a hash seed, a generator state or an address of a new object.
     for key in ["hash", "random", "urandom"] {
-        let mut seen: Vec<&Value> = cold.iter().chain(&warm).map(|p| &p["fresh"][key]).collect();
-        seen.sort_by_key(|v| v.to_string());
-        seen.dedup();
-        assert_eq!(seen.len(), 4, "{key} repeats: {seen:?}");
+        assert_eq!(distinct(&probes, key), 4, "{key} repeats: {probes:?}");
+    }
+}
+
+#[test]
+fn a_seeded_bot_cannot_tell_either_and_its_hooks_share_only_the_bots_hash_seed() {
+    // Four hooks of one bot: each its own entropy, all the bot's hash seed.
+    let bot_seed: Entropy = "3c".repeat(32).parse().unwrap();
+    let seed = bot_seed.python_hash_seed();
+    let hook = |seq: u64| {
+        let mut j = job(&attack_bot(PROBE));
+        j.entropy = Some(Entropy::for_hook(&bot_seed, seq));
+        j.hash_seed = Some(seed);
+        j
+    };
+    let probes = probe_four([hook(1), hook(2), hook(3), hook(4)]);
+    assert_eq!(
+        probes[0]["same"]["env"]["PYTHONHASHSEED"],
+        json!(seed.to_string())
+    );
+    // String hashes are the bot's: the same in every hook, and the ones
+    // that seed gives any interpreter.
+    let want = Command::new(PYTHON)
+        .args(["-S", "-c", "print(hash('probe'))"])
+        .env_clear()
+        .env("PYTHONHASHSEED", seed.to_string())
+        .output()
+        .unwrap();
+    let want: i64 = String::from_utf8(want.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for p in &probes {
+        assert_eq!(p["fresh"]["hash"], json!(want), "{p}");
+    }
+    // What the bot draws still differs from hook to hook: the entropy's.
+    for key in ["random", "urandom"] {
+        assert_eq!(distinct(&probes, key), 4, "{key} repeats: {probes:?}");
     }
 }

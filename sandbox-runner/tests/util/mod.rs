@@ -107,6 +107,7 @@ pub fn job(source: &str) -> HookJob {
         },
         entropy: None,
         now: None,
+        hash_seed: None,
     }
 }
 
@@ -207,9 +208,9 @@ fn spawn_runner(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -
     if layer == Layer::OsOnly {
         cmd.arg("--unchecked-language-layer");
     }
-    // A job with entropy always starts fresh, as the daemon runs it: its
-    // hash seed must be in place when the interpreter starts.
-    let warm = prewarmed() && job.entropy.is_none();
+    // The spec carries the job's hash seed (its own or its entropy's), so
+    // every job can run pre-warmed.
+    let warm = prewarmed();
     if warm {
         cmd.arg("--prewarm");
     }
