@@ -10,7 +10,11 @@
 //! Knobs (environment): `LOAD_SECS` measured seconds per concurrency level
 //! (default 5, after 1 s of warm-up), `LOAD_WAITERS` long-poll waiters
 //! (default 1000), `LOAD_WAKE_CHANNELS` channels they wait on (default 100),
-//! `LOAD_PROTOCOLS` which MCP revisions to drive (`session,sessionless`).
+//! `LOAD_PROTOCOLS` which MCP revisions to drive (`session,sessionless`),
+//! `LOAD_ONLY` one part (`post`, `wake`, `herd`: only the one-channel wake
+//! of all waiters, or `stores`), `LOAD_HERD_ROUNDS` posts to the herd
+//! (default 3, the first not counted), `LOAD_IDLE_SECS` the wait before the
+//! last memory reading (default 65).
 //! `BENCH_QUOTAS=0` leaves the `[quotas]` and `[http]` sections out of the daemon's config
 //! (for a daemon that predates it, run through `MCPMP_BIN`).
 //!

@@ -95,7 +95,7 @@ impl Delivery {
     }
 }
 
-type Queue = Vec<(SyncRead, oneshot::Sender<Answer>)>;
+pub(super) type Queue = Vec<(SyncRead, oneshot::Sender<Answer>)>;
 
 /// Reads queued per channel, waiting for the read that answers them.
 #[derive(Default)]
@@ -190,12 +190,12 @@ struct Found {
 
 /// One waiter's outcome: an index into the batch's answers, `None` while
 /// nothing is there to deliver.
-type Outcome = Result<Option<usize>, ToolError>;
+pub(super) type Outcome = Result<Option<usize>, ToolError>;
 
 /// What one snapshot answered: the distinct answers, and each waiter's.
-struct Answered {
-    answers: Vec<Synced>,
-    replies: Vec<(oneshot::Sender<Answer>, Outcome)>,
+pub(super) struct Answered {
+    pub(super) answers: Vec<Synced>,
+    pub(super) replies: Vec<(oneshot::Sender<Answer>, Outcome)>,
 }
 
 impl Answered {
@@ -221,7 +221,7 @@ impl Answered {
 }
 
 /// Answers every read of `batch` from the snapshot `tx`.
-fn answer_all(tx: &dyn ReadTx, cid: &str, batch: Queue) -> Answered {
+pub(super) fn answer_all(tx: &dyn ReadTx, cid: &str, batch: Queue) -> Answered {
     let mut found = Found::default();
     let mut replies = Vec::with_capacity(batch.len());
     for (r, reply) in batch {
