@@ -10,7 +10,11 @@
 //! Knobs (environment): `LOAD_SECS` measured seconds per concurrency level
 //! (default 5, after 1 s of warm-up), `LOAD_WAITERS` long-poll waiters
 //! (default 1000), `LOAD_WAKE_CHANNELS` channels they wait on (default 100),
-//! `LOAD_PROTOCOLS` which MCP revisions to drive (`session,sessionless`).
+//! `LOAD_PROTOCOLS` which MCP revisions to drive (`session,sessionless`),
+//! `LOAD_ONLY` one part (`post`, `wake`, `herd`: only the one-channel wake
+//! of all waiters, or `stores`), `LOAD_HERD_ROUNDS` posts to the herd
+//! (default 3, the first not counted), `LOAD_IDLE_SECS` the wait before the
+//! last memory reading (default 65).
 //! `BENCH_QUOTAS=0` leaves the `[quotas]` and `[http]` sections out of the daemon's config
 //! (for a daemon that predates it, run through `MCPMP_BIN`).
 //!
@@ -199,34 +203,44 @@ async fn run() -> Res<()> {
     println!("### Long-poll wake latency ({waiters} waiting sync_messages calls)");
     println!();
     println!(
-        "Latency from just before the post is sent (and, in brackets, from its acknowledgement) to each waiter's return."
+        "Latency from just before the post is sent (and, in brackets, from its acknowledgement) to each waiter's return. CPU columns: CPU time per wake-up during the counted rounds, the waiters' next long-polls included."
     );
     println!();
-    println!("| protocol | waiters | layout | wakes | p50 ms | p99 ms | max ms |");
-    println!("|---|---:|---|---:|---:|---:|---:|");
-    for &proto in protos.iter().filter(|_| only.is_empty() || only == "wake") {
-        let spread = wake_load(
-            &http,
-            &url,
-            proto,
-            &waiter_token,
-            &wake_poster_token,
-            &wake_ids,
-            waiters,
-            2,
-        )
-        .await?;
-        print_wake(
-            proto,
-            waiters,
-            &format!(
-                "{} channels, one post wakes {}",
-                wake_ids.len(),
-                waiters / wake_ids.len()
-            ),
-            &spread,
-        );
+    println!(
+        "| protocol | waiters | layout | wakes | p50 ms | p99 ms | max ms | daemon CPU µs/wake | loadgen CPU µs/wake |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    let herd_rounds = env_num("LOAD_HERD_ROUNDS", 3).max(2) as usize;
+    for &proto in protos
+        .iter()
+        .filter(|_| only.is_empty() || only == "wake" || only == "herd")
+    {
+        if only != "herd" {
+            let spread = wake_load(
+                daemon.pid(),
+                &http,
+                &url,
+                proto,
+                &waiter_token,
+                &wake_poster_token,
+                &wake_ids,
+                waiters,
+                2,
+            )
+            .await?;
+            print_wake(
+                proto,
+                waiters,
+                &format!(
+                    "{} channels, one post wakes {}",
+                    wake_ids.len(),
+                    waiters / wake_ids.len()
+                ),
+                &spread,
+            );
+        }
         let herd = wake_load(
+            daemon.pid(),
             &http,
             &url,
             proto,
@@ -234,7 +248,7 @@ async fn run() -> Res<()> {
             &wake_poster_token,
             std::slice::from_ref(&herd_id),
             waiters,
-            3,
+            herd_rounds,
         )
         .await?;
         print_wake(
@@ -426,7 +440,7 @@ async fn stores(measure: Duration) -> Res<()> {
 
 fn print_wake(proto: Proto, waiters: usize, layout: &str, w: &Wake) {
     println!(
-        "| {} | {waiters} | {layout} | {} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) |",
+        "| {} | {waiters} | {layout} | {} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.0} | {:.0} |",
         proto.name(),
         w.from_send.len(),
         w.p(&w.from_send, 50.0),
@@ -435,6 +449,8 @@ fn print_wake(proto: Proto, waiters: usize, layout: &str, w: &Wake) {
         w.p(&w.from_ack, 99.0),
         w.p(&w.from_send, 100.0),
         w.p(&w.from_ack, 100.0),
+        w.cpu.0 * 1e6 / w.from_send.len().max(1) as f64,
+        w.cpu.1 * 1e6 / w.from_send.len().max(1) as f64,
     );
 }
 
@@ -521,6 +537,9 @@ async fn post_load_on(
 struct Wake {
     from_send: Vec<i64>,
     from_ack: Vec<i64>,
+    /// CPU seconds the daemon and the load generator used during the
+    /// counted rounds (waiters re-arming included).
+    cpu: (f64, f64),
 }
 
 impl Wake {
@@ -542,6 +561,7 @@ type Report = (usize, i64, Instant);
 /// round is warm-up and not recorded.
 #[allow(clippy::too_many_arguments)]
 async fn wake_load(
+    daemon_pid: u32,
     http: &reqwest::Client,
     url: &str,
     proto: Proto,
@@ -573,20 +593,14 @@ async fn wake_load(
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(v) = c
-                    .call(
-                        "sync_messages",
-                        json!({"channel_id": cid, "cursor": cursor, "wait_ms": 25000}),
-                    )
-                    .await
-                else {
+                let Ok(v) = c.wait_sync(&cid, cursor).await else {
                     return;
                 };
                 let now = Instant::now();
-                if let Some(first) = v["messages"].as_array().and_then(|m| m.first()) {
-                    let _ = tx.send((k, first["seq"].as_i64().unwrap_or(-1), now));
+                if let Some(first) = v.messages.first() {
+                    let _ = tx.send((k, first.seq, now));
                 }
-                cursor = v["cursor"].as_i64().unwrap_or(cursor);
+                cursor = v.cursor;
             }
         }));
     }
@@ -598,8 +612,13 @@ async fn wake_load(
     let mut out = Wake {
         from_send: Vec::new(),
         from_ack: Vec::new(),
+        cpu: (0.0, 0.0),
     };
+    let mut cpu0 = (0.0, 0.0);
     for round in 0..rounds {
+        if round == 1 || rounds == 1 {
+            cpu0 = (cpu_secs(daemon_pid), cpu_secs(std::process::id()));
+        }
         for (k, cid) in channels.iter().enumerate() {
             let t_send = Instant::now();
             let ack = poster
@@ -633,6 +652,10 @@ async fn wake_load(
             }
         }
     }
+    out.cpu = (
+        cpu_secs(daemon_pid) - cpu0.0,
+        cpu_secs(std::process::id()) - cpu0.1,
+    );
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.abort();
@@ -717,6 +740,15 @@ impl Client {
     }
 
     fn request(&self, body: &Value, method: &str, name: Option<&str>) -> reqwest::RequestBuilder {
+        self.request_text(body.to_string(), method, name)
+    }
+
+    fn request_text(
+        &self,
+        body: String,
+        method: &str,
+        name: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let version = match self.proto {
             Proto::Session => "2025-06-18",
             Proto::Sessionless => "2026-07-28",
@@ -728,7 +760,7 @@ impl Client {
             .header("accept", "application/json, text/event-stream")
             .header("authorization", &self.auth)
             .header("mcp-protocol-version", version)
-            .body(body.to_string());
+            .body(body);
         if let Some(s) = &self.session {
             r = r.header("mcp-session-id", s);
         }
@@ -781,6 +813,80 @@ impl Client {
             return Err(format!("{tool} failed: {}", res["structuredContent"]));
         }
         Ok(res["structuredContent"].clone())
+    }
+}
+
+/// What a waiter reads of a `sync_messages` result. The clients share the
+/// cores with the daemon, so a thousand waiters parse only what the bench
+/// needs (serde skips the rest without building it).
+#[derive(serde::Deserialize)]
+struct WaitReply {
+    result: WaitResult,
+}
+
+#[derive(serde::Deserialize)]
+struct WaitResult {
+    #[serde(rename = "isError", default)]
+    is_error: bool,
+    #[serde(rename = "structuredContent")]
+    structured: WaitSynced,
+}
+
+#[derive(serde::Deserialize)]
+struct WaitSynced {
+    #[serde(default)]
+    cursor: i64,
+    #[serde(default)]
+    messages: Vec<WaitMessage>,
+}
+
+#[derive(serde::Deserialize)]
+struct WaitMessage {
+    seq: i64,
+}
+
+impl Client {
+    /// One long-polling `sync_messages` (25 s), read for its first
+    /// message's seq and the next cursor.
+    async fn wait_sync(&mut self, cid: &str, cursor: i64) -> Res<WaitSynced> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let meta = match self.proto {
+            Proto::Session => "",
+            Proto::Sessionless => {
+                r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#
+            }
+        };
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"sync_messages","arguments":{{"channel_id":"{cid}","cursor":{cursor},"wait_ms":25000}}{meta}}}}}"#
+        );
+        let resp = self
+            .request_text(body, "tools/call", Some("sync_messages"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("sync_messages: HTTP {status}"));
+        }
+        // A JSON body, or SSE whose `data:` line carries the response (the
+        // only event of a finished call, after an optional priming event).
+        let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
+        let json = if text.starts_with('{') {
+            text
+        } else {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .find(|d| d.starts_with('{') && d.contains(&format!(r#""id":{id}"#)))
+                .ok_or_else(|| format!("sync_messages: no response {id} in {text}"))?
+        };
+        let r: WaitReply = serde_json::from_str(json).map_err(|e| format!("{e}: {json}"))?;
+        if r.result.is_error {
+            return Err(format!("sync_messages failed: {json}"));
+        }
+        Ok(r.result.structured)
     }
 }
 

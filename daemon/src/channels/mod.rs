@@ -20,6 +20,7 @@ mod error;
 mod export;
 pub(crate) mod rules;
 mod shared;
+pub(crate) use shared::Delivery;
 mod watch;
 
 #[cfg(test)]
@@ -31,8 +32,7 @@ pub(crate) use rules::SlotSpec;
 
 use crate::model::{
     Attached, BotCode, ChannelList, ChannelView, Created, Event, Invite, Joined, MessageKind,
-    MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, Synced, TRANSCRIPT_FORMAT,
-    Updated,
+    MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, TRANSCRIPT_FORMAT, Updated,
 };
 use crate::quota::Quotas;
 use crate::secrets::{self, SecretKind};
@@ -515,6 +515,21 @@ impl Channels {
             .await
     }
 
+    /// [`Channels::sync_shared`], its answer owned (tests).
+    #[cfg(test)]
+    pub async fn sync(
+        &self,
+        who: &Principal,
+        req: SyncRequest,
+        progress: Option<&mut (dyn FnMut(u32) + Send)>,
+        cancel: &CancellationToken,
+    ) -> Result<crate::model::Synced, ToolError> {
+        Ok(self
+            .sync_shared(who, req, progress, cancel)
+            .await?
+            .into_synced())
+    }
+
     /// Messages after the cursor as the caller's seat may see them, with the
     /// view. When there are none it waits (up to `req.wait`) for a commit in
     /// the channel, calling `progress` every [`PROGRESS_EVERY`] with a
@@ -528,13 +543,17 @@ impl Channels {
     /// `BAD_REQUEST` for a bad cursor, limit or wait; `CHANNEL_NOT_FOUND`;
     /// `TOKEN_INVALID` once the caller's token is revoked or expired; the
     /// seat errors of [`rules::resolve_seat`].
-    pub async fn sync(
+    ///
+    /// The answer is the [`Delivery`] this caller shares with every waiter
+    /// that woke with it and sees the same (one principal, seat and page):
+    /// render it once for all of them.
+    pub(crate) async fn sync_shared(
         &self,
         who: &Principal,
         req: SyncRequest,
         mut progress: Option<&mut (dyn FnMut(u32) + Send)>,
         cancel: &CancellationToken,
-    ) -> Result<Synced, ToolError> {
+    ) -> Result<Arc<Delivery>, ToolError> {
         let (cursor, limit) = rules::sync_window(req.cursor, req.limit)?;
         let wait = req.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
         let max_bytes = self.max_sync_bytes;
@@ -559,6 +578,7 @@ impl Channels {
                 .shared
                 .read(
                     &self.store,
+                    &self.signer,
                     &req.channel_id,
                     shared::SyncRead {
                         who: who.clone(),
@@ -570,14 +590,10 @@ impl Channels {
                     },
                 )
                 .await?;
-            if let Some(mut s) = synced {
-                // Signed after the read, outside the store's thread: every
-                // message returned is covered by a signature the reader holds.
-                if let Some(last) = s.messages.last() {
-                    s.signed_head = Some(self.signer.head(&last.channel_id, last.seq, &last.hash));
-                }
-                s.view.signing_key = Some(self.signer.key_id().to_string());
-                return Ok(s);
+            if let Some(delivery) = synced {
+                // Signed after the read (see `shared`): every message
+                // returned is covered by a signature the reader holds.
+                return Ok(delivery);
             }
             gauge.get_or_insert_with(|| WaitingGuard::new(&self.waiting));
             let wake_at = if progress.is_some() {

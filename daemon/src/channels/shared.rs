@@ -18,13 +18,20 @@
 //! Membership at delivery is therefore unchanged: every answer is checked in
 //! the snapshot its messages come from, and a waiter kicked or revoked before
 //! a commit never receives it.
+//!
+//! Waiters that passed those checks and see the same thing (one principal,
+//! one seat, one page) get the same answer: one [`Delivery`], signed once,
+//! whose encodings its deliverer computes once (see [`Delivery::memo`]).
+//! A thousand spectators of one seat cost one answer, not a thousand.
 
 use super::rules;
 use super::{ToolError, view_in};
 use crate::model::{ChannelView, Credential, MessageView, Principal, Seq, Synced};
+use crate::signing::Signer;
 use crate::store::{ChannelRecord, ReadTx, Store, StoredMessage};
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::oneshot;
 
 /// One waiter's read.
@@ -40,9 +47,55 @@ pub(crate) struct SyncRead {
 }
 
 /// A waiter's answer: `None` while nothing is there to deliver.
-pub(crate) type Answer = Result<Option<Synced>, ToolError>;
+pub(crate) type Answer = Result<Option<Arc<Delivery>>, ToolError>;
 
-type Queue = Vec<(SyncRead, oneshot::Sender<Answer>)>;
+/// What a read delivers, shared by every waiter that sees the same: the
+/// messages (with the signed head at the last one) and the view.
+pub(crate) struct Delivery {
+    synced: Synced,
+    /// Whatever the deliverer derives from `synced` (its wire encoding),
+    /// computed by the first waiter that needs it.
+    memo: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.synced.fmt(f)
+    }
+}
+
+impl Delivery {
+    fn new(synced: Synced) -> Self {
+        Delivery {
+            synced,
+            memo: OnceLock::new(),
+        }
+    }
+
+    /// The answer.
+    pub fn synced(&self) -> &Synced {
+        &self.synced
+    }
+
+    /// The answer, owned (a copy when it is shared).
+    pub fn into_synced(self: Arc<Self>) -> Synced {
+        match Arc::try_unwrap(self) {
+            Ok(d) => d.synced,
+            Err(shared) => shared.synced.clone(),
+        }
+    }
+
+    /// `make(synced)`, computed once per delivery and kept for the other
+    /// waiters it goes to. Every caller must ask for the same type `T`;
+    /// `None` if another type was memoised first.
+    pub fn memo<T: Any + Send + Sync>(&self, make: impl FnOnce(&Synced) -> T) -> Option<&T> {
+        self.memo
+            .get_or_init(|| Box::new(make(&self.synced)))
+            .downcast_ref()
+    }
+}
+
+pub(super) type Queue = Vec<(SyncRead, oneshot::Sender<Answer>)>;
 
 /// Reads queued per channel, waiting for the read that answers them.
 #[derive(Default)]
@@ -59,7 +112,13 @@ impl SharedReads {
     /// queued for a channel starts the shared read (in its own task, so that
     /// a caller that goes away cannot strand the others); every read queued
     /// before that read's snapshot begins is answered from it.
-    pub async fn read(self: &Arc<Self>, store: &Store, cid: &str, r: SyncRead) -> Answer {
+    pub async fn read(
+        self: &Arc<Self>,
+        store: &Store,
+        signer: &Signer,
+        cid: &str,
+        r: SyncRead,
+    ) -> Answer {
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut q = self.lock();
@@ -77,6 +136,7 @@ impl SharedReads {
         if lead {
             let me = self.clone();
             let store = store.clone();
+            let signer = signer.clone();
             let cid = cid.to_string();
             tokio::spawn(async move {
                 let taker = me.clone();
@@ -85,16 +145,18 @@ impl SharedReads {
                     .read(move |tx: &dyn ReadTx| {
                         // The queue closes as the snapshot opens.
                         let batch = taker.lock().remove(&key).unwrap_or_default();
-                        answer_all(tx, &key, batch);
-                        Ok::<(), ToolError>(())
+                        Ok::<_, ToolError>(answer_all(tx, &key, batch))
                     })
                     .await;
-                if let Err(e) = done {
-                    // The read never started (no connection, no snapshot):
-                    // whoever is still queued gets the failure.
-                    let batch = me.lock().remove(&cid).unwrap_or_default();
-                    for (_, reply) in batch {
-                        let _ = reply.send(Err(e.clone()));
+                match done {
+                    Ok(answered) => answered.deliver(&signer),
+                    Err(e) => {
+                        // The read never started (no connection, no
+                        // snapshot): whoever is still queued gets the failure.
+                        let batch = me.lock().remove(&cid).unwrap_or_default();
+                        for (_, reply) in batch {
+                            let _ = reply.send(Err(e.clone()));
+                        }
                     }
                 }
             });
@@ -120,20 +182,61 @@ struct Found {
     pages: HashMap<Window, Result<Arc<Vec<StoredMessage>>, ToolError>>,
     /// A page as one seat sees it, by (cursor, limit, byte budget, seat).
     seen: HashMap<(Seq, usize, usize, String), Arc<Vec<MessageView>>>,
+    /// The answers built so far, by what their waiters see: (principal,
+    /// seat, cursor, limit, byte budget); an index into `answers`.
+    same: HashMap<(String, String, Seq, usize, usize), usize>,
+    answers: Vec<Synced>,
+}
+
+/// One waiter's outcome: an index into the batch's answers, `None` while
+/// nothing is there to deliver.
+pub(super) type Outcome = Result<Option<usize>, ToolError>;
+
+/// What one snapshot answered: the distinct answers, and each waiter's.
+pub(super) struct Answered {
+    pub(super) answers: Vec<Synced>,
+    pub(super) replies: Vec<(oneshot::Sender<Answer>, Outcome)>,
+}
+
+impl Answered {
+    /// Signs each distinct answer once (outside the store's thread: every
+    /// message returned is covered by a signature the reader holds) and
+    /// hands every waiter its own.
+    fn deliver(self, signer: &Signer) {
+        let shared: Vec<Arc<Delivery>> = self
+            .answers
+            .into_iter()
+            .map(|mut s| {
+                if let Some(last) = s.messages.last() {
+                    s.signed_head = Some(signer.head(&last.channel_id, last.seq, &last.hash));
+                }
+                s.view.signing_key = Some(signer.key_id().to_string());
+                Arc::new(Delivery::new(s))
+            })
+            .collect();
+        for (reply, outcome) in self.replies {
+            let _ = reply.send(outcome.map(|o| o.map(|i| shared[i].clone())));
+        }
+    }
 }
 
 /// Answers every read of `batch` from the snapshot `tx`.
-fn answer_all(tx: &dyn ReadTx, cid: &str, batch: Queue) {
+pub(super) fn answer_all(tx: &dyn ReadTx, cid: &str, batch: Queue) -> Answered {
     let mut found = Found::default();
+    let mut replies = Vec::with_capacity(batch.len());
     for (r, reply) in batch {
-        let answer = answer_one(tx, cid, &r, &mut found);
-        let _ = reply.send(answer);
+        let outcome = answer_one(tx, cid, &r, &mut found);
+        replies.push((reply, outcome));
+    }
+    Answered {
+        answers: found.answers,
+        replies,
     }
 }
 
 /// One waiter's answer, the same checks in the same order as a read of its
 /// own would make.
-fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Answer {
+fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Outcome {
     let valid = match &r.who.credential {
         Credential::Unauthenticated => Ok(true),
         Credential::Token(hash) => f
@@ -171,6 +274,16 @@ fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Answer
     if page.is_empty() && !r.last_read {
         return Ok(None);
     }
+    let same = (
+        r.who.id.clone(),
+        seat.clone(),
+        r.cursor,
+        r.limit,
+        r.max_bytes,
+    );
+    if let Some(&i) = f.same.get(&same) {
+        return Ok(Some(i));
+    }
     let view = f
         .views
         .entry(r.who.id.clone())
@@ -183,7 +296,7 @@ fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Answer
         .as_ref()
         .clone();
     let next = page.last().map_or(r.cursor, |m| m.seq);
-    Ok(Some(Synced {
+    f.answers.push(Synced {
         cursor: next,
         more: next < ch.last_seq,
         clamped: Vec::new(),
@@ -191,5 +304,7 @@ fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Answer
         as_seat: seat,
         view,
         signed_head: None,
-    }))
+    });
+    f.same.insert(same, f.answers.len() - 1);
+    Ok(Some(f.answers.len() - 1))
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::model::{Created, MessageView};
+use crate::model::{Created, Credential, MessageView, Synced};
 use crate::testing::{TempStore, bot, principal};
 use crate::transcript;
 use serde_json::json;
@@ -565,6 +565,167 @@ async fn a_member_kicked_while_waiting_gets_not_member_and_nothing_after_the_kic
     assert_eq!(j.slot, "bob");
     let s = f.read(&f.carol, &cid, head).await.unwrap();
     assert_eq!(events(&s.messages), vec!["seat:kicked", "seat:filled"]);
+}
+
+/// Waiters woken by one commit share an answer only when they see the
+/// same: two of bob's calls get one delivery, carol's (who may not read a
+/// message private to bob) gets her own, redacted, and a call of bob's whose
+/// token was revoked while it waited gets `TOKEN_INVALID`, though it would
+/// have seen what bob's other calls see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_woken_together_share_an_answer_only_when_they_see_the_same() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = c.channel_id.clone();
+    f.ch.join(&f.carol, invite(&c, "carol")).await.unwrap();
+    // bob again, through a second token of his.
+    let bob_elsewhere = principal(&f.t.store, "bob").await;
+    assert_eq!(bob_elsewhere.id, f.bob.id);
+    let head = f.ch.view(&f.bob, &cid).await.unwrap().message_count;
+    let wait = |who: &Principal, slot: Option<&str>| {
+        let (ch, who) = (f.ch.clone(), who.clone());
+        let mut req = sync_req(&cid, head);
+        req.slot = slot.map(str::to_string);
+        req.wait = Some(Duration::from_secs(20));
+        tokio::spawn(async move {
+            ch.sync_shared(&who, req, None, &CancellationToken::new())
+                .await
+        })
+    };
+    let waiters = [
+        wait(&f.bob, None),
+        wait(&f.bob, Some("bob")),
+        wait(&f.carol, None),
+        wait(&f.carol, None),
+        wait(&f.alice, None),
+    ];
+    let revoked = wait(&bob_elsewhere, None);
+    parked(&f.ch, 6).await;
+    let Credential::Token(hash) = bob_elsewhere.credential.clone() else {
+        unreachable!()
+    };
+    f.t.store
+        .sql_write(move |c| {
+            c.execute(
+                "UPDATE access_tokens SET revoked = 1 WHERE token_hash = ?1",
+                rusqlite::params![hash],
+            )?;
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    f.ch.post(
+        &f.alice,
+        &cid,
+        None,
+        &json!("for bob only"),
+        Some(vec!["bob".into()]),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    for w in waiters {
+        let d = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("a waiter was not woken by the post")
+            .unwrap()
+            .unwrap();
+        got.push(d);
+    }
+    let e = revoked.await.unwrap().unwrap_err();
+    assert_eq!(e.code, Code::TokenInvalid, "{e}");
+    let [bob1, bob2, carol1, carol2, alice] = &got[..] else {
+        unreachable!()
+    };
+    // (Whether two waiters land in one read depends on timing; the test
+    // below makes one batch on purpose.)
+    assert_eq!(bob1.synced(), bob2.synced());
+    assert_eq!(carol1.synced(), carol2.synced());
+    assert_eq!(bodies(&bob1.synced().messages), vec![json!("for bob only")]);
+    assert_eq!(
+        bodies(&alice.synced().messages),
+        vec![json!("for bob only")]
+    );
+    let redacted = &carol1.synced().messages;
+    assert_eq!(redacted.len(), 1);
+    assert!(redacted[0].body.is_none(), "carol may not read it");
+    assert_eq!(carol1.synced().as_seat, "carol");
+    let yours = |d: &Delivery| {
+        d.synced()
+            .view
+            .slots
+            .iter()
+            .filter(|s| s.yours)
+            .map(|s| s.label.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(yours(bob1), vec!["bob"]);
+    assert_eq!(yours(carol1), vec!["carol"]);
+    // Each is signed, at the message it delivers.
+    for d in &got {
+        let h = d.synced().signed_head.as_ref().unwrap();
+        assert_eq!(h.seq, head + 1);
+    }
+}
+
+/// One batch of reads, as a wake-up queues them: the waiters that see the
+/// same share one answer, and only they.
+#[tokio::test]
+async fn one_batch_builds_one_answer_per_principal_seat_and_page() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = c.channel_id.clone();
+    f.ch.join(&f.carol, invite(&c, "carol")).await.unwrap();
+    f.ch.post(
+        &f.alice,
+        &cid,
+        None,
+        &json!("for bob only"),
+        Some(vec!["bob".into()]),
+    )
+    .await
+    .unwrap();
+    let head = f.ch.view(&f.bob, &cid).await.unwrap().message_count;
+    let read = |who: &Principal, slot: Option<&str>, cursor: Seq| shared::SyncRead {
+        who: who.clone(),
+        slot: slot.map(str::to_string),
+        cursor,
+        limit: 50,
+        max_bytes: 1 << 20,
+        last_read: false,
+    };
+    let batch: shared::Queue = [
+        read(&f.bob, None, head - 1),
+        read(&f.carol, None, head - 1),
+        read(&f.bob, Some("bob"), head - 1),
+        read(&f.carol, None, head - 1),
+        read(&f.bob, None, head - 2),
+        read(&f.alice, None, head - 1),
+    ]
+    .into_iter()
+    .map(|r| (r, tokio::sync::oneshot::channel().0))
+    .collect();
+    let key = cid.clone();
+    let answered =
+        f.t.store
+            .read(move |tx: &dyn ReadTx| Ok::<_, ToolError>(shared::answer_all(tx, &key, batch)))
+            .await
+            .unwrap();
+    let at: Vec<usize> = answered
+        .replies
+        .iter()
+        .map(|(_, o)| o.clone().unwrap().unwrap())
+        .collect();
+    assert_eq!(at[0], at[2], "bob, by default or by name, at one cursor");
+    assert_eq!(at[1], at[3], "carol twice");
+    let distinct: std::collections::HashSet<usize> = at.iter().copied().collect();
+    assert_eq!(distinct.len(), 4, "{at:?}");
+    assert_eq!(answered.answers.len(), 4);
+    let bob = &answered.answers[at[0]];
+    let carol = &answered.answers[at[1]];
+    assert_eq!(bodies(&bob.messages), vec![json!("for bob only")]);
+    assert!(carol.messages[0].body.is_none(), "carol may not read it");
+    assert_eq!(answered.answers[at[4]].messages.len(), 2);
 }
 
 /// Parks bob in a 20 s sync, lets `meanwhile` happen, then alice posts:

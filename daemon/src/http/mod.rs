@@ -46,11 +46,11 @@ pub fn app(state: AppState) -> Router {
     // Where rmcp finds what wakes a sleeping session (see `sessions`).
     mcp_config.session_store = Some(Arc::new(sessions::WakeStore(state.sessions.clone())));
     let for_factory = state.clone();
-    let mcp = StreamableHttpService::new(
+    let mcp = Mcp(Arc::new(StreamableHttpService::new(
         move || Ok(McpServer::new(for_factory.clone())),
         state.sessions.clone(),
         mcp_config,
-    );
+    )));
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
@@ -84,6 +84,32 @@ pub fn app(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
                 }),
         )
+}
+
+/// rmcp's Streamable HTTP service, shared. The router clones its service
+/// for every request, and rmcp's clones its whole config (the allowed hosts
+/// and origins, a cancellation token); this serves each request from the
+/// one instance instead.
+#[derive(Clone)]
+struct Mcp(Arc<StreamableHttpService<McpServer, sessions::Sessions>>);
+
+impl tower::Service<Request> for Mcp {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(service.handle(req).await.into_response()) })
+    }
 }
 
 /// `401` as RFC 6750 §3 and RFC 9728 §5.1 want it: always point at the

@@ -152,6 +152,17 @@ fn notes(clamped: &[Clamped], next: Option<String>) -> String {
     t
 }
 
+/// `sync_messages`' text: the messages, then what to do next.
+fn synced_text(s: &Synced) -> String {
+    let next = s.more.then(|| {
+        format!(
+            "More messages are waiting: call sync_messages again with cursor {}.",
+            s.cursor
+        )
+    });
+    render::synced(s) + &notes(&s.clamped, next)
+}
+
 fn principal(ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
     ctx.extensions
         .get::<http::request::Parts>()
@@ -329,51 +340,60 @@ impl McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let who = principal(&ctx)?;
-        run(
-            async {
-                let a: SyncMessagesArgs = parse(raw)?;
-                let mut clamped = Vec::new();
-                let limit = clamped_arg("limit", a.limit, 1, MAX_SYNC_LIMIT as i64, &mut clamped);
-                let max_wait = MAX_WAIT.as_millis() as i64;
-                let wait = clamped_arg("wait_ms", a.wait_ms, 0, max_wait, &mut clamped);
-                let req = SyncRequest {
-                    channel_id: a.channel_id,
-                    slot: a.slot,
-                    cursor: a.cursor,
-                    limit: limit.map(|l| l as usize),
-                    wait: Some(Duration::from_millis(
-                        wait.unwrap_or(DEFAULT_WAIT.as_millis() as i64) as u64,
-                    )),
-                };
-                // Progress notifications keep proxies and clients with short
-                // idle timeouts from dropping a long wait.
-                let peer = ctx.peer.clone();
-                let mut report = ctx.meta.get_progress_token().map(|token| {
-                    move |n: u32| {
-                        let p = ProgressNotificationParam::new(token.clone(), f64::from(n))
-                            .with_message("waiting for new messages");
-                        let peer = peer.clone();
-                        tokio::spawn(async move {
-                            let _ = peer.notify_progress(p).await;
-                        });
-                    }
-                });
-                let progress = report.as_mut().map(|f| f as &mut (dyn FnMut(u32) + Send));
-                let mut synced = self.app.channels.sync(&who, req, progress, &ctx.ct).await?;
-                synced.clamped = clamped;
-                Ok(synced)
-            },
-            |s: &Synced| {
-                let next = s.more.then(|| {
-                    format!(
-                        "More messages are waiting: call sync_messages again with cursor {}.",
-                        s.cursor
-                    )
-                });
-                render::synced(s) + &notes(&s.clamped, next)
-            },
-        )
-        .await
+        let outcome = async {
+            let a: SyncMessagesArgs = parse(raw)?;
+            let mut clamped = Vec::new();
+            let limit = clamped_arg("limit", a.limit, 1, MAX_SYNC_LIMIT as i64, &mut clamped);
+            let max_wait = MAX_WAIT.as_millis() as i64;
+            let wait = clamped_arg("wait_ms", a.wait_ms, 0, max_wait, &mut clamped);
+            let req = SyncRequest {
+                channel_id: a.channel_id,
+                slot: a.slot,
+                cursor: a.cursor,
+                limit: limit.map(|l| l as usize),
+                wait: Some(Duration::from_millis(
+                    wait.unwrap_or(DEFAULT_WAIT.as_millis() as i64) as u64,
+                )),
+            };
+            // Progress notifications keep proxies and clients with short
+            // idle timeouts from dropping a long wait.
+            let peer = ctx.peer.clone();
+            let mut report = ctx.meta.get_progress_token().map(|token| {
+                move |n: u32| {
+                    let p = ProgressNotificationParam::new(token.clone(), f64::from(n))
+                        .with_message("waiting for new messages");
+                    let peer = peer.clone();
+                    tokio::spawn(async move {
+                        let _ = peer.notify_progress(p).await;
+                    });
+                }
+            });
+            let progress = report.as_mut().map(|f| f as &mut (dyn FnMut(u32) + Send));
+            let delivery = self
+                .app
+                .channels
+                .sync_shared(&who, req, progress, &ctx.ct)
+                .await?;
+            Ok::<_, ToolError>((delivery, clamped))
+        }
+        .await;
+        match outcome {
+            Err(e) => fail(e),
+            // Every waiter that woke with this one and sees the same gets
+            // the same result: encode and render it once.
+            Ok((delivery, clamped)) if clamped.is_empty() => delivery
+                .memo(|s| ok(s, synced_text(s)))
+                .cloned()
+                .unwrap_or_else(|| {
+                    let s = delivery.synced();
+                    ok(s, synced_text(s))
+                }),
+            Ok((delivery, clamped)) => {
+                let mut s = delivery.into_synced();
+                s.clamped = clamped;
+                ok(&s, synced_text(&s))
+            }
+        }
     }
 
     #[tool(
