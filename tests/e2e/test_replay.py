@@ -73,14 +73,23 @@ async def play_guess(alice, bob, cid):
 
 
 async def play_blackjack(alice, bob, cid):
+    """Plays until a hand settles after a player spoke. A hand dealt with a
+    natural (the dealer's, or every player's) settles at the deal without a
+    word from anyone; then alice deals the next one, so that the replay below
+    always has on_message hooks to check."""
     fa = Follower(alice, cid)
     clients = {"alice": alice, "bob": bob}
     acted = set()
+    seen = 0  # reveals already handled
     while True:
-        await fa.until(lambda ms: bot_msgs(ms, "reveal") or
+        await fa.until(lambda ms: len(bot_msgs(ms, "reveal")) > seen or
                        (bot_msgs(ms, "turn") and bot_msgs(ms, "turn")[-1]["seq"] not in acted))
-        if bot_msgs(fa.messages, "reveal"):
-            return
+        if len(bot_msgs(fa.messages, "reveal")) > seen:
+            if acted or seen:
+                return
+            seen = len(bot_msgs(fa.messages, "reveal"))
+            await call(alice, "post_message", {"channel_id": cid, "body": "deal"})
+            continue
         t = fa.last("turn")
         acted.add(t["seq"])
         d = t["body"]["data"]
