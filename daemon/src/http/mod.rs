@@ -51,22 +51,24 @@ pub fn app(state: AppState) -> Router {
         state.sessions.clone(),
         mcp_config,
     )));
+    // The middlewares share one `Arc` of the state: axum hands a middleware
+    // a clone of its state for every request, and a clone of `AppState`
+    // (a dozen `Arc`s) per request showed in the profile of a thousand
+    // long-polls waking at once.
+    let shared = Arc::new(state.clone());
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            shared.clone(),
             sessions::bind_sessions,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            shared.clone(),
             require_bearer,
         ));
     let export_routes = Router::new()
         .route("/channels/{channel_id}/export", get(transcripts::export))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_bearer,
-        ));
+        .layer(middleware::from_fn_with_state(shared, require_bearer));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
@@ -154,7 +156,11 @@ fn connection_authenticated(req: &Request) {
     }
 }
 
-async fn require_bearer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn require_bearer(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if let Some(anon) = &state.anonymous {
         connection_authenticated(&req);
         req.extensions_mut().insert(anon.clone());

@@ -350,8 +350,12 @@ fn not_found() -> Response {
 
 /// Middleware on `/mcp`, after authentication: binds new sessions to the
 /// caller and refuses other principals' session ids.
-pub async fn bind_sessions(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let sessions = state.sessions.clone();
+pub async fn bind_sessions(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let sessions = &state.sessions;
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return next.run(req).await;
     };
