@@ -7,6 +7,7 @@
 
 pub(crate) mod conn;
 mod health;
+pub(crate) mod longpoll;
 pub(crate) mod sessions;
 pub(crate) mod transcripts;
 
@@ -56,8 +57,12 @@ pub fn app(state: AppState) -> Router {
     // (a dozen `Arc`s) per request showed in the profile of a thousand
     // long-polls waking at once.
     let shared = Arc::new(state.clone());
+    let direct = longpoll::Direct::new(shared.clone(), &cfg.host_allowlist());
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
+        // Innermost: sees only authenticated requests whose session id is
+        // not another principal's.
+        .layer(middleware::from_fn_with_state(direct, longpoll::serve))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             sessions::bind_sessions,
