@@ -1,11 +1,12 @@
-//! The direct long-poll path: a plain `tools/call` of `sync_messages` in an
-//! MCP session, answered here instead of through rmcp.
+//! The direct long-poll path: a plain `tools/call` of `sync_messages`, in an
+//! MCP session or sessionless, answered here instead of through rmcp.
 //!
 //! When one post wakes a thousand waiters, what a wake-up costs is the
 //! per-request machinery around the answer, not the answer: the waiters that
 //! woke together share one read and one encoded result already
 //! (`channels::shared`, `mcp::SharedResult`), but each rmcp call still runs
-//! through the session's worker, its channels and an SSE stream of its own.
+//! through the session's worker, its channels and an SSE stream of its own
+//! (and a sessionless one through a service and a task made for it).
 //! Here the woken call writes the shared encoding as one SSE event, with the
 //! response head in the same write.
 //!
@@ -15,22 +16,28 @@
 //! bearer and session middlewares (it has a principal; a session id of
 //! another principal was already refused with 404):
 //!
-//! - it is a `POST` with an `Mcp-Session-Id` of a session that is this
-//!   principal's, awake, and done with its handshake (a session asleep,
-//!   closed or unknown goes to rmcp, which wakes it or answers 404);
+//! - it is a `POST`, and either
+//!   - in a session: `MCP-Protocol-Version` is a known version before
+//!     2026-07-28 and `Mcp-Session-Id` names a session that is this
+//!     principal's, awake, and done with its handshake (a session asleep,
+//!     closed or unknown goes to rmcp, which wakes it or answers 404), and
+//!     the body has no `_meta` (so no progress token); or
+//!   - without one: `MCP-Protocol-Version` is 2026-07-28, there is no
+//!     `Mcp-Session-Id`, `Mcp-Method` is `tools/call` and `Mcp-Name` is
+//!     `sync_messages` (the standard headers, matched to the body as rmcp
+//!     matches them), and the body's `_meta` holds the same protocol version,
+//!     the client's capabilities and optionally its name, nothing else;
 //! - the checks rmcp makes first would pass: the `Host` is one rmcp allows
 //!   (the DNS-rebinding check), `Accept` names both `application/json` and
 //!   `text/event-stream` (without parameters), `Content-Type` is
-//!   `application/json`, and `MCP-Protocol-Version` is one known version
-//!   older than 2026-07-28 (so there are no standard headers to check and the
-//!   result is shaped for a legacy session);
+//!   `application/json`;
 //! - it carries no `Origin` (rmcp checks it against the allowlist), no
-//!   `Last-Event-ID`, no other `Mcp-*` header (`Mcp-Method`, `Mcp-Name`,
-//!   `Mcp-Param-*`), and a `Content-Length` of at most [`MAX_BODY`];
+//!   `Last-Event-ID`, no other `Mcp-*` header (`Mcp-Param-*`), and a
+//!   `Content-Length` of at most [`MAX_BODY`];
 //! - the body is one JSON-RPC request, `{"jsonrpc": "2.0", "id", "method":
-//!   "tools/call", "params": {"name": "sync_messages", "arguments"}}` and
-//!   nothing else: no `_meta` (so no progress token), no batch, no unknown
-//!   member; an integer or string id;
+//!   "tools/call", "params": {"name": "sync_messages", "arguments"}}` (with
+//!   `_meta` as above) and nothing else: no batch, no unknown member; an
+//!   integer or string id;
 //! - its arguments are valid and nothing in them is clamped (the tool's
 //!   answer would then carry an error or a note).
 //!
@@ -39,17 +46,20 @@
 //! snapshot of every read), the same result, the same `tool_calls` metrics;
 //! `sync_direct_total` counts the calls this path answered.
 //!
-//! Departures from rmcp's answer, all invisible to a conforming client: the
-//! SSE stream has no priming event (no event id, no `retry`), so the call
-//! cannot be resumed with `Last-Event-ID` (a sessionless call cannot be
-//! either); `notifications/cancelled` does not end the wait (a client that
-//! gives up closes the connection, and that ends it); the body has a
-//! `Content-Length` unless the wait outlasts [`KEEP_ALIVE`], when the stream
-//! opens with `:` comments every [`KEEP_ALIVE`], as rmcp's do.
+//! Departures from rmcp's answer, all invisible to a conforming client: in
+//! a session, the SSE stream has no priming event (no event id, no
+//! `retry`), so the call cannot be resumed with `Last-Event-ID` (a
+//! sessionless call cannot be either, through rmcp too);
+//! `notifications/cancelled` does not end the wait (a client that gives up
+//! closes the connection, and that ends it); a session closed while the call
+//! waits does not cut it short; the body has a `Content-Length` unless the
+//! wait outlasts [`KEEP_ALIVE`], when the stream opens with `:` comments
+//! every [`KEEP_ALIVE`], as rmcp's do.
 
 use super::MAX_REQUEST_BYTES;
 use super::sessions::{SESSION_HEADER, StreamGuard};
 use crate::app::AppState;
+use crate::mcp::ResultShape;
 use crate::model::Principal;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -171,15 +181,40 @@ fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     }
 }
 
-/// Whether the head is one this path may answer; the session id if so.
-fn eligible<'a>(hosts: &Hosts, method: &Method, headers: &'a HeaderMap) -> Option<&'a str> {
+/// Which kind of call a head admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// In a session (a protocol version before 2026-07-28), named by its
+    /// one `Mcp-Session-Id`.
+    Session,
+    /// 2026-07-28, without a session: the body's `_meta` must name the
+    /// same version.
+    Sessionless,
+}
+
+/// Whether the head is one this path may answer, and as which kind of call.
+fn eligible(hosts: &Hosts, method: &Method, headers: &HeaderMap) -> Option<Route> {
     if method != Method::POST || !hosts.allow(headers) {
         return None;
     }
+    let version = single(headers, "mcp-protocol-version")?;
+    let legacy = ProtocolVersion::KNOWN_VERSIONS
+        .iter()
+        .any(|v| v.as_str() == version && v.as_str() < ProtocolVersion::STANDARD_HEADERS.as_str());
+    let current = version == ProtocolVersion::V_2026_07_28.as_str();
     for name in headers.keys() {
         let n = name.as_str();
-        let mcp = n.starts_with("mcp-") && n != SESSION_HEADER && n != "mcp-protocol-version";
-        if mcp || matches!(n, "origin" | "last-event-id" | "transfer-encoding") {
+        let mcp_allowed = match n {
+            SESSION_HEADER => legacy,
+            "mcp-protocol-version" => true,
+            // Checked against the body below (SEP-2243); any other `Mcp-*`
+            // header (`Mcp-Param-*`) is rmcp's to judge.
+            "mcp-method" | "mcp-name" => current,
+            _ => false,
+        };
+        if (n.starts_with("mcp-") && !mcp_allowed)
+            || matches!(n, "origin" | "last-event-id" | "transfer-encoding")
+        {
             return None;
         }
     }
@@ -198,14 +233,19 @@ fn eligible<'a>(hosts: &Hosts, method: &Method, headers: &'a HeaderMap) -> Optio
     }
     let content_type = single(headers, "content-type")?;
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    let version = single(headers, "mcp-protocol-version")?;
-    let legacy = ProtocolVersion::KNOWN_VERSIONS
-        .iter()
-        .any(|v| v.as_str() == version && v.as_str() < ProtocolVersion::STANDARD_HEADERS.as_str());
     let length: usize = single(headers, "content-length")?.parse().ok()?;
-    (json && sse && essence.eq_ignore_ascii_case(JSON) && legacy && length <= MAX_BODY)
-        .then_some(())?;
-    single(headers, SESSION_HEADER)
+    (json && sse && essence.eq_ignore_ascii_case(JSON) && length <= MAX_BODY).then_some(())?;
+    if legacy {
+        single(headers, SESSION_HEADER).map(|_| Route::Session)
+    } else if current {
+        // The header values must be the body's exactly (a Base64-encoded
+        // `Mcp-Name` is rmcp's to decode).
+        (single(headers, "mcp-method")? == "tools/call"
+            && single(headers, "mcp-name")? == "sync_messages")
+            .then_some(Route::Sessionless)
+    } else {
+        None
+    }
 }
 
 /// The only JSON-RPC request this path answers.
@@ -223,20 +263,42 @@ struct Call {
 struct Params {
     name: String,
     arguments: JsonObject,
+    #[serde(rename = "_meta", default)]
+    meta: Option<Meta>,
+}
+
+/// The request `_meta` of a 2026-07-28 call: what the protocol requires and
+/// the client's name, nothing else (a progress token is rmcp's).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+    protocol_version: String,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
+    _client_capabilities: rmcp::model::ClientCapabilities,
+    #[serde(rename = "io.modelcontextprotocol/clientInfo", default)]
+    _client_info: Option<rmcp::model::Implementation>,
 }
 
 impl Call {
     /// The call's id as JSON, when it is one rmcp reads the same (an
     /// integer that fits an `i64`, or a string) and the call is a plain
-    /// `sync_messages`.
-    fn id_json(&self) -> Option<String> {
+    /// `sync_messages` of the route's kind: no `_meta` in a session, the
+    /// header's version in `_meta` without one.
+    fn id_json(&self, route: Route, version: &str) -> Option<String> {
         let id_ok = match &self.id {
             Value::Number(n) => n.as_i64().is_some(),
             Value::String(_) => true,
             _ => false,
         };
+        let meta_ok = match (route, &self.params.meta) {
+            (Route::Session, None) => true,
+            (Route::Sessionless, Some(m)) => m.protocol_version == version,
+            _ => false,
+        };
         (self.jsonrpc == "2.0"
             && id_ok
+            && meta_ok
             && self.method == "tools/call"
             && self.params.name == "sync_messages")
             .then(|| serde_json::to_string(&self.id).ok())?
@@ -249,12 +311,26 @@ pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Re
     let Some(who) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
     };
-    let Some(sid) = eligible(&d.hosts, req.method(), req.headers()) else {
+    let Some(route) = eligible(&d.hosts, req.method(), req.headers()) else {
         return next.run(req).await;
     };
-    let Some(stream) = d.app.sessions.direct_stream(sid, &who.id) else {
-        return next.run(req).await;
+    let stream = match route {
+        Route::Session => {
+            let sid = single(req.headers(), SESSION_HEADER).unwrap_or_default();
+            match d.app.sessions.direct_stream(sid, &who.id) {
+                Some(s) => Some(s),
+                None => return next.run(req).await,
+            }
+        }
+        Route::Sessionless => None,
     };
+    let shape = match route {
+        Route::Session => ResultShape::Legacy,
+        Route::Sessionless => ResultShape::Current,
+    };
+    let version = single(req.headers(), "mcp-protocol-version")
+        .unwrap_or_default()
+        .to_string();
     let who = who.clone();
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY.min(MAX_REQUEST_BYTES)).await {
@@ -265,7 +341,7 @@ pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Re
     };
     let direct = serde_json::from_slice::<Call>(&bytes)
         .ok()
-        .and_then(|c| Some((c.id_json()?, c.params.arguments)))
+        .and_then(|c| Some((c.id_json(route, &version)?, c.params.arguments)))
         .and_then(|(id, args)| Some((id, crate::mcp::direct_sync_request(args)?)));
     let Some((id, sync)) = direct else {
         drop(stream);
@@ -276,7 +352,7 @@ pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Re
     d.app.metrics.sync_direct.fetch_add(1, Ordering::Relaxed);
     let app = d.app.clone();
     let mut answer: Pin<Box<dyn Future<Output = Bytes> + Send>> = Box::pin(async move {
-        let result = crate::mcp::direct_sync(&app, &who, sync).await;
+        let result = crate::mcp::direct_sync(&app, &who, sync, shape).await;
         event(&id, result)
     });
     // Most waits end within the keep-alive interval: then the head and the
@@ -331,7 +407,7 @@ fn sse(body: Body) -> Response {
 struct Waiting {
     answer: Option<Pin<Box<dyn Future<Output = Bytes> + Send>>>,
     tick: Pin<Box<tokio::time::Sleep>>,
-    _stream: StreamGuard,
+    _stream: Option<StreamGuard>,
 }
 
 impl http_body::Body for Waiting {
@@ -373,7 +449,7 @@ mod tests {
         let call = |s: &str| {
             serde_json::from_str::<Call>(s)
                 .ok()
-                .and_then(|c| c.id_json())
+                .and_then(|c| c.id_json(Route::Session, "2025-06-18"))
         };
         let args = r#""arguments":{"channel_id":"c"}"#;
         assert_eq!(
@@ -444,17 +520,20 @@ mod tests {
     #[test]
     fn a_head_is_taken_only_when_rmcp_would_read_it_the_same() {
         let d = direct(&["localhost", "127.0.0.1"]);
-        assert_eq!(eligible(&d, &Method::POST, &headers(&GOOD)), Some("s1"));
+        assert_eq!(
+            eligible(&d, &Method::POST, &headers(&GOOD)),
+            Some(Route::Session)
+        );
         assert_eq!(eligible(&d, &Method::GET, &headers(&GOOD)), None);
         let with = |k: &'static str, v: &str| {
             let mut h = headers(&GOOD);
             h.insert(k, HeaderValue::from_str(v).unwrap());
-            eligible(&d, &Method::POST, &h).map(str::to_string)
+            eligible(&d, &Method::POST, &h)
         };
         let without = |k: &str| {
             let mut h = headers(&GOOD);
             h.remove(k);
-            eligible(&d, &Method::POST, &h).map(str::to_string)
+            eligible(&d, &Method::POST, &h)
         };
         assert_eq!(with("host", "evil.example"), None, "DNS rebinding");
         assert_eq!(with("origin", "http://127.0.0.1:8080"), None);
@@ -468,8 +547,8 @@ mod tests {
         );
         assert_eq!(with("content-type", "text/plain"), None);
         assert_eq!(
-            with("content-type", "application/json; charset=utf-8").as_deref(),
-            Some("s1")
+            with("content-type", "application/json; charset=utf-8"),
+            Some(Route::Session)
         );
         assert_eq!(with("mcp-protocol-version", "2026-07-28"), None);
         assert_eq!(with("mcp-protocol-version", "1999-01-01"), None);
@@ -489,8 +568,62 @@ mod tests {
         assert_eq!(eligible(&d, &Method::POST, &headers(&GOOD)), None);
         let mut h = headers(&GOOD);
         h.insert("host", HeaderValue::from_static("EXAMPLE.org:443"));
-        assert_eq!(eligible(&d, &Method::POST, &h), Some("s1"));
+        assert_eq!(eligible(&d, &Method::POST, &h), Some(Route::Session));
         h.insert("host", HeaderValue::from_static("example.org:444"));
         assert_eq!(eligible(&d, &Method::POST, &h), None);
+    }
+
+    #[test]
+    fn a_sessionless_call_names_its_method_tool_and_version_and_nothing_else() {
+        let d = direct(&["127.0.0.1"]);
+        let good = [
+            ("host", "127.0.0.1:8080"),
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "sync_messages"),
+            ("content-length", "300"),
+        ];
+        assert_eq!(
+            eligible(&d, &Method::POST, &headers(&good)),
+            Some(Route::Sessionless)
+        );
+        let with = |k: &'static str, v: &str| {
+            let mut h = headers(&good);
+            h.insert(k, HeaderValue::from_str(v).unwrap());
+            eligible(&d, &Method::POST, &h)
+        };
+        assert_eq!(with("mcp-name", "post_message"), None);
+        assert_eq!(with("mcp-name", "=?base64?c3luY19tZXNzYWdlcw==?="), None);
+        assert_eq!(with("mcp-method", "tools/list"), None);
+        assert_eq!(with("mcp-session-id", "s1"), None);
+        assert_eq!(with("mcp-param-channel_id", "c"), None);
+        let mut h = headers(&good);
+        h.remove("mcp-name");
+        assert_eq!(eligible(&d, &Method::POST, &h), None);
+
+        let call = |meta: &str, route: Route| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"sync_messages","arguments":{{"channel_id":"c"}}{meta}}}}}"#
+            );
+            serde_json::from_str::<Call>(&body)
+                .ok()
+                .and_then(|c| c.id_json(route, "2026-07-28"))
+        };
+        let meta = r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+        assert_eq!(call(meta, Route::Sessionless).as_deref(), Some("3"));
+        assert_eq!(call(meta, Route::Session), None, "no _meta in a session");
+        assert_eq!(call("", Route::Sessionless), None, "_meta is required");
+        let with_info = r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}"#;
+        assert_eq!(call(with_info, Route::Sessionless).as_deref(), Some("3"));
+        for refused in [
+            r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2025-06-18","io.modelcontextprotocol/clientCapabilities":{}}"#,
+            r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#,
+            r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"progressToken":1}"#,
+            r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":5}"#,
+        ] {
+            assert_eq!(call(refused, Route::Sessionless), None, "{refused}");
+        }
     }
 }

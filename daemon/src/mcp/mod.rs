@@ -168,31 +168,45 @@ fn synced_text(s: &Synced) -> String {
 /// too when the direct long-poll path (`http::longpoll`) asks for it.
 pub(crate) struct SharedResult {
     result: Result<CallToolResult, ErrorData>,
-    json: std::sync::OnceLock<Result<Arc<str>, ErrorData>>,
+    /// Its JSON text, by [`ResultShape`].
+    json: [std::sync::OnceLock<Result<Arc<str>, ErrorData>>; 2],
+}
+
+/// How a tool result is written for a protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResultShape {
+    /// The versions before 2026-07-28: without `resultType: "complete"`,
+    /// which they do not know (rmcp strips it for them).
+    Legacy,
+    /// 2026-07-28: with `resultType`.
+    Current,
 }
 
 impl SharedResult {
     fn of(s: &Synced) -> Self {
         SharedResult {
             result: ok(s, synced_text(s)),
-            json: std::sync::OnceLock::new(),
+            json: Default::default(),
         }
     }
 
     /// The result as the JSON text of a JSON-RPC `result` member.
-    fn json(&self) -> Result<Arc<str>, ErrorData> {
-        self.json
-            .get_or_init(|| encode_result(&self.result))
+    fn json(&self, shape: ResultShape) -> Result<Arc<str>, ErrorData> {
+        self.json[shape as usize]
+            .get_or_init(|| encode_result(&self.result, shape))
             .clone()
     }
 }
 
-/// A tool result as rmcp sends it to a session of the protocol versions
-/// before 2026-07-28 (the only ones the direct path serves): without the
-/// `resultType: "complete"` those versions do not know.
-fn encode_result(r: &Result<CallToolResult, ErrorData>) -> Result<Arc<str>, ErrorData> {
+/// A tool result as rmcp writes it for `shape`.
+fn encode_result(
+    r: &Result<CallToolResult, ErrorData>,
+    shape: ResultShape,
+) -> Result<Arc<str>, ErrorData> {
     let mut r = r.as_ref().map_err(Clone::clone)?.clone();
-    r.result_type.take_if(|t| t.is_complete());
+    if shape == ResultShape::Legacy {
+        r.result_type.take_if(|t| t.is_complete());
+    }
     serde_json::to_string(&r)
         .map(Arc::from)
         .map_err(|e| ErrorData::internal_error(format!("cannot encode result: {e}"), None))
@@ -235,6 +249,7 @@ pub(crate) async fn direct_sync(
     app: &AppState,
     who: &Principal,
     req: SyncRequest,
+    shape: ResultShape,
 ) -> Result<Arc<str>, ErrorData> {
     let started = std::time::Instant::now();
     let (json, outcome) = match app
@@ -244,17 +259,17 @@ pub(crate) async fn direct_sync(
     {
         Ok(delivery) => {
             let json = match delivery.memo(SharedResult::of) {
-                Some(r) => r.json(),
+                Some(r) => r.json(shape),
                 None => {
                     let s = delivery.synced();
-                    encode_result(&ok(s, synced_text(s)))
+                    encode_result(&ok(s, synced_text(s)), shape)
                 }
             };
             (json, "ok")
         }
         Err(e) => {
             let code = e.code.as_str();
-            (encode_result(&fail(e)), code)
+            (encode_result(&fail(e), shape), code)
         }
     };
     let outcome = if json.is_err() {

@@ -50,6 +50,35 @@ async fn raw_sync(url: &str, token: &str, sid: &str, cid: &str) -> (u16, String)
     (status, resp.text().await.unwrap())
 }
 
+/// A sessionless (2026-07-28) `sync_messages` call; with `progress`, a
+/// progress token keeps it on rmcp's path. The JSON-RPC response.
+async fn sessionless_sync(url: &str, token: &str, args: Value, progress: bool) -> Value {
+    let mut meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    if progress {
+        meta["progressToken"] = json!("through-rmcp");
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "sync_messages", "arguments": args, "_meta": meta}});
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "sync_messages")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap();
+    parse_response(&text, 5).unwrap_or_else(|| panic!("no response in {text}"))
+}
+
 #[tokio::test]
 async fn a_direct_long_poll_is_judged_like_any_call() {
     let dir = TempDir::new("direct-poll");
@@ -122,6 +151,21 @@ async fn a_direct_long_poll_is_judged_like_any_call() {
     );
     assert_eq!(d.metric(DIRECT).await, direct_before + 2.0);
 
+    // Sessionless, Dave reads the same, directly and through rmcp, to the
+    // byte of the result (`resultType` included, as 2026-07-28 wants it).
+    let args = json!({"channel_id": cid, "cursor": head, "wait_ms": 0});
+    let direct = sessionless_sync(&url, &tokens[3], args.clone(), false).await;
+    assert_eq!(d.metric(DIRECT).await, direct_before + 3.0);
+    let through_rmcp = sessionless_sync(&url, &tokens[3], args, true).await;
+    assert_eq!(d.metric(DIRECT).await, direct_before + 3.0);
+    assert_eq!(direct["result"], through_rmcp["result"]);
+    assert_eq!(direct["result"]["structuredContent"], seen);
+    assert_eq!(
+        direct["result"]["resultType"],
+        json!("complete"),
+        "{direct}"
+    );
+
     // Another principal's session id, then a closed one: 404, never served.
     let alice_sid = c[0].session.clone().unwrap();
     let (status, _) = raw_sync(&url, &mallory_t, &alice_sid, &cid).await;
@@ -143,14 +187,14 @@ async fn a_direct_long_poll_is_judged_like_any_call() {
     assert!(closed.status().is_success(), "{}", closed.status());
     let (status, _) = raw_sync(&url, &tokens[0], &alice_sid, &cid).await;
     assert_eq!(status, 404);
-    assert_eq!(d.metric(DIRECT).await, direct_before + 3.0);
+    assert_eq!(d.metric(DIRECT).await, direct_before + 4.0);
 
     // A client that goes away ends its wait: no waiter is left behind.
     let mut carol = c.pop().unwrap();
     let a = json!({"channel_id": cid, "cursor": head + 1, "wait_ms": 25000});
     let gone = tokio::spawn(async move { carol.call("sync_messages", a).await });
     until_metric(&d, WAITING, |v| v == 1.0).await;
-    assert_eq!(d.metric(DIRECT).await, direct_before + 4.0);
+    assert_eq!(d.metric(DIRECT).await, direct_before + 5.0);
     gone.abort();
     let _ = gone.await;
     until_metric(&d, WAITING, |v| v == 0.0).await;
@@ -164,7 +208,7 @@ async fn a_direct_long_poll_is_judged_like_any_call() {
     let a = json!({"channel_id": cid, "cursor": head + 1, "wait_ms": 25000});
     let rmcp = tokio::spawn(async move { sync_through_rmcp(&mut bob_rmcp, a).await });
     until_metric(&d, WAITING, |v| v == 2.0).await;
-    assert_eq!(d.metric(DIRECT).await, direct_before + 5.0);
+    assert_eq!(d.metric(DIRECT).await, direct_before + 6.0);
     let out = daemon_cmd(dir.path())
         .args(["token", "revoke", "bob", "--state-dir"])
         .arg(dir.path())
