@@ -308,21 +308,11 @@ impl Call {
 /// Middleware on `/mcp`, inside the bearer and session middlewares: answers
 /// a plain `sync_messages` call directly; hands everything else to rmcp.
 pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Response {
-    let Some(who) = req.extensions().get::<Principal>() else {
+    if req.extensions().get::<Principal>().is_none() {
         return next.run(req).await;
-    };
+    }
     let Some(route) = eligible(&d.hosts, req.method(), req.headers()) else {
         return next.run(req).await;
-    };
-    let stream = match route {
-        Route::Session => {
-            let sid = single(req.headers(), SESSION_HEADER).unwrap_or_default();
-            match d.app.sessions.direct_stream(sid, &who.id) {
-                Some(s) => Some(s),
-                None => return next.run(req).await,
-            }
-        }
-        Route::Sessionless => None,
     };
     let shape = match route {
         Route::Session => ResultShape::Legacy,
@@ -331,7 +321,6 @@ pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Re
     let version = single(req.headers(), "mcp-protocol-version")
         .unwrap_or_default()
         .to_string();
-    let who = who.clone();
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY.min(MAX_REQUEST_BYTES)).await {
         Ok(b) => b,
@@ -339,15 +328,36 @@ pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Re
         // the connection loop).
         Err(_) => return (StatusCode::BAD_REQUEST, "Bad Request: unreadable body").into_response(),
     };
-    let direct = serde_json::from_slice::<Call>(&bytes)
-        .ok()
+    // Every other call of a session passes here too (posts above all): one
+    // scan for the tool's name spares them the parse.
+    let direct = contains(&bytes, br#""sync_messages""#)
+        .then(|| serde_json::from_slice::<Call>(&bytes).ok())
+        .flatten()
         .and_then(|c| Some((c.id_json(route, &version)?, c.params.arguments)))
         .and_then(|(id, args)| Some((id, crate::mcp::direct_sync_request(args)?)));
     let Some((id, sync)) = direct else {
-        drop(stream);
         return next
             .run(Request::from_parts(parts, Body::from(bytes)))
             .await;
+    };
+    let Some(who) = parts.extensions.get::<Principal>().cloned() else {
+        return next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+    };
+    let stream = match route {
+        Route::Session => {
+            let sid = single(&parts.headers, SESSION_HEADER).unwrap_or_default();
+            match d.app.sessions.direct_stream(sid, &who.id) {
+                Some(s) => Some(s),
+                None => {
+                    return next
+                        .run(Request::from_parts(parts, Body::from(bytes)))
+                        .await;
+                }
+            }
+        }
+        Route::Sessionless => None,
     };
     d.app.metrics.sync_direct.fetch_add(1, Ordering::Relaxed);
     let app = d.app.clone();
@@ -368,6 +378,10 @@ pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Re
             _stream: stream,
         })),
     }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The JSON-RPC response to call `id` as one SSE event.

@@ -12,6 +12,23 @@ use super::*;
 const DIRECT: &str = "mcp_multiplayer_sync_direct_total";
 const WAITING: &str = "mcp_multiplayer_sync_waiting";
 
+/// `v` without the signature's time and signature: two reads of the same
+/// head sign it apart when they are not answered by the same shared read.
+fn unsigned(mut v: Value) -> Value {
+    fn strip(v: &mut Value) {
+        if let Some(h) = v.get_mut("signed_head").and_then(Value::as_object_mut) {
+            for k in ["time", "signature"] {
+                assert!(h.remove(k).is_some(), "{k}");
+            }
+        }
+    }
+    strip(&mut v);
+    if let Some(sc) = v.get_mut("structuredContent") {
+        strip(sc);
+    }
+    v
+}
+
 /// A `sync_messages` call rmcp must answer: its progress token keeps it off
 /// the direct path.
 async fn sync_through_rmcp(c: &mut Mcp, args: Value) -> (bool, Value) {
@@ -130,9 +147,11 @@ async fn a_direct_long_poll_is_judged_like_any_call() {
     let m = &seen["messages"][0];
     assert_eq!(m["redacted"], json!(true), "{seen}");
     assert!(m.get("body").is_none_or(Value::is_null), "{seen}");
+    let (err, through_rmcp) = rmcp.await.unwrap();
+    assert!(!err);
     assert_eq!(
-        rmcp.await.unwrap(),
-        (false, seen.clone()),
+        unsigned(through_rmcp),
+        unsigned(seen.clone()),
         "the direct path answers what rmcp answers"
     );
     // Carol, the recipient, reads it (directly).
@@ -158,8 +177,16 @@ async fn a_direct_long_poll_is_judged_like_any_call() {
     assert_eq!(d.metric(DIRECT).await, direct_before + 3.0);
     let through_rmcp = sessionless_sync(&url, &tokens[3], args, true).await;
     assert_eq!(d.metric(DIRECT).await, direct_before + 3.0);
-    assert_eq!(direct["result"], through_rmcp["result"]);
-    assert_eq!(direct["result"]["structuredContent"], seen);
+    // The text rendering carries no signature; the structured result's is
+    // compared without its time.
+    assert_eq!(
+        unsigned(direct["result"].clone()),
+        unsigned(through_rmcp["result"].clone())
+    );
+    assert_eq!(
+        unsigned(direct["result"]["structuredContent"].clone()),
+        unsigned(seen.clone())
+    );
     assert_eq!(
         direct["result"]["resultType"],
         json!("complete"),
@@ -230,4 +257,65 @@ async fn a_direct_long_poll_is_judged_like_any_call() {
     assert!(err, "{v}");
     assert_eq!(v["error"]["code"], json!("TOKEN_INVALID"), "{v}");
     assert_eq!(rmcp.await.unwrap(), (true, v));
+}
+
+#[tokio::test]
+#[ignore = "waits 16 s for the keep-alive: tests/steps/70-robustness.sh"]
+async fn a_direct_wait_past_the_keep_alive_interval_opens_the_stream_with_a_comment() {
+    let dir = TempDir::new("direct-keepalive");
+    let token = create_token(dir.path(), "alice");
+    let d = Server::start(dir.path(), &Opts::default());
+    let url = d.url();
+    let mut alice = Mcp::connect(&url, Some(&token)).await;
+    let created = alice
+        .ok(
+            "create_channel",
+            json!({"name": "slow", "slots": ["invite:p0"], "join_as": "p0"}),
+        )
+        .await;
+    let cid = created["channel_id"].as_str().unwrap().to_string();
+    let head = alice
+        .ok("get_channel_info", json!({"channel_id": cid}))
+        .await["message_count"]
+        .as_i64()
+        .unwrap();
+    let sid = alice.session.clone().unwrap();
+    let (poll_url, poll_token, poll_cid) = (url.clone(), token.clone(), cid.clone());
+    let poll = tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(&poll_url)
+            .bearer_auth(&poll_token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("mcp-session-id", &sid)
+            .body(format!(
+                r#"{{"jsonrpc":"2.0","id":"late","method":"tools/call","params":{{"name":"sync_messages","arguments":{{"channel_id":"{poll_cid}","cursor":{head},"wait_ms":25000}}}}}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.text().await.unwrap()
+    });
+    until_metric(&d, WAITING, |v| v == 1.0).await;
+    assert_eq!(d.metric(DIRECT).await, 1.0);
+    // Past the 15 s keep-alive interval, then a message ends the wait.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    alice
+        .ok("post_message", json!({"channel_id": cid, "body": "late"}))
+        .await;
+    let body = poll.await.unwrap();
+    let (comments, event) = body.split_once("data: ").unwrap();
+    assert!(
+        !comments.is_empty() && comments.lines().all(|l| l.is_empty() || l.starts_with(':')),
+        "{body}"
+    );
+    let v: Value = serde_json::from_str(event.trim()).unwrap();
+    assert_eq!(v["id"], json!("late"));
+    assert_eq!(
+        v["result"]["structuredContent"]["messages"][0]["body"],
+        json!("late"),
+        "{v}"
+    );
 }
