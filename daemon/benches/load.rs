@@ -32,7 +32,10 @@
 //!
 //! The load generator shares the machine's cores with the daemon, so the
 //! numbers are what one box does with both; they are lower bounds for the
-//! daemon alone.
+//! daemon alone. To take less of them, the long-poll waiters run on one
+//! thread of their own and speak HTTP/1.1 by hand (`RawWaiter`): still a
+//! complete MCP `tools/call` of `sync_messages` per request, every answer
+//! checked.
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
