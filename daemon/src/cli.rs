@@ -312,6 +312,7 @@ enum BotOp {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -329,6 +330,26 @@ pub fn main() -> ExitCode {
             eprintln!("mcp-multiplayer: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Turns transparent huge pages off for this process (and the processes it
+/// starts), before the runtime and its threads allocate anything much.
+///
+/// mimalloc hands memory out of 64 MiB-aligned arenas in pages of 64 KiB;
+/// with THP on (`always`, the default of many distributions) the kernel backs
+/// any touched 2 MiB of an arena with a huge page, and keeps it when mimalloc
+/// gives the small pages back: after one post woke a thousand long-polls the
+/// daemon kept far more resident than with THP off (BENCHMARKS.md has the
+/// figures). `PR_SET_THP_DISABLE`
+/// (prctl(2)) is inherited by children and kept across `execve`, so the
+/// sandbox runners run without THP too, which costs them nothing: a hook's
+/// interpreter touches a few MiB. A kernel that refuses it (older
+/// than 3.15) leaves THP as it was; that costs memory, not correctness.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("mcp-multiplayer: cannot turn transparent huge pages off: {e}");
     }
 }
 

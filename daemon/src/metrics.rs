@@ -201,6 +201,9 @@ pub struct Metrics {
     pub sessions_displaced: AtomicU64,
     /// Requests refused for another principal's session id.
     pub sessions_foreign: AtomicU64,
+    /// `sync_messages` calls answered by the direct long-poll path
+    /// (`http::longpoll`) rather than through rmcp.
+    pub sync_direct: AtomicU64,
     /// Open sessions that are asleep: idle, holding no tasks or buffers.
     pub sessions_asleep: AtomicI64,
     pub commit_batch: Histogram,
@@ -229,6 +232,7 @@ impl Default for Metrics {
             sessions_expired: AtomicU64::new(0),
             sessions_displaced: AtomicU64::new(0),
             sessions_foreign: AtomicU64::new(0),
+            sync_direct: AtomicU64::new(0),
             sessions_asleep: AtomicI64::new(0),
             commit_batch: Histogram::new(BATCH_BUCKETS),
             commit_latency: Histogram::new(COMMIT_BUCKETS),
@@ -607,6 +611,17 @@ impl Metrics {
             o,
             "mcp_multiplayer_sessions_foreign_total {}",
             self.sessions_foreign.load(Ordering::Relaxed)
+        );
+        help(
+            o,
+            "mcp_multiplayer_sync_direct_total",
+            "counter",
+            "sync_messages calls answered by the direct long-poll path (also counted in tool_calls_total).",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_sync_direct_total {}",
+            self.sync_direct.load(Ordering::Relaxed)
         );
         help(
             o,

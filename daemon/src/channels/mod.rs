@@ -223,7 +223,9 @@ impl Channels {
     pub fn new(store: Store, max_body_bytes: usize, shutdown: CancellationToken) -> Self {
         let watch = Arc::new(watch::Watchers::default());
         let w = watch.clone();
-        store.bus().subscribe(move |c| w.committed(c));
+        store
+            .bus()
+            .subscribe_at(crate::store::Phase::AfterAnswers, move |c| w.committed(c));
         Channels {
             store,
             watch,

@@ -7,6 +7,7 @@
 
 pub(crate) mod conn;
 mod health;
+pub(crate) mod longpoll;
 pub(crate) mod sessions;
 pub(crate) mod transcripts;
 
@@ -51,22 +52,28 @@ pub fn app(state: AppState) -> Router {
         state.sessions.clone(),
         mcp_config,
     )));
+    // The middlewares share one `Arc` of the state: axum hands a middleware
+    // a clone of its state for every request, and a clone of `AppState`
+    // (a dozen `Arc`s) per request showed in the profile of a thousand
+    // long-polls waking at once.
+    let shared = Arc::new(state.clone());
+    let direct = longpoll::Direct::new(shared.clone(), &cfg.host_allowlist());
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
+        // Innermost: sees only authenticated requests whose session id is
+        // not another principal's.
+        .layer(middleware::from_fn_with_state(direct, longpoll::serve))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            shared.clone(),
             sessions::bind_sessions,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            shared.clone(),
             require_bearer,
         ));
     let export_routes = Router::new()
         .route("/channels/{channel_id}/export", get(transcripts::export))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_bearer,
-        ));
+        .layer(middleware::from_fn_with_state(shared, require_bearer));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
@@ -154,7 +161,11 @@ fn connection_authenticated(req: &Request) {
     }
 }
 
-async fn require_bearer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn require_bearer(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if let Some(anon) = &state.anonymous {
         connection_authenticated(&req);
         req.extensions_mut().insert(anon.clone());

@@ -261,6 +261,25 @@ impl Sessions {
         }
     }
 
+    /// For the direct long-poll path: a stream of session `id` counted open
+    /// (it keeps the session awake) if the session is `principal`'s, awake
+    /// and done with its handshake; `None` otherwise (rmcp then answers, as
+    /// it does for a session that is asleep, closed or unknown).
+    pub(crate) fn direct_stream(&self, id: &str, principal: &str) -> Option<StreamGuard> {
+        let mut owners = self.lock();
+        let key = owners.get_key_value(id)?.0.clone();
+        let o = owners.get_mut(id)?;
+        if o.principal != principal || o.state != Life::Awake || o.init.is_none() {
+            return None;
+        }
+        o.streams += 1;
+        o.last_used = Instant::now();
+        Some(StreamGuard {
+            owners: self.owners.clone(),
+            id: key,
+        })
+    }
+
     /// Counts a response stream of `id` open until the guard drops.
     fn stream_opened(&self, id: &SessionId) -> StreamGuard {
         if let Some(o) = self.lock().get_mut(id) {
@@ -309,7 +328,7 @@ impl Sessions {
 }
 
 /// Counts one open response stream of a session (see [`Sessions::stream_opened`]).
-struct StreamGuard {
+pub(crate) struct StreamGuard {
     owners: Arc<Mutex<HashMap<SessionId, Owner>>>,
     id: SessionId,
 }
@@ -350,8 +369,12 @@ fn not_found() -> Response {
 
 /// Middleware on `/mcp`, after authentication: binds new sessions to the
 /// caller and refuses other principals' session ids.
-pub async fn bind_sessions(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let sessions = state.sessions.clone();
+pub async fn bind_sessions(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let sessions = &state.sessions;
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return next.run(req).await;
     };

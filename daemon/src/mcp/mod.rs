@@ -163,6 +163,125 @@ fn synced_text(s: &Synced) -> String {
     render::synced(s) + &notes(&s.clamped, next)
 }
 
+/// A `sync_messages` result made once for every waiter that woke with it
+/// and sees the same (see `channels::shared`), and its JSON text, made once
+/// too when the direct long-poll path (`http::longpoll`) asks for it.
+pub(crate) struct SharedResult {
+    result: Result<CallToolResult, ErrorData>,
+    /// Its JSON text, by [`ResultShape`].
+    json: [std::sync::OnceLock<Result<Arc<str>, ErrorData>>; 2],
+}
+
+/// How a tool result is written for a protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResultShape {
+    /// The versions before 2026-07-28: without `resultType: "complete"`,
+    /// which they do not know (rmcp strips it for them).
+    Legacy,
+    /// 2026-07-28: with `resultType`.
+    Current,
+}
+
+impl SharedResult {
+    fn of(s: &Synced) -> Self {
+        SharedResult {
+            result: ok(s, synced_text(s)),
+            json: Default::default(),
+        }
+    }
+
+    /// The result as the JSON text of a JSON-RPC `result` member.
+    fn json(&self, shape: ResultShape) -> Result<Arc<str>, ErrorData> {
+        self.json[shape as usize]
+            .get_or_init(|| encode_result(&self.result, shape))
+            .clone()
+    }
+}
+
+/// A tool result as rmcp writes it for `shape`.
+fn encode_result(
+    r: &Result<CallToolResult, ErrorData>,
+    shape: ResultShape,
+) -> Result<Arc<str>, ErrorData> {
+    let mut r = r.as_ref().map_err(Clone::clone)?.clone();
+    if shape == ResultShape::Legacy {
+        r.result_type.take_if(|t| t.is_complete());
+    }
+    serde_json::to_string(&r)
+        .map(Arc::from)
+        .map_err(|e| ErrorData::internal_error(format!("cannot encode result: {e}"), None))
+}
+
+/// The arguments of a `sync_messages` call the direct long-poll path may
+/// answer: exactly what the tool would make of them, or `None` when they
+/// are invalid or clamped (the tool's answer then carries an error or a
+/// note, so rmcp and the tool answer it).
+pub(crate) fn direct_sync_request(raw: JsonObject) -> Option<SyncRequest> {
+    let a: SyncMessagesArgs = parse(raw).ok()?;
+    let mut clamped = Vec::new();
+    let limit = clamped_arg("limit", a.limit, 1, MAX_SYNC_LIMIT as i64, &mut clamped);
+    let max_wait = MAX_WAIT.as_millis() as i64;
+    let wait = clamped_arg("wait_ms", a.wait_ms, 0, max_wait, &mut clamped);
+    if !clamped.is_empty() {
+        return None;
+    }
+    Some(SyncRequest {
+        channel_id: a.channel_id,
+        slot: a.slot,
+        cursor: a.cursor,
+        limit: limit.map(|l| l as usize),
+        wait: Some(Duration::from_millis(
+            wait.unwrap_or(DEFAULT_WAIT.as_millis() as i64) as u64,
+        )),
+    })
+}
+
+/// `sync_messages` for the direct long-poll path: the same wait, checks and
+/// answer as the tool, counted in the same metrics; the result as the JSON
+/// text of a JSON-RPC `result` member (shared by the waiters that woke
+/// together and see the same), or the JSON-RPC error.
+///
+/// Its wait ends on a wake-up, the deadline or shutdown, or when the caller
+/// drops the future (the client went away); there is no progress
+/// reporting and no `notifications/cancelled` (the path takes no request
+/// with a progress token, and the client's disconnect ends the wait).
+pub(crate) async fn direct_sync(
+    app: &AppState,
+    who: &Principal,
+    req: SyncRequest,
+    shape: ResultShape,
+) -> Result<Arc<str>, ErrorData> {
+    let started = std::time::Instant::now();
+    let (json, outcome) = match app
+        .channels
+        .sync_shared(who, req, None, &app.shutdown)
+        .await
+    {
+        Ok(delivery) => {
+            let json = match delivery.memo(SharedResult::of) {
+                Some(r) => r.json(shape),
+                None => {
+                    let s = delivery.synced();
+                    encode_result(&ok(s, synced_text(s)), shape)
+                }
+            };
+            (json, "ok")
+        }
+        Err(e) => {
+            let code = e.code.as_str();
+            (encode_result(&fail(e), shape), code)
+        }
+    };
+    let outcome = if json.is_err() {
+        "protocol_error"
+    } else {
+        outcome
+    };
+    app.metrics
+        .tool_call("sync_messages", outcome, started.elapsed());
+    json
+}
+
 fn principal(ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
     ctx.extensions
         .get::<http::request::Parts>()
@@ -382,8 +501,8 @@ impl McpServer {
             // Every waiter that woke with this one and sees the same gets
             // the same result: encode and render it once.
             Ok((delivery, clamped)) if clamped.is_empty() => delivery
-                .memo(|s| ok(s, synced_text(s)))
-                .cloned()
+                .memo(SharedResult::of)
+                .map(|r| r.result.clone())
                 .unwrap_or_else(|| {
                     let s = delivery.synced();
                     ok(s, synced_text(s))

@@ -41,22 +41,61 @@ pub(crate) struct Commit {
 
 type Subscriber = Arc<dyn Fn(&Commit) + Send + Sync>;
 
+/// When, relative to the answers of the writes that made it, a subscriber
+/// hears of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Before any write of the batch returns: once a write returned, this
+    /// subscriber has been told of it (resource notifications, the bot
+    /// dispatcher, tests).
+    BeforeAnswers,
+    /// Right after the batch's writers were answered: long-poll wake-ups.
+    /// Waking a thousand waiters schedules a thousand tasks; the poster's
+    /// acknowledgement goes out first instead of queueing behind them. A
+    /// waiter misses nothing by this: it subscribes before it reads, and the
+    /// commit is durable and visible before either phase runs.
+    AfterAnswers,
+}
+
 /// Subscribers to committed writes.
 #[derive(Default)]
 pub(crate) struct CommitBus {
-    subscribers: RwLock<Vec<Subscriber>>,
+    before: RwLock<Vec<Subscriber>>,
+    after: RwLock<Vec<Subscriber>>,
 }
 
 impl CommitBus {
-    /// Calls `f` with every commit from now on (on the writer's thread).
+    /// Calls `f` with every commit from now on (on the writer's thread),
+    /// before the writes that made it return.
     pub fn subscribe(&self, f: impl Fn(&Commit) + Send + Sync + 'static) {
-        let mut subs = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
+        self.subscribe_at(Phase::BeforeAnswers, f);
+    }
+
+    /// Calls `f` with every commit from now on (on the writer's thread), at
+    /// `phase`.
+    pub fn subscribe_at(&self, phase: Phase, f: impl Fn(&Commit) + Send + Sync + 'static) {
+        let list = match phase {
+            Phase::BeforeAnswers => &self.before,
+            Phase::AfterAnswers => &self.after,
+        };
+        let mut subs = list.write().unwrap_or_else(|p| p.into_inner());
         subs.push(Arc::new(f));
     }
 
-    /// Tells every subscriber of one commit.
+    /// Tells every subscriber of one commit (a commit nobody here waits an
+    /// answer for: another daemon's).
     pub fn publish(&self, commit: &Commit) {
-        let subs = self.subscribers.read().unwrap_or_else(|p| p.into_inner());
+        self.publish_at(Phase::BeforeAnswers, commit);
+        self.publish_at(Phase::AfterAnswers, commit);
+    }
+
+    /// Tells the subscribers of `phase` of one commit.
+    pub fn publish_at(&self, phase: Phase, commit: &Commit) {
+        let list = match phase {
+            Phase::BeforeAnswers => &self.before,
+            Phase::AfterAnswers => &self.after,
+        };
+        let subs = list.read().unwrap_or_else(|p| p.into_inner());
         for s in subs.iter() {
             s(commit);
         }

@@ -55,7 +55,7 @@ mod tx;
 mod usage;
 
 pub use backup::backup;
-pub(crate) use bus::{Commit, CommitBus};
+pub(crate) use bus::{Commit, CommitBus, Phase};
 pub use migrate::migrate_store;
 pub(crate) use tokens::TokenCache;
 pub(crate) use tx::*;
@@ -744,14 +744,23 @@ fn run_batch(
             // A revoked token stops before anyone hears of the revocation.
             tokens.committed();
             // Published before the callers hear back: once a write returned,
-            // everyone following the bus has been told of it.
+            // everyone following the bus has been told of it. Long-poll
+            // wake-ups are the exception (`Phase::AfterAnswers`): the callers
+            // are answered before a thousand woken waiters queue up.
             for c in &done {
                 for commit in &c.commits {
-                    bus.publish(commit);
+                    bus.publish_at(Phase::BeforeAnswers, commit);
                 }
             }
+            let commits: Vec<Commit> = done
+                .iter()
+                .flat_map(|c| c.commits.iter().cloned())
+                .collect();
             for c in done {
                 (c.deliver)(None);
+            }
+            for commit in &commits {
+                bus.publish_at(Phase::AfterAnswers, commit);
             }
             true
         }

@@ -217,6 +217,49 @@ async fn commits_are_published_only_for_writes_that_kept_their_changes() {
 }
 
 #[tokio::test]
+async fn long_poll_wake_ups_hear_of_a_commit_only_after_its_writer_was_answered() {
+    let (t, _) = setup().await;
+    let (answered_tx, answered_rx) = std::sync::mpsc::channel::<()>();
+    let answered_rx = StdMutex::new(answered_rx);
+    let (heard_tx, heard) = tokio::sync::oneshot::channel::<bool>();
+    let heard_tx = StdMutex::new(Some(heard_tx));
+    // On the writer's thread: waits until the test has seen its write
+    // answered. Were this phase run before the answers, the write could not
+    // return while it waits, and it would time out.
+    t.store.bus().subscribe_at(Phase::AfterAnswers, move |_| {
+        let after = answered_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_ok();
+        if let Some(tx) = heard_tx.lock().unwrap().take() {
+            let _ = tx.send(after);
+        }
+    });
+    let before: Arc<StdMutex<Vec<crate::model::Seq>>> = Arc::default();
+    let b = before.clone();
+    t.store
+        .bus()
+        .subscribe(move |c| b.lock().unwrap().push(c.head));
+    let body = text("wake them");
+    let posted = t
+        .store
+        .write(move |tx: &mut dyn Tx| tx.append("ch1", say("a", &body)))
+        .await
+        .unwrap();
+    assert_eq!(
+        *before.lock().unwrap(),
+        [posted.seq],
+        "the other subscribers heard before the write returned"
+    );
+    answered_tx.send(()).unwrap();
+    assert!(
+        heard.await.unwrap(),
+        "the wake-ups heard of the commit after the write was answered"
+    );
+}
+
+#[tokio::test]
 async fn a_commit_is_published_once_durable_and_visible_to_other_connections() {
     let (t, _) = setup().await;
     if t.store.is_shared() {

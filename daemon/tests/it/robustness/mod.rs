@@ -12,6 +12,7 @@
 mod connections;
 mod health;
 pub(crate) mod logs;
+mod longpoll;
 mod memory;
 mod quotas;
 mod sessions;
