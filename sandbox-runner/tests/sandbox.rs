@@ -22,6 +22,7 @@
 //! `tests/steps/30-sandbox.sh` does both.
 
 mod determinism;
+mod fork;
 mod outcome_cases;
 mod prewarm;
 mod util;
