@@ -357,3 +357,63 @@ fn a_deterministic_bot_gives_the_same_result_forked_and_fresh() {
     }
     t.finish();
 }
+
+#[test]
+fn a_bot_cannot_tell_a_forked_hook_from_a_fresh_one_but_by_its_pid() {
+    // Four hooks of one seeded bot: two fresh, two forked from one template.
+    let bot_seed: Entropy = "5a".repeat(32).parse().unwrap();
+    let hook = |seq: u64| {
+        let mut j = job(&attack_bot(crate::prewarm::PROBE));
+        j.entropy = Some(Entropy::for_hook(&bot_seed, seq));
+        j.hash_seed = Some(bot_seed.python_hash_seed());
+        j
+    };
+    let mut probes: Vec<Value> = (1..=2)
+        .map(|seq| {
+            let posts = run_job(&hook(seq), Layer::OsOnly).posts();
+            posts[0]["value"].clone()
+        })
+        .collect();
+    let mut t = Template::start(&hook(0), 60_000, Layer::OsOnly);
+    for seq in 3..=4 {
+        probes.push(value(&t.run(&hook(seq))));
+    }
+    t.finish();
+    for p in &mut probes {
+        // The one difference a bot sees: its pid and its parent's. A fresh
+        // hook is pid 2 under the reaper; a forked one is a later pid under
+        // the template (pid 2).
+        let ids = p["same"]["ids"].as_array_mut().unwrap();
+        ids[0] = json!("pid");
+        ids[1] = json!("ppid");
+    }
+    for p in &probes[1..] {
+        for (key, value) in p["same"].as_object().expect("same is an object") {
+            assert_eq!(value, &probes[0]["same"][key], "{key} differs");
+        }
+    }
+    // What each hook draws is its own: `random` and `os.urandom` differ in
+    // all four, string hashes are the bot's in all four.
+    for key in ["random", "urandom"] {
+        let mut seen: Vec<String> = probes.iter().map(|p| p["fresh"][key].to_string()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "{key} repeats: {probes:?}");
+    }
+    for p in &probes[1..] {
+        assert_eq!(p["fresh"]["hash"], probes[0]["fresh"]["hash"]);
+    }
+}
+
+#[test]
+fn an_unseeded_hooks_random_differs_between_forked_children() {
+    // No entropy in the job: `random` is seeded from os.urandom in each
+    // child (never the template's state).
+    let j = attack_job("import random\nreturn [random.getrandbits(64), os.urandom(8).hex()]");
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    let a = value(&t.run(&j));
+    let b = value(&t.run(&j));
+    assert_ne!(a[0], b[0]);
+    assert_ne!(a[1], b[1]);
+    t.finish();
+}

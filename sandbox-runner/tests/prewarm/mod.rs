@@ -254,7 +254,7 @@ fn the_wall_deadline_counts_from_the_hand_over_not_the_pre_warm() {
 
 /// What a bot can observe of its process, split into what must be the same
 /// for every hook (`same`) and what must be fresh for every hook (`fresh`).
-const PROBE: &str = r#"
+pub(crate) const PROBE: &str = r#"
 import resource, signal, random, threading
 libc = ctypes.CDLL(None, use_errno=True)
 def sc(nr, *a):
