@@ -197,6 +197,9 @@ fn programs_message() -> Result<Vec<u8>, String> {
 }
 
 fn outcome_line(o: &HookOutcome) {
+    if let HookOutcome::Error { error } = o {
+        eprintln!("sandbox-runner: {}", error.short_reason());
+    }
     let text = serde_json::to_string(o).unwrap_or_else(|_| {
         r#"{"status":"error","error":{"kind":"internal","message":"unserializable outcome"}}"#
             .into()

@@ -11,6 +11,7 @@ pub(crate) mod dispatch;
 pub(crate) mod pool;
 pub(crate) mod presets;
 pub(crate) mod runner;
+pub(crate) mod templates;
 pub mod seed;
 
 #[cfg(test)]
@@ -41,6 +42,8 @@ pub struct Bots {
     pub(crate) runner: Arc<dyn HookRunner>,
     /// The real runner's pool of pre-warmed sandboxes, if any.
     pool: Option<Arc<pool::WarmPool>>,
+    /// The real runner's fork templates, if `fork_templates`.
+    templates: Option<Arc<templates::Templates>>,
     /// The limits every job carries (the protocol's defaults).
     limits: Limits,
 }
@@ -62,10 +65,20 @@ impl Bots {
         let inspect_uid = cfg
             .sandbox_uid
             .saturating_add(cfg.max_parallel_hooks as u32);
-        let sandbox = runner::Sandbox::new(cfg.runner.clone(), pool, inspect_uid);
+        let mut sandbox = runner::Sandbox::new(cfg.runner.clone(), pool, inspect_uid);
+        if cfg.fork_templates {
+            // Their uids follow the hooks' and the inspections' uid.
+            sandbox = sandbox.with_templates(Arc::new(templates::Templates::new(
+                cfg.runner.clone(),
+                std::time::Duration::from_secs(cfg.warm_idle_secs),
+                inspect_uid.saturating_add(1),
+            )));
+        }
         let primed = sandbox.pool().cloned();
+        let forks = sandbox.templates().cloned();
         let mut bots = Self::with_runner(cfg, Arc::new(sandbox));
         bots.pool = primed.clone();
+        bots.templates = forks;
         if let Some(pool) = primed {
             let spec = BotSpec {
                 name: String::new(),
@@ -89,6 +102,7 @@ impl Bots {
             cfg: Arc::new(cfg),
             runner,
             pool: None,
+            templates: None,
             limits: Limits::default(),
         }
     }
@@ -96,6 +110,11 @@ impl Bots {
     /// Hooks run in a pre-warmed sandbox since the daemon started.
     pub fn hooks_prewarmed(&self) -> u64 {
         self.pool.as_ref().map_or(0, |p| p.served())
+    }
+
+    /// Hooks run in a fork template since the daemon started.
+    pub fn hooks_forked(&self) -> u64 {
+        self.templates.as_ref().map_or(0, |t| t.forked())
     }
 
     /// The same, with jobs carrying `limits`.

@@ -354,6 +354,9 @@ fn distinct(probes: &[Value], key: &str) -> usize {
 
 #[test]
 fn a_bot_cannot_tell_a_prewarmed_sandbox_from_a_fresh_one() {
+    if forked() {
+        return; // its "fresh" runs would be forked: fork:: has its own probe
+    }
     let j = job(&attack_bot(PROBE));
     let probes = probe_four([j.clone(), j.clone(), j.clone(), j]);
     // Everything random is drawn afresh in each process: no two hooks share
@@ -365,6 +368,9 @@ fn a_bot_cannot_tell_a_prewarmed_sandbox_from_a_fresh_one() {
 
 #[test]
 fn a_seeded_bot_cannot_tell_either_and_its_hooks_share_only_the_bots_hash_seed() {
+    if forked() {
+        return; // as above
+    }
     // Four hooks of one bot: each its own entropy, all the bot's hash seed.
     let bot_seed: Entropy = "3c".repeat(32).parse().unwrap();
     let seed = bot_seed.python_hash_seed();
