@@ -368,7 +368,11 @@ impl Dispatcher {
             let outcome = runner.run(&job).await;
             match slot {
                 Some(slot) => lock(&self.inner.free_slots).push(slot),
-                None => runner.release_uid(&job),
+                None => {
+                    if runner.release_uid(&job) {
+                        self.inner.store.metrics().hook_forked();
+                    }
+                }
             }
             let (kind, step) = outcome_kind(&outcome);
             self.inner

@@ -42,8 +42,7 @@ pub struct Bots {
     pub(crate) runner: Arc<dyn HookRunner>,
     /// The real runner's pool of pre-warmed sandboxes, if any.
     pool: Option<Arc<pool::WarmPool>>,
-    /// The real runner's fork templates, if `fork_templates`.
-    templates: Option<Arc<templates::Templates>>,
+
     /// The limits every job carries (the protocol's defaults).
     limits: Limits,
 }
@@ -75,10 +74,9 @@ impl Bots {
             )));
         }
         let primed = sandbox.pool().cloned();
-        let forks = sandbox.templates().cloned();
         let mut bots = Self::with_runner(cfg, Arc::new(sandbox));
         bots.pool = primed.clone();
-        bots.templates = forks;
+
         if let Some(pool) = primed {
             let spec = BotSpec {
                 name: String::new(),
@@ -102,7 +100,6 @@ impl Bots {
             cfg: Arc::new(cfg),
             runner,
             pool: None,
-            templates: None,
             limits: Limits::default(),
         }
     }
@@ -110,11 +107,6 @@ impl Bots {
     /// Hooks run in a pre-warmed sandbox since the daemon started.
     pub fn hooks_prewarmed(&self) -> u64 {
         self.pool.as_ref().map_or(0, |p| p.served())
-    }
-
-    /// Hooks run in a fork template since the daemon started.
-    pub fn hooks_forked(&self) -> u64 {
-        self.templates.as_ref().map_or(0, |t| t.forked())
     }
 
     /// The same, with jobs carrying `limits`.

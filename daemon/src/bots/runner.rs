@@ -66,8 +66,11 @@ pub(crate) trait HookRunner: Send + Sync + 'static {
         None
     }
 
-    /// The hook given a uid by [`HookRunner::reserve_uid`] is done.
-    fn release_uid(&self, _job: &HookJob) {}
+    /// The hook given a uid by [`HookRunner::reserve_uid`] is done;
+    /// whether it ran in a fork template.
+    fn release_uid(&self, _job: &HookJob) -> bool {
+        false
+    }
 }
 
 /// The real runner: one confined `sandbox-runner` process per hook, never
@@ -126,10 +129,6 @@ impl Sandbox {
         self
     }
 
-    pub(crate) fn templates(&self) -> Option<&Arc<Templates>> {
-        self.templates.as_ref()
-    }
-
     /// Runs a hook (not an inspection) in its bot's fork template when it
     /// holds one's uid, else pre-warmed or fresh.
     async fn run_hook(&self, job: &HookJob) -> HookOutcome {
@@ -155,10 +154,8 @@ impl HookRunner for Sandbox {
         self.templates.as_ref().and_then(|t| t.reserve(job))
     }
 
-    fn release_uid(&self, job: &HookJob) {
-        if let Some(t) = &self.templates {
-            t.release(job);
-        }
+    fn release_uid(&self, job: &HookJob) -> bool {
+        self.templates.as_ref().is_some_and(|t| t.release(job))
     }
 
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {

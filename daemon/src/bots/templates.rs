@@ -29,7 +29,6 @@ use super::runner::{GRACE, command, kill_group};
 use hook_protocol::{Hook, HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, WarmSpec};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -50,7 +49,6 @@ pub(crate) struct Templates {
     runner: PathBuf,
     idle: Duration,
     inner: Mutex<Inner>,
-    forked: AtomicU64,
 }
 
 #[derive(Default)]
@@ -64,6 +62,8 @@ struct Slot {
     uid: u32,
     /// Hooks given this uid and not finished.
     in_use: usize,
+    /// The last hook ran in the template.
+    forked: bool,
     last_used: Instant,
     live: Arc<tokio::sync::Mutex<Option<Live>>>,
 }
@@ -108,13 +108,7 @@ impl Templates {
                     .map(|i| first_uid.saturating_add(i))
                     .collect(),
             }),
-            forked: AtomicU64::new(0),
         }
-    }
-
-    /// Hooks a template ran.
-    pub(crate) fn forked(&self) -> u64 {
-        self.forked.load(Ordering::Relaxed)
     }
 
     /// The uid `job` runs with, if its bot has (or now gets) a template
@@ -155,6 +149,7 @@ impl Templates {
             Slot {
                 uid,
                 in_use: 1,
+                forked: false,
                 last_used: now,
                 live: Arc::default(),
             },
@@ -173,13 +168,19 @@ impl Templates {
             })
     }
 
-    /// The hook that [`Templates::reserve`] gave a uid is done.
-    pub(crate) fn release(&self, job: &HookJob) {
-        let Some(fam) = family(job) else { return };
-        if let Some(slot) = lock(&self.inner).by_family.get_mut(&fam)
-            && slot.uid == job.runtime.sandbox_uid
-        {
-            slot.in_use = slot.in_use.saturating_sub(1);
+    /// The hook that [`Templates::reserve`] gave a uid is done; whether
+    /// it ran in the template (a bot's hooks run one at a time: its
+    /// channel's).
+    pub(crate) fn release(&self, job: &HookJob) -> bool {
+        let Some(fam) = family(job) else {
+            return false;
+        };
+        match lock(&self.inner).by_family.get_mut(&fam) {
+            Some(slot) if slot.uid == job.runtime.sandbox_uid => {
+                slot.in_use = slot.in_use.saturating_sub(1);
+                std::mem::take(&mut slot.forked)
+            }
+            _ => false,
         }
     }
 
@@ -273,7 +274,9 @@ impl Templates {
                 None
             }
             _ => {
-                self.forked.fetch_add(1, Ordering::Relaxed);
+                if let Some(slot) = lock(&self.inner).by_family.get_mut(&fam) {
+                    slot.forked = true;
+                }
                 Some(outcome)
             }
         }
