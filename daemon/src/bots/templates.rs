@@ -323,3 +323,96 @@ impl Templates {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hook_protocol::{BotSpec, HookContext, Limits, NetworkPolicy, Runtime};
+    use serde_json::json;
+
+    fn job(seed: u32) -> HookJob {
+        HookJob {
+            version: hook_protocol::PROTOCOL_VERSION,
+            bot: BotSpec {
+                name: "b".into(),
+                source: String::new(),
+                params: json!({}),
+                compiled: None,
+            },
+            hook: Hook::OnInit,
+            context: HookContext {
+                channel_id: "c".into(),
+                bot_id: "bot:b".into(),
+                players: Vec::new(),
+            },
+            state: json!({}),
+            limits: Limits::default(),
+            network: NetworkPolicy::default(),
+            runtime: Runtime {
+                python: "/usr/bin/python3".into(),
+                python_args: Vec::new(),
+                harness_dir: "/h".into(),
+                python_path: Vec::new(),
+                sandbox_uid: 100,
+                sandbox_gid: 100,
+                system_dirs: Vec::new(),
+            },
+            entropy: None,
+            now: None,
+            hash_seed: Some(seed),
+        }
+    }
+
+    #[test]
+    fn only_seeded_hooks_without_network_get_a_template() {
+        assert!(eligible(&job(1)));
+        let mut j = job(1);
+        j.hash_seed = None;
+        assert!(!eligible(&j));
+        let mut j = job(1);
+        j.network.allowed = true;
+        assert!(!eligible(&j));
+        let mut j = job(1);
+        j.hook = Hook::Inspect;
+        assert!(!eligible(&j));
+    }
+
+    #[test]
+    fn each_bot_keeps_its_own_uid_and_idle_bots_give_theirs_up_to_busy_ones() {
+        let t = Templates::new("/nonexistent".into(), Duration::from_secs(60), 1000);
+        let uids: Vec<u32> = (0..TEMPLATES).map(|s| t.reserve(&job(s)).unwrap()).collect();
+        let distinct: std::collections::HashSet<u32> = uids.iter().copied().collect();
+        assert_eq!(distinct.len(), TEMPLATES as usize);
+        assert!(uids.iter().all(|u| (1000..1000 + TEMPLATES).contains(u)));
+        // The same bot again: its own uid (a second hook of it, as the
+        // dispatcher would never run it concurrently, still counts).
+        assert_eq!(t.reserve(&job(3)), Some(uids[3]));
+        // All taken, every bot busy: the next bot goes without.
+        assert_eq!(t.reserve(&job(99)), None);
+        // Done, but used within the last second: still keeps its uid.
+        for s in 0..TEMPLATES {
+            let mut j = job(s);
+            j.runtime.sandbox_uid = uids[s as usize];
+            assert!(!t.release(&j), "nothing ran forked");
+        }
+        let mut j = job(3);
+        j.runtime.sandbox_uid = uids[3];
+        t.release(&j);
+        assert_eq!(t.reserve(&job(99)), None);
+        // Idle for a second: the least recently used bot gives its uid up.
+        {
+            let mut inner = lock(&t.inner);
+            let fam = family(&job(5)).unwrap();
+            inner.by_family.get_mut(&fam).unwrap().last_used =
+                Instant::now() - IDLE_BEFORE_EVICTION;
+        }
+        assert_eq!(t.reserve(&job(99)), Some(uids[5]));
+        let mut j = job(99);
+        j.runtime.sandbox_uid = uids[5];
+        assert!(t.holds(&j));
+        // Bot 5 has no uid any more: its hooks run as before.
+        let mut j = job(5);
+        j.runtime.sandbox_uid = uids[5];
+        assert!(!t.holds(&j));
+    }
+}
