@@ -1072,7 +1072,9 @@ pub fn template_seccomp_policy() -> SeccompPolicy {
     p.allowed.extend(["tgkill", "wait4", "pidfd_open"]);
     for f in &mut p.filtered {
         match f.name {
-            "clone" => f.alternatives.push(vec![ArgCheck::eq64(0, FORK_CLONE_FLAGS)]),
+            "clone" => f
+                .alternatives
+                .push(vec![ArgCheck::eq64(0, FORK_CLONE_FLAGS)]),
             "prlimit64" => f.alternatives.push(vec![ArgCheck::eq32(0, 0)]),
             "prctl" => {
                 f.alternatives.push(vec![

@@ -464,7 +464,11 @@ pub fn prewarm(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8
 
 /// Reads the error pipe until EOF (the exec) or a failure line, keeping what
 /// it says; `Err` when `until` passes first.
-pub(crate) fn wait_for_exec(errors: &OwnedFd, until: Instant, into: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn wait_for_exec(
+    errors: &OwnedFd,
+    until: Instant,
+    into: &mut Vec<u8>,
+) -> Result<(), String> {
     set_nonblocking(errors).map_err(|e| format!("O_NONBLOCK: {e}"))?;
     let mut total = 0usize;
     loop {

@@ -420,7 +420,11 @@ fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Insta
     let mut msg = b"J".to_vec();
     let cpu = u32::try_from(job.limits.cpu_secs).unwrap_or(u32::MAX);
     msg.extend_from_slice(&cpu.to_ne_bytes());
-    let fds = [input_r.as_raw_fd(), diag_w.as_raw_fd(), result_w.as_raw_fd()];
+    let fds = [
+        input_r.as_raw_fd(),
+        diag_w.as_raw_fd(),
+        result_w.as_raw_fd(),
+    ];
     control.killed = false;
     let sent = sendmsg::<()>(
         control.sock.as_raw_fd(),
@@ -432,7 +436,9 @@ fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Insta
     drop((input_r, diag_w, result_w));
     if let Err(e) = sent {
         control.gone = true;
-        return internal(format!("fork template: hand-over failed ({e}); nothing ran"));
+        return internal(format!(
+            "fork template: hand-over failed ({e}); nothing ran"
+        ));
     }
     let ends = Ends {
         input_w,

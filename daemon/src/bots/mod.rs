@@ -11,8 +11,8 @@ pub(crate) mod dispatch;
 pub(crate) mod pool;
 pub(crate) mod presets;
 pub(crate) mod runner;
-pub(crate) mod templates;
 pub mod seed;
+pub(crate) mod templates;
 
 #[cfg(test)]
 mod tests;

@@ -380,7 +380,9 @@ mod tests {
     #[test]
     fn each_bot_keeps_its_own_uid_and_idle_bots_give_theirs_up_to_busy_ones() {
         let t = Templates::new("/nonexistent".into(), Duration::from_secs(60), 1000);
-        let uids: Vec<u32> = (0..TEMPLATES).map(|s| t.reserve(&job(s)).unwrap()).collect();
+        let uids: Vec<u32> = (0..TEMPLATES)
+            .map(|s| t.reserve(&job(s)).unwrap())
+            .collect();
         let distinct: std::collections::HashSet<u32> = uids.iter().copied().collect();
         assert_eq!(distinct.len(), TEMPLATES as usize);
         assert!(uids.iter().all(|u| (1000..1000 + TEMPLATES).contains(u)));

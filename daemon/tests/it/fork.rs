@@ -63,7 +63,8 @@ fn descendants_of(pid: u32) -> Vec<u32> {
 }
 
 #[tokio::test]
-async fn a_seeded_bots_hooks_run_forked_each_with_its_own_randomness_and_none_outlives_the_daemon() {
+async fn a_seeded_bots_hooks_run_forked_each_with_its_own_randomness_and_none_outlives_the_daemon()
+{
     let dir = TempDir::new("fork-daemon");
     let token = create_token(dir.path(), "alice");
     let cfg = dir.path().join("fork.toml");

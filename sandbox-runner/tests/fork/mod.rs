@@ -69,7 +69,11 @@ impl Template {
             let mut err = String::new();
             if out.is_empty() {
                 use std::io::Read;
-                let _ = self.child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+                let _ = self
+                    .child
+                    .stderr
+                    .take()
+                    .map(|mut s| s.read_to_string(&mut err));
             }
             panic!("bad template outcome ({e}): {out:?} {err}")
         })
@@ -312,7 +316,10 @@ fn a_job_that_differs_from_the_spec_is_refused_and_nothing_runs() {
     ] {
         match error(&t.run(&bad)) {
             HookError::Internal { message } => {
-                assert!(message.contains(why) && message.contains("nothing ran"), "{message}")
+                assert!(
+                    message.contains(why) && message.contains("nothing ran"),
+                    "{message}"
+                )
             }
             e => panic!("{why}: {e:?}"),
         }
@@ -350,7 +357,10 @@ fn a_deterministic_bot_gives_the_same_result_forked_and_fresh() {
     for _ in 0..2 {
         match t.run(&j) {
             HookOutcome::Ok { posts, .. } => {
-                assert_eq!(posts.iter().map(|p| p.body.clone()).collect::<Vec<_>>(), fresh)
+                assert_eq!(
+                    posts.iter().map(|p| p.body.clone()).collect::<Vec<_>>(),
+                    fresh
+                )
             }
             o => panic!("{o:?}"),
         }
