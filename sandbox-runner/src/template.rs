@@ -448,18 +448,15 @@ fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Insta
         listener_sock: None,
         control: None,
     };
-    let seen = Seen::default();
-    let mut target = Target::Forked(control);
     let o = sandbox::supervise(
         job,
         ends,
-        &mut target,
+        &mut Target::Forked(control),
         &input,
         (Default::default(), (0, 0)),
         handover,
-        seen,
+        Seen::default(),
     );
-    drop(target);
     // Until the template reports the child reaped and the workspace empty.
     if !control.gone && !control.status_received() {
         control.kill_child();
