@@ -404,7 +404,8 @@ pub struct BotsConfig {
     /// costs a `fork`, not an interpreter start. A child shares with its
     /// siblings what a fork shares (address-space layout, the Landlock
     /// domain, the template's loaded memory): docs/operations.md, "Fork
-    /// templates". Default false.
+    /// templates". Default true; `false` runs every hook pre-warmed or
+    /// fresh, as before templates.
     pub fork_templates: bool,
 }
 
@@ -698,7 +699,7 @@ impl Config {
             warm_max: b.warm_max.unwrap_or(4),
             warm_min: b.warm_min.unwrap_or(1).min(b.warm_max.unwrap_or(4)),
             warm_idle_secs: b.warm_idle_secs.unwrap_or(300).clamp(30, 86_400),
-            fork_templates: b.fork_templates.unwrap_or(false),
+            fork_templates: b.fork_templates.unwrap_or(true),
         };
         Ok(Config {
             listen,
