@@ -52,7 +52,12 @@ def fail(ctrl, step, message):
 def serve():
     """`harness.py --template`; returns the exit code."""
     hx_core.warm_up()
-    # What a fresh hook has loaded when it reads its job; the child puts
+    # Every job a template takes has a hash seed (the runner refuses a spec
+    # without one, and a job that differs from the spec), so every hook
+    # imports `hx_determinism` first thing, fresh or forked: loaded here once.
+    import hx_determinism  # noqa: F401
+
+    # What a fresh hook has loaded by the time its bot runs; the child puts
     # these back.
     baseline = set(sys.modules)
     baseline.discard("hx_fork")
