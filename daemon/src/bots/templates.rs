@@ -289,7 +289,8 @@ impl Templates {
         let mut line = serde_json::to_vec(&spec).ok()?;
         line.push(b'\n');
         let mut cmd = command(&self.runner);
-        cmd.arg("--template");
+        // Its stderr repeats what its outcome lines say; nothing reads it.
+        cmd.arg("--template").stderr(std::process::Stdio::null());
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -299,15 +300,6 @@ impl Templates {
         };
         let mut stdin = child.stdin.take()?;
         let stdout = BufReader::new(child.stdout.take()?);
-        if let Some(stderr) = child.stderr.take() {
-            // Its per-hook stderr lines; read so that it never blocks.
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    tracing::debug!(line = %l, "fork template");
-                }
-            });
-        }
         if stdin.write_all(&line).await.is_err() {
             kill_group(child.id());
             return None;
