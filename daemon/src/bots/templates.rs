@@ -27,7 +27,6 @@
 
 use super::runner::{GRACE, command, kill_group};
 use hook_protocol::{Hook, HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, WarmSpec};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,8 +52,9 @@ pub(crate) struct Templates {
 
 #[derive(Default)]
 struct Inner {
-    /// By family: the template spec without its uid (one bot).
-    by_family: HashMap<String, Slot>,
+    /// By family: the template spec without its uid (one bot); at most
+    /// `TEMPLATES`, so a list.
+    by_family: Vec<(String, Slot)>,
     free_uids: Vec<u32>,
 }
 
@@ -94,6 +94,15 @@ fn family(job: &HookJob) -> Option<String> {
     serde_json::to_string(&spec).ok()
 }
 
+impl Inner {
+    fn slot_mut(&mut self, family: &str) -> Option<&mut Slot> {
+        self.by_family
+            .iter_mut()
+            .find(|(f, _)| f == family)
+            .map(|(_, s)| s)
+    }
+}
+
 impl Templates {
     /// Templates of `runner`, with the uids `first_uid..first_uid +
     /// TEMPLATES`; each exits after `idle` without a hook.
@@ -102,7 +111,7 @@ impl Templates {
             runner,
             idle,
             inner: Mutex::new(Inner {
-                by_family: HashMap::new(),
+                by_family: Vec::new(),
                 free_uids: (0..TEMPLATES)
                     .rev()
                     .map(|i| first_uid.saturating_add(i))
@@ -120,7 +129,7 @@ impl Templates {
         let fam = family(job)?;
         let now = Instant::now();
         let mut inner = lock(&self.inner);
-        if let Some(slot) = inner.by_family.get_mut(&fam) {
+        if let Some(slot) = inner.slot_mut(&fam) {
             slot.in_use += 1;
             slot.last_used = now;
             return Some(slot.uid);
@@ -132,19 +141,19 @@ impl Templates {
                 let victim = inner
                     .by_family
                     .iter()
-                    .filter(|(_, s)| {
+                    .enumerate()
+                    .filter(|(_, (_, s))| {
                         s.in_use == 0
                             && now.saturating_duration_since(s.last_used) >= IDLE_BEFORE_EVICTION
                             && s.live.try_lock().is_ok()
                     })
-                    .min_by_key(|(_, s)| s.last_used)
-                    .map(|(k, _)| k.clone())?;
-                let slot = inner.by_family.remove(&victim)?;
+                    .min_by_key(|(_, (_, s))| s.last_used)
+                    .map(|(i, _)| i)?;
                 // Dropping its `Live` (if nothing holds the lock) kills it.
-                slot.uid
+                inner.by_family.swap_remove(victim).1.uid
             }
         };
-        inner.by_family.insert(
+        inner.by_family.push((
             fam,
             Slot {
                 uid,
@@ -153,7 +162,7 @@ impl Templates {
                 last_used: now,
                 live: Arc::default(),
             },
-        );
+        ));
         Some(uid)
     }
 
@@ -162,8 +171,7 @@ impl Templates {
         eligible(job)
             && family(job).is_some_and(|fam| {
                 lock(&self.inner)
-                    .by_family
-                    .get(&fam)
+                    .slot_mut(&fam)
                     .is_some_and(|s| s.uid == job.runtime.sandbox_uid)
             })
     }
@@ -175,7 +183,7 @@ impl Templates {
         let Some(fam) = family(job) else {
             return false;
         };
-        match lock(&self.inner).by_family.get_mut(&fam) {
+        match lock(&self.inner).slot_mut(&fam) {
             Some(slot) if slot.uid == job.runtime.sandbox_uid => {
                 slot.in_use = slot.in_use.saturating_sub(1);
                 std::mem::take(&mut slot.forked)
@@ -194,8 +202,8 @@ impl Templates {
         }
         let fam = family(job)?;
         let live = {
-            let inner = lock(&self.inner);
-            match inner.by_family.get(&fam) {
+            let mut inner = lock(&self.inner);
+            match inner.slot_mut(&fam) {
                 Some(s) if s.uid == job.runtime.sandbox_uid => s.live.clone(),
                 _ => return None,
             }
@@ -274,7 +282,7 @@ impl Templates {
                 None
             }
             _ => {
-                if let Some(slot) = lock(&self.inner).by_family.get_mut(&fam) {
+                if let Some(slot) = lock(&self.inner).slot_mut(&fam) {
                     slot.forked = true;
                 }
                 Some(outcome)
@@ -397,7 +405,7 @@ mod tests {
         {
             let mut inner = lock(&t.inner);
             let fam = family(&job(5)).unwrap();
-            inner.by_family.get_mut(&fam).unwrap().last_used =
+            inner.slot_mut(&fam).unwrap().last_used =
                 Instant::now() - IDLE_BEFORE_EVICTION;
         }
         assert_eq!(t.reserve(&job(99)), Some(uids[5]));
