@@ -256,38 +256,32 @@ impl Templates {
                 },
             });
         }
-        let outcome: HookOutcome = match serde_json::from_slice(&out) {
-            Ok(o) => o,
-            Err(e) => {
-                *guard = None;
-                tracing::warn!(error = %e, "a fork template gave an unreadable outcome");
-                return None;
-            }
-        };
-        match &outcome {
-            // Its child could not confine itself: the bot did not run; a
-            // fresh sandbox reports what is wrong, if anything still is.
-            HookOutcome::Error {
-                error: HookError::Confinement { step, message },
-            } => {
-                tracing::warn!(%step, %message, "a fork template's child could not confine itself");
-                *guard = None;
-                None
-            }
-            HookOutcome::Error {
+        let outcome = serde_json::from_slice::<HookOutcome>(&out).ok();
+        let ran = match &outcome {
+            // Its child could not confine itself, or it refused the job:
+            // the bot did not run; a fresh sandbox reports what is wrong,
+            // if anything still is.
+            Some(HookOutcome::Error {
+                error: HookError::Confinement { .. },
+            })
+            | None => false,
+            Some(HookOutcome::Error {
                 error: HookError::Internal { message },
-            } if message.contains("nothing ran") => {
-                tracing::warn!(%message, "a fork template refused a job");
-                *guard = None;
-                None
-            }
-            _ => {
-                if let Some(slot) = lock(&self.inner).slot_mut(&fam) {
-                    slot.forked = true;
-                }
-                Some(outcome)
-            }
+            }) => !message.contains("nothing ran"),
+            Some(_) => true,
+        };
+        if !ran {
+            tracing::warn!(
+                ?outcome,
+                "a fork template did not run a hook; it runs fresh"
+            );
+            *guard = None;
+            return None;
         }
+        if let Some(slot) = lock(&self.inner).slot_mut(&fam) {
+            slot.forked = true;
+        }
+        outcome
     }
 
     /// Starts a template for `job`'s spec (it confines itself and warms up
@@ -405,8 +399,7 @@ mod tests {
         {
             let mut inner = lock(&t.inner);
             let fam = family(&job(5)).unwrap();
-            inner.slot_mut(&fam).unwrap().last_used =
-                Instant::now() - IDLE_BEFORE_EVICTION;
+            inner.slot_mut(&fam).unwrap().last_used = Instant::now() - IDLE_BEFORE_EVICTION;
         }
         assert_eq!(t.reserve(&job(99)), Some(uids[5]));
         let mut j = job(99);
