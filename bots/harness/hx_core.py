@@ -737,8 +737,11 @@ def finish(outcome, max_output):
     return data
 
 
-def main_hook():
+def main_hook(warm=True):
     """`harness.py` with the job on stdin: the outcome goes to fd 3.
+
+    `warm=False`: a fork template's child (`hx_fork`), whose template
+    already ran `warm_up`.
 
     Fd 3 carries only what the hook did. When the job itself is unusable (a
     runner bug: the bot has not run), the harness says so on stderr and exits
@@ -748,7 +751,8 @@ def main_hook():
     except OSError as e:
         sys.stderr.write(f"harness: fd {RESULT_FD} is not open for the result: {e}\n")
         return 2
-    warm_up()  # before the job: a pre-warmed sandbox waits for it after this
+    if warm:
+        warm_up()  # before the job: a pre-warmed sandbox waits for it after this
     try:
         raw = sys.stdin.buffer.read()
         # RLIMIT_CPU counts from the process's start; the runner sets it one
@@ -797,12 +801,17 @@ def main_check(path, network):
 
 
 USAGE = """usage: harness.py                       (job JSON on stdin, outcome on fd 3)
+       harness.py --template            (fork template: see hx_fork.py)
        harness.py --check FILE [--network]  (language-layer verdict on stdout)"""
 
 
 def main(argv):
     if not argv:
         return main_hook()
+    if argv == ["--template"]:
+        import hx_fork
+
+        return hx_fork.serve()
     if argv[0] == "--check" and len(argv) in (2, 3):
         network = argv[2:] == ["--network"]
         if len(argv) == 3 and not network:

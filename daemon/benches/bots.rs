@@ -16,6 +16,8 @@
 //! `BENCH_DAEMON` benches another daemon binary (with its `sandbox-runner`
 //! beside it), `BENCH_BOTS_DIR` its bots and harness, and `BENCH_QUOTAS=0`
 //! leaves out the `[quotas]` section for a daemon that predates it.
+//! `BENCH_FORK_TEMPLATES=1` (or `0`) sets `[bots] fork_templates` (unset:
+//! the daemon's default).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/it/util.rs"]
@@ -193,6 +195,7 @@ struct HookStats {
     hooks: u64,
     secs: f64,
     prewarmed: u64,
+    forked: u64,
     posts: u64,
     post_secs: f64,
 }
@@ -203,6 +206,7 @@ impl HookStats {
             hooks: self.hooks - before.hooks,
             secs: self.secs - before.secs,
             prewarmed: self.prewarmed - before.prewarmed,
+            forked: self.forked - before.forked,
             posts: self.posts - before.posts,
             post_secs: self.post_secs - before.post_secs,
         }
@@ -226,6 +230,7 @@ async fn hook_stats(d: &Daemon) -> HookStats {
         hooks: sum("mcp_multiplayer_hook_duration_seconds_count") as u64,
         secs: sum("mcp_multiplayer_hook_duration_seconds_sum"),
         prewarmed: sum("mcp_multiplayer_hooks_prewarmed_total") as u64,
+        forked: sum("mcp_multiplayer_hooks_forked_total") as u64,
         posts: sum("mcp_multiplayer_tool_call_duration_seconds_count{tool=\"post_message\"}")
             as u64,
         post_secs: sum("mcp_multiplayer_tool_call_duration_seconds_sum{tool=\"post_message\"}"),
@@ -294,8 +299,17 @@ async fn main() {
     if std::env::var("BENCH_QUOTAS").as_deref() != Ok("0") {
         toml.push_str(UNTHROTTLED);
     }
+    let mut bots = String::new();
     if let Ok(bots_dir) = std::env::var("BENCH_BOTS_DIR") {
-        toml.push_str(&format!("[bots]\nbots_dir = {bots_dir:?}\n"));
+        bots.push_str(&format!("bots_dir = {bots_dir:?}\n"));
+    }
+    match std::env::var("BENCH_FORK_TEMPLATES").as_deref() {
+        Ok("1") => bots.push_str("fork_templates = true\n"),
+        Ok("0") => bots.push_str("fork_templates = false\n"),
+        _ => {}
+    }
+    if !bots.is_empty() {
+        toml.push_str(&format!("[bots]\n{bots}"));
     }
     std::fs::write(&cfg, toml).unwrap();
     let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
@@ -360,10 +374,11 @@ async fn main() {
     println!();
     for (name, s) in runs {
         println!(
-            "{name}: {} hooks, mean {:.1} ms in the runner as the daemon times it, {} pre-warmed; post_message mean {:.1} ms",
+            "{name}: {} hooks, mean {:.1} ms in the runner as the daemon times it, {} pre-warmed, {} forked; post_message mean {:.1} ms",
             s.hooks,
             s.secs * 1000.0 / s.hooks.max(1) as f64,
             s.prewarmed,
+            s.forked,
             s.post_secs * 1000.0 / s.posts.max(1) as f64
         );
     }

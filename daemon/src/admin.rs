@@ -105,6 +105,7 @@ pub fn config_show(cfg: &Config) -> String {
             "warm_min": b.warm_min,
             "warm_max": b.warm_max,
             "warm_idle_secs": b.warm_idle_secs,
+            "fork_templates": b.fork_templates,
         },
         "http": serde_json::to_value(&cfg.http).unwrap_or(Value::Null),
         "quotas": serde_json::to_value(&cfg.quotas).unwrap_or(Value::Null),

@@ -128,6 +128,7 @@ pub struct FileBots {
     pub warm_min: Option<usize>,
     pub warm_max: Option<usize>,
     pub warm_idle_secs: Option<u64>,
+    pub fork_templates: Option<bool>,
 }
 
 /// Command-line overrides (the `serve` flags).
@@ -393,8 +394,19 @@ pub struct BotsConfig {
     /// pre-warming off (every hook starts its sandbox cold).
     pub warm_max: usize,
     /// A pre-warmed sandbox that gets no job for this long tears itself
-    /// down and is replaced. Default 300 s.
+    /// down and is replaced. Default 300 s. A fork template with no hook
+    /// for this long exits too.
     pub warm_idle_secs: u64,
+    /// Fork templates for seeded bots without network: one confined
+    /// interpreter per bot (at most 16, each with a sandbox uid of its own
+    /// after the inspections' uid) forks one child per hook, which confines
+    /// itself the rest of the way before it reads its job: a hook then
+    /// costs a `fork`, not an interpreter start. A child shares with its
+    /// siblings what a fork shares (address-space layout, the Landlock
+    /// domain, the template's loaded memory): docs/operations.md, "Fork
+    /// templates". Default true; `false` runs every hook pre-warmed or
+    /// fresh, as before templates.
+    pub fork_templates: bool,
 }
 
 /// Reads `MCP_MULTIPLAYER_*` variables through a lookup function, so tests
@@ -687,6 +699,7 @@ impl Config {
             warm_max: b.warm_max.unwrap_or(4),
             warm_min: b.warm_min.unwrap_or(1).min(b.warm_max.unwrap_or(4)),
             warm_idle_secs: b.warm_idle_secs.unwrap_or(300).clamp(30, 86_400),
+            fork_templates: b.fork_templates.unwrap_or(true),
         };
         Ok(Config {
             listen,

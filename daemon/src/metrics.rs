@@ -192,6 +192,7 @@ pub struct Metrics {
     hook_runs: Box<[AtomicU64]>,
     hook_duration: Box<[Histogram]>,
     sandbox_failures: Mutex<BTreeMap<String, u64>>,
+    hooks_forked: AtomicU64,
     rate_limited: Box<[AtomicU64]>,
     conn_closed: Box<[AtomicU64]>,
     pub connections_open: AtomicI64,
@@ -224,6 +225,7 @@ impl Default for Metrics {
             hook_runs: counters(HOOK_OUTCOMES.len()),
             hook_duration: hist(HOOK_OUTCOMES.len(), LATENCY_BUCKETS),
             sandbox_failures: Mutex::default(),
+            hooks_forked: AtomicU64::new(0),
             rate_limited: counters(LIMITS.len()),
             conn_closed: counters(CONN_CLOSES.len()),
             connections_open: AtomicI64::new(0),
@@ -304,6 +306,11 @@ impl Metrics {
                 *m.entry(step).or_default() += 1;
             }
         }
+    }
+
+    /// A hook ran in a fork template.
+    pub fn hook_forked(&self) {
+        self.hooks_forked.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn rate_limited(&self, limit: &str) {
@@ -452,6 +459,17 @@ impl Metrics {
                 "mcp_multiplayer_sandbox_failures_total{{step=\"{step}\"}} {v}"
             );
         }
+        help(
+            o,
+            "mcp_multiplayer_hooks_forked_total",
+            "counter",
+            "Bot hooks run in a fork template.",
+        );
+        let _ = writeln!(
+            o,
+            "mcp_multiplayer_hooks_forked_total {}",
+            self.hooks_forked.load(Ordering::Relaxed)
+        );
         help(
             o,
             "mcp_multiplayer_hooks_prewarmed_total",

@@ -124,6 +124,7 @@ pub(crate) fn bots_config(max_parallel_hooks: usize) -> BotsConfig {
         warm_min: 0,
         warm_max: 0,
         warm_idle_secs: 300,
+        fork_templates: false,
     }
 }
 

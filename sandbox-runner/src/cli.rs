@@ -45,7 +45,7 @@ fn bad_job(message: String) -> i32 {
     emit(&o, exit::BAD_JOB)
 }
 
-const USAGE: &str = "usage: sandbox-runner [--trace-steps] [--unchecked-language-layer] < job.json\n       sandbox-runner --prewarm [--trace-steps] [--unchecked-language-layer] < spec-line+job.json\n       sandbox-runner policy --json";
+const USAGE: &str = "usage: sandbox-runner [--trace-steps] [--unchecked-language-layer] < job.json\n       sandbox-runner --prewarm [--trace-steps] [--unchecked-language-layer] < spec-line+job.json\n       sandbox-runner --template [--unchecked-language-layer] < spec-line+job-lines\n       sandbox-runner policy --json";
 
 /// Largest [`WarmSpec`] line a pre-warmed runner reads.
 const MAX_SPEC_BYTES: usize = 64 * 1024;
@@ -64,10 +64,13 @@ pub fn main() -> i32 {
     }
     let mut opts = sandbox::Options::default();
     let mut prewarm = false;
+    let mut template = false;
     for a in &args {
         match a.as_str() {
             // Confine ahead of the job: README.md, "Pre-warmed sandboxes".
             "--prewarm" => prewarm = true,
+            // Fork one child per hook: README.md, "Fork templates".
+            "--template" => template = true,
             // Test-only: see README.md, "The attack suite".
             "--unchecked-language-layer" => opts.unchecked_language_layer = true,
             "--trace-steps" => opts.trace_steps = true,
@@ -92,8 +95,8 @@ pub fn main() -> i32 {
     // job control); the session then is already our own.
     let _ = namespaces::new_session();
 
-    if prewarm {
-        return warm_main(&opts, started);
+    if prewarm || template {
+        return warm_main(&opts, started, template);
     }
     let mut buf = Vec::new();
     let stdin = std::io::stdin();
@@ -126,7 +129,7 @@ pub fn main() -> i32 {
 
 /// `--prewarm`: one line holding a [`WarmSpec`], then (any time within its
 /// `idle_ms`) one job to EOF.
-fn warm_main(opts: &sandbox::Options, started: Instant) -> i32 {
+fn warm_main(opts: &sandbox::Options, started: Instant, template: bool) -> i32 {
     let (line, rest) = match read_spec_line() {
         Ok(v) => v,
         Err(e) => return bad_job(e),
@@ -146,6 +149,9 @@ fn warm_main(opts: &sandbox::Options, started: Instant) -> i32 {
         if let Err(e) = policy::parse_cidrs(list) {
             return bad_job(format!("network policy: {e}"));
         }
+    }
+    if template {
+        return crate::template::serve(&spec, opts, started, rest);
     }
     match sandbox::prewarm(&spec, opts, started, rest) {
         sandbox::WarmEnd::Outcome(o) => {

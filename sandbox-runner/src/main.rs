@@ -34,6 +34,8 @@ mod seccomp;
 #[cfg(target_os = "linux")]
 mod sockdiag;
 #[cfg(target_os = "linux")]
+mod template;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod unotify;
 

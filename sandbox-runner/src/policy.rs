@@ -1019,6 +1019,82 @@ pub fn seccomp_policy(network: Network, self_pid: u32) -> SeccompPolicy {
     }
 }
 
+/// A fork template's CPU limit (soft; hard one second above): its children
+/// lower theirs to a hook's (`rlimits`) before they read their job; the
+/// template itself retires well before (see `TEMPLATE_RETIRE_CPU_SECS`).
+pub const TEMPLATE_CPU_SECS: u64 = 660;
+
+/// A fork template stops taking jobs after this much CPU of its own.
+pub const TEMPLATE_RETIRE_CPU_SECS: u64 = 600;
+
+/// A fork template stops taking jobs after this many hooks.
+pub const TEMPLATE_RETIRE_HOOKS: u64 = 20_000;
+
+/// A fork template's rlimits: a hook's, but for the CPU limit, which covers
+/// the template's whole life (each child lowers its own to the hook's).
+pub fn template_rlimits(limits: &Limits) -> Vec<RlimitSetting> {
+    rlimits(limits)
+        .into_iter()
+        .map(|(r, soft, hard)| match r {
+            Resource::Cpu => (r, TEMPLATE_CPU_SECS, TEMPLATE_CPU_SECS + 1),
+            _ => (r, soft, hard),
+        })
+        .collect()
+}
+
+/// The flags glibc's `fork()` passes to `clone` (x86_64): a new process,
+/// never a new namespace.
+pub const FORK_CLONE_FLAGS: u64 =
+    (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
+
+/// A fork template's seccomp policy: a network-less hook's, plus what
+/// forking and supervising one child at a time needs. Every child installs
+/// the hook's own filters on top (`seccomp::hook_programs`), and the kernel
+/// keeps the most restrictive answer of all of them, so a child ends up with
+/// exactly a hook's allowlist. The additions:
+///
+/// * `clone` with exactly glibc `fork()`'s flags (no `CLONE_NEW*`, no
+///   shared memory), beside the hook's threads-only rule;
+/// * `wait4` and `pidfd_open` to reap and watch its child;
+/// * `kill` with `SIGKILL` only (the runner's `K` message);
+/// * `prlimit64` on itself (pid 0), so a child can lower its CPU limit;
+/// * `prctl` `PR_SET_SECCOMP` (filter mode) and `PR_{GET,SET}_DUMPABLE`, so
+///   a child can install the hook's filters and the template stays
+///   non-dumpable;
+/// * `tgkill` to any thread: the template's own rule would be its pid, and
+///   would refuse a child's signals to itself; the child's filter narrows
+///   it to the child's own pid.
+///
+/// The kill list is the hook's.
+pub fn template_seccomp_policy() -> SeccompPolicy {
+    let mut p = seccomp_policy(Network::Denied, 0);
+    p.filtered.retain(|f| f.name != "tgkill");
+    p.allowed.extend(["tgkill", "wait4", "pidfd_open"]);
+    for f in &mut p.filtered {
+        match f.name {
+            "clone" => f
+                .alternatives
+                .push(vec![ArgCheck::eq64(0, FORK_CLONE_FLAGS)]),
+            "prlimit64" => f.alternatives.push(vec![ArgCheck::eq32(0, 0)]),
+            "prctl" => {
+                f.alternatives.push(vec![
+                    ArgCheck::eq32(0, libc::PR_SET_SECCOMP as u64),
+                    ArgCheck::eq32(1, libc::SECCOMP_MODE_FILTER as u64),
+                ]);
+                for op in [libc::PR_SET_DUMPABLE, libc::PR_GET_DUMPABLE] {
+                    f.alternatives.push(vec![ArgCheck::eq32(0, op as u64)]);
+                }
+            }
+            _ => {}
+        }
+    }
+    p.filtered.push(FilteredSyscall {
+        name: "kill",
+        alternatives: vec![vec![ArgCheck::eq32(1, libc::SIGKILL as u64)]],
+    });
+    p
+}
+
 /// Names of every syscall a hook may make (with network), for `policy --json`.
 pub fn bot_syscall_names() -> Vec<&'static str> {
     let p = seccomp_policy(Network::Guarded, 1);

@@ -122,8 +122,20 @@ pub fn harness_input(job: &HookJob, opts: &Options) -> serde_json::Value {
     v
 }
 
+/// What the process at the bottom of the sandbox becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The interpreter runs one hook (fresh or pre-warmed).
+    Hook,
+    /// A fork template (`crate::template`): the interpreter forks one child
+    /// per hook; it gets the template's seccomp policy and CPU limit and
+    /// the control socket on fd 4.
+    Template,
+}
+
 /// Everything the forked processes need, computed before the first fork.
 struct Prepared {
+    role: Role,
     mode: Mode,
     network: Network,
     ids: (u32, u32),
@@ -146,13 +158,19 @@ struct Pipes {
     errors: (OwnedFd, OwnedFd),
     /// (runner end, hook end): carries the seccomp listener fd.
     listener: Option<(OwnedFd, OwnedFd)>,
+    /// (runner end, template end): a fork template's control socket.
+    control: Option<(OwnedFd, OwnedFd)>,
 }
 
 fn cstring(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("NUL byte in {s:?}"))
 }
 
-fn prepare(job: &HookJob, trace: Option<Instant>) -> Result<Prepared, Box<HookOutcome>> {
+fn prepare(
+    job: &HookJob,
+    role: Role,
+    trace: Option<Instant>,
+) -> Result<Prepared, Box<HookOutcome>> {
     let mode = Mode::for_euid(nix::unistd::geteuid().as_raw());
     let network = Network::from_policy(&job.network);
     let ids = (job.runtime.sandbox_uid, job.runtime.sandbox_gid);
@@ -177,12 +195,17 @@ fn prepare(job: &HookJob, trace: Option<Instant>) -> Result<Prepared, Box<HookOu
         cstring(&format!("{}/harness.py", policy::HARNESS_DIR))
             .map_err(|e| Box::new(internal(e)))?,
     );
+    if role == Role::Template {
+        // The children put the fresh hook's argv back (`hx_fork.py`).
+        argv.push(cstring("--template").map_err(|e| Box::new(internal(e)))?);
+    }
     let envp = policy::interpreter_env(hash_seed)
         .iter()
         .map(|e| cstring(e))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Box::new(internal(e)))?;
     Ok(Prepared {
+        role,
         mode,
         network,
         ids,
@@ -196,7 +219,17 @@ fn prepare(job: &HookJob, trace: Option<Instant>) -> Result<Prepared, Box<HookOu
     })
 }
 
-fn make_pipes(network: Network) -> nix::Result<Pipes> {
+fn make_pipes(network: Network, role: Role) -> nix::Result<Pipes> {
+    let control = if role == Role::Template {
+        Some(socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?)
+    } else {
+        None
+    };
     let listener = if network == Network::Guarded {
         Some(socketpair(
             AddressFamily::Unix,
@@ -213,6 +246,7 @@ fn make_pipes(network: Network) -> nix::Result<Pipes> {
         diag: pipe2(OFlag::O_CLOEXEC)?,
         errors: pipe2(OFlag::O_CLOEXEC)?,
         listener,
+        control,
     })
 }
 
@@ -223,7 +257,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
         Ok(v) => v,
         Err(e) => return internal(format!("serialize harness input: {e}")),
     };
-    let launched = match launch(job, opts, started) {
+    let launched = match launch(job, opts, started, Role::Hook) {
         Ok(l) => l,
         Err(o) => return *o,
     };
@@ -235,7 +269,7 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
     supervise(
         job,
         ends,
-        ns_child,
+        &mut Target::Namespace(ns_child),
         &input,
         connect,
         started,
@@ -245,17 +279,22 @@ pub fn run(job: &HookJob, opts: &Options, started: Instant) -> HookOutcome {
 
 /// A sandbox whose processes are started: the runner's ends of the pipes,
 /// the namespace child, and what the connect supervisor decides with.
-struct Launched {
-    ends: Ends,
-    ns_child: Pid,
-    connect: (ConnectPolicy, (u32, u32)),
+pub(crate) struct Launched {
+    pub(crate) ends: Ends,
+    pub(crate) ns_child: Pid,
+    pub(crate) connect: (ConnectPolicy, (u32, u32)),
 }
 
 /// Forks the sandbox for `job` (namespaces, mounts, the hook's confinement
 /// and the exec all follow in the children) and returns the runner's side.
-fn launch(job: &HookJob, opts: &Options, started: Instant) -> Result<Launched, Box<HookOutcome>> {
+pub(crate) fn launch(
+    job: &HookJob,
+    opts: &Options,
+    started: Instant,
+    role: Role,
+) -> Result<Launched, Box<HookOutcome>> {
     let fail = |o: HookOutcome| Err(Box::new(o));
-    let prep = prepare(job, opts.trace_steps.then_some(started))?;
+    let prep = prepare(job, role, opts.trace_steps.then_some(started))?;
     let mut connect_policy = match (
         policy::parse_cidrs(&job.network.allow_cidrs),
         policy::parse_cidrs(&job.network.deny_cidrs),
@@ -286,7 +325,7 @@ fn launch(job: &HookJob, opts: &Options, started: Instant) -> Result<Launched, B
             }
         }
     }
-    let pipes = match make_pipes(prep.network) {
+    let pipes = match make_pipes(prep.network, role) {
         Ok(p) => p,
         Err(e) => return fail(internal(format!("pipes: {e}"))),
     };
@@ -331,7 +370,7 @@ pub enum WarmEnd {
 /// The job a pre-warmed sandbox is confined for: the spec's limits,
 /// network and runtime, and nothing of any bot (the children read only
 /// those; the real job replaces it at the hand-over).
-fn placeholder_job(spec: &WarmSpec) -> HookJob {
+pub(crate) fn placeholder_job(spec: &WarmSpec) -> HookJob {
     HookJob {
         version: spec.version,
         bot: BotSpec {
@@ -366,7 +405,7 @@ pub fn prewarm(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8
         ends,
         ns_child,
         connect,
-    } = match launch(&placeholder, opts, started) {
+    } = match launch(&placeholder, opts, started, Role::Hook) {
         Ok(l) => l,
         Err(o) => return WarmEnd::Outcome(*o),
     };
@@ -413,13 +452,23 @@ pub fn prewarm(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8
         }
     };
     WarmEnd::Outcome(supervise(
-        &job, ends, ns_child, &input, connect, handover, seen,
+        &job,
+        ends,
+        &mut Target::Namespace(ns_child),
+        &input,
+        connect,
+        handover,
+        seen,
     ))
 }
 
 /// Reads the error pipe until EOF (the exec) or a failure line, keeping what
 /// it says; `Err` when `until` passes first.
-fn wait_for_exec(errors: &OwnedFd, until: Instant, into: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn wait_for_exec(
+    errors: &OwnedFd,
+    until: Instant,
+    into: &mut Vec<u8>,
+) -> Result<(), String> {
     set_nonblocking(errors).map_err(|e| format!("O_NONBLOCK: {e}"))?;
     let mut total = 0usize;
     loop {
@@ -445,7 +494,7 @@ fn wait_for_exec(errors: &OwnedFd, until: Instant, into: &mut Vec<u8>) -> Result
     }
 }
 
-fn poll_timeout(d: Duration) -> PollTimeout {
+pub(crate) fn poll_timeout(d: Duration) -> PollTimeout {
     PollTimeout::from(d.as_millis().clamp(1, 10_000) as u16)
 }
 
@@ -588,11 +637,16 @@ fn reaper_main(prep: &Prepared, job: &HookJob, pipes: Pipes, lifeline: OwnedFd) 
         diag,
         errors,
         listener,
+        control,
     } = pipes;
     drop((input.1, result.0, diag.0, errors.0));
     let listener_hook_end = listener.map(|(runner_end, hook_end)| {
         drop(runner_end);
         hook_end
+    });
+    let control_template_end = control.map(|(runner_end, template_end)| {
+        drop(runner_end);
+        template_end
     });
     if let Err(e) = namespaces::set_hostname("sandbox") {
         fail(err_fd, "namespaces", &format!("sethostname: {e}"));
@@ -610,10 +664,18 @@ fn reaper_main(prep: &Prepared, job: &HookJob, pipes: Pipes, lifeline: OwnedFd) 
             [input.0, diag.1, result.1],
             errors.1,
             listener_hook_end,
+            control_template_end,
         ),
         Ok(ForkResult::Parent { child }) => child,
     };
-    drop((input.0, diag.1, result.1, errors.1, listener_hook_end));
+    drop((
+        input.0,
+        diag.1,
+        result.1,
+        errors.1,
+        listener_hook_end,
+        control_template_end,
+    ));
     let cpu_budget = job.limits.cpu_secs;
     loop {
         match waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)) {
@@ -647,6 +709,7 @@ fn hook_main(
     stdio: [OwnedFd; 3],
     errors: OwnedFd,
     listener_sock: Option<OwnedFd>,
+    control: Option<OwnedFd>,
 ) -> ! {
     let err_fd = errors.as_raw_fd();
     if let Err(e) = namespaces::die_with_parent() {
@@ -662,13 +725,32 @@ fn hook_main(
             Err(e) => fail(err_fd, "fds", &e.to_string()),
         })
         .collect();
+    // Likewise a template's control socket, before anything lands on 0-4.
+    let control_high = control.map(|fd| match fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(10)) {
+        // SAFETY: F_DUPFD_CLOEXEC returned a new fd that we now own.
+        Ok(n) => unsafe { OwnedFd::from_raw_fd(n) },
+        Err(e) => fail(err_fd, "fds", &e.to_string()),
+    });
     for (src, dst) in [(0, 0), (1, 1), (1, 2), (2, 3)] {
         if let Err(e) = dup2_raw(high[src].as_raw_fd(), dst) {
             fail(err_fd, "fds", &format!("dup2 to {dst}: {e}"));
         }
     }
     drop(high);
-    if let Err(e) = namespaces::cloexec_above(3) {
+    // A template's control socket: fd 4, kept across the exec.
+    let mut keep = 3;
+    if let Some(control) = control_high {
+        if err_fd == TEMPLATE_CONTROL_FD {
+            fail(err_fd, "fds", "the error pipe is on fd 4");
+        }
+        // dup2 leaves the copy without close-on-exec.
+        if let Err(e) = dup2_raw(control.as_raw_fd(), TEMPLATE_CONTROL_FD) {
+            fail(err_fd, "fds", &format!("dup2 to 4: {e}"));
+        }
+        drop(control);
+        keep = TEMPLATE_CONTROL_FD as u32;
+    }
+    if let Err(e) = namespaces::cloexec_above(keep) {
         fail(err_fd, "fds", &e.to_string());
     }
     if let Err(e) = std::env::set_current_dir(policy::WORKSPACE) {
@@ -679,7 +761,11 @@ fn hook_main(
         );
     }
     mark(err_fd, prep, "fork+fds");
-    if let Err(e) = rlimit::apply(&policy::rlimits(&job.limits)) {
+    let limits = match prep.role {
+        Role::Hook => policy::rlimits(&job.limits),
+        Role::Template => policy::template_rlimits(&job.limits),
+    };
+    if let Err(e) = rlimit::apply(&limits) {
         fail(err_fd, "rlimits", &e);
     }
     mark(err_fd, prep, "rlimits");
@@ -694,8 +780,10 @@ fn hook_main(
         fail(err_fd, "landlock", &e);
     }
     mark(err_fd, prep, "landlock");
-    let policy: SeccompPolicy =
-        policy::seccomp_policy(prep.network, nix::unistd::getpid().as_raw() as u32);
+    let policy: SeccompPolicy = match prep.role {
+        Role::Hook => policy::seccomp_policy(prep.network, nix::unistd::getpid().as_raw() as u32),
+        Role::Template => policy::template_seccomp_policy(),
+    };
     match seccomp::install_gate(&policy) {
         Err(e) => fail(err_fd, "seccomp", &e),
         Ok(Some(listener)) => {
@@ -753,14 +841,14 @@ fn dup2_raw(src: RawFd, dst: RawFd) -> nix::Result<()> {
 
 /// What the supervisor saw.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     result: Vec<u8>,
     diag: Vec<u8>,
     diag_total: usize,
     errors: Vec<u8>,
     timed_out: bool,
     overrun: Option<&'static str>,
-    exec_at: Option<Instant>,
+    pub(crate) exec_at: Option<Instant>,
     child_status: Option<WaitStatus>,
 }
 
@@ -813,13 +901,18 @@ fn receive_listener(sock: &OwnedFd) -> Option<OwnedFd> {
     }
 }
 
+/// A fork template's control socket, at this fd in the template.
+const TEMPLATE_CONTROL_FD: RawFd = 4;
+
 /// The runner's ends of the pipes (the sandbox's ends closed here).
-struct Ends {
-    input_w: OwnedFd,
-    result_r: OwnedFd,
-    diag_r: OwnedFd,
-    errors_r: OwnedFd,
-    listener_sock: Option<OwnedFd>,
+pub(crate) struct Ends {
+    pub(crate) input_w: OwnedFd,
+    pub(crate) result_r: OwnedFd,
+    pub(crate) diag_r: OwnedFd,
+    pub(crate) errors_r: OwnedFd,
+    pub(crate) listener_sock: Option<OwnedFd>,
+    /// A fork template's control socket (runner end).
+    pub(crate) control: Option<OwnedFd>,
 }
 
 fn runner_ends(pipes: Pipes) -> Ends {
@@ -829,6 +922,7 @@ fn runner_ends(pipes: Pipes) -> Ends {
         diag: (diag_r, diag_w),
         errors: (errors_r, errors_w),
         listener,
+        control,
     } = pipes;
     drop((input_r, result_w, diag_w, errors_w));
     Ends {
@@ -840,18 +934,49 @@ fn runner_ends(pipes: Pipes) -> Ends {
             drop(hook_end);
             runner_end
         }),
+        control: control.map(|(runner_end, template_end)| {
+            drop(template_end);
+            runner_end
+        }),
+    }
+}
+
+/// The process running the hook, as the supervisor reaches it.
+pub(crate) enum Target<'a> {
+    /// The namespace child; killing it kills the reaper (PDEATHSIG), which
+    /// tears down the whole PID namespace.
+    Namespace(Pid),
+    /// A child of a fork template: killed by the template on a `K` message,
+    /// its end reported by the template (`crate::template`).
+    Forked(&'a mut crate::template::Control),
+}
+
+impl Target<'_> {
+    fn kill(&mut self) {
+        match self {
+            Target::Namespace(pid) => {
+                let _ = kill(*pid, Signal::SIGKILL);
+            }
+            Target::Forked(c) => c.kill_child(),
+        }
+    }
+
+    /// Kills and reaps, for an early return.
+    fn abort(&mut self) {
+        self.kill();
+        if let Target::Namespace(pid) = self {
+            let _ = waitpid(*pid, None);
+        }
     }
 }
 
 /// Writes the harness input, reads the result and diagnostics, answers
 /// connects, and enforces the wall deadline (from `started`) and the output
 /// caps. `seen` holds what was read before (a pre-warmed sandbox's steps).
-fn supervise(
+pub(crate) fn supervise(
     job: &HookJob,
     ends: Ends,
-    // The namespace child; killing it kills the reaper (PDEATHSIG), which
-    // tears down the whole PID namespace.
-    ns_child: Pid,
+    target: &mut Target<'_>,
     input: &[u8],
     // What the connect supervisor decides with, and the hook's kernel
     // uid and gid.
@@ -865,20 +990,22 @@ fn supervise(
         diag_r,
         errors_r,
         listener_sock,
+        control: _,
     } = ends;
     let mut listener_sock = listener_sock;
-    let child_fd = match namespaces::pidfd_open(ns_child) {
-        Ok(fd) => fd,
-        Err(e) => {
-            let _ = kill(ns_child, Signal::SIGKILL);
-            let _ = waitpid(ns_child, None);
-            return internal(format!("pidfd_open: {e}"));
-        }
+    let child_fd = match target {
+        Target::Namespace(pid) => match namespaces::pidfd_open(*pid) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                target.abort();
+                return internal(format!("pidfd_open: {e}"));
+            }
+        },
+        Target::Forked(_) => None,
     };
     for fd in [&input_w, &result_r, &diag_r, &errors_r] {
         if let Err(e) = set_nonblocking(fd) {
-            let _ = kill(ns_child, Signal::SIGKILL);
-            let _ = waitpid(ns_child, None);
+            target.abort();
             return internal(format!("O_NONBLOCK: {e}"));
         }
     }
@@ -912,11 +1039,11 @@ fn supervise(
         let now = Instant::now();
         if now >= deadline && !killed {
             seen.timed_out = true;
-            let _ = kill(ns_child, Signal::SIGKILL);
+            target.kill();
             killed = true;
         }
         if seen.overrun.is_some() && !killed {
-            let _ = kill(ns_child, Signal::SIGKILL);
+            target.kill();
             killed = true;
         }
         let timeout = if killed {
@@ -958,15 +1085,20 @@ fn supervise(
         }
         if seen.child_status.is_none() {
             slots.push(6);
-            raw.push(PollFd::new(child_fd.as_fd(), PollFlags::POLLIN));
+            let fd = match (&child_fd, &*target) {
+                (Some(fd), _) => fd.as_fd(),
+                (None, Target::Forked(c)) => c.sock.as_fd(),
+                (None, Target::Namespace(_)) => unreachable!("a namespace child has a pidfd"),
+            };
+            raw.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        match poll(&mut raw, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => {
-                let _ = kill(ns_child, Signal::SIGKILL);
-                let _ = waitpid(ns_child, None);
-                return internal(format!("poll: {e}"));
-            }
+        let polled = poll(&mut raw, timeout);
+        if let Err(e) = polled
+            && e != Errno::EINTR
+        {
+            drop(raw);
+            target.abort();
+            return internal(format!("poll: {e}"));
         }
         let ready: Vec<(usize, PollFlags)> = slots
             .iter()
@@ -1014,7 +1146,7 @@ fn supervise(
                             if seen.exec_at.is_some()
                                 && serde_json::from_slice::<HookOutcome>(&seen.result).is_ok()
                             {
-                                let _ = kill(ns_child, Signal::SIGKILL);
+                                target.kill();
                                 result_done = true;
                             }
                         }
@@ -1065,19 +1197,26 @@ fn supervise(
                         }
                     }
                 }
-                6 => match waitpid(ns_child, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-                    Ok(st) => seen.child_status = Some(st),
-                    Err(_) => seen.child_status = Some(WaitStatus::Exited(ns_child, 70)),
+                6 => match target {
+                    Target::Namespace(pid) => match waitpid(*pid, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+                        Ok(st) => seen.child_status = Some(st),
+                        Err(_) => seen.child_status = Some(WaitStatus::Exited(*pid, 70)),
+                    },
+                    Target::Forked(c) => {
+                        if let Some(st) = c.receive(&mut seen.errors) {
+                            seen.child_status = Some(st);
+                        }
+                    }
                 },
                 _ => {}
             }
         }
     }
     let finished = Instant::now();
-    if result_done {
+    if result_done && let Target::Namespace(pid) = target {
         // Killed above; reaping it is quick and leaves no zombie behind.
-        let _ = waitpid(ns_child, None);
+        let _ = waitpid(*pid, None);
     }
     outcome(job, seen, started, finished)
 }

@@ -121,6 +121,7 @@ const TABLE: &[(&str, i64)] = &[
     ("kexec_file_load", libc::SYS_kexec_file_load),
     ("kexec_load", libc::SYS_kexec_load),
     ("keyctl", libc::SYS_keyctl),
+    ("kill", libc::SYS_kill),
     ("landlock_add_rule", libc::SYS_landlock_add_rule),
     ("landlock_create_ruleset", libc::SYS_landlock_create_ruleset),
     ("landlock_restrict_self", libc::SYS_landlock_restrict_self),
@@ -234,6 +235,53 @@ const TABLE: &[(&str, i64)] = &[
     ("write", libc::SYS_write),
     ("writev", libc::SYS_writev),
 ];
+
+/// Where a hook's filters, built for a fork template's children, hold the
+/// child's pid (`tgkill` to its own threads only): above any pid the kernel
+/// hands out (`PID_MAX_LIMIT` is 2^22), so no other instruction's constant
+/// equals it. Each child writes its own pid over it (`hx_fork.py`).
+pub const PID_PLACEHOLDER: u32 = 0x7ead_0001;
+
+/// A network-less hook's three filters (gate, kill list, allowlist), in the
+/// order they are installed, as raw `sock_filter` arrays (8 bytes each:
+/// code, jt, jf, k in native byte order), for a fork template's children.
+/// The child's pid is [`PID_PLACEHOLDER`].
+///
+/// # Errors
+/// When a program does not compile (a policy bug).
+pub fn hook_programs() -> Result<Vec<Vec<u8>>, String> {
+    let policy = crate::policy::seccomp_policy(crate::policy::Network::Denied, PID_PLACEHOLDER);
+    let gate = gate_program(&policy)?;
+    let kill = kill_program(&policy)?;
+    let allow = allow_program(&policy)?;
+    Ok(vec![
+        to_bytes(gate.iter().map(|i| (i.code, i.jt, i.jf, i.k))),
+        to_bytes(kill.iter().map(|i| (i.code, i.jt, i.jf, i.k))),
+        to_bytes(allow.iter().map(|i| (i.code, i.jt, i.jf, i.k))),
+    ])
+}
+
+fn to_bytes(prog: impl Iterator<Item = (u16, u8, u8, u32)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (code, jt, jf, k) in prog {
+        out.extend_from_slice(&code.to_ne_bytes());
+        out.push(jt);
+        out.push(jf);
+        out.extend_from_slice(&k.to_ne_bytes());
+    }
+    out
+}
+
+/// What a child does with [`hook_programs`]: every `k` equal to
+/// [`PID_PLACEHOLDER`] becomes `pid` (the Python side does the same).
+#[cfg(test)]
+pub fn patch_pid(prog: &mut [u8], pid: u32) {
+    for ins in prog.chunks_exact_mut(8) {
+        if ins[4..8] == PID_PLACEHOLDER.to_ne_bytes() {
+            ins[4..8].copy_from_slice(&pid.to_ne_bytes());
+        }
+    }
+}
 
 /// The x86_64 number of a syscall name.
 pub fn number(name: &str) -> Option<i64> {
@@ -574,6 +622,53 @@ mod tests {
             let a = args(libc::IPPROTO_IPV6 as u64, libc::IPV6_RTHDR as u64);
             assert_eq!(run_gate(prog, x86, nr("getsockopt"), a), allow);
         }
+    }
+
+    #[test]
+    fn a_childs_pid_patched_into_the_hook_programs_gives_the_programs_built_for_it() {
+        let with_placeholder = hook_programs().unwrap();
+        for pid in [3u32, 77, 4_194_303] {
+            let policy = crate::policy::seccomp_policy(crate::policy::Network::Denied, pid);
+            let gate = gate_program(&policy).unwrap();
+            let kill = kill_program(&policy).unwrap();
+            let allow = allow_program(&policy).unwrap();
+            let want = [
+                to_bytes(gate.iter().map(|i| (i.code, i.jt, i.jf, i.k))),
+                to_bytes(kill.iter().map(|i| (i.code, i.jt, i.jf, i.k))),
+                to_bytes(allow.iter().map(|i| (i.code, i.jt, i.jf, i.k))),
+            ];
+            for (mut got, want) in with_placeholder.clone().into_iter().zip(want) {
+                patch_pid(&mut got, pid);
+                assert_eq!(got, want, "pid {pid}");
+            }
+        }
+        // The placeholder is there to patch (the tgkill rule), exactly once.
+        let n: usize = with_placeholder
+            .iter()
+            .map(|p| {
+                p.chunks_exact(8)
+                    .filter(|i| i[4..8] == PID_PLACEHOLDER.to_ne_bytes())
+                    .count()
+            })
+            .sum();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn the_template_policy_adds_only_what_forking_needs_and_kills_what_a_hook_kills() {
+        let hook = crate::policy::seccomp_policy(crate::policy::Network::Denied, 2);
+        let t = crate::policy::template_seccomp_policy();
+        assert_eq!(t.killed, hook.killed);
+        let mut extra: Vec<&str> = t
+            .allowed
+            .iter()
+            .filter(|n| !hook.allowed.contains(n))
+            .copied()
+            .collect();
+        extra.sort_unstable();
+        assert_eq!(extra, ["pidfd_open", "tgkill", "wait4"]);
+        assert!(!t.allowed.contains(&"seccomp") && !t.allowed.contains(&"ptrace"));
+        assert!(kill_program(&t).is_ok() && allow_program(&t).is_ok());
     }
 
     #[test]

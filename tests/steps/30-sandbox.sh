@@ -89,18 +89,23 @@ export SANDBOX_TEST_RUNNER="$WORK/sandbox-runner"
 export SANDBOX_TEST_HARNESS_DIR="$WORK/harness"
 export SANDBOX_TEST_REQUIRE_HOST=1
 
-# Each mode twice: fresh runners, then every job through a pre-warmed runner
-# (`--prewarm`, SANDBOX_TEST_PREWARM=1), which must hold the same attacks.
-for PREWARM in 0 1; do
-echo "--- sandbox suite, root mode (uid $(id -u)), prewarmed=$PREWARM"
-(cd "$WORK" && TMPDIR="$WORK/tmp" SANDBOX_TEST_PREWARM=$PREWARM ./sandbox-tests)
+# Each mode three times: fresh runners, every job through a pre-warmed
+# runner (`--prewarm`, SANDBOX_TEST_PREWARM=1), and every job without
+# network through a fork template (`--template`, SANDBOX_TEST_FORK=1): each
+# must hold the same attacks.
+for HOW in fresh prewarm fork; do
+PREWARM=0; FORK=0
+[ "$HOW" = prewarm ] && PREWARM=1
+[ "$HOW" = fork ] && FORK=1
+echo "--- sandbox suite, root mode (uid $(id -u)), $HOW"
+(cd "$WORK" && TMPDIR="$WORK/tmp" SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_FORK=$FORK ./sandbox-tests)
 
-echo "--- sandbox suite, user-namespace mode (uid 65534), prewarmed=$PREWARM"
+echo "--- sandbox suite, user-namespace mode (uid 65534), $HOW"
 (cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
   env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
   SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
   SANDBOX_TEST_HOST_SIDE_ADDR="$SANDBOX_TEST_HOST_SIDE_ADDR" \
   SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
   SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
-  SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
+  SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_FORK=$FORK SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
 done

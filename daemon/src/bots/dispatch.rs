@@ -341,19 +341,39 @@ impl Dispatcher {
             // Among the free uids, the runner's choice (one a sandbox
             // pre-warmed for this bot waits with, else one with room for
             // the sandbox its next hook will want), else the last freed.
+            // A seeded bot with a fork template runs with the template's
+            // own uid, which no other bot's hook has meanwhile.
             let first = self.inner.bots.cfg.sandbox_uid;
-            let slot = {
-                let mut free = lock(&self.inner.free_slots);
-                let uids: Vec<u32> = free.iter().map(|s| first.saturating_add(*s)).collect();
-                match self.inner.bots.runner.pick_uid(&job, &uids) {
-                    Some(i) if i < free.len() => free.remove(i),
-                    _ => free.pop().unwrap_or(0),
+            let runner = &self.inner.bots.runner;
+            let slot = match runner.reserve_uid(&job) {
+                Some(uid) => {
+                    job.runtime.sandbox_uid = uid;
+                    None
+                }
+                None => {
+                    let slot = {
+                        let mut free = lock(&self.inner.free_slots);
+                        let uids: Vec<u32> =
+                            free.iter().map(|s| first.saturating_add(*s)).collect();
+                        match runner.pick_uid(&job, &uids) {
+                            Some(i) if i < free.len() => free.remove(i),
+                            _ => free.pop().unwrap_or(0),
+                        }
+                    };
+                    job.runtime.sandbox_uid = first.saturating_add(slot);
+                    Some(slot)
                 }
             };
-            job.runtime.sandbox_uid = first.saturating_add(slot);
             let started = std::time::Instant::now();
-            let outcome = self.inner.bots.runner.run(&job).await;
-            lock(&self.inner.free_slots).push(slot);
+            let outcome = runner.run(&job).await;
+            match slot {
+                Some(slot) => lock(&self.inner.free_slots).push(slot),
+                None => {
+                    if runner.release_uid(&job) {
+                        self.inner.store.metrics().hook_forked();
+                    }
+                }
+            }
             let (kind, step) = outcome_kind(&outcome);
             self.inner
                 .store

@@ -12,6 +12,7 @@ pub(crate) mod pool;
 pub(crate) mod presets;
 pub(crate) mod runner;
 pub mod seed;
+pub(crate) mod templates;
 
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ pub struct Bots {
     pub(crate) runner: Arc<dyn HookRunner>,
     /// The real runner's pool of pre-warmed sandboxes, if any.
     pool: Option<Arc<pool::WarmPool>>,
+
     /// The limits every job carries (the protocol's defaults).
     limits: Limits,
 }
@@ -62,10 +64,19 @@ impl Bots {
         let inspect_uid = cfg
             .sandbox_uid
             .saturating_add(cfg.max_parallel_hooks as u32);
-        let sandbox = runner::Sandbox::new(cfg.runner.clone(), pool, inspect_uid);
+        let mut sandbox = runner::Sandbox::new(cfg.runner.clone(), pool, inspect_uid);
+        if cfg.fork_templates {
+            // Their uids follow the hooks' and the inspections' uid.
+            sandbox = sandbox.with_templates(Arc::new(templates::Templates::new(
+                cfg.runner.clone(),
+                std::time::Duration::from_secs(cfg.warm_idle_secs),
+                inspect_uid.saturating_add(1),
+            )));
+        }
         let primed = sandbox.pool().cloned();
         let mut bots = Self::with_runner(cfg, Arc::new(sandbox));
         bots.pool = primed.clone();
+
         if let Some(pool) = primed {
             let spec = BotSpec {
                 name: String::new(),

@@ -20,6 +20,7 @@
 //! makes iterate exactly as the hook's own compile would.
 
 use super::pool::{WarmPool, WarmProcess};
+use super::templates::Templates;
 use hook_protocol::{CompiledBot, Hook, HookError, HookJob, HookOutcome, MAX_RESULT_BYTES, exit};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -33,7 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 /// Time the runner gets beyond the hook's wall limit to report by itself.
-const GRACE: Duration = Duration::from_millis(1500);
+pub(crate) const GRACE: Duration = Duration::from_millis(1500);
 
 /// Inspections run at once to refill the checked-once cache, at most; a
 /// source whose refill does not fit is tried again at its next hook.
@@ -57,6 +58,19 @@ pub(crate) trait HookRunner: Send + Sync + 'static {
     fn pick_uid(&self, _job: &HookJob, _free: &[u32]) -> Option<usize> {
         None
     }
+
+    /// A uid of the runner's own to run `job` with, outside the hooks'
+    /// (its bot's fork template's), if it has one; the dispatcher then calls
+    /// [`HookRunner::release_uid`] once the hook is done.
+    fn reserve_uid(&self, _job: &HookJob) -> Option<u32> {
+        None
+    }
+
+    /// The hook given a uid by [`HookRunner::reserve_uid`] is done;
+    /// whether it ran in a fork template.
+    fn release_uid(&self, _job: &HookJob) -> bool {
+        false
+    }
 }
 
 /// The real runner: one confined `sandbox-runner` process per hook, never
@@ -66,6 +80,8 @@ pub(crate) struct Sandbox {
     pub runner: PathBuf,
     /// Pre-warmed runners; `None` when `warm_max` is 0.
     pool: Option<Arc<WarmPool>>,
+    /// Fork templates of seeded bots; `None` unless `fork_templates`.
+    templates: Option<Arc<Templates>>,
     compiled: Arc<Compiled>,
     /// The sandbox uid inspections run with (not a hook's).
     inspect_uid: u32,
@@ -97,6 +113,7 @@ impl Sandbox {
         Sandbox {
             runner,
             pool,
+            templates: None,
             compiled: Arc::default(),
             inspect_uid,
         }
@@ -105,11 +122,40 @@ impl Sandbox {
     pub(crate) fn pool(&self) -> Option<&Arc<WarmPool>> {
         self.pool.as_ref()
     }
+
+    /// With fork templates for seeded bots.
+    pub(crate) fn with_templates(mut self, templates: Arc<Templates>) -> Self {
+        self.templates = Some(templates);
+        self
+    }
+
+    /// Runs a hook (not an inspection) in its bot's fork template when it
+    /// holds one's uid, else pre-warmed or fresh.
+    async fn run_hook(&self, job: &HookJob) -> HookOutcome {
+        if let Some(t) = &self.templates
+            && t.holds(job)
+        {
+            if let Some(o) = t.run(job).await {
+                return o;
+            }
+            // No pool on a template's uid: its sandboxes would wait there.
+            return run_job(&self.runner, job).await;
+        }
+        run_pooled(&self.runner, self.pool.as_deref(), job).await
+    }
 }
 
 impl HookRunner for Sandbox {
     fn pick_uid(&self, job: &HookJob, free: &[u32]) -> Option<usize> {
         self.pool.as_ref().and_then(|p| p.pick_uid(job, free))
+    }
+
+    fn reserve_uid(&self, job: &HookJob) -> Option<u32> {
+        self.templates.as_ref().and_then(|t| t.reserve(job))
+    }
+
+    fn release_uid(&self, job: &HookJob) -> bool {
+        self.templates.as_ref().is_some_and(|t| t.release(job))
     }
 
     fn run<'a>(&'a self, job: &'a HookJob) -> BoxFuture<'a, HookOutcome> {
@@ -125,14 +171,14 @@ impl HookRunner for Sandbox {
                 // and compiles its bot itself: no inspection ran under that
                 // hash seed. (The dispatcher and replay leave `bot.compiled`
                 // empty; only this cache fills it.)
-                return run_pooled(&self.runner, self.pool.as_deref(), job).await;
+                return self.run_hook(job).await;
             }
             let cached = lock(&self.compiled.by_source).get(&key).cloned();
             match cached {
                 Some(c) if job.bot.compiled.is_none() => {
                     let mut with = job.clone();
                     with.bot.compiled = Some(c);
-                    run_pooled(&self.runner, self.pool.as_deref(), &with).await
+                    self.run_hook(&with).await
                 }
                 _ => {
                     if job.bot.compiled.is_none() {
@@ -142,7 +188,7 @@ impl HookRunner for Sandbox {
                         // later hooks skip the check.
                         self.refill_compiled(job, key);
                     }
-                    run_pooled(&self.runner, self.pool.as_deref(), job).await
+                    self.run_hook(job).await
                 }
             }
         })

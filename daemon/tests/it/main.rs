@@ -9,6 +9,7 @@ mod util;
 mod admin;
 mod cli;
 mod crash;
+mod fork;
 mod http;
 mod oauth;
 mod page;

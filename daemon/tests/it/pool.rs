@@ -35,7 +35,11 @@ async fn prewarmed_total(d: &Daemon) -> u64 {
 async fn a_seeded_bots_hooks_run_pre_warmed_each_in_a_fresh_process() {
     let dir = TempDir::new("pool-fresh");
     let token = create_token(dir.path(), "alice");
-    let d = Daemon::start(dir.path(), &[]);
+    // The pool itself: with fork templates on, a seeded bot's hooks would
+    // run forked (tests/it/fork.rs).
+    let cfg = dir.path().join("no-fork.toml");
+    std::fs::write(&cfg, "[bots]\nfork_templates = false\n").unwrap();
+    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
     let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
     // The bot gets a secret seed: every hook carries entropy and the bot's
     // hash seed.

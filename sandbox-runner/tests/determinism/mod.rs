@@ -135,6 +135,9 @@ fn the_hash_seed_reaches_the_interpreter_which_stays_as_isolated_as_with_dash_i(
 
 #[test]
 fn a_version_1_job_with_entropy_is_refused_as_a_bad_job() {
+    if forked() {
+        return; // a template refuses it and goes on (exit codes are per runner)
+    }
     let mut j = deterministic(REFEREE, &"00".repeat(32));
     j.version = 1;
     let r = run_job(&j, Layer::Checked);

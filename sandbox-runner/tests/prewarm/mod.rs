@@ -254,7 +254,7 @@ fn the_wall_deadline_counts_from_the_hand_over_not_the_pre_warm() {
 
 /// What a bot can observe of its process, split into what must be the same
 /// for every hook (`same`) and what must be fresh for every hook (`fresh`).
-const PROBE: &str = r#"
+pub(crate) const PROBE: &str = r#"
 import resource, signal, random, threading
 libc = ctypes.CDLL(None, use_errno=True)
 def sc(nr, *a):
@@ -354,6 +354,9 @@ fn distinct(probes: &[Value], key: &str) -> usize {
 
 #[test]
 fn a_bot_cannot_tell_a_prewarmed_sandbox_from_a_fresh_one() {
+    if forked() {
+        return; // its "fresh" runs would be forked: fork:: has its own probe
+    }
     let j = job(&attack_bot(PROBE));
     let probes = probe_four([j.clone(), j.clone(), j.clone(), j]);
     // Everything random is drawn afresh in each process: no two hooks share
@@ -365,6 +368,9 @@ fn a_bot_cannot_tell_a_prewarmed_sandbox_from_a_fresh_one() {
 
 #[test]
 fn a_seeded_bot_cannot_tell_either_and_its_hooks_share_only_the_bots_hash_seed() {
+    if forked() {
+        return; // as above
+    }
     // Four hooks of one bot: each its own entropy, all the bot's hash seed.
     let bot_seed: Entropy = "3c".repeat(32).parse().unwrap();
     let seed = bot_seed.python_hash_seed();

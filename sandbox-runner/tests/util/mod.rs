@@ -41,6 +41,31 @@ pub fn prewarmed() -> bool {
     std::env::var_os("SANDBOX_TEST_PREWARM").is_some_and(|v| v == "1")
 }
 
+/// Whether every job of the suite without network goes through a fork
+/// template (`SANDBOX_TEST_FORK=1`): `--template`, the spec line, the job
+/// (given a hash seed if it has none: templates serve seeded bots), and
+/// the first outcome line.
+pub fn forked() -> bool {
+    std::env::var_os("SANDBOX_TEST_FORK").is_some_and(|v| v == "1")
+}
+
+/// The exit code a fresh runner gives `o` (`cli::exit_code`), for the
+/// suite's checks of runs through a template, which prints outcomes only.
+pub fn exit_code_of(o: &HookOutcome) -> i32 {
+    use hook_protocol::exit;
+    match o {
+        HookOutcome::Ok { .. } => exit::OK,
+        HookOutcome::Error { error } => match error {
+            HookError::Timeout { .. } => exit::TIMEOUT,
+            HookError::Memory { .. } => exit::MEMORY,
+            HookError::OutputOverrun { .. } => exit::OUTPUT_OVERRUN,
+            HookError::Confinement { .. } => exit::CONFINEMENT_FAILED,
+            HookError::Internal { .. } => exit::INTERNAL,
+            _ => exit::HOOK_FAILED,
+        },
+    }
+}
+
 /// The bytes a pre-warmed runner reads before the job: its spec line.
 pub fn warm_spec_line(job: &HookJob, idle_ms: u64) -> Vec<u8> {
     let mut line = serde_json::to_vec(&WarmSpec::of(job, idle_ms)).expect("serialize spec");
@@ -210,7 +235,20 @@ fn spawn_runner(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -
     }
     // The spec carries the job's hash seed (its own or its entropy's), so
     // every job can run pre-warmed.
-    let warm = prewarmed();
+    let fork = forked() && !job.network.allowed;
+    let warm = prewarmed() && !fork;
+    let seeded;
+    let job = if fork {
+        cmd.arg("--template");
+        let mut j = job.clone();
+        if j.hash_seed.is_none() {
+            j.hash_seed = Some(j.python_hash_seed().unwrap_or(4242));
+        }
+        seeded = j;
+        &seeded
+    } else {
+        job
+    };
     if warm {
         cmd.arg("--prewarm");
     }
@@ -219,26 +257,45 @@ fn spawn_runner(job: &HookJob, layer: Layer, tweak: impl FnOnce(&mut Command)) -
     let input = serde_json::to_vec(job).expect("serialize job");
     {
         let mut stdin = child.stdin.take().expect("stdin");
-        if warm {
+        if fork {
+            stdin
+                .write_all(&warm_spec_line(job, 60_000))
+                .expect("write spec");
+            let mut line = input.clone();
+            line.push(b'\n');
+            let _ = stdin.write_all(&line);
+        } else if warm {
             // The job follows once the runner has confined the sandbox and
             // exec'd the interpreter: it reads stdin past the line only then.
             stdin
                 .write_all(&warm_spec_line(job, 60_000))
                 .expect("write spec");
         }
-        // A runner that refused the spec closes stdin early.
-        let written = stdin.write_all(&input);
-        assert!(warm || written.is_ok(), "write job: {written:?}");
+        if !fork {
+            // A runner that refused the spec closes stdin early.
+            let written = stdin.write_all(&input);
+            assert!(warm || written.is_ok(), "write job: {written:?}");
+        }
     }
     let out = child.wait_with_output().expect("wait for sandbox-runner");
     let elapsed = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let outcome: HookOutcome = serde_json::from_str(stdout.trim())
+    let first = if fork {
+        stdout.lines().next().unwrap_or("")
+    } else {
+        stdout.trim()
+    };
+    let outcome: HookOutcome = serde_json::from_str(first.trim())
         .unwrap_or_else(|e| panic!("bad runner stdout ({e}): {stdout:?}\nstderr: {stderr}"));
+    let code = if fork {
+        exit_code_of(&outcome)
+    } else {
+        out.status.code().unwrap_or(-1)
+    };
     Run {
         outcome,
-        code: out.status.code().unwrap_or(-1),
+        code,
         stderr,
         elapsed,
     }

@@ -1,0 +1,145 @@
+//! Fork templates as the daemon uses them (`[bots] fork_templates = true`):
+//! a seeded bot's hooks run in children of its template, each a process of
+//! its own with its own randomness and the bot's hash seed, and no template
+//! outlives the daemon.
+
+use crate::util::*;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+const PROBE: &str = "import random\n\
+class Probe:\n\
+\x20   def __init__(self, ctx, params):\n\
+\x20       self.ctx = ctx\n\
+\x20   def on_message(self, msg):\n\
+\x20       self.ctx.post('probe', {'hash': str(hash('probe')), 'random': str(random.getrandbits(64))})\n";
+
+async fn forked_total(d: &Daemon) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", d.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mcp_multiplayer_hooks_forked_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no forked counter in {text}"))
+}
+
+/// Every process whose ancestry leads to `pid`, from /proc.
+fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut parent = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        if let Some(pp) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<u32>().ok())
+        {
+            parent.insert(p, pp);
+        }
+    }
+    parent
+        .keys()
+        .copied()
+        .filter(|p| {
+            let mut at = *p;
+            while let Some(pp) = parent.get(&at) {
+                if *pp == pid {
+                    return true;
+                }
+                at = *pp;
+            }
+            false
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_seeded_bots_hooks_run_forked_each_with_its_own_randomness_and_none_outlives_the_daemon()
+{
+    let dir = TempDir::new("fork-daemon");
+    let token = create_token(dir.path(), "alice");
+    let cfg = dir.path().join("fork.toml");
+    std::fs::write(&cfg, "[bots]\nfork_templates = true\n").unwrap();
+    let mut d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
+    let ch = c
+        .ok(
+            "create_channel",
+            json!({"name": "probe", "slots": ["me"], "bot_code": PROBE, "join_as": "me"}),
+        )
+        .await;
+    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    let before = forked_total(&d).await;
+    let mut cursor = 0;
+    let mut seen: Vec<Value> = Vec::new();
+    for i in 0..10 {
+        c.ok(
+            "post_message",
+            json!({"channel_id": cid, "body": format!("m{i}")}),
+        )
+        .await;
+        loop {
+            let v = c
+                .ok(
+                    "sync_messages",
+                    json!({"channel_id": cid, "cursor": cursor, "wait_ms": 10000}),
+                )
+                .await;
+            cursor = v["cursor"].as_i64().unwrap();
+            let probes: Vec<Value> = v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["kind"] == "bot" && m["body"]["type"] == "probe")
+                .map(|m| m["body"]["data"].clone())
+                .collect();
+            if !probes.is_empty() {
+                seen.extend(probes);
+                break;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    // The first hook runs fresh while its template starts; the template
+    // takes the later ones (each waits for it at most a moment).
+    let forked = forked_total(&d).await - before;
+    assert!(forked >= 7, "only {forked} of 10 hooks ran forked");
+    // The bot's hash seed in every hook; `random` its own in each.
+    let hashes: HashSet<&Value> = seen.iter().map(|p| &p["hash"]).collect();
+    assert_eq!(hashes.len(), 1, "{seen:?}");
+    let draws: HashSet<&Value> = seen.iter().map(|p| &p["random"]).collect();
+    assert_eq!(draws.len(), 10, "{seen:?}");
+    // The template is the daemon's (through its runner); killed with it.
+    let pid = d.child.id();
+    let procs = descendants_of(pid);
+    assert!(!procs.is_empty(), "no template running");
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = procs
+            .iter()
+            .copied()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    !s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < until, "{left:?} outlived the daemon");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

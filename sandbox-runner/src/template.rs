@@ -1,0 +1,514 @@
+//! Fork templates (`sandbox-runner --template`): one confined interpreter
+//! that forks one child per hook, so a hook costs a `fork` instead of a
+//! whole interpreter start (README.md, "Fork templates").
+//!
+//! The template is confined exactly like a hook (the same order of steps,
+//! the same fail-closed checks: `sandbox::launch` with `Role::Template`),
+//! with a seccomp allowlist that adds only what forking one child at a time
+//! needs (`policy::template_seccomp_policy`) and a CPU limit for its whole
+//! life. Each child, before it reads its job, lowers its CPU limit to a
+//! hook's and installs a hook's own three seccomp filters on top of the
+//! template's, which the runner builds here and hands over as bytes
+//! (`seccomp::hook_programs`); the template's identity, rlimits,
+//! `no_new_privs` and Landlock domain are already a hook's. So the child's
+//! end state is a fresh hook's.
+//!
+//! This side of it is the supervisor: it reads jobs, one JSON document per
+//! line on stdin, and for each one makes the hook's pipes, passes the
+//! template's ends over the control socket (`SCM_RIGHTS`), and supervises
+//! the child with the same loop as any hook (`sandbox::supervise`: the
+//! harness input, the wall deadline from the hand-over, the output caps,
+//! the outcome check), then prints one outcome per line on stdout.
+//!
+//! The control socket (seqpacket), runner → template:
+//!
+//! * `P` + placeholder pid, hooks and CPU seconds after which to retire,
+//!   count (u32 each) + per filter: length (u32), bytes: the hook's
+//!   filters, once, first;
+//! * `J` + the hook's CPU budget in seconds (u32), with three descriptors
+//!   (input, stdout/stderr, result): run one hook;
+//! * `K`: kill the running child (deadline, output cap, or its result is
+//!   complete); ignored when none runs.
+//!
+//! template → runner: `R` (ready, once, after its warm-up); `F` +
+//! `step<TAB>message` (the child could not confine itself; it exits without
+//! running the bot); `S` + status (i32: the exit code, or 128 + signal) once
+//! the child is reaped and the workspace emptied, ready for the next job.
+//! Anything else, or EOF, ends the template: the runner kills its namespace
+//! and exits.
+//!
+//! Only jobs with a hash seed (a seeded bot's, which all share that seed)
+//! and without network get a template: a hash seed is fixed at the
+//! interpreter's start, and a network bot's connect supervisor listens on
+//! one process's seccomp filter.
+
+use crate::sandbox::{self, Ends, Options, Role, Seen, Target};
+use crate::{policy, seccomp};
+use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, WarmSpec};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{ControlMessage, MsgFlags, recv, send, sendmsg};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{Pid, pipe2};
+use std::io::{IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// How long a template may take from its exec to `R`, and a child's end
+/// to its `S` after a kill.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// The runner's end of a template's control socket.
+pub(crate) struct Control {
+    pub(crate) sock: OwnedFd,
+    /// `K` sent for the running child.
+    killed: bool,
+    /// `S` received for the running child.
+    status: bool,
+    /// The template ended or broke the protocol.
+    pub(crate) gone: bool,
+}
+
+impl Control {
+    fn new(sock: OwnedFd) -> Control {
+        Control {
+            sock,
+            killed: false,
+            status: false,
+            gone: false,
+        }
+    }
+
+    fn status_received(&self) -> bool {
+        self.status
+    }
+
+    /// Between jobs.
+    fn reset(&mut self) {
+        self.killed = false;
+        self.status = false;
+    }
+
+    fn send(&mut self, msg: &[u8]) {
+        if send(self.sock.as_raw_fd(), msg, MsgFlags::MSG_NOSIGNAL).is_err() {
+            self.gone = true;
+        }
+    }
+
+    /// Asks the template to kill the running child (once per job).
+    pub(crate) fn kill_child(&mut self) {
+        if !self.killed {
+            self.killed = true;
+            self.send(b"K");
+        }
+    }
+
+    /// One message from the template: `Some(status)` when it reports the
+    /// child's end; an `F` report goes to `errors` as a failed step.
+    pub(crate) fn receive(&mut self, errors: &mut Vec<u8>) -> Option<WaitStatus> {
+        let mut buf = [0u8; 4096];
+        let n = match recv(self.sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN | Errno::EINTR) => return None,
+            Err(_) => 0,
+        };
+        let msg = &buf[..n];
+        match msg.first() {
+            Some(b'S') if n == 5 => {
+                let code = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
+                let pid = Pid::from_raw(0);
+                self.status = true;
+                Some(match code.checked_sub(128).map(Signal::try_from) {
+                    Some(Ok(sig)) if code > 128 => WaitStatus::Signaled(pid, sig, false),
+                    _ => WaitStatus::Exited(pid, code),
+                })
+            }
+            Some(b'F') => {
+                let text = String::from_utf8_lossy(&msg[1..]).replace('\n', " ");
+                let line = if text.contains('\t') {
+                    text
+                } else {
+                    format!("fork\t{text}")
+                };
+                errors.extend_from_slice(line.as_bytes());
+                errors.push(b'\n');
+                None
+            }
+            _ => {
+                // EOF or a message out of protocol: the template is done.
+                self.gone = true;
+                Some(WaitStatus::Exited(
+                    Pid::from_raw(0),
+                    hook_protocol::exit::INTERNAL,
+                ))
+            }
+        }
+    }
+
+    /// Waits for one message until `until`; `None` at the time limit.
+    fn wait_message(&mut self, until: Instant) -> Option<Vec<u8>> {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, sandbox::poll_timeout(left)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(_) => {
+                    self.gone = true;
+                    return Some(Vec::new());
+                }
+            }
+            let mut buf = [0u8; 4096];
+            match recv(self.sock.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    if n == 0 {
+                        self.gone = true;
+                    }
+                    return Some(buf[..n].to_vec());
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                Err(_) => {
+                    self.gone = true;
+                    return Some(Vec::new());
+                }
+            }
+        }
+    }
+}
+
+/// The `P` message: the hook's filters with the pid placeholder.
+fn programs_message() -> Result<Vec<u8>, String> {
+    let programs = seccomp::hook_programs()?;
+    let mut msg = b"P".to_vec();
+    msg.extend_from_slice(&seccomp::PID_PLACEHOLDER.to_ne_bytes());
+    msg.extend_from_slice(&(policy::TEMPLATE_RETIRE_HOOKS as u32).to_ne_bytes());
+    msg.extend_from_slice(&(policy::TEMPLATE_RETIRE_CPU_SECS as u32).to_ne_bytes());
+    msg.extend_from_slice(&(programs.len() as u32).to_ne_bytes());
+    for p in &programs {
+        msg.extend_from_slice(&(p.len() as u32).to_ne_bytes());
+        msg.extend_from_slice(p);
+    }
+    Ok(msg)
+}
+
+fn outcome_line(o: &HookOutcome) {
+    if let HookOutcome::Error { error } = o {
+        eprintln!("sandbox-runner: {}", error.short_reason());
+    }
+    let text = serde_json::to_string(o).unwrap_or_else(|_| {
+        r#"{"status":"error","error":{"kind":"internal","message":"unserializable outcome"}}"#
+            .into()
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn internal(message: impl Into<String>) -> HookOutcome {
+    HookOutcome::Error {
+        error: HookError::Internal {
+            message: message.into(),
+        },
+    }
+}
+
+/// Why a spec gets no template (`None`: it may have one).
+pub fn refusal(spec: &WarmSpec) -> Option<&'static str> {
+    if spec.hash_seed.is_none() {
+        return Some("a fork template needs a hash seed (a seeded bot's)");
+    }
+    if spec.network.allowed {
+        return Some("network bots get no fork template");
+    }
+    None
+}
+
+/// Reads lines from stdin (raw descriptor, bounded per line).
+struct Lines {
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl Lines {
+    /// The next line (without its newline); `Ok(None)` at EOF; `Err` when
+    /// `until` passes first or the line is too long.
+    fn next(&mut self, until: Instant) -> Result<Option<Vec<u8>>, String> {
+        let stdin = std::io::stdin();
+        let fd = stdin.as_fd();
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let rest = self.buf.split_off(i + 1);
+                let mut line = std::mem::replace(&mut self.buf, rest);
+                line.pop();
+                return Ok(Some(line));
+            }
+            if self.buf.len() > MAX_JOB_BYTES {
+                return Err(format!("job line longer than {MAX_JOB_BYTES} bytes"));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("idle".into());
+            }
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            match poll(&mut fds, sandbox::poll_timeout(left)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            match nix::unistd::read(fd, &mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(e) => return Err(format!("reading a job: {e}")),
+            }
+        }
+    }
+}
+
+/// `--template`: confines a template from `spec`, then serves jobs, one per
+/// line, until stdin ends, `spec.idle_ms` pass without a job, or the
+/// template retires or fails. Returns the exit code: 0 after a normal end,
+/// 2 for a spec that gets no template, 3 when the template could not be
+/// confined (its outcome is printed), 70 when it failed later.
+pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>) -> i32 {
+    if let Some(why) = refusal(spec) {
+        outcome_line(&internal(why));
+        return hook_protocol::exit::BAD_JOB;
+    }
+    let placeholder = sandbox::placeholder_job(spec);
+    let launched = match sandbox::launch(&placeholder, opts, started, Role::Template) {
+        Ok(l) => l,
+        Err(o) => {
+            outcome_line(&o);
+            return crate::cli::exit_code(&o);
+        }
+    };
+    let ns_child = launched.ns_child;
+    let stop = |code: i32| {
+        let _ = kill(ns_child, Signal::SIGKILL);
+        let _ = waitpid(ns_child, None);
+        code
+    };
+    let Ends {
+        input_w,
+        result_r,
+        diag_r,
+        errors_r,
+        control,
+        ..
+    } = launched.ends;
+    // The template reads nothing on its own stdin and writes no result.
+    drop((input_w, result_r));
+    let Some(control) = control else {
+        outcome_line(&internal("no control socket"));
+        return stop(hook_protocol::exit::INTERNAL);
+    };
+    let mut control = Control::new(control);
+    let idle = Duration::from_millis(spec.idle_ms);
+
+    // 1. Confined and exec'd, or the step that failed.
+    let mut errors = Vec::new();
+    if let Err(why) = sandbox::wait_for_exec(&errors_r, started + READY_WITHIN, &mut errors) {
+        outcome_line(&internal(why));
+        return stop(hook_protocol::exit::INTERNAL);
+    }
+    let text = String::from_utf8_lossy(&errors);
+    if let Some(line) = text.lines().find(|l| !l.starts_with('@')) {
+        let (step, message) = line.split_once('\t').unwrap_or(("unknown", line));
+        let o = HookOutcome::Error {
+            error: HookError::Confinement {
+                step: step.into(),
+                message: message.into(),
+            },
+        };
+        outcome_line(&o);
+        return stop(hook_protocol::exit::CONFINEMENT_FAILED);
+    }
+    // 2. The hook's filters, then the template's warm-up.
+    match programs_message() {
+        Ok(msg) => control.send(&msg),
+        Err(e) => {
+            outcome_line(&internal(format!("hook filters: {e}")));
+            return stop(hook_protocol::exit::INTERNAL);
+        }
+    }
+    match control.wait_message(Instant::now() + READY_WITHIN) {
+        Some(m) if m == b"R" => {}
+        _ => {
+            let diag = drain_now(&diag_r);
+            outcome_line(&internal(format!(
+                "the fork template did not get ready: {diag}"
+            )));
+            return stop(hook_protocol::exit::INTERNAL);
+        }
+    }
+
+    // 3. Jobs.
+    let mut lines = Lines {
+        buf: prefix,
+        eof: false,
+    };
+    loop {
+        let line = match lines.next(Instant::now() + idle) {
+            Ok(Some(l)) => l,
+            Ok(None) => return stop(hook_protocol::exit::OK),
+            Err(why) if why == "idle" => {
+                eprintln!(
+                    "sandbox-runner: fork template had no job for {} ms; it exits",
+                    spec.idle_ms
+                );
+                return stop(hook_protocol::exit::OK);
+            }
+            Err(why) => {
+                outcome_line(&internal(why));
+                return stop(hook_protocol::exit::BAD_JOB);
+            }
+        };
+        let job: HookJob = match serde_json::from_slice(&line) {
+            Ok(j) => j,
+            Err(e) => {
+                outcome_line(&internal(format!("malformed job: {e}; nothing ran")));
+                continue;
+            }
+        };
+        if let Some(why) = spec.mismatch(&job) {
+            outcome_line(&internal(format!("{why}; nothing ran")));
+            continue;
+        }
+        let handover = Instant::now();
+        let o = run_one(&job, opts, &mut control, handover);
+        outcome_line(&o);
+        if control.gone {
+            eprintln!("sandbox-runner: fork template ended");
+            return stop(hook_protocol::exit::OK);
+        }
+    }
+}
+
+/// One job in a child of the template; waits for the template's `S` before
+/// returning, so the next job finds it ready.
+fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Instant) -> HookOutcome {
+    let input = match serde_json::to_vec(&sandbox::harness_input(job, opts)) {
+        Ok(v) => v,
+        Err(e) => return internal(format!("serialize harness input: {e}")),
+    };
+    let pipes = (|| -> nix::Result<_> {
+        Ok((
+            pipe2(OFlag::O_CLOEXEC)?,
+            pipe2(OFlag::O_CLOEXEC)?,
+            pipe2(OFlag::O_CLOEXEC)?,
+            pipe2(OFlag::O_CLOEXEC)?,
+        ))
+    })();
+    let ((input_r, input_w), (diag_r, diag_w), (result_r, result_w), (errors_r, errors_w)) =
+        match pipes {
+            Ok(p) => p,
+            Err(e) => return internal(format!("pipes: {e}")),
+        };
+    // No confinement step runs on this side: the error pipe's EOF marks
+    // the hand-over (`timings.confine_us` is about 0).
+    drop(errors_w);
+    let mut msg = b"J".to_vec();
+    let cpu = u32::try_from(job.limits.cpu_secs).unwrap_or(u32::MAX);
+    msg.extend_from_slice(&cpu.to_ne_bytes());
+    let fds = [
+        input_r.as_raw_fd(),
+        diag_w.as_raw_fd(),
+        result_w.as_raw_fd(),
+    ];
+    control.killed = false;
+    let sent = sendmsg::<()>(
+        control.sock.as_raw_fd(),
+        &[IoSlice::new(&msg)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+    drop((input_r, diag_w, result_w));
+    if let Err(e) = sent {
+        control.gone = true;
+        return internal(format!(
+            "fork template: hand-over failed ({e}); nothing ran"
+        ));
+    }
+    let ends = Ends {
+        input_w,
+        result_r,
+        diag_r,
+        errors_r,
+        listener_sock: None,
+        control: None,
+    };
+    let o = sandbox::supervise(
+        job,
+        ends,
+        &mut Target::Forked(control),
+        &input,
+        (Default::default(), (0, 0)),
+        handover,
+        Seen::default(),
+    );
+    // Until the template reports the child reaped and the workspace empty.
+    if !control.gone && !control.status_received() {
+        control.kill_child();
+        let until = Instant::now() + READY_WITHIN;
+        loop {
+            match control.wait_message(until) {
+                None => {
+                    control.gone = true;
+                    break;
+                }
+                Some(m) if m.first() == Some(&b'S') && m.len() == 5 => break,
+                Some(m) if m.first() == Some(&b'F') => {}
+                Some(_) => {
+                    control.gone = true;
+                    break;
+                }
+            }
+        }
+    }
+    control.reset();
+    o
+}
+
+/// Whatever the template wrote to its stdout/stderr so far.
+fn drain_now(fd: &OwnedFd) -> String {
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let mut buf = vec![0u8; 16384];
+    match nix::unistd::read(fd, &mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).trim().to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_programs_message_carries_the_three_hook_filters() {
+        let msg = programs_message().unwrap();
+        assert_eq!(msg[0], b'P');
+        let word = |at: usize| u32::from_ne_bytes(msg[at..at + 4].try_into().unwrap()) as usize;
+        assert_eq!(word(1) as u32, seccomp::PID_PLACEHOLDER);
+        assert_eq!(word(5) as u64, policy::TEMPLATE_RETIRE_HOOKS);
+        assert_eq!(word(9) as u64, policy::TEMPLATE_RETIRE_CPU_SECS);
+        assert_eq!(word(13), 3);
+        let mut at = 17;
+        for _ in 0..3 {
+            let len = word(at);
+            assert!(len > 0 && len % 8 == 0);
+            at += 4 + len;
+        }
+        assert_eq!(at, msg.len());
+    }
+}

@@ -1,0 +1,429 @@
+//! Fork templates (`sandbox-runner --template`): one confined interpreter
+//! forks one child per hook; each child confines itself the rest of the
+//! way (CPU limit, the hook's seccomp filters) before it reads its job.
+//!
+//! The whole attack suite also runs through templates
+//! (`SANDBOX_TEST_FORK=1`, both modes, in tests/steps/30-sandbox.sh); these
+//! tests cover what only a template does: several hooks in a row, each its
+//! own process with nothing left behind, children that cannot reach the
+//! template or each other, crashes and timeouts that stay in their child,
+//! a template that exits when idle, jobs that do not match its spec, and a
+//! bot that cannot tell a forked hook from a fresh one but by timing (and
+//! its pid: see README.md, "Fork templates").
+
+use crate::util::*;
+use hook_protocol::{Entropy, HookError, HookJob, HookOutcome};
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running template and its pipes.
+pub struct Template {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Template {
+    pub fn start(spec_job: &HookJob, idle_ms: u64, layer: Layer) -> Template {
+        let mut cmd = Command::new(runner());
+        cmd.arg("--template");
+        if layer == Layer::OsOnly {
+            cmd.arg("--unchecked-language-layer");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sandbox-runner --template");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(&warm_spec_line(spec_job, idle_ms))
+            .expect("write spec");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Template {
+            child,
+            stdin: Some(stdin),
+            stdout,
+        }
+    }
+
+    /// Runs one job: writes its line, reads one outcome line.
+    pub fn run(&mut self, job: &HookJob) -> HookOutcome {
+        let mut line = serde_json::to_vec(job).expect("serialize job");
+        line.push(b'\n');
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(&line).expect("write job");
+        stdin.flush().expect("flush");
+        self.outcome()
+    }
+
+    pub fn outcome(&mut self) -> HookOutcome {
+        let mut out = String::new();
+        self.stdout.read_line(&mut out).expect("read outcome");
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| {
+            let mut err = String::new();
+            if out.is_empty() {
+                use std::io::Read;
+                let _ = self
+                    .child
+                    .stderr
+                    .take()
+                    .map(|mut s| s.read_to_string(&mut err));
+            }
+            panic!("bad template outcome ({e}): {out:?} {err}")
+        })
+    }
+
+    /// Closes stdin and waits for the runner; every process of it is gone.
+    pub fn finish(mut self) -> (i32, String) {
+        drop(self.stdin.take());
+        self.wait()
+    }
+
+    /// Waits for the runner to end on its own.
+    pub fn wait(mut self) -> (i32, String) {
+        let pid = self.child.id() as i32;
+        let mut err = String::new();
+        use std::io::Read;
+        let _ = self
+            .child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err);
+        let status = self.child.wait().expect("wait");
+        assert_group_gone(pid);
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+/// Every process of the runner's session is gone (bounded wait).
+fn assert_group_gone(pgid: i32) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match nix::sys::signal::killpg(Pid::from_raw(pgid), None) {
+            Err(Errno::ESRCH) => return,
+            _ if Instant::now() > until => panic!("processes of runner {pgid} outlived it"),
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// A job a template can take: a hash seed (a seeded bot's).
+pub fn seeded(mut j: HookJob) -> HookJob {
+    if j.hash_seed.is_none() {
+        j.hash_seed = Some(j.python_hash_seed().unwrap_or(4242));
+    }
+    j
+}
+
+fn value(o: &HookOutcome) -> Value {
+    match o {
+        HookOutcome::Ok { posts, .. } => {
+            assert_eq!(posts.len(), 1, "{posts:?}");
+            let p = &posts[0].body;
+            assert_eq!(p["ok"], json!(true), "{p}");
+            p["value"].clone()
+        }
+        o => panic!("expected ok, got {o:?}"),
+    }
+}
+
+fn error(o: &HookOutcome) -> &HookError {
+    match o {
+        HookOutcome::Error { error } => error,
+        o => panic!("expected an error, got {o:?}"),
+    }
+}
+
+fn attack_job(body: &str) -> HookJob {
+    seeded(job(&attack_bot(body)))
+}
+
+#[test]
+fn each_hook_is_its_own_process_and_leaves_nothing_behind() {
+    let j = attack_job(
+        "import time\n\
+         names = sorted(os.listdir('.'))\n\
+         open('left-' + str(os.getpid()), 'w').write('x')\n\
+         os.mkdir('d'); open('d/f', 'w').write('y'); os.chmod('d', 0)\n\
+         return [os.getpid(), os.getppid(), names, threading_count()]",
+    );
+    let j = {
+        let mut j = j;
+        j.bot.source = j.bot.source.replace(
+            "def attack():",
+            "def threading_count():\n    import threading\n    return threading.active_count()\ndef attack():",
+        );
+        j
+    };
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    let mut pids = Vec::new();
+    for _ in 0..4 {
+        let v = value(&t.run(&j));
+        // The workspace the child finds is empty: nothing of the one before.
+        assert_eq!(v[2], json!([]), "{v}");
+        assert_eq!(v[3], json!(1));
+        pids.push(v[0].as_i64().unwrap());
+        // Its parent is the template, the same for all.
+        assert_eq!(v[1], json!(2));
+    }
+    let mut distinct = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "{pids:?}");
+    let (code, err) = t.finish();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_hook_cannot_kill_the_template_or_the_reaper() {
+    // EPERM from the hook's seccomp allowlist (kill is not on it; tgkill only
+    // to its own pid), whatever the template's filter allows.
+    let j = attack_job(
+        "out = []\n\
+         for pid in (1, 2, os.getppid()):\n\
+         \x20   try:\n\
+         \x20       os.kill(pid, 9)\n\
+         \x20       out.append('killed')\n\
+         \x20   except OSError as e:\n\
+         \x20       out.append(e.errno)\n\
+         r = libc.syscall(234, 2, 2, 9)\n\
+         out.append([r, ctypes.get_errno()])\n\
+         return out",
+    );
+    let j = with_libc(j);
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    let v = value(&t.run(&j));
+    assert_eq!(v, json!([1, 1, 1, [-1, 1]]));
+    // The template still serves.
+    let v = value(&t.run(&j));
+    assert_eq!(v[0], json!(1));
+    let (code, err) = t.finish();
+    assert_eq!(code, 0, "{err}");
+}
+
+fn with_libc(mut j: HookJob) -> HookJob {
+    j.bot.source = j.bot.source.replace(
+        "def attack():",
+        "libc = ctypes.CDLL(None, use_errno=True)\ndef attack():",
+    );
+    j
+}
+
+#[test]
+fn ptrace_or_reading_the_templates_memory_is_killed_by_seccomp() {
+    for call in [
+        // ptrace(PTRACE_ATTACH, template)
+        "libc.syscall(101, 16, os.getppid(), 0, 0)",
+        // process_vm_readv(template, ...)
+        "libc.syscall(310, os.getppid(), 0, 0, 0, 0, 0)",
+    ] {
+        let j = with_libc(attack_job(&format!("return {call}")));
+        let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+        let o = t.run(&j);
+        match error(&o) {
+            HookError::Policy { message, .. } => assert!(message.contains("seccomp"), "{message}"),
+            e => panic!("{call}: expected a seccomp kill, got {e:?}"),
+        }
+        // Only the child died: the next hook runs.
+        let ok = attack_job("return 1");
+        let ok = HookJob {
+            runtime: j.runtime.clone(),
+            ..ok
+        };
+        assert_eq!(value(&t.run(&ok)), json!(1));
+        let (code, err) = t.finish();
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
+#[test]
+fn a_pidfd_of_the_template_is_refused_to_a_hook() {
+    // pidfd_open is on the template's allowlist only: EPERM in a hook.
+    let j = with_libc(attack_job(
+        "r = libc.syscall(434, os.getppid(), 0)\nreturn [r, ctypes.get_errno()]",
+    ));
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    assert_eq!(value(&t.run(&j)), json!([-1, 1]));
+    t.finish();
+}
+
+#[test]
+fn a_crash_or_timeout_in_one_child_stays_in_it() {
+    let crash = with_libc(attack_job("libc.abort()"));
+    let mut spin = attack_job("while True: pass");
+    spin.limits.cpu_secs = 1;
+    let mut sleeper = attack_job("import time\ntime.sleep(60)");
+    sleeper.limits.wall_ms = 1500;
+    let ok = attack_job("return 1");
+    for bad in [crash, spin, sleeper] {
+        let mut ok = ok.clone();
+        ok.limits = bad.limits.clone();
+        let mut t = Template::start(&bad, 60_000, Layer::OsOnly);
+        let started = Instant::now();
+        let o = t.run(&bad);
+        let e = error(&o);
+        if bad.limits.cpu_secs == 1 || bad.limits.wall_ms == 1500 {
+            assert!(matches!(e, HookError::Timeout { .. }), "{e:?}");
+        } else {
+            assert!(matches!(e, HookError::Exception { .. }), "{e:?}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(value(&t.run(&ok)), json!(1));
+        let (code, err) = t.finish();
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
+#[test]
+fn an_idle_template_exits_on_its_own_and_leaves_nothing() {
+    let j = attack_job("return 1");
+    let mut t = Template::start(&j, 400, Layer::OsOnly);
+    assert_eq!(value(&t.run(&j)), json!(1));
+    // Stdin stays open: only the idle time ends it.
+    let started = Instant::now();
+    let stdin = t.stdin.take();
+    let (code, err) = t.wait();
+    drop(stdin);
+    assert_eq!(code, 0);
+    assert!(err.contains("no job for 400 ms"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_job_that_differs_from_the_spec_is_refused_and_nothing_runs() {
+    let j = attack_job("return 1");
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    let mut uid = j.clone();
+    uid.runtime.sandbox_uid += 1;
+    let mut slow = j.clone();
+    slow.limits.cpu_secs += 1;
+    let mut other_seed = j.clone();
+    other_seed.hash_seed = Some(j.hash_seed.unwrap() + 1);
+    let mut net = j.clone();
+    net.network.allowed = true;
+    for (bad, why) in [
+        (uid, "runtime"),
+        (slow, "limits"),
+        (other_seed, "hash_seed"),
+        (net, "network"),
+    ] {
+        match error(&t.run(&bad)) {
+            HookError::Internal { message } => {
+                assert!(
+                    message.contains(why) && message.contains("nothing ran"),
+                    "{message}"
+                )
+            }
+            e => panic!("{why}: {e:?}"),
+        }
+    }
+    assert_eq!(value(&t.run(&j)), json!(1));
+    t.finish();
+}
+
+#[test]
+fn a_spec_without_a_hash_seed_or_with_network_gets_no_template() {
+    let mut plain = job(&attack_bot("return 1"));
+    plain.hash_seed = None;
+    let mut net = attack_job("return 1");
+    net.network.allowed = true;
+    for j in [plain, net] {
+        let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+        assert!(matches!(error(&t.outcome()), HookError::Internal { .. }));
+        let (code, _) = t.finish();
+        assert_eq!(code, hook_protocol::exit::BAD_JOB);
+    }
+}
+
+#[test]
+fn a_deterministic_bot_gives_the_same_result_forked_and_fresh() {
+    let seed: Entropy = "3c".repeat(32).parse().unwrap();
+    let mut j = job(
+        "class Bot:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    \
+         def on_init(self):\n        import random\n        \
+         self.ctx.post('said', [random.random(), hash('x'), sorted({'a', 'b', 'c'})])\n",
+    );
+    j.entropy = Some(Entropy::for_hook(&seed, 1));
+    j.hash_seed = Some(seed.python_hash_seed());
+    let fresh = run_job(&j, Layer::Checked).posts();
+    let mut t = Template::start(&j, 60_000, Layer::Checked);
+    for _ in 0..2 {
+        match t.run(&j) {
+            HookOutcome::Ok { posts, .. } => {
+                assert_eq!(
+                    posts.iter().map(|p| p.body.clone()).collect::<Vec<_>>(),
+                    fresh
+                )
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+    t.finish();
+}
+
+#[test]
+fn a_bot_cannot_tell_a_forked_hook_from_a_fresh_one_but_by_its_pid() {
+    // Four hooks of one seeded bot: two fresh, two forked from one template.
+    let bot_seed: Entropy = "5a".repeat(32).parse().unwrap();
+    let hook = |seq: u64| {
+        let mut j = job(&attack_bot(crate::prewarm::PROBE));
+        j.entropy = Some(Entropy::for_hook(&bot_seed, seq));
+        j.hash_seed = Some(bot_seed.python_hash_seed());
+        j
+    };
+    let mut probes: Vec<Value> = (1..=2)
+        .map(|seq| {
+            let posts = run_job(&hook(seq), Layer::OsOnly).posts();
+            posts[0]["value"].clone()
+        })
+        .collect();
+    let mut t = Template::start(&hook(0), 60_000, Layer::OsOnly);
+    for seq in 3..=4 {
+        probes.push(value(&t.run(&hook(seq))));
+    }
+    t.finish();
+    for p in &mut probes {
+        // The one difference a bot sees: its pid and its parent's. A fresh
+        // hook is pid 2 under the reaper; a forked one is a later pid under
+        // the template (pid 2).
+        let ids = p["same"]["ids"].as_array_mut().unwrap();
+        ids[0] = json!("pid");
+        ids[1] = json!("ppid");
+    }
+    for p in &probes[1..] {
+        for (key, value) in p["same"].as_object().expect("same is an object") {
+            assert_eq!(value, &probes[0]["same"][key], "{key} differs");
+        }
+    }
+    // What each hook draws is its own: `random` and `os.urandom` differ in
+    // all four, string hashes are the bot's in all four.
+    for key in ["random", "urandom"] {
+        let mut seen: Vec<String> = probes.iter().map(|p| p["fresh"][key].to_string()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "{key} repeats: {probes:?}");
+    }
+    for p in &probes[1..] {
+        assert_eq!(p["fresh"]["hash"], probes[0]["fresh"]["hash"]);
+    }
+}
+
+#[test]
+fn an_unseeded_hooks_random_differs_between_forked_children() {
+    // No entropy in the job: `random` is seeded from os.urandom in each
+    // child (never the template's state).
+    let j = attack_job("import random\nreturn [random.getrandbits(64), os.urandom(8).hex()]");
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    let a = value(&t.run(&j));
+    let b = value(&t.run(&j));
+    assert_ne!(a[0], b[0]);
+    assert_ne!(a[1], b[1]);
+    t.finish();
+}
