@@ -30,14 +30,37 @@ impl Tmpfs {
         self.0.path()
     }
 
+    /// Remounts with `opts`. A daemon killed just before leaves its
+    /// sandboxes (pre-warmed ones, fork templates) exiting on their own for a
+    /// moment, reparented away from the test; each one's mount namespace is a
+    /// copy of ours holding this tmpfs, and the kernel refuses `remount,ro`
+    /// (EBUSY) until they are gone. So the remount is retried while that
+    /// lasts, for at most 10 s.
     fn remount(&self, opts: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(self.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount {opts}");
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = Command::new("mount")
+                .args(["-o", &format!("remount,{opts}")])
+                .arg(self.path())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            if ok {
+                return;
+            }
+            if std::time::Instant::now() >= until {
+                let ps = Command::new("ps")
+                    .args(["-eo", "pid,ppid,stat,comm"])
+                    .output()
+                    .unwrap();
+                panic!(
+                    "remount {opts} refused for 10 s; processes:\n{}",
+                    String::from_utf8_lossy(&ps.stdout)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
