@@ -3,6 +3,7 @@
 //! its own with its own randomness and the bot's hash seed, and no template
 //! outlives the daemon.
 
+use crate::pool::post_and_read_probes;
 use crate::util::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -82,31 +83,7 @@ async fn a_seeded_bots_hooks_run_forked_each_with_its_own_randomness_and_none_ou
     let mut cursor = 0;
     let mut seen: Vec<Value> = Vec::new();
     for i in 0..10 {
-        c.ok(
-            "post_message",
-            json!({"channel_id": cid, "body": format!("m{i}")}),
-        )
-        .await;
-        loop {
-            let v = c
-                .ok(
-                    "sync_messages",
-                    json!({"channel_id": cid, "cursor": cursor, "wait_ms": 10000}),
-                )
-                .await;
-            cursor = v["cursor"].as_i64().unwrap();
-            let probes: Vec<Value> = v["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["kind"] == "bot" && m["body"]["type"] == "probe")
-                .map(|m| m["body"]["data"].clone())
-                .collect();
-            if !probes.is_empty() {
-                seen.extend(probes);
-                break;
-            }
-        }
+        seen.extend(post_and_read_probes(&mut c, &cid, &format!("m{i}"), &mut cursor).await);
     }
     assert_eq!(seen.len(), 10, "{seen:?}");
     // The first hook runs fresh while its template starts; the template

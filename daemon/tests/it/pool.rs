@@ -55,31 +55,7 @@ async fn a_seeded_bots_hooks_run_pre_warmed_each_in_a_fresh_process() {
     let mut seen: Vec<Value> = Vec::new();
     for i in 0..12 {
         let earlier: HashSet<u32> = children_of(d.child.id()).into_iter().collect();
-        c.ok(
-            "post_message",
-            json!({"channel_id": cid, "body": format!("m{i}")}),
-        )
-        .await;
-        loop {
-            let v = c
-                .ok(
-                    "sync_messages",
-                    json!({"channel_id": cid, "cursor": cursor, "wait_ms": 10000}),
-                )
-                .await;
-            cursor = v["cursor"].as_i64().unwrap();
-            let probes: Vec<Value> = v["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["kind"] == "bot" && m["body"]["type"] == "probe")
-                .map(|m| m["body"]["data"].clone())
-                .collect();
-            if !probes.is_empty() {
-                seen.extend(probes);
-                break;
-            }
-        }
+        seen.extend(post_and_read_probes(&mut c, &cid, &format!("m{i}"), &mut cursor).await);
         // The hook's demand makes the pool warm a sandbox for this bot's
         // kind: wait (bounded) for it to appear, so that the next hook
         // finds it ready.
@@ -392,4 +368,35 @@ async fn a_seeded_bots_hooks_iterate_set_constants_alike_compiled_or_not() {
     }
     // Each bot has a hash seed of its own.
     assert!(distinct_bots.len() > 1, "{distinct_bots:?}");
+}
+
+/// Posts `body` in channel `cid` and reads on from `cursor` until the bot's
+/// `probe` posts caused by it arrive; returns their data.
+pub(crate) async fn post_and_read_probes(
+    c: &mut Mcp,
+    cid: &str,
+    body: &str,
+    cursor: &mut i64,
+) -> Vec<Value> {
+    c.ok("post_message", json!({"channel_id": cid, "body": body}))
+        .await;
+    loop {
+        let v = c
+            .ok(
+                "sync_messages",
+                json!({"channel_id": cid, "cursor": *cursor, "wait_ms": 10000}),
+            )
+            .await;
+        *cursor = v["cursor"].as_i64().unwrap();
+        let probes: Vec<Value> = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "bot" && m["body"]["type"] == "probe")
+            .map(|m| m["body"]["data"].clone())
+            .collect();
+        if !probes.is_empty() {
+            return probes;
+        }
+    }
 }
