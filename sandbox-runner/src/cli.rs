@@ -25,6 +25,13 @@ pub fn exit_code(o: &HookOutcome) -> i32 {
 }
 
 fn emit(o: &HookOutcome, code: i32) -> i32 {
+    write_outcome(o);
+    code
+}
+
+/// Writes `o` as one JSON line on stdout (its short reason on stderr when it
+/// is an error): what the daemon reads of a hook, one-shot or templated.
+pub fn write_outcome(o: &HookOutcome) {
     if let HookOutcome::Error { error } = o {
         eprintln!("sandbox-runner: {}", error.short_reason());
     }
@@ -35,7 +42,6 @@ fn emit(o: &HookOutcome, code: i32) -> i32 {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
-    code
 }
 
 fn bad_job(message: String) -> i32 {

@@ -220,26 +220,16 @@ fn prepare(
 }
 
 fn make_pipes(network: Network, role: Role) -> nix::Result<Pipes> {
-    let control = if role == Role::Template {
-        Some(socketpair(
+    let seqpacket = || {
+        socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC,
-        )?)
-    } else {
-        None
+        )
     };
-    let listener = if network == Network::Guarded {
-        Some(socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?)
-    } else {
-        None
-    };
+    let control = (role == Role::Template).then(seqpacket).transpose()?;
+    let listener = (network == Network::Guarded).then(seqpacket).transpose()?;
     Ok(Pipes {
         input: pipe2(OFlag::O_CLOEXEC)?,
         result: pipe2(OFlag::O_CLOEXEC)?,

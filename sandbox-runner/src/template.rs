@@ -42,6 +42,7 @@
 //! interpreter's start, and a network bot's connect supervisor listens on
 //! one process's seccomp filter.
 
+use crate::cli::write_outcome;
 use crate::sandbox::{self, Ends, Options, Role, Seen, Target};
 use crate::{policy, seccomp};
 use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, WarmSpec};
@@ -52,7 +53,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{ControlMessage, MsgFlags, recv, send, sendmsg};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -196,19 +197,6 @@ fn programs_message() -> Result<Vec<u8>, String> {
     Ok(msg)
 }
 
-fn outcome_line(o: &HookOutcome) {
-    if let HookOutcome::Error { error } = o {
-        eprintln!("sandbox-runner: {}", error.short_reason());
-    }
-    let text = serde_json::to_string(o).unwrap_or_else(|_| {
-        r#"{"status":"error","error":{"kind":"internal","message":"unserializable outcome"}}"#
-            .into()
-    });
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
-}
-
 fn internal(message: impl Into<String>) -> HookOutcome {
     HookOutcome::Error {
         error: HookError::Internal {
@@ -281,14 +269,14 @@ impl Lines {
 /// confined (its outcome is printed), 70 when it failed later.
 pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>) -> i32 {
     if let Some(why) = refusal(spec) {
-        outcome_line(&internal(why));
+        write_outcome(&internal(why));
         return hook_protocol::exit::BAD_JOB;
     }
     let placeholder = sandbox::placeholder_job(spec);
     let launched = match sandbox::launch(&placeholder, opts, started, Role::Template) {
         Ok(l) => l,
         Err(o) => {
-            outcome_line(&o);
+            write_outcome(&o);
             return crate::cli::exit_code(&o);
         }
     };
@@ -309,7 +297,7 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
     // The template reads nothing on its own stdin and writes no result.
     drop((input_w, result_r));
     let Some(control) = control else {
-        outcome_line(&internal("no control socket"));
+        write_outcome(&internal("no control socket"));
         return stop(hook_protocol::exit::INTERNAL);
     };
     let mut control = Control::new(control);
@@ -318,7 +306,7 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
     // 1. Confined and exec'd, or the step that failed.
     let mut errors = Vec::new();
     if let Err(why) = sandbox::wait_for_exec(&errors_r, started + READY_WITHIN, &mut errors) {
-        outcome_line(&internal(why));
+        write_outcome(&internal(why));
         return stop(hook_protocol::exit::INTERNAL);
     }
     let text = String::from_utf8_lossy(&errors);
@@ -330,14 +318,14 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
                 message: message.into(),
             },
         };
-        outcome_line(&o);
+        write_outcome(&o);
         return stop(hook_protocol::exit::CONFINEMENT_FAILED);
     }
     // 2. The hook's filters, then the template's warm-up.
     match programs_message() {
         Ok(msg) => control.send(&msg),
         Err(e) => {
-            outcome_line(&internal(format!("hook filters: {e}")));
+            write_outcome(&internal(format!("hook filters: {e}")));
             return stop(hook_protocol::exit::INTERNAL);
         }
     }
@@ -345,7 +333,7 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
         Some(m) if m == b"R" => {}
         _ => {
             let diag = drain_now(&diag_r);
-            outcome_line(&internal(format!(
+            write_outcome(&internal(format!(
                 "the fork template did not get ready: {diag}"
             )));
             return stop(hook_protocol::exit::INTERNAL);
@@ -369,24 +357,24 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
                 return stop(hook_protocol::exit::OK);
             }
             Err(why) => {
-                outcome_line(&internal(why));
+                write_outcome(&internal(why));
                 return stop(hook_protocol::exit::BAD_JOB);
             }
         };
         let job: HookJob = match serde_json::from_slice(&line) {
             Ok(j) => j,
             Err(e) => {
-                outcome_line(&internal(format!("malformed job: {e}; nothing ran")));
+                write_outcome(&internal(format!("malformed job: {e}; nothing ran")));
                 continue;
             }
         };
         if let Some(why) = spec.mismatch(&job) {
-            outcome_line(&internal(format!("{why}; nothing ran")));
+            write_outcome(&internal(format!("{why}; nothing ran")));
             continue;
         }
         let handover = Instant::now();
         let o = run_one(&job, opts, &mut control, handover);
-        outcome_line(&o);
+        write_outcome(&o);
         if control.gone {
             eprintln!("sandbox-runner: fork template ended");
             return stop(hook_protocol::exit::OK);
