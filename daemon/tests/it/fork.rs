@@ -3,7 +3,7 @@
 //! its own with its own randomness and the bot's hash seed, and no template
 //! outlives the daemon.
 
-use crate::pool::post_and_read_probes;
+use crate::pool::{counter, post_and_read_probes};
 use crate::util::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -17,16 +17,7 @@ class Probe:\n\
 \x20       self.ctx.post('probe', {'hash': str(hash('probe')), 'random': str(random.getrandbits(64))})\n";
 
 async fn forked_total(d: &Daemon) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", d.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("mcp_multiplayer_hooks_forked_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no forked counter in {text}"))
+    counter(d, "mcp_multiplayer_hooks_forked_total").await
 }
 
 /// Every process whose ancestry leads to `pid`, from /proc.

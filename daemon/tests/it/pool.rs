@@ -18,7 +18,8 @@ class Probe:\n\
 \x20   def on_message(self, msg):\n\
 \x20       self.ctx.post('probe', {'hash': str(hash('probe')), 'random': str(random.getrandbits(64)), 'addr': str(id(object()))})\n";
 
-async fn prewarmed_total(d: &Daemon) -> u64 {
+/// The daemon's counter `series` from `/metrics`.
+pub(crate) async fn counter(d: &Daemon, series: &str) -> u64 {
     let text = reqwest::get(format!("{}/metrics", d.base))
         .await
         .unwrap()
@@ -26,9 +27,13 @@ async fn prewarmed_total(d: &Daemon) -> u64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("mcp_multiplayer_hooks_prewarmed_total "))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no prewarmed counter in {text}"))
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+async fn prewarmed_total(d: &Daemon) -> u64 {
+    counter(d, "mcp_multiplayer_hooks_prewarmed_total").await
 }
 
 #[tokio::test]
