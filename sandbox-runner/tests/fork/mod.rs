@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
 /// A running template and its pipes.
@@ -29,21 +29,7 @@ pub struct Template {
 
 impl Template {
     pub fn start(spec_job: &HookJob, idle_ms: u64, layer: Layer) -> Template {
-        let mut cmd = Command::new(runner());
-        cmd.arg("--template");
-        if layer == Layer::OsOnly {
-            cmd.arg("--unchecked-language-layer");
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sandbox-runner --template");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(&warm_spec_line(spec_job, idle_ms))
-            .expect("write spec");
+        let (mut child, stdin) = start_with_spec("--template", spec_job, idle_ms, layer);
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Template {
             child,

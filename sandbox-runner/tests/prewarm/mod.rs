@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::time::{Duration, Instant};
 
 /// A pre-warmed runner that got its spec line and waits for its job.
@@ -23,21 +23,7 @@ struct Warm {
 }
 
 fn start_warm(job: &HookJob, idle_ms: u64, layer: Layer) -> Warm {
-    let mut cmd = Command::new(runner());
-    cmd.arg("--prewarm");
-    if layer == Layer::OsOnly {
-        cmd.arg("--unchecked-language-layer");
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sandbox-runner --prewarm");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(&warm_spec_line(job, idle_ms))
-        .expect("write spec");
+    let (child, stdin) = start_with_spec("--prewarm", job, idle_ms, layer);
     Warm {
         child,
         stdin: Some(stdin),

@@ -73,6 +73,32 @@ pub fn warm_spec_line(job: &HookJob, idle_ms: u64) -> Vec<u8> {
     line
 }
 
+/// `sandbox-runner MODE` (`--prewarm`, `--template`) started with its spec
+/// line for `job` written, its stdio piped: the process and its stdin.
+pub fn start_with_spec(
+    mode: &str,
+    job: &HookJob,
+    idle_ms: u64,
+    layer: Layer,
+) -> (std::process::Child, std::process::ChildStdin) {
+    let mut cmd = Command::new(runner());
+    cmd.arg(mode);
+    if layer == Layer::OsOnly {
+        cmd.arg("--unchecked-language-layer");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn sandbox-runner {mode}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(&warm_spec_line(job, idle_ms))
+        .expect("write spec");
+    (child, stdin)
+}
+
 /// Debian's real interpreter (never the pyenv shim).
 pub const PYTHON: &str = "/usr/bin/python3";
 /// Where Debian's `python3-requests` lives.
