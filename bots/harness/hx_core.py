@@ -460,7 +460,20 @@ def inspect_source(source, network):
 # ---------------------------------------------------------------- warm-up
 
 # Loaded before the job is read (see the module docs).
-WARM_MODULES = ("hx_runtime", "re", "hashlib", "json", "base64", "hmac", "random", "secrets", "marshal", "binascii")
+WARM_MODULES = (
+    "hx_runtime",
+    "re",
+    "hashlib",
+    "json",
+    "base64",
+    "hmac",
+    "random",
+    "secrets",
+    "marshal",
+    "binascii",
+    # The language layer guards `copy` at a bot's first import.
+    "copy",
+)
 
 # Digest of the checker's files and the interpreter's bytecode tag: what a
 # `compiled` artifact must have been made with (`warm_up` sets it).
@@ -625,7 +638,12 @@ def run_hook(job, limits):
     else:
         import hx_runtime
 
-        layer = hx_runtime.make_layer(network, source, run.on_violation, clock)
+        prepared = PREPARED_LAYER.pop() if PREPARED_LAYER else None
+        if prepared is not None and prepared[0] is network:
+            layer, bind = prepared[1], prepared[2]
+        else:
+            layer, bind = hx_runtime.prepare_layer(network)
+        bind(source, run.on_violation, clock)
         env = {"__name__": "bot", "__builtins__": layer["builtins"]}
         env.update(layer["helpers"])
         is_facade_miss = layer["is_facade_miss"]
@@ -694,6 +712,11 @@ def check_and_compile(source, network, unchecked):
 
 # Objects of bot code, held until the process exits.
 KEPT = []
+
+# `(network, layer, bind)` from `hx_runtime.prepare_layer`, made before the
+# job was read (a fork template's child: `hx_fork`); used by the one hook
+# of this process if its network mode is the same, else made anew.
+PREPARED_LAYER = []
 
 
 def seal(run, seal_capture):

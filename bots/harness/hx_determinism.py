@@ -59,19 +59,19 @@ _DIGITS = frozenset("0123456789")
 _NOW_SHAPE = "dddd-dd-ddTdd:dd:dd.dddZ"
 
 
-def _sha256():
-    try:
-        from _sha2 import sha256  # Python 3.12+
-    except ImportError:
-        from _sha256 import sha256  # Python 3.11
-    return sha256
+# Looked up once per process: a fork template's children then find it
+# without a failing import of `_sha2` (which searches the whole path) per hook.
+try:
+    from _sha2 import sha256 as _SHA256  # Python 3.12+
+except ImportError:
+    from _sha256 import sha256 as _SHA256  # Python 3.11
 
 
 def keyed(key):
     """`block(label, i)`: HMAC-SHA256 (RFC 2104) under `key` (32 bytes) of
     `label || 0x00 || u64_be(i)`. The padded key's two hash states are
     computed once and copied per block."""
-    sha256 = _sha256()
+    sha256 = _SHA256
     padded = key.ljust(64, b"\0")
     inner = sha256(bytes(b ^ 0x36 for b in padded))
     outer = sha256(bytes(b ^ 0x5C for b in padded))

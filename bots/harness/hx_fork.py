@@ -19,9 +19,11 @@ forks a child, and the child, before it reads its job,
 5. closes every other descriptor, reseeds `random`, and puts `sys.argv`
    and `sys.modules` back to what a fresh hook has,
 
-then runs the hook as `harness.py` does. Anything that fails before the
-bot runs is reported to the runner (`F`) and the child exits without
-running it. The template waits for the child, kills it when the runner
+then runs the hook as `harness.py` does, reading its job from fd 0. The
+runner forks the child for a job ahead of it (`J` comes before the job is
+known), so the child may wait there, confined, until its job is written.
+Anything that fails before the bot runs is reported to the runner (`F`)
+and the child exits without running it. The template waits for the child, kills it when the runner
 asks (`K`), empties the workspace, and reports (`S`). It retires after the
 number of hooks or the CPU time the runner gives it.
 """
@@ -150,6 +152,12 @@ def serve():
         sys.orig_argv[:] = fresh_orig_argv
         for name in [m for m in sys.modules if m not in baseline]:
             del sys.modules[name]
+        # The language layer is the same for every hook of a bot without
+        # network until the hook binds its source, its violation record and
+        # its clock to it: built while the child waits for its job.
+        import hx_runtime
+
+        hx_core.PREPARED_LAYER.append((False,) + hx_runtime.prepare_layer(False))
         hx_core.START_NS = time.perf_counter_ns()
         code = 70
         try:

@@ -248,6 +248,24 @@ def make_layer(network, source, on_violation, clock=None):
     checker's rewrites call, for the bot's globals), `facade(name)` and
     `is_facade_miss(exc)`.
     """
+    layer, bind_hook = prepare_layer(network)
+    bind_hook(source, on_violation, clock)
+    return layer
+
+
+def prepare_layer(network):
+    """`make_layer` in two steps: the layer, built before the job is known
+    (a fork template's child builds it while it waits for its job), and
+    `bind_hook(source, on_violation, clock)`, which the hook calls once
+    before any bot code runs. Only the harness holds `bind_hook`; the
+    layer's functions read those three when they are called, never
+    before."""
+    source = on_violation = clock = None
+
+    def bind_hook(source_, on_violation_, clock_):
+        nonlocal source, on_violation, clock
+        source, on_violation, clock = source_, on_violation_, clock_
+
     facades = {}  # module name -> its facade, made once per hook
     last_miss = [None]  # the last AttributeError a facade raised
     copy_hardened = [False]
@@ -272,7 +290,10 @@ def make_layer(network, source, on_violation, clock=None):
         f = facades.get(name)
         if f is not None:
             return f
-        real = __import__(name, fromlist=["_"])
+        # The module itself (a submodule too), without `fromlist`, which
+        # would look for a submodule named by its entry on the path.
+        __import__(name)
+        real = sys.modules[name]
         f = ModuleType(name, getattr(real, "__doc__", None))
         overrides = _overrides(name, real)
         values = {}
@@ -616,7 +637,7 @@ def make_layer(network, source, on_violation, clock=None):
         "helpers": helpers,
         "facade": facade,
         "is_facade_miss": is_facade_miss,
-    }
+    }, bind_hook
 
 
 METACLASS_REFUSED = (

@@ -14,11 +14,15 @@
 //! end state is a fresh hook's.
 //!
 //! This side of it is the supervisor: it reads jobs, one JSON document per
-//! line on stdin, and for each one makes the hook's pipes, passes the
-//! template's ends over the control socket (`SCM_RIGHTS`), and supervises
-//! the child with the same loop as any hook (`sandbox::supervise`: the
+//! line on stdin, and prints one outcome per line on stdout. The child for
+//! the next job is forked ahead of it: once the template is ready, and
+//! again once a hook's outcome is out, the runner makes the next hook's
+//! pipes and passes the template's ends over the control socket
+//! (`SCM_RIGHTS`); the child confines itself and blocks reading its input.
+//! A job is handed over by writing it there, and from then on the child is
+//! supervised with the same loop as any hook (`sandbox::supervise`: the
 //! harness input, the wall deadline from the hand-over, the output caps,
-//! the outcome check), then prints one outcome per line on stdout.
+//! the outcome check).
 //!
 //! The control socket (seqpacket), runner → template:
 //!
@@ -26,7 +30,8 @@
 //!   count (u32 each) + per filter: length (u32), bytes: the hook's
 //!   filters, once, first;
 //! * `J` + the hook's CPU budget in seconds (u32), with three descriptors
-//!   (input, stdout/stderr, result): run one hook;
+//!   (input, stdout/stderr, result): fork the child for one hook, which
+//!   reads its job from the input;
 //! * `K`: kill the running child (deadline, output cap, or its result is
 //!   complete); ignored when none runs.
 //!
@@ -70,6 +75,8 @@ pub(crate) struct Control {
     status: bool,
     /// The template ended or broke the protocol.
     pub(crate) gone: bool,
+    /// A job was handed over and its `S` is due.
+    running: bool,
 }
 
 impl Control {
@@ -79,6 +86,7 @@ impl Control {
             killed: false,
             status: false,
             gone: false,
+            running: false,
         }
     }
 
@@ -86,10 +94,18 @@ impl Control {
         self.status
     }
 
+    /// Whether the template has said something (or ended) since the last
+    /// message read: between jobs, only a child that ended early does.
+    fn pending(&self) -> bool {
+        let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
     /// Between jobs.
     fn reset(&mut self) {
         self.killed = false;
         self.status = false;
+        self.running = false;
     }
 
     fn send(&mut self, msg: &[u8]) {
@@ -340,12 +356,18 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
         }
     }
 
-    // 3. Jobs.
+    // 3. Jobs. The next job's child is forked and confined ahead of the
+    // job, and waits for its input (see `prepare`).
     let mut lines = Lines {
         buf: prefix,
         eof: false,
     };
+    let mut next = prepare(&mut control, spec.limits.cpu_secs).ok();
     loop {
+        if control.gone {
+            eprintln!("sandbox-runner: fork template ended");
+            return stop(hook_protocol::exit::OK);
+        }
         let line = match lines.next(Instant::now() + idle) {
             Ok(Some(l)) => l,
             Ok(None) => return stop(hook_protocol::exit::OK),
@@ -373,22 +395,40 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
             continue;
         }
         let handover = Instant::now();
-        let o = run_one(&job, opts, &mut control, handover);
+        let o = match next.take() {
+            Some(child) => run_one(&job, opts, &mut control, child, handover),
+            None => match prepare(&mut control, spec.limits.cpu_secs) {
+                Ok(child) => run_one(&job, opts, &mut control, child, handover),
+                Err(o) => *o,
+            },
+        };
+        // The outcome is final once the child's result is complete: it goes
+        // out now, and the child's reaping, the emptying of the workspace
+        // and the next child's start overlap with the daemon's commit.
         write_outcome(&o);
-        if control.gone {
-            eprintln!("sandbox-runner: fork template ended");
-            return stop(hook_protocol::exit::OK);
+        await_ready(&mut control);
+        if !control.gone {
+            next = prepare(&mut control, spec.limits.cpu_secs).ok();
         }
     }
 }
 
-/// One job in a child of the template; waits for the template's `S` before
-/// returning, so the next job finds it ready.
-fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Instant) -> HookOutcome {
-    let input = match serde_json::to_vec(&sandbox::harness_input(job, opts)) {
-        Ok(v) => v,
-        Err(e) => return internal(format!("serialize harness input: {e}")),
-    };
+/// The pipes of a child forked for the next job: confined, blocked reading
+/// its (still empty) input.
+struct Child {
+    input_w: OwnedFd,
+    diag_r: OwnedFd,
+    result_r: OwnedFd,
+    errors_r: OwnedFd,
+}
+
+/// Has the template fork the next job's child. The child confines itself
+/// (CPU limit, the hook's seccomp filters...) and then blocks reading its
+/// input, so none of that is on the next hook's path; it runs no bot code
+/// before it has its job. Its CPU limit counts from its fork, like a
+/// pre-warmed sandbox's from its start: the second above the hook's budget
+/// covers this. `Err` is the outcome of a job that would have run in it.
+fn prepare(control: &mut Control, cpu_secs: u64) -> Result<Child, Box<HookOutcome>> {
     let pipes = (|| -> nix::Result<_> {
         Ok((
             pipe2(OFlag::O_CLOEXEC)?,
@@ -400,13 +440,13 @@ fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Insta
     let ((input_r, input_w), (diag_r, diag_w), (result_r, result_w), (errors_r, errors_w)) =
         match pipes {
             Ok(p) => p,
-            Err(e) => return internal(format!("pipes: {e}")),
+            Err(e) => return Err(Box::new(internal(format!("pipes: {e}; nothing ran")))),
         };
     // No confinement step runs on this side: the error pipe's EOF marks
     // the hand-over (`timings.confine_us` is about 0).
     drop(errors_w);
     let mut msg = b"J".to_vec();
-    let cpu = u32::try_from(job.limits.cpu_secs).unwrap_or(u32::MAX);
+    let cpu = u32::try_from(cpu_secs).unwrap_or(u32::MAX);
     msg.extend_from_slice(&cpu.to_ne_bytes());
     let fds = [
         input_r.as_raw_fd(),
@@ -424,19 +464,60 @@ fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Insta
     drop((input_r, diag_w, result_w));
     if let Err(e) = sent {
         control.gone = true;
-        return internal(format!(
+        return Err(Box::new(internal(format!(
             "fork template: hand-over failed ({e}); nothing ran"
-        ));
+        ))));
     }
-    let ends = Ends {
+    control.running = true;
+    Ok(Child {
         input_w,
-        result_r,
         diag_r,
+        result_r,
         errors_r,
+    })
+}
+
+/// One job in `child`. When this returns, the child may still be running
+/// (it is being killed: its result is complete or it ran out of time or
+/// output); [`await_ready`] waits for its end.
+fn run_one(
+    job: &HookJob,
+    opts: &Options,
+    control: &mut Control,
+    child: Child,
+    handover: Instant,
+) -> HookOutcome {
+    // A child that ended before its job (it could not confine itself, or
+    // the template retired or died meanwhile) has not run the bot.
+    let mut errors = Vec::new();
+    if control.pending() {
+        let _ = control.receive(&mut errors);
+        control.gone = true;
+        let text = String::from_utf8_lossy(&errors);
+        if let Some(line) = text.lines().next() {
+            let (step, message) = line.split_once('\t').unwrap_or(("fork", line));
+            return HookOutcome::Error {
+                error: HookError::Confinement {
+                    step: step.into(),
+                    message: message.into(),
+                },
+            };
+        }
+        return internal("the fork template's child ended before its job; nothing ran");
+    }
+    let input = match serde_json::to_vec(&sandbox::harness_input(job, opts)) {
+        Ok(v) => v,
+        Err(e) => return internal(format!("serialize harness input: {e}")),
+    };
+    let ends = Ends {
+        input_w: child.input_w,
+        result_r: child.result_r,
+        diag_r: child.diag_r,
+        errors_r: child.errors_r,
         listener_sock: None,
         control: None,
     };
-    let o = sandbox::supervise(
+    sandbox::supervise(
         job,
         ends,
         &mut Target::Forked(control),
@@ -444,9 +525,13 @@ fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Insta
         (Default::default(), (0, 0)),
         handover,
         Seen::default(),
-    );
-    // Until the template reports the child reaped and the workspace empty.
-    if !control.gone && !control.status_received() {
+    )
+}
+
+/// Until the template reports the child reaped and the workspace empty, so
+/// that the next job finds it ready.
+fn await_ready(control: &mut Control) {
+    if control.running && !control.gone && !control.status_received() {
         control.kill_child();
         let until = Instant::now() + READY_WITHIN;
         loop {
@@ -465,7 +550,6 @@ fn run_one(job: &HookJob, opts: &Options, control: &mut Control, handover: Insta
         }
     }
     control.reset();
-    o
 }
 
 /// Whatever the template wrote to its stdout/stderr so far.

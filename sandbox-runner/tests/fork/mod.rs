@@ -413,3 +413,183 @@ fn an_unseeded_hooks_random_differs_between_forked_children() {
     assert_ne!(a[1], b[1]);
     t.finish();
 }
+
+/// A process's state letter (`R`, `S`, `Z`...), `?` once it is gone.
+fn state(pid: i32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
+        .unwrap_or('?')
+}
+
+/// Whether `pid` is among `procs` and runs an interpreter: sorts a
+/// template's interpreter (parent: a runner process) before its child.
+fn found_parent(procs: &[(i32, i32, String)], pid: i32) -> bool {
+    procs
+        .iter()
+        .any(|(p, _, cmd)| *p == pid && cmd.contains("harness.py"))
+}
+
+/// The processes under `root` (pid, parent's pid, cmdline), read from /proc.
+fn descendants(root: u32) -> Vec<(i32, i32, String)> {
+    let mut parent = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The field after the command (which may hold spaces) is the state,
+        // then the parent's pid.
+        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
+            continue;
+        };
+        let Some(Ok(ppid)) = rest.split(' ').nth(1).map(str::parse::<i32>) else {
+            continue;
+        };
+        parent.insert(pid, ppid);
+    }
+    let under = |mut pid: i32| {
+        while let Some(&p) = parent.get(&pid) {
+            if p == root as i32 {
+                return true;
+            }
+            pid = p;
+        }
+        false
+    };
+    parent
+        .keys()
+        .filter(|&&pid| under(pid))
+        .map(|&pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            (
+                pid,
+                parent[&pid],
+                String::from_utf8_lossy(&cmd).replace('\0', " "),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_next_child_is_forked_ahead_but_its_deadline_starts_with_its_job() {
+    // The runner has the next hook's child forked and confined as soon as
+    // the previous hook ends; the wall time a hook gets still counts from
+    // the hand-over of its job, not from that fork.
+    let mut j = attack_job("import time\ntime.sleep(1.0)\nreturn 1");
+    j.limits.wall_ms = 1600;
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    assert_eq!(value(&t.run(&j)), json!(1));
+    // Longer than the hook's whole wall time passes before the next job.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(value(&t.run(&j)), json!(1));
+    let (code, err) = t.finish();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
+    // The daemon reruns such a hook fresh: the outcome must say that
+    // nothing of the bot ran (templates.rs matches "nothing ran").
+    let j = attack_job("return 1");
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    assert_eq!(value(&t.run(&j)), json!(1));
+    // Once the child for the next job waits for it (blocked reading its
+    // input: state S) the runner is idle too. The template's interpreter is
+    // the one whose parent is not an interpreter (the child's command line
+    // is the same).
+    let interpreters = || -> Vec<(i32, i32, char)> {
+        let procs = descendants(t.child.id());
+        let mut found: Vec<(i32, i32, char)> = procs
+            .iter()
+            .filter(|(_, _, cmd)| cmd.contains("harness.py --template"))
+            .map(|(pid, ppid, _)| (*pid, *ppid, state(*pid)))
+            .collect();
+        found.sort_by_key(|(pid, ppid, _)| (found_parent(&procs, *ppid), *pid));
+        found
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let template = loop {
+        let found = interpreters();
+        if let [template, child] = found[..]
+            && child.1 == template.0
+            && child.2 == 'S'
+        {
+            break template.0;
+        }
+        assert!(
+            Instant::now() < until,
+            "no child waiting for its job: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    nix::sys::signal::kill(Pid::from_raw(template), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill the template");
+    // With it the sandbox's namespace ends, the waiting child too; once
+    // neither is left, their ends of the control socket are closed.
+    while !interpreters().is_empty() {
+        assert!(Instant::now() < until, "the template outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match error(&t.run(&j)) {
+        HookError::Internal { message } => assert!(message.contains("nothing ran"), "{message}"),
+        e => panic!("{e:?}"),
+    }
+    // The runner ends with its template, and takes every process with it.
+    let (code, err) = t.wait();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_forked_hooks_language_layer_is_bound_to_its_own_job() {
+    // A child builds the language layer before its job exists and binds
+    // the job's source, violation record and clock to it when the job is
+    // read: a refused import the bot catches still fails the hook, the
+    // clock is the job's, a traceback shows the bot's own lines; each the
+    // same as in a fresh sandbox, hook after hook.
+    let seed: Entropy = "7e".repeat(32).parse().unwrap();
+    let bots = [
+        "class Bot:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    \
+         def on_init(self):\n        try:\n            import socket\n        \
+         except ImportError:\n            pass\n        self.ctx.post('t', 1)\n",
+        "import datetime, time\nclass Bot:\n    def __init__(self, ctx, params):\n        \
+         self.ctx = ctx\n    def on_init(self):\n        \
+         self.ctx.post('t', [str(datetime.datetime.now()), time.time()])\n",
+        "import traceback\nclass Bot:\n    def __init__(self, ctx, params):\n        \
+         self.ctx = ctx\n    def on_init(self):\n        try:\n            \
+         {}['missing']  # the line a traceback shows\n        except KeyError:\n            \
+         self.ctx.post('t', traceback.format_exc())\n",
+    ];
+    for (i, source) in bots.iter().enumerate() {
+        let mut j = job(source);
+        j.entropy = Some(Entropy::for_hook(&seed, 1));
+        j.hash_seed = Some(seed.python_hash_seed());
+        j.now = Some("2026-01-02T03:04:05.678Z".parse().unwrap());
+        let fresh = run_job(&j, Layer::Checked).outcome;
+        let strip = |o: &HookOutcome| {
+            let mut v = serde_json::to_value(o).unwrap();
+            v.as_object_mut().unwrap().remove("timings");
+            v
+        };
+        match (i, &fresh) {
+            (0, HookOutcome::Error { error }) => {
+                assert!(matches!(error, HookError::Policy { .. }), "{error:?}")
+            }
+            (1, HookOutcome::Ok { posts, .. }) => {
+                assert_eq!(posts[0].body[0], json!("2026-01-02 03:04:05.678000"))
+            }
+            (2, HookOutcome::Ok { posts, .. }) => {
+                let text = posts[0].body.as_str().unwrap();
+                assert!(text.contains("the line a traceback shows"), "{text}")
+            }
+            _ => panic!("bot {i}, fresh: {fresh:?}"),
+        }
+        let mut t = Template::start(&j, 60_000, Layer::Checked);
+        for _ in 0..2 {
+            assert_eq!(strip(&t.run(&j)), strip(&fresh), "bot {i}");
+        }
+        t.finish();
+    }
+}
