@@ -541,6 +541,28 @@ def as_loaded(code):
     return marshal.loads(marshal.dumps(code))
 
 
+# `(text, code)`: a bot's compiled code (base64 text, as in a `compiled`
+# artifact) and what it decodes and unmarshals to, done once by a fork
+# template (`C` from the runner) for all its children.
+PRELOADED_CODE = None
+
+
+def preload_code(raw):
+    """Decode and unmarshal a bot's compiled code once (a fork template);
+    anything unusable is ignored (each child then decodes its own)."""
+    global PRELOADED_CODE
+    import binascii
+    import marshal
+
+    try:
+        text = raw.decode("ascii")
+        code = marshal.loads(binascii.a2b_base64(text))
+    except (ValueError, TypeError, EOFError, UnicodeError, binascii.Error):
+        return
+    if type(code) is type(preload_code.__code__):
+        PRELOADED_CODE = (text, code)
+
+
 def usable_compiled(compiled, source, network):
     """`(class_name, code)` from a job's `compiled` artifact when it was made
     by this checker, in this interpreter, under this interpreter's hash seed,
@@ -565,7 +587,10 @@ def usable_compiled(compiled, source, network):
             != hashlib.sha256(source.encode("utf-8")).hexdigest()
         ):
             return None
-        code = marshal.loads(binascii.a2b_base64(compiled["code"]))
+        if PRELOADED_CODE is not None and compiled["code"] == PRELOADED_CODE[0]:
+            code = PRELOADED_CODE[1]  # the same text, decoded by the template
+        else:
+            code = marshal.loads(binascii.a2b_base64(compiled["code"]))
     except (ValueError, TypeError, EOFError, UnicodeError, binascii.Error):
         return None
     if type(code) is not type(usable_compiled.__code__):

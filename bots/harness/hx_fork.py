@@ -98,16 +98,21 @@ def serve():
     if at != len(msg) or not programs:
         return 70
     placeholder_bytes = struct.pack("=I", placeholder)
+    # Where the placeholder is an instruction's operand (`k`, the last four
+    # of its eight bytes): found once here, patched in each child.
+    patches = [
+        [i + 4 for i in range(0, len(prog), 8) if prog[i + 4 : i + 8] == placeholder_bytes]
+        for prog in programs
+    ]
 
     def install(me):
         """The hook's filters, with `me` for the placeholder pid."""
         mine = struct.pack("=I", me)
         keep = []
-        for prog in programs:
+        for prog, at in zip(programs, patches):
             b = bytearray(prog)
-            for i in range(0, len(b), 8):
-                if b[i + 4 : i + 8] == placeholder_bytes:
-                    b[i + 4 : i + 8] = mine
+            for i in at:
+                b[i : i + 4] = mine
             buf = ctypes.create_string_buffer(bytes(b), len(b))
             keep.append(buf)
             fprog = SockFprog(len(b) // 8, ctypes.cast(buf, ctypes.c_void_p))
@@ -199,9 +204,12 @@ def serve():
     ctrl.send(b"R")
     served = 0
     while True:
-        msg, fds, _, _ = socket.recv_fds(ctrl, 64, 3, socket.MSG_CMSG_CLOEXEC)
+        msg, fds, _, _ = socket.recv_fds(ctrl, 1 << 18, 3, socket.MSG_CMSG_CLOEXEC)
         if msg == b"K" and not fds:
             continue  # for a child already reaped
+        if msg[:1] == b"C" and not fds:
+            hx_core.preload_code(msg[1:])
+            continue
         if msg[:1] != b"J" or len(msg) != 5 or len(fds) != 3:
             for fd in fds:
                 os.close(fd)

@@ -33,7 +33,12 @@
 //!   (input, stdout/stderr, result): fork the child for one hook, which
 //!   reads its job from the input;
 //! * `K`: kill the running child (deadline, output cap, or its result is
-//!   complete); ignored when none runs.
+//!   complete); ignored when none runs;
+//! * `C` + a bot's compiled code (the `code` of its `CompiledBot`, base64
+//!   text), sent between jobs once a job has shown it: the template decodes
+//!   and unmarshals it once, and a child whose job carries exactly that text
+//!   uses the result instead of decoding its own (it checks everything else
+//!   about the artifact as always). Only up to [`MAX_CODE_MESSAGE`] bytes.
 //!
 //! template → runner: `R` (ready, once, after its warm-up); `F` +
 //! `step<TAB>message` (the child could not confine itself; it exits without
@@ -65,6 +70,10 @@ use std::time::{Duration, Instant};
 /// How long a template may take from its exec to `R`, and a child's end
 /// to its `S` after a kill.
 const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// The largest `C` message: well within a seqpacket socket's default send
+/// buffer. A bot whose code is larger has each child decode it.
+const MAX_CODE_MESSAGE: usize = 160 * 1024;
 
 /// The runner's end of a template's control socket.
 pub(crate) struct Control {
@@ -363,6 +372,8 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
         eof: false,
     };
     let mut next = prepare(&mut control, spec.limits.cpu_secs).ok();
+    // The compiled code the template has (`C`), or was offered.
+    let mut code_sent: Option<String> = None;
     loop {
         if control.gone {
             eprintln!("sandbox-runner: fork template ended");
@@ -407,6 +418,18 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
         // and the next child's start overlap with the daemon's commit.
         write_outcome(&o);
         await_ready(&mut control);
+        if let Some(compiled) = &job.bot.compiled
+            && code_sent.as_deref() != Some(compiled.code.as_str())
+            && !control.gone
+        {
+            if compiled.code.len() < MAX_CODE_MESSAGE {
+                let mut msg = Vec::with_capacity(1 + compiled.code.len());
+                msg.push(b'C');
+                msg.extend_from_slice(compiled.code.as_bytes());
+                control.send(&msg);
+            }
+            code_sent = Some(compiled.code.clone());
+        }
         if !control.gone {
             next = prepare(&mut control, spec.limits.cpu_secs).ok();
         }

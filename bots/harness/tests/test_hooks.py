@@ -1008,6 +1008,38 @@ def test_an_artifact_is_used_only_under_the_hash_seed_it_was_made_under():
     assert (outcome, rc) == (None, 2) and b"has hash_seed" in err, err
 
 
+def test_a_templates_preloaded_code_serves_only_exactly_its_own_text(monkeypatch):
+    # A fork template decodes a bot's code once (`C` from the runner); a
+    # child uses it only for a job whose artifact has that very text, after
+    # the artifact's other checks: B's code under A's bindings is decoded on
+    # its own (and runs B, as in `test_an_artifact_is_used_only_under...`),
+    # never replaced by the preloaded A.
+    import hx_core
+
+    monkeypatch.setattr(hx_core, "PRELOADED_CODE", None)
+    hx_core.warm_up()
+    a = ok(check(SAYS_A))["manifest"]["compiled"]
+    b = ok(check(SAYS_B))["manifest"]["compiled"]
+    hx_core.preload_code(b"\xff not the code")
+    assert hx_core.PRELOADED_CODE is None
+    hx_core.preload_code(a["code"].encode())
+    preloaded = hx_core.PRELOADED_CODE[1]
+    assert hx_core.usable_compiled(a, SAYS_A, False) == (a["class_name"], preloaded)
+    _, other = hx_core.usable_compiled({**a, "code": b["code"]}, SAYS_A, False)
+
+    def strings(code):
+        for c in code.co_consts:
+            if type(c) is type(code):
+                yield from strings(c)
+            elif type(c) is str:
+                yield c
+
+    assert "B" in strings(other) and "B" not in strings(preloaded)
+    # The artifact's bindings are still checked: a preloaded text under
+    # another source's hash is not used at all.
+    assert hx_core.usable_compiled(a, SAYS_B, False) is None
+
+
 def test_a_refused_source_is_refused_even_with_an_artifact_made_for_another():
     bad = bot("import os\nos.system('true')")
     compiled = ok(check(SAYS_A))["manifest"]["compiled"]
