@@ -134,6 +134,10 @@ def canonical_size(value):
         return 4
     if value is False:
         return 5
+    if t is int and -_EXACT <= value <= _EXACT:
+        # A double holds it exactly, and ECMAScript writes such an integer
+        # with all its digits: Python's own.
+        return len(str(value))
     if t is int or t is float:
         return number_size(value)
     if t is dict:
@@ -147,6 +151,10 @@ def canonical_size(value):
             n += canonical_size(v)
         return n
     raise TypeError(f"{t.__name__} is not JSON")
+
+
+# Integers up to this magnitude are doubles exactly (2**53).
+_EXACT = 1 << 53
 
 
 def number_size(x):

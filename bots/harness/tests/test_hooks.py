@@ -1045,3 +1045,22 @@ def test_a_refused_source_is_refused_even_with_an_artifact_made_for_another():
     compiled = ok(check(SAYS_A))["manifest"]["compiled"]
     err = error(run_compiled(bad, compiled))
     assert err["kind"] == "policy" and "'os'" in err["message"]
+
+
+def test_the_size_of_an_exact_integer_is_that_of_the_general_number_rule():
+    # `canonical_size` writes integers a double holds exactly with their own
+    # digits; the general rule (`number_size`, ECMAScript's) must agree on
+    # every one of them, and the general rule still sizes the others.
+    import random
+
+    import hx_protocol
+
+    rng = random.Random(1)
+    edge = [0, 1, -1, 9, 10, 99, 100, 10**15, 10**16 - 1, 2**53 - 1, 2**53, -(2**53)]
+    samples = edge + [rng.randrange(-(2**53), 2**53 + 1) for _ in range(20000)]
+    samples += [rng.randrange(-(10**k), 10**k) for k in range(1, 17) for _ in range(200)]
+    for n in samples:
+        assert hx_protocol.canonical_size(n) == hx_protocol.number_size(n), n
+    # Past 2**53 the double nearest rounds: 2**53 + 1 is written 9007199254740992.
+    assert hx_protocol.canonical_size(2**53 + 1) == hx_protocol.number_size(2**53 + 1) == 16
+    assert hx_protocol.canonical_size(10**21) == len("1e+21")
