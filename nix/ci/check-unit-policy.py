@@ -53,8 +53,8 @@ def main(argv: list[str]) -> int:
 
     if filt.allow_list is None:
         problems.append("the unit has no SystemCallFilter= (expected an allow list)")
-    for kind in ("confine_syscalls", "bot_syscalls"):
-        for s in sorted(set(policy[kind])):
+    for kind in ("confine_syscalls", "bot_syscalls", "template_syscalls"):
+        for s in sorted(set(policy.get(kind, []))):
             if s not in known:
                 problems.append(f"{kind}: '{s}' is unknown to this systemd (not in @known)")
             elif not filt.allows(s):
@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
 
     n_conf = len(set(policy["confine_syscalls"]))
     n_bot = len(set(policy["bot_syscalls"]))
+    n_tpl = len(set(policy.get("template_syscalls", [])))
     if problems:
         print(f"{argv[1]}: the unit would stop the sandbox:")
         for p in problems:
@@ -89,7 +90,8 @@ def main(argv: list[str]) -> int:
         return 1
     print(
         f"{argv[1]}: covers the runner's {n_conf} confinement syscalls, "
-        f"{n_bot} bot syscalls and namespaces {' '.join(sorted(set(policy['namespaces'])))}"
+        f"{n_bot} bot syscalls, {n_tpl} fork-template syscalls and namespaces "
+        f"{' '.join(sorted(set(policy['namespaces'])))}"
     )
     return 0
 

@@ -26,7 +26,11 @@ import sys
 def main():
     base = json.load(open(sys.argv[1]))
     policy = json.load(open(sys.argv[2]))
-    needed = sorted(set(policy["confine_syscalls"]) | set(policy["bot_syscalls"]))
+    needed = sorted(
+        set(policy["confine_syscalls"])
+        | set(policy["bot_syscalls"])
+        | set(policy.get("template_syscalls", []))
+    )
     rules = []
     for rule in base["syscalls"]:
         conditional = rule.get("args") or rule.get("includes") or rule.get("excludes")
@@ -39,7 +43,7 @@ def main():
         "names": needed,
         "action": "SCMP_ACT_ALLOW",
         "comment": "mcp-multiplayer: what sandbox-runner calls while confining a bot hook, "
-                   "and what it lets the hook call (sandbox-runner policy --json)",
+                   "and what it lets the hook and a fork template call (sandbox-runner policy --json)",
     })
     json.dump(dict(base, syscalls=rules), sys.stdout, indent=2)
     sys.stdout.write("\n")

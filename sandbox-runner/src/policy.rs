@@ -1105,6 +1105,16 @@ pub fn bot_syscall_names() -> Vec<&'static str> {
     v
 }
 
+/// Names of every syscall a fork template may make, for `policy --json`.
+pub fn template_syscall_names() -> Vec<&'static str> {
+    let p = template_seccomp_policy();
+    let mut v: Vec<&'static str> = p.allowed.clone();
+    v.extend(p.filtered.iter().map(|f| f.name));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// The `policy --json` document.
 pub fn policy_json() -> serde_json::Value {
     let mut confine: Vec<&str> = CONFINE_SYSCALLS.to_vec();
@@ -1113,6 +1123,7 @@ pub fn policy_json() -> serde_json::Value {
     serde_json::json!({
         "confine_syscalls": confine,
         "bot_syscalls": bot_syscall_names(),
+        "template_syscalls": template_syscall_names(),
         "namespaces": Namespace::ALL.iter().map(|n| n.name()).collect::<Vec<_>>(),
         "address_families": {
             "runner": RUNNER_ADDRESS_FAMILIES,
@@ -1454,6 +1465,32 @@ mod tests {
         for ipc in ["shmget", "shmat", "msgget", "semget", "kill", "tkill"] {
             assert!(!allowed.contains(ipc), "{ipc} allowed");
         }
+    }
+
+    #[test]
+    fn a_template_may_make_a_hooks_syscalls_and_only_wait4_pidfd_open_and_kill_besides() {
+        let v = policy_json();
+        let names = |key: &str| -> BTreeSet<String> {
+            v[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        };
+        let template = names("template_syscalls");
+        let hook: BTreeSet<String> = {
+            let p = seccomp_policy(Network::Denied, 0);
+            p.allowed
+                .iter()
+                .copied()
+                .chain(p.filtered.iter().map(|f| f.name))
+                .map(String::from)
+                .collect()
+        };
+        assert!(hook.is_subset(&template));
+        let extra: Vec<&String> = template.difference(&hook).collect();
+        assert_eq!(extra, ["kill", "pidfd_open", "wait4"]);
     }
 
     #[test]
