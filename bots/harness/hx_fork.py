@@ -162,7 +162,10 @@ def serve():
         # its clock to it: built while the child waits for its job.
         import hx_runtime
 
-        hx_core.PREPARED_LAYER.append((False,) + hx_runtime.prepare_layer(False))
+        layer, bind_hook = hx_runtime.prepare_layer(False)
+        if hx_core.PRELOADED_CODE is not None:
+            hx_runtime.prepare_facades(layer, hx_core.PRELOADED_CODE[1])
+        hx_core.PREPARED_LAYER.append((False, layer, bind_hook))
         hx_core.START_NS = time.perf_counter_ns()
         code = 70
         try:

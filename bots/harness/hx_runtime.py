@@ -253,6 +253,25 @@ def make_layer(network, source, on_violation, clock=None):
     return layer
 
 
+# Modules whose facades a fork template's child may make before its job:
+# nothing in them depends on the hook (the job's clock and entropy patch
+# `time`, `os` and `random`, whose facades copy the patched functions, so
+# those are made after; `traceback` and `warnings` register the hook's
+# source).
+PREPARABLE = ("re", "hashlib", "secrets", "json", "math")
+
+
+def prepare_facades(layer, code):
+    """Make, before the job, the facades of the `PREPARABLE` modules that
+    `code` (a bot's module code) names, and guard `copy` (both happen
+    before any bot code runs either way)."""
+    _harden_copy()
+    names = set(code.co_names)
+    for name in PREPARABLE:
+        if name in names and not P.module_refused(name, False):
+            layer["facade"](name)
+
+
 def prepare_layer(network):
     """`make_layer` in two steps: the layer, built before the job is known
     (a fork template's child builds it while it waits for its job), and

@@ -544,11 +544,12 @@ fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
 
 #[test]
 fn a_forked_hooks_language_layer_is_bound_to_its_own_job() {
-    // A child builds the language layer before its job exists and binds
-    // the job's source, violation record and clock to it when the job is
-    // read: a refused import the bot catches still fails the hook, the
-    // clock is the job's, a traceback shows the bot's own lines; each the
-    // same as in a fresh sandbox, hook after hook.
+    // A child builds the language layer (and some facades) before its job
+    // exists and binds the job's source, violation record and clock to it
+    // when the job is read: a refused import the bot catches still fails
+    // the hook, the clock is the job's, a traceback shows the bot's own
+    // lines, the entropy is the job's; each the same as in a fresh
+    // sandbox, hook after hook.
     let seed: Entropy = "7e".repeat(32).parse().unwrap();
     let bots = [
         "class Bot:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    \
@@ -561,12 +562,33 @@ fn a_forked_hooks_language_layer_is_bound_to_its_own_job() {
          self.ctx = ctx\n    def on_init(self):\n        try:\n            \
          {}['missing']  # the line a traceback shows\n        except KeyError:\n            \
          self.ctx.post('t', traceback.format_exc())\n",
+        // Facades a child makes before its job (`hx_runtime.PREPARABLE`),
+        // next to ones it makes after the job's entropy and clock are in.
+        "import re, hashlib, secrets, random, time\nclass Bot:\n    \
+         def __init__(self, ctx, params):\n        self.ctx = ctx\n    \
+         def on_init(self):\n        self.ctx.post('t', [secrets.token_hex(8), random.random(), \
+         time.time(), hashlib.sha256(b'x').hexdigest()[:8], re.sub('a', 'b', 'aa')])\n",
     ];
     for (i, source) in bots.iter().enumerate() {
         let mut j = job(source);
         j.entropy = Some(Entropy::for_hook(&seed, 1));
         j.hash_seed = Some(seed.python_hash_seed());
         j.now = Some("2026-01-02T03:04:05.678Z".parse().unwrap());
+        // With its compiled artifact, as the daemon sends it: after the
+        // first hook the template holds the code, and its children make
+        // the facades the code names before their job.
+        let mut inspect = j.clone();
+        inspect.hook = hook_protocol::Hook::Inspect;
+        // (The first bot is refused at inspect: it goes without.)
+        j.bot.compiled = match run_job(&inspect, Layer::Checked).outcome {
+            HookOutcome::Ok {
+                manifest: Some(m), ..
+            } => Some(serde_json::from_value(m["compiled"].clone()).expect("compiled")),
+            o => {
+                assert_eq!(i, 0, "inspect: {o:?}");
+                None
+            }
+        };
         let fresh = run_job(&j, Layer::Checked).outcome;
         let strip = |o: &HookOutcome| {
             let mut v = serde_json::to_value(o).unwrap();
@@ -584,10 +606,13 @@ fn a_forked_hooks_language_layer_is_bound_to_its_own_job() {
                 let text = posts[0].body.as_str().unwrap();
                 assert!(text.contains("the line a traceback shows"), "{text}")
             }
+            (3, HookOutcome::Ok { posts, .. }) => {
+                assert_eq!(posts[0].body[2], json!(1767323045.678), "the job's clock")
+            }
             _ => panic!("bot {i}, fresh: {fresh:?}"),
         }
         let mut t = Template::start(&j, 60_000, Layer::Checked);
-        for _ in 0..2 {
+        for _ in 0..3 {
             assert_eq!(strip(&t.run(&j)), strip(&fresh), "bot {i}");
         }
         t.finish();
