@@ -149,26 +149,27 @@ def serve():
                 fail(ctrl, "fork", repr(e))
             finally:
                 posix._exit(3)
-        # From here on: a fresh hook's path.
-        import random
-
-        random.seed()
-        sys.argv[:] = fresh_argv
-        sys.orig_argv[:] = fresh_orig_argv
-        for name in [m for m in sys.modules if m not in baseline]:
-            del sys.modules[name]
-        # The language layer is the same for every hook of a bot without
-        # network until the hook binds its source, its violation record and
-        # its clock to it: built while the child waits for its job.
-        import hx_runtime
-
-        layer, bind_hook = hx_runtime.prepare_layer(False)
-        if hx_core.PRELOADED_CODE is not None:
-            hx_runtime.prepare_facades(layer, hx_core.PRELOADED_CODE[1])
-        hx_core.PREPARED_LAYER.append((False, layer, bind_hook))
-        hx_core.START_NS = time.perf_counter_ns()
+        # From here on: a fresh hook's path (anything that fails ends the
+        # child without a result).
         code = 70
         try:
+            import random
+
+            random.seed()
+            sys.argv[:] = fresh_argv
+            sys.orig_argv[:] = fresh_orig_argv
+            for name in [m for m in sys.modules if m not in baseline]:
+                del sys.modules[name]
+            # The language layer is the same for every hook of a bot without
+            # network until the hook binds its source, its violation record
+            # and its clock to it: built while the child waits for its job.
+            import hx_runtime
+
+            layer, bind_hook = hx_runtime.prepare_layer(False)
+            if hx_core.PRELOADED_CODE is not None:
+                hx_runtime.prepare_facades(layer, hx_core.PRELOADED_CODE[1])
+            hx_core.PREPARED_LAYER.append((False, layer, bind_hook))
+            hx_core.START_NS = time.perf_counter_ns()
             code = hx_core.main_hook(warm=False)
             for stream in (sys.__stdout__, sys.__stderr__):
                 try:
