@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 mod check;
 pub mod determinism;
+mod outcome_de;
 
 pub use check::{
     MAX_ERROR_MESSAGE_CHARS, MAX_KIND_CHARS, MAX_TRACEBACK_CHARS, Origin, RESERVED_KINDS,
@@ -481,7 +482,9 @@ pub struct Post {
 }
 
 /// What the runner prints on stdout.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+///
+/// Read as an internally tagged enum (`status`); see [`outcome_de`] for how.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum HookOutcome {
     /// The hook returned.
