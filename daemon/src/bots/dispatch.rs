@@ -300,7 +300,8 @@ impl Dispatcher {
             runtime,
             players,
         } = *hw;
-        let state_before = CanonicalJson::of(&runtime.state);
+        // Canonicalised only if the hook posts nothing (`commit_outcome`).
+        let state_before = runtime.stored_state;
         let state_salt = runtime.state_salt;
         let mut job = self.inner.bots.job(
             BotSpec {
@@ -434,11 +435,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn cursor_of(tx: &dyn ReadTx, cid: &str, bid: &str) -> Result<Option<Seq>, StoreError> {
-    Ok(tx
-        .bots(cid)?
-        .into_iter()
-        .find(|b| b.bot_id == bid)
-        .map(|b| b.cursor))
+    tx.bot_cursor(cid, bid)
 }
 
 /// Finds the first bot of the channel with unhandled messages and what to do.
@@ -512,6 +509,15 @@ pub(crate) fn hook_for(m: &StoredMessage, bot_id: &str) -> Option<Hook> {
     }
 }
 
+/// The canonical text of a state as stored.
+fn state_of(stored: &str) -> Result<CanonicalJson, StoreError> {
+    let state: Value = serde_json::from_str(stored).map_err(|e| StoreError::Corrupt {
+        what: "bot state",
+        detail: e.to_string(),
+    })?;
+    Ok(CanonicalJson::of(&state))
+}
+
 /// A hook that ran: where, from which cursor, for which message, and the
 /// bot's state before it.
 struct HookRan {
@@ -521,7 +527,8 @@ struct HookRan {
     cursor: Seq,
     /// The message that triggered the hook: the `cause` of what it writes.
     trigger: Seq,
-    state_before: CanonicalJson,
+    /// The bot's state before the hook, as stored.
+    state_before: String,
     /// The secret salt of the bot's state hashes.
     state_salt: String,
 }
@@ -606,7 +613,7 @@ fn commit_outcome(
                     last_post.then_some(hash.as_str()),
                 )?;
             }
-            if n == 0 && state != ran.state_before {
+            if n == 0 && state != state_of(&ran.state_before)? {
                 let event = Event::BotState {
                     bot_id: bid.to_string(),
                 };
