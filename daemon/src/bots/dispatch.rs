@@ -53,6 +53,11 @@ use tokio::sync::{Notify, Semaphore};
 /// Messages scanned per read while looking for the next hook.
 const SCAN: usize = 64;
 
+/// Messages read first: the next hook's trigger is nearly always among the
+/// first few (past the bot's own posts), so the rest of a backlog is read
+/// only when it is not.
+const SCAN_FIRST: usize = 4;
+
 /// How often a daemon sharing the database looks for channels whose hooks no
 /// live daemon runs (their owner died): the longest a game waits for its
 /// bot after a daemon is killed, unless someone posts meanwhile.
@@ -446,9 +451,24 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
     let Some(bot) = tx.bots(cid)?.into_iter().find(|b| b.cursor < ch.last_seq) else {
         return Ok(None);
     };
-    let msgs = tx.messages_after(cid, bot.cursor, SCAN)?;
+    let mut msgs = tx.messages_after(cid, bot.cursor, SCAN_FIRST)?;
     let mut skip_to = bot.cursor;
-    for (i, m) in msgs.iter().enumerate() {
+    let mut read_rest = false;
+    let mut i = 0;
+    loop {
+        if i == msgs.len() {
+            if read_rest || msgs.len() < SCAN_FIRST {
+                break;
+            }
+            // The first messages trigger nothing: the rest of the scan.
+            read_rest = true;
+            msgs.extend(tx.messages_after(cid, skip_to, SCAN - SCAN_FIRST)?);
+            if i == msgs.len() {
+                break;
+            }
+        }
+        let m = &msgs[i];
+        i += 1;
         // Hooks the bot class does not define are not worth a sandbox start.
         if let Some(hook) = hook_for(m, &bot.bot_id).filter(|h| bot.manifest.defines(h.method())) {
             let runtime = tx
@@ -459,16 +479,14 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
                 })?;
             // The seats as of the trigger: the slots now, with the seat
             // events committed since undone (all read in this snapshot).
-            let mut later: Vec<StoredMessage> = msgs[i + 1..].to_vec();
-            let read_to = later.last().map_or(m.seq, |l| l.seq);
-            if read_to < ch.last_seq {
-                later.extend(tx.messages_after(cid, read_to, usize::MAX)?);
-            }
-            let events: Vec<Event> = later
-                .iter()
-                .filter(|l| l.kind == MessageKind::System)
-                .filter_map(|l| serde_json::from_str(l.body.as_str()).ok())
-                .collect();
+            let events: Vec<Event> = if m.seq < ch.last_seq {
+                tx.system_bodies_after(cid, m.seq)?
+                    .iter()
+                    .filter_map(|body| serde_json::from_str(body).ok())
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let players = context::players_at(&tx.slots(cid)?, events.iter());
             return Ok(Some(Work {
                 bot_id: bot.bot_id.clone(),

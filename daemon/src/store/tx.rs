@@ -271,6 +271,8 @@ pub(crate) trait ReadTx {
         cursor: Seq,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// The bodies of the `system` messages with `seq > after`, in order.
+    fn system_bodies_after(&self, channel_id: &str, after: Seq) -> Result<Vec<String>, StoreError>;
     /// Like [`ReadTx::messages_after`], and stops before the message that
     /// would take the page past `max_bytes` (each message counted as
     /// [`StoredMessage::page_bytes`]); the first message always comes, so a
@@ -464,6 +466,9 @@ impl<T: HasConn> ReadTx for T {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         messages::after(self.conn(), channel_id, cursor, limit, usize::MAX)
+    }
+    fn system_bodies_after(&self, channel_id: &str, after: Seq) -> Result<Vec<String>, StoreError> {
+        messages::system_bodies_after(self.conn(), channel_id, after)
     }
     fn messages_page(
         &self,
