@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 mod check;
 pub mod determinism;
+mod outcome_de;
 
 pub use check::{
     MAX_ERROR_MESSAGE_CHARS, MAX_KIND_CHARS, MAX_TRACEBACK_CHARS, Origin, RESERVED_KINDS,
@@ -124,6 +125,37 @@ impl HookJob {
             .or_else(|| self.entropy.as_ref().map(Entropy::python_hash_seed))
     }
 
+    /// The job's JSON with `bot.compiled` set to `compiled`: the bytes
+    /// `serde_json::to_vec` gives for a copy of the job with that field
+    /// set, without copying the job (its source, state and bytecode).
+    ///
+    /// # Errors
+    /// As `serde_json::to_vec` (a state or parameter that JSON cannot hold).
+    pub fn to_json_with_compiled(
+        &self,
+        compiled: Option<&CompiledBot>,
+    ) -> serde_json::Result<Vec<u8>> {
+        let b = &self.bot;
+        serde_json::to_vec(&JobWire {
+            version: self.version,
+            bot: BotWire {
+                name: &b.name,
+                source: &b.source,
+                params: &b.params,
+                compiled,
+            },
+            hook: &self.hook,
+            context: &self.context,
+            state: &self.state,
+            limits: &self.limits,
+            network: &self.network,
+            runtime: &self.runtime,
+            entropy: self.entropy.as_ref(),
+            now: self.now.as_ref(),
+            hash_seed: self.hash_seed,
+        })
+    }
+
     /// Why the runner must refuse this job's version, or `None`.
     ///
     /// A job is of a version from [`OLDEST_PROTOCOL_VERSION`] to
@@ -146,6 +178,37 @@ impl HookJob {
         }
         None
     }
+}
+
+/// [`HookJob`] as it is written, borrowed: the same fields, in the same
+/// order, with the same attributes (`to_json_with_compiled_is_to_vec_of_the_job_with_it`
+/// checks the bytes).
+#[derive(Serialize)]
+struct JobWire<'a> {
+    version: u32,
+    bot: BotWire<'a>,
+    hook: &'a Hook,
+    context: &'a HookContext,
+    state: &'a Value,
+    limits: &'a Limits,
+    network: &'a NetworkPolicy,
+    runtime: &'a Runtime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entropy: Option<&'a Entropy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    now: Option<&'a Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash_seed: Option<u32>,
+}
+
+/// [`BotSpec`] as it is written, borrowed.
+#[derive(Serialize)]
+struct BotWire<'a> {
+    name: &'a str,
+    source: &'a str,
+    params: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compiled: Option<&'a CompiledBot>,
 }
 
 /// A bot's source and the parameters the channel creator gave it.
@@ -419,7 +482,9 @@ pub struct Post {
 }
 
 /// What the runner prints on stdout.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+///
+/// Read as an internally tagged enum (`status`); see [`outcome_de`] for how.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum HookOutcome {
     /// The hook returned.
@@ -530,6 +595,50 @@ mod tests {
             "runtime": {"python": "/usr/bin/python3", "python_args": [], "harness_dir": "/h",
                         "sandbox_uid": 1, "sandbox_gid": 1},
         })
+    }
+
+    #[test]
+    fn to_json_with_compiled_is_to_vec_of_the_job_with_it() {
+        let base: HookJob = serde_json::from_value(job_json()).unwrap();
+        let compiled = CompiledBot {
+            source_sha256: "ab".repeat(32),
+            network: false,
+            checker: "c\"k".into(),
+            hash_seed: Some(7),
+            class_name: "Bot".into(),
+            code: "QUJD".into(),
+        };
+        let mut full = base.clone();
+        full.version = PROTOCOL_VERSION;
+        full.bot.source = "class B:\n    \"x\" \u{e9}\u{1f600}\t\\".into();
+        full.bot.params = serde_json::json!({"z": 1, "a": [1.5, null, "s"]});
+        full.hook = Hook::OnMessage {
+            message: serde_json::json!({"seq": 3, "body": "hi"}),
+        };
+        full.state = serde_json::json!({"n": 2, "list": [{"k": "v"}]});
+        full.context.players.push(Player {
+            label: "alice".into(),
+            slot: "invite:alice".into(),
+            filled: true,
+        });
+        full.entropy = Some("11".repeat(32).parse().unwrap());
+        full.now = Some("2026-11-21T11:31:29.123Z".parse().unwrap());
+        full.hash_seed = Some(42);
+        full.network.deny_cidrs.push("10.0.0.0/8".into());
+        for job in [base, full] {
+            for with in [None, Some(&compiled)] {
+                for own in [None, Some(compiled.clone())] {
+                    let mut job = job.clone();
+                    job.bot.compiled = own;
+                    let mut expected = job.clone();
+                    expected.bot.compiled = with.cloned();
+                    assert_eq!(
+                        String::from_utf8(job.to_json_with_compiled(with).unwrap()).unwrap(),
+                        serde_json::to_string(&expected).unwrap()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

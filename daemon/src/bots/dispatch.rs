@@ -53,6 +53,11 @@ use tokio::sync::{Notify, Semaphore};
 /// Messages scanned per read while looking for the next hook.
 const SCAN: usize = 64;
 
+/// Messages read first: the next hook's trigger is nearly always among the
+/// first few (past the bot's own posts), so the rest of a backlog is read
+/// only when it is not.
+const SCAN_FIRST: usize = 4;
+
 /// How often a daemon sharing the database looks for channels whose hooks no
 /// live daemon runs (their owner died): the longest a game waits for its
 /// bot after a daemon is killed, unless someone posts meanwhile.
@@ -300,7 +305,8 @@ impl Dispatcher {
             runtime,
             players,
         } = *hw;
-        let state_before = CanonicalJson::of(&runtime.state);
+        // Canonicalised only if the hook posts nothing (`commit_outcome`).
+        let state_before = runtime.stored_state;
         let state_salt = runtime.state_salt;
         let mut job = self.inner.bots.job(
             BotSpec {
@@ -434,11 +440,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn cursor_of(tx: &dyn ReadTx, cid: &str, bid: &str) -> Result<Option<Seq>, StoreError> {
-    Ok(tx
-        .bots(cid)?
-        .into_iter()
-        .find(|b| b.bot_id == bid)
-        .map(|b| b.cursor))
+    tx.bot_cursor(cid, bid)
 }
 
 /// Finds the first bot of the channel with unhandled messages and what to do.
@@ -449,9 +451,24 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
     let Some(bot) = tx.bots(cid)?.into_iter().find(|b| b.cursor < ch.last_seq) else {
         return Ok(None);
     };
-    let msgs = tx.messages_after(cid, bot.cursor, SCAN)?;
+    let mut msgs = tx.messages_after(cid, bot.cursor, SCAN_FIRST)?;
     let mut skip_to = bot.cursor;
-    for (i, m) in msgs.iter().enumerate() {
+    let mut read_rest = false;
+    let mut i = 0;
+    loop {
+        if i == msgs.len() {
+            if read_rest || msgs.len() < SCAN_FIRST {
+                break;
+            }
+            // The first messages trigger nothing: the rest of the scan.
+            read_rest = true;
+            msgs.extend(tx.messages_after(cid, skip_to, SCAN - SCAN_FIRST)?);
+            if i == msgs.len() {
+                break;
+            }
+        }
+        let m = &msgs[i];
+        i += 1;
         // Hooks the bot class does not define are not worth a sandbox start.
         if let Some(hook) = hook_for(m, &bot.bot_id).filter(|h| bot.manifest.defines(h.method())) {
             let runtime = tx
@@ -462,16 +479,14 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
                 })?;
             // The seats as of the trigger: the slots now, with the seat
             // events committed since undone (all read in this snapshot).
-            let mut later: Vec<StoredMessage> = msgs[i + 1..].to_vec();
-            let read_to = later.last().map_or(m.seq, |l| l.seq);
-            if read_to < ch.last_seq {
-                later.extend(tx.messages_after(cid, read_to, usize::MAX)?);
-            }
-            let events: Vec<Event> = later
-                .iter()
-                .filter(|l| l.kind == MessageKind::System)
-                .filter_map(|l| serde_json::from_str(l.body.as_str()).ok())
-                .collect();
+            let events: Vec<Event> = if m.seq < ch.last_seq {
+                tx.system_bodies_after(cid, m.seq)?
+                    .iter()
+                    .filter_map(|body| serde_json::from_str(body).ok())
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let players = context::players_at(&tx.slots(cid)?, events.iter());
             return Ok(Some(Work {
                 bot_id: bot.bot_id.clone(),
@@ -512,6 +527,15 @@ pub(crate) fn hook_for(m: &StoredMessage, bot_id: &str) -> Option<Hook> {
     }
 }
 
+/// The canonical text of a state as stored.
+fn state_of(stored: &str) -> Result<CanonicalJson, StoreError> {
+    let state: Value = serde_json::from_str(stored).map_err(|e| StoreError::Corrupt {
+        what: "bot state",
+        detail: e.to_string(),
+    })?;
+    Ok(CanonicalJson::of(&state))
+}
+
 /// A hook that ran: where, from which cursor, for which message, and the
 /// bot's state before it.
 struct HookRan {
@@ -521,7 +545,8 @@ struct HookRan {
     cursor: Seq,
     /// The message that triggered the hook: the `cause` of what it writes.
     trigger: Seq,
-    state_before: CanonicalJson,
+    /// The bot's state before the hook, as stored.
+    state_before: String,
     /// The secret salt of the bot's state hashes.
     state_salt: String,
 }
@@ -606,7 +631,7 @@ fn commit_outcome(
                     last_post.then_some(hash.as_str()),
                 )?;
             }
-            if n == 0 && state != ran.state_before {
+            if n == 0 && state != state_of(&ran.state_before)? {
                 let event = Event::BotState {
                     bot_id: bid.to_string(),
                 };

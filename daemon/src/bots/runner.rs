@@ -92,7 +92,7 @@ pub(crate) struct Sandbox {
 /// (which the bytecode depends on).
 #[derive(Default)]
 struct Compiled {
-    by_source: Mutex<HashMap<[u8; 32], CompiledBot>>,
+    by_source: Mutex<HashMap<[u8; 32], Arc<CompiledBot>>>,
     /// Sources whose `inspect` is running to fill the cache.
     pending: Mutex<HashSet<[u8; 32]>>,
 }
@@ -130,18 +130,19 @@ impl Sandbox {
     }
 
     /// Runs a hook (not an inspection) in its bot's fork template when it
-    /// holds one's uid, else pre-warmed or fresh.
-    async fn run_hook(&self, job: &HookJob) -> HookOutcome {
+    /// holds one's uid, else pre-warmed or fresh; `input` is the job as
+    /// written to the runner (with `bot.compiled` filled in from the cache).
+    async fn run_hook(&self, job: &HookJob, input: &[u8]) -> HookOutcome {
         if let Some(t) = &self.templates
             && t.holds(job)
         {
-            if let Some(o) = t.run(job).await {
+            if let Some(o) = t.run(job, input).await {
                 return o;
             }
             // No pool on a template's uid: its sandboxes would wait there.
-            return run_job(&self.runner, job).await;
+            return run_job(&self.runner, job, input).await;
         }
-        run_pooled(&self.runner, self.pool.as_deref(), job).await
+        run_pooled(&self.runner, self.pool.as_deref(), job, input).await
     }
 }
 
@@ -162,34 +163,38 @@ impl HookRunner for Sandbox {
         Box::pin(async move {
             let key = source_key(job);
             if job.hook == Hook::Inspect {
-                let mut outcome = run_pooled(&self.runner, self.pool.as_deref(), job).await;
+                let input = match encode(job, job.bot.compiled.as_ref()) {
+                    Ok(i) => i,
+                    Err(e) => return internal(e),
+                };
+                let mut outcome = run_pooled(&self.runner, self.pool.as_deref(), job, &input).await;
                 self.compiled.keep(key, &mut outcome);
                 return outcome;
             }
-            if job.entropy.is_some() && job.hash_seed.is_none() {
-                // A hook whose hash seed comes from its own entropy checks
-                // and compiles its bot itself: no inspection ran under that
-                // hash seed. (The dispatcher and replay leave `bot.compiled`
-                // empty; only this cache fills it.)
-                return self.run_hook(job).await;
-            }
-            let cached = lock(&self.compiled.by_source).get(&key).cloned();
-            match cached {
-                Some(c) if job.bot.compiled.is_none() => {
-                    let mut with = job.clone();
-                    with.bot.compiled = Some(c);
-                    self.run_hook(&with).await
+            // A hook whose hash seed comes from its own entropy checks and
+            // compiles its bot itself: no inspection ran under that hash
+            // seed. (The dispatcher and replay leave `bot.compiled` empty;
+            // only this cache fills it.)
+            let own_seed = job.entropy.is_some() && job.hash_seed.is_none();
+            let cached = if own_seed || job.bot.compiled.is_some() {
+                None
+            } else {
+                let cached = lock(&self.compiled.by_source).get(&key).cloned();
+                if cached.is_none() {
+                    // After a restart, or a seeded bot's first hook (its
+                    // attach was inspected under no hash seed): inspect the
+                    // source again, beside this hook, so that its later
+                    // hooks skip the check.
+                    self.refill_compiled(job, key);
                 }
-                _ => {
-                    if job.bot.compiled.is_none() {
-                        // After a restart, or a seeded bot's first hook (its
-                        // attach was inspected under no hash seed): inspect
-                        // the source again, beside this hook, so that its
-                        // later hooks skip the check.
-                        self.refill_compiled(job, key);
-                    }
-                    self.run_hook(job).await
-                }
+                cached
+            };
+            // The job as the runner reads it, with the cached compiled bot
+            // spliced in: encoded once, never copied.
+            let compiled = job.bot.compiled.as_ref().or(cached.as_deref());
+            match encode(job, compiled) {
+                Ok(input) => self.run_hook(job, &input).await,
+                Err(e) => internal(e),
             }
         })
     }
@@ -221,7 +226,10 @@ impl Sandbox {
         let pool = self.pool.clone().filter(|_| inspect.hash_seed.is_none());
         let (runner, compiled) = (self.runner.clone(), self.compiled.clone());
         rt.spawn(async move {
-            let mut outcome = run_pooled(&runner, pool.as_deref(), &inspect).await;
+            let mut outcome = match encode(&inspect, inspect.bot.compiled.as_ref()) {
+                Ok(input) => run_pooled(&runner, pool.as_deref(), &inspect, &input).await,
+                Err(e) => internal(e),
+            };
             compiled.keep(key, &mut outcome);
             lock(&compiled.pending).remove(&key);
         });
@@ -248,7 +256,7 @@ impl Compiled {
                 if by_source.len() >= MAX_COMPILED {
                     by_source.clear();
                 }
-                by_source.insert(key, c);
+                by_source.insert(key, Arc::new(c));
             }
             Err(e) => tracing::warn!(error = %e, "inspect reported a malformed compiled bot"),
         }
@@ -259,8 +267,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs `job` in a pre-warmed runner of its kind when the pool has one,
-/// else in a fresh runner.
+/// `job` as the runner reads it, with `bot.compiled` set to `compiled`.
+fn encode(job: &HookJob, compiled: Option<&CompiledBot>) -> Result<Vec<u8>, String> {
+    job.to_json_with_compiled(compiled)
+        .map_err(|e| format!("cannot encode job: {e}"))
+}
+
+/// Runs `job` (encoded as `input`) in a pre-warmed runner of its kind when
+/// the pool has one, else in a fresh runner.
 ///
 /// A pre-warmed runner that answers exit 2 (it took no job: it had expired
 /// or refused it) or 3 (its confinement had failed before the job) never
@@ -270,26 +284,27 @@ pub(crate) async fn run_pooled(
     runner: &Path,
     pool: Option<&WarmPool>,
     job: &HookJob,
+    input: &[u8],
 ) -> HookOutcome {
     let Some(pool) = pool else {
-        return run_job(runner, job).await;
+        return run_job(runner, job, input).await;
     };
     match pool.take(job) {
         Some(warm) => {
-            let (outcome, code) = warm.hand_over(job).await;
+            let (outcome, code) = warm.hand_over(job, input).await;
             if matches!(code, Some(exit::BAD_JOB | exit::CONFINEMENT_FAILED)) {
                 tracing::warn!(
                     exit = ?code,
                     outcome = ?outcome,
                     "a pre-warmed sandbox did not take its job; running it in a fresh one"
                 );
-                run_job(runner, job).await
+                run_job(runner, job, input).await
             } else {
                 pool.served_one();
                 outcome
             }
         }
-        None => run_job(runner, job).await,
+        None => run_job(runner, job, input).await,
     }
 }
 
@@ -306,13 +321,9 @@ pub(crate) fn command(runner: &Path) -> tokio::process::Command {
     cmd
 }
 
-/// Runs one job in a fresh runner and returns its outcome. Never panics;
-/// every failure is a [`HookOutcome::Error`].
-async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
-    let input = match serde_json::to_vec(job) {
-        Ok(v) => v,
-        Err(e) => return internal(format!("cannot encode job: {e}")),
-    };
+/// Runs one job (encoded as `input`) in a fresh runner and returns its
+/// outcome. Never panics; every failure is a [`HookOutcome::Error`].
+async fn run_job(runner: &Path, job: &HookJob, input: &[u8]) -> HookOutcome {
     let mut child = match command(runner).spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -330,7 +341,7 @@ async fn run_job(runner: &Path, job: &HookJob) -> HookOutcome {
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
     };
-    drive(child, pipes, &input, job).await.0
+    drive(child, pipes, input, job).await.0
 }
 
 /// A runner's stdio, as the daemon holds it.
@@ -341,15 +352,11 @@ pub(crate) struct Pipes {
 }
 
 impl WarmProcess {
-    /// Hands `job` to this pre-warmed runner and waits for its outcome; the
-    /// runner's exit code too.
-    async fn hand_over(self, job: &HookJob) -> (HookOutcome, Option<i32>) {
-        let input = match serde_json::to_vec(job) {
-            Ok(v) => v,
-            Err(e) => return (internal(format!("cannot encode job: {e}")), None),
-        };
+    /// Hands `job` (encoded as `input`) to this pre-warmed runner and waits
+    /// for its outcome; the runner's exit code too.
+    async fn hand_over(self, job: &HookJob, input: &[u8]) -> (HookOutcome, Option<i32>) {
         let (child, pipes) = self.into_parts();
-        drive(child, pipes, &input, job).await
+        drive(child, pipes, input, job).await
     }
 }
 

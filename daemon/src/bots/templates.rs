@@ -192,11 +192,11 @@ impl Templates {
         }
     }
 
-    /// Runs `job` in its bot's template: `None` when it did not run there
-    /// (no template ready within [`WAIT_FOR_TEMPLATE`], or the template
-    /// could not take it; nothing of the bot ran), and the caller runs it
-    /// fresh.
-    pub(crate) async fn run(&self, job: &HookJob) -> Option<HookOutcome> {
+    /// Runs `job` (encoded as `input`, without its line's newline) in its
+    /// bot's template: `None` when it did not run there (no template ready
+    /// within [`WAIT_FOR_TEMPLATE`], or the template could not take it;
+    /// nothing of the bot ran), and the caller runs it fresh.
+    pub(crate) async fn run(&self, job: &HookJob, input: &[u8]) -> Option<HookOutcome> {
         if !eligible(job) {
             return None;
         }
@@ -221,7 +221,10 @@ impl Templates {
             return None;
         }
         let l = guard.as_mut()?;
-        let mut line = serde_json::to_vec(job).ok()?;
+        // The job and its newline in one write (JSON text holds no raw
+        // newline).
+        let mut line = Vec::with_capacity(input.len() + 1);
+        line.extend_from_slice(input);
         line.push(b'\n');
         if l.stdin.write_all(&line).await.is_err() || l.stdin.flush().await.is_err() {
             *guard = None;

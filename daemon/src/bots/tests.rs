@@ -376,6 +376,69 @@ async fn the_backlog_is_run_when_the_dispatcher_starts() {
     );
 }
 
+#[tokio::test]
+async fn a_backlog_longer_than_a_scan_is_passed_over_and_each_hook_sees_the_seats_of_its_trigger() {
+    let t = TempStore::new();
+    let ch = Channels::new(t.store.clone(), 64 * 1024, CancellationToken::new());
+    let alice = principal(&t.store, "alice").await;
+    let bob = principal(&t.store, "bob").await;
+    let c = ch
+        .create(
+            &alice,
+            NewChannelRequest {
+                name: "t".into(),
+                slots: ["alice", "bob", "bot:ref"]
+                    .iter()
+                    .map(|s| SlotSpec::parse(s).unwrap())
+                    .collect(),
+                join_as: Some("alice".into()),
+                allow_network: false,
+                bot: Some(bot("Ref", &["on_join"])),
+            },
+        )
+        .await
+        .unwrap();
+    let cid = c.channel_id.clone();
+    // More messages that trigger nothing than one scan reads (64), then
+    // bob's seat, then more: all waiting when the dispatcher starts.
+    for i in 0..70 {
+        ch.post(&alice, &cid, None, &json!({"i": i}), None)
+            .await
+            .unwrap();
+    }
+    ch.join(&bob, &c.invites[0].invite_code).await.unwrap();
+    for i in 0..5 {
+        ch.post(&bob, &cid, None, &json!({"i": i}), None)
+            .await
+            .unwrap();
+    }
+    let seats = Arc::new(Mutex::new(Vec::new()));
+    let seen = seats.clone();
+    let runner = Scripted::answering(move |job| {
+        let players: Vec<(String, bool)> = job
+            .context
+            .players
+            .iter()
+            .map(|p| (p.label.clone(), p.filled))
+            .collect();
+        seen.lock().unwrap().push(players);
+        echo(job)
+    });
+    let (_, d) = start(&t.store, runner.clone(), 2).await;
+    tokio::time::timeout(Duration::from_secs(20), d.settled())
+        .await
+        .unwrap();
+    assert_eq!(runner.hooks_in(&cid), vec!["on_join:alice", "on_join:bob"]);
+    let seat = |l: &str, filled| (l.to_string(), filled);
+    assert_eq!(
+        *seats.lock().unwrap(),
+        vec![
+            vec![seat("alice", true), seat("bob", false)],
+            vec![seat("alice", true), seat("bob", true)],
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_hook_and_commit_reruns_the_hook_once_and_never_twice() {
     let t = TempStore::new();

@@ -126,9 +126,18 @@ pub(super) fn runtime(
         params: serde_json::from_str::<Map<String, Value>>(&params_s)
             .map_err(corrupt("bot params"))?,
         state: serde_json::from_str(&state_s).map_err(corrupt("bot state"))?,
+        stored_state: state_s,
         state_salt,
         seed,
     }))
+}
+
+pub(super) fn cursor(c: &Connection, cid: &str, bot_id: &str) -> Result<Option<Seq>, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT cursor FROM bots WHERE channel_id = ?1 AND bot_id = ?2")?
+            .query_row(params![cid, bot_id], |r| r.get::<_, Seq>(0))
+            .optional()?,
+    )
 }
 
 pub(super) fn channels_with_bots(c: &Connection) -> Result<Vec<String>, StoreError> {

@@ -93,6 +93,22 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<(StoredMessage, String, Option<S
 /// would take the page's [`StoredMessage::page_bytes`] past `max_bytes` (the
 /// first always comes). Rows are read one at a time, so what lies past the
 /// budget is never loaded.
+/// The bodies of the `system` messages with `seq > after`, in order (the
+/// rows of the other kinds are passed over, not loaded).
+pub(super) fn system_bodies_after(
+    c: &Connection,
+    cid: &str,
+    after: Seq,
+) -> Result<Vec<String>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT body FROM messages WHERE channel_id = ?1 AND seq > ?2 AND kind = 'system' ORDER BY seq",
+    )?;
+    let rows = st
+        .query_map(params![cid, after], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub(super) fn after(
     c: &Connection,
     cid: &str,

@@ -179,6 +179,8 @@ pub(crate) struct BotRuntime {
     pub params: Map<String, Value>,
     /// The state the last successful hook left (a JSON object).
     pub state: Value,
+    /// `state` as stored, the text it was parsed from.
+    pub stored_state: String,
     /// The secret salt of the bot's `state_hash`es.
     pub state_salt: String,
     /// The bot's secret seed, every hook's entropy is derived from
@@ -269,6 +271,8 @@ pub(crate) trait ReadTx {
         cursor: Seq,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// The bodies of the `system` messages with `seq > after`, in order.
+    fn system_bodies_after(&self, channel_id: &str, after: Seq) -> Result<Vec<String>, StoreError>;
     /// Like [`ReadTx::messages_after`], and stops before the message that
     /// would take the page past `max_bytes` (each message counted as
     /// [`StoredMessage::page_bytes`]); the first message always comes, so a
@@ -285,6 +289,9 @@ pub(crate) trait ReadTx {
     fn bots(&self, channel_id: &str) -> Result<Vec<BotRecord>, StoreError>;
     fn bot_runtime(&self, channel_id: &str, bot_id: &str)
     -> Result<Option<BotRuntime>, StoreError>;
+    /// The cursor of one bot ([`BotRecord::cursor`]), without the rest of
+    /// its record.
+    fn bot_cursor(&self, channel_id: &str, bot_id: &str) -> Result<Option<Seq>, StoreError>;
     /// Channels with at least one bot.
     fn channels_with_bots(&self) -> Result<Vec<String>, StoreError>;
     /// The credential is neither revoked nor expired (now).
@@ -460,6 +467,9 @@ impl<T: HasConn> ReadTx for T {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         messages::after(self.conn(), channel_id, cursor, limit, usize::MAX)
     }
+    fn system_bodies_after(&self, channel_id: &str, after: Seq) -> Result<Vec<String>, StoreError> {
+        messages::system_bodies_after(self.conn(), channel_id, after)
+    }
     fn messages_page(
         &self,
         channel_id: &str,
@@ -478,6 +488,9 @@ impl<T: HasConn> ReadTx for T {
         bot_id: &str,
     ) -> Result<Option<BotRuntime>, StoreError> {
         bots::runtime(self.conn(), channel_id, bot_id)
+    }
+    fn bot_cursor(&self, channel_id: &str, bot_id: &str) -> Result<Option<Seq>, StoreError> {
+        bots::cursor(self.conn(), channel_id, bot_id)
     }
     fn channels_with_bots(&self) -> Result<Vec<String>, StoreError> {
         bots::channels_with_bots(self.conn())
