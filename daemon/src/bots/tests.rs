@@ -34,6 +34,27 @@ async fn start(store: &Store, runner: Arc<Scripted>, parallel: usize) -> (Channe
     (ch, d)
 }
 
+/// [`World::table`], with `alice` creating it in `ch`.
+async fn table(ch: &Channels, alice: &Principal, hooks: &[&str]) -> (String, String) {
+    let c = ch
+        .create(
+            alice,
+            NewChannelRequest {
+                name: "t".into(),
+                slots: ["alice", "bob", "bot:ref"]
+                    .iter()
+                    .map(|s| SlotSpec::parse(s).unwrap())
+                    .collect(),
+                join_as: Some("alice".into()),
+                allow_network: false,
+                bot: Some(bot("Ref", hooks)),
+            },
+        )
+        .await
+        .unwrap();
+    (c.channel_id, c.invites[0].invite_code.clone())
+}
+
 async fn world(runner: Arc<Scripted>) -> World {
     let t = TempStore::new();
     let (ch, d) = start(&t.store, runner.clone(), 4).await;
@@ -51,24 +72,7 @@ impl World {
     /// A channel with players alice (seated, admin) and bob, and one bot
     /// defining `hooks`. Returns the channel id and bob's invite.
     async fn table(&self, hooks: &[&str]) -> (String, String) {
-        let c = self
-            .ch
-            .create(
-                &self.alice,
-                NewChannelRequest {
-                    name: "t".into(),
-                    slots: ["alice", "bob", "bot:ref"]
-                        .iter()
-                        .map(|s| SlotSpec::parse(s).unwrap())
-                        .collect(),
-                    join_as: Some("alice".into()),
-                    allow_network: false,
-                    bot: Some(bot("Ref", hooks)),
-                },
-            )
-            .await
-            .unwrap();
-        (c.channel_id, c.invites[0].invite_code.clone())
+        table(&self.ch, &self.alice, hooks).await
     }
 
     async fn say(&self, who: &Principal, cid: &str, body: Value) -> i64 {
@@ -382,23 +386,7 @@ async fn a_backlog_longer_than_a_scan_is_passed_over_and_each_hook_sees_the_seat
     let ch = Channels::new(t.store.clone(), 64 * 1024, CancellationToken::new());
     let alice = principal(&t.store, "alice").await;
     let bob = principal(&t.store, "bob").await;
-    let c = ch
-        .create(
-            &alice,
-            NewChannelRequest {
-                name: "t".into(),
-                slots: ["alice", "bob", "bot:ref"]
-                    .iter()
-                    .map(|s| SlotSpec::parse(s).unwrap())
-                    .collect(),
-                join_as: Some("alice".into()),
-                allow_network: false,
-                bot: Some(bot("Ref", &["on_join"])),
-            },
-        )
-        .await
-        .unwrap();
-    let cid = c.channel_id.clone();
+    let (cid, invite) = table(&ch, &alice, &["on_join"]).await;
     // More messages that trigger nothing than one scan reads (64), then
     // bob's seat, then more: all waiting when the dispatcher starts.
     for i in 0..70 {
@@ -406,7 +394,7 @@ async fn a_backlog_longer_than_a_scan_is_passed_over_and_each_hook_sees_the_seat
             .await
             .unwrap();
     }
-    ch.join(&bob, &c.invites[0].invite_code).await.unwrap();
+    ch.join(&bob, &invite).await.unwrap();
     for i in 0..5 {
         ch.post(&bob, &cid, None, &json!({"i": i}), None)
             .await
