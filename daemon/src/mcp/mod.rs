@@ -217,15 +217,18 @@ fn encode_result(
 /// are invalid or clamped (the tool's answer then carries an error or a
 /// note, so rmcp and the tool answer it).
 pub(crate) fn direct_sync_request(raw: JsonObject) -> Option<SyncRequest> {
-    let a: SyncMessagesArgs = parse(raw).ok()?;
     let mut clamped = Vec::new();
-    let limit = clamped_arg("limit", a.limit, 1, MAX_SYNC_LIMIT as i64, &mut clamped);
+    let req = sync_request(parse(raw).ok()?, &mut clamped);
+    clamped.is_empty().then_some(req)
+}
+
+/// What `sync_messages` makes of its arguments: `limit` and `wait_ms`
+/// clamped to their ranges (each clamp noted in `clamped`), the default wait.
+fn sync_request(a: SyncMessagesArgs, clamped: &mut Vec<Clamped>) -> SyncRequest {
+    let limit = clamped_arg("limit", a.limit, 1, MAX_SYNC_LIMIT as i64, clamped);
     let max_wait = MAX_WAIT.as_millis() as i64;
-    let wait = clamped_arg("wait_ms", a.wait_ms, 0, max_wait, &mut clamped);
-    if !clamped.is_empty() {
-        return None;
-    }
-    Some(SyncRequest {
+    let wait = clamped_arg("wait_ms", a.wait_ms, 0, max_wait, clamped);
+    SyncRequest {
         channel_id: a.channel_id,
         slot: a.slot,
         cursor: a.cursor,
@@ -233,7 +236,7 @@ pub(crate) fn direct_sync_request(raw: JsonObject) -> Option<SyncRequest> {
         wait: Some(Duration::from_millis(
             wait.unwrap_or(DEFAULT_WAIT.as_millis() as i64) as u64,
         )),
-    })
+    }
 }
 
 /// `sync_messages` for the direct long-poll path: the same wait, checks and
@@ -460,20 +463,8 @@ impl McpServer {
     ) -> Result<CallToolResult, ErrorData> {
         let who = principal(&ctx)?;
         let outcome = async {
-            let a: SyncMessagesArgs = parse(raw)?;
             let mut clamped = Vec::new();
-            let limit = clamped_arg("limit", a.limit, 1, MAX_SYNC_LIMIT as i64, &mut clamped);
-            let max_wait = MAX_WAIT.as_millis() as i64;
-            let wait = clamped_arg("wait_ms", a.wait_ms, 0, max_wait, &mut clamped);
-            let req = SyncRequest {
-                channel_id: a.channel_id,
-                slot: a.slot,
-                cursor: a.cursor,
-                limit: limit.map(|l| l as usize),
-                wait: Some(Duration::from_millis(
-                    wait.unwrap_or(DEFAULT_WAIT.as_millis() as i64) as u64,
-                )),
-            };
+            let req = sync_request(parse(raw)?, &mut clamped);
             // Progress notifications keep proxies and clients with short
             // idle timeouts from dropping a long wait.
             let peer = ctx.peer.clone();
