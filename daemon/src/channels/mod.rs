@@ -22,6 +22,7 @@ pub(crate) mod rules;
 mod shared;
 pub(crate) use shared::Delivery;
 mod watch;
+pub(crate) use watch::{Herd, Woken};
 
 #[cfg(test)]
 mod tests;
@@ -553,8 +554,26 @@ impl Channels {
         &self,
         who: &Principal,
         req: SyncRequest,
+        progress: Option<&mut (dyn FnMut(u32) + Send)>,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Delivery>, ToolError> {
+        self.sync_woken(who, req, progress, cancel, &mut None, None)
+            .await
+    }
+
+    /// [`Channels::sync_shared`], leaving in `woken` the wake-up that ended
+    /// its wait, if a commit woke it: its channel's [`watch::Herd`] counts
+    /// it until the caller drops it (when the answer is handed over).
+    /// `on_park` is told when the call first has to wait (its first read
+    /// found nothing to deliver).
+    pub(crate) async fn sync_woken(
+        &self,
+        who: &Principal,
+        req: SyncRequest,
         mut progress: Option<&mut (dyn FnMut(u32) + Send)>,
         cancel: &CancellationToken,
+        woken: &mut Option<watch::Woken>,
+        mut on_park: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<Arc<Delivery>, ToolError> {
         let (cursor, limit) = rules::sync_window(req.cursor, req.limit)?;
         let wait = req.wait.unwrap_or(DEFAULT_WAIT).min(MAX_WAIT);
@@ -603,6 +622,12 @@ impl Channels {
             } else {
                 deadline
             };
+            // Parked again: the last wake-up (if any) is resolved.
+            *woken = None;
+            let parked = self.watch.park(&req.channel_id);
+            if let Some(tell) = on_park.take() {
+                let _ = tell.send(());
+            }
             tokio::select! {
                 changed = rx.changed() => {
                     if changed.is_err() {
@@ -624,6 +649,7 @@ impl Channels {
                 _ = cancel.cancelled() => last_read = true,
                 _ = self.shutdown.cancelled() => last_read = true,
             }
+            *woken = self.watch.unpark(parked);
         }
     }
 

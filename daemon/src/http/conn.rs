@@ -30,6 +30,7 @@
 //! Each request also records its route, status and latency in the metrics
 //! here, at the one place every request passes.
 
+use crate::channels::Herd;
 use crate::metrics::{Metrics, route_of};
 use axum::Router;
 use axum::body::Bytes;
@@ -179,6 +180,10 @@ pub struct Conn {
     /// Told when a deadline may have moved.
     wake: Notify,
     evicted: CancellationToken,
+    /// Set while the next read waits for a herd (see
+    /// [`Conn::defer_next_read`]).
+    deferring: AtomicBool,
+    defer: Mutex<Option<(Arc<Herd>, Duration)>>,
 }
 
 /// The request extension naming the connection a request came on.
@@ -194,6 +199,23 @@ impl Conn {
         {
             t.promote(self.id, self.peer);
         }
+    }
+
+    /// Holds the connection's next read (its next request) until every
+    /// wake-up of `herd` is resolved, or for `at_most`. The direct
+    /// long-poll path asks this of a waiter it answered as one of a herd:
+    /// the request is read later, and then served as it would have been.
+    pub fn defer_next_read(&self, herd: Arc<Herd>, at_most: Duration) {
+        *self.defer.lock().unwrap_or_else(|p| p.into_inner()) = Some((herd, at_most));
+        self.deferring.store(true, Ordering::Release);
+    }
+
+    /// What the next read waits for, once.
+    fn take_deferral(&self) -> Option<(Arc<Herd>, Duration)> {
+        if !self.deferring.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.defer.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn now_ms(&self) -> u64 {
@@ -320,6 +342,8 @@ impl Conns {
                 admitted: now,
                 wake: Notify::new(),
                 evicted: CancellationToken::new(),
+                deferring: AtomicBool::new(false),
+                defer: Mutex::new(None),
             });
             t.all.insert(conn.id, conn.clone());
             t.unauthenticated.insert(conn.id);
@@ -481,6 +505,7 @@ async fn serve_conn(
         conn: conn.clone(),
         write_timeout: limits.write_timeout,
         stall: None,
+        gate: None,
         metrics: metrics.clone(),
     };
     let svc_conn = conn.clone();
@@ -539,6 +564,12 @@ async fn serve_conn(
         .keep_alive(true);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
+    // Made once: each wake-up of the connection's task polls them (a
+    // thousand long-polls waking at once showed their making in the profile).
+    let evicted = conn.evicted.cancelled();
+    tokio::pin!(evicted);
+    let drained = drain.cancelled();
+    tokio::pin!(drained);
     let mut draining = false;
     loop {
         let woken = conn.wake.notified();
@@ -553,14 +584,15 @@ async fn serve_conn(
             }
         };
         tokio::select! {
+            biased;
             r = connection.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 break;
             }
-            _ = conn.evicted.cancelled() => break,
-            _ = drain.cancelled(), if !draining => {
+            _ = &mut evicted => break,
+            _ = &mut drained, if !draining => {
                 connection.as_mut().graceful_shutdown();
                 draining = true;
             }
@@ -691,6 +723,9 @@ struct TimedIo {
     write_timeout: Duration,
     /// Running while a write waits for the peer to read.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Running while the next read waits for a herd
+    /// ([`Conn::defer_next_read`]).
+    gate: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -728,6 +763,18 @@ impl AsyncRead for TimedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.gate.is_none()
+            && let Some((herd, at_most)) = self.conn.take_deferral()
+            && herd.pending() > 0
+        {
+            self.gate = Some(Box::pin(async move { herd.settled(at_most).await }));
+        }
+        if let Some(gate) = self.gate.as_mut() {
+            if gate.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.gate = None;
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -855,6 +902,52 @@ mod tests {
         assert!(burst[0].evicted.is_cancelled());
         assert!(!late.evicted.is_cancelled());
         assert_eq!(t.open(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_read_waits_for_its_herd_then_reads_what_arrived() {
+        use crate::channels::Woken;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let t = table(10, 10, 10);
+        let conn = t.admit(peer.ip()).unwrap();
+        let mut io = TimedIo {
+            inner: server,
+            conn: conn.clone(),
+            write_timeout: Duration::from_secs(1),
+            stall: None,
+            gate: None,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let woken = Woken::alone();
+        conn.defer_next_read(woken.herd().clone(), Duration::from_secs(3600));
+        client.write_all(b"next request").await.unwrap();
+        let mut buf = [0u8; 64];
+        let first = std::future::poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut buf);
+            Poll::Ready(Pin::new(&mut io).poll_read(cx, &mut rb).is_pending())
+        })
+        .await;
+        assert!(first, "held while the herd is being answered");
+        drop(woken);
+        let n = io.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"next request", "then read as it arrived");
+        // Once only: the next read is not held.
+        client.write_all(b"more").await.unwrap();
+        let n = io.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"more");
+        // A herd already answered holds nothing.
+        let done = Woken::alone();
+        let herd = done.herd().clone();
+        drop(done);
+        conn.defer_next_read(herd, Duration::from_secs(3600));
+        client.write_all(b"again").await.unwrap();
+        let n = io.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"again");
     }
 
     #[test]

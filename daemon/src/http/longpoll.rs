@@ -57,8 +57,10 @@
 //! every [`KEEP_ALIVE`], as rmcp's do.
 
 use super::MAX_REQUEST_BYTES;
+use super::conn::ConnHandle;
 use super::sessions::{SESSION_HEADER, StreamGuard};
 use crate::app::AppState;
+use crate::channels::Woken;
 use crate::mcp::ResultShape;
 use crate::model::Principal;
 use axum::body::{Body, Bytes};
@@ -85,6 +87,15 @@ pub const MAX_BODY: usize = 16 * 1024;
 /// How long a wait may go without a byte on the connection; then the
 /// response opens and sends an SSE comment this often (rmcp's keep-alive).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The fewest wake-ups of a channel still unanswered (this one included)
+/// for which a woken waiter's next request waits for the rest: below it,
+/// the answers are out within a millisecond or two anyway.
+pub const HERD_MIN: usize = 32;
+
+/// The longest a woken waiter's next request waits for the rest of its
+/// herd to be answered.
+pub const MAX_DEFER: Duration = Duration::from_millis(250);
 
 const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
@@ -361,22 +372,59 @@ pub async fn serve(State(d): State<Arc<Direct>>, req: Request, next: Next) -> Re
     };
     d.app.metrics.sync_direct.fetch_add(1, Ordering::Relaxed);
     let app = d.app.clone();
+    let conn = parts.extensions.get::<ConnHandle>().cloned();
+    let (parked_tx, parked) = tokio::sync::oneshot::channel();
     let mut answer: Pin<Box<dyn Future<Output = Bytes> + Send>> = Box::pin(async move {
-        let result = crate::mcp::direct_sync(&app, &who, sync, shape).await;
-        event(&id, result)
-    });
-    // Most waits end within the keep-alive interval: then the head and the
-    // event go out in one write. A longer one opens the stream.
-    match tokio::time::timeout(KEEP_ALIVE, &mut answer).await {
-        Ok(bytes) => {
-            drop(stream);
-            sse(Body::from(bytes))
+        let mut woken = None;
+        let result =
+            crate::mcp::direct_sync(&app, &who, sync, shape, &mut woken, Some(parked_tx)).await;
+        let bytes = event(&id, result);
+        if let Some(w) = woken {
+            // A herd is being answered: this waiter's next request (its
+            // next long-poll, most likely) waits until the rest of the herd
+            // has its answer, instead of competing with it for the cores.
+            if w.herd().pending() >= HERD_MIN
+                && let Some(c) = &conn
+            {
+                c.0.defer_next_read(w.herd().clone(), MAX_DEFER);
+            }
+            // The wake-up is resolved when the connection is done with the
+            // answer's bytes (written, or copied into its buffer).
+            return Bytes::from_owner(Answer { bytes, _woken: w });
         }
-        Err(_) => sse(Body::new(Waiting {
-            answer: Some(answer),
-            tick: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            _stream: stream,
-        })),
+        bytes
+    });
+    // A call answered by its first read sends the head and the event in
+    // one write. A call that has to wait sends its head now, and the wait
+    // goes on in the body: a wake-up is then answered by the body alone,
+    // without passing through the request's middlewares and router again
+    // (and the head's cost is paid at the re-arm, not in the herd).
+    tokio::select! {
+        biased;
+        bytes = &mut answer => {
+            drop(stream);
+            return sse(Body::from(bytes));
+        }
+        // Sent when the call parks; dropped unsent only when `answer` is
+        // done, which the branch above sees first.
+        _ = parked => {}
+    }
+    sse(Body::new(Waiting {
+        answer: Some(answer),
+        tick: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        _stream: stream,
+    }))
+}
+
+/// A woken waiter's answer, holding its wake-up until the bytes are done.
+struct Answer {
+    bytes: Bytes,
+    _woken: Woken,
+}
+
+impl AsRef<[u8]> for Answer {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -386,14 +434,15 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// The JSON-RPC response to call `id` as one SSE event.
 fn event(id: &str, result: Result<Arc<str>, rmcp::ErrorData>) -> Bytes {
-    let (member, value) = match &result {
-        Ok(json) => ("result", json.to_string()),
-        Err(e) => (
-            "error",
-            serde_json::to_string(e).unwrap_or_else(|_| {
+    let error;
+    let (member, value): (&str, &str) = match &result {
+        Ok(json) => ("result", json),
+        Err(e) => {
+            error = serde_json::to_string(e).unwrap_or_else(|_| {
                 r#"{"code":-32603,"message":"cannot encode the error"}"#.to_string()
-            }),
-        ),
+            });
+            ("error", &error)
+        }
     };
     let mut out = String::with_capacity(value.len() + id.len() + 48);
     out.push_str(r#"data: {"jsonrpc":"2.0","id":"#);
@@ -401,7 +450,7 @@ fn event(id: &str, result: Result<Arc<str>, rmcp::ErrorData>) -> Bytes {
     out.push_str(",\"");
     out.push_str(member);
     out.push_str("\":");
-    out.push_str(&value);
+    out.push_str(value);
     out.push_str("}\n\n");
     Bytes::from(out)
 }
@@ -416,8 +465,8 @@ fn sse(body: Body) -> Response {
     resp
 }
 
-/// The body of a wait that outlasted [`KEEP_ALIVE`]: a comment now and every
-/// [`KEEP_ALIVE`], then the answer.
+/// The body of a call that waits: a comment every [`KEEP_ALIVE`], then the
+/// answer.
 struct Waiting {
     answer: Option<Pin<Box<dyn Future<Output = Bytes> + Send>>>,
     tick: Pin<Box<tokio::time::Sleep>>,

@@ -248,16 +248,22 @@ fn sync_request(a: SyncMessagesArgs, clamped: &mut Vec<Clamped>) -> SyncRequest 
 /// drops the future (the client went away); there is no progress
 /// reporting and no `notifications/cancelled` (the path takes no request
 /// with a progress token, and the client's disconnect ends the wait).
+///
+/// `woken` is left holding the wake-up that ended the wait, if a commit
+/// woke it (see [`crate::channels::Woken`]); `on_park` is told when the call
+/// first has to wait.
 pub(crate) async fn direct_sync(
     app: &AppState,
     who: &Principal,
     req: SyncRequest,
     shape: ResultShape,
+    woken: &mut Option<crate::channels::Woken>,
+    on_park: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<Arc<str>, ErrorData> {
     let started = std::time::Instant::now();
     let (json, outcome) = match app
         .channels
-        .sync_shared(who, req, None, &app.shutdown)
+        .sync_woken(who, req, None, &app.shutdown, woken, on_park)
         .await
     {
         Ok(delivery) => {

@@ -319,3 +319,100 @@ async fn a_direct_wait_past_the_keep_alive_interval_opens_the_stream_with_a_comm
         "{v}"
     );
 }
+
+/// A sessionless `sync_messages` call on `http` (whose pooled connection
+/// the next call reuses): the JSON-RPC response.
+async fn sessionless_on(http: &reqwest::Client, url: &str, token: &str, args: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+    "params": {"name": "sync_messages", "arguments": args, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }}});
+    let resp = http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "sync_messages")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap();
+    parse_response(&text, 8).unwrap_or_else(|| panic!("no response in {text}"))
+}
+
+/// A post that wakes more waiters than `longpoll::HERD_MIN` holds each
+/// woken waiter's next request on its connection until the rest of the
+/// herd is answered; a second post lands while that goes on. Every waiter
+/// still sees both messages, once each and in order, whether its next
+/// long-poll was held or not, and every call took the direct path.
+#[tokio::test]
+async fn a_herd_is_answered_whole_and_its_next_polls_miss_nothing() {
+    let dir = TempDir::new("direct-herd");
+    let token = create_token(dir.path(), "alice");
+    let d = Server::start(dir.path(), &Opts::default());
+    let url = d.url();
+    let mut alice = Mcp::connect(&url, Some(&token)).await;
+    let created = alice
+        .ok(
+            "create_channel",
+            json!({"name": "herd", "slots": ["invite:p0"], "join_as": "p0"}),
+        )
+        .await;
+    let cid = created["channel_id"].as_str().unwrap().to_string();
+    let head = alice
+        .ok("get_channel_info", json!({"channel_id": cid}))
+        .await["message_count"]
+        .as_i64()
+        .unwrap();
+    let direct_before = d.metric(DIRECT).await;
+    const N: usize = 48;
+    let mut waiters = Vec::new();
+    for _ in 0..N {
+        let (url, token, cid) = (url.clone(), token.clone(), cid.clone());
+        waiters.push(tokio::spawn(async move {
+            // One connection, kept alive: the next call is the held one.
+            let http = reqwest::Client::new();
+            let mut seen = Vec::new();
+            let mut cursor = head;
+            let mut calls = 0;
+            while seen.len() < 2 {
+                let r = sessionless_on(
+                    &http,
+                    &url,
+                    &token,
+                    json!({"channel_id": cid, "cursor": cursor, "wait_ms": 25000}),
+                )
+                .await;
+                calls += 1;
+                let sc = &r["result"]["structuredContent"];
+                assert_ne!(r["result"]["isError"], json!(true), "{r}");
+                for m in sc["messages"].as_array().unwrap() {
+                    seen.push(m["body"].as_str().unwrap().to_string());
+                }
+                cursor = sc["cursor"].as_i64().unwrap();
+            }
+            (seen, calls)
+        }));
+    }
+    until_metric(&d, WAITING, |v| v == N as f64).await;
+    alice
+        .ok("post_message", json!({"channel_id": cid, "body": "one"}))
+        .await;
+    alice
+        .ok("post_message", json!({"channel_id": cid, "body": "two"}))
+        .await;
+    let mut calls = 0.0;
+    for w in waiters {
+        let (seen, n) = w.await.unwrap();
+        assert_eq!(seen, ["one", "two"]);
+        calls += n as f64;
+    }
+    assert_eq!(d.metric(DIRECT).await, direct_before + calls);
+    // Nobody is left waiting, and nothing is held.
+    until_metric(&d, WAITING, |v| v == 0.0).await;
+}
