@@ -7,8 +7,23 @@
 //! (`channels::shared`, `mcp::SharedResult`), but each rmcp call still runs
 //! through the session's worker, its channels and an SSE stream of its own
 //! (and a sessionless one through a service and a task made for it).
-//! Here the woken call writes the shared encoding as one SSE event, with the
-//! response head in the same write.
+//! Here a call answered by its first read writes the shared encoding as one
+//! SSE event, with the response head in the same write; a call that has to
+//! wait sends its head at once and waits in the response body, so that its
+//! wake-up is answered by the body alone, not by another pass through the
+//! middlewares and the router.
+//!
+//! **Herds.** When the woken call was one of a herd (a commit woke at least
+//! [`HERD_MIN`] waiters of its channel that are not answered yet, see
+//! `channels::watch::Herd`), the connection's next read waits until the
+//! rest of the herd is answered, or [`MAX_DEFER`] at most
+//! (`conn::Conn::defer_next_read`): the woken clients' next long-polls are
+//! not read, parsed, routed or served while the herd's answers are still
+//! being written, so they do not compete with them for the cores. Nothing
+//! of such a request is done before it is read, so its answer is what it
+//! would have been had it arrived that much later (a message posted
+//! meanwhile is in it); any request a client sends on that connection right
+//! after its answer is held the same way.
 //!
 //! Only requests whose every part is known to mean the same to rmcp come
 //! here; everything else goes to rmcp unchanged, which stays the one
@@ -52,9 +67,11 @@
 //! sessionless call cannot be either, through rmcp too);
 //! `notifications/cancelled` does not end the wait (a client that gives up
 //! closes the connection, and that ends it); a session closed while the call
-//! waits does not cut it short; the body has a `Content-Length` unless the
-//! wait outlasts [`KEEP_ALIVE`], when the stream opens with `:` comments
-//! every [`KEEP_ALIVE`], as rmcp's do.
+//! waits does not cut it short; a call answered by its first read has a
+//! `Content-Length`, one that waits is a chunked stream opened at once, with
+//! a `:` comment every [`KEEP_ALIVE`] of silence, as rmcp's are (and, as for
+//! rmcp's, the HTTP request latency metric of such a call ends at its head;
+//! `tool_calls` times the whole call).
 
 use super::MAX_REQUEST_BYTES;
 use super::conn::ConnHandle;
