@@ -101,8 +101,8 @@ use std::time::Duration;
 /// `sync_messages` call is a few hundred bytes.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// How long a wait may go without a byte on the connection; then the
-/// response opens and sends an SSE comment this often (rmcp's keep-alive).
+/// How long a waiting call's stream may go without a byte: then it sends an
+/// SSE comment (rmcp's keep-alive).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The fewest wake-ups of a channel still unanswered (this one included)
