@@ -27,6 +27,7 @@ import time
 
 import _io
 import _json
+import marshal
 
 import hx_check
 import hx_protocol
@@ -145,6 +146,116 @@ def plain(value, what, depth=0):
     if issubclass(t, str):
         return plain("".join((value,)), what, depth)
     raise NotJson(f"{what} holds a {t.__name__}, which is not JSON")
+
+
+def copy_json(value):
+    """A copy of `value`, which the harness made of exact JSON types (the
+    job's data, or what `plain` returned): through `marshal`'s C code,
+    several times faster than `plain`. Format 2 writes no references, so a
+    value used twice in `value` is two values in the copy, as `plain` makes
+    them."""
+    return marshal.loads(marshal.dumps(value, 2))
+
+
+class _Irregular(Exception):
+    """A value `plain_sized`'s fast path leaves to `plain`."""
+
+
+def plain_sized(value, what):
+    """`plain(value, what)` and the canonical size of the result
+    (`hx_protocol.canonical_size`), or `NotJson`.
+
+    Most values a bot hands over are already made of exact JSON types. For
+    them `marshal` copies the value in C (it writes exact builtin types only
+    and refuses anything else, a subclass too, without running any code of
+    the value's), and one walk over the copy checks what `plain` checks and
+    adds up the size. Anything else (a subclass, a tuple, a non-string key,
+    a lone surrogate, a number JSON cannot hold, a value nested too deep)
+    takes `plain` itself, which copies or refuses it with its own message."""
+    try:
+        copy = marshal.loads(marshal.dumps(value, 2))
+        return copy, _exact_size(copy, 0)
+    except (ValueError, _Irregular):
+        pass
+    copy = plain(value, what)
+    return copy, hx_protocol.canonical_size(copy)
+
+
+_quote = _json.encode_basestring
+_EXACT = 1 << 53
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+def _exact_size(value, depth):
+    """The canonical size of `value` if `plain` would return it unchanged
+    (exact JSON types, at most `MAX_DEPTH` levels below the top), else
+    `_Irregular`. Scalars in a container are sized in the loop, without a
+    call each."""
+    t = type(value)
+    if t is dict:
+        items = value.items()
+    elif t is list:
+        items = None
+    else:
+        return _scalar_size(value)
+    if not value:
+        return 2
+    if depth >= MAX_DEPTH:
+        raise _Irregular  # its members would be nested too deep
+    if items is not None:
+        n = 1 + 2 * len(value)  # braces, a ':' each, ',' between
+        for k, v in items:
+            if type(k) is not str:
+                raise _Irregular
+            q = _quote(k)
+            n += len(q) if q.isascii() else _utf8_size(q)
+            tv = type(v)
+            if tv is str:
+                q = _quote(v)
+                n += len(q) if q.isascii() else _utf8_size(q)
+            elif tv is int and -_EXACT <= v <= _EXACT:
+                n += len(str(v))
+            elif tv is dict or tv is list:
+                n += _exact_size(v, depth + 1)
+            else:
+                n += _scalar_size(v)
+        return n
+    n = 1 + len(value)  # brackets, ',' between
+    for v in value:
+        tv = type(v)
+        if tv is str:
+            q = _quote(v)
+            n += len(q) if q.isascii() else _utf8_size(q)
+        elif tv is int and -_EXACT <= v <= _EXACT:
+            n += len(str(v))
+        elif tv is dict or tv is list:
+            n += _exact_size(v, depth + 1)
+        else:
+            n += _scalar_size(v)
+    return n
+
+
+def _utf8_size(q):
+    try:
+        return len(q.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _Irregular from None  # a lone surrogate: `plain` says so
+
+
+def _scalar_size(v):
+    t = type(v)
+    if t is str:
+        q = _quote(v)
+        return len(q) if q.isascii() else _utf8_size(q)
+    if v is None or v is True:
+        return 4
+    if v is False:
+        return 5
+    if t is int and -_EXACT <= v <= _EXACT:
+        return len(str(v))
+    if t is float and v == v and v not in _INFINITIES:
+        return hx_protocol.number_size(v)
+    raise _Irregular  # a larger integer, a non-finite float, not JSON
 
 
 # ---------------------------------------------------------------- capture
@@ -278,10 +389,10 @@ class Run:
         if broken:
             raise self.limit_error(f"ctx.post: {broken}")
         try:
-            body = plain(body, "the post body")
+            body, size = plain_sized(body, "the post body")
         except NotJson as e:
             raise self.limit_error(f"ctx.post: {e}") from None
-        broken = hx_protocol.body_violation(body, lim["max_post_bytes"])
+        broken = hx_protocol.body_violation(size, lim["max_post_bytes"])
         if broken:
             raise self.limit_error(f"ctx.post: {broken}")
         post = {"type": kind, "body": body}
@@ -308,10 +419,10 @@ class Run:
         if not isinstance(state, dict):
             raise self.limit_error("ctx.set_state: the state must be a JSON object (a dict)")
         try:
-            state = plain(state, "the state")
+            state, size = plain_sized(state, "the state")
         except NotJson as e:
             raise self.limit_error(f"ctx.set_state: {e}") from None
-        broken = hx_protocol.state_violation(state, self.limits["max_state_bytes"])
+        broken = hx_protocol.state_violation(size, self.limits["max_state_bytes"])
         if broken:
             raise self.limit_error(f"ctx.set_state: {broken}")
         self.state = state
@@ -333,7 +444,7 @@ def make_ctx(run):
 
     def get_state():
         """A copy of the bot's state (a dict)."""
-        return plain(run.state, "the state")
+        return copy_json(run.state)
 
     def set_state(state):
         """Replace the bot's state; takes effect if the hook succeeds."""
@@ -346,8 +457,8 @@ def make_ctx(run):
         workspace=run.workspace,
         channel_id=run.channel_id,
         bot_id=run.bot_id,
-        players=plain(run.players, "players"),
-        params=plain(run.params, "params"),
+        players=copy_json(run.players),
+        params=copy_json(run.params),
     )
 
 
@@ -561,6 +672,88 @@ def preload_code(raw):
         return
     if type(code) is type(preload_code.__code__):
         PRELOADED_CODE = (text, code)
+        precompile_patterns(code)
+
+
+# What `precompile_patterns` compiles at most, and how long it may take.
+MAX_PRECOMPILED = 64
+MAX_PRECOMPILED_CHARS = 4096
+PRECOMPILE_SECONDS = 0.05
+_RE_CALLS = frozenset("compile match fullmatch search sub subn split findall finditer".split())
+_RE_FLAGS = frozenset("A ASCII I IGNORECASE L LOCALE M MULTILINE S DOTALL X VERBOSE U UNICODE".split())
+_SKIPPED_OPS = frozenset(("PUSH_NULL", "NOP", "EXTENDED_ARG", "CACHE", "PRECALL"))
+
+
+def regex_constants(code):
+    """The `(pattern, flags)` of every call `re.<function>("constant", ...)`
+    in `code` and the functions it defines, flags when they are `re.FLAG`s
+    joined by `|` right after the pattern (else 0), read from the bytecode
+    (nothing of it runs)."""
+    import dis
+    import re
+
+    found = []
+    todo = [code]
+    code_type = type(code)
+    while todo and len(found) < MAX_PRECOMPILED:
+        co = todo.pop()
+        todo.extend(c for c in co.co_consts if type(c) is code_type)
+        ins = [i for i in dis.get_instructions(co) if i.opname not in _SKIPPED_OPS]
+
+        def flag_at(j):
+            if (
+                j + 1 < len(ins)
+                and ins[j].opname in ("LOAD_NAME", "LOAD_GLOBAL")
+                and ins[j].argval == "re"
+                and ins[j + 1].opname == "LOAD_ATTR"
+                and ins[j + 1].argval in _RE_FLAGS
+            ):
+                return int(getattr(re, ins[j + 1].argval)), j + 2
+            return None, j
+
+        for k in range(len(ins) - 2):
+            a, b, c = ins[k], ins[k + 1], ins[k + 2]
+            if not (
+                a.opname in ("LOAD_NAME", "LOAD_GLOBAL")
+                and a.argval == "re"
+                and b.opname in ("LOAD_ATTR", "LOAD_METHOD")
+                and b.argval in _RE_CALLS
+                and c.opname == "LOAD_CONST"
+                and type(c.argval) is str
+                and len(c.argval) <= MAX_PRECOMPILED_CHARS
+            ):
+                continue
+            flags, j = flag_at(k + 3)
+            while flags is not None:
+                more, after = flag_at(j)
+                if more is None or after >= len(ins) or ins[after].argrepr != "|":
+                    break
+                flags |= more
+                j = after + 1
+            found.append((c.argval, flags or 0))
+    return found[:MAX_PRECOMPILED]
+
+
+def precompile_patterns(code):
+    """Put the regular expressions `code` passes to `re` as constants into
+    `re`'s cache (a fork template, once for all its children: each hook of
+    the bot would otherwise compile them again). Only the text of `code` is
+    read; a pattern that does not compile is left for the hook to find. A
+    child whose job brings other code empties the cache (`run_hook`)."""
+    import re
+
+    deadline = time.perf_counter() + PRECOMPILE_SECONDS
+    try:
+        patterns = regex_constants(code)
+    except Exception:  # noqa: BLE001 - a cache, never needed
+        return
+    for pattern, flags in patterns:
+        if time.perf_counter() > deadline:
+            break
+        try:
+            re.compile(pattern, flags)
+        except Exception:  # noqa: BLE001 - re.error, OverflowError, RecursionError...
+            pass
 
 
 def usable_compiled(compiled, source, network):
@@ -649,6 +842,11 @@ def run_hook(job, limits):
         except hx_check.Refusal as r:
             return {"status": "error", "error": r.as_error()}
         code = as_loaded(code)
+    if PRELOADED_CODE is not None and code is not PRELOADED_CODE[1]:
+        # The template compiled the patterns of other code: none of them here.
+        import re
+
+        re.purge()
 
     limit = min(MAX_LOG_CHARS, run.limits["max_output_bytes"] // 4)
     capture, logs, seal_capture = make_capture(limit)
@@ -684,7 +882,7 @@ def run_hook(job, limits):
             cls = env.get(class_name)
             if not isinstance(cls, type):
                 raise TypeError(f"{class_name} is no longer a class after the module ran")
-            params = plain(run.params, "params")
+            params = copy_json(run.params)
             ctx = make_ctx(run)
             if cls.__init__ is object.__init__:
                 # A bot without its own constructor still gets its context.
@@ -702,7 +900,7 @@ def run_hook(job, limits):
                 elif name == "on_join":
                     method(hook["player"])
                 else:
-                    method(plain(hook["message"], "the message"))
+                    method(copy_json(hook["message"]))
     except BaseException as exc:  # the bot may raise anything, SystemExit too
         KEPT.append(exc)
         error = error_for(exc, source.splitlines(), is_facade_miss)

@@ -34,7 +34,8 @@
 #    daemon reads the copy instead: credential delivery itself is not what
 #    this test checks.) Two clients
 #    (tokens from `mcp-multiplayer token create`) play a GuessBot game over
-#    MCP, so every bot hook runs through the real daemon under the unit; then
+#    MCP, so every bot hook runs through the real daemon under the unit (and
+#    some of them, counted by /metrics, in a fork template's children); then
 #    a restart, and the channel must be intact.
 #
 # Usage: live-unit-test.sh UNIT_FILE RUNNER_BINARY [DAEMON_BINARY]   (as root)
@@ -319,6 +320,19 @@ print(json.dumps(h.get("sandbox")))')
             daemon_fail "the GuessBot game under the unit: $game"
         else
             echo "  ok: two clients played GuessBot through the daemon under the unit: $game"
+            # GuessBot is a seeded bot: after its first hooks the daemon runs
+            # them in a fork template's children (fork_templates is on by
+            # default), whose confinement the unit must allow too.
+            forked=$(in_ns "$PY" -c '
+import re, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:8201/metrics", timeout=2).read().decode()
+m = re.search(r"^mcp_multiplayer_hooks_forked_total (\d+)$", text, re.M)
+print(m.group(1) if m else "absent")')
+            if [[ $forked =~ ^[1-9][0-9]*$ ]]; then
+                echo "  ok: $forked of the game's hooks ran in a fork template's children under the unit"
+            else
+                daemon_fail "no hook of the game ran in a fork template under the unit (mcp_multiplayer_hooks_forked_total: $forked)"
+            fi
             read -r cid count head < <("$PY" -c 'import json,sys; g=json.loads(sys.argv[1]); print(g["channel_id"], json.dumps(g["count"]), json.dumps(g["head"]))' "$game")
             if ! in_ns systemctl restart mcp-multiplayer.service || ! healthy; then
                 daemon_fail "the daemon did not come back after a restart"

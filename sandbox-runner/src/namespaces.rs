@@ -10,7 +10,7 @@ use crate::policy::Namespace;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Pid};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Closes every fd above stderr, so nothing the daemon had open reaches the
 /// hook.
@@ -113,6 +113,18 @@ pub fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// How many bytes wait unread in the pipe `fd` is an end of (`FIONREAD`).
+pub fn unread_bytes(fd: BorrowedFd<'_>) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at
+    // `n` for the length of the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Ends the calling process at once, without running destructors or atexit

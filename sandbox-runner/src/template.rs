@@ -54,7 +54,7 @@
 
 use crate::cli::write_outcome;
 use crate::sandbox::{self, Ends, Options, Role, Seen, Target};
-use crate::{policy, seccomp};
+use crate::{namespaces, policy, seccomp};
 use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, WarmSpec};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -443,6 +443,9 @@ struct Child {
     diag_r: OwnedFd,
     result_r: OwnedFd,
     errors_r: OwnedFd,
+    /// A second read end of the input, never read: what is still in the
+    /// pipe when the child ends is what it did not read.
+    input_peek: OwnedFd,
 }
 
 /// Has the template fork the next job's child. The child confines itself
@@ -476,6 +479,10 @@ fn prepare(control: &mut Control, cpu_secs: u64) -> Result<Child, Box<HookOutcom
         diag_w.as_raw_fd(),
         result_w.as_raw_fd(),
     ];
+    let input_peek = match input_r.try_clone() {
+        Ok(fd) => fd,
+        Err(e) => return Err(Box::new(internal(format!("pipes: {e}; nothing ran")))),
+    };
     control.killed = false;
     let sent = sendmsg::<()>(
         control.sock.as_raw_fd(),
@@ -497,6 +504,7 @@ fn prepare(control: &mut Control, cpu_secs: u64) -> Result<Child, Box<HookOutcom
         diag_r,
         result_r,
         errors_r,
+        input_peek,
     })
 }
 
@@ -540,7 +548,7 @@ fn run_one(
         listener_sock: None,
         control: None,
     };
-    sandbox::supervise(
+    let outcome = sandbox::supervise(
         job,
         ends,
         &mut Target::Forked(control),
@@ -548,7 +556,24 @@ fn run_one(
         (Default::default(), (0, 0)),
         handover,
         Seen::default(),
-    )
+    );
+    // A child killed from outside while it waited (the OOM killer, an
+    // operator) may be reported only after its job was written. The harness
+    // reads its whole input before it looks at the job, so input left in the
+    // pipe means that no bot code ran: the daemon reruns such a hook fresh.
+    let confinement = matches!(
+        outcome,
+        HookOutcome::Error {
+            error: HookError::Confinement { .. }
+        }
+    );
+    if !confinement
+        && !matches!(outcome, HookOutcome::Ok { .. })
+        && namespaces::unread_bytes(child.input_peek.as_fd()).is_ok_and(|n| n > 0)
+    {
+        return internal("the fork template's child ended before it read its job; nothing ran");
+    }
+    outcome
 }
 
 /// Until the template reports the child reaped and the workspace empty, so

@@ -202,6 +202,21 @@ async def test_unauthenticated_sdk_client_is_refused(daemon):
     assert daemon.metric("mcp_multiplayer_auth_failures_total") >= 1
 
 
+async def test_an_sdk_client_ends_its_session_without_a_warning(daemon, caplog):
+    # On leaving, the SDK DELETEs its session and takes any answer but 200,
+    # 204 (or 405) for a failed termination, which it logs as a warning.
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="mcp")
+    before = daemon.metric("mcp_multiplayer_sessions_open")
+    async with connect(daemon.url, daemon.token("alice")) as c:
+        await call(c, "list_channels")
+        assert daemon.metric("mcp_multiplayer_sessions_open") == before + 1
+    failed = [r.getMessage() for r in caplog.records if "termination failed" in r.getMessage()]
+    assert not failed, failed
+    assert daemon.metric("mcp_multiplayer_sessions_open") == before
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_long_poll_reports_progress_while_waiting(daemon, mode):
     """A client that gives a progress token hears from a waiting sync_messages

@@ -23,7 +23,8 @@
 #   7. bot hooks succeed under the unit (nix/ci/live-unit-test.sh: a real
 #      systemd, PID 1 of private namespaces, runs the runner with the shipped
 #      unit's [Service] settings, then the daemon installed as the docs say
-#      and started by the shipped unit, and two MCP clients play GuessBot)
+#      and started by the shipped unit, and two MCP clients play GuessBot,
+#      some of its hooks in a fork template's children)
 # and each check is shown to fail on a deliberately broken input.
 set -euo pipefail
 

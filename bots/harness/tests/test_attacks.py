@@ -697,6 +697,79 @@ def test_type_parameters_work():
     assert ok(run(src))["posts"][0]["body"] == [1, 2]
 
 
+def test_a_value_handed_to_ctx_runs_none_of_its_methods_while_it_is_copied():
+    # `ctx.set_state` and `ctx.post` copy what they get (`plain_sized`:
+    # `marshal` for exact types, which refuses subclasses without calling
+    # anything, else `plain`, which reads subclasses through the base
+    # types' own methods). Subclasses that override every method a copy,
+    # a size or an encoder might call must see none of them called, and
+    # the copy is the base types' values.
+    src = bot(
+        """
+        self.ctx.set_state(VALUE)
+        self.ctx.post("v", VALUE)
+        self.ctx.post("v", L([VALUE, S("s"), I(7)]))
+        self.ctx.post("ran", list(RAN))
+        """,
+        extra="""
+RAN = []
+# Each override records its call and answers nonsense: a copy that called
+# one would be wrong as well as recorded.
+class D(dict):
+    def __iter__(self): RAN.append("D.iter"); return iter(())
+    def __len__(self): RAN.append("D.len"); return 0
+    def __getitem__(self, k): RAN.append("D.getitem"); return None
+    def __contains__(self, k): RAN.append("D.contains"); return False
+    def items(self): RAN.append("D.items"); return []
+    def keys(self): RAN.append("D.keys"); return []
+    def values(self): RAN.append("D.values"); return []
+    def get(self, k, d=None): RAN.append("D.get"); return None
+    def copy(self): RAN.append("D.copy"); return {}
+class L(list):
+    def __iter__(self): RAN.append("L.iter"); return iter(())
+    def __len__(self): RAN.append("L.len"); return 0
+    def __getitem__(self, i): RAN.append("L.getitem"); return None
+    def __reversed__(self): RAN.append("L.reversed"); return iter(())
+    def copy(self): RAN.append("L.copy"); return []
+class S(str):
+    def __str__(self): RAN.append("S.str"); return "x"
+    def __repr__(self): RAN.append("S.repr"); return "'x'"
+    def __format__(self, f): RAN.append("S.format"); return "x"
+    def __len__(self): RAN.append("S.len"); return 0
+    def __iter__(self): RAN.append("S.iter"); return iter(())
+    def __getitem__(self, i): RAN.append("S.getitem"); return "x"
+    def __eq__(self, o): RAN.append("S.eq"); return False
+    def __hash__(self): RAN.append("S.hash"); return 0
+    def encode(self, *a): RAN.append("S.encode"); return b"x"
+    def isascii(self): RAN.append("S.isascii"); return True
+class I(int):
+    def __int__(self): RAN.append("I.int"); return 0
+    def __index__(self): RAN.append("I.index"); return 0
+    def __repr__(self): RAN.append("I.repr"); return "0"
+    def __str__(self): RAN.append("I.str"); return "0"
+    def __format__(self, f): RAN.append("I.format"); return "0"
+    def __eq__(self, o): RAN.append("I.eq"); return False
+    def __hash__(self): RAN.append("I.hash"); return 0
+    def __bool__(self): RAN.append("I.bool"); return False
+class F(float):
+    def __float__(self): RAN.append("F.float"); return 0.0
+    def __repr__(self): RAN.append("F.repr"); return "0.0"
+    def __str__(self): RAN.append("F.str"); return "0.0"
+    def __eq__(self, o): RAN.append("F.eq"); return False
+    def __ne__(self, o): RAN.append("F.ne"); return True
+    def __hash__(self): RAN.append("F.hash"); return 0
+VALUE = D({S("k"): L([I(1), F(2.5), S("v"), D({"n": L([])})])})
+RAN.clear()
+""",
+    )
+    out = ok(run(src))
+    assert out["posts"][-1] == {"type": "ran", "body": []}
+    plain_value = {"k": [1, 2.5, "v", {"n": []}]}
+    assert out["state"] == plain_value
+    assert out["posts"][0]["body"] == plain_value
+    assert out["posts"][1]["body"] == [plain_value, "s", 7]
+
+
 def test_percent_formatting_reads_mappings_not_attributes():
     src = bot(
         """

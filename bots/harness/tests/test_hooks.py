@@ -279,6 +279,94 @@ def test_get_state_returns_a_copy():
     assert out["state"] == {"a": 1}
 
 
+def test_a_state_the_bot_changes_after_handing_it_over_stays_as_handed_over():
+    # `set_state` and `post` keep copies: later changes to the bot's own
+    # objects do not reach the outcome, and a list used twice is two lists.
+    src = bot(
+        """
+        shared = [1]
+        s = {"a": shared, "b": shared}
+        self.ctx.set_state(s)
+        self.ctx.post("p", s)
+        shared.append(2)
+        s["c"] = 3
+        t = self.ctx.get_state()
+        t["a"].append(9)
+        self.ctx.post("q", [t, self.ctx.get_state()])
+        """
+    )
+    out = ok(run(src))
+    assert out["state"] == {"a": [1], "b": [1]}
+    assert out["posts"][0]["body"] == {"a": [1], "b": [1]}
+    assert out["posts"][1]["body"] == [{"a": [1, 9], "b": [1]}, {"a": [1], "b": [1]}]
+
+
+def test_plain_sized_is_plain_and_the_canonical_size_for_every_value():
+    # The fast path (`marshal` and one sizing walk) must give what `plain`
+    # and `canonical_size` give, or leave the value to `plain`, which then
+    # refuses it with its own message. Regular and irregular values, and
+    # random JSON trees.
+    import collections
+    import random
+
+    import hx_core
+    import hx_protocol
+
+    class Str(str):
+        pass
+
+    class Int(int):
+        pass
+
+    deep = ok_deep = []
+    for _ in range(hx_core.MAX_DEPTH):
+        ok_deep = [ok_deep]
+    for _ in range(hx_core.MAX_DEPTH + 1):
+        deep = [deep]
+    loop = []
+    loop.append(loop)
+    shared = [1, "x"]
+    values = [
+        {}, [], "", None, True, False, 0, -0.0, 1.0, 1.5, 1e21, 1e-7, 123e20, 2**53, 2**53 + 1,
+        -(2**53) - 1, 10**400, float("nan"), float("inf"), "é\u2028\n\"\\\x00\x7f", "\ud800", "😀",
+        {"k": "\udfff"}, {"a": [1, 2.5, {"b": None}], "c": "d" * 100}, [shared, shared],
+        (1, 2), {"t": (1, [2])}, {1: 2}, {True: 1}, {None: 1}, {Str("k"): Str("v")}, Int(5),
+        collections.Counter("aab"), collections.OrderedDict(x=1), {1, 2}, b"x", 1j, ...,
+        ok_deep, [ok_deep], deep, {"d": deep}, loop, (lambda: 0).__code__, [[]] * 3,
+    ]
+    rng = random.Random(7)
+
+    def tree(d):
+        r = rng.random()
+        if d > 4 or r < 0.4:
+            return rng.choice(
+                [None, True, False, rng.randrange(-(2**60), 2**60), rng.random() * 10 ** rng.randrange(-30, 30),
+                 "".join(chr(rng.choice([32, 65, 0x22, 0x5C, 10, 0xE9, 0x1F600, 0x7F, 1])) for _ in range(rng.randrange(5)))]
+            )
+        if r < 0.7:
+            return [tree(d + 1) for _ in range(rng.randrange(4))]
+        return {str(rng.randrange(100)): tree(d + 1) for _ in range(rng.randrange(4))}
+
+    values += [tree(0) for _ in range(3000)]
+    for v in values:
+        try:
+            want = hx_core.plain(v, "it")
+            want = (want, hx_protocol.canonical_size(want))
+        except hx_core.NotJson as e:
+            want = str(e)
+        try:
+            got = hx_core.plain_sized(v, "it")
+        except hx_core.NotJson as e:
+            got = str(e)
+        assert got == want, v
+        if type(got) is tuple:
+            # Exact types only, and nothing shared with the bot's value.
+            assert hx_core.plain(got[0], "it") == got[0]
+            assert got[0] is not v or type(v) in (str, int, float, bool, type(None))
+    copy, _ = hx_core.plain_sized([shared, shared], "it")
+    assert copy[0] is not copy[1] and copy[0] is not shared
+
+
 def test_posts_with_to():
     out = ok(
         run(
@@ -1038,6 +1126,76 @@ def test_a_templates_preloaded_code_serves_only_exactly_its_own_text(monkeypatch
     # The artifact's bindings are still checked: a preloaded text under
     # another source's hash is not used at all.
     assert hx_core.usable_compiled(a, SAYS_B, False) is None
+
+
+PATTERNS = textwrap.dedent(
+    """
+    import re
+    import re as r
+    A = re.compile(r"^a+(b)$", re.IGNORECASE | re.MULTILINE)
+    B = r.compile("not read: the module under another name")
+    C = re.compile("LONG")
+    class Bot:
+        def __init__(self, ctx, params):
+            self.ctx = ctx
+        def on_init(self):
+            p = "not a constant"
+            re.match(p, "x")
+            self.ctx.post("m", [bool(re.match(r"^-?\\d+$", "12")), bool(A.match("AB"))])
+            try:
+                re.sub("(", "", "")
+            except re.error:
+                pass
+    """
+).replace("LONG", "x" * 5000)
+
+
+def test_a_template_compiles_its_bots_constant_patterns_for_its_own_code_only(tmp_path):
+    # A fork template puts the patterns its bot's code passes to `re` as
+    # constants into `re`'s cache once, read from the bytecode; a child whose
+    # job brings other code finds the cache emptied of them.
+    import os
+    import re
+
+    import hx_core
+
+    assert sorted(hx_core.regex_constants(compile(PATTERNS, "bot", "exec"))) == sorted(
+        [("^a+(b)$", int(re.IGNORECASE | re.MULTILINE)), ("^-?\\d+$", 0), ("(", 0)]
+    )
+    compiled = ok(check(PATTERNS))["manifest"]["compiled"]
+    other = ok(check(SAYS_A))["manifest"]["compiled"]
+
+    def cached():
+        return {(k[1], k[2]) for k in re._cache if k[0] is str}
+
+    want = {("^a+(b)$", int(re.IGNORECASE | re.MULTILINE)), ("^-?\\d+$", 0)}
+    out = tmp_path / "out"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            re.purge()
+            hx_core.warm_up()
+            hx_core.preload_code(compiled["code"].encode())
+            # A pattern that does not compile is left for the hook.
+            before = cached()
+            j = job(SAYS_A)
+            j["bot"]["compiled"] = other
+            sys_out, sys_err = __import__("sys").stdout, __import__("sys").stderr
+            outcome = hx_core.run_hook(j, hx_core.hx_protocol.limits_of(j))
+            __import__("sys").stdout, __import__("sys").stderr = sys_out, sys_err
+            out.write_text(json.dumps([sorted(before), sorted(cached()), outcome["status"]]))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    before, after, status = json.loads(out.read_text())
+    assert {tuple(x) for x in before} >= want
+    assert not {tuple(x) for x in after} & want
+    assert status == "ok"
+    # And the patterns still mean what they say in a hook of the bot itself.
+    assert ok(run_compiled(PATTERNS, compiled))["posts"] == [{"type": "m", "body": [True, True]}]
 
 
 def test_a_refused_source_is_refused_even_with_an_artifact_made_for_another():

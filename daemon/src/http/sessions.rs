@@ -407,6 +407,12 @@ pub async fn bind_sessions(
         }
         Some(id) if delete && resp.status().is_success() => {
             sessions.forget(id);
+            // rmcp says 202 Accepted, but the session is closed by now (its
+            // next request gets 404): 204 says so, and the Python SDK takes
+            // anything but 200 and 204 for a failed termination.
+            if resp.status() == StatusCode::ACCEPTED {
+                return StatusCode::NO_CONTENT.into_response();
+            }
         }
         Some(_) => {}
     }

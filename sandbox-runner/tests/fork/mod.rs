@@ -543,6 +543,63 @@ fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
 }
 
 #[test]
+fn a_waiting_child_killed_before_its_job_ran_nothing_and_says_so() {
+    // A child waiting for its job can be killed from outside (the OOM
+    // killer picks the largest process; an operator's `kill`): the template
+    // reaps it and says so, and the next job must not be reported as the
+    // bot's crash ("killed by SIGKILL") but as a hook in which nothing ran,
+    // which the daemon reruns fresh.
+    let j = attack_job("return 1");
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    assert_eq!(value(&t.run(&j)), json!(1));
+    let interpreters = || -> Vec<(i32, i32, char)> {
+        let procs = descendants(t.child.id());
+        let mut found: Vec<(i32, i32, char)> = procs
+            .iter()
+            .filter(|(_, _, cmd)| cmd.contains("harness.py --template"))
+            .map(|(pid, ppid, _)| (*pid, *ppid, state(*pid)))
+            .collect();
+        found.sort_by_key(|(pid, ppid, _)| (found_parent(&procs, *ppid), *pid));
+        found
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let (template, child) = loop {
+        let found = interpreters();
+        if let [template, child] = found[..]
+            && child.1 == template.0
+            && child.2 == 'S'
+        {
+            break (template.0, child.0);
+        }
+        assert!(
+            Instant::now() < until,
+            "no child waiting for its job: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    nix::sys::signal::kill(Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill the waiting child");
+    // Reaped by the template (which then reports it), the template alive.
+    loop {
+        let found = interpreters();
+        if found.len() == 1 && found[0].0 == template {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the killed child was not reaped: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match error(&t.run(&j)) {
+        HookError::Internal { message } => assert!(message.contains("nothing ran"), "{message}"),
+        e => panic!("{e:?}"),
+    }
+    let (code, err) = t.wait();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
 fn a_forked_hooks_language_layer_is_bound_to_its_own_job() {
     // A child builds the language layer (and some facades) before its job
     // exists and binds the job's source, violation record and clock to it
