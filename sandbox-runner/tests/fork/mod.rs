@@ -489,6 +489,40 @@ fn the_next_child_is_forked_ahead_but_its_deadline_starts_with_its_job() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// The template's interpreters under runner `root`: (pid, parent pid,
+/// state), the template first (the one whose parent is not an interpreter;
+/// the child's command line is the same).
+fn interpreters(root: u32) -> Vec<(i32, i32, char)> {
+    let procs = descendants(root);
+    let mut found: Vec<(i32, i32, char)> = procs
+        .iter()
+        .filter(|(_, _, cmd)| cmd.contains("harness.py --template"))
+        .map(|(pid, ppid, _)| (*pid, *ppid, state(*pid)))
+        .collect();
+    found.sort_by_key(|(pid, ppid, _)| (found_parent(&procs, *ppid), *pid));
+    found
+}
+
+/// The pids of the template and of the child forked for the next job, once
+/// that child waits for its job (blocked reading its input: state S; the
+/// runner is idle then too).
+fn waiting_child(root: u32, until: Instant) -> (i32, i32) {
+    loop {
+        let found = interpreters(root);
+        if let [template, child] = found[..]
+            && child.1 == template.0
+            && child.2 == 'S'
+        {
+            return (template.0, child.0);
+        }
+        assert!(
+            Instant::now() < until,
+            "no child waiting for its job: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
     // The daemon reruns such a hook fresh: the outcome must say that
@@ -496,40 +530,13 @@ fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
     let j = attack_job("return 1");
     let mut t = Template::start(&j, 60_000, Layer::OsOnly);
     assert_eq!(value(&t.run(&j)), json!(1));
-    // Once the child for the next job waits for it (blocked reading its
-    // input: state S) the runner is idle too. The template's interpreter is
-    // the one whose parent is not an interpreter (the child's command line
-    // is the same).
-    let interpreters = || -> Vec<(i32, i32, char)> {
-        let procs = descendants(t.child.id());
-        let mut found: Vec<(i32, i32, char)> = procs
-            .iter()
-            .filter(|(_, _, cmd)| cmd.contains("harness.py --template"))
-            .map(|(pid, ppid, _)| (*pid, *ppid, state(*pid)))
-            .collect();
-        found.sort_by_key(|(pid, ppid, _)| (found_parent(&procs, *ppid), *pid));
-        found
-    };
     let until = Instant::now() + Duration::from_secs(10);
-    let template = loop {
-        let found = interpreters();
-        if let [template, child] = found[..]
-            && child.1 == template.0
-            && child.2 == 'S'
-        {
-            break template.0;
-        }
-        assert!(
-            Instant::now() < until,
-            "no child waiting for its job: {found:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (template, _) = waiting_child(t.child.id(), until);
     nix::sys::signal::kill(Pid::from_raw(template), nix::sys::signal::Signal::SIGKILL)
         .expect("kill the template");
     // With it the sandbox's namespace ends, the waiting child too; once
     // neither is left, their ends of the control socket are closed.
-    while !interpreters().is_empty() {
+    while !interpreters(t.child.id()).is_empty() {
         assert!(Instant::now() < until, "the template outlived SIGKILL");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -552,36 +559,13 @@ fn a_waiting_child_killed_before_its_job_ran_nothing_and_says_so() {
     let j = attack_job("return 1");
     let mut t = Template::start(&j, 60_000, Layer::OsOnly);
     assert_eq!(value(&t.run(&j)), json!(1));
-    let interpreters = || -> Vec<(i32, i32, char)> {
-        let procs = descendants(t.child.id());
-        let mut found: Vec<(i32, i32, char)> = procs
-            .iter()
-            .filter(|(_, _, cmd)| cmd.contains("harness.py --template"))
-            .map(|(pid, ppid, _)| (*pid, *ppid, state(*pid)))
-            .collect();
-        found.sort_by_key(|(pid, ppid, _)| (found_parent(&procs, *ppid), *pid));
-        found
-    };
     let until = Instant::now() + Duration::from_secs(10);
-    let (template, child) = loop {
-        let found = interpreters();
-        if let [template, child] = found[..]
-            && child.1 == template.0
-            && child.2 == 'S'
-        {
-            break (template.0, child.0);
-        }
-        assert!(
-            Instant::now() < until,
-            "no child waiting for its job: {found:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (template, child) = waiting_child(t.child.id(), until);
     nix::sys::signal::kill(Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL)
         .expect("kill the waiting child");
     // Reaped by the template (which then reports it), the template alive.
     loop {
-        let found = interpreters();
+        let found = interpreters(t.child.id());
         if found.len() == 1 && found[0].0 == template {
             break;
         }
