@@ -173,7 +173,7 @@ def plain_sized(value, what):
     a lone surrogate, a number JSON cannot hold, a value nested too deep)
     takes `plain` itself, which copies or refuses it with its own message."""
     try:
-        copy = marshal.loads(marshal.dumps(value, 2))
+        copy = copy_json(value)
         return copy, _exact_size(copy, 0)
     except (ValueError, _Irregular):
         pass
@@ -182,46 +182,35 @@ def plain_sized(value, what):
 
 
 _quote = _json.encode_basestring
-_EXACT = 1 << 53
+_EXACT = hx_protocol.EXACT_INT
 _INFINITIES = (float("inf"), float("-inf"))
 
 
 def _exact_size(value, depth):
     """The canonical size of `value` if `plain` would return it unchanged
     (exact JSON types, at most `MAX_DEPTH` levels below the top), else
-    `_Irregular`. Scalars in a container are sized in the loop, without a
-    call each."""
+    `_Irregular`. Strings and small integers in a container are sized in
+    the loop, without a call each."""
     t = type(value)
     if t is dict:
-        items = value.items()
+        n = 1 + 2 * len(value)  # braces, a ':' each, ',' between
+        members = value.values()
     elif t is list:
-        items = None
+        n = 1 + len(value)  # brackets, ',' between
+        members = value
     else:
         return _scalar_size(value)
     if not value:
         return 2
     if depth >= MAX_DEPTH:
         raise _Irregular  # its members would be nested too deep
-    if items is not None:
-        n = 1 + 2 * len(value)  # braces, a ':' each, ',' between
-        for k, v in items:
+    if t is dict:
+        for k in value:
             if type(k) is not str:
                 raise _Irregular
             q = _quote(k)
             n += len(q) if q.isascii() else _utf8_size(q)
-            tv = type(v)
-            if tv is str:
-                q = _quote(v)
-                n += len(q) if q.isascii() else _utf8_size(q)
-            elif tv is int and -_EXACT <= v <= _EXACT:
-                n += len(str(v))
-            elif tv is dict or tv is list:
-                n += _exact_size(v, depth + 1)
-            else:
-                n += _scalar_size(v)
-        return n
-    n = 1 + len(value)  # brackets, ',' between
-    for v in value:
+    for v in members:
         tv = type(v)
         if tv is str:
             q = _quote(v)

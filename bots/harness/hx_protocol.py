@@ -133,7 +133,7 @@ def canonical_size(value):
         return 4
     if value is False:
         return 5
-    if t is int and -_EXACT <= value <= _EXACT:
+    if t is int and -EXACT_INT <= value <= EXACT_INT:
         # A double holds it exactly, and ECMAScript writes such an integer
         # with all its digits: Python's own.
         return len(str(value))
@@ -153,7 +153,7 @@ def canonical_size(value):
 
 
 # Integers up to this magnitude are doubles exactly (2**53).
-_EXACT = 1 << 53
+EXACT_INT = 1 << 53
 
 
 def number_size(x):

@@ -70,6 +70,18 @@ async fn raw_sync(url: &str, token: &str, sid: &str, cid: &str) -> (u16, String)
 /// A sessionless (2026-07-28) `sync_messages` call; with `progress`, a
 /// progress token keeps it on rmcp's path. The JSON-RPC response.
 async fn sessionless_sync(url: &str, token: &str, args: Value, progress: bool) -> Value {
+    sessionless_on(&reqwest::Client::new(), url, token, args, progress).await
+}
+
+/// [`sessionless_sync`] on `http`, whose pooled connection the next call
+/// reuses.
+async fn sessionless_on(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    args: Value,
+    progress: bool,
+) -> Value {
     let mut meta = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {},
@@ -79,7 +91,7 @@ async fn sessionless_sync(url: &str, token: &str, args: Value, progress: bool) -
     }
     let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "sync_messages", "arguments": args, "_meta": meta}});
-    let resp = reqwest::Client::new()
+    let resp = http
         .post(url)
         .bearer_auth(token)
         .header("content-type", "application/json")
@@ -320,31 +332,6 @@ async fn a_direct_wait_past_the_keep_alive_interval_opens_the_stream_with_a_comm
     );
 }
 
-/// A sessionless `sync_messages` call on `http` (whose pooled connection
-/// the next call reuses): the JSON-RPC response.
-async fn sessionless_on(http: &reqwest::Client, url: &str, token: &str, args: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
-    "params": {"name": "sync_messages", "arguments": args, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-    }}});
-    let resp = http
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "sync_messages")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let text = resp.text().await.unwrap();
-    parse_response(&text, 8).unwrap_or_else(|| panic!("no response in {text}"))
-}
-
 /// A post that wakes more waiters than `longpoll::HERD_MIN` holds each
 /// woken waiter's next request on its connection until the rest of the
 /// herd is answered; a second post lands while that goes on. Every waiter
@@ -386,6 +373,7 @@ async fn a_herd_is_answered_whole_and_its_next_polls_miss_nothing() {
                     &url,
                     &token,
                     json!({"channel_id": cid, "cursor": cursor, "wait_ms": 25000}),
+                    false,
                 )
                 .await;
                 calls += 1;
