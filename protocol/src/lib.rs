@@ -281,6 +281,11 @@ pub struct WarmSpec {
     /// interpreter's own, for jobs without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_seed: Option<u32>,
+    /// A fork template retires after this many hooks, if that is fewer than
+    /// the runner's own limit (20,000); absent: that limit. The daemon
+    /// leaves it out; it exists so that retirement can be exercised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_after_hooks: Option<u32>,
 }
 
 impl WarmSpec {
@@ -293,6 +298,7 @@ impl WarmSpec {
             runtime: job.runtime.clone(),
             idle_ms,
             hash_seed: job.python_hash_seed(),
+            retire_after_hooks: None,
         }
     }
 

@@ -207,12 +207,20 @@ impl Control {
     }
 }
 
-/// The `P` message: the hook's filters with the pid placeholder.
-fn programs_message() -> Result<Vec<u8>, String> {
+/// How many hooks a template for `spec` serves before it retires: the
+/// spec's `retire_after_hooks` when it is lower than the runner's limit.
+fn retire_hooks(spec: &WarmSpec) -> u32 {
+    let limit = policy::TEMPLATE_RETIRE_HOOKS as u32;
+    spec.retire_after_hooks.map_or(limit, |n| n.min(limit))
+}
+
+/// The `P` message: the hook's filters with the pid placeholder, and when
+/// the template retires.
+fn programs_message(spec: &WarmSpec) -> Result<Vec<u8>, String> {
     let programs = seccomp::hook_programs()?;
     let mut msg = b"P".to_vec();
     msg.extend_from_slice(&seccomp::PID_PLACEHOLDER.to_ne_bytes());
-    msg.extend_from_slice(&(policy::TEMPLATE_RETIRE_HOOKS as u32).to_ne_bytes());
+    msg.extend_from_slice(&retire_hooks(spec).to_ne_bytes());
     msg.extend_from_slice(&(policy::TEMPLATE_RETIRE_CPU_SECS as u32).to_ne_bytes());
     msg.extend_from_slice(&(programs.len() as u32).to_ne_bytes());
     for p in &programs {
@@ -238,6 +246,9 @@ pub fn refusal(spec: &WarmSpec) -> Option<&'static str> {
     if spec.network.allowed {
         return Some("network bots get no fork template");
     }
+    if spec.retire_after_hooks == Some(0) {
+        return Some("retire_after_hooks must be at least 1 (absent: the runner's limit)");
+    }
     None
 }
 
@@ -249,11 +260,15 @@ struct Lines {
 
 impl Lines {
     /// The next line (without its newline); `Ok(None)` at EOF; `Err` when
-    /// `until` passes first or the line is too long.
-    fn next(&mut self, until: Instant) -> Result<Option<Vec<u8>>, String> {
+    /// `until` passes first (`"idle"`), the template ends meanwhile
+    /// (`"gone"`: it retired or died between jobs) or the line is too long.
+    fn next(&mut self, until: Instant, control: &Control) -> Result<Option<Vec<u8>>, String> {
         let stdin = std::io::stdin();
         let fd = stdin.as_fd();
         let mut chunk = vec![0u8; 65536];
+        // A message from the template between jobs (a waiting child that
+        // failed) is for the next job; only the socket's end is watched for.
+        let mut watch_control = true;
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let rest = self.buf.split_off(i + 1);
@@ -271,11 +286,36 @@ impl Lines {
             if left.is_zero() {
                 return Err("idle".into());
             }
-            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-            match poll(&mut fds, sandbox::poll_timeout(left)) {
+            let mut fds = [
+                PollFd::new(fd, PollFlags::POLLIN),
+                PollFd::new(control.sock.as_fd(), PollFlags::POLLIN),
+            ];
+            let watched = if watch_control { 2 } else { 1 };
+            match poll(&mut fds[..watched], sandbox::poll_timeout(left)) {
                 Ok(0) | Err(Errno::EINTR) => continue,
                 Ok(_) => {}
                 Err(e) => return Err(format!("poll: {e}")),
+            }
+            // A job that came with the template's end is answered first
+            // (its child is gone: "nothing ran", and the daemon reruns it
+            // at once); the end is seen on the next wait, or at the top of
+            // the loop.
+            let stdin_ready = fds[0].any().unwrap_or(true);
+            if !stdin_ready && watched == 2 && fds[1].any().unwrap_or(true) {
+                let mut byte = [0u8; 1];
+                match recv(
+                    control.sock.as_raw_fd(),
+                    &mut byte,
+                    MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(0) => return Err("gone".into()),
+                    Err(Errno::EAGAIN | Errno::EINTR) => {}
+                    Ok(_) => watch_control = false,
+                    Err(_) => return Err("gone".into()),
+                }
+            }
+            if !stdin_ready {
+                continue;
             }
             match nix::unistd::read(fd, &mut chunk) {
                 Ok(0) => self.eof = true,
@@ -347,7 +387,7 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
         return stop(hook_protocol::exit::CONFINEMENT_FAILED);
     }
     // 2. The hook's filters, then the template's warm-up.
-    match programs_message() {
+    match programs_message(spec) {
         Ok(msg) => control.send(&msg),
         Err(e) => {
             write_outcome(&internal(format!("hook filters: {e}")));
@@ -379,9 +419,15 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
             eprintln!("sandbox-runner: fork template ended");
             return stop(hook_protocol::exit::OK);
         }
-        let line = match lines.next(Instant::now() + idle) {
+        let line = match lines.next(Instant::now() + idle, &control) {
             Ok(Some(l)) => l,
             Ok(None) => return stop(hook_protocol::exit::OK),
+            Err(why) if why == "gone" => {
+                // Retired (its hooks or its CPU time) or died between jobs:
+                // the daemon starts another when it needs one.
+                eprintln!("sandbox-runner: fork template ended");
+                return stop(hook_protocol::exit::OK);
+            }
             Err(why) if why == "idle" => {
                 eprintln!(
                     "sandbox-runner: fork template had no job for {} ms; it exits",
@@ -614,9 +660,28 @@ fn drain_now(fd: &OwnedFd) -> String {
 mod tests {
     use super::*;
 
+    fn spec(retire_after_hooks: Option<u32>) -> WarmSpec {
+        let job: HookJob = serde_json::from_value(serde_json::json!({
+            "version": hook_protocol::PROTOCOL_VERSION,
+            "bot": {"name": "b", "source": "x"},
+            "hook": {"name": "on_init"},
+            "context": {"channel_id": "c", "bot_id": "bot:b", "players": []},
+            "state": {},
+            "limits": serde_json::to_value(hook_protocol::Limits::default()).unwrap(),
+            "network": {"allowed": false},
+            "runtime": {"python": "/usr/bin/python3", "python_args": [], "harness_dir": "/h",
+                        "sandbox_uid": 1, "sandbox_gid": 1},
+            "hash_seed": 7
+        }))
+        .unwrap();
+        let mut spec = WarmSpec::of(&job, 1000);
+        spec.retire_after_hooks = retire_after_hooks;
+        spec
+    }
+
     #[test]
     fn the_programs_message_carries_the_three_hook_filters() {
-        let msg = programs_message().unwrap();
+        let msg = programs_message(&spec(None)).unwrap();
         assert_eq!(msg[0], b'P');
         let word = |at: usize| u32::from_ne_bytes(msg[at..at + 4].try_into().unwrap()) as usize;
         assert_eq!(word(1) as u32, seccomp::PID_PLACEHOLDER);
@@ -630,5 +695,20 @@ mod tests {
             at += 4 + len;
         }
         assert_eq!(at, msg.len());
+    }
+
+    #[test]
+    fn a_spec_may_retire_its_template_sooner_never_later() {
+        let hooks = |spec: &WarmSpec| {
+            let msg = programs_message(spec).unwrap();
+            u32::from_ne_bytes(msg[5..9].try_into().unwrap())
+        };
+        assert_eq!(hooks(&spec(Some(3))), 3);
+        assert_eq!(
+            hooks(&spec(Some(u32::MAX))),
+            policy::TEMPLATE_RETIRE_HOOKS as u32
+        );
+        assert!(refusal(&spec(Some(0))).is_some());
+        assert!(refusal(&spec(Some(1))).is_none());
     }
 }

@@ -12,7 +12,7 @@
 //! its pid: see README.md, "Fork templates").
 
 use crate::util::*;
-use hook_protocol::{Entropy, HookError, HookJob, HookOutcome};
+use hook_protocol::{Entropy, HookError, HookJob, HookOutcome, WarmSpec};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -29,7 +29,11 @@ pub struct Template {
 
 impl Template {
     pub fn start(spec_job: &HookJob, idle_ms: u64, layer: Layer) -> Template {
-        let (mut child, stdin) = start_with_spec("--template", spec_job, idle_ms, layer);
+        Template::start_spec(&WarmSpec::of(spec_job, idle_ms), layer)
+    }
+
+    pub fn start_spec(spec: &WarmSpec, layer: Layer) -> Template {
+        let (mut child, stdin) = start_with_warm_spec("--template", spec, layer);
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Template {
             child,
@@ -283,6 +287,52 @@ fn an_idle_template_exits_on_its_own_and_leaves_nothing() {
 }
 
 #[test]
+fn a_template_retires_after_its_hooks_and_its_runner_ends_at_once() {
+    // A template retires after 20,000 hooks (or 600 s of CPU); a spec may
+    // ask for fewer, here three.
+    let j = attack_job("return [os.getpid(), os.getppid()]");
+    let mut spec = WarmSpec::of(&j, 60_000);
+    spec.retire_after_hooks = Some(3);
+    let mut t = Template::start_spec(&spec, Layer::OsOnly);
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let v = value(&t.run(&j));
+        assert_eq!(v[1], json!(2), "forked by the template: {v}");
+        pids.push(v[0].as_i64().unwrap());
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    // Its stdin still open and its idle time far off, the runner ends as
+    // soon as its template retires (it would otherwise wait for the next
+    // job only to answer that nothing ran), and all of it is gone.
+    let started = Instant::now();
+    let stdin = t.stdin.take();
+    let (code, err) = t.wait();
+    drop(stdin);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("fork template ended"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{err}");
+}
+
+#[test]
+fn a_template_that_dies_between_jobs_ends_its_runner_at_once() {
+    let j = attack_job("return 1");
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    assert_eq!(value(&t.run(&j)), json!(1));
+    // The template killed from outside between jobs, while the child for
+    // the next job waits for it.
+    let root = t.child.id();
+    let (template, _) = waiting_child(root, Instant::now() + Duration::from_secs(10));
+    nix::sys::signal::kill(Pid::from_raw(template), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let stdin = t.stdin.take();
+    let (code, err) = t.wait();
+    drop(stdin);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("fork template ended"), "{err}");
+}
+
+#[test]
 fn a_job_that_differs_from_the_spec_is_refused_and_nothing_runs() {
     let j = attack_job("return 1");
     let mut t = Template::start(&j, 60_000, Layer::OsOnly);
@@ -532,6 +582,10 @@ fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
     assert_eq!(value(&t.run(&j)), json!(1));
     let until = Instant::now() + Duration::from_secs(10);
     let (template, _) = waiting_child(t.child.id(), until);
+    // The runner stopped, so that the job is already there when it sees the
+    // template's end (else it ends at once: the next test).
+    let runner = Pid::from_raw(t.child.id() as i32);
+    nix::sys::signal::kill(runner, nix::sys::signal::Signal::SIGSTOP).expect("stop the runner");
     nix::sys::signal::kill(Pid::from_raw(template), nix::sys::signal::Signal::SIGKILL)
         .expect("kill the template");
     // With it the sandbox's namespace ends, the waiting child too; once
@@ -540,7 +594,15 @@ fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
         assert!(Instant::now() < until, "the template outlived SIGKILL");
         std::thread::sleep(Duration::from_millis(5));
     }
-    match error(&t.run(&j)) {
+    let mut line = serde_json::to_vec(&j).expect("serialize job");
+    line.push(b'\n');
+    t.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(&line)
+        .expect("write job");
+    nix::sys::signal::kill(runner, nix::sys::signal::Signal::SIGCONT).expect("continue the runner");
+    match error(&t.outcome()) {
         HookError::Internal { message } => assert!(message.contains("nothing ran"), "{message}"),
         e => panic!("{e:?}"),
     }

@@ -81,6 +81,15 @@ pub fn start_with_spec(
     idle_ms: u64,
     layer: Layer,
 ) -> (std::process::Child, std::process::ChildStdin) {
+    start_with_warm_spec(mode, &WarmSpec::of(job, idle_ms), layer)
+}
+
+/// [`start_with_spec`] with the spec given whole.
+pub fn start_with_warm_spec(
+    mode: &str,
+    spec: &WarmSpec,
+    layer: Layer,
+) -> (std::process::Child, std::process::ChildStdin) {
     let mut cmd = Command::new(runner());
     cmd.arg(mode);
     if layer == Layer::OsOnly {
@@ -93,9 +102,9 @@ pub fn start_with_spec(
         .spawn()
         .unwrap_or_else(|e| panic!("spawn sandbox-runner {mode}: {e}"));
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(&warm_spec_line(job, idle_ms))
-        .expect("write spec");
+    let mut line = serde_json::to_vec(spec).expect("serialize spec");
+    line.push(b'\n');
+    stdin.write_all(&line).expect("write spec");
     (child, stdin)
 }
 
