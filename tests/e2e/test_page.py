@@ -333,7 +333,13 @@ async def test_a_head_whose_signature_was_altered_in_transit_shows_broken(state_
         browser.navigate(shared["url"])
         browser.wait_for("document.getElementById('verify-status').classList.contains('bad')")
         status = browser.text("#verify-status")
-        assert status.startswith(f"Broken at seq {last['seq']}: the server's signed head at seq {last['seq']} "
+        # The first bad seq as `verify` names it: the seq after the last
+        # valid head before the forged one (heads before it in the stream,
+        # or none: seq 1).
+        earlier = [json.loads(line[6:])["seq"] for line in real.split(head_line)[0].splitlines()
+                   if line.startswith("data: ") and '"signature"' in line]
+        first_bad = max(earlier, default=0) + 1
+        assert status.startswith(f"Broken at seq {first_bad}: the server's signed head at seq {head['seq']} "
                                  "has an Ed25519 signature that does not verify"), status
         # The chain itself held: every entry is shown, none marked unverified.
         assert browser.eval("document.querySelectorAll('#transcript > li.unverified').length") == 0

@@ -146,7 +146,7 @@
   // ---- the hash chain ----
 
   const chain = { prev: new Uint8Array(32), seq: 0, hashes: [null], broken: null };
-  const heads = { key: null, keys: null, refetched: false, pending: [], signedUpTo: 0, bad: null };
+  const heads = { key: null, keys: null, refetched: false, pending: [], signedUpTo: 0, valid: [], bad: null };
 
   async function entryOf(m) {
     const e = { seq: m.seq, channel_id: channel, sender: m.sender, kind: m.kind, ts: m.ts };
@@ -279,6 +279,7 @@
     await headSigned(h, await keyList(h.key_id));
     heads.key = h.key_id;
     heads.signedUpTo = Math.max(heads.signedUpTo, h.seq);
+    heads.valid.push(h.seq);
   }
 
   async function drainHeads() {
@@ -292,7 +293,12 @@
       try {
         await checkHead(h);
       } catch (err) {
-        heads.bad = { seq: h.seq, why: `the server's signed head at seq ${h.seq} ${err.message}.` };
+        // As `mcp-multiplayer verify` names it (docs/transcripts.md, "The
+        // first bad seq"): the seq after the last valid head before this
+        // one, since nothing after that head is vouched for.
+        const last = heads.valid.reduce((p, s) => (s < h.seq && s > p ? s : p), 0);
+        const since = last ? ` The last valid head covers seq ${last}.` : ' No valid head comes before it.';
+        heads.bad = { seq: last + 1, why: `the server's signed head at seq ${h.seq} ${err.message}.${since}` };
       }
     }
     heads.pending = later;
