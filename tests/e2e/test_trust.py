@@ -32,6 +32,35 @@ async def wait_until_waiting(daemon, n: int):
             await anyio.sleep(0.005)
 
 
+def hook_cpu_secs(daemon_pid: int) -> float:
+    """The most CPU time any bot interpreter under the daemon has used (a
+    hook that spins keeps growing it; starting, warming up or serving hooks
+    takes an interpreter a fraction of a second)."""
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        if b"harness.py" in cmd:
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def under(pid):
+        while pid in parent:
+            pid = parent[pid]
+            if pid == daemon_pid:
+                return True
+        return False
+
+    return max((c for p, c in cpu.items() if under(p)), default=0.0)
+
+
 async def table(daemon, **extra):
     """alice (admin, seated) and bob in a channel; returns their tokens, the
     creation result and bob's join."""
@@ -121,6 +150,11 @@ async def test_guessbot_race_the_chain_shows_the_commitment_caused_before_the_gu
             busy = await call(alice, "create_channel", {"name": "busy", "slots": ["me"], "join_as": "me",
                                                         "bot_code": spinner})
             await call(alice, "post_message", {"channel_id": busy["channel_id"], "body": "spin"})
+            # The spinner holds the one hook slot before the game's bot is
+            # attached (else the game's hooks could take the slot first).
+            with anyio.fail_after(4.5):
+                while hook_cpu_secs(daemon.proc.pid) < 0.8:
+                    await anyio.sleep(0.01)
             ch = await call(alice, "create_channel", spec)
             cid = ch["channel_id"]
             await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
