@@ -926,7 +926,7 @@ def check_and_compile(source, network, unchecked):
 KEPT = []
 
 # `(network, layer, bind)` from `hx_runtime.prepare_layer`, made before the
-# job was read (a fork template's child: `hx_fork`); used by the one hook
+# job was read (by a fork template: `hx_fork`); used by the one hook
 # of this process if its network mode is the same, else made anew.
 PREPARED_LAYER = []
 
@@ -970,6 +970,44 @@ def finish(outcome, max_output):
         data = dumps({"status": "error", "error": {"kind": "output_overrun", "message": msg}})
         data = data.encode("utf-8")
     return data
+
+
+def prewarm_hook_path():
+    """Run the parts of a hook's path that do not depend on its job, on
+    made-up data, and keep nothing: the reading and checking of a job, the
+    determinism module's key schedule and clock parsing, a run's `ctx`
+    (posts, state copies) and the outcome's encoding. A fork template's
+    child calls this while it waits for its job: the pages these touch (the
+    code and objects it shares with its template) are then its own copies
+    before the job arrives, not copied during the hook. Imports nothing a
+    hook does not, reaches no bot code and changes no module or global."""
+    import hashlib
+
+    import hx_determinism
+
+    block = hx_determinism.keyed(bytes(32))
+    hx_determinism.reader(block, b"prewarm")(40)
+    hx_determinism.parse_entropy("00" * 32)
+    hx_determinism.parse_now("1970-01-01T00:00:00.000Z")
+    hashlib.sha256(b"prewarm").hexdigest()
+    limits = {name: 1 << 16 for name in hx_protocol.LIMIT_NAMES}
+    player = {"label": "a", "slot": "invite:a", "filled": True}
+    message = {"seq": 1, "sender": "a", "type": "chat", "body": "x", "ts": "1970-01-01T00:00:00.000Z"}
+    job = {
+        "bot": {"name": "prewarm", "source": "", "params": {}},
+        "hook": {"name": "on_message", "message": message},
+        "context": {"channel_id": "prewarm", "bot_id": "bot:prewarm", "players": [player]},
+        "state": {"k": [1, "v"]},
+        "limits": limits,
+    }
+    job = read_job(dumps(job).encode("utf-8"))
+    run = Run(job, hx_protocol.limits_of(job))
+    ctx = make_ctx(run)
+    copy_json(job["hook"]["message"])
+    ctx.get_state()
+    ctx.set_state({"k": [2, "w"]})
+    ctx.post("prewarm", {"a": [1, "b"]})
+    finish(ok(run.posts, run.state, "", None), limits["max_output_bytes"])
 
 
 def main_hook(warm=True):

@@ -18,6 +18,10 @@ forks a child, and the child, before it reads its job,
    make and a hook may not, `wait4`, must now fail with EPERM),
 5. closes every other descriptor, reseeds `random`, and puts `sys.argv`
    and `sys.modules` back to what a fresh hook has,
+6. unless its job is already there, runs the job-independent parts of a
+   hook's path on made-up data (`hx_core.prewarm_hook_path`), so that what
+   the hook touches of the memory it shares with the template is copied
+   before the job, not during the hook,
 
 then runs the hook as `harness.py` does, reading its job from fd 0. The
 runner forks the child for a job ahead of it (`J` comes before the job is
@@ -26,6 +30,14 @@ Anything that fails before the bot runs is reported to the runner (`F`)
 and the child exits without running it. The template waits for the child, kills it when the runner
 asks (`K`), empties the workspace, and reports (`S`). It retires after the
 number of hooks or the CPU time the runner gives it.
+
+Before its first child the template builds the language layer (a bot
+without network has the same one in every hook until the hook binds its
+source, violation record and clock to it; each child binds its own copy),
+and the facades of the modules its bot's code names once it has that code
+(`C`); and it moves everything it holds to the garbage collector's
+permanent generation (`gc.freeze()`), so that a child's collections walk
+only what the child made.
 """
 
 import os
@@ -59,6 +71,15 @@ def serve():
     # imports `hx_determinism` first thing, fresh or forked: loaded here once.
     import hx_determinism  # noqa: F401
 
+    # The language layer of a bot without network is the same for every
+    # hook until the hook binds its source, its violation record and its
+    # clock to it: built here once, before any child, and each child binds
+    # its own copy. (A fresh hook builds the same layer, importing the same
+    # modules, before its bot runs.)
+    import hx_runtime
+
+    layer, bind_hook = hx_runtime.prepare_layer(False)
+
     # What a fresh hook has loaded by the time its bot runs; the child puts
     # these back.
     baseline = set(sys.modules)
@@ -67,6 +88,7 @@ def serve():
     fresh_orig_argv = [a for a in sys.orig_argv if a != "--template"]
 
     import ctypes
+    import gc
     import resource
     import select
     import socket
@@ -160,15 +182,11 @@ def serve():
             sys.orig_argv[:] = fresh_orig_argv
             for name in [m for m in sys.modules if m not in baseline]:
                 del sys.modules[name]
-            # The language layer is the same for every hook of a bot without
-            # network until the hook binds its source, its violation record
-            # and its clock to it: built while the child waits for its job.
-            import hx_runtime
-
-            layer, bind_hook = hx_runtime.prepare_layer(False)
-            if hx_core.PRELOADED_CODE is not None:
-                hx_runtime.prepare_facades(layer, hx_core.PRELOADED_CODE[1])
             hx_core.PREPARED_LAYER.append((False, layer, bind_hook))
+            # While no job is there yet, the job-independent rest of the
+            # path too (busy, the job is already waiting: straight to it).
+            if not select.select([0], [], [], 0)[0]:
+                hx_core.prewarm_hook_path()
             hx_core.START_NS = time.perf_counter_ns()
             code = hx_core.main_hook(warm=False)
             for stream in (sys.__stdout__, sys.__stderr__):
@@ -205,6 +223,14 @@ def serve():
         finally:
             os.close(pidfd)
 
+    # Everything the template holds goes to the collector's permanent
+    # generation: a child's collections then walk only what the child made.
+    # Otherwise a child's collection of an older generation, which a hook
+    # often triggers, walks the template's heap, writing to every object's
+    # header and so copying every page of it, during the hook. Bots cannot
+    # reach `gc`.
+    gc.collect()
+    gc.freeze()
     ctrl.send(b"R")
     served = 0
     while True:
@@ -213,6 +239,11 @@ def serve():
             continue  # for a child already reaped
         if msg[:1] == b"C" and not fds:
             hx_core.preload_code(msg[1:])
+            if hx_core.PRELOADED_CODE is not None:
+                # The facades of the modules the bot's code names, as a
+                # child would make them before its job.
+                hx_runtime.prepare_facades(layer, hx_core.PRELOADED_CODE[1])
+            gc.freeze()
             continue
         if msg[:1] != b"J" or len(msg) != 5 or len(fds) != 3:
             for fd in fds:

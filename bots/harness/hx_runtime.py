@@ -253,7 +253,7 @@ def make_layer(network, source, on_violation, clock=None):
     return layer
 
 
-# Modules whose facades a fork template's child may make before its job:
+# Modules whose facades a fork template may make before its children's jobs:
 # nothing in them depends on the hook (the job's clock and entropy patch
 # `time`, `os` and `random`, whose facades copy the patched functions, so
 # those are made after; `traceback` and `warnings` register the hook's
@@ -274,7 +274,7 @@ def prepare_facades(layer, code):
 
 def prepare_layer(network):
     """`make_layer` in two steps: the layer, built before the job is known
-    (a fork template's child builds it while it waits for its job), and
+    (a fork template builds it once for all its children), and
     `bind_hook(source, on_violation, clock)`, which the hook calls once
     before any bot code runs. Only the harness holds `bind_hook`; the
     layer's functions read those three when they are called, never

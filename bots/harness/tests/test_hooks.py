@@ -1222,3 +1222,48 @@ def test_the_size_of_an_exact_integer_is_that_of_the_general_number_rule():
     # Past 2**53 the double nearest rounds: 2**53 + 1 is written 9007199254740992.
     assert hx_protocol.canonical_size(2**53 + 1) == hx_protocol.number_size(2**53 + 1) == 16
     assert hx_protocol.canonical_size(10**21) == len("1e+21")
+
+
+PREWARM_PROBE = r"""
+import _random, gc, json, posix, random, sys, time
+sys.path.insert(0, sys.argv[1])
+import hx_core
+
+hx_core.warm_up()
+import hx_determinism
+
+def seen():
+    return {
+        "modules": sorted(sys.modules),
+        "harness globals": [len(hx_core.KEPT), len(hx_core.PREPARED_LAYER), hx_core.PRELOADED_CODE is None],
+        "patched": [id(f) for f in (time.time, time.time_ns, time.localtime, time.strftime, posix.urandom,
+                                    _random.Random.seed, _random.Random.__init__)],
+        "random": list(random.getstate()[1][:16]),
+        "gc": gc.isenabled(),
+        "streams": [sys.stdout is sys.__stdout__, sys.stderr is sys.__stderr__],
+        "path": list(sys.path),
+    }
+
+before = seen()
+hx_core.prewarm_hook_path()
+after = seen()
+print(json.dumps({k: before[k] == after[k] for k in before}))
+"""
+
+
+def test_prewarming_a_hooks_path_changes_nothing_a_hook_could_see():
+    # A fork template's child runs the job-independent parts of a hook's
+    # path before its job; nothing of that may be left for the hook: no
+    # module imported, no clock or randomness patched or drawn from, no
+    # harness state, collection still on, the streams as they were.
+    import os
+
+    r = subprocess.run(
+        [PYTHON, "-I", "-S", "-B", "-c", PREWARM_PROBE, os.path.dirname(HARNESS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    same = json.loads(r.stdout)
+    assert same and all(same.values()), same

@@ -287,6 +287,24 @@ fn an_idle_template_exits_on_its_own_and_leaves_nothing() {
 }
 
 #[test]
+fn a_child_collects_only_what_it_made_its_templates_heap_is_frozen() {
+    // The template moves what it holds to the collector's permanent
+    // generation before its first child: a child's collections (still on,
+    // as in a fresh hook) then do not walk, and so do not copy, the heap
+    // it shares with the template. (Unchecked code only: bots cannot
+    // import `gc`.)
+    let j = attack_job("import gc\nreturn [gc.get_freeze_count(), gc.isenabled()]");
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    for _ in 0..2 {
+        let v = value(&t.run(&j));
+        assert!(v[0].as_i64().unwrap() > 1000, "{v}");
+        assert_eq!(v[1], json!(true), "{v}");
+    }
+    let (code, err) = t.finish();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
 fn a_template_retires_after_its_hooks_and_its_runner_ends_at_once() {
     // A template retires after 20,000 hooks (or 600 s of CPU); a spec may
     // ask for fewer, here three.
