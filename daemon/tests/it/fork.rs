@@ -1,7 +1,8 @@
 //! Fork templates as the daemon uses them (`[bots] fork_templates = true`):
 //! a seeded bot's hooks run in children of its template, each a process of
-//! its own with its own randomness and the bot's hash seed, and no template
-//! outlives the daemon.
+//! its own with its own randomness and the bot's hash seed, no template
+//! outlives the daemon, and a template killed between hooks loses no hook:
+//! its runner ends with it and another template takes over.
 
 use crate::pool::{counter, post_and_read_probes};
 use crate::util::*;
@@ -110,4 +111,95 @@ async fn a_seeded_bots_hooks_run_forked_each_with_its_own_randomness_and_none_ou
         assert!(Instant::now() < until, "{left:?} outlived the daemon");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The command line of `pid`, its arguments joined by spaces.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A process that exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[tokio::test]
+async fn a_template_killed_between_hooks_loses_no_hook_and_is_replaced() {
+    let dir = TempDir::new("fork-killed");
+    let token = create_token(dir.path(), "alice");
+    let cfg = dir.path().join("fork.toml");
+    std::fs::write(&cfg, "[bots]\nfork_templates = true\n").unwrap();
+    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
+    let ch = c
+        .ok(
+            "create_channel",
+            json!({"name": "probe", "slots": ["me"], "bot_code": PROBE, "join_as": "me"}),
+        )
+        .await;
+    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    let mut cursor = 0;
+    let mut seen = 0;
+    for i in 0..4 {
+        seen += post_and_read_probes(&mut c, &cid, &format!("m{i}"), &mut cursor)
+            .await
+            .len();
+    }
+    // The template: the bot interpreter whose parent is not one (its
+    // waiting child has the same command line); its runner, the daemon's
+    // child above it (the namespace processes between them have the
+    // runner's command line too).
+    let procs = descendants_of(d.child.id());
+    let template = procs
+        .iter()
+        .copied()
+        .find(|p| {
+            cmdline(*p).contains("harness.py --template")
+                && !parent_of(*p).is_some_and(|pp| cmdline(pp).contains("harness.py"))
+        })
+        .expect("a running template");
+    let mut runner = template;
+    while parent_of(runner) != Some(d.child.id()) {
+        runner = parent_of(runner).expect("the template's runner");
+    }
+    assert!(cmdline(runner).contains("sandbox-runner --template"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(template as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Its runner ends with it, without waiting for a job or its idle time.
+    let until = Instant::now() + Duration::from_secs(10);
+    while running(runner) {
+        assert!(
+            Instant::now() < until,
+            "the runner {runner} outlived its template"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Every later message gets its hook, and a new template takes them.
+    let before = forked_total(&d).await;
+    for i in 4..12 {
+        seen += post_and_read_probes(&mut c, &cid, &format!("m{i}"), &mut cursor)
+            .await
+            .len();
+    }
+    assert_eq!(seen, 12, "one probe per message");
+    let forked = forked_total(&d).await - before;
+    assert!(forked >= 4, "only {forked} of the 8 later hooks ran forked");
 }
