@@ -4,9 +4,9 @@
 //! outlives the daemon, and a template killed between hooks loses no hook:
 //! its runner ends with it and another template takes over.
 
-use crate::pool::{counter, post_and_read_probes};
+use crate::pool::{alive, all_pids, counter, parent_of, post_and_read_probes, probe_daemon};
 use crate::util::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -23,22 +23,10 @@ async fn forked_total(d: &Daemon) -> u64 {
 
 /// Every process whose ancestry leads to `pid`, from /proc.
 fn descendants_of(pid: u32) -> Vec<u32> {
-    let mut parent = std::collections::HashMap::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        if let Some(pp) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|x| x.parse::<u32>().ok())
-        {
-            parent.insert(p, pp);
-        }
-    }
+    let parent: std::collections::HashMap<u32, u32> = all_pids()
+        .into_iter()
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
     parent
         .keys()
         .copied()
@@ -59,18 +47,7 @@ fn descendants_of(pid: u32) -> Vec<u32> {
 async fn a_seeded_bots_hooks_run_forked_each_with_its_own_randomness_and_none_outlives_the_daemon()
 {
     let dir = TempDir::new("fork-daemon");
-    let token = create_token(dir.path(), "alice");
-    let cfg = dir.path().join("fork.toml");
-    std::fs::write(&cfg, "[bots]\nfork_templates = true\n").unwrap();
-    let mut d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
-    let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
-    let ch = c
-        .ok(
-            "create_channel",
-            json!({"name": "probe", "slots": ["me"], "bot_code": PROBE, "join_as": "me"}),
-        )
-        .await;
-    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    let (mut d, mut c, cid) = probe_daemon(&dir, true, PROBE).await;
     let before = forked_total(&d).await;
     let mut cursor = 0;
     let mut seen: Vec<Value> = Vec::new();
@@ -95,16 +72,7 @@ async fn a_seeded_bots_hooks_run_forked_each_with_its_own_randomness_and_none_ou
     d.child.wait().unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let left: Vec<u32> = procs
-            .iter()
-            .copied()
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                    !s.rsplit_once(')')
-                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-                })
-            })
-            .collect();
+        let left: Vec<u32> = procs.iter().copied().filter(|p| alive(*p)).collect();
         if left.is_empty() {
             break;
         }
@@ -120,39 +88,10 @@ fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// A process that exists and is not a zombie.
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-    })
-}
-
 #[tokio::test]
 async fn a_template_killed_between_hooks_loses_no_hook_and_is_replaced() {
     let dir = TempDir::new("fork-killed");
-    let token = create_token(dir.path(), "alice");
-    let cfg = dir.path().join("fork.toml");
-    std::fs::write(&cfg, "[bots]\nfork_templates = true\n").unwrap();
-    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
-    let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
-    let ch = c
-        .ok(
-            "create_channel",
-            json!({"name": "probe", "slots": ["me"], "bot_code": PROBE, "join_as": "me"}),
-        )
-        .await;
-    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    let (d, mut c, cid) = probe_daemon(&dir, true, PROBE).await;
     let mut cursor = 0;
     let mut seen = 0;
     for i in 0..4 {
@@ -185,7 +124,7 @@ async fn a_template_killed_between_hooks_loses_no_hook_and_is_replaced() {
     .unwrap();
     // Its runner ends with it, without waiting for a job or its idle time.
     let until = Instant::now() + Duration::from_secs(10);
-    while running(runner) {
+    while alive(runner) {
         assert!(
             Instant::now() < until,
             "the runner {runner} outlived its template"

@@ -39,22 +39,10 @@ async fn prewarmed_total(d: &Daemon) -> u64 {
 #[tokio::test]
 async fn a_seeded_bots_hooks_run_pre_warmed_each_in_a_fresh_process() {
     let dir = TempDir::new("pool-fresh");
-    let token = create_token(dir.path(), "alice");
     // The pool itself: with fork templates on, a seeded bot's hooks would
-    // run forked (tests/it/fork.rs).
-    let cfg = dir.path().join("no-fork.toml");
-    std::fs::write(&cfg, "[bots]\nfork_templates = false\n").unwrap();
-    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
-    let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
-    // The bot gets a secret seed: every hook carries entropy and the bot's
-    // hash seed.
-    let ch = c
-        .ok(
-            "create_channel",
-            json!({"name": "probe", "slots": ["me"], "bot_code": PROBE, "join_as": "me"}),
-        )
-        .await;
-    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    // run forked (tests/it/fork.rs). The bot gets a secret seed: every hook
+    // carries entropy and the bot's hash seed.
+    let (d, mut c, cid) = probe_daemon(&dir, false, PROBE).await;
     let before = prewarmed_total(&d).await;
     let mut cursor = 0;
     let mut seen: Vec<Value> = Vec::new();
@@ -90,29 +78,37 @@ async fn a_seeded_bots_hooks_run_pre_warmed_each_in_a_fresh_process() {
     }
 }
 
-/// Children of `pid`, from /proc.
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            out.push(child);
-        }
-    }
-    out
+/// The parent of `pid`, from /proc (`pid (comm) state ppid ...`: comm may
+/// hold spaces, so after the last ')').
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
-fn alive(pid: u32) -> bool {
+/// Every pid in /proc.
+pub(crate) fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Children of `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|p| parent_of(*p) == Some(pid))
+        .collect()
+}
+
+/// A process that exists and is not a zombie.
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             !s.rsplit_once(')')
@@ -377,6 +373,29 @@ async fn a_seeded_bots_hooks_iterate_set_constants_alike_compiled_or_not() {
 
 /// Posts `body` in channel `cid` and reads on from `cursor` until the bot's
 /// `probe` posts caused by it arrive; returns their data.
+/// A daemon with `[bots] fork_templates` as given, and alice alone in a
+/// channel whose bot is `bot_code`: the daemon, alice's client, the
+/// channel's id.
+pub(crate) async fn probe_daemon(
+    dir: &TempDir,
+    fork_templates: bool,
+    bot_code: &str,
+) -> (Daemon, Mcp, String) {
+    let token = create_token(dir.path(), "alice");
+    let cfg = dir.path().join("bots.toml");
+    std::fs::write(&cfg, format!("[bots]\nfork_templates = {fork_templates}\n")).unwrap();
+    let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let mut c = Mcp::connect(&d.mcp_url(), Some(&token)).await;
+    let ch = c
+        .ok(
+            "create_channel",
+            json!({"name": "probe", "slots": ["me"], "bot_code": bot_code, "join_as": "me"}),
+        )
+        .await;
+    let cid = ch["channel_id"].as_str().unwrap().to_string();
+    (d, c, cid)
+}
+
 pub(crate) async fn post_and_read_probes(
     c: &mut Mcp,
     cid: &str,

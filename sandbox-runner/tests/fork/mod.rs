@@ -44,12 +44,17 @@ impl Template {
 
     /// Runs one job: writes its line, reads one outcome line.
     pub fn run(&mut self, job: &HookJob) -> HookOutcome {
+        self.send(job);
+        self.outcome()
+    }
+
+    /// Writes one job line.
+    pub fn send(&mut self, job: &HookJob) {
         let mut line = serde_json::to_vec(job).expect("serialize job");
         line.push(b'\n');
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(&line).expect("write job");
         stdin.flush().expect("flush");
-        self.outcome()
     }
 
     pub fn outcome(&mut self) -> HookOutcome {
@@ -612,13 +617,7 @@ fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
         assert!(Instant::now() < until, "the template outlived SIGKILL");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let mut line = serde_json::to_vec(&j).expect("serialize job");
-    line.push(b'\n');
-    t.stdin
-        .as_mut()
-        .unwrap()
-        .write_all(&line)
-        .expect("write job");
+    t.send(&j);
     nix::sys::signal::kill(runner, nix::sys::signal::Signal::SIGCONT).expect("continue the runner");
     match error(&t.outcome()) {
         HookError::Internal { message } => assert!(message.contains("nothing ran"), "{message}"),

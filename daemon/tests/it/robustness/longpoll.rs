@@ -29,6 +29,26 @@ fn unsigned(mut v: Value) -> Value {
     v
 }
 
+/// How many messages channel `cid` holds (the cursor of its head).
+async fn message_count(c: &mut Mcp, cid: &str) -> i64 {
+    c.ok("get_channel_info", json!({"channel_id": cid})).await["message_count"]
+        .as_i64()
+        .unwrap()
+}
+
+/// A channel `name` with `c` alone in it: its id and message count.
+async fn own_channel(c: &mut Mcp, name: &str) -> (String, i64) {
+    let created = c
+        .ok(
+            "create_channel",
+            json!({"name": name, "slots": ["invite:p0"], "join_as": "p0"}),
+        )
+        .await;
+    let cid = created["channel_id"].as_str().unwrap().to_string();
+    let head = message_count(c, &cid).await;
+    (cid, head)
+}
+
 /// A `sync_messages` call rmcp must answer: its progress token keeps it off
 /// the direct path.
 async fn sync_through_rmcp(c: &mut Mcp, args: Value) -> (bool, Value) {
@@ -132,11 +152,7 @@ async fn a_direct_long_poll_is_judged_like_any_call() {
         c[i].ok("join_channel", json!({"invite_code": inv["invite_code"]}))
             .await;
     }
-    let head = c[0]
-        .ok("get_channel_info", json!({"channel_id": cid}))
-        .await["message_count"]
-        .as_i64()
-        .unwrap();
+    let head = message_count(&mut c[0], &cid).await;
 
     // Dave waits twice, directly and through rmcp; Bob writes to Carol alone.
     let mut dave = c.pop().unwrap();
@@ -279,18 +295,7 @@ async fn a_direct_wait_past_the_keep_alive_interval_opens_the_stream_with_a_comm
     let d = Server::start(dir.path(), &Opts::default());
     let url = d.url();
     let mut alice = Mcp::connect(&url, Some(&token)).await;
-    let created = alice
-        .ok(
-            "create_channel",
-            json!({"name": "slow", "slots": ["invite:p0"], "join_as": "p0"}),
-        )
-        .await;
-    let cid = created["channel_id"].as_str().unwrap().to_string();
-    let head = alice
-        .ok("get_channel_info", json!({"channel_id": cid}))
-        .await["message_count"]
-        .as_i64()
-        .unwrap();
+    let (cid, head) = own_channel(&mut alice, "slow").await;
     let sid = alice.session.clone().unwrap();
     let (poll_url, poll_token, poll_cid) = (url.clone(), token.clone(), cid.clone());
     let poll = tokio::spawn(async move {
@@ -344,18 +349,7 @@ async fn a_herd_is_answered_whole_and_its_next_polls_miss_nothing() {
     let d = Server::start(dir.path(), &Opts::default());
     let url = d.url();
     let mut alice = Mcp::connect(&url, Some(&token)).await;
-    let created = alice
-        .ok(
-            "create_channel",
-            json!({"name": "herd", "slots": ["invite:p0"], "join_as": "p0"}),
-        )
-        .await;
-    let cid = created["channel_id"].as_str().unwrap().to_string();
-    let head = alice
-        .ok("get_channel_info", json!({"channel_id": cid}))
-        .await["message_count"]
-        .as_i64()
-        .unwrap();
+    let (cid, head) = own_channel(&mut alice, "herd").await;
     let direct_before = d.metric(DIRECT).await;
     const N: usize = 48;
     let mut waiters = Vec::new();
