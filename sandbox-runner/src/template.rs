@@ -58,7 +58,7 @@ use crate::{namespaces, policy, seccomp};
 use hook_protocol::{HookError, HookJob, HookOutcome, MAX_JOB_BYTES, WarmSpec};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, poll};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{ControlMessage, MsgFlags, recv, send, sendmsg};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -107,7 +107,7 @@ impl Control {
     /// message read: between jobs, only a child that ended early does.
     fn pending(&self) -> bool {
         let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
-        matches!(poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// Between jobs.
@@ -325,6 +325,47 @@ impl Lines {
             }
         }
     }
+
+    /// The jobs already written to stdin, read without waiting: what the
+    /// daemon sent before the runner saw its template end. Each gets an
+    /// answer, so that a job is never left without one.
+    fn arrived(&mut self) -> Vec<Vec<u8>> {
+        let stdin = std::io::stdin();
+        let fd = stdin.as_fd();
+        let mut chunk = vec![0u8; 65536];
+        while !self.eof && self.buf.len() <= MAX_JOB_BYTES {
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::ZERO) {
+                Ok(1) if fds[0].any().unwrap_or(false) => {}
+                Err(Errno::EINTR) => continue,
+                _ => break,
+            }
+            match nix::unistd::read(fd, &mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(_) => break,
+            }
+        }
+        let mut lines = Vec::new();
+        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+            let rest = self.buf.split_off(i + 1);
+            let mut line = std::mem::replace(&mut self.buf, rest);
+            line.pop();
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+/// Answers the jobs that came before the runner saw its template end:
+/// none of them ran, and the daemon reruns them.
+fn answer_pending(lines: &mut Lines) {
+    for _ in lines.arrived() {
+        write_outcome(&internal(
+            "the fork template ended before this job; nothing ran",
+        ));
+    }
 }
 
 /// `--template`: confines a template from `spec`, then serves jobs, one per
@@ -416,6 +457,7 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
     let mut code_sent: Option<String> = None;
     loop {
         if control.gone {
+            answer_pending(&mut lines);
             eprintln!("sandbox-runner: fork template ended");
             return stop(hook_protocol::exit::OK);
         }
@@ -425,6 +467,7 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
             Err(why) if why == "gone" => {
                 // Retired (its hooks or its CPU time) or died between jobs:
                 // the daemon starts another when it needs one.
+                answer_pending(&mut lines);
                 eprintln!("sandbox-runner: fork template ended");
                 return stop(hook_protocol::exit::OK);
             }

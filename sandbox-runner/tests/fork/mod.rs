@@ -342,11 +342,10 @@ fn a_template_retires_after_its_hooks_and_its_runner_ends_at_once() {
 fn a_template_that_dies_between_jobs_ends_its_runner_at_once() {
     let j = attack_job("return 1");
     let mut t = Template::start(&j, 60_000, Layer::OsOnly);
-    assert_eq!(value(&t.run(&j)), json!(1));
     // The template killed from outside between jobs, while the child for
     // the next job waits for it.
-    let root = t.child.id();
-    let (template, _) = waiting_child(root, Instant::now() + Duration::from_secs(10));
+    let until = Instant::now() + Duration::from_secs(10);
+    let (template, _) = run_until_the_next_child_waits(&mut t, &j, until);
     nix::sys::signal::kill(Pid::from_raw(template), nix::sys::signal::Signal::SIGKILL).unwrap();
     let stdin = t.stdin.take();
     let (code, err) = t.wait();
@@ -576,15 +575,16 @@ fn interpreters(root: u32) -> Vec<(i32, i32, char)> {
     found
 }
 
-/// The pids of the template and of the child forked for the next job, once
-/// that child waits for its job (blocked reading its input: state S; the
-/// runner is idle then too).
-fn waiting_child(root: u32, until: Instant) -> (i32, i32) {
+/// The pids of the template and of a child forked for a job, once that
+/// child waits for its job (blocked reading its input: state S) and is not
+/// `not` (the child of the last job, which may still be on its way out).
+fn waiting_child(root: u32, until: Instant, not: i32) -> (i32, i32) {
     loop {
         let found = interpreters(root);
         if let [template, child] = found[..]
             && child.1 == template.0
             && child.2 == 'S'
+            && child.0 != not
         {
             return (template.0, child.0);
         }
@@ -596,15 +596,25 @@ fn waiting_child(root: u32, until: Instant) -> (i32, i32) {
     }
 }
 
+/// Runs `job` (which returns 1) and then waits until the child forked for
+/// the next job waits for it: the runner, which asks for that child only
+/// after the job's child has been reaped, is then back waiting for a job.
+/// Returns the template's and that child's pids.
+fn run_until_the_next_child_waits(t: &mut Template, job: &HookJob, until: Instant) -> (i32, i32) {
+    let root = t.child.id();
+    let (_, first) = waiting_child(root, until, 0);
+    assert_eq!(value(&t.run(job)), json!(1));
+    waiting_child(root, until, first)
+}
+
 #[test]
 fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
     // The daemon reruns such a hook fresh: the outcome must say that
     // nothing of the bot ran (templates.rs matches "nothing ran").
     let j = attack_job("return 1");
     let mut t = Template::start(&j, 60_000, Layer::OsOnly);
-    assert_eq!(value(&t.run(&j)), json!(1));
     let until = Instant::now() + Duration::from_secs(10);
-    let (template, _) = waiting_child(t.child.id(), until);
+    let (template, _) = run_until_the_next_child_waits(&mut t, &j, until);
     // The runner stopped, so that the job is already there when it sees the
     // template's end (else it ends at once: the next test).
     let runner = Pid::from_raw(t.child.id() as i32);
@@ -628,6 +638,75 @@ fn a_child_whose_template_ended_before_its_job_ran_nothing_and_says_so() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// The CPU time (user + system, in clock ticks) `pid` has used; 0 once
+/// it is gone.
+fn cpu_ticks(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<&str> = s[s.rfind(')')? + 2..].split(' ').collect();
+            // utime and stime: fields 14 and 15 of stat, 12 and 13 here.
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_job_written_before_the_runner_saw_its_template_die_is_answered() {
+    // The daemon writes its next job as soon as it has read an outcome,
+    // and the runner may learn only after that that its template is gone
+    // (here: killed during a hook, while the runner was held). That job
+    // must still be answered -- "nothing ran", which the daemon reruns --
+    // not met by a runner that ends without a word.
+    let mut spin = attack_job("while True: pass");
+    spin.limits.wall_ms = 60_000;
+    let mut ok = attack_job("return 1");
+    ok.limits = spin.limits.clone();
+    let mut t = Template::start(&spin, 60_000, Layer::OsOnly);
+    assert_eq!(value(&t.run(&ok)), json!(1));
+    t.send(&spin);
+    // The child spins only once it has its job, so the runner is then
+    // inside that hook (it waits for the child's result).
+    let until = Instant::now() + Duration::from_secs(10);
+    let (template, child) = loop {
+        let found = interpreters(t.child.id());
+        if let [template, child] = found[..]
+            && cpu_ticks(child.0) >= 20
+        {
+            break (template.0, child.0);
+        }
+        assert!(Instant::now() < until, "the hook never ran: {found:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let runner = Pid::from_raw(t.child.id() as i32);
+    nix::sys::signal::kill(runner, nix::sys::signal::Signal::SIGSTOP).expect("stop the runner");
+    nix::sys::signal::kill(Pid::from_raw(template), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill the template");
+    // The hook dies with its template's namespace.
+    while !interpreters(t.child.id()).is_empty() || !matches!(state(child), '?' | 'Z') {
+        assert!(
+            Instant::now() < until,
+            "the template or its hook outlived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The next job is written while the runner still thinks the template
+    // alive (and then the runner goes on).
+    t.send(&ok);
+    nix::sys::signal::kill(runner, nix::sys::signal::Signal::SIGCONT).expect("continue the runner");
+    // The spinning hook's own outcome: its process was killed under it,
+    // after it ran, so it must not be rerun.
+    if let HookError::Internal { message } = error(&t.outcome()) {
+        assert!(!message.contains("nothing ran"), "{message}");
+    }
+    match error(&t.outcome()) {
+        HookError::Internal { message } => assert!(message.contains("nothing ran"), "{message}"),
+        e => panic!("{e:?}"),
+    }
+    let (code, err) = t.wait();
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn a_waiting_child_killed_before_its_job_ran_nothing_and_says_so() {
     // A child waiting for its job can be killed from outside (the OOM
@@ -637,9 +716,8 @@ fn a_waiting_child_killed_before_its_job_ran_nothing_and_says_so() {
     // which the daemon reruns fresh.
     let j = attack_job("return 1");
     let mut t = Template::start(&j, 60_000, Layer::OsOnly);
-    assert_eq!(value(&t.run(&j)), json!(1));
     let until = Instant::now() + Duration::from_secs(10);
-    let (template, child) = waiting_child(t.child.id(), until);
+    let (template, child) = run_until_the_next_child_waits(&mut t, &j, until);
     nix::sys::signal::kill(Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL)
         .expect("kill the waiting child");
     // Reaped by the template (which then reports it), the template alive.
