@@ -8,11 +8,21 @@
 //! interpreter's exec: the confinement steps' own cost) and of each step
 //! (`--trace-steps`), next to bare interpreter start-up and the harness run
 //! without the runner. The cases run interleaved, one round after another.
+//! The cases without a runner also report their CPU time and minor page
+//! faults (`getrusage(RUSAGE_CHILDREN)`), and a last section gives the CPU
+//! and faults per hook of a fork template (`--template`: runner, template
+//! and children, read from /proc between jobs) running one seeded hook
+//! back to back.
 
 use hook_protocol::{
-    BotSpec, Hook, HookContext, HookJob, HookOutcome, Limits, NetworkPolicy, Runtime,
+    BotSpec, CompiledBot, Hook, HookContext, HookJob, HookOutcome, Limits, NetworkPolicy, Runtime,
+    WarmSpec,
 };
-use std::io::Write;
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeVal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,8 +86,10 @@ fn once(input: &[u8]) -> (Duration, u64, Vec<(String, u64)>) {
         .expect("stdin")
         .write_all(input)
         .expect("write job");
+    let runner = child.id();
     let out = child.wait_with_output().expect("wait");
     let elapsed = start.elapsed();
+    settle(runner);
     let steps = String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter_map(|l| {
@@ -110,12 +122,62 @@ fn report(name: &str, mut ms: Vec<f64>) {
     );
 }
 
+/// Waits until no process of the runner `runner` is left (all of them are
+/// in its session: the runner starts one), reaping those handed to the
+/// bench, so that nothing of one sample runs into the next.
+fn settle(runner: u32) {
+    loop {
+        while let Ok(st) = waitpid(
+            None::<Pid>,
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+        ) {
+            if st == WaitStatus::StillAlive {
+                break;
+            }
+        }
+        if session(runner).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn report_cpu(name: &str, samples: Vec<(f64, f64)>) {
+    let mut cpu: Vec<f64> = samples.iter().map(|s| s.0).collect();
+    let mut faults: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    cpu.sort_by(f64::total_cmp);
+    faults.sort_by(f64::total_cmp);
+    println!(
+        "{name:<62} p50 {:>7.2} ms   minor faults p50 {:>6.0}",
+        pct(&cpu, 0.50),
+        pct(&faults, 0.50)
+    );
+}
+
 /// One measurement: wall time, and for runner cases `confine_us` and the
 /// per-step split.
 struct Sample {
     wall_ms: f64,
     confine_ms: Option<f64>,
     steps: Vec<(String, f64)>,
+    /// CPU (user + system) and minor page faults of every process of the
+    /// sample, from [`children_usage`]; reported for the cases without a
+    /// runner only, whose processes the bench waits for itself (a runner's
+    /// namespace is torn down by the kernel, which reaps the processes
+    /// still in it without adding their times to anyone's).
+    cpu_ms: f64,
+    faults: f64,
+}
+
+/// The CPU time (user + system, ms) and minor page faults of this
+/// process's children that have been waited for, theirs included.
+fn children_usage() -> (f64, f64) {
+    let ru = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let ms = |t: TimeVal| t.tv_sec() as f64 * 1e3 + t.tv_usec() as f64 / 1e3;
+    (
+        ms(ru.user_time()) + ms(ru.system_time()),
+        ru.minor_page_faults() as f64,
+    )
 }
 
 /// A case of the benchmark; all cases run interleaved, round by round, so
@@ -143,6 +205,15 @@ impl Case {
     }
 
     fn sample(&self) -> Sample {
+        let (cpu0, faults0) = children_usage();
+        let mut sample = self.sample_wall();
+        let (cpu1, faults1) = children_usage();
+        sample.cpu_ms = cpu1 - cpu0;
+        sample.faults = faults1 - faults0;
+        sample
+    }
+
+    fn sample_wall(&self) -> Sample {
         match self {
             Case::Bare(args) => {
                 let start = Instant::now();
@@ -155,6 +226,8 @@ impl Case {
                     wall_ms: start.elapsed().as_secs_f64() * 1e3,
                     confine_ms: None,
                     steps: vec![],
+                    cpu_ms: 0.0,
+                    faults: 0.0,
                 }
             }
             Case::UnconfinedHarness(input) => {
@@ -180,6 +253,8 @@ impl Case {
                     wall_ms: start.elapsed().as_secs_f64() * 1e3,
                     confine_ms: None,
                     steps: vec![],
+                    cpu_ms: 0.0,
+                    faults: 0.0,
                 }
             }
             Case::Runner(input) => {
@@ -191,13 +266,265 @@ impl Case {
                         .into_iter()
                         .map(|(n, us)| (n, us as f64 / 1e3))
                         .collect(),
+                    cpu_ms: 0.0,
+                    faults: 0.0,
                 }
             }
         }
     }
 }
 
+/// The outcome of one hook in a fresh sandbox.
+fn run_fresh(job: &HookJob) -> HookOutcome {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox-runner"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sandbox-runner");
+    let input = serde_json::to_vec(job).expect("job");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("write job");
+    let runner = child.id();
+    let out = child.wait_with_output().expect("wait");
+    settle(runner);
+    serde_json::from_slice(&out.stdout).expect("an outcome")
+}
+
+/// `source` as the daemon runs a seeded bot's hook: with the entropy and
+/// clock of its message, the bot's hash seed, and the code the bot's
+/// inspection checked and compiled once.
+/// `bot` picks the entropy, hence the hash seed, and in root mode the
+/// sandbox uid: one of each per bot, as the daemon gives each template a
+/// uid of its own (RLIMIT_NPROC counts per uid).
+fn seeded_job(source: &str, bot: u8, root: bool) -> HookJob {
+    let mut j = job(source, false);
+    if root {
+        j.runtime.sandbox_uid = 64_000 + u32::from(bot);
+        j.runtime.sandbox_gid = 64_000 + u32::from(bot);
+    }
+    let entropy = format!("{bot:02x}").repeat(32);
+    j.entropy = Some(serde_json::from_value(serde_json::json!(entropy)).expect("entropy"));
+    j.now =
+        Some(serde_json::from_value(serde_json::json!("2026-12-04T00:00:00.000Z")).expect("now"));
+    j.hash_seed = j.python_hash_seed();
+    let mut inspect = j.clone();
+    inspect.hook = Hook::Inspect;
+    let compiled = match run_fresh(&inspect) {
+        HookOutcome::Ok {
+            manifest: Some(m), ..
+        } => m["compiled"].clone(),
+        other => panic!("inspection failed: {other:?}"),
+    };
+    j.bot.compiled = Some(serde_json::from_value::<CompiledBot>(compiled).expect("compiled code"));
+    j
+}
+
+/// One process of a runner's session, from `/proc/PID/stat`.
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    state: char,
+    /// utime + stime + cutime + cstime, in clock ticks: its own CPU and
+    /// that of the children it has reaped.
+    ticks: u64,
+    /// minflt + cminflt.
+    faults: u64,
+    template: bool,
+}
+
+/// Every process in session `sid` (a runner starts one for all of its).
+fn session(sid: u32) -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid pgrp session tty tpgid flags minflt
+            // cminflt majflt cmajflt utime stime cutime cstime ...
+            let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+            if num(3)? != u64::from(sid) {
+                return None;
+            }
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            Some(Proc {
+                pid,
+                ppid: num(1)? as u32,
+                state: f[0].chars().next()?,
+                ticks: num(11)? + num(12)? + num(13)? + num(14)?,
+                faults: num(7)? + num(8)?,
+                template: String::from_utf8_lossy(&cmdline).contains("harness.py\0--template"),
+            })
+        })
+        .collect()
+}
+
+/// Waits until the template of runner `sid` has reaped the child of its
+/// last job and the child for the next one (not `not`) waits for its job:
+/// nothing of a hook is under way then. Returns that child's pid.
+fn quiescent(sid: u32, not: u32) -> u32 {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let procs = session(sid);
+        let interpreters: Vec<&Proc> = procs.iter().filter(|p| p.template).collect();
+        if let [a, b] = interpreters[..] {
+            let (template, child) = if b.ppid == a.pid { (a, b) } else { (b, a) };
+            if child.ppid == template.pid && child.state == 'S' && child.pid != not {
+                return child.pid;
+            }
+        }
+        assert!(Instant::now() < until, "the template never settled");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The CPU (ticks) and faults of runner `sid`'s processes, and of what
+/// they have reaped.
+fn session_usage(sid: u32) -> (u64, u64) {
+    session(sid)
+        .iter()
+        .fold((0, 0), |(t, f), p| (t + p.ticks, f + p.faults))
+}
+
+/// A `sandbox-runner --template` serving one job, over and over.
+struct Template {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    line: Vec<u8>,
+    /// The runner's pid, its session's id.
+    sid: u32,
+}
+
+impl Template {
+    fn start(job: &HookJob) -> Template {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sandbox-runner"))
+            .arg("--template")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sandbox-runner --template");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut spec = serde_json::to_vec(&WarmSpec::of(job, 60_000)).expect("spec");
+        spec.push(b'\n');
+        stdin.write_all(&spec).expect("write spec");
+        let mut line = serde_json::to_vec(job).expect("job");
+        line.push(b'\n');
+        Template {
+            out: BufReader::new(child.stdout.take().expect("stdout")),
+            sid: child.id(),
+            child,
+            stdin,
+            line,
+        }
+    }
+
+    fn run(&mut self) {
+        self.stdin.write_all(&self.line).expect("write job");
+        self.stdin.flush().expect("flush");
+        let mut answer = String::new();
+        self.out.read_line(&mut answer).expect("read outcome");
+        match serde_json::from_str::<HookOutcome>(&answer) {
+            Ok(HookOutcome::Ok { .. }) => {}
+            other => panic!("a forked hook failed: {other:?}"),
+        }
+    }
+
+    fn finish(self) {
+        let Template {
+            mut child,
+            stdin,
+            sid,
+            ..
+        } = self;
+        drop(stdin);
+        assert!(child.wait().expect("wait").success(), "the template failed");
+        settle(sid);
+    }
+}
+
+/// The CPU (ms) and minor faults per hook of `hooks` hooks sent round
+/// robin to one template per job of `jobs` (each warmed up first): of the
+/// runners, their templates and the templates' children, read from /proc
+/// between jobs (the kernel reaps a namespace's processes itself when it
+/// ends, so `getrusage` does not see them).
+fn templates_per_hook(jobs: &[HookJob], hooks: usize) -> (f64, f64) {
+    let mut templates: Vec<Template> = jobs.iter().map(Template::start).collect();
+    for t in &mut templates {
+        for _ in 0..5 {
+            t.run();
+        }
+    }
+    let usage = |templates: &[Template], not: &[u32]| -> (u64, u64) {
+        templates
+            .iter()
+            .zip(not)
+            .fold((0, 0), |(t, f), (tpl, not)| {
+                quiescent(tpl.sid, *not);
+                let (t1, f1) = session_usage(tpl.sid);
+                (t + t1, f + f1)
+            })
+    };
+    let none = vec![0; templates.len()];
+    let before = usage(&templates, &none);
+    // The child that runs each template's last job, to know when it is gone.
+    let mut last = none.clone();
+    for i in 0..hooks {
+        let k = i % templates.len();
+        if i + templates.len() >= hooks {
+            last[k] = quiescent(templates[k].sid, 0);
+        }
+        templates[k].run();
+    }
+    let after = usage(&templates, &last);
+    for t in templates {
+        t.finish();
+    }
+    let tick_ms = 1e3
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+    (
+        (after.0 - before.0) as f64 * tick_ms / hooks as f64,
+        (after.1 - before.1) as f64 / hooks as f64,
+    )
+}
+
+/// CPU per hook of fork templates: the same seeded hook (its compiled code
+/// given, as the daemon gives it) back to back through one template, and
+/// round robin through 16 (16 bots, each with its own hash seed, one hook
+/// at a time), three times each.
+fn cpu_per_hook(runs: usize, root: bool) {
+    let jobs: Vec<HookJob> = (0..16).map(|bot| seeded_job(IMPORTS, bot, root)).collect();
+    let hooks = runs.max(16);
+    println!(
+        "fork templates, seeded json,hashlib,random hook with its compiled code, {hooks} hooks; \
+         CPU and minor faults per hook of the runners, templates and children (median of 3 runs):"
+    );
+    for (name, jobs) in [
+        ("one template", &jobs[..1]),
+        ("16 templates, round robin", &jobs[..]),
+    ] {
+        let mut runs: Vec<(f64, f64)> = (0..3).map(|_| templates_per_hook(jobs, hooks)).collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (cpu, faults) = runs[1];
+        println!("  {name:<58} CPU {cpu:>6.2} ms   minor faults {faults:>6.0}");
+    }
+}
+
 fn main() {
+    // The processes a runner leaves behind come back to the bench, which
+    // waits until they are gone before the next sample (`settle`).
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
     // useful either: run a short smoke pass unless asked for a real one.
     let runs: usize = std::env::var("SANDBOX_BENCH_RUNS")
@@ -267,6 +594,10 @@ fn main() {
         };
         report(&label, samples.iter().map(|s| s.wall_ms).collect());
         if !is_runner {
+            report_cpu(
+                &format!("{name}: CPU"),
+                samples.iter().map(|s| (s.cpu_ms, s.faults)).collect(),
+            );
             continue;
         }
         report(
@@ -286,4 +617,5 @@ fn main() {
             report(&format!("    step {step}"), ms);
         }
     }
+    cpu_per_hook(runs, mode == "root mode");
 }
