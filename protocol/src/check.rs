@@ -297,7 +297,7 @@ fn check_error(error: &HookError, origin: Origin) -> Result<(), Violation> {
         | HookError::OutputOverrun { message }
         | HookError::Limit { message }
         | HookError::Confinement { message, .. }
-        | HookError::Internal { message } => (message, None),
+        | HookError::Internal { message, .. } => (message, None),
     };
     let n = message.chars().count();
     if n > MAX_ERROR_MESSAGE_CHARS {

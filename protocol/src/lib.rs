@@ -551,10 +551,47 @@ pub enum HookError {
     Confinement { step: String, message: String },
     /// The runner or harness misbehaved: a bad job, no or an unreadable
     /// result (runner or daemon only).
-    Internal { message: String },
+    Internal {
+        message: String,
+        /// The runner vouches that nothing of the bot ran for this job (a
+        /// fork template refused it, or ended, or lost the child meant for
+        /// it before the child read it), so the hook may run again, fresh
+        /// ([`HookError::nothing_ran`]). Absent: false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nothing_ran: bool,
+    },
 }
 
 impl HookError {
+    /// An `Internal` error: something went wrong around the bot.
+    pub fn internal(message: impl Into<String>) -> HookError {
+        HookError::Internal {
+            message: message.into(),
+            nothing_ran: false,
+        }
+    }
+
+    /// An `Internal` error for a job of which nothing of the bot ran: the
+    /// daemon runs such a hook again in a fresh sandbox. Its message says
+    /// so too, for people reading logs.
+    pub fn nothing_ran(message: impl std::fmt::Display) -> HookError {
+        HookError::Internal {
+            message: format!("{message}; nothing ran"),
+            nothing_ran: true,
+        }
+    }
+
+    /// Whether the runner vouched that nothing of the bot ran.
+    pub fn is_nothing_ran(&self) -> bool {
+        matches!(
+            self,
+            HookError::Internal {
+                nothing_ran: true,
+                ..
+            }
+        )
+    }
+
     /// A one-line reason, safe to show to channel members.
     pub fn short_reason(&self) -> String {
         match self {
@@ -568,7 +605,7 @@ impl HookError {
             | HookError::Memory { message }
             | HookError::OutputOverrun { message }
             | HookError::Limit { message }
-            | HookError::Internal { message } => message.clone(),
+            | HookError::Internal { message, .. } => message.clone(),
             HookError::Confinement { step, .. } => format!("sandbox could not confine ({step})"),
         }
     }
@@ -577,6 +614,41 @@ impl HookError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_ran_is_typed_and_on_the_wire_only_when_true() {
+        let plain = serde_json::to_value(HookError::internal("x")).unwrap();
+        assert_eq!(
+            plain,
+            serde_json::json!({"kind": "internal", "message": "x"})
+        );
+        let e = HookError::nothing_ran("the template ended");
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "internal",
+                               "message": "the template ended; nothing ran",
+                               "nothing_ran": true})
+        );
+        assert!(
+            serde_json::from_value::<HookError>(v)
+                .unwrap()
+                .is_nothing_ran()
+        );
+        // The words alone vouch for nothing.
+        let worded = serde_json::json!({"kind": "internal", "message": "x; nothing ran"});
+        assert!(
+            !serde_json::from_value::<HookError>(worded)
+                .unwrap()
+                .is_nothing_ran()
+        );
+        assert!(
+            !HookError::Limit {
+                message: "nothing ran".into()
+            }
+            .is_nothing_ran()
+        );
+    }
 
     #[test]
     fn hook_wire_shape_is_tagged_by_name() {

@@ -46,7 +46,7 @@ pub fn write_outcome(o: &HookOutcome) {
 
 fn bad_job(message: String) -> i32 {
     let o = HookOutcome::Error {
-        error: HookError::Internal { message },
+        error: HookError::internal(message),
     };
     emit(&o, exit::BAD_JOB)
 }

@@ -80,9 +80,7 @@ fn confinement(step: &str, message: impl Into<String>) -> HookOutcome {
 
 fn internal(message: impl Into<String>) -> HookOutcome {
     HookOutcome::Error {
-        error: HookError::Internal {
-            message: message.into(),
-        },
+        error: HookError::internal(message),
     }
 }
 

@@ -232,9 +232,15 @@ fn programs_message(spec: &WarmSpec) -> Result<Vec<u8>, String> {
 
 fn internal(message: impl Into<String>) -> HookOutcome {
     HookOutcome::Error {
-        error: HookError::Internal {
-            message: message.into(),
-        },
+        error: HookError::internal(message),
+    }
+}
+
+/// The outcome of a job of which nothing of the bot ran: the daemon runs
+/// it again, fresh.
+fn nothing_ran(message: impl std::fmt::Display) -> HookOutcome {
+    HookOutcome::Error {
+        error: HookError::nothing_ran(message),
     }
 }
 
@@ -362,9 +368,7 @@ impl Lines {
 /// none of them ran, and the daemon reruns them.
 fn answer_pending(lines: &mut Lines) {
     for _ in lines.arrived() {
-        write_outcome(&internal(
-            "the fork template ended before this job; nothing ran",
-        ));
+        write_outcome(&nothing_ran("the fork template ended before this job"));
     }
 }
 
@@ -486,12 +490,12 @@ pub fn serve(spec: &WarmSpec, opts: &Options, started: Instant, prefix: Vec<u8>)
         let job: HookJob = match serde_json::from_slice(&line) {
             Ok(j) => j,
             Err(e) => {
-                write_outcome(&internal(format!("malformed job: {e}; nothing ran")));
+                write_outcome(&nothing_ran(format!("malformed job: {e}")));
                 continue;
             }
         };
         if let Some(why) = spec.mismatch(&job) {
-            write_outcome(&internal(format!("{why}; nothing ran")));
+            write_outcome(&nothing_ran(why));
             continue;
         }
         let handover = Instant::now();
@@ -555,7 +559,7 @@ fn prepare(control: &mut Control, cpu_secs: u64) -> Result<Child, Box<HookOutcom
     let ((input_r, input_w), (diag_r, diag_w), (result_r, result_w), (errors_r, errors_w)) =
         match pipes {
             Ok(p) => p,
-            Err(e) => return Err(Box::new(internal(format!("pipes: {e}; nothing ran")))),
+            Err(e) => return Err(Box::new(nothing_ran(format!("pipes: {e}")))),
         };
     // No confinement step runs on this side: the error pipe's EOF marks
     // the hand-over (`timings.confine_us` is about 0).
@@ -570,7 +574,7 @@ fn prepare(control: &mut Control, cpu_secs: u64) -> Result<Child, Box<HookOutcom
     ];
     let input_peek = match input_r.try_clone() {
         Ok(fd) => fd,
-        Err(e) => return Err(Box::new(internal(format!("pipes: {e}; nothing ran")))),
+        Err(e) => return Err(Box::new(nothing_ran(format!("pipes: {e}")))),
     };
     control.killed = false;
     let sent = sendmsg::<()>(
@@ -583,8 +587,8 @@ fn prepare(control: &mut Control, cpu_secs: u64) -> Result<Child, Box<HookOutcom
     drop((input_r, diag_w, result_w));
     if let Err(e) = sent {
         control.gone = true;
-        return Err(Box::new(internal(format!(
-            "fork template: hand-over failed ({e}); nothing ran"
+        return Err(Box::new(nothing_ran(format!(
+            "fork template: hand-over failed ({e})"
         ))));
     }
     control.running = true;
@@ -623,7 +627,7 @@ fn run_one(
                 },
             };
         }
-        return internal("the fork template's child ended before its job; nothing ran");
+        return nothing_ran("the fork template's child ended before its job");
     }
     let input = match serde_json::to_vec(&sandbox::harness_input(job, opts)) {
         Ok(v) => v,
@@ -660,7 +664,7 @@ fn run_one(
         && !matches!(outcome, HookOutcome::Ok { .. })
         && namespaces::unread_bytes(child.input_peek.as_fd()).is_ok_and(|n| n > 0)
     {
-        return internal("the fork template's child ended before it read its job; nothing ran");
+        return nothing_ran("the fork template's child ended before it read its job");
     }
     outcome
 }

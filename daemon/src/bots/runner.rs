@@ -453,7 +453,7 @@ async fn drive(
 
 fn internal(message: String) -> HookOutcome {
     HookOutcome::Error {
-        error: HookError::Internal { message },
+        error: HookError::internal(message),
     }
 }
 

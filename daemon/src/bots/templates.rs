@@ -268,9 +268,7 @@ impl Templates {
                 error: HookError::Confinement { .. },
             })
             | None => false,
-            Some(HookOutcome::Error {
-                error: HookError::Internal { message },
-            }) => !message.contains("nothing ran"),
+            Some(HookOutcome::Error { error }) if error.is_nothing_ran() => false,
             Some(_) => true,
         };
         if !ran {

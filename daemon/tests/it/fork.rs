@@ -142,3 +142,86 @@ async fn a_template_killed_between_hooks_loses_no_hook_and_is_replaced() {
     let forked = forked_total(&d).await - before;
     assert!(forked >= 4, "only {forked} of the 8 later hooks ran forked");
 }
+
+/// The state letter of `pid` (`R`, `S`, `Z`...), `?` once it is gone.
+fn state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
+        .unwrap_or('?')
+}
+
+/// The child a template under the daemon `daemon` forked for its next
+/// job, once it waits for that job (an interpreter whose parent is one,
+/// blocked: state S) and is not `not` (the child of the last job, which
+/// may still be on its way out).
+fn waiting_child(daemon: u32, not: u32) -> u32 {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = descendants_of(daemon).into_iter().find(|p| {
+            *p != not
+                && cmdline(*p).contains("harness.py --template")
+                && parent_of(*p).is_some_and(|pp| cmdline(pp).contains("harness.py"))
+                && state(*p) == 'S'
+        });
+        if let Some(child) = found {
+            return child;
+        }
+        assert!(Instant::now() < until, "no child waiting for its job");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test]
+async fn a_hook_whose_forked_child_was_killed_before_its_job_runs_fresh() {
+    // A template's child killed while it waits for its job (the OOM
+    // killer, an operator): the runner answers that job with `nothing_ran`,
+    // and the daemon runs the hook in a fresh sandbox instead. No hook is
+    // lost, none is reported as the bot's failure.
+    let dir = TempDir::new("fork-child-killed");
+    let (d, mut c, cid) = probe_daemon(&dir, true, PROBE).await;
+    let mut cursor = 0;
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        seen.extend(post_and_read_probes(&mut c, &cid, &format!("m{i}"), &mut cursor).await);
+    }
+    // The child waiting now runs the next hook; the one after it is killed
+    // before its job.
+    let ran_next = waiting_child(d.child.id(), 0);
+    seen.extend(post_and_read_probes(&mut c, &cid, "m3", &mut cursor).await);
+    let victim = waiting_child(d.child.id(), ran_next);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while alive(victim) {
+        assert!(Instant::now() < until, "the child outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = forked_total(&d).await;
+    let probe = tokio::time::timeout(
+        Duration::from_secs(30),
+        post_and_read_probes(&mut c, &cid, "m4", &mut cursor),
+    )
+    .await
+    .expect("the hook of m4 was lost");
+    assert_eq!(
+        forked_total(&d).await,
+        before,
+        "the hook of m4 ran forked, not fresh"
+    );
+    seen.extend(probe);
+    // The later hooks run as before.
+    for i in 5..8 {
+        seen.extend(post_and_read_probes(&mut c, &cid, &format!("m{i}"), &mut cursor).await);
+    }
+    assert_eq!(seen.len(), 8, "one probe per message: {seen:?}");
+    let hashes: HashSet<&Value> = seen.iter().map(|p| &p["hash"]).collect();
+    assert_eq!(
+        hashes.len(),
+        1,
+        "the bot's hash seed in every hook: {seen:?}"
+    );
+}

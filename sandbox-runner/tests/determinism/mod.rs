@@ -143,7 +143,7 @@ fn a_version_1_job_with_entropy_is_refused_as_a_bad_job() {
     let r = run_job(&j, Layer::Checked);
     assert_eq!(r.code, exit::BAD_JOB);
     match r.error() {
-        HookError::Internal { message } => assert!(message.contains("version 2"), "{message}"),
+        HookError::Internal { message, .. } => assert!(message.contains("version 2"), "{message}"),
         e => panic!("{e:?}"),
     }
 }

@@ -107,7 +107,7 @@ fn assert_group_gone(pgid: i32) {
 fn internal_message(e: &Ended) -> String {
     match &e.outcome {
         HookOutcome::Error {
-            error: HookError::Internal { message },
+            error: HookError::Internal { message, .. },
         } => message.clone(),
         o => panic!(
             "expected an internal error, got {o:?}\nstderr: {}",
