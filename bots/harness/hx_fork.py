@@ -12,8 +12,9 @@ forks a child, and the child, before it reads its job,
 2. lowers its CPU limit to the hook's (it counts from the fork, so from the
    hand-over),
 3. becomes dumpable as a fresh hook's interpreter is after its execve,
-4. installs the hook's own three seccomp filters (built by the runner, with
-   the child's pid written into the `tgkill` rule) on top of the
+4. installs the hook's own seccomp filters (built by the runner, with the
+   child's pid written into the `tgkill` rule: the gate and the allowlist,
+   the template's kill list being the hook's already) on top of the
    template's, and checks that they took effect (a call the template may
    make and a hook may not, `wait4`, must now fail with EPERM),
 5. closes every other descriptor, reseeds `random`, and puts `sys.argv`

@@ -1049,7 +1049,7 @@ pub const FORK_CLONE_FLAGS: u64 =
 
 /// A fork template's seccomp policy: a network-less hook's, plus what
 /// forking and supervising one child at a time needs. Every child installs
-/// the hook's own filters on top (`seccomp::hook_programs`), and the kernel
+/// the hook's own filters on top (`seccomp::child_programs`), and the kernel
 /// keeps the most restrictive answer of all of them, so a child ends up with
 /// exactly a hook's allowlist. The additions:
 ///
