@@ -133,7 +133,9 @@ def rederive_deck(seed: str) -> list[str]:
     return deck
 
 
-async def test_blackjack_hand_verified_by_rederiving_the_deck(daemon):
+async def play_blackjack_hand(daemon):
+    """One hand at a new table, played to its reveal (hit below 13); the
+    whole transcript, verified."""
     ta, tb, spec = await two_players(daemon, "blackjack")
     async with connect(daemon.url, ta) as alice, connect(daemon.url, tb) as bob:
         ch = await call(alice, "create_channel", spec)
@@ -155,40 +157,59 @@ async def test_blackjack_hand_verified_by_rederiving_the_deck(daemon):
 
         full = (await call(bob, "sync_messages", {"channel_id": cid, "cursor": 0, "wait_ms": 0}))["messages"]
         verify(cid, full)
-        commit = [m for m in bot_msgs(full, "commit") if m["body"]["data"]["hand"] == 1][0]
-        reveal = bot_msgs(full, "reveal")[0]
-        seed = reveal["body"]["data"]["seed"]
-        assert commit["seq"] < bot_msgs(full, "deal")[0]["seq"], "committed before dealing"
-        first_action = min(m["seq"] for m in full if m["kind"] == "user")
-        assert commit["cause"] < first_action, "committed before any player acted"
-        by_seq = {m["seq"]: m for m in full}
-        for m in bot_msgs(full, "card"):
-            assert by_seq[m["cause"]]["sender"] == m["body"]["data"]["player"], "a card answers its player's hit"
-        assert hashlib.sha256(seed.encode()).hexdigest() == commit["body"]["data"]["commitment"]
-        deck = rederive_deck(seed)
-        # Replay: the deal, then every card drawn, then the dealer's cards, from deck[0] on.
-        deal = bot_msgs(full, "deal")[0]["body"]["data"]
-        order = deal["order"]
-        pos = 0
-        first = {}
-        for p in order:
-            first[p] = deck[pos]
-            pos += 1
-        up = deck[pos]
+        return full
+
+
+def check_blackjack_hand(full):
+    """The hand's commitment, deal, cards and reveal, re-derived from the
+    revealed seed."""
+    commit = [m for m in bot_msgs(full, "commit") if m["body"]["data"]["hand"] == 1][0]
+    reveal = bot_msgs(full, "reveal")[0]
+    seed = reveal["body"]["data"]["seed"]
+    assert commit["seq"] < bot_msgs(full, "deal")[0]["seq"], "committed before dealing"
+    actions = [m["seq"] for m in full if m["kind"] == "user"]
+    if actions:
+        assert commit["cause"] < min(actions), "committed before any player acted"
+    by_seq = {m["seq"]: m for m in full}
+    for m in bot_msgs(full, "card"):
+        assert by_seq[m["cause"]]["sender"] == m["body"]["data"]["player"], "a card answers its player's hit"
+    assert hashlib.sha256(seed.encode()).hexdigest() == commit["body"]["data"]["commitment"]
+    deck = rederive_deck(seed)
+    # Replay: the deal, then every card drawn, then the dealer's cards, from deck[0] on.
+    deal = bot_msgs(full, "deal")[0]["body"]["data"]
+    order = deal["order"]
+    pos = 0
+    first = {}
+    for p in order:
+        first[p] = deck[pos]
         pos += 1
-        for p in order:
-            assert deal["players"][p]["cards"] == [first[p], deck[pos]], p
-            pos += 1
-        assert deal["dealer_up"] == up
-        hole = deck[pos]
+    up = deck[pos]
+    pos += 1
+    for p in order:
+        assert deal["players"][p]["cards"] == [first[p], deck[pos]], p
         pos += 1
-        for m in bot_msgs(full, "card"):
-            assert m["body"]["data"]["card"] == deck[pos], "each hit is the next card of the deck"
-            pos += 1
-        dealer = bot_msgs(full, "dealer")[0]["body"]["data"]["cards"]
-        assert dealer[:2] == [up, hole]
-        assert dealer[2:] == deck[pos:pos + len(dealer) - 2]
-        assert reveal["body"]["data"]["deck"][:pos] == deck[:pos]
+    assert deal["dealer_up"] == up
+    hole = deck[pos]
+    pos += 1
+    for m in bot_msgs(full, "card"):
+        assert m["body"]["data"]["card"] == deck[pos], "each hit is the next card of the deck"
+        pos += 1
+    dealer = bot_msgs(full, "dealer")[0]["body"]["data"]["cards"]
+    assert dealer[:2] == [up, hole]
+    assert dealer[2:] == deck[pos:pos + len(dealer) - 2]
+    assert reveal["body"]["data"]["deck"][:pos] == deck[:pos]
+    return bool(actions)
+
+
+async def test_blackjack_hand_verified_by_rederiving_the_deck(daemon):
+    # A dealer's natural (or two players' naturals) ends a hand before
+    # anyone acts, about one hand in twenty: such a hand is checked too,
+    # and another is played at a new table until one had a player's action
+    # (five hands at most).
+    for _ in range(5):
+        if check_blackjack_hand(await play_blackjack_hand(daemon)):
+            return
+    pytest.fail("five hands in a row ended before any player acted")
 
 
 INLINE_TALLY = '''
