@@ -117,20 +117,9 @@ async fn a_template_killed_between_hooks_loses_no_hook_and_is_replaced() {
         runner = parent_of(runner).expect("the template's runner");
     }
     assert!(cmdline(runner).contains("sandbox-runner --template"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(template as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(template);
     // Its runner ends with it, without waiting for a job or its idle time.
-    let until = Instant::now() + Duration::from_secs(10);
-    while alive(runner) {
-        assert!(
-            Instant::now() < until,
-            "the runner {runner} outlived its template"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_gone(runner, "the template's runner outlived it");
     // Every later message gets its hook, and a new template takes them.
     let before = forked_total(&d).await;
     for i in 4..12 {
@@ -141,6 +130,23 @@ async fn a_template_killed_between_hooks_loses_no_hook_and_is_replaced() {
     assert_eq!(seen, 12, "one probe per message");
     let forked = forked_total(&d).await - before;
     assert!(forked >= 4, "only {forked} of the 8 later hooks ran forked");
+}
+
+fn sigkill(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// Waits (10 s at most, else fails with `what`) until `pid` has ended.
+fn wait_gone(pid: u32, what: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < until, "{what} ({pid})");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The state letter of `pid` (`R`, `S`, `Z`...), `?` once it is gone.
@@ -190,16 +196,8 @@ async fn a_hook_whose_forked_child_was_killed_before_its_job_runs_fresh() {
     let ran_next = waiting_child(d.child.id(), 0);
     seen.extend(post_and_read_probes(&mut c, &cid, "m3", &mut cursor).await);
     let victim = waiting_child(d.child.id(), ran_next);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    while alive(victim) {
-        assert!(Instant::now() < until, "the child outlived SIGKILL");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sigkill(victim);
+    wait_gone(victim, "the child outlived SIGKILL");
     let before = forked_total(&d).await;
     let probe = tokio::time::timeout(
         Duration::from_secs(30),
