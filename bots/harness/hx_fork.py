@@ -12,10 +12,10 @@ forks a child, and the child, before it reads its job,
 2. lowers its CPU limit to the hook's (it counts from the fork, so from the
    hand-over),
 3. becomes dumpable as a fresh hook's interpreter is after its execve,
-4. installs the hook's own seccomp filters (built by the runner, with the
-   child's pid written into the `tgkill` rule: the gate and the allowlist,
-   the template's kill list being the hook's already) on top of the
-   template's, and checks that they took effect (a call the template may
+4. installs, on top of the template's seccomp filters, the one the runner
+   built to narrow them to a hook's (each call the template's allowlist
+   widened gets the hook's rule back; the child's pid is written into the
+   `tgkill` rule), and checks that it took effect (a call the template may
    make and a hook may not, `wait4`, must now fail with EPERM),
 5. closes every other descriptor, reseeds `random`, and puts `sys.argv`
    and `sys.modules` back to what a fresh hook has,
@@ -129,7 +129,7 @@ def serve():
     ]
 
     def install(me):
-        """The hook's filters, with `me` for the placeholder pid."""
+        """The runner's filters for a child, with `me` for the placeholder pid."""
         mine = struct.pack("=I", me)
         keep = []
         for prog, at in zip(programs, patches):

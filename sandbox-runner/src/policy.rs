@@ -1049,9 +1049,10 @@ pub const FORK_CLONE_FLAGS: u64 =
 
 /// A fork template's seccomp policy: a network-less hook's, plus what
 /// forking and supervising one child at a time needs. Every child installs
-/// the hook's own filters on top (`seccomp::child_programs`), and the kernel
-/// keeps the most restrictive answer of all of them, so a child ends up with
-/// exactly a hook's allowlist. The additions:
+/// a filter on top that gives each of these additions back to the hook's
+/// rule (`seccomp::child_programs`), and the kernel keeps the most
+/// restrictive answer of all filters, so a child ends up with exactly a
+/// hook's allowlist. The additions:
 ///
 /// * `clone` with exactly glibc `fork()`'s flags (no `CLONE_NEW*`, no
 ///   shared memory), beside the hook's threads-only rule;
@@ -1059,7 +1060,7 @@ pub const FORK_CLONE_FLAGS: u64 =
 /// * `kill` with `SIGKILL` only (the runner's `K` message);
 /// * `prlimit64` on itself (pid 0), so a child can lower its CPU limit;
 /// * `prctl` `PR_SET_SECCOMP` (filter mode) and `PR_{GET,SET}_DUMPABLE`, so
-///   a child can install the hook's filters and the template stays
+///   a child can install its filter and the template stays
 ///   non-dumpable;
 /// * `tgkill` to any thread: the template's own rule would be its pid, and
 ///   would refuse a child's signals to itself; the child's filter narrows

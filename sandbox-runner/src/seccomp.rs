@@ -27,6 +27,13 @@
 //! USER_NOTIF and `ENOPROTOOPT` then stand. The kill list does not name `seccomp` itself, because the allowlist
 //! still has to be installed after it (the allowlist refuses it with EPERM).
 //!
+//! A fork template's child (`template.rs`) starts with its template's three
+//! filters, whose allowlist is a hook's plus what forking needs, and adds
+//! one short filter that gives each call the template's allowlist widened
+//! back to the hook's rule ([`child_programs`], [`narrowing_program`]): the
+//! stack then answers every call as a fresh hook's three filters do, which
+//! the tests check by running both stacks in a BPF interpreter.
+//!
 //! `seccompiler::apply_filter` sets `no_new_privs` itself; the runner sets it
 //! before Landlock anyway.
 
@@ -244,11 +251,10 @@ pub const PID_PLACEHOLDER: u32 = 0x7ead_0001;
 
 /// A network-less hook's three filters (gate, kill list, allowlist), in the
 /// order they are installed, as raw `sock_filter` arrays (8 bytes each:
-/// code, jt, jf, k in native byte order), for a fork template's children.
-/// The child's pid is [`PID_PLACEHOLDER`].
-///
-/// # Errors
-/// When a program does not compile (a policy bug).
+/// code, jt, jf, k in native byte order), with [`PID_PLACEHOLDER`] for the
+/// hook's pid: what a fork template's filters and its child's
+/// ([`child_programs`]) must amount to.
+#[cfg(test)]
 pub fn hook_programs() -> Result<Vec<Vec<u8>>, String> {
     let policy = crate::policy::seccomp_policy(crate::policy::Network::Denied, PID_PLACEHOLDER);
     let gate = gate_program(&policy)?;
@@ -261,27 +267,185 @@ pub fn hook_programs() -> Result<Vec<Vec<u8>>, String> {
     ])
 }
 
-/// What a child of a fork template confined by `template` installs of
-/// [`hook_programs`]: the gate and the allowlist, and the kill list only
-/// when `template`'s own differs from it. A child keeps every filter of its
-/// template, and a kill list answers `KILL_PROCESS` or `ALLOW`, whose
-/// precedence over the other answers does not depend on the filters' order
-/// (between two `ERRNO` answers the newer filter wins, which is why the
-/// gate is installed again: its `ENOSYS` and `ENOPROTOOPT` stay newer than
-/// the template's allowlist). With the same kill list already in force a
-/// second copy decides nothing, and leaving it out saves compiling a
-/// quarter of the child's filters.
+/// What a child of a fork template confined by `template` installs on top
+/// of the template's filters so that, together, they decide every call as a
+/// fresh hook's three filters ([`hook_programs`]) do: the hook's gate and
+/// kill list only where the template's differ from them (they are the same
+/// byte for byte today, so a child installs neither), and a short filter
+/// that gives back to the hook's rule every call whose rule the template's
+/// allowlist widened ([`narrowing_program`]), in place of the hook's whole
+/// allowlist. The kernel keeps the most restrictive answer of all filters,
+/// so the template's allowlist (a superset of the hook's) and this filter
+/// leave exactly the hook's; between two `ERRNO` answers the newer filter
+/// wins, and both allowlists answer `EPERM` where they refuse, so which one
+/// answers makes no difference (the gate's `ENOSYS` and `ENOPROTOOPT`
+/// stand because both allowlists allow those calls, as the hook's does).
+/// The tests run both stacks of filters over every syscall number and the
+/// arguments that matter.
+///
+/// The hook's gate and allowlist again would cost a child about 0.2 ms of
+/// CPU in the kernel, which translates each filter and, under the signal
+/// lock, runs it once per syscall number to find what it always allows;
+/// the narrowing filter has a few dozen instructions and costs about 0.03.
 ///
 /// # Errors
-/// When a program does not compile (a policy bug).
+/// When a program does not compile, or `template` does not allow all that
+/// a hook may do (a policy bug).
 pub fn child_programs(template: &SeccompPolicy) -> Result<Vec<Vec<u8>>, String> {
-    let own_kill = kill_program(template)?;
-    let own_kill = to_bytes(own_kill.iter().map(|i| (i.code, i.jt, i.jf, i.k)));
-    let mut programs = hook_programs()?;
-    if programs[1] == own_kill {
-        programs.remove(1);
+    let hook = crate::policy::seccomp_policy(crate::policy::Network::Denied, PID_PLACEHOLDER);
+    let mut programs = Vec::new();
+    let gate = gate_program(&hook)?;
+    if gate_program(template)? != gate {
+        programs.push(to_bytes(gate.iter().map(|i| (i.code, i.jt, i.jf, i.k))));
     }
+    let kill = kill_program(&hook)?;
+    if kill_program(template)? != kill {
+        programs.push(to_bytes(kill.iter().map(|i| (i.code, i.jt, i.jf, i.k))));
+    }
+    let narrow = narrowing_program(template, &hook)?;
+    programs.push(to_bytes(narrow.iter().map(|i| (i.code, i.jt, i.jf, i.k))));
     Ok(programs)
+}
+
+/// What an allowlist does with one syscall.
+#[derive(Debug, PartialEq)]
+enum Rule<'a> {
+    Refused,
+    Always,
+    When(&'a [Vec<ArgCheck>]),
+}
+
+fn rule<'a>(policy: &'a SeccompPolicy, name: &str) -> Rule<'a> {
+    if policy
+        .allowed
+        .iter()
+        .chain(&policy.enosys)
+        .any(|n| *n == name)
+    {
+        return Rule::Always;
+    }
+    match policy.filtered.iter().find(|f| f.name == name) {
+        Some(f) if f.alternatives.iter().any(Vec::is_empty) => Rule::Always,
+        Some(f) => Rule::When(&f.alternatives),
+        None => Rule::Refused,
+    }
+}
+
+fn rule_names(policy: &SeccompPolicy) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = policy
+        .allowed
+        .iter()
+        .chain(&policy.enosys)
+        .copied()
+        .chain(policy.filtered.iter().map(|f| f.name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+const EPERM_K: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+/// A filter that leaves, on top of `template`'s allowlist, exactly `hook`'s:
+/// each syscall the two allowlists treat differently gets the hook's rule
+/// (allowed when one of its alternatives matches, else `EPERM`), every other
+/// call is allowed (the template's allowlist already decides it as the
+/// hook's would), and a call from another architecture is killed, as the
+/// gate does. The argument checks compare as the allowlist's (seccompiler's
+/// `Eq` and `MaskedEq`): the low 32 bits of an `int` argument, both halves
+/// of a wide one.
+///
+/// # Errors
+/// When `template` refuses a call `hook` allows, or allows only some of
+/// what `hook` allows of it: no filter on top could give that back.
+pub fn narrowing_program(
+    template: &SeccompPolicy,
+    hook: &SeccompPolicy,
+) -> Result<Vec<libc::sock_filter>, String> {
+    for name in rule_names(hook) {
+        let ok = match (rule(template, name), rule(hook, name)) {
+            (Rule::Always, _) | (_, Rule::Refused) => true,
+            (Rule::When(t), Rule::When(h)) => h.iter().all(|alt| t.contains(alt)),
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "the template's allowlist does not allow all that a hook's does of {name}"
+            ));
+        }
+    }
+    let mut differing = Vec::new();
+    for name in rule_names(template) {
+        let (t, h) = (rule(template, name), rule(hook, name));
+        if t != h {
+            differing.push((nr(name)? as u32, rule_block(&h)?));
+        }
+    }
+    let mut p = vec![
+        stmt(LD_W_ABS, OFF_ARCH),
+        jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(LD_W_ABS, OFF_NR),
+    ];
+    // One test per differing call, then ALLOW, then the calls' blocks: the
+    // test at `i` jumps over the tests after it, the ALLOW and the blocks
+    // before its own.
+    let n = differing.len();
+    let mut before = 0;
+    for (i, (number, block)) in differing.iter().enumerate() {
+        let jt = u8::try_from(n - i + before)
+            .map_err(|_| "the narrowing filter is too long for one jump")?;
+        p.push(jump(JEQ_K, *number, jt, 0));
+        before += block.len();
+    }
+    p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+    for (_, block) in differing {
+        p.extend(block);
+    }
+    Ok(p)
+}
+
+/// One syscall's rule as a block that ends in RET on every path.
+fn rule_block(rule: &Rule) -> Result<Vec<libc::sock_filter>, String> {
+    let mut out = Vec::new();
+    match rule {
+        Rule::Always => out.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW)),
+        Rule::Refused => out.push(stmt(RET_K, EPERM_K)),
+        Rule::When(alternatives) => {
+            for alt in *alternatives {
+                // Each word compared: load, mask unless the whole word
+                // counts, and on a mismatch jump to the next alternative.
+                let mut checks: Vec<libc::sock_filter> = Vec::new();
+                for c in alt {
+                    let value = c.value & c.mask;
+                    let lo = 16 + 8 * u32::from(c.arg);
+                    let mut words = vec![(lo, c.mask as u32, value as u32)];
+                    if c.wide {
+                        words.insert(0, (lo + 4, (c.mask >> 32) as u32, (value >> 32) as u32));
+                    }
+                    for (offset, mask, value) in words {
+                        checks.push(stmt(LD_W_ABS, offset));
+                        if mask != u32::MAX {
+                            checks.push(stmt(ALU_AND_K, mask));
+                        }
+                        checks.push(jump(JEQ_K, value, 0, 0));
+                    }
+                }
+                checks.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+                let len = checks.len();
+                for (j, ins) in checks.iter_mut().enumerate() {
+                    if ins.code == JEQ_K {
+                        ins.jf = u8::try_from(len - j - 1)
+                            .map_err(|_| "an alternative is too long for one jump")?;
+                    }
+                }
+                out.extend(checks);
+            }
+            out.push(stmt(RET_K, EPERM_K));
+        }
+    }
+    Ok(out)
 }
 
 fn to_bytes(prog: impl Iterator<Item = (u16, u8, u8, u32)>) -> Vec<u8> {
@@ -545,36 +709,85 @@ mod tests {
         assert_eq!(number("clone3"), Some(435));
     }
 
-    /// Runs a gate program (the instructions it uses) on one syscall.
-    fn run_gate(prog: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+    /// `struct seccomp_data` for one call.
+    fn data(arch: u32, nr: u32, args: [u64; 6]) -> Vec<u8> {
         let mut data = Vec::with_capacity(64);
-        data.extend_from_slice(&(nr as i32).to_ne_bytes());
+        data.extend_from_slice(&nr.to_ne_bytes());
         data.extend_from_slice(&arch.to_ne_bytes());
         data.extend_from_slice(&0u64.to_ne_bytes());
         for a in args {
             data.extend_from_slice(&a.to_ne_bytes());
         }
+        data
+    }
+
+    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+    const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+    const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+
+    /// Runs a classic BPF program (the instructions seccompiler and this
+    /// module emit; any other fails the test) on one call, as the kernel
+    /// would.
+    fn run(prog: &[libc::sock_filter], data: &[u8]) -> u32 {
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
             let i = prog[pc];
+            pc += 1;
             match i.code {
                 LD_W_ABS => {
                     let o = i.k as usize;
                     acc = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap());
-                    pc += 1;
                 }
-                JEQ_K | JGE_K => {
-                    let taken = if i.code == JEQ_K {
-                        acc == i.k
-                    } else {
-                        acc >= i.k
+                ALU_AND_K => acc &= i.k,
+                JA => pc += i.k as usize,
+                JEQ_K | JGT_K | JGE_K | JSET_K => {
+                    let taken = match i.code {
+                        JEQ_K => acc == i.k,
+                        JGT_K => acc > i.k,
+                        JGE_K => acc >= i.k,
+                        _ => acc & i.k != 0,
                     };
-                    pc += 1 + usize::from(if taken { i.jt } else { i.jf });
+                    pc += usize::from(if taken { i.jt } else { i.jf });
                 }
                 RET_K => return i.k,
                 c => panic!("unexpected instruction {c:#x}"),
             }
         }
+    }
+
+    fn run_gate(prog: &[libc::sock_filter], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+        run(prog, &data(arch, nr as u32, args))
+    }
+
+    /// What a stack of filters (oldest first) answers: the kernel runs
+    /// them all, newest first, and keeps the first of the most restrictive
+    /// actions (`ACTION_ONLY` compared as signed).
+    fn decide(stack: &[Vec<libc::sock_filter>], data: &[u8]) -> u32 {
+        let action = |r: u32| (r & libc::SECCOMP_RET_ACTION_FULL) as i32;
+        let mut ret = libc::SECCOMP_RET_ALLOW;
+        for f in stack.iter().rev() {
+            let cur = run(f, data);
+            if action(cur) < action(ret) {
+                ret = cur;
+            }
+        }
+        ret
+    }
+
+    /// A seccompiler program as the kernel's `sock_filter` array.
+    fn lower(prog: &BpfProgram) -> Vec<libc::sock_filter> {
+        from_bytes(&to_bytes(prog.iter().map(|i| (i.code, i.jt, i.jf, i.k))))
+    }
+
+    fn from_bytes(prog: &[u8]) -> Vec<libc::sock_filter> {
+        prog.chunks_exact(8)
+            .map(|b| libc::sock_filter {
+                code: u16::from_ne_bytes([b[0], b[1]]),
+                jt: b[2],
+                jf: b[3],
+                k: u32::from_ne_bytes(b[4..8].try_into().unwrap()),
+            })
+            .collect()
     }
 
     #[test]
@@ -695,21 +908,207 @@ mod tests {
     }
 
     #[test]
-    fn a_templates_child_keeps_its_templates_kill_list_and_installs_the_gate_and_allowlist() {
-        let hook = hook_programs().unwrap();
-        let t = crate::policy::template_seccomp_policy();
-        // The template's kill list is the hook's, so a child does not
-        // install it again; the gate and the allowlist, in that order.
-        assert_eq!(
-            child_programs(&t).unwrap(),
-            vec![hook[0].clone(), hook[2].clone()]
+    fn a_templates_child_installs_a_short_narrowing_filter_and_only_what_its_template_lacks() {
+        let t = policy::template_seccomp_policy();
+        let hook = policy::seccomp_policy(Network::Denied, PID_PLACEHOLDER);
+        let programs = child_programs(&t).unwrap();
+        // The template's gate and kill list are the hook's: one filter.
+        assert_eq!(programs.len(), 1);
+        let narrow = from_bytes(&programs[0]);
+        assert_eq!(narrow, narrowing_program(&t, &hook).unwrap());
+        let allow = allow_program(&hook).unwrap();
+        assert!(
+            narrow.len() * 8 < allow.len(),
+            "{} instructions against the allowlist's {}",
+            narrow.len(),
+            allow.len()
         );
-        // A template whose kill list differed (one call fewer) would leave
-        // the child its own copy of the hook's.
+        // It names the calls the template's allowlist widened, and no other.
+        let tested: Vec<u32> = narrow
+            .iter()
+            .take_while(|i| i.code != RET_K || i.k != libc::SECCOMP_RET_ALLOW)
+            .filter(|i| i.code == JEQ_K && i.k != AUDIT_ARCH_X86_64)
+            .map(|i| i.k)
+            .collect();
+        let mut want: Vec<u32> = [
+            "clone",
+            "kill",
+            "pidfd_open",
+            "prctl",
+            "prlimit64",
+            "tgkill",
+            "wait4",
+        ]
+        .iter()
+        .map(|n| number(n).unwrap() as u32)
+        .collect();
+        want.sort_unstable();
+        let mut got = tested.clone();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        // A template whose kill list or gate differed would leave the child
+        // its own copy of the hook's, before the narrowing filter.
         let mut weaker = t.clone();
         weaker.killed.retain(|n| *n != "ptrace");
-        assert_ne!(weaker.killed.len(), t.killed.len());
-        assert_eq!(child_programs(&weaker).unwrap(), hook);
+        let programs = child_programs(&weaker).unwrap();
+        assert_eq!(programs.len(), 2);
+        assert_eq!(
+            from_bytes(&programs[0]),
+            lower(&kill_program(&hook).unwrap())
+        );
+        let mut other_gate = t.clone();
+        other_gate.setsockopt.pop();
+        let programs = child_programs(&other_gate).unwrap();
+        assert_eq!(programs.len(), 2);
+        assert_eq!(from_bytes(&programs[0]), gate_program(&hook).unwrap());
+    }
+
+    #[test]
+    fn no_narrowing_filter_for_a_template_that_allows_less_than_a_hook() {
+        let hook = policy::seccomp_policy(Network::Denied, PID_PLACEHOLDER);
+        let mut t = policy::template_seccomp_policy();
+        t.allowed.retain(|n| *n != "getpid");
+        let e = narrowing_program(&t, &hook).unwrap_err();
+        assert!(e.contains("getpid"), "{e}");
+        // One alternative of a filtered call left out is refused too.
+        let mut t = policy::template_seccomp_policy();
+        let ioctl = t.filtered.iter_mut().find(|f| f.name == "ioctl").unwrap();
+        ioctl.alternatives.pop();
+        let e = narrowing_program(&t, &hook).unwrap_err();
+        assert!(e.contains("ioctl"), "{e}");
+    }
+
+    /// Values worth trying for an argument that `checks` look at: each
+    /// check's value, its neighbours, the value with every bit outside the
+    /// mask flipped or one inside it cleared, and with a high half added.
+    fn candidates<'a>(checks: impl Iterator<Item = &'a ArgCheck>, pid: u32) -> Vec<u64> {
+        let mut v = vec![0, 1, u64::from(u32::MAX), u64::MAX, 1 << 32];
+        v.extend([
+            u64::from(pid),
+            u64::from(pid) + 1,
+            u64::from(PID_PLACEHOLDER),
+        ]);
+        for c in checks {
+            let x = c.value & c.mask;
+            let low_bit = c.mask & c.mask.wrapping_neg();
+            v.extend([
+                x,
+                x ^ 1,
+                x.wrapping_add(1),
+                x.wrapping_sub(1),
+                x | !c.mask,
+                x ^ low_bit,
+            ]);
+        }
+        let high: Vec<u64> = v.iter().map(|x| x | 0xdead_0000_0000).collect();
+        v.extend(high);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn a_templates_filters_and_its_childs_decide_every_call_as_a_fresh_hooks() {
+        let pid = 4_321u32;
+        let hook = policy::seccomp_policy(Network::Denied, pid);
+        let fresh = vec![
+            gate_program(&hook).unwrap(),
+            lower(&kill_program(&hook).unwrap()),
+            lower(&allow_program(&hook).unwrap()),
+        ];
+        let t = policy::template_seccomp_policy();
+        let mut child = vec![
+            gate_program(&t).unwrap(),
+            lower(&kill_program(&t).unwrap()),
+            lower(&allow_program(&t).unwrap()),
+        ];
+        for mut p in child_programs(&t).unwrap() {
+            patch_pid(&mut p, pid);
+            child.push(from_bytes(&p));
+        }
+        let template_alone = child[..3].to_vec();
+        let checks = |name: &str| -> Vec<ArgCheck> {
+            [&hook, &t]
+                .iter()
+                .flat_map(|p| p.filtered.iter().filter(|f| f.name == name))
+                .flat_map(|f| f.alternatives.iter().flatten().copied())
+                .collect()
+        };
+        let generic = candidates(std::iter::empty(), pid);
+        let mut numbers: Vec<u32> = (0..=600).collect();
+        numbers.extend([0x4000_0000, 0x4000_0001, 0x4000_0000 + 39, 1_000, u32::MAX]);
+        let (mut compared, mut differs_from_template) = (0u64, 0u64);
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for arch in [AUDIT_ARCH_X86_64, 0x4000_0003, 0xC000_00B7] {
+            for &nr in &numbers {
+                let name = TABLE.iter().find(|(_, n)| *n as u32 == nr).map(|(n, _)| *n);
+                let own = name.map(checks).unwrap_or_default();
+                let cands = if own.is_empty() {
+                    generic.clone()
+                } else {
+                    candidates(own.iter(), pid)
+                };
+                let mut vectors = vec![[0u64; 6]];
+                for a in 0..6 {
+                    for &c in &cands {
+                        let mut v = [0u64; 6];
+                        v[a] = c;
+                        vectors.push(v);
+                    }
+                }
+                if !own.is_empty() && arch == AUDIT_ARCH_X86_64 {
+                    // Arguments checked together: every pair of candidates.
+                    let args: Vec<usize> = {
+                        let mut a: Vec<usize> = own.iter().map(|c| usize::from(c.arg)).collect();
+                        a.sort_unstable();
+                        a.dedup();
+                        a
+                    };
+                    for (i, &a) in args.iter().enumerate() {
+                        for &b in &args[i + 1..] {
+                            for &x in &cands {
+                                for &y in &cands {
+                                    let mut v = [0u64; 6];
+                                    v[a] = x;
+                                    v[b] = y;
+                                    vectors.push(v);
+                                }
+                            }
+                        }
+                    }
+                    for _ in 0..2_000 {
+                        let mut v = [0u64; 6];
+                        for x in &mut v {
+                            *x = cands[(next() % cands.len() as u64) as usize];
+                        }
+                        vectors.push(v);
+                    }
+                }
+                for args in vectors {
+                    let d = data(arch, nr, args);
+                    let want = decide(&fresh, &d);
+                    let got = decide(&child, &d);
+                    assert_eq!(
+                        got, want,
+                        "arch {arch:#x} nr {nr} ({name:?}) args {args:x?}: child {got:#x}, fresh hook {want:#x}"
+                    );
+                    compared += 1;
+                    if decide(&template_alone, &d) != want {
+                        differs_from_template += 1;
+                    }
+                }
+            }
+        }
+        // The comparison covered calls where the template alone would have
+        // answered otherwise (forks, wait4, kill, tgkill to another pid...).
+        assert!(compared > 100_000, "{compared}");
+        assert!(differs_from_template > 1_000, "{differs_from_template}");
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! with a seccomp allowlist that adds only what forking one child at a time
 //! needs (`policy::template_seccomp_policy`) and a CPU limit for its whole
 //! life. Each child, before it reads its job, lowers its CPU limit to a
-//! hook's and installs a hook's own seccomp gate and allowlist on top of the
-//! template's filters (whose kill list is already the hook's), which the
-//! runner builds here and hands over as bytes (`seccomp::child_programs`);
-//! the template's identity, rlimits,
+//! hook's and installs, on top of the template's filters (whose gate and
+//! kill list are already the hook's), a filter that narrows the template's
+//! allowlist to exactly the hook's, which the runner builds here and hands
+//! over as bytes (`seccomp::child_programs`); the template's identity,
+//! rlimits,
 //! `no_new_privs` and Landlock domain are already a hook's. So the child's
 //! end state is a fresh hook's.
 //!
@@ -215,9 +216,9 @@ fn retire_hooks(spec: &WarmSpec) -> u32 {
     spec.retire_after_hooks.map_or(limit, |n| n.min(limit))
 }
 
-/// The `P` message: the filters each child installs (the hook's, with the
-/// pid placeholder, less the kill list the template already has:
-/// `seccomp::child_programs`), and when the template retires.
+/// The `P` message: the filters each child installs on top of the
+/// template's (`seccomp::child_programs`, with the pid placeholder), and
+/// when the template retires.
 fn programs_message(spec: &WarmSpec) -> Result<Vec<u8>, String> {
     let programs = seccomp::child_programs(&policy::template_seccomp_policy())?;
     let mut msg = b"P".to_vec();
@@ -729,18 +730,19 @@ mod tests {
     }
 
     #[test]
-    fn the_programs_message_carries_the_hooks_gate_and_allowlist() {
+    fn the_programs_message_carries_the_childs_narrowing_filter() {
         let msg = programs_message(&spec(None)).unwrap();
         assert_eq!(msg[0], b'P');
         let word = |at: usize| u32::from_ne_bytes(msg[at..at + 4].try_into().unwrap()) as usize;
         assert_eq!(word(1) as u32, seccomp::PID_PLACEHOLDER);
         assert_eq!(word(5) as u64, policy::TEMPLATE_RETIRE_HOOKS);
         assert_eq!(word(9) as u64, policy::TEMPLATE_RETIRE_CPU_SECS);
-        assert_eq!(word(13), 2);
+        let want = seccomp::child_programs(&policy::template_seccomp_policy()).unwrap();
+        assert_eq!(word(13), want.len());
         let mut at = 17;
-        for _ in 0..2 {
+        for program in &want {
             let len = word(at);
-            assert!(len > 0 && len % 8 == 0);
+            assert_eq!(&msg[at + 4..at + 4 + len], program.as_slice());
             at += 4 + len;
         }
         assert_eq!(at, msg.len());

@@ -1,12 +1,13 @@
 //! Fork templates (`sandbox-runner --template`): one confined interpreter
 //! forks one child per hook; each child confines itself the rest of the
-//! way (CPU limit, the hook's seccomp filters) before it reads its job.
+//! way (CPU limit, a seccomp filter that narrows the template's allowlist
+//! to a hook's) before it reads its job.
 //!
 //! The whole attack suite also runs through templates
 //! (`SANDBOX_TEST_FORK=1`, both modes, in tests/steps/30-sandbox.sh); these
 //! tests cover what only a template does: several hooks in a row, each its
 //! own process with nothing left behind, children that cannot reach the
-//! template or each other, crashes and timeouts that stay in their child,
+//! template or each other nor make a call only the template may, crashes and timeouts that stay in their child,
 //! a template that exits when idle, jobs that do not match its spec, and a
 //! bot that cannot tell a forked hook from a fresh one but by timing (and
 //! its pid: see README.md, "Fork templates").
@@ -247,6 +248,64 @@ fn a_pidfd_of_the_template_is_refused_to_a_hook() {
     let mut t = Template::start(&j, 60_000, Layer::OsOnly);
     assert_eq!(value(&t.run(&j)), json!([-1, 1]));
     t.finish();
+}
+
+#[test]
+fn what_only_a_template_may_do_is_refused_to_a_forked_hook_as_to_a_fresh_one() {
+    // The template's allowlist adds what forking and reaping need; each
+    // child's own filter on top (`seccomp::narrowing_program`) gives every
+    // one of those calls back to the hook's rule, so a forked hook gets
+    // EPERM for each, exactly as a fresh hook does. Without that filter the
+    // answers would be the template's: 0, ECHILD, EFAULT, a pidfd...
+    let j = with_libc(attack_job(
+        "me, parent = os.getpid(), os.getppid()\n\
+         rl = (ctypes.c_uint64 * 2)()\n\
+         def call(*a):\n\
+         \x20   r = libc.syscall(*a)\n\
+         \x20   return [r, ctypes.get_errno() if r == -1 else 0]\n\
+         out = {}\n\
+         out['read_cpu_limit'] = call(302, 0, 0, None, rl)\n\
+         out['set_cpu_limit'] = call(302, 0, 0, rl, None)\n\
+         out['wait4'] = call(61, -1, None, 1, None)\n\
+         out['pidfd_open'] = call(434, parent, 0)\n\
+         out['kill_parent'] = call(62, parent, 9)\n\
+         out['tgkill_parent'] = call(234, parent, parent, 0)\n\
+         out['tgkill_self'] = call(234, me, me, 0)\n\
+         out['set_seccomp'] = call(157, 22, 2, None, 0, 0)\n\
+         out['set_dumpable'] = call(157, 4, 0, 0, 0, 0)\n\
+         out['get_dumpable'] = call(157, 3, 0, 0, 0, 0)\n\
+         out['set_name'] = call(157, 15, b'x', 0, 0, 0)\n\
+         try:\n\
+         \x20   pid = os.fork()\n\
+         \x20   if pid == 0:\n\
+         \x20       os._exit(0)\n\
+         \x20   out['fork'] = 'forked'\n\
+         except OSError as e:\n\
+         \x20   out['fork'] = e.errno\n\
+         return out",
+    ));
+    let want = json!({
+        "read_cpu_limit": [0, 0],
+        "set_cpu_limit": [-1, 1],
+        "wait4": [-1, 1],
+        "pidfd_open": [-1, 1],
+        "kill_parent": [-1, 1],
+        "tgkill_parent": [-1, 1],
+        "tgkill_self": [0, 0],
+        "set_seccomp": [-1, 1],
+        "set_dumpable": [-1, 1],
+        "get_dumpable": [-1, 1],
+        "set_name": [0, 0],
+        "fork": 1,
+    });
+    let fresh = run_job(&j, Layer::OsOnly).posts()[0]["value"].clone();
+    assert_eq!(fresh, want);
+    let mut t = Template::start(&j, 60_000, Layer::OsOnly);
+    for _ in 0..2 {
+        assert_eq!(value(&t.run(&j)), want);
+    }
+    let (code, err) = t.finish();
+    assert_eq!(code, 0, "{err}");
 }
 
 #[test]
