@@ -70,7 +70,7 @@ def serve():
     # Every job a template takes has a hash seed (the runner refuses a spec
     # without one, and a job that differs from the spec), so every hook
     # imports `hx_determinism` first thing, fresh or forked: loaded here once.
-    import hx_determinism  # noqa: F401
+    __import__("hx_determinism")
 
     # The language layer of a bot without network is the same for every
     # hook until the hook binds its source, its violation record and its

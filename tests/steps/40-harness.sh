@@ -18,6 +18,8 @@ cd "$(dirname "$0")/../.."
 . tests/steps/deps.sh
 deps_debian
 
+pyflakes3 bots/harness/*.py bots/harness/tests/*.py
+
 py313="${HARNESS_PYTHON313:-}"
 if [ -z "$py313" ] && command -v pyenv >/dev/null; then
     prefix=$(pyenv prefix 3.13.0 2>/dev/null || true)

@@ -41,6 +41,7 @@ DEPS_DEBIAN=(
     # 90: Ed25519 for tools/verify_transcript.py and the transcript tests'
     # forged signatures.
     "py cryptography python3-cryptography"
+    # 40, 45: the harness and bots are checked with pyflakes.
     "cmd pyflakes3 pyflakes3"
     # 45: test_tlscert makes a throw-away CA.
     "cmd openssl openssl"
