@@ -924,7 +924,7 @@ mod tests {
             allow.len()
         );
         // It names the calls the template's allowlist widened, and no other.
-        let tested: Vec<u32> = narrow
+        let mut tested: Vec<u32> = narrow
             .iter()
             .take_while(|i| i.code != RET_K || i.k != libc::SECCOMP_RET_ALLOW)
             .filter(|i| i.code == JEQ_K && i.k != AUDIT_ARCH_X86_64)
@@ -943,9 +943,8 @@ mod tests {
         .map(|n| number(n).unwrap() as u32)
         .collect();
         want.sort_unstable();
-        let mut got = tested.clone();
-        got.sort_unstable();
-        assert_eq!(got, want);
+        tested.sort_unstable();
+        assert_eq!(tested, want);
         // A template whose kill list or gate differed would leave the child
         // its own copy of the hook's, before the narrowing filter.
         let mut weaker = t.clone();
