@@ -22,7 +22,10 @@
 //! same durable `post_message` load (`LOAD_LEVELS`, default 64 clients, 8 per
 //! channel) against one daemon on SQLite, one daemon on PostgreSQL and two
 //! daemons on one PostgreSQL database (clients alternate between the two, so
-//! every channel has writers on both), in one run. `LOAD_POSTGRES` is the URL
+//! every channel has writers on both), in one run; then, for each setup, one
+//! long-poll on each of `LOAD_WAKE_CHANNELS` channels (default 100) on the
+//! last daemon, woken by posts made through the first (with two daemons, a
+//! wake-up heard through PostgreSQL's notifications). `LOAD_POSTGRES` is the URL
 //! of a database the bench may create schemas in (each setup gets a fresh
 //! one); `tests/steps/50-postgres.sh` shows how to start a throw-away server.
 //!
@@ -218,9 +221,9 @@ async fn run() -> Res<()> {
     {
         if only != "herd" {
             let spread = wake_load(
-                daemon.pid(),
+                std::slice::from_ref(&daemon.pid()),
                 &http,
-                &url,
+                (&url, &url),
                 proto,
                 &waiter_token,
                 &wake_poster_token,
@@ -241,9 +244,9 @@ async fn run() -> Res<()> {
             );
         }
         let herd = wake_load(
-            daemon.pid(),
+            std::slice::from_ref(&daemon.pid()),
             &http,
-            &url,
+            (&url, &url),
             proto,
             &waiter_token,
             &wake_poster_token,
@@ -371,6 +374,8 @@ async fn stores(measure: Duration) -> Res<()> {
         "| store | daemons | clients | posts/s | p50 ms | p99 ms | max ms | daemons' CPU µs/post | load average after |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let wake_channels = env_num("LOAD_WAKE_CHANNELS", 100).max(1) as usize;
+    let mut wakes = Vec::new();
     for setup in &setups {
         let root = std::env::temp_dir().join(format!(
             "mcpmp-load-stores-{}-{}",
@@ -386,6 +391,8 @@ async fn stores(measure: Duration) -> Res<()> {
         let tokens: Vec<String> = (0..max_clients)
             .map(|i| create_token_env(&dirs[0], &format!("poster{i}"), &setup.env))
             .collect::<Res<_>>()?;
+        let waiter_token = create_token_env(&dirs[0], "waiter", &setup.env)?;
+        let wake_poster_token = create_token_env(&dirs[0], "wake-poster", &setup.env)?;
         let daemons: Vec<Daemon> = dirs
             .iter()
             .map(|d| Daemon::start_env(d, &setup.env))
@@ -433,8 +440,55 @@ async fn stores(measure: Duration) -> Res<()> {
                     .join(" "),
             );
         }
+        // One long-poll on each of `wake_channels` channels, on the last
+        // daemon; the posts that wake them go through the first (with two
+        // daemons, a commit heard through PostgreSQL's notifications).
+        let mut wake_ids = Vec::new();
+        for k in 0..wake_channels {
+            let members = [&wake_poster_token, &waiter_token];
+            wake_ids.push(make_channel(&http, &urls[0], &members, &format!("wake-{k}")).await?);
+        }
+        let pids: Vec<u32> = daemons.iter().map(Daemon::pid).collect();
+        let w = wake_load(
+            &pids,
+            &http,
+            (&urls[0], &urls[urls.len() - 1]),
+            Proto::Session,
+            &waiter_token,
+            &wake_poster_token,
+            &wake_ids,
+            wake_ids.len(),
+            3,
+        )
+        .await?;
+        wakes.push(format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            setup.name,
+            setup.daemons,
+            w.from_ack.len(),
+            w.p(&w.from_ack, 50.0),
+            w.p(&w.from_ack, 99.0),
+            w.p(&w.from_ack, 100.0),
+            w.cpu.0 * 1e6 / w.from_ack.len().max(1) as f64,
+        ));
         drop(daemons);
         let _ = std::fs::remove_dir_all(&root);
+    }
+    println!();
+    println!(
+        "### Long-poll wake by store ({wake_channels} channels, one waiting sync_messages each on the last daemon, posts through the first; 2 rounds after 1 of warm-up)"
+    );
+    println!();
+    println!(
+        "Latency from the post's acknowledgement to the waiter's return; with two daemons the waiter hears of the post through PostgreSQL's notification. CPU: the daemons', per post and the wake-up it makes (the waiter's next long-poll included)."
+    );
+    println!();
+    println!(
+        "| store | daemons | wakes | p50 ms | p99 ms | max ms | daemons' CPU µs/post and wake |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in &wakes {
+        println!("{row}");
     }
     Ok(())
 }
@@ -556,15 +610,16 @@ impl Wake {
 /// A waiter's report: channel index, the first seq it received, when.
 type Report = (usize, i64, Instant);
 
-/// `n_waiters` long-polls spread evenly over `channels`; the poster posts to
-/// each channel in turn, `rounds` times, and after each post waits until all
-/// of that channel's waiters returned with it (they re-arm at once). The first
-/// round is warm-up and not recorded.
+/// `n_waiters` long-polls through `url`, spread evenly over `channels`; the
+/// poster, through `post_url` (the same daemon, or another on the same
+/// database), posts to each channel in turn, `rounds` times, and after each
+/// post waits until all of that channel's waiters returned with it (they
+/// re-arm at once). The first round is warm-up and not recorded.
 #[allow(clippy::too_many_arguments)]
 async fn wake_load(
-    daemon_pid: u32,
+    daemon_pids: &[u32],
     http: &reqwest::Client,
-    url: &str,
+    (post_url, url): (&str, &str),
     proto: Proto,
     waiter_token: &str,
     poster_token: &str,
@@ -572,7 +627,7 @@ async fn wake_load(
     n_waiters: usize,
     rounds: usize,
 ) -> Res<Wake> {
-    let mut poster = Client::connect(http.clone(), url, poster_token, proto).await?;
+    let mut poster = Client::connect(http.clone(), post_url, poster_token, proto).await?;
     let mut cursors = Vec::new();
     for cid in channels {
         let info = poster
@@ -634,7 +689,7 @@ async fn wake_load(
     let mut cpu0 = (0.0, 0.0);
     for round in 0..rounds {
         if round == 1 || rounds == 1 {
-            cpu0 = (cpu_secs(daemon_pid), cpu_secs(std::process::id()));
+            cpu0 = (cpu_of(daemon_pids), cpu_secs(std::process::id()));
         }
         for (k, cid) in channels.iter().enumerate() {
             let t_send = Instant::now();
@@ -670,7 +725,7 @@ async fn wake_load(
         }
     }
     out.cpu = (
-        cpu_secs(daemon_pid) - cpu0.0,
+        cpu_of(daemon_pids) - cpu0.0,
         cpu_secs(std::process::id()) - cpu0.1,
     );
     let _ = stop_tx.send(true);
@@ -1205,6 +1260,11 @@ fn cpu_secs(pid: u32) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / TICKS_PER_SEC
+}
+
+/// The CPU seconds of all of `pids`.
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|&p| cpu_secs(p)).sum()
 }
 
 fn mem_gib() -> u64 {

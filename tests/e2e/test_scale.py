@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import anyio
@@ -116,36 +114,34 @@ async def test_one_guessbot_game_across_two_daemons_survives_a_kill_9_of_one(pai
     assert bot_msgs(full, "reveal")[0]["body"]["data"]["winner"] in ("alice", "bob")
 
 
-async def test_a_long_poll_on_one_daemon_wakes_within_50ms_p99_of_a_post_on_the_other(pair):
+async def test_a_long_poll_on_one_daemon_is_woken_by_a_post_on_the_other(pair):
+    """Bob's long-poll on d2 asks to wait 25 s, the longest a call may; a post
+    alice makes through d1 must end it with that post. What ends it is d1's
+    commit notification, which d2 hears through PostgreSQL and feeds to its
+    own waiters: without it the call would return only when its 25 s ran
+    out, so each round has a 10 s deadline (not a speed measure: how fast the
+    wake-up is, the load bench's `stores` mode measures, BENCHMARKS.md)."""
     d1, d2 = pair
     ta, tb = d1.token("alice"), d1.token("bob")
-    rounds = 100
     async with connect(d1.url, ta) as alice, connect(d2.url, tb) as bob:
         ch = await call(alice, "create_channel", {"name": "wake", "slots": ["invite:alice", "invite:bob"],
                                                    "join_as": "alice"})
         cid = ch["channel_id"]
         await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
         cursor = (await call(bob, "sync_messages", {"channel_id": cid, "cursor": 0, "wait_ms": 0}))["cursor"]
-        lat = []
-        for i in range(rounds):
+        for i in range(20):
             woke = {}
 
             async def wait(c=cursor):
-                s = await call(bob, "sync_messages", {"channel_id": cid, "cursor": c, "wait_ms": 10000})
-                woke["t"] = time.monotonic()
-                woke["s"] = s
+                woke["s"] = await call(bob, "sync_messages", {"channel_id": cid, "cursor": c, "wait_ms": 25000})
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(wait)
-                # Let bob's request go out first (it parks on d2 or finds the
-                # message at once: both count).
-                await anyio.wait_all_tasks_blocked()
-                r = await call(alice, "post_message", {"channel_id": cid, "body": {"n": i}})
-                acked = time.monotonic()
-            assert [m["seq"] for m in woke["s"]["messages"]][-1] == r["seq"]
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait)
+                    # Let bob's request go out first (it parks on d2 or finds
+                    # the message at once: both count).
+                    await anyio.wait_all_tasks_blocked()
+                    r = await call(alice, "post_message", {"channel_id": cid, "body": {"n": i}})
+            msgs = woke["s"]["messages"]
+            assert [(m["seq"], m["body"]) for m in msgs] == [(r["seq"], {"n": i})], msgs
             cursor = woke["s"]["cursor"]
-            lat.append(max(0.0, woke["t"] - acked) * 1000)
-    lat.sort()
-    p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
-    print(f"cross-daemon wake after the post's acknowledgement: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms")
-    assert p99 < 50, f"p99 {p99:.1f} ms"
