@@ -240,6 +240,9 @@ pub struct Report {
     /// Hooks run in the sandbox and the time they took.
     pub hooks_run: usize,
     pub run_ms: u128,
+    /// Of those, hooks forked from their bot's fork template (the rest ran
+    /// in a pre-warmed or fresh sandbox).
+    pub hooks_forked: usize,
 }
 
 impl Report {
@@ -280,8 +283,13 @@ impl Report {
         } else {
             0.0
         };
+        let forked = if self.hooks_forked > 0 {
+            format!(", {} forked from the bot's template", self.hooks_forked)
+        } else {
+            String::new()
+        };
         t.push_str(&format!(
-            "{} hooks: {} matched, {} mismatched, {} not replayable; {} run in the sandbox in {} ms ({per_s:.1} hooks/s)\n{}\n",
+            "{} hooks: {} matched, {} mismatched, {} not replayable; {} run in the sandbox in {} ms ({per_s:.1} hooks/s{forked})\n{}\n",
             self.hooks.len(),
             self.count(|v| matches!(v, Verdict::Matched { .. })),
             self.count(|v| matches!(v, Verdict::Mismatch { .. })),
@@ -425,6 +433,7 @@ pub async fn replay(t: &Transcript, bots: &Bots) -> Report {
         hooks: Vec::new(),
         hooks_run: 0,
         run_ms: 0,
+        hooks_forked: 0,
     };
     if let Err(b) = transcript::verify_chain(&t.channel_id, &t.messages) {
         report.problems.push(Problem {
@@ -450,6 +459,7 @@ pub async fn replay(t: &Transcript, bots: &Bots) -> Report {
             &mut ran,
         )
         .await;
+        report.hooks_forked += r.forked;
     }
     report.run_ms = ran.as_millis();
     report
@@ -466,6 +476,8 @@ struct BotReplay<'a> {
     state: Result<Value, String>,
     /// The bot's entries by cause, consumed as hooks account for them.
     entries: BTreeMap<Seq, Vec<&'a Msg>>,
+    /// Hooks forked from the bot's template.
+    forked: usize,
 }
 
 impl<'a> BotReplay<'a> {
@@ -492,6 +504,7 @@ impl<'a> BotReplay<'a> {
             seed: None,
             state: Ok(json!({})),
             entries,
+            forked: 0,
         };
         let at = facts.attach_seq;
         let Some(src) = source else {
@@ -693,7 +706,18 @@ impl<'a> BotReplay<'a> {
         job.entropy = Some(seed::hook_entropy(seed, m.seq));
         job.hash_seed = Some(seed::hash_seed(seed));
         job.now = m.ts.parse().ok();
+        // As the dispatcher runs it: a seeded bot's hook forks from the
+        // bot's template when the runner keeps templates (`[bots]
+        // fork_templates`), with the template's uid; else it runs in a
+        // pre-warmed or fresh sandbox.
+        let templated = bots.runner.reserve_uid(&job);
+        if let Some(uid) = templated {
+            job.runtime.sandbox_uid = uid;
+        }
         let outcome = bots.runner.run(&job).await;
+        if templated.is_some() && bots.runner.release_uid(&job) {
+            self.forked += 1;
+        }
         let outcome = job
             .limits
             .enforce(outcome, &job.hook, &job.context.players, Origin::Runner);

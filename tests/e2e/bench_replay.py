@@ -12,7 +12,10 @@ two-player GuessBot game through the Python SDK until the channel holds 200
 messages (max 10^9, so nobody wins), closes it, downloads alice's export
 (`GET /channels/ID/export`), then times `mcp-multiplayer replay --db` over the
 channel and `mcp-multiplayer replay FILE` over the export, each of which
-re-runs every hook in the sandbox one after another, and
+re-runs every hook in the sandbox one after another (forked from the bot's
+fork template once it is up, as the daemon runs them), the latter again with
+`[bots] fork_templates = false` (every hook in a pre-warmed or fresh
+sandbox), and
 `mcp-multiplayer verify FILE`. Prints each summary line and the machine's
 load average.
 """
@@ -75,8 +78,11 @@ async def main() -> None:
     finally:
         d.stop()
     print(f"channel of {count} messages; alice's export {export.stat().st_size} bytes")
+    no_templates = state / "no-templates.toml"
+    no_templates.write_text("[bots]\nfork_templates = false\n")
     runs = [("replay --db", ["replay", "--db", str(state / "mcp-multiplayer.db"), "--channel", cid]),
-            ("replay FILE (the export)", ["replay", str(export)])]
+            ("replay FILE (the export)", ["replay", str(export)]),
+            ("replay FILE, fork templates off", ["replay", str(export), "--config", str(no_templates)])]
     for name, args in runs:
         load = os.getloadavg()
         started = time.monotonic()
@@ -89,7 +95,8 @@ async def main() -> None:
         print(f"{name}: exit {p.returncode}; verdicts {verdicts}; load average before "
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} cores")
         print(f"  {report['hooks_run']} hooks run in the sandbox in {report['run_ms']} ms "
-              f"= {report['hooks_run'] * 1000 / report['run_ms']:.1f} hooks/s "
+              f"= {report['hooks_run'] * 1000 / report['run_ms']:.1f} hooks/s, "
+              f"{report['hooks_forked']} forked from the bot's template "
               f"(whole command {wall:.2f} s, including reading the input)")
     started = time.monotonic()
     p = subprocess.run([str(BIN), "verify", str(export), "--json"], capture_output=True, text=True)

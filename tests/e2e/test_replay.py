@@ -218,7 +218,8 @@ async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_c
     # alice's transcript (public messages and her own private ones; a
     # refusal sent to bob she sees only as a hash) and the bot's code.
     doc = {"channel_id": cid, "messages": msgs, "bots": [code]}
-    rc, rep = replay(write(tmp_path, "alice.json", doc))
+    alice_path = write(tmp_path, "alice.json", doc)
+    rc, rep = replay(alice_path)
     by = hooks_by_verdict(rep)
     assert rc == 0 and not rep["problems"], rep
     assert set(by) == {"matched"}, rep
@@ -227,6 +228,16 @@ async def test_a_whole_game_replays_hook_by_hook_after_close_and_forgeries_are_c
     triggers = {m["seq"] for m in msgs if m["kind"] == "user"}
     assert triggers <= {h["trigger"] for h in rep["hooks"]}, "every player message's hook was replayed"
     assert rep["hooks_run"] == len(rep["hooks"])
+    # The replay runs the seeded referee's hooks as the daemon does: forked
+    # from the bot's template once it is up (the first hooks run in fresh
+    # sandboxes while it starts). With templates off, every hook runs in a
+    # fresh or pre-warmed sandbox, and every verdict is the same.
+    assert rep["hooks_forked"] >= 1, rep
+    no_templates = tmp_path / "no-templates.toml"
+    no_templates.write_text("[bots]\nfork_templates = false\n")
+    rc, fresh = replay(alice_path, "--config", no_templates)
+    assert rc == 0 and fresh["hooks_forked"] == 0, fresh
+    assert fresh["hooks"] == rep["hooks"]
 
     # The daemon's database: every body, every private post compared whole.
     full_path = tmp_path / "full.json"
