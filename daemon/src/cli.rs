@@ -275,7 +275,9 @@ struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// The config naming the sandbox runner, interpreter and harness (as for `bot run`).
+    /// The config naming the sandbox runner, interpreter and harness (as for `bot run`),
+    /// and whether a seeded bot's hooks fork from its fork template (`[bots]
+    /// fork_templates`, on by default).
     #[arg(long)]
     config: Option<PathBuf>,
 }
