@@ -16,8 +16,9 @@
 //! `BENCH_DAEMON` benches another daemon binary (with its `sandbox-runner`
 //! beside it), `BENCH_BOTS_DIR` its bots and harness, and `BENCH_QUOTAS=0`
 //! leaves out the `[quotas]` section for a daemon that predates it.
-//! `BENCH_FORK_TEMPLATES=1` (or `0`) sets `[bots] fork_templates` (unset:
-//! the daemon's default).
+//! `BENCH_FORK_TEMPLATES=1` (or `0`) sets `[bots] fork_templates` and
+//! `BENCH_PARALLEL_HOOKS=N` sets `[bots] max_parallel_hooks` (unset: the
+//! daemon's defaults).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/it/util.rs"]
@@ -334,6 +335,10 @@ async fn main() {
         Ok("1") => bots.push_str("fork_templates = true\n"),
         Ok("0") => bots.push_str("fork_templates = false\n"),
         _ => {}
+    }
+    if let Ok(n) = std::env::var("BENCH_PARALLEL_HOOKS") {
+        let n: usize = n.parse().expect("BENCH_PARALLEL_HOOKS is a number");
+        bots.push_str(&format!("max_parallel_hooks = {n}\n"));
     }
     if !bots.is_empty() {
         toml.push_str(&format!("[bots]\n{bots}"));
