@@ -60,8 +60,9 @@ pub(crate) trait HookRunner: Send + Sync + 'static {
     }
 
     /// A uid of the runner's own to run `job` with, outside the hooks'
-    /// (its bot's fork template's), if it has one; the dispatcher then calls
-    /// [`HookRunner::release_uid`] once the hook is done.
+    /// (its bot's fork template's), if it has one; the caller (the
+    /// dispatcher, a replay) then calls [`HookRunner::release_uid`] once the
+    /// hook is done.
     fn reserve_uid(&self, _job: &HookJob) -> Option<u32> {
         None
     }
