@@ -964,3 +964,35 @@ async fn a_lost_notification_connection_forgets_remembered_tokens() {
     );
     assert!(remembered(&t.store), "remembered again");
 }
+
+#[tokio::test]
+async fn a_principals_first_bytes_of_a_day_drop_its_earlier_days_and_later_ones_leave_them() {
+    let (t, p) = setup().await;
+    let add = |day: i64, bytes: u64| {
+        let p = p.clone();
+        t.store
+            .write(move |tx: &mut dyn Tx| tx.add_usage("ch1", Some((p.as_str(), day)), bytes))
+    };
+    let days = || {
+        let p = p.clone();
+        t.store.read(move |tx: &dyn ReadTx| {
+            Ok::<_, StoreError>((
+                [1, 2, 3].map(|d| tx.principal_bytes(&p, d).unwrap()),
+                tx.channel_bytes("ch1")?,
+            ))
+        })
+    };
+    add(1, 10).await.unwrap();
+    add(1, 5).await.unwrap();
+    assert_eq!(days().await.unwrap(), ([15, 0, 0], 15));
+    // Day 2's first bytes: day 1's row goes.
+    add(2, 4).await.unwrap();
+    assert_eq!(days().await.unwrap(), ([0, 4, 0], 19));
+    // A row of an earlier day that appears after the day's first bytes
+    // stays until the next day's first: later bytes of day 2 delete nothing.
+    add(1, 7).await.unwrap();
+    add(2, 3).await.unwrap();
+    assert_eq!(days().await.unwrap(), ([7, 7, 0], 29));
+    add(3, 1).await.unwrap();
+    assert_eq!(days().await.unwrap(), ([0, 0, 1], 30));
+}

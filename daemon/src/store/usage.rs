@@ -55,7 +55,9 @@ pub(super) fn open_channels(c: &Connection, principal: &str) -> Result<u64, Stor
 }
 
 /// Adds `bytes` to the channel's count and, for a principal's post, to the
-/// principal's count of `day` (dropping its rows of earlier days).
+/// principal's count of `day`; the principal's first bytes of a day also
+/// drop its rows of earlier days (a statement, so a round trip on
+/// PostgreSQL, that only then has anything to delete).
 pub(super) fn add(
     c: &Connection,
     cid: &str,
@@ -69,15 +71,20 @@ pub(super) fn add(
     )?
     .execute(params![cid, bytes])?;
     if let Some((p, day)) = principal {
-        c.prepare_cached(
-            "INSERT INTO principal_usage (principal_id, day, body_bytes) VALUES (?1, ?2, ?3)
-             ON CONFLICT (principal_id, day) DO UPDATE SET body_bytes = principal_usage.body_bytes + excluded.body_bytes",
-        )?
-        .execute(params![p, day, bytes])?;
-        // Earlier days are no longer needed (a seek on the primary key; a
-        // no-op but on a principal's first post of a day).
-        c.prepare_cached("DELETE FROM principal_usage WHERE principal_id = ?1 AND day < ?2")?
-            .execute(params![p, day])?;
+        let total: i64 = c
+            .prepare_cached(
+                "INSERT INTO principal_usage (principal_id, day, body_bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (principal_id, day) DO UPDATE SET body_bytes = principal_usage.body_bytes + excluded.body_bytes
+                 RETURNING body_bytes",
+            )?
+            .query_row(params![p, day, bytes], |r| r.get(0))?;
+        // The day's row holds no more than these bytes: it was made just
+        // now (or held nothing), so earlier days may still have rows, no
+        // longer needed.
+        if total <= bytes {
+            c.prepare_cached("DELETE FROM principal_usage WHERE principal_id = ?1 AND day < ?2")?
+                .execute(params![p, day])?;
+        }
     }
     Ok(())
 }
