@@ -18,7 +18,8 @@
 //! leaves out the `[quotas]` section for a daemon that predates it.
 //! `BENCH_FORK_TEMPLATES=1` (or `0`) sets `[bots] fork_templates` and
 //! `BENCH_PARALLEL_HOOKS=N` sets `[bots] max_parallel_hooks` (unset: the
-//! daemon's defaults).
+//! daemon's defaults). `BENCH_PYTHON` names another interpreter (a real
+//! binary the sandbox uid can read), used for the bots and the bare start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/it/util.rs"]
@@ -276,15 +277,18 @@ async fn think() {
     }
 }
 
-/// The interpreter bots run on (the daemon's default).
-const PYTHON: &str = "/usr/bin/python3";
+/// The interpreter bots run on: `BENCH_PYTHON`, else the daemon's default.
+fn python() -> String {
+    std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
+}
 
 /// Wall time of `python -I -S -B -c pass`, spawned and waited for.
 fn bare_starts(n: usize) -> Vec<Duration> {
+    let python = python();
     (0..n)
         .map(|_| {
             let t0 = Instant::now();
-            let st = std::process::Command::new(PYTHON)
+            let st = std::process::Command::new(&python)
                 .args(["-I", "-S", "-B", "-c", "pass"])
                 .env_clear()
                 .status()
@@ -336,6 +340,9 @@ async fn main() {
         Ok("0") => bots.push_str("fork_templates = false\n"),
         _ => {}
     }
+    if std::env::var("BENCH_PYTHON").is_ok() {
+        bots.push_str(&format!("python = {:?}\n", python()));
+    }
     if let Ok(n) = std::env::var("BENCH_PARALLEL_HOOKS") {
         let n: usize = n.parse().expect("BENCH_PARALLEL_HOOKS is a number");
         bots.push_str(&format!("max_parallel_hooks = {n}\n"));
@@ -346,11 +353,12 @@ async fn main() {
     std::fs::write(&cfg, toml).unwrap();
     let d = Daemon::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
     println!(
-        "mcp-multiplayer bot benchmark ({} cores; daemon {})",
+        "mcp-multiplayer bot benchmark ({} cores; daemon {}; bots on {})",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
-        util::daemon_bin().display()
+        util::daemon_bin().display(),
+        python()
     );
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average before the run: {}", load.trim());

@@ -12,7 +12,8 @@
 //! faults (`getrusage(RUSAGE_CHILDREN)`), and a last section gives the CPU
 //! and faults per hook of a fork template (`--template`: runner, template
 //! and children, read from /proc between jobs) running one seeded hook
-//! back to back.
+//! back to back. `SANDBOX_BENCH_PYTHON` names another interpreter (default
+//! `/usr/bin/python3`, a real binary the sandbox uid can read) for every case.
 
 use hook_protocol::{
     BotSpec, CompiledBot, Hook, HookContext, HookJob, HookOutcome, Limits, NetworkPolicy, Runtime,
@@ -29,6 +30,11 @@ use std::time::{Duration, Instant};
 
 const TRIVIAL: &str = "class Trivial:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    def on_init(self):\n        self.ctx.post('ok', {})\n";
 const IMPORTS: &str = "import json, hashlib, random\nclass Imports:\n    def __init__(self, ctx, params):\n        self.ctx = ctx\n    def on_init(self):\n        h = hashlib.sha256(json.dumps({'r': random.random()}).encode()).hexdigest()\n        self.ctx.post('ok', {'h': h})\n";
+
+/// The interpreter of every case: `SANDBOX_BENCH_PYTHON`, else Debian's.
+fn python() -> String {
+    std::env::var("SANDBOX_BENCH_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
+}
 
 fn job(source: &str, network: bool) -> HookJob {
     HookJob {
@@ -52,7 +58,7 @@ fn job(source: &str, network: bool) -> HookJob {
             ..Default::default()
         },
         runtime: Runtime {
-            python: "/usr/bin/python3".into(),
+            python: python().into(),
             python_args: vec!["-I".into(), "-S".into(), "-B".into()],
             harness_dir: std::env::var_os("SANDBOX_TEST_HARNESS_DIR")
                 .map(PathBuf::from)
@@ -217,7 +223,7 @@ impl Case {
         match self {
             Case::Bare(args) => {
                 let start = Instant::now();
-                let st = Command::new("/usr/bin/python3")
+                let st = Command::new(python())
                     .args(*args)
                     .status()
                     .expect("python3");
@@ -233,7 +239,8 @@ impl Case {
             Case::UnconfinedHarness(input) => {
                 // `sh` only redirects fd 3 for the result.
                 let script = format!(
-                    "exec /usr/bin/python3 -I -S -B {}/harness.py 3>/dev/null",
+                    "exec {} -I -S -B {}/harness.py 3>/dev/null",
+                    python(),
                     job("", false).runtime.harness_dir.display()
                 );
                 let start = Instant::now();
@@ -549,7 +556,10 @@ fn main() {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    println!("sandbox-runner latency, {mode}, {cpus} CPUs, {runs} runs per case, interleaved");
+    println!(
+        "sandbox-runner latency, {mode}, {cpus} CPUs, {runs} runs per case, interleaved, on {}",
+        python()
+    );
     let cases: Vec<(&str, Case)> = vec![
         (
             "bare python -I -S -B -c pass",
