@@ -14,7 +14,10 @@
 //! `LOAD_ONLY` one part (`post`, `wake`, `herd`: only the one-channel wake
 //! of all waiters, or `stores`), `LOAD_HERD_ROUNDS` posts to the herd
 //! (default 3, the first not counted), `LOAD_IDLE_SECS` the wait before the
-//! last memory reading (default 65).
+//! last memory reading (default 65), `LOAD_REARM_DELAY_MS` how long a
+//! waiter waits after each answer before its next long-poll (default 0: at
+//! once; a delay models clients a network round trip away, whose next
+//! requests do not reach the daemon while it is still answering the herd).
 //! `BENCH_QUOTAS=0` leaves the `[quotas]` and `[http]` sections out of the daemon's config
 //! (for a daemon that predates it, run through `MCPMP_BIN`).
 //!
@@ -738,6 +741,15 @@ async fn wake_load(
     Ok(out)
 }
 
+/// `LOAD_REARM_DELAY_MS`: how long a waiter waits before its next long-poll.
+fn rearm_delay() -> Option<Duration> {
+    static D: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *D.get_or_init(|| {
+        let ms = env_num("LOAD_REARM_DELAY_MS", 0);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    })
+}
+
 fn signed_us(at: Instant, from: Instant) -> i64 {
     if at >= from {
         (at - from).as_micros() as i64
@@ -997,6 +1009,9 @@ impl RawConn {
                 let _ = tx.send((k, first.seq, now));
             }
             cursor = v.cursor;
+            if let Some(d) = rearm_delay() {
+                tokio::time::sleep(d).await;
+            }
         }
     }
 
