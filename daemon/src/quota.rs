@@ -249,7 +249,7 @@ impl Quotas {
             return Err(Overrun::Over(
                 "messages_per_channel",
                 format!(
-                    "This channel holds {messages} messages, its limit is {}. Start a new channel to go on.",
+                    "{CHANNEL_FULL}{messages} messages, its limit is {}. Start a new channel to go on.",
                     cfg.messages_per_channel
                 ),
             ));
@@ -259,7 +259,7 @@ impl Quotas {
             return Err(Overrun::Over(
                 "bytes_per_channel",
                 format!(
-                    "This channel's messages hold {used} bytes; {bytes} more would pass its limit of {} bytes. Start a new channel to go on.",
+                    "{CHANNEL_BYTES_FULL}{used} bytes; {bytes} more would pass its limit of {} bytes. Start a new channel to go on.",
                     cfg.bytes_per_channel
                 ),
             ));
@@ -267,6 +267,16 @@ impl Quotas {
         Ok(())
     }
 }
+
+/// How a refusal for a channel's message quota begins.
+const CHANNEL_FULL: &str = "This channel holds ";
+/// How a refusal for a channel's byte quota begins.
+const CHANNEL_BYTES_FULL: &str = "This channel's messages hold ";
+/// How the refusals for a channel's quotas begin, which a hook's `bot:error`
+/// repeats when the daemon refused the hook's posts for them: `replay`
+/// tells those hooks (refused for the daemon's configuration, which the
+/// transcript does not show) from the others by these.
+pub const CHANNEL_REFUSALS: [&str; 2] = [CHANNEL_FULL, CHANNEL_BYTES_FULL];
 
 const HOUR_MS: i64 = 3_600_000;
 

@@ -769,7 +769,9 @@ impl<'a> BotReplay<'a> {
                         .as_ref()
                         .filter(|b| b["type"] == "bot:error")
                         .and_then(|b| b["reason"].as_str())
-                    && QUOTA_REASONS.iter().any(|q| reason.starts_with(q))
+                    && crate::quota::CHANNEL_REFUSALS
+                        .iter()
+                        .any(|q| reason.starts_with(q))
                 {
                     return Verdict::NotReplayable {
                         why: format!(
@@ -855,10 +857,6 @@ impl BotReplay<'_> {
         }
     }
 }
-
-/// How the `bot:error` of a hook refused for its channel's quotas begins
-/// (`crate::quota`).
-const QUOTA_REASONS: &[&str] = &["This channel holds ", "This channel's messages hold "];
 
 /// An entry the replayed hook would have written.
 struct Expected {

@@ -20,7 +20,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import BIN, call, connect
+from conftest import BIN, Daemon, call, connect
 from test_bots import Follower, bot_msgs, two_players
 from test_transcripts import export_as, forger_key, py_verify, reseal, resign, rust_verify
 from transcript import rehash, verify
@@ -346,3 +346,48 @@ async def test_time_randomness_set_order_and_seats_replay_in_the_sandbox(daemon,
     rc, rep = replay_db(daemon, cid)
     assert rc == 0, json.dumps(rep)
     assert [h["verdict"] for h in rep["hooks"]] == ["matched"] * 3, rep
+
+
+@pytest.mark.parametrize("quota,bodies", [
+    # Four entries before the first post (created, manifest, two seats):
+    # posts at 5 and 7, echo at 6; the second echo would be the 8th.
+    ("messages_per_channel = 7", ["one", "two"]),
+    # The second post fits in 5,000 bytes; its echo, as large again, not.
+    ("bytes_per_channel = 5000", ["one", "x" * 3000]),
+])
+async def test_a_hook_the_daemon_refused_for_its_channel_quota_is_not_replayable_not_a_mismatch(
+        state_dir, quota, bodies):
+    """When the daemon refuses a hook's posts because they would pass the
+    channel's quota (its configuration, which no transcript shows), the
+    chain records the refusal as the hook's `bot:error`; the replay, whose
+    hook posts, cannot check the quota and says so instead of reporting a
+    mismatch. The reason is the daemon's own refusal text, recognised by
+    `quota::CHANNEL_REFUSALS`."""
+    cfg = state_dir / "quota.toml"
+    cfg.write_text(f"[quotas]\n{quota}\n")
+    d = Daemon(state_dir, ["--config", str(cfg)]).start()
+    try:
+        async with connect(d.url, d.token("alice")) as alice:
+            ch = await call(alice, "create_channel", {
+                "name": "full", "slots": ["invite:alice", "bot:referee"],
+                "bot_preset": "echo", "join_as": "alice"})
+            cid = ch["channel_id"]
+            fa = Follower(alice, cid)
+            for body in bodies:
+                post = await call(alice, "post_message", {"channel_id": cid, "body": body})
+                await fa.until(lambda ms, s=post["seq"]: any(m.get("cause") == s for m in ms))
+            last = post["seq"]
+            outcome = [m for m in fa.messages if m.get("cause") == last]
+            assert [m["body"]["type"] for m in outcome] == ["bot:error"], outcome
+            assert "Start a new channel" in outcome[0]["body"]["reason"], outcome
+            await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
+        rc, rep = replay_db(d, cid)
+    finally:
+        d.stop()
+    assert rc == 0, json.dumps(rep)
+    verdicts = {h["trigger"]: h for h in rep["hooks"]}
+    assert [h["verdict"] for t, h in sorted(verdicts.items()) if t != last] == ["matched"], rep
+    refused = verdicts[last]
+    assert refused["verdict"] == "not_replayable", rep
+    assert "refused this hook's posts for the channel's quota" in refused["why"], rep
+    assert outcome[0]["body"]["reason"] in refused["why"], rep
