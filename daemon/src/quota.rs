@@ -248,35 +248,91 @@ impl Quotas {
         if messages.saturating_add(count) > cfg.messages_per_channel {
             return Err(Overrun::Over(
                 "messages_per_channel",
-                format!(
-                    "{CHANNEL_FULL}{messages} messages, its limit is {}. Start a new channel to go on.",
-                    cfg.messages_per_channel
-                ),
+                ChannelRefusal::Messages {
+                    holds: messages,
+                    limit: cfg.messages_per_channel,
+                }
+                .text(),
             ));
         }
         let used = tx.channel_bytes(&ch.id)?;
         if used.saturating_add(bytes) > cfg.bytes_per_channel {
             return Err(Overrun::Over(
                 "bytes_per_channel",
-                format!(
-                    "{CHANNEL_BYTES_FULL}{used} bytes; {bytes} more would pass its limit of {} bytes. Start a new channel to go on.",
-                    cfg.bytes_per_channel
-                ),
+                ChannelRefusal::Bytes {
+                    used,
+                    adding: bytes,
+                    limit: cfg.bytes_per_channel,
+                }
+                .text(),
             ));
         }
         Ok(())
     }
 }
 
-/// How a refusal for a channel's message quota begins.
-const CHANNEL_FULL: &str = "This channel holds ";
-/// How a refusal for a channel's byte quota begins.
-const CHANNEL_BYTES_FULL: &str = "This channel's messages hold ";
-/// How the refusals for a channel's quotas begin, which a hook's `bot:error`
-/// repeats when the daemon refused the hook's posts for them: `replay`
-/// tells those hooks (refused for the daemon's configuration, which the
-/// transcript does not show) from the others by these.
-pub const CHANNEL_REFUSALS: [&str; 2] = [CHANNEL_FULL, CHANNEL_BYTES_FULL];
+/// A refusal for a channel's quotas, as its text states it. A hook's
+/// `bot:error` repeats the text when the daemon refused the hook's posts for
+/// them; `replay` reads it back ([`ChannelRefusal::parse`]) to check what
+/// the transcript can show (the channel's message count, the posts' bytes)
+/// and to tell such hooks, refused for the daemon's configuration, from the
+/// others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelRefusal {
+    /// The channel held `holds` messages; at most `limit`.
+    Messages { holds: u64, limit: u64 },
+    /// The channel's messages held `used` bytes; `adding` more would pass
+    /// `limit`.
+    Bytes { used: u64, adding: u64, limit: u64 },
+}
+
+const MESSAGES_FULL: &str = "This channel holds ";
+const BYTES_FULL: &str = "This channel's messages hold ";
+const GO_ON: &str = ". Start a new channel to go on.";
+
+impl ChannelRefusal {
+    /// The refusal's text, as the tools and a `bot:error` give it.
+    pub fn text(&self) -> String {
+        match self {
+            ChannelRefusal::Messages { holds, limit } => {
+                format!("{MESSAGES_FULL}{holds} messages, its limit is {limit}{GO_ON}")
+            }
+            ChannelRefusal::Bytes {
+                used,
+                adding,
+                limit,
+            } => format!(
+                "{BYTES_FULL}{used} bytes; {adding} more would pass its limit of {limit} bytes{GO_ON}"
+            ),
+        }
+    }
+
+    /// The refusal a text states, if it is one ([`ChannelRefusal::text`]'s
+    /// inverse).
+    pub fn parse(text: &str) -> Option<ChannelRefusal> {
+        let num = |s: &str| -> Option<u64> {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        let rest = text.strip_suffix(GO_ON)?;
+        if let Some(rest) = rest.strip_prefix(MESSAGES_FULL) {
+            let (holds, limit) = rest.split_once(" messages, its limit is ")?;
+            return Some(ChannelRefusal::Messages {
+                holds: num(holds)?,
+                limit: num(limit)?,
+            });
+        }
+        let rest = rest.strip_prefix(BYTES_FULL)?.strip_suffix(" bytes")?;
+        let (used, rest) = rest.split_once(" bytes; ")?;
+        let (adding, limit) = rest.split_once(" more would pass its limit of ")?;
+        Some(ChannelRefusal::Bytes {
+            used: num(used)?,
+            adding: num(adding)?,
+            limit: num(limit)?,
+        })
+    }
+}
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -295,5 +351,44 @@ enum Overrun {
 impl From<StoreError> for Overrun {
     fn from(e: StoreError) -> Self {
         Overrun::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChannelRefusal;
+
+    #[test]
+    fn a_channel_refusal_reads_back_from_its_text_and_nothing_else_reads_as_one() {
+        for r in [
+            ChannelRefusal::Messages { holds: 7, limit: 7 },
+            ChannelRefusal::Messages {
+                holds: 0,
+                limit: u64::MAX,
+            },
+            ChannelRefusal::Bytes {
+                used: 3067,
+                adding: 3057,
+                limit: 5000,
+            },
+        ] {
+            assert_eq!(
+                ChannelRefusal::parse(&r.text()),
+                Some(r.clone()),
+                "{}",
+                r.text()
+            );
+        }
+        for text in [
+            "",
+            "This channel holds 7 messages, its limit is 7.",
+            "This channel holds -1 messages, its limit is 7. Start a new channel to go on.",
+            "This channel holds 7 messages, its limit is 7 . Start a new channel to go on.",
+            "This channel holds +7 messages, its limit is 7. Start a new channel to go on.",
+            "This channel's messages hold 1 bytes; 2 more would pass its limit of 3. Start a new channel to go on.",
+            "Bot raised: This channel holds 7 messages, its limit is 7. Start a new channel to go on.",
+        ] {
+            assert_eq!(ChannelRefusal::parse(text), None, "{text:?}");
+        }
     }
 }

@@ -25,6 +25,7 @@ use crate::bots::context::Seats;
 use crate::bots::dispatch::hook_for;
 use crate::bots::{Bots, seed};
 use crate::model::{BotPostBody, Event, MessageKind, Seq};
+use crate::quota::ChannelRefusal;
 use crate::store::{ReadTx, Store, StoredMessage};
 use crate::transcript::{self, CanonicalJson, canonical, sha256_tagged};
 use hook_protocol::{BotSpec, Entropy, Hook, HookContext, HookError, HookOutcome, Origin};
@@ -762,17 +763,29 @@ impl<'a> BotReplay<'a> {
                 }
                 // The daemon refuses a hook's posts whole when they would
                 // pass the channel's message or byte quota (its config, not
-                // in the transcript): the hook then changed nothing.
+                // in the transcript): the hook then changed nothing. What
+                // the refusal says of the transcript must hold.
                 if let [e] = recorded.as_slice()
                     && let Some(reason) = e
                         .body
                         .as_ref()
                         .filter(|b| b["type"] == "bot:error")
                         .and_then(|b| b["reason"].as_str())
-                    && crate::quota::CHANNEL_REFUSALS
-                        .iter()
-                        .any(|q| reason.starts_with(q))
+                    && let Some(refusal) = ChannelRefusal::parse(reason)
                 {
+                    let posts: Vec<&Expected> = expected
+                        .iter()
+                        .filter(|x| x.kind == MessageKind::Bot)
+                        .collect();
+                    let bytes: u64 = posts.iter().map(|x| canonical(&x.body).len() as u64).sum();
+                    if let Some(what) =
+                        refusal_contradicts(&refusal, e.seq, posts.len() as u64, bytes)
+                    {
+                        return Verdict::Mismatch {
+                            seq: e.seq,
+                            what: format!("the chain's quota refusal ({reason:?}) {what}"),
+                        };
+                    }
                     return Verdict::NotReplayable {
                         why: format!(
                             "the daemon refused this hook's posts for the channel's quota ({reason:?}), which the transcript does not show; the state stays as it was"
@@ -854,6 +867,53 @@ impl BotReplay<'_> {
         ));
         Verdict::NotReplayable {
             why: "pending: the transcript ends before this hook's entries (no later entry of the bot either); take it again once the bot has caught up".into(),
+        }
+    }
+}
+
+/// What in a quota refusal recorded at `seq` the transcript and the
+/// replayed hook's `count` posts of `bytes` contradict, if anything: the
+/// channel's message count before it (the refusal is appended in the
+/// transaction that refused), the posts' size, and that they would indeed
+/// have passed the limit it states. The limit itself and the channel's
+/// byte count are the daemon's, and stay unchecked.
+fn refusal_contradicts(
+    refusal: &ChannelRefusal,
+    seq: Seq,
+    count: u64,
+    bytes: u64,
+) -> Option<String> {
+    match *refusal {
+        ChannelRefusal::Messages { holds, limit } => {
+            let before = (seq - 1).max(0) as u64;
+            if holds != before {
+                Some(format!(
+                    "says the channel held {holds} messages; the chain has {before} before it"
+                ))
+            } else if holds.saturating_add(count) <= limit {
+                Some(format!(
+                    "states a limit of {limit} messages, which the replayed hook's {count} posts after {holds} would not pass"
+                ))
+            } else {
+                None
+            }
+        }
+        ChannelRefusal::Bytes {
+            used,
+            adding,
+            limit,
+        } => {
+            if adding != bytes {
+                Some(format!(
+                    "says the hook's posts were {adding} bytes; the replayed hook's are {bytes}"
+                ))
+            } else if used.saturating_add(adding) <= limit {
+                Some(format!(
+                    "states a limit of {limit} bytes, which {adding} more after {used} would not pass"
+                ))
+            } else {
+                None
+            }
         }
     }
 }

@@ -361,8 +361,10 @@ async def test_a_hook_the_daemon_refused_for_its_channel_quota_is_not_replayable
     channel's quota (its configuration, which no transcript shows), the
     chain records the refusal as the hook's `bot:error`; the replay, whose
     hook posts, cannot check the quota and says so instead of reporting a
-    mismatch. The reason is the daemon's own refusal text, recognised by
-    `quota::CHANNEL_REFUSALS`."""
+    mismatch. The reason is the daemon's own refusal text, read back by
+    `quota::ChannelRefusal::parse`, and the figures it states that the
+    replay can check (the channel's message count before it, the size of
+    the hook's posts, that they pass the stated limit) agree."""
     cfg = state_dir / "quota.toml"
     cfg.write_text(f"[quotas]\n{quota}\n")
     d = Daemon(state_dir, ["--config", str(cfg)]).start()

@@ -592,6 +592,73 @@ async fn every_hook_replays_to_a_match_and_each_forgery_is_caught_at_its_seq() {
         r.text()
     );
 
+    // A refusal that the transcript contradicts is a forgery, caught at its
+    // seq: the wrong message count before it, a limit the hook's one post
+    // would not pass, the wrong size of its posts, a byte limit they would
+    // not pass. The same refusal for the posts' real size stays not
+    // replayable.
+    let echo = quota.messages[i].clone();
+    let posted = doc.messages[i]["body"].clone();
+    let size = crate::transcript::canonical(&posted).len();
+    for (reason, mismatch) in [
+        (
+            format!(
+                "This channel holds {} messages, its limit is {}. Start a new channel to go on.",
+                n - 1,
+                n - 1
+            ),
+            true,
+        ),
+        (
+            format!(
+                "This channel holds {n} messages, its limit is {}. Start a new channel to go on.",
+                n + 1
+            ),
+            true,
+        ),
+        (
+            format!(
+                "This channel's messages hold 900 bytes; {} more would pass its limit of 1000 bytes. Start a new channel to go on.",
+                size + 1
+            ),
+            true,
+        ),
+        (
+            format!(
+                "This channel's messages hold 900 bytes; {size} more would pass its limit of {} bytes. Start a new channel to go on.",
+                900 + size
+            ),
+            true,
+        ),
+        (
+            format!(
+                "This channel's messages hold 900 bytes; {size} more would pass its limit of {} bytes. Start a new channel to go on.",
+                899 + size
+            ),
+            false,
+        ),
+    ] {
+        let mut forged = quota.clone();
+        forged.messages[i] = echo.clone();
+        forged.messages[i]["body"]["reason"] = json!(reason);
+        reseal(&forged.channel_id, &mut forged.messages);
+        let r = replay(&forged, &pure_bots()).await;
+        let h = r.hooks.iter().find(|h| h.trigger == trigger).unwrap();
+        if mismatch {
+            assert!(
+                matches!(&h.verdict, Verdict::Mismatch { seq, what } if *seq == n + 1 && what.contains("quota refusal")),
+                "{reason}: {}",
+                r.text()
+            );
+        } else {
+            assert!(
+                matches!(&h.verdict, Verdict::NotReplayable { why } if why.contains("quota")),
+                "{reason}: {}",
+                r.text()
+            );
+        }
+    }
+
     // A wrong seed in the reveal.
     let mut wrong = doc.clone();
     let i = find(&wrong, &|m| m["body"]["type"] == "bot:reveal");
