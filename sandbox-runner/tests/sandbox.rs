@@ -100,8 +100,39 @@ fn listing_root_is_refused_by_landlock() {
 
 #[test]
 fn reading_the_interpreter_tree_outside_its_binds_is_refused() {
-    // /usr/bin holds only the bound interpreter; its directory is not listable.
-    assert_errno(&attack("return os.listdir('/usr/bin')"), EACCES);
+    // The interpreter's directory (/usr/bin for Debian's) holds only the
+    // bound interpreter and is not listable (Landlock); a file beside the
+    // interpreter on the host is not in the mount tree.
+    let python = python();
+    let dir = std::path::Path::new(&python).parent().unwrap();
+    assert_errno(
+        &attack(&format!(
+            "return os.listdir({:?})",
+            dir.display().to_string()
+        )),
+        EACCES,
+    );
+    let mut beside: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("python")
+        })
+        .collect();
+    beside.sort();
+    let beside = beside.first().expect("a file beside the interpreter");
+    assert_errno(
+        &attack(&format!(
+            "return open({:?}, 'rb').read(4).hex()",
+            beside.display().to_string()
+        )),
+        ENOENT,
+    );
     assert_errno(
         &attack("return open('/usr/bin/env', 'rb').read(4).hex()"),
         ENOENT,

@@ -2,7 +2,8 @@
 # The sandbox-runner suite in both confinement modes:
 #   1. as root          -> root mode (drop to uid/gid 65534, no user namespace)
 #   2. as nobody (65534) -> user-namespace mode
-# Both runs use the real harness (bots/harness) and a test HTTP host in a
+# and, in root mode, again on Python 3.13 (what nixpkgs ships).
+# All runs use the real harness (bots/harness) and a test HTTP host in a
 # network namespace this script creates (10.213.250.0/30, port 80). This
 # host's own side of that link (10.213.250.1) and an address it answers for
 # through a local route only (10.213.251.1, AnyIP) must stay unreachable.
@@ -108,4 +109,29 @@ echo "--- sandbox suite, user-namespace mode (uid 65534), $HOW"
   SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
   SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
   SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_FORK=$FORK SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
+done
+
+# Python 3.13, the interpreter nixpkgs ships (and the flake's package runs
+# bots on): the same attacks in root mode, fresh and through fork
+# templates. pyenv's build, as in tests/steps/40-harness.sh; it lives under
+# /root, which only root mode can reach (the runner binds its prefix into
+# the sandbox). HARNESS_PYTHON313 may name another.
+py313="${HARNESS_PYTHON313:-}"
+if [ -z "$py313" ] && command -v pyenv >/dev/null; then
+    prefix=$(pyenv prefix 3.13.0 2>/dev/null || true)
+    [ -n "$prefix" ] && py313="$prefix/bin/python3.13"
+fi
+[ -n "$py313" ] || py313="${PYENV_ROOT:-$HOME/.pyenv}/versions/3.13.0/bin/python3.13"
+if ! "$py313" -I -S -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+    echo "30-sandbox: no working Python 3.13 at $py313; set HARNESS_PYTHON313 to a python3.13 binary" >&2
+    exit 1
+fi
+# The harness's bytecode for 3.13 too, as an installation compiles it.
+"$py313" -m compileall -q "$WORK/harness"
+chmod -R a+rX "$WORK/harness"
+for HOW in fresh fork; do
+FORK=0
+[ "$HOW" = fork ] && FORK=1
+echo "--- sandbox suite, root mode (uid $(id -u)), $HOW, on $("$py313" --version)"
+(cd "$WORK" && TMPDIR="$WORK/tmp" SANDBOX_TEST_PYTHON="$py313" SANDBOX_TEST_FORK=$FORK ./sandbox-tests)
 done

@@ -117,7 +117,7 @@ fn the_hash_seed_reaches_the_interpreter_which_stays_as_isolated_as_with_dash_i(
     // -I became -s -P: the environment is read, the user site and the
     // script's folder stay off sys.path.
     assert_eq!(v["flags"], json!([0, 1, true, 0]));
-    let host = std::process::Command::new(PYTHON)
+    let host = std::process::Command::new(python())
         .args(["-S", "-c", "print(hash('x'))"])
         .env_clear()
         .env("PYTHONHASHSEED", seed.to_string())

@@ -373,7 +373,7 @@ fn a_seeded_bot_cannot_tell_either_and_its_hooks_share_only_the_bots_hash_seed()
     );
     // String hashes are the bot's: the same in every hook, and the ones
     // that seed gives any interpreter.
-    let want = Command::new(PYTHON)
+    let want = Command::new(python())
         .args(["-S", "-c", "print(hash('probe'))"])
         .env_clear()
         .env("PYTHONHASHSEED", seed.to_string())

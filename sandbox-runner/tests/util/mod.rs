@@ -108,8 +108,13 @@ pub fn start_with_warm_spec(
     (child, stdin)
 }
 
-/// Debian's real interpreter (never the pyenv shim).
-pub const PYTHON: &str = "/usr/bin/python3";
+/// The interpreter every job runs on: Debian's real one (never the pyenv
+/// shim), or `SANDBOX_TEST_PYTHON` (another real binary, e.g. the Python
+/// 3.13 that nixpkgs ships, which tests/steps/30-sandbox.sh runs the suite
+/// on too).
+pub fn python() -> String {
+    std::env::var("SANDBOX_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
+}
 /// Where Debian's `python3-requests` lives.
 pub const DIST_PACKAGES: &str = "/usr/lib/python3/dist-packages";
 
@@ -153,7 +158,7 @@ pub fn job(source: &str) -> HookJob {
         },
         network: NetworkPolicy::default(),
         runtime: Runtime {
-            python: PYTHON.into(),
+            python: python().into(),
             python_args: vec!["-I".into(), "-S".into(), "-B".into()],
             harness_dir: harness_dir(),
             python_path: if std::path::Path::new(DIST_PACKAGES).is_dir() {
