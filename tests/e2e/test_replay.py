@@ -18,9 +18,10 @@ import hmac
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
-from conftest import BIN, Daemon, call, connect
+from conftest import BIN, Daemon, call, connect, fails
 from test_bots import Follower, bot_msgs, two_players
 from test_transcripts import export_as, forger_key, py_verify, reseal, resign, rust_verify
 from transcript import rehash, verify
@@ -393,3 +394,70 @@ async def test_a_hook_the_daemon_refused_for_its_channel_quota_is_not_replayable
     assert refused["verdict"] == "not_replayable", rep
     assert "refused this hook's posts for the channel's quota" in refused["why"], rep
     assert outcome[0]["body"]["reason"] in refused["why"], rep
+
+
+MODERN = '''
+MANIFEST = {"name": "Modern", "version": "1", "summary": "Written for Python 3.12 or later."}
+
+import random
+
+
+def first[T](xs: list[T]) -> T:
+    return xs[0]
+
+
+class Modern:
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+
+    def on_message(self, msg):
+        self.ctx.post("drawn", {
+            "first": first([msg.get("seq"), 0]),
+            "random": random.random(),
+            "order": list({"alpha", "beta", "gamma", "delta"}),
+        })
+'''
+
+
+def python313() -> str:
+    """Python 3.13, what nixpkgs ships, as tests/steps/40-harness.sh finds
+    it (pyenv's build, or HARNESS_PYTHON313)."""
+    p = os.environ.get("HARNESS_PYTHON313") or str(
+        Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions/3.13.0/bin/python3.13")
+    assert os.access(p, os.X_OK), f"no Python 3.13 at {p}: set HARNESS_PYTHON313 to a python3.13 binary"
+    return p
+
+
+async def test_bots_run_and_replay_on_the_python_the_config_names(daemon, tmp_path):
+    """`[bots] python` names the interpreter of every hook (the flake's
+    package runs bots on nixpkgs' Python 3.13): a bot written with a
+    3.12-only construct (a generic function, PEP 695) is refused at
+    creation on the default 3.11 and runs on 3.13, forked from its template,
+    and replays there hook by hook."""
+    spec = {"name": "modern", "slots": ["invite:alice", "bot:referee"],
+            "bot_code": MODERN, "join_as": "alice"}
+    async with connect(daemon.url, daemon.token("alice")) as alice:
+        refused = await fails(alice, "create_channel", spec)
+    assert "line 7: expected '('" in str(refused), refused
+
+    cfg = tmp_path / "py313.toml"
+    cfg.write_text(f"[bots]\npython = {json.dumps(python313())}\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    d = Daemon(state, ["--config", str(cfg)]).start()
+    try:
+        async with connect(d.url, d.token("alice")) as alice:
+            cid = (await call(alice, "create_channel", spec))["channel_id"]
+            fa = Follower(alice, cid)
+            for i, body in enumerate(["one", "two", "three", "four"]):
+                await call(alice, "post_message", {"channel_id": cid, "body": body})
+                await fa.until(lambda ms, n=i + 1: len(bot_msgs(ms, "drawn")) == n)
+            await call(alice, "update_channel", {"channel_id": cid, "op": "close"})
+        drawn = bot_msgs(fa.messages, "drawn")
+        assert [m["body"]["data"]["first"] for m in drawn] == [m["cause"] for m in drawn]
+        assert d.metric("mcp_multiplayer_hooks_forked_total") >= 1
+        rc, rep = replay_db(d, cid, "--config", cfg)
+    finally:
+        d.stop()
+    assert rc == 0, json.dumps(rep)
+    assert [h["verdict"] for h in rep["hooks"]] == ["matched"] * 4, rep
