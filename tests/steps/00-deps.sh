@@ -12,6 +12,7 @@ t0=$SECONDS
 deps_debian
 deps_kernel
 deps_python
+deps_python313 >/dev/null
 deps_node
 deps_chromium
 deps_deadnix

@@ -113,19 +113,10 @@ done
 
 # Python 3.13, the interpreter nixpkgs ships (and the flake's package runs
 # bots on): the same attacks in root mode, fresh and through fork
-# templates. pyenv's build, as in tests/steps/40-harness.sh; it lives under
-# /root, which only root mode can reach (the runner binds its prefix into
-# the sandbox). HARNESS_PYTHON313 may name another.
-py313="${HARNESS_PYTHON313:-}"
-if [ -z "$py313" ] && command -v pyenv >/dev/null; then
-    prefix=$(pyenv prefix 3.13.0 2>/dev/null || true)
-    [ -n "$prefix" ] && py313="$prefix/bin/python3.13"
-fi
-[ -n "$py313" ] || py313="${PYENV_ROOT:-$HOME/.pyenv}/versions/3.13.0/bin/python3.13"
-if ! "$py313" -I -S -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
-    echo "30-sandbox: no working Python 3.13 at $py313; set HARNESS_PYTHON313 to a python3.13 binary" >&2
-    exit 1
-fi
+# templates. pyenv's build (deps_python313; HARNESS_PYTHON313 may name
+# another); it lives under /root, which only root mode can reach (the
+# runner binds its prefix into the sandbox).
+py313=$(deps_python313)
 # The harness's bytecode for 3.13 too, as an installation compiles it.
 "$py313" -m compileall -q "$WORK/harness"
 chmod -R a+rX "$WORK/harness"

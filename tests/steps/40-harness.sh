@@ -20,24 +20,7 @@ deps_debian
 
 pyflakes3 bots/harness/*.py bots/harness/tests/*.py
 
-py313="${HARNESS_PYTHON313:-}"
-if [ -z "$py313" ] && command -v pyenv >/dev/null; then
-    prefix=$(pyenv prefix 3.13.0 2>/dev/null || true)
-    [ -n "$prefix" ] && py313="$prefix/bin/python3.13"
-fi
-# pyenv's own folder, when its shell setup is not on PATH (as in CI).
-if [ -z "$py313" ]; then
-    py313="${PYENV_ROOT:-$HOME/.pyenv}/versions/3.13.0/bin/python3.13"
-fi
-if [ ! -x "$py313" ]; then
-    echo "40-harness: no Python 3.13 interpreter: 'pyenv prefix 3.13.0' found none" \
-         "(${py313:-nothing}); set HARNESS_PYTHON313 to a python3.13 binary" >&2
-    exit 1
-fi
-if ! "$py313" -I -S -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
-    echo "40-harness: $py313 is not a working Python 3.13" >&2
-    exit 1
-fi
+py313=$(deps_python313)
 
 echo "--- harness suite on $(/usr/bin/python3 --version) (/usr/bin/python3)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider bots/harness/tests

@@ -135,6 +135,25 @@ deps_python() {
     touch "$stamp"
 }
 
+# Python 3.13, what nixpkgs ships (no Debian 12 package has it): pyenv's
+# build, a real binary, or HARNESS_PYTHON313. Prints its path, or fails
+# saying what to do. Not installed here: CI's machine has pyenv's Pythons.
+deps_python313() {
+    local py=${HARNESS_PYTHON313:-} prefix
+    if [[ -z $py ]] && command -v pyenv >/dev/null; then
+        prefix=$(pyenv prefix 3.13.0 2>/dev/null || true)
+        [[ -n $prefix ]] && py=$prefix/bin/python3.13
+    fi
+    # pyenv's own folder, when its shell setup is not on PATH.
+    [[ -n $py ]] || py=${PYENV_ROOT:-$HOME/.pyenv}/versions/3.13.0/bin/python3.13
+    if ! "$py" -I -S -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+        echo "deps: no working Python 3.13 at $py: install pyenv's 3.13.0" \
+             "or set HARNESS_PYTHON313 to a python3.13 binary" >&2
+        return 1
+    fi
+    printf '%s\n' "$py"
+}
+
 # The pinned npm trees the end-to-end tests drive, each installed with `npm
 # ci` into .test-deps/NAME once per content of its package.json and lockfile:
 #   tests/e2e/conformance -> oauth-clients: mcp-remote, the MCP conformance
