@@ -2,7 +2,7 @@
 # The sandbox-runner suite in both confinement modes:
 #   1. as root          -> root mode (drop to uid/gid 65534, no user namespace)
 #   2. as nobody (65534) -> user-namespace mode
-# and, in root mode, again on Python 3.13 (what nixpkgs ships).
+# and again on Python 3.13 (what nixpkgs ships).
 # All runs use the real harness (bots/harness) and a test HTTP host in a
 # network namespace this script creates (10.213.250.0/30, port 80). This
 # host's own side of that link (10.213.250.1) and an address it answers for
@@ -112,10 +112,10 @@ echo "--- sandbox suite, user-namespace mode (uid 65534), $HOW"
 done
 
 # Python 3.13, the interpreter nixpkgs ships (and the flake's package runs
-# bots on): the same attacks in root mode, fresh and through fork
+# bots on): the same attacks in both modes, fresh and through fork
 # templates. pyenv's build (deps_python313; HARNESS_PYTHON313 may name
-# another); it lives under /root, which only root mode can reach (the
-# runner binds its prefix into the sandbox).
+# another), which root mode runs where it is (the runner binds its prefix
+# into the sandbox).
 py313=$(deps_python313)
 # The harness's bytecode for 3.13 too, as an installation compiles it.
 "$py313" -m compileall -q "$WORK/harness"
@@ -125,4 +125,26 @@ FORK=0
 [ "$HOW" = fork ] && FORK=1
 echo "--- sandbox suite, root mode (uid $(id -u)), $HOW, on $("$py313" --version)"
 (cd "$WORK" && TMPDIR="$WORK/tmp" SANDBOX_TEST_PYTHON="$py313" SANDBOX_TEST_FORK=$FORK ./sandbox-tests)
+
+# User-namespace mode is how the systemd unit and the NixOS module run the
+# daemon (an unprivileged user), and it cannot enter /root: a copy of the
+# 3.13 prefix under $WORK, its run paths pointed at the copy's own lib, as
+# an interpreter installed there would have them.
+if [ "$HOW" = fresh ]; then
+    PY313_PREFIX=$(cd "$(dirname "$py313")/.." && pwd)
+    cp -a "$PY313_PREFIX" "$WORK/py313"
+    find "$WORK/py313/bin" "$WORK/py313/lib" -maxdepth 4 -type f \( -name 'python3.13' -o -name '*.so*' \) \
+        -exec sh -c 'patchelf --print-rpath "$1" >/dev/null 2>&1 && patchelf --set-rpath "$2" "$1"' \
+        sh {} "$WORK/py313/lib" \;
+    chmod -R a+rX "$WORK/py313"
+fi
+echo "--- sandbox suite, user-namespace mode (uid 65534), $HOW, on $("$py313" --version)"
+(cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
+  env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
+  SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
+  SANDBOX_TEST_HOST_SIDE_ADDR="$SANDBOX_TEST_HOST_SIDE_ADDR" \
+  SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
+  SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
+  SANDBOX_TEST_PYTHON="$WORK/py313/bin/python3.13" \
+  SANDBOX_TEST_FORK=$FORK SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
 done
