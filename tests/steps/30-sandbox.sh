@@ -90,6 +90,21 @@ export SANDBOX_TEST_RUNNER="$WORK/sandbox-runner"
 export SANDBOX_TEST_HARNESS_DIR="$WORK/harness"
 export SANDBOX_TEST_REQUIRE_HOST=1
 
+# The suite as root (root mode) and as nobody (user-namespace mode, with
+# only the test's own environment), each with extra VAR=value settings.
+suite_as_root() {
+  (cd "$WORK" && env TMPDIR="$WORK/tmp" "$@" ./sandbox-tests)
+}
+suite_as_nobody() {
+  (cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
+    env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
+    SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
+    SANDBOX_TEST_HOST_SIDE_ADDR="$SANDBOX_TEST_HOST_SIDE_ADDR" \
+    SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
+    SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
+    SANDBOX_TEST_REQUIRE_HOST=1 "$@" ./sandbox-tests)
+}
+
 # Each mode three times: fresh runners, every job through a pre-warmed
 # runner (`--prewarm`, SANDBOX_TEST_PREWARM=1), and every job without
 # network through a fork template (`--template`, SANDBOX_TEST_FORK=1): each
@@ -99,16 +114,10 @@ PREWARM=0; FORK=0
 [ "$HOW" = prewarm ] && PREWARM=1
 [ "$HOW" = fork ] && FORK=1
 echo "--- sandbox suite, root mode (uid $(id -u)), $HOW"
-(cd "$WORK" && TMPDIR="$WORK/tmp" SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_FORK=$FORK ./sandbox-tests)
+suite_as_root SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_FORK=$FORK
 
 echo "--- sandbox suite, user-namespace mode (uid 65534), $HOW"
-(cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
-  env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
-  SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
-  SANDBOX_TEST_HOST_SIDE_ADDR="$SANDBOX_TEST_HOST_SIDE_ADDR" \
-  SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
-  SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
-  SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_FORK=$FORK SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
+suite_as_nobody SANDBOX_TEST_PREWARM=$PREWARM SANDBOX_TEST_FORK=$FORK
 done
 
 # Python 3.13, the interpreter nixpkgs ships (and the flake's package runs
@@ -120,31 +129,21 @@ py313=$(deps_python313)
 # The harness's bytecode for 3.13 too, as an installation compiles it.
 "$py313" -m compileall -q "$WORK/harness"
 chmod -R a+rX "$WORK/harness"
-for HOW in fresh fork; do
-FORK=0
-[ "$HOW" = fork ] && FORK=1
-echo "--- sandbox suite, root mode (uid $(id -u)), $HOW, on $("$py313" --version)"
-(cd "$WORK" && TMPDIR="$WORK/tmp" SANDBOX_TEST_PYTHON="$py313" SANDBOX_TEST_FORK=$FORK ./sandbox-tests)
-
 # User-namespace mode is how the systemd unit and the NixOS module run the
 # daemon (an unprivileged user), and it cannot enter /root: a copy of the
 # 3.13 prefix under $WORK, its run paths pointed at the copy's own lib, as
 # an interpreter installed there would have them.
-if [ "$HOW" = fresh ]; then
-    PY313_PREFIX=$(cd "$(dirname "$py313")/.." && pwd)
-    cp -a "$PY313_PREFIX" "$WORK/py313"
-    find "$WORK/py313/bin" "$WORK/py313/lib" -maxdepth 4 -type f \( -name 'python3.13' -o -name '*.so*' \) \
-        -exec sh -c 'patchelf --print-rpath "$1" >/dev/null 2>&1 && patchelf --set-rpath "$2" "$1"' \
-        sh {} "$WORK/py313/lib" \;
-    chmod -R a+rX "$WORK/py313"
-fi
+cp -a "$(cd "$(dirname "$py313")/.." && pwd)" "$WORK/py313"
+find "$WORK/py313/bin" "$WORK/py313/lib" -maxdepth 4 -type f \( -name 'python3.13' -o -name '*.so*' \) \
+    -exec sh -c 'patchelf --print-rpath "$1" >/dev/null 2>&1 && patchelf --set-rpath "$2" "$1"' \
+    sh {} "$WORK/py313/lib" \;
+chmod -R a+rX "$WORK/py313"
+for HOW in fresh fork; do
+FORK=0
+[ "$HOW" = fork ] && FORK=1
+echo "--- sandbox suite, root mode (uid $(id -u)), $HOW, on $("$py313" --version)"
+suite_as_root SANDBOX_TEST_PYTHON="$py313" SANDBOX_TEST_FORK=$FORK
+
 echo "--- sandbox suite, user-namespace mode (uid 65534), $HOW, on $("$py313" --version)"
-(cd "$WORK" && setpriv --reuid=65534 --regid=65534 --clear-groups \
-  env -i PATH=/usr/bin:/bin HOME="$WORK/tmp" TMPDIR="$WORK/tmp" \
-  SANDBOX_TEST_HTTP_ADDR="$SANDBOX_TEST_HTTP_ADDR" SANDBOX_TEST_HTTP_CIDR="$SANDBOX_TEST_HTTP_CIDR" \
-  SANDBOX_TEST_HOST_SIDE_ADDR="$SANDBOX_TEST_HOST_SIDE_ADDR" \
-  SANDBOX_TEST_LOCAL_ROUTE_ADDR="$SANDBOX_TEST_LOCAL_ROUTE_ADDR" \
-  SANDBOX_TEST_RUNNER="$SANDBOX_TEST_RUNNER" SANDBOX_TEST_HARNESS_DIR="$SANDBOX_TEST_HARNESS_DIR" \
-  SANDBOX_TEST_PYTHON="$WORK/py313/bin/python3.13" \
-  SANDBOX_TEST_FORK=$FORK SANDBOX_TEST_REQUIRE_HOST=1 ./sandbox-tests)
+suite_as_nobody SANDBOX_TEST_PYTHON="$WORK/py313/bin/python3.13" SANDBOX_TEST_FORK=$FORK
 done
