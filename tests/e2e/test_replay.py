@@ -420,8 +420,9 @@ class Modern:
 
 
 def python313() -> str:
-    """Python 3.13, what nixpkgs ships, as tests/steps/40-harness.sh finds
-    it (pyenv's build, or HARNESS_PYTHON313)."""
+    """Python 3.13, what nixpkgs ships: HARNESS_PYTHON313, which step 90 sets
+    from `deps_python313` (tests/steps/deps.sh) as steps 30 and 40 find it;
+    run alone, pyenv's build."""
     p = os.environ.get("HARNESS_PYTHON313") or str(
         Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions/3.13.0/bin/python3.13")
     assert os.access(p, os.X_OK), f"no Python 3.13 at {p}: set HARNESS_PYTHON313 to a python3.13 binary"

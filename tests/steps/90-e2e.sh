@@ -11,4 +11,7 @@ deps_kernel # a test runs the daemon as uid 65534 (user-namespace mode)
 deps_python
 deps_node
 cargo build --workspace --locked
+# test_replay.py runs one daemon's bots on Python 3.13 (what nixpkgs ships).
+HARNESS_PYTHON313=$(deps_python313)
+export HARNESS_PYTHON313
 PYTHONPATH="$PWD/.test-deps/py" /usr/bin/python3 -m pytest -c tests/e2e/pytest.ini tests/e2e -q --ignore=tests/e2e/test_page.py
