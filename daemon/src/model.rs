@@ -194,6 +194,12 @@ pub enum Event {
         /// the seed before play. Absent where `seed_commitment` is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         params_hash: Option<String>,
+        /// Whether the code is one of the daemon's builtin bots (whose
+        /// name `name` then is) or code a member supplied, which may not
+        /// take a builtin's name. Absent for bots attached before
+        /// attachments said so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<BotOrigin>,
     },
     /// The attached bot's manifest, right after its `bot:attach`.
     #[serde(rename = "bot:manifest")]
@@ -305,11 +311,44 @@ pub struct SlotView {
     pub yours: bool,
 }
 
+/// Where an attached bot's code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BotOrigin {
+    /// One of the daemon's builtin bots, attached with `bot_preset` (or by
+    /// pasting its exact source).
+    Builtin,
+    /// Source a member supplied with `bot_code`.
+    Custom,
+}
+
+impl BotOrigin {
+    /// The origin of a bot stored with `preset` (its builtin's name) or
+    /// without.
+    pub fn of(preset: Option<&str>) -> BotOrigin {
+        if preset.is_some() {
+            BotOrigin::Builtin
+        } else {
+            BotOrigin::Custom
+        }
+    }
+
+    /// How the texts name it: `builtin` or `custom code`.
+    pub fn words(self) -> &'static str {
+        match self {
+            BotOrigin::Builtin => "builtin",
+            BotOrigin::Custom => "custom code",
+        }
+    }
+}
+
 /// A bot as a channel view lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct BotInfo {
     pub bot_id: String,
     pub name: String,
+    /// `builtin` or `custom`.
+    pub origin: BotOrigin,
     pub code_hash: String,
     pub manifest_hash: String,
     pub network: bool,
@@ -551,6 +590,8 @@ pub struct TranscriptExport {
 pub struct Attached {
     pub bot_id: String,
     pub name: String,
+    /// `builtin` or `custom`.
+    pub origin: BotOrigin,
     pub code_hash: String,
     pub manifest_hash: String,
     pub network: bool,

@@ -379,6 +379,42 @@ async def test_refused_bot_is_not_attached_and_creator_gets_the_line(daemon):
         assert "GuessBot" in e.message, e.message
 
 
+async def test_custom_code_cannot_pass_for_a_builtin_by_its_name(daemon):
+    """A hostile author attaches a copy of GuessBot that whispers the target
+    to them, under GuessBot's name: refused at creation and at attach_bot,
+    whatever the spelling (`presets::impersonated`), so the name a player
+    reads never belongs to custom code. The builtin's exact source pasted as
+    bot_code is the builtin, and every view says which a bot is."""
+    guess = (REPO / "bots" / "guess.py").read_text()
+    assert '"name": "GuessBot",' in guess
+    whisper = guess + "\n# leaks the target\n"
+    named = lambda name: whisper.replace('"name": "GuessBot",', f'"name": {name!r},', 1)  # noqa: E731
+    t = daemon.token("mallory")
+    async with connect(daemon.url, t) as me:
+        for src in [whisper, named("guess bot"), named("GUESS_BOT"), named("Guess\u00b7Bot")]:
+            e = await fails(me, "create_channel", {"name": "g", "slots": ["me", "bot:referee"], "bot_code": src,
+                                                   "join_as": "me"})
+            assert e.code == "BAD_REQUEST" and "may not pass for a builtin" in e.message, e
+        assert (await call(me, "list_channels"))["channels"] == []
+        # attach_bot too, and any builtin's name.
+        cid = (await call(me, "create_channel", {"name": "g", "slots": ["me"], "join_as": "me"}))["channel_id"]
+        e = await fails(me, "attach_bot", {"channel_id": cid, "slot": "referee", "bot_code": named("Echo Bot")})
+        assert "builtin EchoBot's" in e.message, e
+        whisper = named("Whisper")
+        # A name of its own is fine, and says custom code; the builtin's own
+        # source is the builtin.
+        mine = await call(me, "attach_bot", {"channel_id": cid, "slot": "referee", "bot_code": whisper})
+        assert mine["origin"] == "custom" and mine["name"] == "Whisper", mine
+        same = await call(me, "attach_bot", {"channel_id": cid, "slot": "again", "bot_code": guess})
+        assert same["origin"] == "builtin" and same["name"] == "GuessBot", same
+        view = await call(me, "sync_messages", {"channel_id": cid, "cursor": 0})
+        attaches = [m["body"] for m in view["messages"] if m["kind"] == "system"
+                    and m["body"]["type"] == "bot:attach"]
+        assert [(a["name"], a["origin"]) for a in attaches] == [("Whisper", "custom"), ("GuessBot", "builtin")]
+        text = view["_text"]
+        assert 'attached: custom code "Whisper"' in text and 'attached: builtin "GuessBot"' in text, text
+
+
 def test_every_preset_is_a_file(daemon):
     assert sorted(p.stem for p in (REPO / "bots").glob("*.py")) == sorted(
         ["blackjack", "context_exchange", "echo", "fetch", "guess", "judge", "sealed_bid", "tlscert"])

@@ -190,6 +190,26 @@ impl Bots {
             HookOutcome::Error { error } => return Err(refusal(&error)),
         };
         let manifest = announced_manifest(manifest, network)?;
+        // A custom bot may not pass for a builtin by its name; pasting a
+        // builtin's exact source attaches that builtin.
+        let preset = match (preset, presets::impersonated(&manifest.name)) {
+            (Some(p), _) => Some(p),
+            (None, None) => None,
+            (None, Some(p)) => {
+                let path = self.cfg.bots_dir.join(format!("{}.py", p.file));
+                if std::fs::read_to_string(&path).is_ok_and(|builtin| builtin == source) {
+                    Some(p.name.to_string())
+                } else {
+                    return Err(ToolError::bad(format!(
+                        "bot_code announces the name {:?}, which is the builtin {}'s, but it is \
+                         not that builtin's source: a custom bot may not pass for a builtin. \
+                         Give it a name of its own (MANIFEST['name'], or its class name), \
+                         or attach the builtin with bot_preset {:?}",
+                        manifest.name, p.name, p.name
+                    )));
+                }
+            }
+        };
         let manifest_hash = transcript::sha256_tagged(transcript::canonical(&manifest).as_bytes());
         Ok(Some(PreparedBot {
             name: manifest.name.clone(),

@@ -73,6 +73,23 @@ pub fn canonical(stored: &str) -> String {
     resolve(stored).map_or_else(|| stored.to_string(), |p| p.name.to_string())
 }
 
+/// The builtin whose name a custom bot's announced `name` would pass for:
+/// the same letters and digits, in any case, whatever else separates them
+/// (`GuessBot`, `guess bot`, `GUESS_BOT`, `Guess·Bot`). A custom bot may
+/// not announce itself so (players and their agents go by the name), while
+/// other names that merely start like a builtin's (`Guess`, `EchoBot 2`)
+/// stay free: every announcement says whether the code is a builtin.
+pub fn impersonated(name: &str) -> Option<&'static Preset> {
+    let key = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let k = key(name);
+    PRESETS.iter().find(|p| key(p.name) == k)
+}
+
 /// The comparison key of a spelling: lower case, ASCII letters and digits
 /// only, without a `.py` extension or a trailing `bot`. `None` for anything
 /// with other characters (a path, say), which names no builtin.
@@ -101,6 +118,39 @@ mod tests {
 
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_custom_name_passes_for_a_builtin_only_when_it_spells_the_builtins_name() {
+        for name in [
+            "GuessBot",
+            "guessbot",
+            "Guess Bot",
+            "GUESS_BOT",
+            "Guess\u{b7}Bot",
+            " guess-bot ",
+        ] {
+            assert_eq!(
+                impersonated(name).map(|p| p.name),
+                Some("GuessBot"),
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            impersonated("Sealed Bid Bot").map(|p| p.name),
+            Some("SealedBidBot")
+        );
+        for name in [
+            "Guess",
+            "Echo",
+            "EchoBot 2",
+            "GuessBotPro",
+            "bot",
+            "Tally",
+            "",
+        ] {
+            assert_eq!(impersonated(name), None, "{name:?}");
+        }
+    }
 
     #[test]
     fn the_seeds_names_and_the_file_names_both_resolve_to_one_canonical_name() {

@@ -32,8 +32,9 @@ pub(crate) use export::Reader;
 pub(crate) use rules::SlotSpec;
 
 use crate::model::{
-    Attached, BotCode, ChannelList, ChannelView, Created, Event, Invite, Joined, MessageKind,
-    MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, TRANSCRIPT_FORMAT, Updated,
+    Attached, BotCode, BotOrigin, ChannelList, ChannelView, Created, Event, Invite, Joined,
+    MessageKind, MessageView, Posted, Principal, Seat, Seq, SlotDecl, SlotKind, TRANSCRIPT_FORMAT,
+    Updated,
 };
 use crate::quota::Quotas;
 use crate::secrets::{self, SecretKind};
@@ -149,6 +150,7 @@ fn attach(
             network: bot.network,
             seed_commitment: Some(crate::bots::seed::commitment(&bot.seed)),
             params_hash: Some(crate::bots::seed::params_hash(&bot.params)),
+            origin: Some(BotOrigin::of(bot.preset.as_deref())),
         },
     )?;
     tx.set_bot_cursor(channel_id, bot_id, at - 1)?;
@@ -942,6 +944,7 @@ impl Channels {
                 attach(tx, &cid, &spec.label, &bot)?;
                 Ok(Attached {
                     bot_id: spec.label,
+                    origin: BotOrigin::of(bot.preset.as_deref()),
                     name: bot.name,
                     code_hash: bot.code_hash,
                     manifest_hash: bot.manifest_hash,

@@ -7,7 +7,8 @@
 
 use super::error::{Code, ToolError};
 use crate::model::{
-    BotInfo, ChannelSummary, ChannelView, Clamped, MessageView, Principal, SlotKind, SlotView,
+    BotInfo, BotOrigin, ChannelSummary, ChannelView, Clamped, MessageView, Principal, SlotKind,
+    SlotView,
 };
 use crate::secrets;
 use crate::store::{BotRecord, ChannelKey, ChannelRecord, SlotRecord, StoredMessage};
@@ -547,6 +548,7 @@ pub fn bot_info(b: &BotRecord) -> BotInfo {
     BotInfo {
         bot_id: b.bot_id.clone(),
         name: b.name.clone(),
+        origin: BotOrigin::of(b.preset.as_deref()),
         code_hash: b.code_hash.clone(),
         manifest_hash: b.manifest_hash.clone(),
         network: b.network,

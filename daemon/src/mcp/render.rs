@@ -276,9 +276,10 @@ fn bots_line(bots: &[BotInfo]) -> String {
     let mut t = String::new();
     for b in bots {
         t += &format!(
-            "Bot {} ({}) code_hash {}{}\n",
+            "Bot {} ({}, {}) code_hash {}{}\n",
             label(&b.bot_id),
             quoted(&b.name),
+            b.origin.words(),
             b.code_hash,
             if b.network { ", network allowed" } else { "" }
         );
@@ -436,10 +437,14 @@ fn event_sentence(body: &Value) -> String {
             manifest_hash,
             network,
             seed_commitment,
+            origin,
             ..
         } => format!(
-            "bot {} attached: {}, code_hash {}, manifest_hash {}, network {}{}.",
+            "bot {} attached: {}{}, code_hash {}, manifest_hash {}, network {}{}.",
             label(&bot_id),
+            origin
+                .map(|o| format!("{} ", o.words()))
+                .unwrap_or_default(),
             quoted(&name),
             label(&code_hash),
             label(&manifest_hash),
@@ -632,7 +637,8 @@ pub(super) fn shares_revoked(r: &SharesRevoked) -> String {
 
 pub(super) fn attached(a: &Attached) -> String {
     format!(
-        "Attached {} as {} (code_hash {}, manifest_hash {}, network {}).",
+        "Attached {} {} as {} (code_hash {}, manifest_hash {}, network {}).",
+        a.origin.words(),
         quoted(&a.name),
         label(&a.bot_id),
         a.code_hash,

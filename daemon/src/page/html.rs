@@ -274,9 +274,13 @@ pub(crate) fn event_words(body: &Value) -> String {
             name,
             code_hash,
             network,
+            origin,
             ..
         } => format!(
-            "bot {bot_id} attached: \u{201c}{name}\u{201d}, code {code_hash}, network {}.",
+            "bot {bot_id} attached: {}\u{201c}{name}\u{201d}, code {code_hash}, network {}.",
+            origin
+                .map(|o| format!("{} ", o.words()))
+                .unwrap_or_default(),
             on_off(network)
         ),
         Event::BotManifest { bot_id, manifest } => format!(
@@ -305,7 +309,7 @@ fn bot_panel(b: &BotCode) -> Markup {
             p { (b.manifest.summary) }
             dl {
                 dt { "Version" } dd { (b.manifest.version) }
-                @if let Some(p) = &b.preset { dt { "Builtin" } dd { (p) } }
+                @if let Some(p) = &b.preset { dt { "Builtin" } dd { (p) } } @else { dt { "Code" } dd { "custom: supplied by a member, not one of the daemon's builtins" } }
                 dt { "Network" } dd { @if b.network { "allowed (ports 80 and 443 of public addresses)" } @else { "none" } }
                 dt { "Hooks" } dd { (b.manifest.hooks.join(", ")) }
                 @if !b.params.is_empty() { dt { "Parameters" } dd { code { (compact(&Value::Object(b.params.clone()))) } } }

@@ -13,8 +13,13 @@
 //!   arrived (`sha256("<bidder>|<amount>|<salt>")`), the bidders are the
 //!   ones who were committed, and the winner and price follow the rule.
 //!
-//! A bot is recognised by the name its `bot:attach` announced; the checks
-//! read only public posts, so every member's export can be checked.
+//! A bot is recognised by the name its `bot:attach` announced, which the
+//! daemon lets only the builtin itself carry: an attach that says its code
+//! is custom under a builtin's name fails (a daemon refuses such a bot, and
+//! the builtin's checks would lend custom code the builtin's standing). An
+//! attach from before attachments said builtin or custom is checked by name,
+//! and the report says the code's origin is not recorded. The checks read
+//! only public posts, so every member's export can be checked.
 
 use super::{At, Report};
 use serde_json::Value;
@@ -52,18 +57,40 @@ pub(super) fn check(r: &mut Report, entries: &[Value]) {
             continue;
         }
         let bot_id = e["body"]["bot_id"].as_str().unwrap_or("");
-        let posts = posts_of(entries, bot_id);
         let name = e["body"]["name"].as_str().unwrap_or("");
         let check = format!("{name} {bot_id}");
+        let origin = e["body"]["origin"].as_str();
+        if origin == Some("custom")
+            && let Some(p) = crate::bots::presets::impersonated(name)
+        {
+            r.bad(
+                check,
+                At::Seq(e["seq"].as_i64().unwrap_or(0)),
+                format!(
+                    "custom code announced under the builtin {}'s name, which a daemon refuses: \
+                     its posts are not checked as the builtin's, and its name says nothing about \
+                     its code (read the source)",
+                    p.name
+                ),
+            );
+            continue;
+        }
+        let posts = posts_of(entries, bot_id);
         let result = match name {
             "GuessBot" => guess(&posts),
             "BlackjackBot" => blackjack(&posts),
             "SealedBidBot" => sealed_bid(&posts),
             _ => continue,
         };
+        let unrecorded = if origin.is_none() {
+            " (its bot:attach predates the record of builtin or custom code: compare its code_hash \
+             with the builtin's to know it is the builtin)"
+        } else {
+            ""
+        };
         match result {
-            Ok(text) => r.ok(check, text),
-            Err((seq, why)) => r.bad(check, At::Seq(seq), why),
+            Ok(text) => r.ok(check, format!("{text}{unrecorded}")),
+            Err((seq, why)) => r.bad(check, At::Seq(seq), format!("{why}{unrecorded}")),
         }
     }
 }

@@ -467,7 +467,12 @@ fn check_bots(r: &mut Report, doc: &Value, entries: &[Value]) {
             None => r.ok(
                 check,
                 format!(
-                    "{} ({} lines): the exported source is the code announced at seq {seq} ({}), and its manifest hashes to the announced {}{}",
+                    "{}{} ({} lines): the exported source is the code announced at seq {seq} ({}), and its manifest hashes to the announced {}{}",
+                    match body["origin"].as_str() {
+                        Some("builtin") => "builtin ",
+                        Some("custom") => "custom code ",
+                        _ => "",
+                    },
                     body["name"].as_str().unwrap_or("?"),
                     source.lines().count(),
                     short(&code_hash),

@@ -102,7 +102,8 @@ fn game(signer: &Signer) -> Value {
             "allow_network": false, "transcript_format": 2}}),
         json!({"sender": "system", "kind": "system", "body": {"type": "bot:attach", "bot_id": "bot:referee",
             "name": "GuessBot", "code_hash": code_hash, "manifest_hash": manifest_hash, "network": false,
-            "seed_commitment": seed::commitment(&seed()), "params_hash": seed::params_hash(&params())}}),
+            "seed_commitment": seed::commitment(&seed()), "params_hash": seed::params_hash(&params()),
+            "origin": "builtin"}}),
         json!({"sender": "system", "kind": "system", "body": shown}),
         json!({"sender": "system", "kind": "system", "body": {"type": "seat:filled", "slot": "alice"}}),
         bot(
@@ -182,6 +183,52 @@ fn a_whole_game_verifies_every_check() {
         pinned: vec![s.key_id().into()],
     };
     assert!(verify(&game(&s), &pinned).passed());
+}
+
+/// The game with its referee's `bot:attach` origin set to `origin` (or
+/// removed), resealed and signed again: what the daemon that wrote it
+/// signed.
+fn game_with_origin(s: &Signer, origin: Option<&str>) -> Value {
+    let mut doc = game(s);
+    let e = doc["entries"].as_array_mut().unwrap();
+    let body = e[1]["body"].as_object_mut().unwrap();
+    match origin {
+        Some(o) => body.insert("origin".into(), json!(o)),
+        None => body.remove("origin"),
+    };
+    reseal(e);
+    resign(&mut doc, s, 1);
+    doc
+}
+
+#[test]
+fn custom_code_under_a_builtins_name_fails_and_is_not_checked_as_the_builtin() {
+    // A forged or mis-built record: the daemon refuses such an attach
+    // (`presets::impersonated`); the verifier does not lend the code the
+    // builtin's checks, however well its posts follow the builtin's rules.
+    let s = Signer::ephemeral();
+    let r = verify(&game_with_origin(&s, Some("custom")), &Trust::default());
+    assert_eq!(r.first_bad(), Some(&At::Seq(2)), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("custom code announced under the builtin GuessBot's name"),
+        "{}",
+        r.text()
+    );
+    // The builtin itself: its checks run, and its origin is named.
+    let r = verify(&game_with_origin(&s, Some("builtin")), &Trust::default());
+    assert!(r.passed(), "{}", r.text());
+    assert!(r.text().contains("builtin GuessBot (3"), "{}", r.text());
+    // An attach from before the origin was recorded: checked by name, and
+    // the report says the origin is not recorded.
+    let r = verify(&game_with_origin(&s, None), &Trust::default());
+    assert!(r.passed(), "{}", r.text());
+    assert!(
+        r.text()
+            .contains("predates the record of builtin or custom code"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]

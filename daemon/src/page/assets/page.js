@@ -80,7 +80,7 @@
       case 'seat:moved': return `${b.slot}'s seat moved to another connection (rejoin token).`;
       case 'seat:kicked': return `${b.slot} was removed from their seat by the admin.`;
       case 'bot:attach':
-        return `bot ${b.bot_id} attached: \u201c${b.name}\u201d, code ${b.code_hash}, network ${onOff(b.network)}.`;
+        return `bot ${b.bot_id} attached: ${b.origin === 'builtin' ? 'builtin ' : b.origin === 'custom' ? 'custom code ' : ''}\u201c${b.name}\u201d, code ${b.code_hash}, network ${onOff(b.network)}.`;
       case 'bot:manifest': return `${b.bot_id} is \u201c${b.name}\u201d version ${b.version}: ${b.summary}`;
       case 'bot:error': return `${b.bot_id} failed on #${b.seq}: ${b.reason}`;
       case 'bot:state': return `${b.bot_id} changed its state without posting.`;
