@@ -33,6 +33,25 @@ pub const MAX_LIST_LIMIT: usize = 200;
 /// never ambiguous.
 pub const RESERVED_SEAT: &str = "spectator";
 
+/// The sender of every entry the daemon itself writes (`channel:created`,
+/// `seat:kicked`, `bot:error`, ...); no player seat may carry it, so a
+/// player's post never shows as the daemon's.
+pub const DAEMON_SENDER: &str = "system";
+
+/// Labels the daemon gives a meaning of its own, each with the reason a
+/// refusal states: no player slot may take one, in any letter case (a
+/// `System` seat would read as the daemon to a model as well).
+const RESERVED_SLOT_NAMES: &[(&str, &str)] = &[
+    (
+        RESERVED_SEAT,
+        "an export downloaded from a spectator link names its reader so",
+    ),
+    (
+        DAEMON_SENDER,
+        "the daemon's own entries (seat and bot events) carry it as their sender",
+    ),
+];
+
 /// A slot as `create_channel` names it: `invite:alice`, `bot:referee`, or a
 /// bare label (an invite slot).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +87,13 @@ impl SlotSpec {
                 "slot {s:?}: a slot name is 1-{MAX_SLOT_NAME} letters, digits, '_' or '-'"
             )));
         }
-        if kind == SlotKind::Invite && name == RESERVED_SEAT {
+        if kind == SlotKind::Invite
+            && let Some((reserved, why)) = RESERVED_SLOT_NAMES
+                .iter()
+                .find(|(r, _)| name.eq_ignore_ascii_case(r))
+        {
             return Err(ToolError::bad(format!(
-                "slot {s:?}: \"{RESERVED_SEAT}\" is reserved (an export downloaded from a spectator link names its reader so); choose another name"
+                "slot {s:?}: \"{reserved}\" is reserved ({why}); choose another name for this player slot"
             )));
         }
         let label = match kind {
@@ -675,6 +698,36 @@ mod tests {
             assert_eq!(e.code, Code::BadRequest, "{bad:?}");
         }
         assert!(SlotSpec::parse(&"x".repeat(MAX_SLOT_NAME)).is_ok());
+    }
+
+    /// The attack (red team F4): the creator names a player seat "system"
+    /// (or "System"), so that its posts show sender "system" like the
+    /// daemon's own entries. Stopped by `SlotSpec::parse`, which refuses
+    /// every label the daemon gives a meaning of its own
+    /// (`RESERVED_SLOT_NAMES`: the daemon's sender and the spectator reader)
+    /// in any letter case, saying why and what to do.
+    #[test]
+    fn a_player_seat_may_not_take_a_name_the_daemon_uses() {
+        for name in [
+            "system",
+            "invite:system",
+            "System",
+            "SYSTEM",
+            "spectator",
+            "invite:Spectator",
+        ] {
+            let e = SlotSpec::parse(name).unwrap_err();
+            assert_eq!(e.code, Code::BadRequest, "{name:?}");
+            assert!(e.message.contains("is reserved ("), "{}", e.message);
+            assert!(e.message.contains("choose another name"), "{}", e.message);
+        }
+        let e = SlotSpec::parse("system").unwrap_err();
+        assert!(e.message.contains("daemon's own entries"), "{}", e.message);
+        // Only whole names: a seat may still be called "systems" or "sys".
+        assert!(SlotSpec::parse("systems").is_ok());
+        assert!(SlotSpec::parse("sys").is_ok());
+        // A bot slot is labelled "bot:NAME", never a bare reserved name.
+        assert_eq!(SlotSpec::parse("bot:system").unwrap().label, "bot:system");
     }
 
     /// The kick's seal, as the rule reads it: before `private_from` a seat's
