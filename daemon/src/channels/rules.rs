@@ -48,7 +48,7 @@ const RESERVED_SLOT_NAMES: &[(&str, &str)] = &[
     ),
     (
         DAEMON_SENDER,
-        "the daemon's own entries (seat and bot events) carry it as their sender",
+        "the daemon's own entries, such as seat and bot events, carry it as their sender",
     ),
 ];
 
