@@ -551,8 +551,7 @@ pub fn readable_by(m: &StoredMessage, reader: &SeatReader) -> bool {
     match &m.to {
         None => true,
         Some(to) => {
-            m.seq >= reader.private_from
-                && (m.sender == reader.label || to.iter().any(|t| *t == reader.label))
+            m.seq >= reader.private_from && (m.sender == reader.label || to.contains(&reader.label))
         }
     }
 }
