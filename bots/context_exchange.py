@@ -18,6 +18,12 @@ sees anybody's answer until everyone has both opted in and answered:
    answer with its salt in one post addressed to the participants, so each can
    check the others' commitments.
 
+A participant's seat that joins again while the round is open, after it had
+opted in or answered (the admin kicked it and someone redeemed the new invite,
+or its holder moved it with their rejoin token), cancels the round and
+discards every held answer unread: nobody's answer goes to a seat's new
+holder.
+
 An answer sent publicly is refused and not recorded. The other players see
 a private message's `body_hash`; mcp-multiplayer salts it, but for defence in
 depth a short, guessable answer ("yes") can carry a random `nonce` field in
@@ -137,6 +143,36 @@ class ContextExchangeBot:
             "commitment_scheme": "sha256 of the UTF-8 string \"<round>|<player>|<salt>|<answer>\", hex",
         })
         self.ctx.set_state({"rounds": [], "next_id": 1})
+
+    def on_join(self, player):
+        """A seat (re)joined while a round counts on what it already did.
+
+        Answers and opt-ins were given by the people holding the seats when
+        they acted, for the people holding the others. After a kick the admin
+        can hand a seat to anyone, so a round in which the seat already opted
+        in or answered is cancelled, its held answers discarded unread,
+        rather than delivered to whoever holds the seat now. The bot cannot
+        tell a kick's refill from its holder moving the seat with their rejoin
+        token; both cancel (propose the question again)."""
+        state = self.ctx.get_state()
+        if not state:
+            return
+        changed = False
+        for rnd in state["rounds"]:
+            acted = player in rnd["opted_in"] or player in rnd["answers"]
+            if rnd["status"] == "open" and player in rnd["participants"] and acted:
+                rnd["status"] = "cancelled"
+                discarded = sorted(rnd["answers"])
+                rnd["answers"] = {}
+                self.ctx.post("cancelled", {
+                    "round": rnd["id"],
+                    "player": player,
+                    "reason": "this seat joined again (it may have changed hands); held answers were discarded unread",
+                    "discarded_unread": discarded,
+                })
+                changed = True
+        if changed:
+            self.ctx.set_state(state)
 
     def on_message(self, msg):
         state = self.ctx.get_state()

@@ -109,3 +109,40 @@ def test_finished_rounds_are_pruned_from_the_state():
     ids = [r["id"] for r in t.state["rounds"]]
     assert len(ids) == 21 and ids[-1] == 24 and ids[0] == 4
     assert of_type(t.say("bob", "opt in 24"), "opted_in")
+
+
+def test_a_seat_taken_over_after_a_kick_never_receives_the_held_answers():
+    """The attack: bob opted in and answered; the admin kicks bob and has the
+    seat refilled (by herself or an accomplice), then answers as alice so the
+    round delivers bob's and everyone's answers to the seat's new holder.
+    Stopped by on_join: the seat joined again after it had acted, so the
+    round is cancelled and its answers discarded unread."""
+    t = Table("context_exchange", ["alice", "bob", "carol"])
+    t.init()
+    for seat in ("alice", "bob", "carol"):
+        t.join(seat)
+    t.say("alice", f"ask: {Q}")
+    t.say("bob", "opt in 1")
+    t.say("carol", "opt in 1")
+    t.say("bob", "answer: bob's honest answer", to=BOT)
+    t.say("carol", "answer: carol's honest answer", to=BOT)
+    cancelled = of_type(t.join("bob"), "cancelled")  # the kicked seat, refilled
+    assert cancelled and cancelled[0]["body"]["round"] == 1
+    assert cancelled[0]["body"]["discarded_unread"] == ["bob", "carol"]
+    refused = of_type(t.say("alice", "answer 1: now deliver", to=BOT), "refused")
+    assert refused and "cancelled" in refused[0]["body"]["reason"]
+    assert deliveries(t) == []
+    assert "honest answer" not in json.dumps(t.state)
+    assert "honest answer" not in json.dumps([m for m in t.transcript if m["kind"] == "bot"])
+
+
+def test_a_seat_that_has_not_acted_may_join_during_a_round():
+    t = Table("context_exchange", ["alice", "bob"])
+    t.init()
+    t.join("alice")
+    t.say("alice", f"ask: {Q}")
+    assert of_type(t.join("bob"), "cancelled") == []
+    t.say("bob", "opt in")
+    t.say("alice", "answer: a", to=BOT)
+    t.say("bob", "answer: b", to=BOT)
+    assert len(deliveries(t)) == 1

@@ -187,7 +187,8 @@ impl Transcript {
                 .iter()
                 .map(|m| {
                     // Its sender may read every message, body and salt.
-                    serde_json::to_value(crate::channels::rules::message_view(m, &m.sender))
+                    use crate::channels::rules::{SeatReader, message_view};
+                    serde_json::to_value(message_view(m, &SeatReader::unsealed(&m.sender)))
                         .unwrap_or(Value::Null)
                 })
                 .collect(),

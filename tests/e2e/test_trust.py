@@ -367,3 +367,63 @@ async def test_a_kicked_subscriber_hears_nothing_after_the_kick(daemon):
         # Nor can he read the resource.
         with pytest.raises(Exception):
             await bob.read_resource(uri)
+
+
+def leaves(value):
+    """Every scalar inside a JSON value."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from leaves(v)
+    else:
+        yield value
+
+
+async def test_the_admin_who_takes_a_kicked_seat_cannot_read_its_sealed_bid(daemon):
+    """Red team F1: alice, admin and bidder, kicks bob after his sealed bid,
+    redeems his fresh invite with her own account and reads as the seat
+    "bob" (sync_messages, export_transcript) to learn his bid and the
+    referee's private receipt, then outbids him by one. Stopped by the kick's
+    seal (the slot's private_from, set to the seq of seat:kicked) that
+    rules::readable_by applies to every read of the seat: the entries before
+    the kick reach its next holder as hashes, and the chain still verifies."""
+    ta, tb = daemon.token("alice"), daemon.token("bob")
+    spec = {"name": "auction", "slots": ["invite:alice", "invite:bob", "bot:referee"],
+            "bot_preset": "sealed_bid", "bot_params": {"item": "guitar"}, "join_as": "alice"}
+    async with connect(daemon.url, ta) as alice, connect(daemon.url, tb) as bob:
+        ch = await call(alice, "create_channel", spec)
+        cid = ch["channel_id"]
+        await call(bob, "join_channel", {"invite_code": ch["invites"][0]["invite_code"]})
+        nonce = "bobsecretnonce" + os.urandom(6).hex()
+        bid = await call(bob, "post_message", {"channel_id": cid, "to": "bot:referee",
+                                               "body": {"bid": 520, "nonce": nonce}})
+        # The referee's private receipt to bob, long-polled for.
+        cursor, receipt = 0, None
+        with anyio.fail_after(60):
+            while receipt is None:
+                s = await call(bob, "sync_messages", {"channel_id": cid, "cursor": cursor, "wait_ms": 10000})
+                cursor = s["cursor"]
+                receipt = next((m for m in s["messages"] if m["sender"] == "bot:referee"
+                                and m.get("to") == ["bob"] and m["seq"] > bid["seq"]), None)
+        assert receipt["body"]["type"] == "bid_receipt" and receipt["body"]["data"]["amount"] == 520
+        kicked = await call(alice, "update_channel", {"channel_id": cid, "op": "kick", "slot": "bob"})
+        taken = await call(alice, "join_channel", {"invite_code": kicked["invite"]["invite_code"]})
+        assert taken["slot"] == "bob"
+        as_bob = await call(alice, "sync_messages", {"channel_id": cid, "slot": "bob", "cursor": 0, "wait_ms": 0})
+        export = await call(alice, "export_transcript", {"channel_id": cid, "slot": "bob"})
+        assert as_bob["as"] == "bob" and export["exported_as"] == "bob"
+        for name, msgs in (("sync_messages", as_bob["messages"]), ("export_transcript", export["entries"])):
+            sealed = [m for m in msgs if m["seq"] in (bid["seq"], receipt["seq"])]
+            assert len(sealed) == 2, name
+            for m in sealed:
+                assert "body" not in m and "body_salt" not in m, (name, m)
+                assert m["redacted"] is True and m["body_hash"].startswith("sha256:"), (name, m)
+            private = [m for m in msgs if m.get("to")]
+            assert not {520, "520", nonce} & set(leaves(private)), name
+            assert nonce not in repr(msgs), name
+        verify(cid, export["entries"])
+        # Bob, kicked, reads nothing at all any more.
+        e = await fails(bob, "sync_messages", {"channel_id": cid, "cursor": 0, "wait_ms": 0})
+        assert e.code == "NOT_MEMBER"

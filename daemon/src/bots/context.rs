@@ -160,6 +160,7 @@ mod tests {
                         .any(|p| p.label == s.label && p.filled)
                         .then(|| "principal".to_string()),
                     has_bot: s.kind == SlotKind::Bot,
+                    private_from: 0,
                 })
                 .collect();
             for (i, want) in snapshots.iter().enumerate() {
@@ -177,6 +178,7 @@ mod tests {
             kind: SlotKind::Invite,
             holder: None,
             has_bot: false,
+            private_from: 0,
         }];
         let later = [Event::SeatKicked { slot: "bob".into() }];
         assert_eq!(

@@ -512,9 +512,10 @@ fn next_work(tx: &dyn ReadTx, cid: &str) -> Result<Option<Work>, StoreError> {
 
 /// The hook a message triggers for a bot, if any.
 pub(crate) fn hook_for(m: &StoredMessage, bot_id: &str) -> Option<Hook> {
+    let reader = rules::SeatReader::unsealed(bot_id);
     match m.kind {
-        MessageKind::User if rules::readable_by(m, bot_id) => Some(Hook::OnMessage {
-            message: serde_json::to_value(rules::message_view(m, bot_id)).ok()?,
+        MessageKind::User if rules::readable_by(m, &reader) => Some(Hook::OnMessage {
+            message: serde_json::to_value(rules::message_view(m, &reader)).ok()?,
         }),
         MessageKind::System => match serde_json::from_str::<Event>(m.body.as_str()).ok()? {
             Event::BotAttach { bot_id: b, .. } if b == bot_id => Some(Hook::OnInit),

@@ -21,8 +21,10 @@ const MIN_ENTRY_BYTES: usize = 64 * 1024;
 const MAX_PAGE_ENTRIES: usize = 100_000;
 
 /// Whose view an export is: `exported_as` names it in the document, `seat`
-/// decides which private bodies it holds (a label no sender or recipient
-/// has, such as the empty one, holds none).
+/// decides which private bodies it holds (as `rules::SeatReader` reads it
+/// from the slots in the export's snapshot: a kicked seat's history before
+/// the kick is sealed; a label that is no slot, such as the empty one,
+/// holds none).
 pub(crate) struct Reader {
     pub exported_as: String,
     pub seat: String,
@@ -101,11 +103,14 @@ impl Channels {
                 }
                 let sources: usize = bots.iter().map(|b| b.source.len()).sum();
                 let budget = max_bytes.saturating_sub(sources).max(MIN_ENTRY_BYTES);
-                let msgs = tx.messages_page(&cid, after, MAX_PAGE_ENTRIES, budget)?;
+                let slots = tx.slots(&cid)?;
+                let reader = rules::SeatReader::of(&slots, &seat);
+                let msgs = tx.messages_page(&cid, after, MAX_PAGE_ENTRIES, budget, &|m| {
+                    rules::shown_to(m, &reader)
+                })?;
                 let cursor = msgs.last().map_or(after, |m| m.seq);
                 let more = cursor < ch.last_seq;
-                let slots = tx
-                    .slots(&cid)?
+                let slots = slots
                     .into_iter()
                     .map(|s| SlotDecl {
                         label: s.label,
@@ -125,7 +130,10 @@ impl Channels {
                         allow_network: ch.allow_network,
                         slots,
                     },
-                    entries: msgs.iter().map(|m| rules::message_view(m, &seat)).collect(),
+                    entries: msgs
+                        .iter()
+                        .map(|m| rules::message_view(m, &reader))
+                        .collect(),
                     bots,
                     signed_heads: Vec::new(),
                     keys: Vec::new(),

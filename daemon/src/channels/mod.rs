@@ -714,16 +714,21 @@ impl Channels {
         self.store
             .read(move |tx: &dyn ReadTx| {
                 let (ch, seats) = readable(tx, &who, &cid)?;
-                let view = view_in(tx, &ch, &who)?;
+                let slots = tx.slots(&cid)?;
+                let bots = tx.bots(&cid)?;
+                let view = rules::channel_view(&ch, &slots, &bots, &who);
                 let seat = seats.into_iter().next();
                 let mut messages = Vec::new();
                 if let Some(seat) = &seat {
+                    let reader = rules::SeatReader::of(&slots, seat);
                     let limit = rules::DEFAULT_SYNC_LIMIT;
                     let from = (ch.last_seq - limit as i64).max(0);
                     messages = tx
-                        .messages_page(&cid, from, limit, max_bytes)?
+                        .messages_page(&cid, from, limit, max_bytes, &|m| {
+                            rules::shown_to(m, &reader)
+                        })?
                         .iter()
-                        .map(|m| rules::message_view(m, seat))
+                        .map(|m| rules::message_view(m, &reader))
                         .collect();
                 }
                 Ok(Snapshot {
@@ -817,8 +822,13 @@ impl Channels {
                     }
                     UpdateOp::Kick { slot } => {
                         rules::player_slot(&tx.slots(&cid)?, &slot)?;
-                        tx.free_seat(&cid, &slot, &invite_hash)?;
-                        announce(tx, &cid, &Event::SeatKicked { slot: slot.clone() })?;
+                        // The seat's private history stays with the holder
+                        // it was written for: everything before the kick is
+                        // sealed for whoever holds the seat next
+                        // (`rules::SeatReader`).
+                        let kicked =
+                            announce(tx, &cid, &Event::SeatKicked { slot: slot.clone() })?;
+                        tx.free_seat(&cid, &slot, &invite_hash, kicked)?;
                         Ok(Updated {
                             kicked: Some(slot.clone()),
                             invite: Some(Invite {

@@ -6,12 +6,13 @@
 //! together) and in unit tests without a database.
 
 use super::error::{Code, ToolError};
+use crate::model::Seq;
 use crate::model::{
     BotInfo, BotOrigin, ChannelSummary, ChannelView, Clamped, MessageView, Principal, SlotKind,
     SlotView,
 };
 use crate::secrets;
-use crate::store::{BotRecord, ChannelKey, ChannelRecord, SlotRecord, StoredMessage};
+use crate::store::{BotRecord, ChannelKey, ChannelRecord, Shown, SlotRecord, StoredMessage};
 use crate::transcript::CanonicalJson;
 use serde_json::{Value, json};
 
@@ -32,6 +33,25 @@ pub const MAX_LIST_LIMIT: usize = 200;
 /// (`exported_as`); no player seat may carry it, so an export's reader is
 /// never ambiguous.
 pub const RESERVED_SEAT: &str = "spectator";
+
+/// The sender of every entry the daemon itself writes (`channel:created`,
+/// `seat:kicked`, `bot:error`, ...); no player seat may carry it, so a
+/// player's post never shows as the daemon's.
+pub const DAEMON_SENDER: &str = "system";
+
+/// Labels the daemon gives a meaning of its own, each with the reason a
+/// refusal states: no player slot may take one, in any letter case (a
+/// `System` seat would read as the daemon to a model as well).
+const RESERVED_SLOT_NAMES: &[(&str, &str)] = &[
+    (
+        RESERVED_SEAT,
+        "an export downloaded from a spectator link names its reader so",
+    ),
+    (
+        DAEMON_SENDER,
+        "the daemon's own entries, such as seat and bot events, carry it as their sender",
+    ),
+];
 
 /// A slot as `create_channel` names it: `invite:alice`, `bot:referee`, or a
 /// bare label (an invite slot).
@@ -68,9 +88,13 @@ impl SlotSpec {
                 "slot {s:?}: a slot name is 1-{MAX_SLOT_NAME} letters, digits, '_' or '-'"
             )));
         }
-        if kind == SlotKind::Invite && name == RESERVED_SEAT {
+        if kind == SlotKind::Invite
+            && let Some((reserved, why)) = RESERVED_SLOT_NAMES
+                .iter()
+                .find(|(r, _)| name.eq_ignore_ascii_case(r))
+        {
             return Err(ToolError::bad(format!(
-                "slot {s:?}: \"{RESERVED_SEAT}\" is reserved (an export downloaded from a spectator link names its reader so); choose another name"
+                "slot {s:?}: \"{reserved}\" is reserved ({why}); choose another name for this player slot"
             )));
         }
         let label = match kind {
@@ -470,18 +494,84 @@ pub fn player_slot<'a>(slots: &'a [SlotRecord], label: &str) -> Result<&'a SlotR
         })
 }
 
-/// Whether a reader labelled `viewer` may read a message's body: a public
-/// message, or a private one it sent or received.
-pub fn readable_by(m: &StoredMessage, viewer: &str) -> bool {
-    match &m.to {
-        None => true,
-        Some(to) => m.sender == viewer || to.iter().any(|t| t == viewer),
+/// Who reads a channel's messages, as far as private bodies go: a seat's
+/// label, and the `seq` from which that seat's private messages are its
+/// holder's to read ([`SlotRecord::private_from`]: the seat's last kick).
+///
+/// A seat label alone is not an identity: a kicked seat is refilled by
+/// whoever redeems its fresh invite, possibly the admin who kicked. So the
+/// private messages sent to or from a seat before it was kicked stay sealed
+/// for every later holder of that seat, the same principal again included;
+/// a seat moved by its holder's rejoin token keeps its history.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeatReader {
+    label: String,
+    private_from: Seq,
+}
+
+impl SeatReader {
+    /// The reader sitting at `label` as `slots` (read in the same snapshot
+    /// as the messages) record it. A label that is no slot of the channel
+    /// (a spectator's empty one) reads no private body at all.
+    pub fn of(slots: &[SlotRecord], label: &str) -> SeatReader {
+        let private_from = slots
+            .iter()
+            .find(|s| s.label == label)
+            .map_or(Seq::MAX, |s| s.private_from);
+        SeatReader {
+            label: label.to_string(),
+            private_from,
+        }
+    }
+
+    /// A reader who holds no seat (a spectator link's): public bodies only.
+    pub fn spectator() -> SeatReader {
+        SeatReader {
+            label: String::new(),
+            private_from: Seq::MAX,
+        }
+    }
+
+    /// A seat never kicked, reading as `label`: a bot's own slot (a bot
+    /// slot is never kicked: [`player_slot`] admits player slots only), or
+    /// a message's sender in the daemon's own records (`replay`, which the
+    /// operator runs on the database). No seat holder reads through this.
+    pub fn unsealed(label: &str) -> SeatReader {
+        SeatReader {
+            label: label.to_string(),
+            private_from: 0,
+        }
     }
 }
 
-/// A message as the reader labelled `viewer` may see it: whole if readable,
-/// otherwise without its body, which the chain covers by `body_hash`.
-pub fn message_view(m: &StoredMessage, viewer: &str) -> MessageView {
+/// Whether `reader` may read a message's body: a public message, or a
+/// private one its seat sent or received since the seat was last kicked.
+/// The one readability predicate: every view of a message
+/// ([`message_view`]) and every page's byte budget ([`shown_to`]) asks it.
+pub fn readable_by(m: &StoredMessage, reader: &SeatReader) -> bool {
+    match &m.to {
+        None => true,
+        Some(to) => {
+            m.seq >= reader.private_from && (m.sender == reader.label || to.contains(&reader.label))
+        }
+    }
+}
+
+/// How `reader` receives a message, for the byte budget of its pages
+/// ([`ReadTx::messages_page`](crate::store::ReadTx::messages_page)): a page
+/// is cut on what the reader is sent, so where it ends says nothing about
+/// the length of a body the reader may not read.
+pub fn shown_to(m: &StoredMessage, reader: &SeatReader) -> Shown {
+    if readable_by(m, reader) {
+        Shown::Whole
+    } else {
+        Shown::Redacted
+    }
+}
+
+/// A message as `reader` may see it: whole if readable, otherwise without
+/// its body, which the chain covers by `body_hash`.
+pub fn message_view(m: &StoredMessage, reader: &SeatReader) -> MessageView {
     let mut v = MessageView {
         seq: m.seq,
         channel_id: m.channel_id.clone(),
@@ -497,7 +587,7 @@ pub fn message_view(m: &StoredMessage, viewer: &str) -> MessageView {
         body_hash: None,
         redacted: None,
     };
-    if readable_by(m, viewer) {
+    if readable_by(m, reader) {
         v.body = Some(m.body.to_value());
         if m.to.is_some() {
             v.body_salt = m.body_salt.clone();
@@ -609,6 +699,72 @@ mod tests {
             assert_eq!(e.code, Code::BadRequest, "{bad:?}");
         }
         assert!(SlotSpec::parse(&"x".repeat(MAX_SLOT_NAME)).is_ok());
+    }
+
+    /// The attack (red team F4): the creator names a player seat "system"
+    /// (or "System"), so that its posts show sender "system" like the
+    /// daemon's own entries. Stopped by `SlotSpec::parse`, which refuses
+    /// every label the daemon gives a meaning of its own
+    /// (`RESERVED_SLOT_NAMES`: the daemon's sender and the spectator reader)
+    /// in any letter case, saying why and what to do.
+    #[test]
+    fn a_player_seat_may_not_take_a_name_the_daemon_uses() {
+        for name in [
+            "system",
+            "invite:system",
+            "System",
+            "SYSTEM",
+            "spectator",
+            "invite:Spectator",
+        ] {
+            let e = SlotSpec::parse(name).unwrap_err();
+            assert_eq!(e.code, Code::BadRequest, "{name:?}");
+            assert!(e.message.contains("is reserved ("), "{}", e.message);
+            assert!(e.message.contains("choose another name"), "{}", e.message);
+        }
+        let e = SlotSpec::parse("system").unwrap_err();
+        assert!(e.message.contains("daemon's own entries"), "{}", e.message);
+        // Only whole names: a seat may still be called "systems" or "sys".
+        assert!(SlotSpec::parse("systems").is_ok());
+        assert!(SlotSpec::parse("sys").is_ok());
+        // A bot slot is labelled "bot:NAME", never a bare reserved name.
+        assert_eq!(SlotSpec::parse("bot:system").unwrap().label, "bot:system");
+    }
+
+    /// The kick's seal, as the rule reads it: before `private_from` a seat's
+    /// private messages (sent or received) are hashes to its holder; from it
+    /// on they are theirs; a label that is no slot reads no private body.
+    #[test]
+    fn a_seat_reads_its_private_messages_from_its_last_kick_on() {
+        let slots = [SlotRecord {
+            label: "bob".into(),
+            kind: SlotKind::Invite,
+            holder: Some("p_admin".into()),
+            has_bot: false,
+            private_from: 5,
+        }];
+        let bob = SeatReader::of(&slots, "bob");
+        let at = |seq: Seq, sender: &str, to: Option<Vec<String>>| StoredMessage {
+            seq,
+            ..stored(sender, to)
+        };
+        for m in [
+            at(4, "bob", Some(vec!["bot:sealed".into()])),
+            at(4, "alice", Some(vec!["bob".into()])),
+        ] {
+            assert!(!readable_by(&m, &bob));
+            assert_eq!(shown_to(&m, &bob), Shown::Redacted);
+            let v = message_view(&m, &bob);
+            assert_eq!((v.body, v.body_salt, v.redacted), (None, None, Some(true)));
+            assert_eq!(v.body_hash.as_deref(), Some("sha256:x"));
+        }
+        assert!(readable_by(&at(5, "alice", Some(vec!["bob".into()])), &bob));
+        assert!(readable_by(&at(1, "alice", None), &bob), "public");
+        let not_a_slot = SeatReader::of(&slots, "carol");
+        assert!(!readable_by(
+            &at(9, "carol", Some(vec!["carol".into()])),
+            &not_a_slot
+        ));
     }
 
     #[test]
@@ -823,16 +979,16 @@ mod tests {
     fn only_the_sender_and_recipients_read_a_private_body() {
         let m = stored("alice", Some(vec!["bot:sealed".into()]));
         for reader in ["alice", "bot:sealed"] {
-            let v = message_view(&m, reader);
+            let v = message_view(&m, &SeatReader::unsealed(reader));
             assert_eq!(v.body, Some(json!({"bid": 450})), "{reader}");
             assert_eq!(v.body_salt.as_deref(), Some("00ff"));
             assert_eq!((v.body_hash, v.redacted), (None, None));
         }
-        let v = message_view(&m, "bob");
+        let v = message_view(&m, &SeatReader::unsealed("bob"));
         assert_eq!((v.body, v.body_salt), (None, None));
         assert_eq!(v.body_hash.as_deref(), Some("sha256:x"));
         assert_eq!(v.redacted, Some(true));
-        let public = message_view(&stored("alice", None), "bob");
+        let public = message_view(&stored("alice", None), &SeatReader::unsealed("bob"));
         assert_eq!(public.body, Some(json!({"bid": 450})));
         assert_eq!(
             (public.to, public.body_salt, public.redacted),
@@ -848,18 +1004,21 @@ mod tests {
                 kind: SlotKind::Invite,
                 holder: Some("p_admin".into()),
                 has_bot: false,
+                private_from: 0,
             },
             SlotRecord {
                 label: "bob".into(),
                 kind: SlotKind::Invite,
                 holder: None,
                 has_bot: false,
+                private_from: 0,
             },
             SlotRecord {
                 label: "bot:r".into(),
                 kind: SlotKind::Bot,
                 holder: None,
                 has_bot: true,
+                private_from: 0,
             },
         ];
         let bots = vec![BotRecord {

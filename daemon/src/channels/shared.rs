@@ -11,9 +11,10 @@
 //! credential (`TOKEN_INVALID`), the channel (`CHANNEL_NOT_FOUND`), its seats
 //! (`NOT_MEMBER`, the seat errors), then the messages as its seat may see
 //! them and the view as it may see it. What several waiters share is only
-//! what is the same for them: the channel's rows, one credential's validity,
-//! one principal's seats and view, one page of messages (same cursor, limit
-//! and byte budget), and one seat's rendering of that page.
+//! what is the same for them: the channel's rows and slots, one
+//! credential's validity, one principal's seats and view, and one seat's
+//! page of messages (same cursor, limit and byte budget: a page is cut on
+//! what its seat receives, see `rules::shown_to`) and rendering of it.
 //!
 //! Membership at delivery is therefore unchanged: every answer is checked in
 //! the snapshot its messages come from, and a waiter kicked or revoked before
@@ -28,7 +29,7 @@ use super::rules;
 use super::{ToolError, view_in};
 use crate::model::{ChannelView, Credential, MessageView, Principal, Seq, Synced};
 use crate::signing::Signer;
-use crate::store::{ChannelRecord, ReadTx, Store, StoredMessage};
+use crate::store::{ChannelRecord, ReadTx, SlotRecord, Store, StoredMessage};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -169,19 +170,22 @@ impl SharedReads {
     }
 }
 
-/// A page of messages: by (cursor, limit, byte budget).
-type Window = (Seq, usize, usize);
+/// A page of messages as one seat reads it: by (cursor, limit, byte
+/// budget, reader). The reader is part of the key because the page is cut
+/// on what that reader receives.
+type Window = (Seq, usize, usize, rules::SeatReader);
 
 /// What one snapshot found, computed once for the whole batch.
 #[derive(Default)]
 struct Found {
     channel: Option<Result<Option<ChannelRecord>, ToolError>>,
+    slots: Option<Result<Vec<SlotRecord>, ToolError>>,
     credentials: HashMap<Vec<u8>, Result<bool, ToolError>>,
     seats: HashMap<String, Result<Vec<String>, ToolError>>,
     views: HashMap<String, Result<ChannelView, ToolError>>,
     pages: HashMap<Window, Result<Arc<Vec<StoredMessage>>, ToolError>>,
-    /// A page as one seat sees it, by (cursor, limit, byte budget, seat).
-    seen: HashMap<(Seq, usize, usize, String), Arc<Vec<MessageView>>>,
+    /// A page as its seat sees it.
+    seen: HashMap<Window, Arc<Vec<MessageView>>>,
     /// The answers built so far, by what their waiters see: (principal,
     /// seat, cursor, limit, byte budget); an index into `answers`.
     same: HashMap<(String, String, Seq, usize, usize), usize>,
@@ -258,16 +262,21 @@ fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Outcom
         .clone()?;
     rules::require_reader(&ch, &r.who, &seats)?;
     let seat = rules::resolve_seat(&seats, r.slot.as_deref())?;
-    let window = (r.cursor, r.limit, r.max_bytes);
+    let slots = f.slots.get_or_insert_with(|| Ok(tx.slots(cid)?)).clone()?;
+    // The seat as its holder reads it now: a kicked seat's private history
+    // before the kick is not theirs.
+    let reader = rules::SeatReader::of(&slots, &seat);
+    let window = (r.cursor, r.limit, r.max_bytes, reader.clone());
     let page = f
         .pages
-        .entry(window)
+        .entry(window.clone())
         .or_insert_with(|| {
             Ok(Arc::new(tx.messages_page(
                 &ch.id,
                 r.cursor,
                 r.limit,
                 r.max_bytes,
+                &|m| rules::shown_to(m, &reader),
             )?))
         })
         .clone()?;
@@ -291,8 +300,14 @@ fn answer_one(tx: &dyn ReadTx, cid: &str, r: &SyncRead, f: &mut Found) -> Outcom
         .clone()?;
     let messages = f
         .seen
-        .entry((r.cursor, r.limit, r.max_bytes, seat.clone()))
-        .or_insert_with(|| Arc::new(page.iter().map(|m| rules::message_view(m, &seat)).collect()))
+        .entry(window)
+        .or_insert_with(|| {
+            Arc::new(
+                page.iter()
+                    .map(|m| rules::message_view(m, &reader))
+                    .collect(),
+            )
+        })
         .as_ref()
         .clone();
     let next = page.last().map_or(r.cursor, |m| m.seq);

@@ -1110,3 +1110,286 @@ async fn a_slot_may_not_be_taken_twice_even_by_racing_joins() {
     assert!(a.is_ok() != b.is_ok(), "exactly one join wins");
     let _ = &f.t;
 }
+
+/// Bob's private traffic in a table where alice (admin), bob and carol sit:
+/// a bid bob sends carol and carol's answer to him. Returns the seq of the
+/// last of them.
+async fn bobs_secrets(f: &Fixture, c: &Created) -> Seq {
+    let cid = &c.channel_id;
+    f.ch.join(&f.carol, invite(c, "carol")).await.unwrap();
+    f.ch.post(
+        &f.bob,
+        cid,
+        None,
+        &json!({"bid": 520, "nonce": "bobsecret"}),
+        Some(vec!["carol".into()]),
+    )
+    .await
+    .unwrap();
+    f.ch.post(
+        &f.carol,
+        cid,
+        None,
+        &json!("carol's reply to bob"),
+        Some(vec!["bob".into()]),
+    )
+    .await
+    .unwrap()
+    .seq
+}
+
+/// Whether any of `ms` shows a body of bob's private traffic.
+fn shows_bobs_secrets(ms: &[MessageView]) -> bool {
+    let text = serde_json::to_string(ms).unwrap();
+    text.contains("bobsecret") || text.contains("carol's reply")
+}
+
+/// Alice kicks bob; the fresh invite is redeemed by `taker`. Returns the
+/// seq of `seat:kicked`.
+async fn kick_bob_and_refill(f: &Fixture, cid: &str, taker: &Principal) -> Seq {
+    let kicked =
+        f.ch.update(&f.alice, cid, UpdateOp::Kick { slot: "bob".into() })
+            .await
+            .unwrap();
+    let code = kicked.invite.unwrap().invite_code;
+    let head = f.ch.view(&f.alice, cid).await.unwrap().message_count;
+    let joined = f.ch.join(taker, &code).await.unwrap();
+    assert_eq!(joined.slot, "bob");
+    head
+}
+
+/// The attack (red team F1): the admin, also a player, kicks bob, redeems
+/// bob's fresh invite with her own account and reads everything ever sent
+/// to or from the seat "bob" (his sealed bid) through every read she has:
+/// `sync_messages` as that seat (alone and in a batch of waiters woken
+/// together), `export_transcript` as that seat. Stopped by the seat's
+/// `private_from` (set to the seq of `seat:kicked` by the kick) that
+/// `rules::SeatReader::of` reads from the slots in the snapshot of every read
+/// and `rules::readable_by` applies: the bodies stay hashes, the chain still
+/// verifies, and what is sent to the seat after the kick is the new holder's.
+#[tokio::test]
+async fn the_admin_who_takes_a_kicked_seat_does_not_read_its_private_history() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = c.channel_id.clone();
+    let last_secret = bobs_secrets(&f, &c).await;
+    assert!(
+        shows_bobs_secrets(&f.all(&f.bob, &cid).await),
+        "bob reads them"
+    );
+    let kick = kick_bob_and_refill(&f, &cid, &f.alice).await;
+    f.ch.post(
+        &f.carol,
+        &cid,
+        None,
+        &json!("welcome, new bob"),
+        Some(vec!["bob".into()]),
+    )
+    .await
+    .unwrap();
+
+    let mut req = sync_req(&cid, 0);
+    req.slot = Some("bob".into());
+    let synced =
+        f.ch.sync(&f.alice, req, None, &CancellationToken::new())
+            .await
+            .unwrap();
+    assert_eq!(synced.as_seat, "bob");
+    assert!(!shows_bobs_secrets(&synced.messages), "sync as the seat");
+    let sealed: Vec<&MessageView> = synced
+        .messages
+        .iter()
+        .filter(|m| m.to.is_some() && m.seq < kick)
+        .collect();
+    assert_eq!(sealed.len(), 2);
+    assert!(sealed.iter().all(|m| m.body.is_none()
+        && m.body_salt.is_none()
+        && m.body_hash.is_some()
+        && m.redacted == Some(true)));
+    assert!(
+        bodies(&synced.messages).contains(&json!("welcome, new bob")),
+        "what is sent to the seat after the kick is its new holder's"
+    );
+    let views: Vec<Value> = synced
+        .messages
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    assert!(
+        transcript::verify_chain(&cid, &views).is_ok(),
+        "the sealed entries still verify by their hash"
+    );
+
+    // Waiters woken together: the batch reads each seat as it is now.
+    let read = |who: &Principal, slot: &str| shared::SyncRead {
+        who: who.clone(),
+        slot: Some(slot.to_string()),
+        cursor: 0,
+        limit: 50,
+        max_bytes: 1 << 20,
+        last_read: true,
+    };
+    let batch: shared::Queue = [read(&f.carol, "carol"), read(&f.alice, "bob")]
+        .into_iter()
+        .map(|r| (r, tokio::sync::oneshot::channel().0))
+        .collect();
+    let key = cid.clone();
+    let answered =
+        f.t.store
+            .read(move |tx: &dyn ReadTx| Ok::<_, ToolError>(shared::answer_all(tx, &key, batch)))
+            .await
+            .unwrap();
+    let at: Vec<usize> = answered
+        .replies
+        .iter()
+        .map(|(_, o)| o.clone().unwrap().unwrap())
+        .collect();
+    assert!(
+        shows_bobs_secrets(&answered.answers[at[0]].messages),
+        "carol still reads what she sent and received"
+    );
+    assert!(!shows_bobs_secrets(&answered.answers[at[1]].messages));
+
+    let doc =
+        f.ch.export_page(&f.alice, &cid, Some("bob".into()), 0)
+            .await
+            .unwrap();
+    assert_eq!(doc.exported_as, "bob");
+    assert!(!shows_bobs_secrets(&doc.entries), "export as the seat");
+    assert!(
+        doc.entries
+            .iter()
+            .any(|m| m.seq == last_secret && m.body_hash.is_some())
+    );
+}
+
+/// The same attack by the seat's old holder's own account or an accomplice
+/// with one seat only, read through the channel resource (`snapshot`, the
+/// caller's first seat): sealed for every holder after a kick, bob himself
+/// included (the kick ended his claim; the rule needs no principal
+/// identities). Stopped by the same `private_from`.
+#[tokio::test]
+async fn a_kicked_seat_stays_sealed_for_every_later_holder_and_every_read() {
+    let f = fixture().await;
+    let c = f.table().await;
+    let cid = c.channel_id.clone();
+    bobs_secrets(&f, &c).await;
+    let mallory = principal(&f.t.store, "mallory").await;
+    kick_bob_and_refill(&f, &cid, &mallory).await;
+    let snap = f.ch.snapshot(&mallory, &cid).await.unwrap();
+    assert_eq!(snap.seat.as_deref(), Some("bob"));
+    assert!(!snap.messages.is_empty());
+    assert!(!shows_bobs_secrets(&snap.messages), "the channel resource");
+    assert!(!shows_bobs_secrets(&f.all(&mallory, &cid).await));
+    // Kicked again and refilled by bob himself: still sealed.
+    f.ch.update(&f.alice, &cid, UpdateOp::Kick { slot: "bob".into() })
+        .await
+        .unwrap();
+    let kicked =
+        f.ch.update(&f.alice, &cid, UpdateOp::NewInvite { slot: "bob".into() })
+            .await
+            .unwrap();
+    f.ch.join(&f.bob, &kicked.invite.unwrap().invite_code)
+        .await
+        .unwrap();
+    assert!(!shows_bobs_secrets(&f.all(&f.bob, &cid).await));
+    assert!(!shows_bobs_secrets(
+        &f.ch.snapshot(&f.bob, &cid).await.unwrap().messages
+    ));
+}
+
+/// A seat moved with its holder's rejoin token is the same person on
+/// another device or connector: it keeps its private history (only a kick
+/// seals it).
+#[tokio::test]
+async fn a_seat_moved_by_its_rejoin_token_keeps_its_private_history() {
+    let f = fixture().await;
+    let c =
+        f.ch.create(&f.alice, request(&["alice", "bob", "carol"], Some("alice")))
+            .await
+            .unwrap();
+    let cid = c.channel_id.clone();
+    let token =
+        f.ch.join(&f.bob, invite(&c, "bob"))
+            .await
+            .unwrap()
+            .rejoin_token;
+    bobs_secrets(&f, &c).await;
+    let laptop = principal(&f.t.store, "bob-laptop").await;
+    assert_ne!(laptop.id, f.bob.id);
+    let moved = f.ch.join(&laptop, &token).await.unwrap();
+    assert_eq!((moved.slot.as_str(), moved.moved), ("bob", true));
+    assert!(shows_bobs_secrets(&f.all(&laptop, &cid).await));
+}
+
+/// The attack (red team F3): carol, who cannot read alice's private message
+/// to bob, learns its length from where her `sync_messages` pages end: the
+/// page budget used to count its whole body. Two channels that differ only
+/// in that body's length must cut carol's pages at the same place. Stopped
+/// by the page budget counting each message as the reader receives it
+/// (`StoredMessage::page_bytes` of `rules::shown_to`, passed to
+/// `messages_page` by every paginated read).
+#[tokio::test]
+async fn where_a_page_ends_says_nothing_of_a_private_body_its_reader_cannot_read() {
+    let f = fixture().await;
+    let small = f.ch.clone().with_max_sync_bytes(4000);
+    let mut cut = Vec::new();
+    for len in [10, 1000] {
+        let c = f.table().await;
+        let cid = c.channel_id.clone();
+        f.ch.join(&f.carol, invite(&c, "carol")).await.unwrap();
+        let p =
+            f.ch.post(
+                &f.alice,
+                &cid,
+                None,
+                &json!("x".repeat(len - 2)),
+                Some(vec!["bob".into()]),
+            )
+            .await
+            .unwrap();
+        for i in 0..12 {
+            f.ch.post(
+                &f.alice,
+                &cid,
+                None,
+                &json!(format!("{i:03}{}", "p".repeat(200))),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        let page = |who: &Principal| {
+            let (small, who, cid) = (small.clone(), who.clone(), cid.clone());
+            async move {
+                let s = small
+                    .sync(
+                        &who,
+                        sync_req(&cid, p.seq - 1),
+                        None,
+                        &CancellationToken::new(),
+                    )
+                    .await
+                    .unwrap();
+                assert!(s.more, "the budget cuts the page");
+                s.cursor
+            }
+        };
+        // The channel resource is cut by the same budget.
+        let resource = small.snapshot(&f.carol, &cid).await.unwrap().messages;
+        assert!(
+            resource.last().unwrap().seq < p.seq + 12,
+            "cut by the budget"
+        );
+        cut.push((page(&f.carol).await, page(&f.bob).await, resource.len()));
+    }
+    assert_eq!(
+        (cut[0].0, cut[0].2),
+        (cut[1].0, cut[1].2),
+        "carol's pages end at the same seq whatever the private body's length"
+    );
+    assert!(
+        cut[0].1 > cut[1].1,
+        "bob, who receives the body, has it counted: {cut:?}"
+    );
+}

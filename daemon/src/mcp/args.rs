@@ -358,7 +358,8 @@ pub struct UpdateChannelArgs {
     /// The channel's id (ch_...).
     pub channel_id: String,
     /// "rename" (give name), "kick" (give slot: frees that player's seat and
-    /// returns a new invite for it), "new_invite" (give slot: replaces the
+    /// returns a new invite for it; the seat's private messages until the
+    /// kick stay sealed for whoever holds it next), "new_invite" (give slot: replaces the
     /// invite of an open player slot), or "close" (no more posts or joins;
     /// the transcript stays readable).
     pub op: UpdateOpName,

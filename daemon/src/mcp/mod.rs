@@ -458,7 +458,7 @@ impl McpServer {
             idempotent_hint = true,
             open_world_hint = false
         ),
-        description = "Read new messages of a channel after cursor (the seq you last saw; 0 for all). If none are there yet it waits up to wait_ms (default 20000, max 25000) and returns as soon as one arrives, so call it in a loop to follow a conversation. Returns messages, the next cursor and the channel view; more: true means another page is waiting (a page holds at most limit messages and about 1 MiB), so call again at once with the new cursor.",
+        description = "Read new messages of a channel after cursor (the seq you last saw; 0 for all). If none are there yet it waits up to wait_ms (default 20000, max 25000) and returns as soon as one arrives, so call it in a loop to follow a conversation. Returns messages, the next cursor and the channel view; more: true means another page is waiting (a page holds at most limit messages and about 1 MiB), so call again at once with the new cursor. A private message your seat may not read (not sent to or from it, or sent before the seat was last kicked) comes as its body_hash only.",
         input_schema = input_schema::<SyncMessagesArgs>(),
         output_schema = output_schema::<Synced>()
     )]
@@ -657,7 +657,7 @@ impl McpServer {
             idempotent_hint = false,
             open_world_hint = true
         ),
-        description = "Admin only. op: \"rename\" (with name), \"kick\" (with slot: frees that seat and returns a new invite for it), \"new_invite\" (with slot: replaces the invite of an open slot), or \"close\" (no more posts or joins).",
+        description = "Admin only. op: \"rename\" (with name), \"kick\" (with slot: frees that seat and returns a new invite for it; the seat's private messages until the kick stay sealed for whoever holds it next), \"new_invite\" (with slot: replaces the invite of an open slot), or \"close\" (no more posts or joins).",
         input_schema = input_schema::<UpdateChannelArgs>(),
         output_schema = output_schema::<Updated>()
     )]

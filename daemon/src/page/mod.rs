@@ -260,13 +260,14 @@ struct Loaded {
     bots: Vec<BotCode>,
 }
 
-/// A message as the viewer may see it. A spectator reads what a member who
-/// is neither sender nor recipient reads: no slot label is empty, so the
-/// empty label matches no sender and no recipient.
-fn view_for(m: &crate::store::StoredMessage, viewer: &Viewer) -> MessageView {
+/// Who reads the page, as far as private bodies go, given the channel's
+/// slots read in the same snapshot as the messages. A spectator reads what
+/// a member who is neither sender nor recipient reads; a member reads as
+/// their seat, whose private history before its last kick is sealed.
+fn reader_for(viewer: &Viewer, slots: &[crate::store::SlotRecord]) -> rules::SeatReader {
     match viewer {
-        Viewer::Spectator => rules::message_view(m, ""),
-        Viewer::Member { seat } => rules::message_view(m, seat),
+        Viewer::Spectator => rules::SeatReader::spectator(),
+        Viewer::Member { seat } => rules::SeatReader::of(slots, seat),
     }
 }
 
@@ -308,18 +309,24 @@ async fn load(
             let Some(ch) = tx.channel(&cid)? else {
                 return Ok(Err(Denied::NoChannel));
             };
-            let slots = tx
-                .slots(&cid)?
+            let records = tx.slots(&cid)?;
+            let reader = reader_for(&access.viewer, &records);
+            let slots = records
                 .into_iter()
                 .map(|s| {
                     let filled = s.holder.is_some() || s.has_bot;
                     (s.label, filled)
                 })
                 .collect();
-            let msgs = tx.messages_page(&cid, 0, usize::MAX, max_bytes)?;
+            let msgs = tx.messages_page(&cid, 0, usize::MAX, max_bytes, &|m| {
+                rules::shown_to(m, &reader)
+            })?;
             let last = msgs.last().map_or(0, |m| m.seq);
             Ok(Ok(Loaded {
-                messages: msgs.iter().map(|m| view_for(m, &access.viewer)).collect(),
+                messages: msgs
+                    .iter()
+                    .map(|m| rules::message_view(m, &reader))
+                    .collect(),
                 more: last < ch.last_seq,
                 access,
                 name: ch.name,
@@ -598,12 +605,18 @@ async fn stream_task(
                     Ok((a, _)) => a,
                     Err(d) => return Ok::<_, StoreError>((Batch::Denied(d), None)),
                 };
-                let msgs = tx.messages_page(&c2, cursor, STREAM_BATCH, max_bytes)?;
+                let reader = reader_for(&access.viewer, &tx.slots(&c2)?);
+                let msgs = tx.messages_page(&c2, cursor, STREAM_BATCH, max_bytes, &|m| {
+                    rules::shown_to(m, &reader)
+                })?;
                 // A batch ends at its count or its byte budget: more is
                 // waiting while it ends before the channel's last message.
                 let last_seq = tx.channel(&c2)?.map_or(0, |c| c.last_seq);
                 let more = msgs.last().is_some_and(|m| m.seq < last_seq);
-                let views = msgs.iter().map(|m| view_for(m, &access.viewer)).collect();
+                let views = msgs
+                    .iter()
+                    .map(|m| rules::message_view(m, &reader))
+                    .collect();
                 Ok((Batch::Messages { msgs: views, more }, access.expires_at))
             })
             .await;

@@ -22,11 +22,33 @@ fn stored(seq: i64, sender: &str, body: &str, to: Option<&[&str]>) -> StoredMess
     }
 }
 
+fn slot(label: &str, private_from: i64) -> crate::store::SlotRecord {
+    crate::store::SlotRecord {
+        label: label.into(),
+        kind: crate::model::SlotKind::Invite,
+        holder: Some("p".into()),
+        has_bot: false,
+        private_from,
+    }
+}
+
+/// A message as the page shows it to `viewer`, in a channel where alice,
+/// bob and carol sit and no seat was kicked.
+fn view_for(m: &StoredMessage, viewer: &Viewer) -> MessageView {
+    let slots = [slot("alice", 0), slot("bob", 0), slot("carol", 0)];
+    rules::message_view(m, &reader_for(viewer, &slots))
+}
+
 #[test]
 fn a_spectator_reads_what_an_unaddressed_member_reads_and_never_a_private_body() {
     let private = stored(2, "alice", "bid 450", Some(&["bob"]));
     let public = stored(1, "alice", "hello", None);
-    let as_carol = rules::message_view(&private, "carol");
+    let as_carol = view_for(
+        &private,
+        &Viewer::Member {
+            seat: "carol".into(),
+        },
+    );
     let as_spectator = view_for(&private, &Viewer::Spectator);
     assert_eq!(as_spectator, as_carol);
     assert_eq!(as_spectator.body, None);
@@ -36,6 +58,23 @@ fn a_spectator_reads_what_an_unaddressed_member_reads_and_never_a_private_body()
     // A member session reads as its seat: bob reads the body and its salt.
     let as_bob = view_for(&private, &Viewer::Member { seat: "bob".into() });
     assert!(as_bob.body.is_some() && as_bob.body_salt.is_some());
+}
+
+/// The attack: the admin kicks bob, takes his seat with the fresh invite and
+/// opens the page as that seat (a member link) to read bob's private bid.
+/// Stopped by `reader_for`, which reads the seat as its slot records it
+/// (`SeatReader::of`: sealed before the kick at seq 3), as every page read,
+/// stream batch and page export does.
+#[test]
+fn a_member_page_of_a_kicked_seat_does_not_show_its_history_before_the_kick() {
+    let bid = stored(2, "bob", "bid 450", Some(&["bot:referee"]));
+    let after = stored(5, "bot:referee", "your receipt", Some(&["bob"]));
+    let slots = [slot("alice", 0), slot("bob", 3)];
+    let bob_now = reader_for(&Viewer::Member { seat: "bob".into() }, &slots);
+    let sealed = rules::message_view(&bid, &bob_now);
+    assert_eq!((sealed.body, sealed.body_salt), (None, None));
+    assert_eq!(sealed.redacted, Some(true));
+    assert!(rules::message_view(&after, &bob_now).body.is_some());
 }
 
 #[test]
@@ -84,7 +123,7 @@ fn the_script_and_stylesheet_have_nothing_the_csp_would_refuse_or_that_leaves_th
 
 #[test]
 fn words_show_a_bot_posts_text_and_tag_and_a_private_entry_as_hidden() {
-    let mut m = rules::message_view(&stored(3, "alice", "x", None), "alice");
+    let mut m = view_for(&stored(3, "alice", "x", None), &Viewer::Spectator);
     m.kind = MessageKind::Bot;
     m.sender = "bot:referee".into();
     m.body = Some(serde_json::json!({"type": "hint", "data": {"text": "higher", "guess": 5}}));
@@ -99,7 +138,10 @@ fn words_show_a_bot_posts_text_and_tag_and_a_private_entry_as_hidden() {
 
 #[test]
 fn the_page_escapes_names_and_bodies() {
-    let m = rules::message_view(&stored(1, "alice", "<script>x</script>", None), "alice");
+    let m = view_for(
+        &stored(1, "alice", "<script>x</script>", None),
+        &Viewer::Spectator,
+    );
     let a = asset_paths();
     let head = crate::signing::Signer::ephemeral().head("ch_1", 1, &m.hash);
     let msgs = [m];

@@ -9,7 +9,7 @@
 
 use super::StoreError;
 use super::db::{Connection, Row};
-use super::tx::{Appended, NewMessage, StoredMessage};
+use super::tx::{Appended, NewMessage, Shown, StoredMessage};
 use crate::model::{MessageKind, Seq};
 use crate::secrets;
 use crate::transcript::{self, CanonicalJson, Entry};
@@ -89,10 +89,6 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<(StoredMessage, String, Option<S
     ))
 }
 
-/// At most `limit` messages after `cursor`, stopping before the one that
-/// would take the page's [`StoredMessage::page_bytes`] past `max_bytes` (the
-/// first always comes). Rows are read one at a time, so what lies past the
-/// budget is never loaded.
 /// The bodies of the `system` messages with `seq > after`, in order (the
 /// rows of the other kinds are passed over, not loaded).
 pub(super) fn system_bodies_after(
@@ -109,12 +105,18 @@ pub(super) fn system_bodies_after(
     Ok(rows)
 }
 
+/// At most `limit` messages after `cursor`, stopping before the one that
+/// would take the page past `max_bytes`, each counted as
+/// [`StoredMessage::page_bytes`] of how the page's reader receives it
+/// (`shown`); the first always comes. Rows are read one at a time, so what
+/// lies past the budget is never loaded.
 pub(super) fn after(
     c: &Connection,
     cid: &str,
     cursor: Seq,
     limit: usize,
     max_bytes: usize,
+    shown: &dyn Fn(&StoredMessage) -> Shown,
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let mut st = c.prepare_cached(
         "SELECT channel_id, seq, sender, kind, body, recipients, body_hash, body_salt, ts, hash, cause, state_hash
@@ -124,27 +126,32 @@ pub(super) fn after(
     let mut rows = Vec::new();
     let mut used = 0usize;
     for row in st.query_map(params![cid, cursor, limit], message_row)? {
-        let row = row?;
-        used = used.saturating_add(row.0.page_bytes());
+        // Whole (kind and recipients parsed) before it is measured: how the
+        // reader receives it depends on its recipients.
+        let m = parsed(row?)?;
+        used = used.saturating_add(m.page_bytes(shown(&m)));
         if used > max_bytes && !rows.is_empty() {
             break;
         }
-        rows.push(row);
+        rows.push(m);
     }
-    rows.into_iter()
-        .map(|(mut m, kind, recipients)| {
-            m.kind = MessageKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-                what: "message kind",
-                detail: kind,
-            })?;
-            m.to = match recipients {
-                None => None,
-                Some(r) => Some(serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
-                    what: "message recipients",
-                    detail: e.to_string(),
-                })?),
-            };
-            Ok(m)
-        })
-        .collect()
+    Ok(rows)
+}
+
+/// A row of [`message_row`] with its kind and recipients parsed.
+fn parsed(
+    (mut m, kind, recipients): (StoredMessage, String, Option<String>),
+) -> Result<StoredMessage, StoreError> {
+    m.kind = MessageKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+        what: "message kind",
+        detail: kind,
+    })?;
+    m.to = match recipients {
+        None => None,
+        Some(r) => Some(serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
+            what: "message recipients",
+            detail: e.to_string(),
+        })?),
+    };
+    Ok(m)
 }

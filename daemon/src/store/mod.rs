@@ -79,6 +79,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_usage.sql"),
     include_str!("../../migrations/0006_bot_seeds.sql"),
     include_str!("../../migrations/0007_page_links.sql"),
+    include_str!("../../migrations/0008_sealed_seats.sql"),
 ];
 
 /// The schema version this binary writes: how many migrations it knows.

@@ -8,7 +8,7 @@ use super::db::{Connection, Row};
 use super::tx::{
     ChannelKey, ChannelRecord, NewChannel, NewSlot, SeatSecret, SecretSeat, SlotRecord,
 };
-use crate::model::SlotKind;
+use crate::model::{Seq, SlotKind};
 use crate::secrets;
 use crate::transcript;
 use rusqlite::{OptionalExtension, params};
@@ -70,18 +70,18 @@ pub(super) fn channels_of(
 
 pub(super) fn slots(c: &Connection, cid: &str) -> Result<Vec<SlotRecord>, StoreError> {
     let mut st = c.prepare_cached(
-        "SELECT s.label, s.kind, s.principal_id, b.bot_id IS NOT NULL
+        "SELECT s.label, s.kind, s.principal_id, b.bot_id IS NOT NULL, s.private_from
          FROM slots s LEFT JOIN bots b ON b.channel_id = s.channel_id AND b.bot_id = s.label
          WHERE s.channel_id = ?1 ORDER BY s.position",
     )?;
     let rows = st
         .query_map(params![cid], |r| {
             let kind: String = r.get(1)?;
-            Ok((r.get(0)?, kind, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, kind, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
-        .collect::<Result<Vec<(String, String, Option<String>, bool)>, _>>()?;
+        .collect::<Result<Vec<(String, String, Option<String>, bool, Seq)>, _>>()?;
     rows.into_iter()
-        .map(|(label, kind, holder, has_bot)| {
+        .map(|(label, kind, holder, has_bot, private_from)| {
             let kind = SlotKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
                 what: "slot kind",
                 detail: kind,
@@ -91,6 +91,7 @@ pub(super) fn slots(c: &Connection, cid: &str) -> Result<Vec<SlotRecord>, StoreE
                 kind,
                 holder,
                 has_bot,
+                private_from,
             })
         })
         .collect()
@@ -214,11 +215,13 @@ pub(super) fn free_seat(
     cid: &str,
     label: &str,
     invite_hash: &[u8],
+    private_from: Seq,
 ) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE slots SET principal_id = NULL, rejoin_hash = NULL, joined_at = NULL, invite_hash = ?1
-         WHERE channel_id = ?2 AND label = ?3",
-        params![invite_hash, cid, label],
+        "UPDATE slots SET principal_id = NULL, rejoin_hash = NULL, joined_at = NULL, invite_hash = ?1,
+           private_from = ?2
+         WHERE channel_id = ?3 AND label = ?4",
+        params![invite_hash, private_from, cid, label],
     )?;
     Ok(())
 }

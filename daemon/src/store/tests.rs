@@ -5,7 +5,7 @@
 
 use super::bus::Changes;
 use super::*;
-use crate::model::{MessageKind, SlotKind};
+use crate::model::{MessageKind, Seq, SlotKind};
 use crate::testing::{TempStore, bot, principal};
 use crate::transcript::CanonicalJson;
 use serde_json::json;
@@ -551,6 +551,9 @@ async fn a_write_that_cannot_begin_reports_the_sqlite_error_and_the_writer_lives
         .unwrap();
 }
 
+/// Every message counted whole: a reader who may read them all.
+const WHOLE: &dyn Fn(&StoredMessage) -> Shown = &|_| Shown::Whole;
+
 #[tokio::test]
 async fn a_page_of_messages_stops_at_its_byte_budget_but_never_comes_back_empty() {
     let (t, _) = setup().await;
@@ -567,19 +570,22 @@ async fn a_page_of_messages_stops_at_its_byte_budget_but_never_comes_back_empty(
     let (all, three, one, none) = t
         .store
         .read(|tx: &dyn ReadTx| {
-            let all = tx.messages_page("ch1", 0, 100, usize::MAX)?;
-            let each = all[0].page_bytes();
+            let all = tx.messages_page("ch1", 0, 100, usize::MAX, WHOLE)?;
+            let each = all[0].page_bytes(Shown::Whole);
             Ok::<_, StoreError>((
                 all.clone(),
-                tx.messages_page("ch1", 0, 100, 3 * each + each / 2)?,
-                tx.messages_page("ch1", 2, 100, 1)?,
-                tx.messages_page("ch1", 6, 100, usize::MAX)?,
+                tx.messages_page("ch1", 0, 100, 3 * each + each / 2, WHOLE)?,
+                tx.messages_page("ch1", 2, 100, 1, WHOLE)?,
+                tx.messages_page("ch1", 6, 100, usize::MAX, WHOLE)?,
             ))
         })
         .await
         .unwrap();
     assert_eq!(all.len(), 6);
-    assert!(all.iter().all(|m| m.page_bytes() > 1000), "the body counts");
+    assert!(
+        all.iter().all(|m| m.page_bytes(Shown::Whole) > 1000),
+        "the body counts for a reader who receives it"
+    );
     assert_eq!(
         three.iter().map(|m| m.seq).collect::<Vec<_>>(),
         vec![1, 2, 3]
@@ -733,7 +739,11 @@ async fn a_database_from_before_causes_migrates_and_its_chain_still_verifies() {
     assert_eq!(salt.len(), 32, "{salt:?}");
     assert!(salt.chars().all(|c| c.is_ascii_hexdigit()));
     assert_eq!((msgs[0].cause, msgs[0].state_hash.as_deref()), (None, None));
-    let view = serde_json::to_value(crate::channels::rules::message_view(&msgs[0], "a")).unwrap();
+    let view = serde_json::to_value(crate::channels::rules::message_view(
+        &msgs[0],
+        &crate::channels::rules::SeatReader::unsealed("a"),
+    ))
+    .unwrap();
     assert_eq!(crate::transcript::verify_chain("ch1", &[view]), Ok(hash));
     store.close();
     let _ = std::fs::remove_dir_all(&dir);
@@ -796,7 +806,10 @@ async fn two_daemons_on_one_database_append_one_gap_free_chain_and_hear_each_oth
         .unwrap();
     let views: Vec<serde_json::Value> = msgs
         .iter()
-        .map(|m| serde_json::to_value(crate::channels::rules::message_view(m, "a")).unwrap())
+        .map(|m| {
+            let a = crate::channels::rules::SeatReader::unsealed("a");
+            serde_json::to_value(crate::channels::rules::message_view(m, &a)).unwrap()
+        })
         .collect();
     let head = crate::transcript::verify_chain("ch1", &views).unwrap();
     assert_eq!(ch.unwrap().head_hash, head);
@@ -995,4 +1008,96 @@ async fn a_principals_first_bytes_of_a_day_drop_its_earlier_days_and_later_ones_
     assert_eq!(days().await.unwrap(), ([7, 7, 0], 29));
     add(3, 1).await.unwrap();
     assert_eq!(days().await.unwrap(), ([0, 0, 1], 30));
+}
+
+/// A kick's seal is stored with the slot: `free_seat` records it, a refill
+/// by invite and a move by rejoin token keep it, and a slot never kicked
+/// reads 0 (the migration's default).
+#[tokio::test]
+async fn a_kicked_seats_seal_is_kept_through_refills_and_moves() {
+    let (t, admin) = setup().await;
+    let seals = t
+        .store
+        .write(move |tx: &mut dyn Tx| {
+            let seal = |tx: &mut dyn Tx| -> Result<Vec<(String, Seq)>, StoreError> {
+                Ok(tx
+                    .slots("ch1")?
+                    .into_iter()
+                    .map(|s| (s.label, s.private_from))
+                    .collect())
+            };
+            let mut seen = vec![seal(tx)?];
+            tx.fill_seat("ch1", "a", &admin, b"rj-1")?;
+            tx.free_seat("ch1", "a", b"inv-a2", 7)?;
+            seen.push(seal(tx)?);
+            tx.fill_seat("ch1", "a", &admin, b"rj-2")?;
+            tx.fill_seat("ch1", "a", &admin, b"rj-3")?;
+            seen.push(seal(tx)?);
+            Ok::<_, StoreError>(seen)
+        })
+        .await
+        .unwrap();
+    let a = |i: usize| seals[i].iter().find(|(l, _)| l == "a").unwrap().1;
+    assert_eq!(a(0), 0, "never kicked");
+    assert_eq!((a(1), a(2)), (7, 7));
+    assert!(seals[2].iter().all(|(l, s)| l == "a" || *s == 0));
+}
+
+/// The mechanism behind `channels::tests::where_a_page_ends_says_nothing_of_a_private_body_its_reader_cannot_read`:
+/// a message its reader receives redacted counts without its body and
+/// salt, so its length cannot move where the page ends.
+#[tokio::test]
+async fn a_redacted_message_counts_against_a_page_without_its_body() {
+    let (t, _) = setup().await;
+    let to = vec!["b".to_string()];
+    t.store
+        .write(move |tx: &mut dyn Tx| {
+            let secret = CanonicalJson::of(&json!({"secret": "s".repeat(5000)}));
+            tx.append(
+                "ch1",
+                NewMessage {
+                    to: Some(&to),
+                    ..say("a", &secret)
+                },
+            )?;
+            for i in 0..6 {
+                let body = CanonicalJson::of(&json!({"n": i, "pad": "x".repeat(1000)}));
+                tx.append("ch1", say("a", &body))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let (all, whole, redacted) = t
+        .store
+        .read(move |tx: &dyn ReadTx| {
+            let all = tx.messages_page("ch1", 0, 100, usize::MAX, WHOLE)?;
+            let budget = all[0].page_bytes(Shown::Redacted) + 3 * all[1].page_bytes(Shown::Whole);
+            Ok::<_, StoreError>((
+                all,
+                tx.messages_page("ch1", 0, 100, budget, WHOLE)?,
+                tx.messages_page("ch1", 0, 100, budget, &|m| {
+                    if m.to.is_some() {
+                        Shown::Redacted
+                    } else {
+                        Shown::Whole
+                    }
+                })?,
+            ))
+        })
+        .await
+        .unwrap();
+    let mut shorter = all[0].clone();
+    shorter.body = CanonicalJson::of(&json!({"secret": "s"}));
+    assert_eq!(
+        all[0].page_bytes(Shown::Redacted),
+        shorter.page_bytes(Shown::Redacted),
+        "the body's length is not counted"
+    );
+    assert!(all[0].page_bytes(Shown::Whole) > 5000);
+    assert_eq!(whole.len(), 1, "counted whole, the secret fills the page");
+    assert_eq!(
+        redacted.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
 }

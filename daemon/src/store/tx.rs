@@ -52,6 +52,10 @@ pub(crate) struct SlotRecord {
     pub holder: Option<String>,
     /// A bot is attached to this (bot) slot.
     pub has_bot: bool,
+    /// The seat's private messages with a lower `seq` are sealed: no holder
+    /// reads their bodies. The `seq` of the seat's last `seat:kicked`, 0 for
+    /// a seat never kicked (`crate::channels::rules::SeatReader`).
+    pub private_from: Seq,
 }
 
 /// A slot to create.
@@ -104,19 +108,34 @@ pub(crate) struct StoredMessage {
     pub state_hash: Option<String>,
 }
 
+/// How a reader receives a message (decided by
+/// `crate::channels::rules::shown_to`, the readability rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shown {
+    /// With its body (and a private message's salt).
+    Whole,
+    /// Without body or salt: the `body_hash` the chain covers stands in.
+    Redacted,
+}
+
 impl StoredMessage {
-    /// What one message counts against a page's byte budget: its body's
-    /// canonical JSON and its other texts, plus the keys and punctuation a
-    /// reader's JSON adds around them.
-    pub fn page_bytes(&self) -> usize {
+    /// What one message counts against a page's byte budget when it is sent
+    /// as `shown`: its texts as that reader receives them, plus the keys and
+    /// punctuation a reader's JSON adds around them. A redacted message
+    /// counts without its body and salt, so the size of a body its reader
+    /// cannot read never moves where that reader's page ends.
+    pub fn page_bytes(&self, shown: Shown) -> usize {
         const FRAME: usize = 160;
         let to: usize = self.to.iter().flatten().map(|t| t.len() + 3).sum();
+        let body = match shown {
+            Shown::Whole => self.body.len() + self.body_salt.as_ref().map_or(0, String::len),
+            Shown::Redacted => 0,
+        };
         FRAME
-            + self.body.len()
+            + body
             + self.channel_id.len()
             + self.sender.len()
             + self.body_hash.len()
-            + self.body_salt.as_ref().map_or(0, String::len)
             + self.ts.len()
             + self.hash.len()
             + to
@@ -274,16 +293,18 @@ pub(crate) trait ReadTx {
     /// The bodies of the `system` messages with `seq > after`, in order.
     fn system_bodies_after(&self, channel_id: &str, after: Seq) -> Result<Vec<String>, StoreError>;
     /// Like [`ReadTx::messages_after`], and stops before the message that
-    /// would take the page past `max_bytes` (each message counted as
-    /// [`StoredMessage::page_bytes`]); the first message always comes, so a
-    /// page is never empty while messages are waiting. Rows past the budget
-    /// are never read.
+    /// would take the page past `max_bytes`, each message counted as
+    /// [`StoredMessage::page_bytes`] of how this page's reader receives it
+    /// (`shown`: the readability rule, `crate::channels::rules::shown_to`);
+    /// the first message always comes, so a page is never empty while
+    /// messages are waiting. Rows past the budget are never read.
     fn messages_page(
         &self,
         channel_id: &str,
         cursor: Seq,
         limit: usize,
         max_bytes: usize,
+        shown: &dyn Fn(&StoredMessage) -> Shown,
     ) -> Result<Vec<StoredMessage>, StoreError>;
     /// Attached bots in attachment order.
     fn bots(&self, channel_id: &str) -> Result<Vec<BotRecord>, StoreError>;
@@ -332,12 +353,15 @@ pub(crate) trait Tx: ReadTx {
         principal: &str,
         rejoin_hash: &[u8],
     ) -> Result<(), StoreError>;
-    /// Frees a seat (its rejoin token dies) and opens it with a new invite.
+    /// Frees a seat (its rejoin token dies), opens it with a new invite and
+    /// seals its private messages before `private_from`
+    /// ([`SlotRecord::private_from`]).
     fn free_seat(
         &mut self,
         channel_id: &str,
         label: &str,
         invite_hash: &[u8],
+        private_from: Seq,
     ) -> Result<(), StoreError>;
     /// Replaces an open slot's invite.
     fn set_invite(
@@ -465,7 +489,9 @@ impl<T: HasConn> ReadTx for T {
         cursor: Seq,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        messages::after(self.conn(), channel_id, cursor, limit, usize::MAX)
+        messages::after(self.conn(), channel_id, cursor, limit, usize::MAX, &|_| {
+            Shown::Whole
+        })
     }
     fn system_bodies_after(&self, channel_id: &str, after: Seq) -> Result<Vec<String>, StoreError> {
         messages::system_bodies_after(self.conn(), channel_id, after)
@@ -476,8 +502,9 @@ impl<T: HasConn> ReadTx for T {
         cursor: Seq,
         limit: usize,
         max_bytes: usize,
+        shown: &dyn Fn(&StoredMessage) -> Shown,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        messages::after(self.conn(), channel_id, cursor, limit, max_bytes)
+        messages::after(self.conn(), channel_id, cursor, limit, max_bytes, shown)
     }
     fn bots(&self, channel_id: &str) -> Result<Vec<BotRecord>, StoreError> {
         bots::of_channel(self.conn(), channel_id)
@@ -556,8 +583,9 @@ impl Tx for SqliteTx<'_> {
         channel_id: &str,
         label: &str,
         invite_hash: &[u8],
+        private_from: Seq,
     ) -> Result<(), StoreError> {
-        seats::free_seat(self.conn, channel_id, label, invite_hash)?;
+        seats::free_seat(self.conn, channel_id, label, invite_hash, private_from)?;
         self.note(channel_id, None, |c| c.seats = true);
         Ok(())
     }

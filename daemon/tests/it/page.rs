@@ -742,3 +742,137 @@ async fn the_stream_and_the_download_carry_the_daemons_signed_heads() {
         assert!(!body.contains("entries"));
     }
 }
+
+/// The attack (red team F1) over every read a new holder of a kicked seat
+/// has through the real daemon: alice (admin and player) kicks bob after he
+/// sent a private message, redeems his fresh invite herself and reads as
+/// the seat "bob" through `sync_messages`, `export_transcript`, the HTTP
+/// export, and the channel page opened as that seat (HTML, event stream,
+/// download). Stopped by the kick's seal (`slots.private_from`) that
+/// `rules::SeatReader` applies in every one of those reads; the sealed
+/// entries keep their `body_hash` and the page's own signed heads.
+#[tokio::test]
+async fn a_kicked_seats_next_holder_reads_none_of_its_private_history_on_any_path() {
+    let dir = TempDir::new("page-kicked");
+    let ta = create_token(dir.path(), "alice");
+    let tb = create_token(dir.path(), "bob");
+    let d = Daemon::start(dir.path(), &[]);
+    let mut alice = Mcp::connect(&d.mcp_url(), Some(&ta)).await;
+    let mut bob = Mcp::connect(&d.mcp_url(), Some(&tb)).await;
+    let created = alice
+        .ok(
+            "create_channel",
+            json!({"name": "kick", "slots": ["invite:alice", "invite:bob", "invite:carol"], "join_as": "alice"}),
+        )
+        .await;
+    let cid = created["channel_id"].as_str().unwrap().to_string();
+    assert_eq!(created["invites"][0]["slot"], "bob");
+    let invite = created["invites"][0]["invite_code"].as_str().unwrap();
+    bob.ok("join_channel", json!({"invite_code": invite})).await;
+    let secret = "bobs-sealed-bid-4711";
+    let sent = bob
+        .ok(
+            "post_message",
+            json!({"channel_id": cid, "body": {"bid": secret}, "to": ["carol"]}),
+        )
+        .await;
+    let secret_seq = sent["seq"].as_i64().unwrap();
+    let before = bob
+        .ok("export_transcript", json!({"channel_id": cid}))
+        .await;
+    assert!(
+        before.to_string().contains(secret),
+        "bob reads what he sent"
+    );
+    let kicked = alice
+        .ok(
+            "update_channel",
+            json!({"channel_id": cid, "op": "kick", "slot": "bob"}),
+        )
+        .await;
+    let code = kicked["invite"]["invite_code"].as_str().unwrap();
+    let joined = alice.ok("join_channel", json!({"invite_code": code})).await;
+    assert_eq!(joined["slot"], "bob");
+    let sealed = |v: &Value| !v.to_string().contains(secret);
+    // As herself alice never could read it.
+    let mine = alice
+        .ok(
+            "sync_messages",
+            json!({"channel_id": cid, "slot": "alice", "cursor": 0, "wait_ms": 0}),
+        )
+        .await;
+    assert!(sealed(&mine));
+    let as_bob = alice
+        .ok(
+            "sync_messages",
+            json!({"channel_id": cid, "slot": "bob", "cursor": 0, "wait_ms": 0}),
+        )
+        .await;
+    let entry = as_bob["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["seq"] == secret_seq)
+        .unwrap()
+        .clone();
+    assert!(
+        entry["body"].is_null() && entry["redacted"] == true,
+        "{entry}"
+    );
+    assert!(entry["body_hash"].as_str().unwrap().starts_with("sha256:"));
+    let export = alice
+        .ok(
+            "export_transcript",
+            json!({"channel_id": cid, "slot": "bob"}),
+        )
+        .await;
+    assert_eq!(export["exported_as"], "bob");
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{}/channels/{cid}/export?slot=bob", d.base))
+        .bearer_auth(&ta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let http_export: Value = r.json().await.unwrap();
+    let link = alice
+        .ok(
+            "share_channel",
+            json!({"channel_id": cid, "audience": "me", "slot": "bob"}),
+        )
+        .await;
+    assert_eq!(link["seat"], "bob");
+    let browser = browser();
+    let cookie = open_link(&browser, link["url"].as_str().unwrap()).await;
+    let (s, _, html) = get(&browser, &format!("{}/c/{cid}", d.base), &cookie).await;
+    assert_eq!(s, 200);
+    assert!(html.contains("viewing as bob"));
+    let (s, _, download) = get(&browser, &format!("{}/c/{cid}/export", d.base), &cookie).await;
+    assert_eq!(s, 200);
+    let mut events = Events::open(
+        &browser,
+        &format!("{}/c/{cid}/events", d.base),
+        &cookie,
+        None,
+    )
+    .await;
+    let head = as_bob["cursor"].as_i64().unwrap();
+    let streamed = events.messages_upto(head).await;
+    for (path, v) in [
+        ("sync_messages", as_bob.clone()),
+        ("export_transcript", export.clone()),
+        ("GET /channels/{id}/export", http_export),
+        (
+            "the page's download",
+            serde_json::from_str(&download).unwrap(),
+        ),
+        ("the page's event stream", Value::Array(streamed)),
+    ] {
+        assert!(
+            sealed(&v),
+            "{path} shows bob's private message to its next holder"
+        );
+    }
+    assert!(!html.contains(secret), "the page opened as the seat");
+}

@@ -281,6 +281,7 @@ fn error_texts_say_what_their_data_lists_and_echo_input_on_one_line() {
         kind,
         holder: None,
         has_bot: false,
+        private_from: 0,
     };
     let slots = [
         slot("alice", SlotKind::Invite),
