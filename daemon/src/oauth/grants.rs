@@ -902,8 +902,12 @@ pub async fn revoke(store: &Store, client_id: &str, token: &str) -> Result<Revoc
 }
 
 /// Revokes a grant: its access tokens stop working at once (they carry the
-/// flag `authenticate` reads), its refresh tokens and codes are refused.
-pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<(), rusqlite::Error> {
+/// flag `authenticate` reads), its refresh tokens and codes are refused, and
+/// every channel page link minted under it (spectator links, member links,
+/// member sessions) stops admitting anyone. Every revocation of a grant goes
+/// through here: `/revoke`, a replayed code, a reused refresh token,
+/// `grant revoke` and `client revoke`.
+pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<(), StoreError> {
     c.execute(
         "UPDATE oauth_grants SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
         params![family, now],
@@ -912,6 +916,10 @@ pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<()
         "UPDATE access_tokens SET revoked = 1 WHERE family_id = ?1 AND revoked = 0",
         params![family],
     )?;
+    let links = crate::store::links::revoke_of_grant(c, family, now)?;
+    if links > 0 {
+        tracing::info!(family = %family, links, "page links of a revoked grant revoked");
+    }
     Ok(())
 }
 
@@ -1148,6 +1156,143 @@ mod tests {
             client(&store, "flood7").await.unwrap().is_none(),
             "address 1 paid first"
         );
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const LIFE: Lifetimes = Lifetimes {
+        access_ms: 60_000,
+        refresh_ms: 60_000,
+        code_ms: 60_000,
+        grace_ms: 1,
+    };
+
+    /// An approved grant of client "c" with a channel page link its
+    /// principal minted, and one a CLI principal minted; returns (family,
+    /// hash of the grant's link, hash of the other link).
+    async fn grant_with_page_links(store: &Store) -> (String, Vec<u8>, Vec<u8>) {
+        let now = secrets::now_ms();
+        register_client(store, new_client("c", now), &OAuthLimits::default())
+            .await
+            .unwrap();
+        approve(
+            store,
+            Approval {
+                client_id: "c".into(),
+                principal_name: "p".into(),
+                resource: "r".into(),
+                redirect_uri: "u".into(),
+                code_challenge: "c".into(),
+                pending: None,
+            },
+            LIFE,
+        )
+        .await
+        .unwrap();
+        let (family, principal): (String, String) = store
+            .sql_write(move |c| {
+                let g: (String, String) = c.query_row(
+                    "SELECT family_id, principal_id FROM oauth_grants WHERE client_id = 'c'",
+                    params![],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                c.execute(
+                    "INSERT INTO principals (id, name, kind, created_at) VALUES ('p_cli', 'cli', 'cli', ?1)",
+                    params![now],
+                )?;
+                c.execute(
+                    "INSERT INTO channels (id, name, admin_principal, created_at, head_hash)
+                     VALUES ('ch_1', 'c', ?1, ?2, '00')",
+                    params![g.1, now],
+                )?;
+                Ok::<_, StoreError>(g)
+            })
+            .await
+            .unwrap();
+        let (mine, other) = (secrets::hash_secret("mine"), secrets::hash_secret("other"));
+        let (m, o) = (mine.clone(), other.clone());
+        store
+            .write(move |tx| {
+                for (id, hash, by) in [("lnk_1", &m, principal.as_str()), ("lnk_2", &o, "p_cli")] {
+                    tx.insert_page_link(&crate::store::NewPageLink {
+                        id,
+                        channel_id: "ch_1",
+                        secret_hash: hash,
+                        kind: crate::store::PageLinkKind::Spectator,
+                        member: None,
+                        created_by: by,
+                        created_at: now,
+                        expires_at: None,
+                    })?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        (family, mine, other)
+    }
+
+    async fn link_revoked_at(store: &Store, hash: Vec<u8>) -> Option<i64> {
+        store
+            .read(move |tx| tx.page_link(&hash))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+    }
+
+    /// Attack (red-team F1), in the store: a page link minted with a grant's
+    /// token outlives the grant. Stopped by `revoke_family` revoking the
+    /// links that record the grant (`store::links::revoke_of_grant`); a
+    /// link another principal minted is untouched.
+    #[tokio::test]
+    async fn revoke_family_revokes_the_page_links_minted_under_the_grant() {
+        let (dir, store) = temp_store();
+        let (family, mine, other) = grant_with_page_links(&store).await;
+        store
+            .sql_write(move |c| revoke_family(c, &family, 5))
+            .await
+            .unwrap();
+        let stored: Vec<Option<i64>> = store
+            .sql_read(|c| {
+                c.prepare("SELECT revoked_at FROM page_links ORDER BY id")?
+                    .query_map(params![], |r| r.get(0))?
+                    .collect::<Result<_, _>>()
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            vec![Some(5), None],
+            "the rows themselves are revoked"
+        );
+        assert_eq!(link_revoked_at(&store, mine).await, Some(5));
+        assert_eq!(link_revoked_at(&store, other).await, None);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Attack: a grant revoked by a path that forgets the page links (a
+    /// future one, or SQL by hand) leaves its links working. Stopped by
+    /// `store::links::by_hash`, which reads a link of a revoked grant as
+    /// revoked.
+    #[tokio::test]
+    async fn a_link_of_a_grant_revoked_without_revoke_family_reads_as_revoked() {
+        let (dir, store) = temp_store();
+        let (family, mine, other) = grant_with_page_links(&store).await;
+        store
+            .sql_write(move |c| {
+                c.execute(
+                    "UPDATE oauth_grants SET revoked_at = 7 WHERE family_id = ?1",
+                    params![family],
+                )
+                .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(link_revoked_at(&store, mine).await, Some(7));
+        assert_eq!(link_revoked_at(&store, other).await, None);
         store.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -2,6 +2,15 @@
 //! one-time member links and the member sessions they are exchanged for.
 //! Only secrets' SHA-256 hashes are stored; the page (`crate::page`) decides
 //! who a link admits.
+//!
+//! A link ends with the credential that made it. Each link records the OAuth
+//! grant of the principal that minted it (`grant_id`; an OAuth principal has
+//! exactly one grant, made with it by `oauth::grants::approve`): revoking
+//! the grant revokes its links ([`revoke_of_grant`], called by
+//! `oauth::grants::revoke_family`, which every grant revocation goes
+//! through), and a link whose grant is revoked is read back as revoked even
+//! if a revocation path forgot it ([`by_hash`]). Revoking a CLI principal's
+//! tokens revokes every link it minted ([`revoke_of_principal`]).
 
 use super::StoreError;
 use super::db::Connection;
@@ -30,10 +39,14 @@ impl PageLinkKind {
     }
 }
 
+/// Stores a link, recording the grant of the principal that minted it (a
+/// member session's creator is the member link's, so it inherits the
+/// link's grant).
 pub(super) fn insert(c: &Connection, link: &NewPageLink<'_>) -> Result<(), StoreError> {
     c.execute(
-        "INSERT INTO page_links (id, channel_id, secret_hash, kind, principal_id, seat, created_by, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO page_links (id, channel_id, secret_hash, kind, principal_id, seat, created_by, created_at, expires_at, grant_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                 (SELECT family_id FROM oauth_grants WHERE principal_id = ?7))",
         params![
             link.id,
             link.channel_id,
@@ -52,8 +65,12 @@ pub(super) fn insert(c: &Connection, link: &NewPageLink<'_>) -> Result<(), Store
 pub(super) fn by_hash(c: &Connection, hash: &[u8]) -> Result<Option<PageLinkRecord>, StoreError> {
     let row = c
         .prepare_cached(
-            "SELECT id, channel_id, secret_hash, kind, principal_id, seat, expires_at, revoked_at
-             FROM page_links WHERE secret_hash = ?1",
+            // A link of a revoked grant is revoked (as of the grant's
+            // revocation), whichever path revoked the grant.
+            "SELECT l.id, l.channel_id, l.secret_hash, l.kind, l.principal_id, l.seat, l.expires_at,
+                    COALESCE(l.revoked_at, g.revoked_at)
+             FROM page_links l LEFT JOIN oauth_grants g ON g.family_id = l.grant_id
+             WHERE l.secret_hash = ?1",
         )?
         .query_row(params![hash], |r| {
             Ok((
@@ -95,5 +112,32 @@ pub(super) fn revoke(
         "UPDATE page_links SET revoked_at = ?1
          WHERE channel_id = ?2 AND revoked_at IS NULL AND (CAST(?3 AS TEXT) IS NULL OR id = ?3)",
         params![now, channel_id, only],
+    )?)
+}
+
+/// Revokes every live link minted under the OAuth grant `family` (spectator
+/// links, member links and the member sessions they were exchanged for);
+/// returns how many. Open page streams notice at their next wake-up (a
+/// commit to the channel, or the keep-alive), and show nothing committed
+/// after this.
+pub(crate) fn revoke_of_grant(c: &Connection, family: &str, now: i64) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "UPDATE page_links SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL",
+        params![family, now],
+    )?)
+}
+
+/// Revokes every live link the principal `principal` minted (its member
+/// links and sessions are its own); returns how many. For a CLI principal whose tokens were all
+/// revoked: every link it made was made with one of them.
+pub(crate) fn revoke_of_principal(
+    c: &Connection,
+    principal: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "UPDATE page_links SET revoked_at = ?2
+         WHERE created_by = ?1 AND revoked_at IS NULL",
+        params![principal, now],
     )?)
 }

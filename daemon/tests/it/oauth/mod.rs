@@ -841,6 +841,113 @@ async fn revoked_access_token_is_refused() {
     assert_eq!(st, 200);
 }
 
+/// Attack (red-team F1): a stolen access token turned into channel page
+/// links — a spectator link, a one-time member link, and the member session
+/// (cookie) a member link is exchanged for, which reads the seat's private
+/// messages for twelve hours — kept working after the grant was revoked.
+/// Stopped by `oauth::grants::revoke_family`, which revokes every page link
+/// minted under the grant (`store::links::revoke_of_grant`, by the
+/// `grant_id` each link records), and by `store::links::by_hash` reading a
+/// link of a revoked grant as revoked. Checked for `/revoke` of the refresh
+/// token and for `client revoke` on the command line.
+#[tokio::test]
+async fn revoking_a_grant_ends_the_page_links_and_sessions_it_minted() {
+    let dir = TempDir::new("oauth-revoke-page");
+    let d = start(&dir, &[]);
+    let browser = http();
+    let page = |url: &str, cookie: Option<&str>| {
+        let mut r = browser.get(url);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    // What a thief holding the grant's access token mints.
+    let mcp_url = d.mcp_url();
+    let minted = |access: String| {
+        let mcp_url = mcp_url.clone();
+        async move {
+            let mut mcp = Mcp::connect(&mcp_url, Some(&access)).await;
+            let ch = mcp
+                .ok(
+                    "create_channel",
+                    json!({"name": "private", "slots": ["invite:a", "invite:b"], "join_as": "a"}),
+                )
+                .await;
+            let cid = s(&ch, "channel_id");
+            let spectator = s(
+                &mcp.ok("share_channel", json!({"channel_id": cid})).await,
+                "url",
+            );
+            let me = json!({"channel_id": cid, "audience": "me"});
+            let session_link = s(&mcp.ok("share_channel", me.clone()).await, "url");
+            let unused_link = s(&mcp.ok("share_channel", me).await, "url");
+            (cid, spectator, session_link, unused_link)
+        }
+    };
+    let cookie_of = |r: &reqwest::Response| {
+        assert_eq!(r.status(), 303);
+        let set = r.headers()["set-cookie"].to_str().unwrap();
+        set.split(';').next().unwrap().to_string()
+    };
+
+    for how in ["/revoke", "client revoke"] {
+        let (cid, tok) = signed_in(&d).await;
+        let (ch, spectator, session_link, unused_link) = minted(s(&tok, "access_token")).await;
+        let view = format!("{}/c/{ch}", d.base);
+        let spectator_cookie = cookie_of(&page(&spectator, None).await.unwrap());
+        let session = cookie_of(&page(&session_link, None).await.unwrap());
+        for c in [&spectator_cookie, &session] {
+            assert_eq!(page(&view, Some(c)).await.unwrap().status(), 200, "{how}");
+        }
+        if how == "/revoke" {
+            let r = http()
+                .post(format!("{}/revoke", d.base))
+                .form(&[
+                    ("token", s(&tok, "refresh_token").as_str()),
+                    ("token_type_hint", "refresh_token"),
+                    ("client_id", cid.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        } else {
+            let out = daemon_cmd(dir.path())
+                .args(["client", "revoke", &cid, "--state-dir"])
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_invalid_token(mcp_status(&d, &s(&tok, "access_token")).await);
+        for (what, c) in [
+            ("spectator link", &spectator_cookie),
+            ("member session", &session),
+        ] {
+            assert_eq!(
+                page(&view, Some(c)).await.unwrap().status(),
+                403,
+                "{how}: the {what} outlived its grant"
+            );
+        }
+        for (what, url) in [
+            ("spectator link", &spectator),
+            ("member link", &unused_link),
+        ] {
+            assert_ne!(
+                page(url, None).await.unwrap().status(),
+                303,
+                "{how}: the {what} still opens the page"
+            );
+        }
+    }
+}
+
 // ------------------------------------------------------------ audience
 
 #[tokio::test]
