@@ -122,7 +122,7 @@ pub async fn authorize(
                     return server_error_page();
                 }
             };
-            tracing::info!(client_id = %req.client.client_id, request = %id, %from, "sign-in waiting for approval");
+            tracing::info!(client_id = ?req.client.client_id, request = %id, %from, "sign-in waiting for approval");
             let mut resp = approval_page(StatusCode::OK, &id, &req, None);
             let secure = if o.app.config.public_url.scheme() == "https" {
                 "; Secure"
@@ -210,7 +210,7 @@ pub async fn approve(
             if let Err(e) = grants::remove_pending(o.store(), &id).await {
                 tracing::error!(error = %e, "forgetting a denied sign-in failed");
             }
-            tracing::info!(client_id = %req.client.client_id, %from, "authorization denied by the user");
+            tracing::info!(client_id = ?req.client.client_id, %from, "authorization denied by the user");
             // The user saw where this goes and chose it: redirect.
             return refuse(
                 &o,
@@ -223,7 +223,7 @@ pub async fn approve(
             );
         }
         Some("continue") if pending.approved => {
-            tracing::info!(client_id = %req.client.client_id, request = %id, "continuing a sign-in approved on the server");
+            tracing::info!(client_id = ?req.client.client_id, request = %id, "continuing a sign-in approved on the server");
             return grant(&o, req, Some(id), StatusCode::SEE_OTHER).await;
         }
         Some("continue") => {
@@ -255,12 +255,12 @@ pub async fn approve(
     };
     match o.limits.passphrase(from, || expected.matches(&passphrase)) {
         Attempt::Accepted => {
-            tracing::info!(client_id = %req.client.client_id, %from, "passphrase accepted");
+            tracing::info!(client_id = ?req.client.client_id, %from, "passphrase accepted");
             // 303: the browser follows with a GET (RFC 9110 §15.4.4).
             grant(&o, req, Some(id), StatusCode::SEE_OTHER).await
         }
         Attempt::Wrong(wait) => {
-            tracing::warn!(client_id = %req.client.client_id, %from, next_try_in_secs = wait, "wrong approval passphrase");
+            tracing::warn!(client_id = ?req.client.client_id, %from, next_try_in_secs = wait, "wrong approval passphrase");
             let message = if wait == 0 {
                 "Wrong passphrase.".to_string()
             } else {
@@ -377,7 +377,7 @@ fn refuse(o: &OAuth, r: Refusal) -> Response {
             message,
             retry_after: wait,
         } => {
-            tracing::warn!(%message, "authorization request refused (shown as a page)");
+            tracing::warn!(?message, "authorization request refused (shown as a page)");
             let mut resp = page::error(status, title, &message);
             if let Some(secs) = wait {
                 retry_after(&mut resp, secs);
@@ -390,7 +390,7 @@ fn refuse(o: &OAuth, r: Refusal) -> Response {
             error,
             description,
         } => {
-            tracing::warn!(error, %description, "authorization request refused");
+            tracing::warn!(error, ?description, "authorization request refused");
             let mut pairs = vec![
                 ("error", error),
                 ("error_description", description.as_str()),
@@ -568,7 +568,12 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
         Ok(Some(r)) => {
             return Err(back(
                 "invalid_target",
-                format!("this server grants access only to {canonical}, not {r}"),
+                // Quoted and cut short: the value is the request's, and goes
+                // into the log as well as back to the client.
+                format!(
+                    "this server grants access only to {canonical}, not {:?}",
+                    redirect::shorten(r)
+                ),
             ));
         }
     };
@@ -620,7 +625,7 @@ async fn document_client(o: &OAuth, from: AddrKey, client_id: &str) -> Result<Cl
     let fetched = cimd::fetch(&url, client_id, reach, &auth.custom_redirect_schemes)
         .await
         .map_err(|e| {
-            tracing::warn!(%client_id, %from, detail = %e.description, "client metadata document refused");
+            tracing::warn!(?client_id, %from, detail = ?e.description, "client metadata document refused");
             bad_page(format!(
                 "This client is known by its metadata document at {client_id}, which the server could not use: {}.",
                 e.description.trim_start_matches("client metadata document: ")
@@ -654,7 +659,7 @@ async fn document_client(o: &OAuth, from: AddrKey, client_id: &str) -> Result<Cl
         tracing::error!(error = %e.description, "storing a client metadata document failed");
         server_error()
     })?;
-    tracing::info!(%client_id, %from, fresh_for_secs = fetched.fresh_for.as_secs(), "client metadata document fetched");
+    tracing::info!(?client_id, %from, fresh_for_secs = fetched.fresh_for.as_secs(), "client metadata document fetched");
     Ok(client)
 }
 

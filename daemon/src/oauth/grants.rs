@@ -413,7 +413,7 @@ pub async fn approve(
                 "UPDATE oauth_clients SET approved_at = ?2 WHERE client_id = ?1 AND approved_at IS NULL",
                 params![a.client_id, now],
             )?;
-            tracing::info!(client_id = %a.client_id, principal = %principal, "oauth grant approved");
+            tracing::info!(client_id = ?a.client_id, principal = %principal, "oauth grant approved");
             Ok::<_, StoreError>(Some(code))
         })
         .await
@@ -725,7 +725,7 @@ pub async fn exchange_code(
             if used.is_some() {
                 // RFC 6749 §4.1.2: a code used twice revokes what it issued.
                 revoke_family(c, &family, now)?;
-                tracing::warn!(client_id = %client_id, family = %family, "authorization code replayed; grant revoked");
+                tracing::warn!(client_id = ?client_id, family = %family, "authorization code replayed; grant revoked");
                 return Ok(Err(OAuthError::invalid_grant(
                     "the authorization code was already used",
                 )));
@@ -833,13 +833,13 @@ pub async fn refresh(
             match rotated {
                 Some(at) if now >= at.saturating_add(life.grace_ms) => {
                     revoke_family(c, &family, now)?;
-                    tracing::warn!(client_id = %client_id, family = %family, "refresh token reused after rotation; grant revoked");
+                    tracing::warn!(client_id = ?client_id, family = %family, "refresh token reused after rotation; grant revoked");
                     return Ok(Err(OAuthError::invalid_grant(
                         "the refresh token was already used; the grant is revoked, sign in again",
                     )));
                 }
                 Some(_) => {
-                    tracing::info!(client_id = %client_id, family = %family, "rotated refresh token used within the grace window");
+                    tracing::info!(client_id = ?client_id, family = %family, "rotated refresh token used within the grace window");
                 }
                 None => {
                     c.execute(
