@@ -48,6 +48,9 @@ struct AuthRequest {
     /// As requested, normalised: one the client registered (any port on
     /// loopback).
     redirect_uri: String,
+    /// Whether the request named it (else the client's only one): then the
+    /// token request must name it too.
+    redirect_uri_given: bool,
     state: Option<String>,
     code_challenge: String,
     resource: String,
@@ -58,6 +61,7 @@ impl AuthRequest {
         PendingRequest {
             client_id: self.client.client_id.clone(),
             redirect_uri: self.redirect_uri.clone(),
+            redirect_uri_given: self.redirect_uri_given,
             state: self.state.clone(),
             code_challenge: self.code_challenge.clone(),
             resource: self.resource.clone(),
@@ -201,6 +205,7 @@ pub async fn approve(
     let req = AuthRequest {
         client,
         redirect_uri: p.redirect_uri,
+        redirect_uri_given: p.redirect_uri_given,
         state: p.state,
         code_challenge: p.code_challenge,
         resource: p.resource,
@@ -338,6 +343,7 @@ async fn grant(
         principal_name,
         resource: req.resource.clone(),
         redirect_uri: req.redirect_uri.clone(),
+        redirect_uri_given: req.redirect_uri_given,
         code_challenge: req.code_challenge.clone(),
         pending,
     };
@@ -457,7 +463,7 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
     };
     // A registered redirect URI, exactly or with any port on loopback
     // (RFC 8252 §7.3). Omitted only when exactly one is registered.
-    let redirect_uri = match p.one("redirect_uri").map_err(bad_page)? {
+    let (redirect_uri, redirect_uri_given) = match p.one("redirect_uri").map_err(bad_page)? {
         Some(r) => {
             let requested = redirect::check(r, &auth.custom_redirect_schemes)
                 .map(|(u, _)| u)
@@ -469,7 +475,7 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
                         .any(|reg| redirect::matches(reg, u))
                 });
             match requested {
-                Some(u) => u.to_string(),
+                Some(u) => (u.to_string(), true),
                 None => {
                     return Err(bad_page(
                         "The redirect_uri is not one this client registered, so the server will not send you there.".into(),
@@ -478,7 +484,7 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
             }
         }
         None => match client.redirect_uris.as_slice() {
-            [only] => only.clone(),
+            [only] => (only.clone(), false),
             _ => {
                 return Err(bad_page(
                     "The request has no redirect_uri and the client registered several.".into(),
@@ -580,6 +586,7 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
     Ok(AuthRequest {
         client,
         redirect_uri,
+        redirect_uri_given,
         state,
         code_challenge: code_challenge.to_string(),
         resource,

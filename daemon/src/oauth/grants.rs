@@ -363,6 +363,9 @@ pub struct Approval {
     pub principal_name: String,
     pub resource: String,
     pub redirect_uri: String,
+    /// Whether the authorization request named `redirect_uri`: then the
+    /// token request must send it (OAuth 2.1 §4.1.3).
+    pub redirect_uri_given: bool,
     pub code_challenge: String,
     /// The waiting sign-in this approval completes, consumed with it.
     pub pending: Option<String>,
@@ -399,14 +402,16 @@ pub async fn approve(
                 params![family, a.client_id, principal, a.resource, now],
             )?;
             c.execute(
-                "INSERT INTO oauth_codes (code_hash, family_id, redirect_uri, code_challenge, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO oauth_codes (code_hash, family_id, redirect_uri, code_challenge, expires_at,
+                   redirect_uri_given)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     code_hash,
                     family,
                     a.redirect_uri,
                     a.code_challenge,
-                    now + life.code_ms
+                    now + life.code_ms,
+                    a.redirect_uri_given,
                 ],
             )?;
             c.execute(
@@ -426,6 +431,8 @@ pub async fn approve(
 pub struct PendingRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Whether the request named `redirect_uri` (see [`Approval`]).
+    pub redirect_uri_given: bool,
     pub state: Option<String>,
     pub code_challenge: String,
     pub resource: String,
@@ -489,8 +496,9 @@ pub async fn insert_pending(
             };
             c.execute(
                 "INSERT INTO oauth_pending (id, csrf_hash, client_id, redirect_uri, state,
-                   code_challenge, resource, requested_from, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                   code_challenge, resource, requested_from, created_at, expires_at,
+                   redirect_uri_given)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     id,
                     csrf_hash,
@@ -501,7 +509,8 @@ pub async fn insert_pending(
                     req.resource,
                     from,
                     now,
-                    now + ttl_ms
+                    now + ttl_ms,
+                    req.redirect_uri_given,
                 ],
             )?;
             Ok::<_, StoreError>(id)
@@ -516,7 +525,7 @@ pub async fn pending(store: &Store, id: &str) -> Result<Option<Pending>, StoreEr
         .sql_read(move |c| {
             c.query_row(
                 "SELECT client_id, redirect_uri, state, code_challenge, resource, csrf_hash,
-                        approved_at IS NOT NULL
+                        approved_at IS NOT NULL, redirect_uri_given
                  FROM oauth_pending WHERE id = ?1 AND expires_at > ?2",
                 params![id, secrets::now_ms()],
                 |r| {
@@ -524,6 +533,7 @@ pub async fn pending(store: &Store, id: &str) -> Result<Option<Pending>, StoreEr
                         request: PendingRequest {
                             client_id: r.get(0)?,
                             redirect_uri: r.get(1)?,
+                            redirect_uri_given: r.get(7)?,
                             state: r.get(2)?,
                             code_challenge: r.get(3)?,
                             resource: r.get(4)?,
@@ -693,7 +703,7 @@ pub async fn exchange_code(
             let row = c
                 .query_row(
                     "SELECT k.family_id, k.redirect_uri, k.code_challenge, k.expires_at, k.used_at,
-                            g.client_id, g.principal_id, g.resource, g.revoked_at
+                            g.client_id, g.principal_id, g.resource, g.revoked_at, k.redirect_uri_given
                      FROM oauth_codes k JOIN oauth_grants g ON g.family_id = k.family_id
                      WHERE k.code_hash = ?1",
                     params![hash],
@@ -708,11 +718,12 @@ pub async fn exchange_code(
                             r.get::<_, String>(6)?,
                             r.get::<_, String>(7)?,
                             r.get::<_, Option<i64>>(8)?,
+                            r.get::<_, bool>(9)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((family, redirect, challenge, expires, used, client_id, principal, resource, revoked)) =
+            let Some((family, redirect, challenge, expires, used, client_id, principal, resource, revoked, redirect_given)) =
                 row
             else {
                 return Ok(Err(OAuthError::invalid_grant("unknown authorization code")));
@@ -742,10 +753,21 @@ pub async fn exchange_code(
             if revoked.is_some() {
                 return Ok(Err(OAuthError::invalid_grant("the grant was revoked")));
             }
-            if x.redirect_uri.as_deref().is_some_and(|r| r != redirect) {
-                return Ok(Err(OAuthError::invalid_grant(
-                    "redirect_uri differs from the authorization request's",
-                )));
+            // OAuth 2.1 §4.1.3 (RFC 6749 §4.1.3): redirect_uri is REQUIRED
+            // when the authorization request included it, and must be the
+            // same. (The code is used up all the same.)
+            match x.redirect_uri.as_deref() {
+                None if redirect_given => {
+                    return Ok(Err(OAuthError::invalid_request(
+                        "redirect_uri is missing: the authorization request named one, so the token request must send the same (OAuth 2.1 section 4.1.3)",
+                    )));
+                }
+                Some(r) if r != redirect => {
+                    return Ok(Err(OAuthError::invalid_grant(
+                        "redirect_uri differs from the authorization request's",
+                    )));
+                }
+                _ => {}
             }
             if !pkce_s256_matches(&x.code_verifier, &challenge) {
                 return Ok(Err(OAuthError::invalid_grant(
@@ -759,7 +781,13 @@ pub async fn exchange_code(
                     "this grant is for the resource {resource}"
                 ))));
             }
-            let issued = issue(c, &family, &principal, &resource, now, life, x.client.refresh)?;
+            let issued = issue(c, &family, &principal, &resource, now, life, x.client.refresh.then_some(None))?;
+            // Redeemed: no longer a sign-in whose code may lapse unused
+            // (`sweep_unredeemed`).
+            c.execute(
+                "UPDATE oauth_grants SET redeemed_at = ?2 WHERE family_id = ?1 AND redeemed_at IS NULL",
+                params![family, now],
+            )?;
             Ok::<_, StoreError>(Ok(issued))
         })
         .await?
@@ -777,8 +805,17 @@ pub struct RefreshExchange {
 ///
 /// A current token is marked rotated and a new pair issued. A token rotated
 /// less than the grace window ago still works (clients such as claude.ai
-/// refresh concurrently from two machines; both must succeed). A token
+/// refresh concurrently from two machines, and a client whose response was
+/// lost retries; both must succeed): it gets another successor. A token
 /// rotated longer ago is a replay: the whole family is revoked.
+///
+/// The grace window never forks the grant into two chains that both live
+/// on. Each refresh token records its parent (the token it replaced); the
+/// first of a token's successors to be used wins: using it supersedes its
+/// siblings (the other successors issued in the window) and its parent (the
+/// window closes early). A superseded token is refused like a replay, and
+/// revokes the family: a thief who redeemed a rotated token in the window
+/// is detected as soon as either chain moves on.
 pub async fn refresh(
     store: &Store,
     x: RefreshExchange,
@@ -791,7 +828,8 @@ pub async fn refresh(
             let row = c
                 .query_row(
                     "SELECT t.family_id, t.expires_at, t.rotated_at,
-                            g.client_id, g.principal_id, g.resource, g.revoked_at
+                            g.client_id, g.principal_id, g.resource, g.revoked_at,
+                            t.superseded_at, t.parent_hash
                      FROM oauth_refresh_tokens t JOIN oauth_grants g ON g.family_id = t.family_id
                      WHERE t.token_hash = ?1",
                     params![hash],
@@ -804,11 +842,13 @@ pub async fn refresh(
                             r.get::<_, String>(4)?,
                             r.get::<_, String>(5)?,
                             r.get::<_, Option<i64>>(6)?,
+                            r.get::<_, Option<i64>>(7)?,
+                            r.get::<_, Option<Vec<u8>>>(8)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((family, expires, rotated, client_id, principal, resource, revoked)) = row
+            let Some((family, expires, rotated, client_id, principal, resource, revoked, superseded, parent)) = row
             else {
                 return Ok(Err(OAuthError::invalid_grant("unknown refresh token")));
             };
@@ -830,6 +870,13 @@ pub async fn refresh(
                     "this grant is for the resource {resource}"
                 ))));
             }
+            if superseded.is_some() {
+                revoke_family(c, &family, now)?;
+                tracing::warn!(client_id = ?client_id, family = %family, "superseded refresh token used (another chain of the grant moved on); grant revoked");
+                return Ok(Err(OAuthError::invalid_grant(
+                    "the refresh token was superseded by another refresh of the same grant; the grant is revoked, sign in again",
+                )));
+            }
             match rotated {
                 Some(at) if now >= at.saturating_add(life.grace_ms) => {
                     revoke_family(c, &family, now)?;
@@ -846,9 +893,19 @@ pub async fn refresh(
                         "UPDATE oauth_refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
                         params![hash, now],
                     )?;
+                    // This successor of `parent` wins: the others issued in
+                    // its grace window, and `parent` itself, are done.
+                    if let Some(parent) = &parent {
+                        c.execute(
+                            "UPDATE oauth_refresh_tokens SET superseded_at = ?3
+                             WHERE superseded_at IS NULL
+                               AND ((parent_hash = ?1 AND token_hash <> ?2) OR token_hash = ?1)",
+                            params![parent, hash, now],
+                        )?;
+                    }
                 }
             }
-            let issued = issue(c, &family, &principal, &resource, now, life, true)?;
+            let issued = issue(c, &family, &principal, &resource, now, life, Some(Some(&hash)))?;
             Ok::<_, StoreError>(Ok(issued))
         })
         .await?
@@ -923,7 +980,9 @@ pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<()
     Ok(())
 }
 
-/// Issues an access token (and a refresh token) of `family`.
+/// Issues an access token of `family`, and a refresh token when `refresh`
+/// is `Some`: `Some(None)` for the first, `Some(Some(parent))` for the
+/// successor of the refresh token `parent` (by hash).
 fn issue(
     c: &Connection,
     family: &str,
@@ -931,7 +990,7 @@ fn issue(
     resource: &str,
     now: i64,
     life: Lifetimes,
-    with_refresh: bool,
+    refresh: Option<Option<&[u8]>>,
 ) -> Result<Issued, rusqlite::Error> {
     let access = secrets::new_secret(SecretKind::AccessToken);
     c.execute(
@@ -946,16 +1005,17 @@ fn issue(
             family
         ],
     )?;
-    let refresh_token = if with_refresh {
+    let refresh_token = if let Some(parent) = refresh {
         let rt = secrets::new_secret(SecretKind::RefreshToken);
         c.execute(
-            "INSERT INTO oauth_refresh_tokens (token_hash, family_id, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO oauth_refresh_tokens (token_hash, family_id, created_at, expires_at, parent_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 secrets::hash_secret(&rt),
                 family,
                 now,
-                now.saturating_add(life.refresh_ms)
+                now.saturating_add(life.refresh_ms),
+                parent,
             ],
         )?;
         Some(rt)
@@ -1042,6 +1102,7 @@ mod tests {
             principal_name: "p".into(),
             resource: "http://x/mcp".into(),
             redirect_uri: "http://127.0.0.1:9/cb".into(),
+            redirect_uri_given: true,
             code_challenge: "c".into(),
             pending: None,
         };
@@ -1088,6 +1149,7 @@ mod tests {
                 principal_name: "p".into(),
                 resource: "r".into(),
                 redirect_uri: "u".into(),
+                redirect_uri_given: true,
                 code_challenge: "c".into(),
                 pending: None,
             },
@@ -1182,6 +1244,7 @@ mod tests {
                 principal_name: "p".into(),
                 resource: "r".into(),
                 redirect_uri: "u".into(),
+                redirect_uri_given: true,
                 code_challenge: "c".into(),
                 pending: None,
             },

@@ -70,6 +70,7 @@ async fn signs_in(d: &Daemon, client_id: &str) {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", client_id),
         ],
     )
@@ -556,6 +557,7 @@ async fn approve_on_the_server_lists_and_approves_waiting_sign_ins_across_a_rest
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
         ],
     )

@@ -599,6 +599,7 @@ async fn wrong_verifier_is_refused_and_burns_the_code() {
                     ("grant_type", "authorization_code"),
                     ("code", &code),
                     ("code_verifier", &v),
+                    ("redirect_uri", REDIRECT),
                     ("client_id", &cid),
                 ],
             )
@@ -613,6 +614,66 @@ async fn wrong_verifier_is_refused_and_burns_the_code() {
     assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
 }
 
+/// Attack (red-team F5): a code issued to an explicit `redirect_uri` is
+/// redeemed without naming it. Stopped by `grants::exchange_code`, which
+/// requires it when the authorization request carried one (OAuth 2.1
+/// §4.1.3; `oauth_codes.redirect_uri_given`). A client whose authorization
+/// request left it out (its only registered URI) may leave it out here too.
+#[tokio::test]
+async fn a_code_issued_to_a_named_redirect_uri_needs_it_at_the_token_endpoint() {
+    let dir = TempDir::new("oauth-redirect-required");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    let code = code_for(&d, &cid, &challenge).await;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", cid.as_str()),
+    ];
+    let (st, v, _) = token(&d, &form).await;
+    assert_eq!(
+        (st, s(&v, "error").as_str()),
+        (400, "invalid_request"),
+        "{v}"
+    );
+    assert!(
+        s(&v, "error_description").contains("redirect_uri is missing"),
+        "{v}"
+    );
+    // The code is used up by the attempt, like any presentation.
+    form.push(("redirect_uri", REDIRECT));
+    let (st, v, _) = token(&d, &form).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"), "{v}");
+
+    // Left out of both requests: the client's only redirect URI, fine.
+    let (verifier, challenge) = pkce();
+    let (st, loc, body) = authorize(
+        &d,
+        &[
+            ("response_type", "code"),
+            ("client_id", &cid),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 302, "{body}");
+    let code = query(&loc.unwrap(), "code").unwrap();
+    let (st, v, _) = token(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &cid),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+}
+
 #[tokio::test]
 async fn reused_code_is_refused_and_revokes_what_it_issued() {
     let dir = TempDir::new("oauth-reuse");
@@ -624,6 +685,7 @@ async fn reused_code_is_refused_and_revokes_what_it_issued() {
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("code_verifier", verifier.as_str()),
+        ("redirect_uri", REDIRECT),
         ("client_id", cid.as_str()),
     ];
     let (st, first, _) = token(&d, &form).await;
@@ -652,6 +714,7 @@ async fn expired_code_is_refused() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
         ],
     )
@@ -805,6 +868,67 @@ async fn concurrent_refreshes_within_the_grace_window_both_work() {
     // Each successor keeps the family going.
     let (st, _) = refresh(&d, &cid, &s(&b.1, "refresh_token")).await;
     assert_eq!(st, 200);
+}
+
+/// Attack (red-team F4): a thief who redeems a just-rotated refresh token
+/// inside the grace window gets a chain of its own that refreshes forever
+/// beside the client's, and reuse detection never fires. Stopped by
+/// `grants::refresh`: the first successor used supersedes the others (and
+/// closes its parent's window), and a superseded token revokes the grant.
+#[tokio::test]
+async fn the_grace_window_never_forks_a_grant_into_two_live_chains() {
+    let dir = TempDir::new("oauth-refresh-fork");
+    let d = start(&dir, &[]);
+    let (cid, first) = signed_in(&d).await;
+    let r0 = s(&first, "refresh_token");
+    let (st, legit) = refresh(&d, &cid, &r0).await;
+    assert_eq!(st, 200, "{legit}");
+    let (st, thief) = refresh(&d, &cid, &r0).await;
+    assert_eq!(
+        st, 200,
+        "within the window the rotated token is still honoured"
+    );
+    // The client moves on first: the thief's successor is superseded.
+    let (st, legit2) = refresh(&d, &cid, &s(&legit, "refresh_token")).await;
+    assert_eq!(st, 200, "{legit2}");
+    let (st, v) = refresh(&d, &cid, &s(&thief, "refresh_token")).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"), "{v}");
+    assert!(s(&v, "error_description").contains("superseded"), "{v}");
+    // ...which revokes the grant: theft detected, both chains end.
+    assert_invalid_token(mcp_status(&d, &s(&legit2, "access_token")).await);
+    let (st, _) = refresh(&d, &cid, &s(&legit2, "refresh_token")).await;
+    assert_eq!(st, 400);
+
+    // Once a successor was used, its parent's window is closed too.
+    let (cid, first) = signed_in(&d).await;
+    let r0 = s(&first, "refresh_token");
+    let (_, next) = refresh(&d, &cid, &r0).await;
+    let (st, _) = refresh(&d, &cid, &s(&next, "refresh_token")).await;
+    assert_eq!(st, 200);
+    let (st, v) = refresh(&d, &cid, &r0).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"), "{v}");
+}
+
+/// A client whose refresh response was lost retries with the same token
+/// inside the grace window, and carries on with the second answer: the
+/// successor it never received is the one superseded.
+#[tokio::test]
+async fn a_refresh_retried_after_a_lost_response_keeps_working() {
+    let dir = TempDir::new("oauth-refresh-retry");
+    let d = start(&dir, &[]);
+    let (cid, first) = signed_in(&d).await;
+    let r0 = s(&first, "refresh_token");
+    let (st, _lost) = refresh(&d, &cid, &r0).await;
+    assert_eq!(st, 200);
+    let (st, retried) = refresh(&d, &cid, &r0).await;
+    assert_eq!(st, 200, "{retried}");
+    let mut rt = s(&retried, "refresh_token");
+    for _ in 0..3 {
+        let (st, v) = refresh(&d, &cid, &rt).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(mcp_status(&d, &s(&v, "access_token")).await.0, 200);
+        rt = s(&v, "refresh_token");
+    }
 }
 
 // ------------------------------------------------------------ revocation
@@ -982,6 +1106,7 @@ async fn tokens_are_bound_to_this_resource() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
             ("resource", "https://other.example/mcp"),
         ],
@@ -1052,6 +1177,7 @@ async fn token_endpoint_authenticates_clients() {
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("code_verifier", verifier.as_str()),
+        ("redirect_uri", REDIRECT),
         ("client_id", cid.as_str()),
     ];
     // No secret, wrong secret: invalid_client, 401, and the code survives.
@@ -1200,6 +1326,7 @@ async fn passphrase_approval_accepts_the_right_one_only() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
         ],
     )
