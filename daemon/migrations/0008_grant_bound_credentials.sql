@@ -33,6 +33,12 @@ UPDATE oauth_grants SET redeemed_at = created_at
  WHERE EXISTS (SELECT 1 FROM access_tokens t WHERE t.family_id = oauth_grants.family_id);
 CREATE INDEX oauth_grants_unredeemed ON oauth_grants(created_at) WHERE redeemed_at IS NULL;
 
+-- What deleting a lapsed grant and its principal looks up (foreign keys
+-- included), and what a new page link's grant is found by.
+CREATE INDEX oauth_codes_family ON oauth_codes(family_id);
+CREATE INDEX oauth_grants_principal ON oauth_grants(principal_id);
+CREATE INDEX page_links_principal ON page_links(principal_id) WHERE principal_id IS NOT NULL;
+
 -- A grant's refresh tokens form one chain: parent_hash is the token a
 -- refresh token replaced (NULL for the first, from the code). Once one of a
 -- token's successors is used, its other successors and the token itself are

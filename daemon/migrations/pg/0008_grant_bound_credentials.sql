@@ -18,6 +18,10 @@ UPDATE oauth_grants SET redeemed_at = created_at
  WHERE EXISTS (SELECT 1 FROM access_tokens t WHERE t.family_id = oauth_grants.family_id);
 CREATE INDEX oauth_grants_unredeemed ON oauth_grants(created_at) WHERE redeemed_at IS NULL;
 
+CREATE INDEX oauth_codes_family ON oauth_codes(family_id);
+CREATE INDEX oauth_grants_principal ON oauth_grants(principal_id);
+CREATE INDEX page_links_principal ON page_links(principal_id) WHERE principal_id IS NOT NULL;
+
 ALTER TABLE oauth_refresh_tokens ADD COLUMN parent_hash BYTEA;
 ALTER TABLE oauth_refresh_tokens ADD COLUMN superseded_at BIGINT;
 CREATE INDEX oauth_refresh_tokens_parent ON oauth_refresh_tokens(parent_hash)

@@ -347,7 +347,8 @@ async fn grant(
         code_challenge: req.code_challenge.clone(),
         pending,
     };
-    match grants::approve(o.store(), approval, o.lifetimes()).await {
+    let cap = o.limits.config().pending_approvals_total;
+    match grants::approve(o.store(), approval, o.lifetimes(), cap).await {
         Ok(Some(code)) => {
             let mut pairs = vec![("code", code.as_str())];
             if let Some(s) = &req.state {

@@ -374,16 +374,29 @@ pub struct Approval {
 /// Records an approval: a new principal and grant, and a single-use code for
 /// it. Returns the code, or `None` when the waiting sign-in it completes was
 /// already used or dropped (a double submit).
+///
+/// Each approval makes a new principal with exactly one grant: the page
+/// links a principal mints record that grant (`store::links::insert`), and
+/// revoking it revokes them.
+///
+/// In `auto` mode anything that can GET `/authorize` on loopback approves
+/// (a web page in the user's browser can), so what approvals store is
+/// bounded: first grants whose code lapsed unredeemed are deleted with their
+/// principals ([`sweep_unredeemed`]), then, beyond `max_unredeemed` grants
+/// still waiting for their code to be redeemed, the oldest of them. A real
+/// client redeems its code within seconds of the redirect.
 pub async fn approve(
     store: &Store,
     a: Approval,
     life: Lifetimes,
+    max_unredeemed: u32,
 ) -> Result<Option<String>, StoreError> {
     let code = secrets::new_secret(SecretKind::AuthCode);
     let code_hash = secrets::hash_secret(&code);
     store
         .sql_write(move |c| {
             let now = secrets::now_ms();
+            sweep_unredeemed(c, now, i64::from(max_unredeemed))?;
             if let Some(id) = &a.pending {
                 let n = c.execute("DELETE FROM oauth_pending WHERE id = ?1", params![id])?;
                 if n == 0 {
@@ -422,6 +435,78 @@ pub async fn approve(
             Ok::<_, StoreError>(Some(code))
         })
         .await
+}
+
+/// Most lapsed grants one approval deletes (more than it adds, so a backlog,
+/// like the one a flood left before this sweep existed, drains).
+const SWEEP_BATCH: i64 = 256;
+
+/// Deletes grants never redeemed whose code can no longer be (expired, or
+/// gone), with their principals, which never authenticated and so own
+/// nothing; then, while `max_unredeemed` or more grants still wait for
+/// their code, the oldest of them (their sign-in fails at `/token` as an
+/// unknown code). Returns how many grants it deleted.
+fn sweep_unredeemed(c: &Connection, now: i64, max_unredeemed: i64) -> Result<usize, StoreError> {
+    let lapsed = families(
+        c,
+        "SELECT family_id, principal_id FROM oauth_grants g
+         WHERE redeemed_at IS NULL AND NOT EXISTS
+           (SELECT 1 FROM oauth_codes k WHERE k.family_id = g.family_id AND k.expires_at > ?1)
+         ORDER BY created_at LIMIT ?2",
+        params![now, SWEEP_BATCH],
+    )?;
+    forget_grants(c, &lapsed)?;
+    let waiting: i64 = c.query_row(
+        "SELECT count(*) FROM oauth_grants WHERE redeemed_at IS NULL",
+        params![],
+        |r| r.get(0),
+    )?;
+    let mut dropped = Vec::new();
+    if waiting >= max_unredeemed {
+        dropped = families(
+            c,
+            "SELECT family_id, principal_id FROM oauth_grants WHERE redeemed_at IS NULL
+             ORDER BY created_at LIMIT ?1",
+            params![waiting - max_unredeemed + 1],
+        )?;
+        forget_grants(c, &dropped)?;
+        tracing::warn!(
+            dropped = dropped.len(),
+            "too many sign-ins waiting for their code to be redeemed; dropped the oldest"
+        );
+    }
+    Ok(lapsed.len() + dropped.len())
+}
+
+fn families(
+    c: &Connection,
+    sql: &str,
+    p: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(c.prepare(sql)?
+        .query_map(p, |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Deletes never-redeemed grants and everything of theirs: codes, tokens
+/// (none were issued), and their principals when no other grant names them.
+fn forget_grants(c: &Connection, grants: &[(String, String)]) -> Result<(), StoreError> {
+    for (family, principal) in grants {
+        for sql in [
+            "DELETE FROM oauth_codes WHERE family_id = ?1",
+            "DELETE FROM oauth_refresh_tokens WHERE family_id = ?1",
+            "DELETE FROM access_tokens WHERE family_id = ?1",
+            "DELETE FROM oauth_grants WHERE family_id = ?1 AND redeemed_at IS NULL",
+        ] {
+            c.execute(sql, params![family])?;
+        }
+        c.execute(
+            "DELETE FROM principals WHERE id = ?1 AND kind = 'oauth'
+               AND NOT EXISTS (SELECT 1 FROM oauth_grants WHERE principal_id = ?1)",
+            params![principal],
+        )?;
+    }
+    Ok(())
 }
 
 // ------------------------------------------------- sign-ins awaiting approval
@@ -1106,7 +1191,7 @@ mod tests {
             code_challenge: "c".into(),
             pending: None,
         };
-        approve(&store, approval("old-approved"), life)
+        approve(&store, approval("old-approved"), life, 1000)
             .await
             .unwrap();
         // The next registration sweeps.
@@ -1154,6 +1239,7 @@ mod tests {
                 pending: None,
             },
             life,
+            1000,
         )
         .await
         .unwrap();
@@ -1249,6 +1335,7 @@ mod tests {
                 pending: None,
             },
             LIFE,
+            1000,
         )
         .await
         .unwrap();
@@ -1356,6 +1443,98 @@ mod tests {
             .unwrap();
         assert_eq!(link_revoked_at(&store, mine).await, Some(7));
         assert_eq!(link_revoked_at(&store, other).await, None);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        store
+            .sql_read(move |c| {
+                c.query_row(sql, params![], |r| r.get(0))
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Attack (red-team F3): in `auto` mode every GET `/authorize` (a web
+    /// page in the user's browser can send them) stored a principal and a
+    /// grant that nothing ever deleted: 3,000 GETs, 3,000 principals.
+    /// Stopped by `sweep_unredeemed`, run by every approval: grants whose
+    /// code lapsed unredeemed go with their principals, and grants still
+    /// waiting are capped. A redeemed grant is never touched.
+    #[tokio::test]
+    async fn sign_ins_whose_code_is_never_redeemed_are_deleted_and_capped() {
+        let (dir, store) = temp_store();
+        register_client(
+            &store,
+            new_client("c", secrets::now_ms()),
+            &OAuthLimits::default(),
+        )
+        .await
+        .unwrap();
+        let verifier = "v".repeat(43);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let approval = || Approval {
+            client_id: "c".into(),
+            principal_name: "flood".into(),
+            resource: "r".into(),
+            redirect_uri: "u".into(),
+            redirect_uri_given: true,
+            code_challenge: challenge.clone(),
+            pending: None,
+        };
+        const PRINCIPALS: &str = "SELECT count(*) FROM principals WHERE kind = 'oauth'";
+        const GRANTS: &str = "SELECT count(*) FROM oauth_grants";
+        const WAITING: &str = "SELECT count(*) FROM oauth_grants WHERE redeemed_at IS NULL";
+
+        // The real client's sign-in, redeemed.
+        let code = approve(&store, approval(), LIFE, 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        exchange_code(
+            &store,
+            CodeExchange {
+                client: client(&store, "c").await.unwrap().unwrap(),
+                code,
+                redirect_uri: Some("u".into()),
+                code_verifier: verifier.clone(),
+                resource: None,
+            },
+            LIFE,
+        )
+        .await
+        .unwrap();
+
+        // A flood whose codes lapse: each approval deletes the ones before.
+        let lapsing = Lifetimes { code_ms: 0, ..LIFE };
+        for _ in 0..50 {
+            approve(&store, approval(), lapsing, 1000).await.unwrap();
+        }
+        assert_eq!(
+            count(&store, WAITING).await,
+            1,
+            "only the newest lapsed one"
+        );
+        assert_eq!(count(&store, GRANTS).await, 2);
+        assert_eq!(count(&store, PRINCIPALS).await, 2);
+
+        // A flood of live codes: capped, the oldest dropped.
+        for _ in 0..20 {
+            approve(&store, approval(), LIFE, 5).await.unwrap();
+        }
+        assert_eq!(count(&store, WAITING).await, 5);
+        assert_eq!(count(&store, PRINCIPALS).await, 6, "5 waiting, 1 redeemed");
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM oauth_grants WHERE redeemed_at IS NOT NULL"
+            )
+            .await,
+            1,
+            "the redeemed grant stays"
+        );
         store.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
