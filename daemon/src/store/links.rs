@@ -141,3 +141,73 @@ pub(crate) fn revoke_of_principal(
         params![principal, now],
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::{MIGRATIONS, Store};
+    use crate::store::ReadTx;
+
+    /// A database from before page links recorded their grant (version 7)
+    /// migrates: each link gets the grant of its creator, the links of a
+    /// grant already revoked are revoked, a CLI principal's link has none.
+    #[tokio::test]
+    async fn links_from_before_migration_8_get_their_creators_grant() {
+        let dir = std::env::temp_dir().join(format!("mcpmp-links-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..7] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 7).unwrap();
+            c.execute_batch(
+                "INSERT INTO principals VALUES ('p_gone', 'a', 'oauth', 0), ('p_live', 'b', 'oauth', 0),
+                                               ('p_cli', 'c', 'cli', 0);
+                 INSERT INTO oauth_clients (client_id, auth_method, redirect_uris, metadata, refresh, created_at)
+                   VALUES ('c', 'none', '[]', '{}', 1, 0);
+                 INSERT INTO oauth_grants (family_id, client_id, principal_id, resource, created_at, revoked_at)
+                   VALUES ('g_gone', 'c', 'p_gone', 'r', 0, 5), ('g_live', 'c', 'p_live', 'r', 0, NULL);
+                 INSERT INTO channels (id, name, admin_principal, created_at, head_hash)
+                   VALUES ('ch1', 'x', 'p_live', 0, '00');
+                 INSERT INTO page_links (id, channel_id, secret_hash, kind, principal_id, seat, created_by, created_at)
+                   VALUES ('l_gone', 'ch1', x'01', 'member_session', 'p_gone', 'a', 'p_gone', 0),
+                          ('l_live', 'ch1', x'02', 'spectator', NULL, NULL, 'p_live', 0),
+                          ('l_cli', 'ch1', x'03', 'spectator', NULL, NULL, 'p_cli', 0);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let rows: Vec<(String, Option<String>, bool)> = store
+            .sql_read(|c| {
+                c.prepare(
+                    "SELECT id, grant_id, revoked_at IS NOT NULL FROM page_links ORDER BY id",
+                )?
+                .query_map(rusqlite::params![], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()
+                .map_err(super::StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("l_cli".into(), None, false),
+                ("l_gone".into(), Some("g_gone".into()), true),
+                ("l_live".into(), Some("g_live".into()), false),
+            ]
+        );
+        let live = store
+            .read(|tx: &dyn ReadTx| tx.page_link(&[2]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(live.revoked_at, None);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
