@@ -10,6 +10,18 @@
 //! write with `eprintln!`, which panics when stderr is closed: the task that
 //! logged died, the signal task among them, and SIGTERM was ignored.
 //!
+//! **One event, one line.** Values a request controls reach log fields (a
+//! client's name or metadata-document URL, a redirect URI, a `resource`, a
+//! channel id from a path, an error description quoting any of them). The
+//! daemon's own calls log those with `?` (Debug, quoted and escaped), but
+//! the guarantee does not rest on every call site: each event's formatted
+//! line is passed through [`one_line`] before it is queued, which escapes
+//! every control character (C0, DEL, C1: newlines, carriage returns, ESC)
+//! but the line's final newline. A request cannot forge a second log line
+//! (each becomes its own journal entry under systemd) nor send terminal
+//! escape sequences to whoever reads the log. JSON lines already escape
+//! them; the pass changes nothing there.
+//!
 //! **No secrets at any level.** The daemon's own events never carry tokens,
 //! codes, invite or rejoin secrets, message bodies or bot state. Other
 //! crates are capped whatever `MCP_MULTIPLAYER_LOG` says: `rmcp` logs whole
@@ -169,7 +181,7 @@ impl Drop for Line {
         if self.0.is_empty() {
             return;
         }
-        let line = std::mem::take(&mut self.0);
+        let line = one_line(std::mem::take(&mut self.0));
         match queue() {
             Some(q) => enqueue(q, line),
             None => {
@@ -179,9 +191,56 @@ impl Drop for Line {
     }
 }
 
+/// `line` with every control character escaped (`\n`, `\r`, `\t`, else
+/// `\u{..}`) except a final newline: one formatted event stays one line of
+/// the log, without terminal escapes, whatever its fields hold. A line
+/// without control characters is returned as it is.
+fn one_line(line: Vec<u8>) -> Vec<u8> {
+    let body = line.strip_suffix(b"\n").unwrap_or(&line);
+    let text = String::from_utf8_lossy(body);
+    if !text.chars().any(char::is_control) && !matches!(text, std::borrow::Cow::Owned(_)) {
+        return line;
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    if body.len() < line.len() {
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attack (red-team F2): a request value carrying a newline forges a
+    /// second log line ("passphrase accepted ..."), and one carrying ESC
+    /// writes terminal escape sequences into the log. Stopped by
+    /// [`one_line`], which every event passes through before it is queued.
+    #[test]
+    fn a_logged_value_cannot_forge_a_line_or_write_an_escape_sequence() {
+        let forged =
+            "WARN refused x\n2026-12-05T12:00:00Z  INFO passphrase accepted\u{1b}[31m\u{9b}\r\n";
+        let out = String::from_utf8(one_line(forged.as_bytes().to_vec())).unwrap();
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(out.ends_with('\n'));
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert_eq!(
+            out,
+            "WARN refused x\\n2026-12-05T12:00:00Z  INFO passphrase accepted\\u{1b}[31m\\u{9b}\\r\n"
+        );
+        // Ordinary lines pass untouched, non-ASCII text included.
+        let plain = "INFO client registered client_id=\"é\"\n";
+        assert_eq!(one_line(plain.as_bytes().to_vec()), plain.as_bytes());
+    }
 
     fn meta_of(target: &'static str, level: Level) -> bool {
         // A callsite's metadata for an arbitrary target and level.

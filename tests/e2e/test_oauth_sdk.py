@@ -154,6 +154,33 @@ async def test_sdk_signs_in_calls_tools_and_reconnects_with_its_seats(daemon, mo
         assert secret not in log
 
 
+async def test_revoking_the_sdks_grant_ends_its_page_session(daemon):
+    """Attack (red-team F1): the member page session a signed-in client
+    opened (it reads the seat's private messages for twelve hours) outlives
+    the revocation of the grant. Stopped by `oauth::grants::revoke_family`
+    revoking the page links minted under the grant."""
+    storage, browser = Memory(), HeadlessBrowser(LOOPBACK_CALLBACK)
+    auth = provider(daemon, storage, browser, token_endpoint_auth_method="none")
+    http, client = session(daemon, auth, "legacy")
+    async with http, client:
+        created = await call(client, "create_channel",
+                             {"name": "revoked", "slots": ["invite:alice", "invite:bob"], "join_as": "alice"})
+        cid = created["channel_id"]
+        shared = await call(client, "share_channel", {"channel_id": cid, "audience": "me"})
+    async with httpx2.AsyncClient(follow_redirects=False) as web:
+        opened = await web.get(shared["url"])
+        assert opened.status_code == 303, opened.text
+        cookie = opened.headers["set-cookie"].split(";")[0]
+        page = f"{daemon.base}/c/{cid}"
+        assert (await web.get(page, headers={"cookie": cookie})).status_code == 200
+        revoked = await web.post(f"{daemon.base}/revoke", data={
+            "token": storage.tokens.refresh_token, "token_type_hint": "refresh_token",
+            "client_id": storage.client_info.client_id})
+        assert revoked.status_code == 200
+        after = await web.get(page, headers={"cookie": cookie})
+        assert after.status_code == 403, "the member session outlived its grant"
+
+
 async def test_sdk_refreshes_an_expired_token_and_keeps_its_seat(state_dir):
     # Access tokens that live one second: the expiry is the thing under test,
     # so the test waits for it (briefly) rather than faking a clock.

@@ -176,7 +176,7 @@ pub(crate) fn streamed(first: TranscriptExport, next: NextPage) -> Response {
         let fail = |why: String| {
             let tx = tx.clone();
             async move {
-                tracing::warn!(reason = %why, "an export stream stopped early");
+                tracing::warn!(reason = ?why, "an export stream stopped early");
                 let _ = tx.send(Err(std::io::Error::other(why))).await;
             }
         };

@@ -68,7 +68,7 @@ pub async fn decide(store: &Store, code: &str, deny: bool) -> Result<String, App
     let w = grants::decide_pending(store, &id, decision)
         .await?
         .ok_or_else(|| ApproveError::Unknown(id.clone()))?;
-    tracing::info!(request = %id, client_id = %w.client_id, ?decision, "sign-in decided on the server");
+    tracing::info!(request = %id, client_id = ?w.client_id, ?decision, "sign-in decided on the server");
     Ok(match decision {
         Decision::Approve => format!(
             "Approved {id}: {}.\nPress Continue on the approval page to finish the sign-in.\n",

@@ -48,6 +48,9 @@ struct AuthRequest {
     /// As requested, normalised: one the client registered (any port on
     /// loopback).
     redirect_uri: String,
+    /// Whether the request named it (else the client's only one): then the
+    /// token request must name it too.
+    redirect_uri_given: bool,
     state: Option<String>,
     code_challenge: String,
     resource: String,
@@ -58,6 +61,7 @@ impl AuthRequest {
         PendingRequest {
             client_id: self.client.client_id.clone(),
             redirect_uri: self.redirect_uri.clone(),
+            redirect_uri_given: self.redirect_uri_given,
             state: self.state.clone(),
             code_challenge: self.code_challenge.clone(),
             resource: self.resource.clone(),
@@ -122,7 +126,7 @@ pub async fn authorize(
                     return server_error_page();
                 }
             };
-            tracing::info!(client_id = %req.client.client_id, request = %id, %from, "sign-in waiting for approval");
+            tracing::info!(client_id = ?req.client.client_id, request = %id, %from, "sign-in waiting for approval");
             let mut resp = approval_page(StatusCode::OK, &id, &req, None);
             let secure = if o.app.config.public_url.scheme() == "https" {
                 "; Secure"
@@ -201,6 +205,7 @@ pub async fn approve(
     let req = AuthRequest {
         client,
         redirect_uri: p.redirect_uri,
+        redirect_uri_given: p.redirect_uri_given,
         state: p.state,
         code_challenge: p.code_challenge,
         resource: p.resource,
@@ -210,7 +215,7 @@ pub async fn approve(
             if let Err(e) = grants::remove_pending(o.store(), &id).await {
                 tracing::error!(error = %e, "forgetting a denied sign-in failed");
             }
-            tracing::info!(client_id = %req.client.client_id, %from, "authorization denied by the user");
+            tracing::info!(client_id = ?req.client.client_id, %from, "authorization denied by the user");
             // The user saw where this goes and chose it: redirect.
             return refuse(
                 &o,
@@ -223,7 +228,7 @@ pub async fn approve(
             );
         }
         Some("continue") if pending.approved => {
-            tracing::info!(client_id = %req.client.client_id, request = %id, "continuing a sign-in approved on the server");
+            tracing::info!(client_id = ?req.client.client_id, request = %id, "continuing a sign-in approved on the server");
             return grant(&o, req, Some(id), StatusCode::SEE_OTHER).await;
         }
         Some("continue") => {
@@ -255,12 +260,12 @@ pub async fn approve(
     };
     match o.limits.passphrase(from, || expected.matches(&passphrase)) {
         Attempt::Accepted => {
-            tracing::info!(client_id = %req.client.client_id, %from, "passphrase accepted");
+            tracing::info!(client_id = ?req.client.client_id, %from, "passphrase accepted");
             // 303: the browser follows with a GET (RFC 9110 §15.4.4).
             grant(&o, req, Some(id), StatusCode::SEE_OTHER).await
         }
         Attempt::Wrong(wait) => {
-            tracing::warn!(client_id = %req.client.client_id, %from, next_try_in_secs = wait, "wrong approval passphrase");
+            tracing::warn!(client_id = ?req.client.client_id, %from, next_try_in_secs = wait, "wrong approval passphrase");
             let message = if wait == 0 {
                 "Wrong passphrase.".to_string()
             } else {
@@ -338,10 +343,12 @@ async fn grant(
         principal_name,
         resource: req.resource.clone(),
         redirect_uri: req.redirect_uri.clone(),
+        redirect_uri_given: req.redirect_uri_given,
         code_challenge: req.code_challenge.clone(),
         pending,
     };
-    match grants::approve(o.store(), approval, o.lifetimes()).await {
+    let cap = o.limits.config().pending_approvals_total;
+    match grants::approve(o.store(), approval, o.lifetimes(), cap).await {
         Ok(Some(code)) => {
             let mut pairs = vec![("code", code.as_str())];
             if let Some(s) = &req.state {
@@ -377,7 +384,7 @@ fn refuse(o: &OAuth, r: Refusal) -> Response {
             message,
             retry_after: wait,
         } => {
-            tracing::warn!(%message, "authorization request refused (shown as a page)");
+            tracing::warn!(?message, "authorization request refused (shown as a page)");
             let mut resp = page::error(status, title, &message);
             if let Some(secs) = wait {
                 retry_after(&mut resp, secs);
@@ -390,7 +397,7 @@ fn refuse(o: &OAuth, r: Refusal) -> Response {
             error,
             description,
         } => {
-            tracing::warn!(error, %description, "authorization request refused");
+            tracing::warn!(error, ?description, "authorization request refused");
             let mut pairs = vec![
                 ("error", error),
                 ("error_description", description.as_str()),
@@ -457,7 +464,7 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
     };
     // A registered redirect URI, exactly or with any port on loopback
     // (RFC 8252 §7.3). Omitted only when exactly one is registered.
-    let redirect_uri = match p.one("redirect_uri").map_err(bad_page)? {
+    let (redirect_uri, redirect_uri_given) = match p.one("redirect_uri").map_err(bad_page)? {
         Some(r) => {
             let requested = redirect::check(r, &auth.custom_redirect_schemes)
                 .map(|(u, _)| u)
@@ -469,7 +476,7 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
                         .any(|reg| redirect::matches(reg, u))
                 });
             match requested {
-                Some(u) => u.to_string(),
+                Some(u) => (u.to_string(), true),
                 None => {
                     return Err(bad_page(
                         "The redirect_uri is not one this client registered, so the server will not send you there.".into(),
@@ -478,7 +485,7 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
             }
         }
         None => match client.redirect_uris.as_slice() {
-            [only] => only.clone(),
+            [only] => (only.clone(), false),
             _ => {
                 return Err(bad_page(
                     "The request has no redirect_uri and the client registered several.".into(),
@@ -568,13 +575,19 @@ async fn validate(o: &OAuth, from: AddrKey, query: &str) -> Result<AuthRequest, 
         Ok(Some(r)) => {
             return Err(back(
                 "invalid_target",
-                format!("this server grants access only to {canonical}, not {r}"),
+                // Quoted and cut short: the value is the request's, and goes
+                // into the log as well as back to the client.
+                format!(
+                    "this server grants access only to {canonical}, not {:?}",
+                    redirect::shorten(r)
+                ),
             ));
         }
     };
     Ok(AuthRequest {
         client,
         redirect_uri,
+        redirect_uri_given,
         state,
         code_challenge: code_challenge.to_string(),
         resource,
@@ -620,7 +633,7 @@ async fn document_client(o: &OAuth, from: AddrKey, client_id: &str) -> Result<Cl
     let fetched = cimd::fetch(&url, client_id, reach, &auth.custom_redirect_schemes)
         .await
         .map_err(|e| {
-            tracing::warn!(%client_id, %from, detail = %e.description, "client metadata document refused");
+            tracing::warn!(?client_id, %from, detail = ?e.description, "client metadata document refused");
             bad_page(format!(
                 "This client is known by its metadata document at {client_id}, which the server could not use: {}.",
                 e.description.trim_start_matches("client metadata document: ")
@@ -654,7 +667,7 @@ async fn document_client(o: &OAuth, from: AddrKey, client_id: &str) -> Result<Cl
         tracing::error!(error = %e.description, "storing a client metadata document failed");
         server_error()
     })?;
-    tracing::info!(%client_id, %from, fresh_for_secs = fetched.fresh_for.as_secs(), "client metadata document fetched");
+    tracing::info!(?client_id, %from, fresh_for_secs = fetched.fresh_for.as_secs(), "client metadata document fetched");
     Ok(client)
 }
 

@@ -363,6 +363,9 @@ pub struct Approval {
     pub principal_name: String,
     pub resource: String,
     pub redirect_uri: String,
+    /// Whether the authorization request named `redirect_uri`: then the
+    /// token request must send it (OAuth 2.1 §4.1.3).
+    pub redirect_uri_given: bool,
     pub code_challenge: String,
     /// The waiting sign-in this approval completes, consumed with it.
     pub pending: Option<String>,
@@ -371,16 +374,29 @@ pub struct Approval {
 /// Records an approval: a new principal and grant, and a single-use code for
 /// it. Returns the code, or `None` when the waiting sign-in it completes was
 /// already used or dropped (a double submit).
+///
+/// Each approval makes a new principal with exactly one grant: the page
+/// links a principal mints record that grant (`store::links::insert`), and
+/// revoking it revokes them.
+///
+/// In `auto` mode anything that can GET `/authorize` on loopback approves
+/// (a web page in the user's browser can), so what approvals store is
+/// bounded: first grants whose code lapsed unredeemed are deleted with their
+/// principals ([`sweep_unredeemed`]), then, beyond `max_unredeemed` grants
+/// still waiting for their code to be redeemed, the oldest of them. A real
+/// client redeems its code within seconds of the redirect.
 pub async fn approve(
     store: &Store,
     a: Approval,
     life: Lifetimes,
+    max_unredeemed: u32,
 ) -> Result<Option<String>, StoreError> {
     let code = secrets::new_secret(SecretKind::AuthCode);
     let code_hash = secrets::hash_secret(&code);
     store
         .sql_write(move |c| {
             let now = secrets::now_ms();
+            sweep_unredeemed(c, now, i64::from(max_unredeemed))?;
             if let Some(id) = &a.pending {
                 let n = c.execute("DELETE FROM oauth_pending WHERE id = ?1", params![id])?;
                 if n == 0 {
@@ -399,24 +415,98 @@ pub async fn approve(
                 params![family, a.client_id, principal, a.resource, now],
             )?;
             c.execute(
-                "INSERT INTO oauth_codes (code_hash, family_id, redirect_uri, code_challenge, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO oauth_codes (code_hash, family_id, redirect_uri, code_challenge, expires_at,
+                   redirect_uri_given)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     code_hash,
                     family,
                     a.redirect_uri,
                     a.code_challenge,
-                    now + life.code_ms
+                    now + life.code_ms,
+                    a.redirect_uri_given,
                 ],
             )?;
             c.execute(
                 "UPDATE oauth_clients SET approved_at = ?2 WHERE client_id = ?1 AND approved_at IS NULL",
                 params![a.client_id, now],
             )?;
-            tracing::info!(client_id = %a.client_id, principal = %principal, "oauth grant approved");
+            tracing::info!(client_id = ?a.client_id, principal = %principal, "oauth grant approved");
             Ok::<_, StoreError>(Some(code))
         })
         .await
+}
+
+/// Most lapsed grants one approval deletes (more than it adds, so a backlog,
+/// like the one a flood left before this sweep existed, drains).
+const SWEEP_BATCH: i64 = 256;
+
+/// Deletes grants never redeemed whose code can no longer be (expired, or
+/// gone), with their principals, which never authenticated and so own
+/// nothing; then, while `max_unredeemed` or more grants still wait for
+/// their code, the oldest of them (their sign-in fails at `/token` as an
+/// unknown code). Returns how many grants it deleted.
+fn sweep_unredeemed(c: &Connection, now: i64, max_unredeemed: i64) -> Result<usize, StoreError> {
+    let lapsed = families(
+        c,
+        "SELECT family_id, principal_id FROM oauth_grants g
+         WHERE redeemed_at IS NULL AND NOT EXISTS
+           (SELECT 1 FROM oauth_codes k WHERE k.family_id = g.family_id AND k.expires_at > ?1)
+         ORDER BY created_at LIMIT ?2",
+        params![now, SWEEP_BATCH],
+    )?;
+    forget_grants(c, &lapsed)?;
+    let waiting: i64 = c.query_row(
+        "SELECT count(*) FROM oauth_grants WHERE redeemed_at IS NULL",
+        params![],
+        |r| r.get(0),
+    )?;
+    let mut dropped = Vec::new();
+    if waiting >= max_unredeemed {
+        dropped = families(
+            c,
+            "SELECT family_id, principal_id FROM oauth_grants WHERE redeemed_at IS NULL
+             ORDER BY created_at LIMIT ?1",
+            params![waiting - max_unredeemed + 1],
+        )?;
+        forget_grants(c, &dropped)?;
+        tracing::warn!(
+            dropped = dropped.len(),
+            "too many sign-ins waiting for their code to be redeemed; dropped the oldest"
+        );
+    }
+    Ok(lapsed.len() + dropped.len())
+}
+
+fn families(
+    c: &Connection,
+    sql: &str,
+    p: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(c.prepare(sql)?
+        .query_map(p, |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Deletes never-redeemed grants and everything of theirs: codes, tokens
+/// (none were issued), and their principals when no other grant names them.
+fn forget_grants(c: &Connection, grants: &[(String, String)]) -> Result<(), StoreError> {
+    for (family, principal) in grants {
+        for sql in [
+            "DELETE FROM oauth_codes WHERE family_id = ?1",
+            "DELETE FROM oauth_refresh_tokens WHERE family_id = ?1",
+            "DELETE FROM access_tokens WHERE family_id = ?1",
+            "DELETE FROM oauth_grants WHERE family_id = ?1 AND redeemed_at IS NULL",
+        ] {
+            c.execute(sql, params![family])?;
+        }
+        c.execute(
+            "DELETE FROM principals WHERE id = ?1 AND kind = 'oauth'
+               AND NOT EXISTS (SELECT 1 FROM oauth_grants WHERE principal_id = ?1)",
+            params![principal],
+        )?;
+    }
+    Ok(())
 }
 
 // ------------------------------------------------- sign-ins awaiting approval
@@ -426,6 +516,8 @@ pub async fn approve(
 pub struct PendingRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Whether the request named `redirect_uri` (see [`Approval`]).
+    pub redirect_uri_given: bool,
     pub state: Option<String>,
     pub code_challenge: String,
     pub resource: String,
@@ -489,8 +581,9 @@ pub async fn insert_pending(
             };
             c.execute(
                 "INSERT INTO oauth_pending (id, csrf_hash, client_id, redirect_uri, state,
-                   code_challenge, resource, requested_from, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                   code_challenge, resource, requested_from, created_at, expires_at,
+                   redirect_uri_given)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     id,
                     csrf_hash,
@@ -501,7 +594,8 @@ pub async fn insert_pending(
                     req.resource,
                     from,
                     now,
-                    now + ttl_ms
+                    now + ttl_ms,
+                    req.redirect_uri_given,
                 ],
             )?;
             Ok::<_, StoreError>(id)
@@ -516,7 +610,7 @@ pub async fn pending(store: &Store, id: &str) -> Result<Option<Pending>, StoreEr
         .sql_read(move |c| {
             c.query_row(
                 "SELECT client_id, redirect_uri, state, code_challenge, resource, csrf_hash,
-                        approved_at IS NOT NULL
+                        approved_at IS NOT NULL, redirect_uri_given
                  FROM oauth_pending WHERE id = ?1 AND expires_at > ?2",
                 params![id, secrets::now_ms()],
                 |r| {
@@ -524,6 +618,7 @@ pub async fn pending(store: &Store, id: &str) -> Result<Option<Pending>, StoreEr
                         request: PendingRequest {
                             client_id: r.get(0)?,
                             redirect_uri: r.get(1)?,
+                            redirect_uri_given: r.get(7)?,
                             state: r.get(2)?,
                             code_challenge: r.get(3)?,
                             resource: r.get(4)?,
@@ -693,7 +788,7 @@ pub async fn exchange_code(
             let row = c
                 .query_row(
                     "SELECT k.family_id, k.redirect_uri, k.code_challenge, k.expires_at, k.used_at,
-                            g.client_id, g.principal_id, g.resource, g.revoked_at
+                            g.client_id, g.principal_id, g.resource, g.revoked_at, k.redirect_uri_given
                      FROM oauth_codes k JOIN oauth_grants g ON g.family_id = k.family_id
                      WHERE k.code_hash = ?1",
                     params![hash],
@@ -708,11 +803,12 @@ pub async fn exchange_code(
                             r.get::<_, String>(6)?,
                             r.get::<_, String>(7)?,
                             r.get::<_, Option<i64>>(8)?,
+                            r.get::<_, bool>(9)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((family, redirect, challenge, expires, used, client_id, principal, resource, revoked)) =
+            let Some((family, redirect, challenge, expires, used, client_id, principal, resource, revoked, redirect_given)) =
                 row
             else {
                 return Ok(Err(OAuthError::invalid_grant("unknown authorization code")));
@@ -725,7 +821,7 @@ pub async fn exchange_code(
             if used.is_some() {
                 // RFC 6749 §4.1.2: a code used twice revokes what it issued.
                 revoke_family(c, &family, now)?;
-                tracing::warn!(client_id = %client_id, family = %family, "authorization code replayed; grant revoked");
+                tracing::warn!(client_id = ?client_id, family = %family, "authorization code replayed; grant revoked");
                 return Ok(Err(OAuthError::invalid_grant(
                     "the authorization code was already used",
                 )));
@@ -742,10 +838,21 @@ pub async fn exchange_code(
             if revoked.is_some() {
                 return Ok(Err(OAuthError::invalid_grant("the grant was revoked")));
             }
-            if x.redirect_uri.as_deref().is_some_and(|r| r != redirect) {
-                return Ok(Err(OAuthError::invalid_grant(
-                    "redirect_uri differs from the authorization request's",
-                )));
+            // OAuth 2.1 §4.1.3 (RFC 6749 §4.1.3): redirect_uri is REQUIRED
+            // when the authorization request included it, and must be the
+            // same. (The code is used up all the same.)
+            match x.redirect_uri.as_deref() {
+                None if redirect_given => {
+                    return Ok(Err(OAuthError::invalid_request(
+                        "redirect_uri is missing: the authorization request named one, so the token request must send the same (OAuth 2.1 section 4.1.3)",
+                    )));
+                }
+                Some(r) if r != redirect => {
+                    return Ok(Err(OAuthError::invalid_grant(
+                        "redirect_uri differs from the authorization request's",
+                    )));
+                }
+                _ => {}
             }
             if !pkce_s256_matches(&x.code_verifier, &challenge) {
                 return Ok(Err(OAuthError::invalid_grant(
@@ -759,7 +866,13 @@ pub async fn exchange_code(
                     "this grant is for the resource {resource}"
                 ))));
             }
-            let issued = issue(c, &family, &principal, &resource, now, life, x.client.refresh)?;
+            let issued = issue(c, &family, &principal, &resource, now, life, x.client.refresh.then_some(None))?;
+            // Redeemed: no longer a sign-in whose code may lapse unused
+            // (`sweep_unredeemed`).
+            c.execute(
+                "UPDATE oauth_grants SET redeemed_at = ?2 WHERE family_id = ?1 AND redeemed_at IS NULL",
+                params![family, now],
+            )?;
             Ok::<_, StoreError>(Ok(issued))
         })
         .await?
@@ -777,8 +890,17 @@ pub struct RefreshExchange {
 ///
 /// A current token is marked rotated and a new pair issued. A token rotated
 /// less than the grace window ago still works (clients such as claude.ai
-/// refresh concurrently from two machines; both must succeed). A token
+/// refresh concurrently from two machines, and a client whose response was
+/// lost retries; both must succeed): it gets another successor. A token
 /// rotated longer ago is a replay: the whole family is revoked.
+///
+/// The grace window never forks the grant into two chains that both live
+/// on. Each refresh token records its parent (the token it replaced); the
+/// first of a token's successors to be used wins: using it supersedes its
+/// siblings (the other successors issued in the window) and its parent (the
+/// window closes early). A superseded token is refused like a replay, and
+/// revokes the family: a thief who redeemed a rotated token in the window
+/// is detected as soon as either chain moves on.
 pub async fn refresh(
     store: &Store,
     x: RefreshExchange,
@@ -791,7 +913,8 @@ pub async fn refresh(
             let row = c
                 .query_row(
                     "SELECT t.family_id, t.expires_at, t.rotated_at,
-                            g.client_id, g.principal_id, g.resource, g.revoked_at
+                            g.client_id, g.principal_id, g.resource, g.revoked_at,
+                            t.superseded_at, t.parent_hash
                      FROM oauth_refresh_tokens t JOIN oauth_grants g ON g.family_id = t.family_id
                      WHERE t.token_hash = ?1",
                     params![hash],
@@ -804,11 +927,13 @@ pub async fn refresh(
                             r.get::<_, String>(4)?,
                             r.get::<_, String>(5)?,
                             r.get::<_, Option<i64>>(6)?,
+                            r.get::<_, Option<i64>>(7)?,
+                            r.get::<_, Option<Vec<u8>>>(8)?,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((family, expires, rotated, client_id, principal, resource, revoked)) = row
+            let Some((family, expires, rotated, client_id, principal, resource, revoked, superseded, parent)) = row
             else {
                 return Ok(Err(OAuthError::invalid_grant("unknown refresh token")));
             };
@@ -830,25 +955,42 @@ pub async fn refresh(
                     "this grant is for the resource {resource}"
                 ))));
             }
+            if superseded.is_some() {
+                revoke_family(c, &family, now)?;
+                tracing::warn!(client_id = ?client_id, family = %family, "superseded refresh token used (another chain of the grant moved on); grant revoked");
+                return Ok(Err(OAuthError::invalid_grant(
+                    "the refresh token was superseded by another refresh of the same grant; the grant is revoked, sign in again",
+                )));
+            }
             match rotated {
                 Some(at) if now >= at.saturating_add(life.grace_ms) => {
                     revoke_family(c, &family, now)?;
-                    tracing::warn!(client_id = %client_id, family = %family, "refresh token reused after rotation; grant revoked");
+                    tracing::warn!(client_id = ?client_id, family = %family, "refresh token reused after rotation; grant revoked");
                     return Ok(Err(OAuthError::invalid_grant(
                         "the refresh token was already used; the grant is revoked, sign in again",
                     )));
                 }
                 Some(_) => {
-                    tracing::info!(client_id = %client_id, family = %family, "rotated refresh token used within the grace window");
+                    tracing::info!(client_id = ?client_id, family = %family, "rotated refresh token used within the grace window");
                 }
                 None => {
                     c.execute(
                         "UPDATE oauth_refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
                         params![hash, now],
                     )?;
+                    // This successor of `parent` wins: the others issued in
+                    // its grace window, and `parent` itself, are done.
+                    if let Some(parent) = &parent {
+                        c.execute(
+                            "UPDATE oauth_refresh_tokens SET superseded_at = ?3
+                             WHERE superseded_at IS NULL
+                               AND ((parent_hash = ?1 AND token_hash <> ?2) OR token_hash = ?1)",
+                            params![parent, hash, now],
+                        )?;
+                    }
                 }
             }
-            let issued = issue(c, &family, &principal, &resource, now, life, true)?;
+            let issued = issue(c, &family, &principal, &resource, now, life, Some(Some(&hash)))?;
             Ok::<_, StoreError>(Ok(issued))
         })
         .await?
@@ -902,8 +1044,12 @@ pub async fn revoke(store: &Store, client_id: &str, token: &str) -> Result<Revoc
 }
 
 /// Revokes a grant: its access tokens stop working at once (they carry the
-/// flag `authenticate` reads), its refresh tokens and codes are refused.
-pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<(), rusqlite::Error> {
+/// flag `authenticate` reads), its refresh tokens and codes are refused, and
+/// every channel page link minted under it (spectator links, member links,
+/// member sessions) stops admitting anyone. Every revocation of a grant goes
+/// through here: `/revoke`, a replayed code, a reused refresh token,
+/// `grant revoke` and `client revoke`.
+pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<(), StoreError> {
     c.execute(
         "UPDATE oauth_grants SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
         params![family, now],
@@ -912,10 +1058,16 @@ pub(super) fn revoke_family(c: &Connection, family: &str, now: i64) -> Result<()
         "UPDATE access_tokens SET revoked = 1 WHERE family_id = ?1 AND revoked = 0",
         params![family],
     )?;
+    let links = crate::store::links::revoke_of_grant(c, family, now)?;
+    if links > 0 {
+        tracing::info!(family = %family, links, "page links of a revoked grant revoked");
+    }
     Ok(())
 }
 
-/// Issues an access token (and a refresh token) of `family`.
+/// Issues an access token of `family`, and a refresh token when `refresh`
+/// is `Some`: `Some(None)` for the first, `Some(Some(parent))` for the
+/// successor of the refresh token `parent` (by hash).
 fn issue(
     c: &Connection,
     family: &str,
@@ -923,7 +1075,7 @@ fn issue(
     resource: &str,
     now: i64,
     life: Lifetimes,
-    with_refresh: bool,
+    refresh: Option<Option<&[u8]>>,
 ) -> Result<Issued, rusqlite::Error> {
     let access = secrets::new_secret(SecretKind::AccessToken);
     c.execute(
@@ -938,16 +1090,17 @@ fn issue(
             family
         ],
     )?;
-    let refresh_token = if with_refresh {
+    let refresh_token = if let Some(parent) = refresh {
         let rt = secrets::new_secret(SecretKind::RefreshToken);
         c.execute(
-            "INSERT INTO oauth_refresh_tokens (token_hash, family_id, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO oauth_refresh_tokens (token_hash, family_id, created_at, expires_at, parent_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 secrets::hash_secret(&rt),
                 family,
                 now,
-                now.saturating_add(life.refresh_ms)
+                now.saturating_add(life.refresh_ms),
+                parent,
             ],
         )?;
         Some(rt)
@@ -1034,10 +1187,11 @@ mod tests {
             principal_name: "p".into(),
             resource: "http://x/mcp".into(),
             redirect_uri: "http://127.0.0.1:9/cb".into(),
+            redirect_uri_given: true,
             code_challenge: "c".into(),
             pending: None,
         };
-        approve(&store, approval("old-approved"), life)
+        approve(&store, approval("old-approved"), life, 1000)
             .await
             .unwrap();
         // The next registration sweeps.
@@ -1080,10 +1234,12 @@ mod tests {
                 principal_name: "p".into(),
                 resource: "r".into(),
                 redirect_uri: "u".into(),
+                redirect_uri_given: true,
                 code_challenge: "c".into(),
                 pending: None,
             },
             life,
+            1000,
         )
         .await
         .unwrap();
@@ -1147,6 +1303,237 @@ mod tests {
         assert!(
             client(&store, "flood7").await.unwrap().is_none(),
             "address 1 paid first"
+        );
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const LIFE: Lifetimes = Lifetimes {
+        access_ms: 60_000,
+        refresh_ms: 60_000,
+        code_ms: 60_000,
+        grace_ms: 1,
+    };
+
+    /// An approved grant of client "c" with a channel page link its
+    /// principal minted, and one a CLI principal minted; returns (family,
+    /// hash of the grant's link, hash of the other link).
+    async fn grant_with_page_links(store: &Store) -> (String, Vec<u8>, Vec<u8>) {
+        let now = secrets::now_ms();
+        register_client(store, new_client("c", now), &OAuthLimits::default())
+            .await
+            .unwrap();
+        approve(
+            store,
+            Approval {
+                client_id: "c".into(),
+                principal_name: "p".into(),
+                resource: "r".into(),
+                redirect_uri: "u".into(),
+                redirect_uri_given: true,
+                code_challenge: "c".into(),
+                pending: None,
+            },
+            LIFE,
+            1000,
+        )
+        .await
+        .unwrap();
+        let (family, principal): (String, String) = store
+            .sql_write(move |c| {
+                let g: (String, String) = c.query_row(
+                    "SELECT family_id, principal_id FROM oauth_grants WHERE client_id = 'c'",
+                    params![],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                c.execute(
+                    "INSERT INTO principals (id, name, kind, created_at) VALUES ('p_cli', 'cli', 'cli', ?1)",
+                    params![now],
+                )?;
+                c.execute(
+                    "INSERT INTO channels (id, name, admin_principal, created_at, head_hash)
+                     VALUES ('ch_1', 'c', ?1, ?2, '00')",
+                    params![g.1, now],
+                )?;
+                Ok::<_, StoreError>(g)
+            })
+            .await
+            .unwrap();
+        let (mine, other) = (secrets::hash_secret("mine"), secrets::hash_secret("other"));
+        let (m, o) = (mine.clone(), other.clone());
+        store
+            .write(move |tx| {
+                for (id, hash, by) in [("lnk_1", &m, principal.as_str()), ("lnk_2", &o, "p_cli")] {
+                    tx.insert_page_link(&crate::store::NewPageLink {
+                        id,
+                        channel_id: "ch_1",
+                        secret_hash: hash,
+                        kind: crate::store::PageLinkKind::Spectator,
+                        member: None,
+                        created_by: by,
+                        created_at: now,
+                        expires_at: None,
+                    })?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        (family, mine, other)
+    }
+
+    async fn link_revoked_at(store: &Store, hash: Vec<u8>) -> Option<i64> {
+        store
+            .read(move |tx| tx.page_link(&hash))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+    }
+
+    /// Attack (red-team F1), in the store: a page link minted with a grant's
+    /// token outlives the grant. Stopped by `revoke_family` revoking the
+    /// links that record the grant (`store::links::revoke_of_grant`); a
+    /// link another principal minted is untouched.
+    #[tokio::test]
+    async fn revoke_family_revokes_the_page_links_minted_under_the_grant() {
+        let (dir, store) = temp_store();
+        let (family, mine, other) = grant_with_page_links(&store).await;
+        store
+            .sql_write(move |c| revoke_family(c, &family, 5))
+            .await
+            .unwrap();
+        let stored: Vec<Option<i64>> = store
+            .sql_read(|c| {
+                c.prepare("SELECT revoked_at FROM page_links ORDER BY id")?
+                    .query_map(params![], |r| r.get(0))?
+                    .collect::<Result<_, _>>()
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            vec![Some(5), None],
+            "the rows themselves are revoked"
+        );
+        assert_eq!(link_revoked_at(&store, mine).await, Some(5));
+        assert_eq!(link_revoked_at(&store, other).await, None);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Attack: a grant revoked by a path that forgets the page links (a
+    /// future one, or SQL by hand) leaves its links working. Stopped by
+    /// `store::links::by_hash`, which reads a link of a revoked grant as
+    /// revoked.
+    #[tokio::test]
+    async fn a_link_of_a_grant_revoked_without_revoke_family_reads_as_revoked() {
+        let (dir, store) = temp_store();
+        let (family, mine, other) = grant_with_page_links(&store).await;
+        store
+            .sql_write(move |c| {
+                c.execute(
+                    "UPDATE oauth_grants SET revoked_at = 7 WHERE family_id = ?1",
+                    params![family],
+                )
+                .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(link_revoked_at(&store, mine).await, Some(7));
+        assert_eq!(link_revoked_at(&store, other).await, None);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        store
+            .sql_read(move |c| {
+                c.query_row(sql, params![], |r| r.get(0))
+                    .map_err(StoreError::from)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Attack (red-team F3): in `auto` mode every GET `/authorize` (a web
+    /// page in the user's browser can send them) stored a principal and a
+    /// grant that nothing ever deleted: 3,000 GETs, 3,000 principals.
+    /// Stopped by `sweep_unredeemed`, run by every approval: grants whose
+    /// code lapsed unredeemed go with their principals, and grants still
+    /// waiting are capped. A redeemed grant is never touched.
+    #[tokio::test]
+    async fn sign_ins_whose_code_is_never_redeemed_are_deleted_and_capped() {
+        let (dir, store) = temp_store();
+        register_client(
+            &store,
+            new_client("c", secrets::now_ms()),
+            &OAuthLimits::default(),
+        )
+        .await
+        .unwrap();
+        let verifier = "v".repeat(43);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let approval = || Approval {
+            client_id: "c".into(),
+            principal_name: "flood".into(),
+            resource: "r".into(),
+            redirect_uri: "u".into(),
+            redirect_uri_given: true,
+            code_challenge: challenge.clone(),
+            pending: None,
+        };
+        const PRINCIPALS: &str = "SELECT count(*) FROM principals WHERE kind = 'oauth'";
+        const GRANTS: &str = "SELECT count(*) FROM oauth_grants";
+        const WAITING: &str = "SELECT count(*) FROM oauth_grants WHERE redeemed_at IS NULL";
+
+        // The real client's sign-in, redeemed.
+        let code = approve(&store, approval(), LIFE, 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        exchange_code(
+            &store,
+            CodeExchange {
+                client: client(&store, "c").await.unwrap().unwrap(),
+                code,
+                redirect_uri: Some("u".into()),
+                code_verifier: verifier.clone(),
+                resource: None,
+            },
+            LIFE,
+        )
+        .await
+        .unwrap();
+
+        // A flood whose codes lapse: each approval deletes the ones before.
+        let lapsing = Lifetimes { code_ms: 0, ..LIFE };
+        for _ in 0..50 {
+            approve(&store, approval(), lapsing, 1000).await.unwrap();
+        }
+        assert_eq!(
+            count(&store, WAITING).await,
+            1,
+            "only the newest lapsed one"
+        );
+        assert_eq!(count(&store, GRANTS).await, 2);
+        assert_eq!(count(&store, PRINCIPALS).await, 2);
+
+        // A flood of live codes: capped, the oldest dropped.
+        for _ in 0..20 {
+            approve(&store, approval(), LIFE, 5).await.unwrap();
+        }
+        assert_eq!(count(&store, WAITING).await, 5);
+        assert_eq!(count(&store, PRINCIPALS).await, 6, "5 waiting, 1 redeemed");
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM oauth_grants WHERE redeemed_at IS NOT NULL"
+            )
+            .await,
+            1,
+            "the redeemed grant stays"
         );
         store.close();
         let _ = std::fs::remove_dir_all(&dir);

@@ -170,7 +170,7 @@ fn describe(c: char) -> String {
 }
 
 /// The start of a long URI, for error messages.
-fn shorten(s: &str) -> String {
+pub(super) fn shorten(s: &str) -> String {
     let mut out: String = s.chars().take(120).collect();
     if out.len() < s.len() {
         out.push('…');

@@ -46,7 +46,7 @@ pub async fn register(State(o): State<OAuth>, ClientIp(ip): ClientIp, body: Byte
     match register_inner(&o, AddrKey::of(ip), &body).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(%ip, error = e.code, detail = %e.description, "client registration refused");
+            tracing::warn!(%ip, error = e.code, detail = ?e.description, "client registration refused");
             e.into_response()
         }
     }
@@ -98,7 +98,7 @@ async fn register_inner(o: &OAuth, from: AddrKey, body: &[u8]) -> Result<Respons
         o.limits.config(),
     )
     .await?;
-    tracing::info!(%client_id, %from, method = reg.auth_method.as_str(), "client registered");
+    tracing::info!(?client_id, %from, method = reg.auth_method.as_str(), "client registered");
     if let Some(s) = secret {
         metadata.insert("client_secret".into(), json!(s));
     }

@@ -64,12 +64,12 @@ pub async fn token(State(o): State<OAuth>, headers: HeaderMap, body: Bytes) -> R
                 )));
             }
         };
-        tracing::info!(client_id = %client.client_id, grant_type, "tokens issued");
+        tracing::info!(client_id = ?client.client_id, grant_type, "tokens issued");
         Ok::<_, OAuthError>(token_response(issued))
     }
     .await;
     result.unwrap_or_else(|e| {
-        tracing::warn!(error = e.code, detail = %e.description, "token request refused");
+        tracing::warn!(error = e.code, detail = ?e.description, "token request refused");
         e.into_response()
     })
 }
@@ -87,14 +87,14 @@ pub async fn revoke(State(o): State<OAuth>, headers: HeaderMap, body: Bytes) -> 
             Revocation::AccessToken => "access token",
             Revocation::Nothing => "nothing",
         };
-        tracing::info!(client_id = %client.client_id, revoked = what, "revocation request");
+        tracing::info!(client_id = ?client.client_id, revoked = what, "revocation request");
         let mut r = StatusCode::OK.into_response();
         super::error::no_store(r.headers_mut());
         Ok::<_, OAuthError>(r)
     }
     .await;
     result.unwrap_or_else(|e| {
-        tracing::warn!(error = e.code, detail = %e.description, "revocation request refused");
+        tracing::warn!(error = e.code, detail = ?e.description, "revocation request refused");
         e.into_response()
     })
 }

@@ -349,7 +349,7 @@ async fn page(
     if let Some(key) = q.key {
         return match links::redeem(state.channels.store(), &cid, &key).await {
             Ok(Ok((secret, access))) => {
-                tracing::info!(channel = %cid, link = %access.link_id, "page link opened");
+                tracing::info!(channel = ?cid, link = %access.link_id, "page link opened");
                 let mut resp = (StatusCode::SEE_OTHER, "").into_response();
                 let h = resp.headers_mut();
                 if let Ok(v) = HeaderValue::from_str(&format!("/c/{cid}")) {
@@ -361,7 +361,7 @@ async fn page(
                 harden(resp, "no-store")
             }
             Ok(Err(d)) => {
-                tracing::warn!(channel = %cid, reason = d.as_str(), "refused a page link");
+                tracing::warn!(channel = ?cid, reason = d.as_str(), "refused a page link");
                 denied_response(StatusCode::FORBIDDEN)
             }
             Err(e) => {
@@ -401,7 +401,7 @@ async fn page(
             harden(resp, "no-store")
         }
         Ok(Err(d)) => {
-            tracing::warn!(channel = %cid, reason = d.as_str(), "refused a page cookie");
+            tracing::warn!(channel = ?cid, reason = d.as_str(), "refused a page cookie");
             denied_response(StatusCode::FORBIDDEN)
         }
         Err(e) => {
@@ -427,7 +427,7 @@ async fn export(State(state): State<AppState>, Path(cid): Path<String>, req: Req
             return unavailable();
         }
         Err(e) => {
-            tracing::warn!(channel = %cid, reason = %e.message, "refused a page export");
+            tracing::warn!(channel = ?cid, reason = ?e.message, "refused a page export");
             return denied_response(StatusCode::FORBIDDEN);
         }
     };
@@ -534,7 +534,7 @@ async fn events(
     {
         Ok(Ok((a, _))) => a,
         Ok(Err(d)) => {
-            tracing::warn!(channel = %cid, reason = d.as_str(), "refused a page stream");
+            tracing::warn!(channel = ?cid, reason = d.as_str(), "refused a page stream");
             return denied_response(StatusCode::FORBIDDEN);
         }
         Err(e) => {
@@ -629,7 +629,7 @@ async fn stream_task(
         };
         let more = match batch {
             Batch::Denied(d) => {
-                tracing::info!(channel = %cid, reason = d.as_str(), "page stream ended: its link stopped working");
+                tracing::info!(channel = ?cid, reason = d.as_str(), "page stream ended: its link stopped working");
                 let _ = tx
                     .send(frame(
                         "revoked",

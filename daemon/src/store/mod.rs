@@ -44,7 +44,7 @@ mod backup;
 mod bots;
 mod bus;
 pub(crate) mod db;
-mod links;
+pub(crate) mod links;
 mod messages;
 mod migrate;
 mod pg;
@@ -80,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_bot_seeds.sql"),
     include_str!("../../migrations/0007_page_links.sql"),
     include_str!("../../migrations/0008_sealed_seats.sql"),
+    include_str!("../../migrations/0009_grant_bound_credentials.sql"),
 ];
 
 /// The schema version this binary writes: how many migrations it knows.

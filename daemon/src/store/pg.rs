@@ -58,6 +58,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/pg/0006_bot_seeds.sql")),
     (7, include_str!("../../migrations/pg/0007_page_links.sql")),
     (8, include_str!("../../migrations/pg/0008_sealed_seats.sql")),
+    (
+        9,
+        include_str!("../../migrations/pg/0009_grant_bound_credentials.sql"),
+    ),
 ];
 
 /// Longest NOTIFY payload sent (PostgreSQL's limit is 8000 bytes).

@@ -57,16 +57,29 @@ pub async fn create_cli_token(store: &Store, name: &str) -> Result<String, Store
     Ok(token)
 }
 
-/// Revokes every token of the CLI principal `name`. Returns how many.
+/// Revokes every token of the CLI principal `name`, and every channel page
+/// link it minted with them (`super::links::revoke_of_principal`). Returns
+/// how many tokens.
 pub async fn revoke_cli_tokens(store: &Store, name: &str) -> Result<usize, StoreError> {
     let name = name.to_string();
     store
         .sql_write(move |c| {
-            Ok::<_, StoreError>(c.execute(
+            let n = c.execute(
                 "UPDATE access_tokens SET revoked = 1 WHERE revoked = 0 AND principal_id IN
                  (SELECT id FROM principals WHERE kind = 'cli' AND name = ?1)",
                 params![name],
-            )?)
+            )?;
+            let principal: Option<String> = c
+                .query_row(
+                    "SELECT id FROM principals WHERE kind = 'cli' AND name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(p) = principal {
+                super::links::revoke_of_principal(c, &p, secrets::now_ms())?;
+            }
+            Ok::<_, StoreError>(n)
         })
         .await
 }

@@ -508,6 +508,67 @@ async fn xss_in_names_and_bodies_renders_as_text() {
     assert_eq!(html.matches("<script").count(), 1);
 }
 
+/// Attack: the page links a CLI token minted (a member session reading the
+/// seat's private messages, a spectator link) keep working after the
+/// operator revoked the token with `token revoke`. Stopped by
+/// `store::principals::revoke_cli_tokens` revoking every link the principal
+/// minted (`store::links::revoke_of_principal`); another member's links stay.
+#[tokio::test]
+async fn revoking_a_cli_principals_tokens_ends_the_page_links_it_minted() {
+    let dir = TempDir::new("page-token-revoke");
+    let (d, mut alice, mut bob, cid) = table(&dir, "token-revoke").await;
+    let http = browser();
+    let view = format!("{}/c/{cid}", d.base);
+    let me = json!({"channel_id": cid, "audience": "me"});
+    let bob_session = open_link(
+        &http,
+        bob.ok("share_channel", me.clone()).await["url"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    let bob_spectator = open_link(
+        &http,
+        bob.ok("share_channel", json!({"channel_id": cid})).await["url"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    let alice_session = open_link(
+        &http,
+        alice.ok("share_channel", me).await["url"].as_str().unwrap(),
+    )
+    .await;
+    for c in [&bob_session, &bob_spectator, &alice_session] {
+        assert_eq!(get(&http, &view, c).await.0, 200);
+    }
+    let out = daemon_cmd(dir.path())
+        .args(["token", "revoke", "bob", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        get(&http, &view, &bob_session).await.0,
+        403,
+        "member session"
+    );
+    assert_eq!(
+        get(&http, &view, &bob_spectator).await.0,
+        403,
+        "spectator link"
+    );
+    assert_eq!(
+        get(&http, &view, &alice_session).await.0,
+        200,
+        "alice's stays"
+    );
+}
+
 #[tokio::test]
 async fn the_operator_revokes_a_channels_page_links_from_the_command_line() {
     let dir = TempDir::new("page-cli");

@@ -70,6 +70,7 @@ async fn signs_in(d: &Daemon, client_id: &str) {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", client_id),
         ],
     )
@@ -556,6 +557,7 @@ async fn approve_on_the_server_lists_and_approves_waiting_sign_ins_across_a_rest
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
         ],
     )
@@ -639,4 +641,67 @@ async fn errors_go_back_only_to_a_redirect_uri_the_operator_approved() {
     assert_eq!(query(&loc, "error").as_deref(), Some("invalid_request"));
     assert_eq!(query(&loc, "state").as_deref(), Some("s"));
     assert_eq!(query(&loc, "iss").as_deref(), Some(d.base.as_str()));
+}
+
+/// Reads the daemon's log until it holds `marker` (the daemon writes it
+/// from another thread); panics after ten seconds.
+async fn log_with(d: &Daemon, marker: &str) -> String {
+    let until = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&d.stderr_log).unwrap_or_default();
+        if log.contains(marker) {
+            return log;
+        }
+        assert!(Instant::now() < until, "{marker:?} never logged:\n{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Attack (red-team F2): an unauthenticated `/authorize` whose `resource`
+/// carries a newline and an escape sequence forges a log line ("passphrase
+/// accepted", "tokens issued") and writes terminal escapes into the default
+/// text log. Stopped twice: the refusal quotes the value (`{:?}`, in
+/// `authorize::validate`) and is logged with `?`, and every log line passes
+/// through `logging::one_line`, which escapes control characters.
+#[tokio::test]
+async fn a_forged_resource_cannot_forge_a_log_line() {
+    let dir = TempDir::new("oauth-log-injection");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (_, challenge) = pkce();
+    let forged = "x\n2026-12-05T12:00:00.000000Z  INFO mcp_multiplayer::oauth::token: tokens issued client_id=FORGED\u{1b}[31m red\r";
+    let (st, loc, _) = authorize(
+        &d,
+        &[
+            ("response_type", "code"),
+            ("client_id", &cid),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("resource", forged),
+        ],
+    )
+    .await;
+    assert_eq!(st, 302);
+    assert_eq!(
+        query(&loc.unwrap(), "error").as_deref(),
+        Some("invalid_target")
+    );
+    let log = log_with(&d, "authorization request refused").await;
+    assert!(!log.contains('\u{1b}'), "a raw ESC reached the log");
+    assert!(!log.contains('\r'), "a raw CR reached the log");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-12-05T12:00:00.000000Z"),
+            "forged line: {line:?}"
+        );
+    }
+    let refused = log
+        .lines()
+        .find(|l| l.contains("authorization request refused"))
+        .unwrap();
+    assert!(
+        refused.contains("FORGED"),
+        "the value is logged, on its line"
+    );
 }

@@ -134,6 +134,7 @@ async fn a_client_known_by_its_metadata_document_signs_in_without_registering() 
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &id),
         ],
     )

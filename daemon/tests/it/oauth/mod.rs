@@ -599,6 +599,7 @@ async fn wrong_verifier_is_refused_and_burns_the_code() {
                     ("grant_type", "authorization_code"),
                     ("code", &code),
                     ("code_verifier", &v),
+                    ("redirect_uri", REDIRECT),
                     ("client_id", &cid),
                 ],
             )
@@ -613,6 +614,66 @@ async fn wrong_verifier_is_refused_and_burns_the_code() {
     assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"));
 }
 
+/// Attack (red-team F5): a code issued to an explicit `redirect_uri` is
+/// redeemed without naming it. Stopped by `grants::exchange_code`, which
+/// requires it when the authorization request carried one (OAuth 2.1
+/// §4.1.3; `oauth_codes.redirect_uri_given`). A client whose authorization
+/// request left it out (its only registered URI) may leave it out here too.
+#[tokio::test]
+async fn a_code_issued_to_a_named_redirect_uri_needs_it_at_the_token_endpoint() {
+    let dir = TempDir::new("oauth-redirect-required");
+    let d = start(&dir, &[]);
+    let (cid, _) = client(&d, "none").await;
+    let (verifier, challenge) = pkce();
+    let code = code_for(&d, &cid, &challenge).await;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", cid.as_str()),
+    ];
+    let (st, v, _) = token(&d, &form).await;
+    assert_eq!(
+        (st, s(&v, "error").as_str()),
+        (400, "invalid_request"),
+        "{v}"
+    );
+    assert!(
+        s(&v, "error_description").contains("redirect_uri is missing"),
+        "{v}"
+    );
+    // The code is used up by the attempt, like any presentation.
+    form.push(("redirect_uri", REDIRECT));
+    let (st, v, _) = token(&d, &form).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"), "{v}");
+
+    // Left out of both requests: the client's only redirect URI, fine.
+    let (verifier, challenge) = pkce();
+    let (st, loc, body) = authorize(
+        &d,
+        &[
+            ("response_type", "code"),
+            ("client_id", &cid),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 302, "{body}");
+    let code = query(&loc.unwrap(), "code").unwrap();
+    let (st, v, _) = token(
+        &d,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", &cid),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+}
+
 #[tokio::test]
 async fn reused_code_is_refused_and_revokes_what_it_issued() {
     let dir = TempDir::new("oauth-reuse");
@@ -624,6 +685,7 @@ async fn reused_code_is_refused_and_revokes_what_it_issued() {
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("code_verifier", verifier.as_str()),
+        ("redirect_uri", REDIRECT),
         ("client_id", cid.as_str()),
     ];
     let (st, first, _) = token(&d, &form).await;
@@ -652,6 +714,7 @@ async fn expired_code_is_refused() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
         ],
     )
@@ -807,6 +870,67 @@ async fn concurrent_refreshes_within_the_grace_window_both_work() {
     assert_eq!(st, 200);
 }
 
+/// Attack (red-team F4): a thief who redeems a just-rotated refresh token
+/// inside the grace window gets a chain of its own that refreshes forever
+/// beside the client's, and reuse detection never fires. Stopped by
+/// `grants::refresh`: the first successor used supersedes the others (and
+/// closes its parent's window), and a superseded token revokes the grant.
+#[tokio::test]
+async fn the_grace_window_never_forks_a_grant_into_two_live_chains() {
+    let dir = TempDir::new("oauth-refresh-fork");
+    let d = start(&dir, &[]);
+    let (cid, first) = signed_in(&d).await;
+    let r0 = s(&first, "refresh_token");
+    let (st, legit) = refresh(&d, &cid, &r0).await;
+    assert_eq!(st, 200, "{legit}");
+    let (st, thief) = refresh(&d, &cid, &r0).await;
+    assert_eq!(
+        st, 200,
+        "within the window the rotated token is still honoured"
+    );
+    // The client moves on first: the thief's successor is superseded.
+    let (st, legit2) = refresh(&d, &cid, &s(&legit, "refresh_token")).await;
+    assert_eq!(st, 200, "{legit2}");
+    let (st, v) = refresh(&d, &cid, &s(&thief, "refresh_token")).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"), "{v}");
+    assert!(s(&v, "error_description").contains("superseded"), "{v}");
+    // ...which revokes the grant: theft detected, both chains end.
+    assert_invalid_token(mcp_status(&d, &s(&legit2, "access_token")).await);
+    let (st, _) = refresh(&d, &cid, &s(&legit2, "refresh_token")).await;
+    assert_eq!(st, 400);
+
+    // Once a successor was used, its parent's window is closed too.
+    let (cid, first) = signed_in(&d).await;
+    let r0 = s(&first, "refresh_token");
+    let (_, next) = refresh(&d, &cid, &r0).await;
+    let (st, _) = refresh(&d, &cid, &s(&next, "refresh_token")).await;
+    assert_eq!(st, 200);
+    let (st, v) = refresh(&d, &cid, &r0).await;
+    assert_eq!((st, s(&v, "error").as_str()), (400, "invalid_grant"), "{v}");
+}
+
+/// A client whose refresh response was lost retries with the same token
+/// inside the grace window, and carries on with the second answer: the
+/// successor it never received is the one superseded.
+#[tokio::test]
+async fn a_refresh_retried_after_a_lost_response_keeps_working() {
+    let dir = TempDir::new("oauth-refresh-retry");
+    let d = start(&dir, &[]);
+    let (cid, first) = signed_in(&d).await;
+    let r0 = s(&first, "refresh_token");
+    let (st, _lost) = refresh(&d, &cid, &r0).await;
+    assert_eq!(st, 200);
+    let (st, retried) = refresh(&d, &cid, &r0).await;
+    assert_eq!(st, 200, "{retried}");
+    let mut rt = s(&retried, "refresh_token");
+    for _ in 0..3 {
+        let (st, v) = refresh(&d, &cid, &rt).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(mcp_status(&d, &s(&v, "access_token")).await.0, 200);
+        rt = s(&v, "refresh_token");
+    }
+}
+
 // ------------------------------------------------------------ revocation
 
 #[tokio::test]
@@ -839,6 +963,113 @@ async fn revoked_access_token_is_refused() {
     // The refresh token was not revoked with the access token.
     let (st, _) = refresh(&d, &cid, &s(&tok, "refresh_token")).await;
     assert_eq!(st, 200);
+}
+
+/// Attack (red-team F1): a stolen access token turned into channel page
+/// links — a spectator link, a one-time member link, and the member session
+/// (cookie) a member link is exchanged for, which reads the seat's private
+/// messages for twelve hours — kept working after the grant was revoked.
+/// Stopped by `oauth::grants::revoke_family`, which revokes every page link
+/// minted under the grant (`store::links::revoke_of_grant`, by the
+/// `grant_id` each link records), and by `store::links::by_hash` reading a
+/// link of a revoked grant as revoked. Checked for `/revoke` of the refresh
+/// token and for `client revoke` on the command line.
+#[tokio::test]
+async fn revoking_a_grant_ends_the_page_links_and_sessions_it_minted() {
+    let dir = TempDir::new("oauth-revoke-page");
+    let d = start(&dir, &[]);
+    let browser = http();
+    let page = |url: &str, cookie: Option<&str>| {
+        let mut r = browser.get(url);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    // What a thief holding the grant's access token mints.
+    let mcp_url = d.mcp_url();
+    let minted = |access: String| {
+        let mcp_url = mcp_url.clone();
+        async move {
+            let mut mcp = Mcp::connect(&mcp_url, Some(&access)).await;
+            let ch = mcp
+                .ok(
+                    "create_channel",
+                    json!({"name": "private", "slots": ["invite:a", "invite:b"], "join_as": "a"}),
+                )
+                .await;
+            let cid = s(&ch, "channel_id");
+            let spectator = s(
+                &mcp.ok("share_channel", json!({"channel_id": cid})).await,
+                "url",
+            );
+            let me = json!({"channel_id": cid, "audience": "me"});
+            let session_link = s(&mcp.ok("share_channel", me.clone()).await, "url");
+            let unused_link = s(&mcp.ok("share_channel", me).await, "url");
+            (cid, spectator, session_link, unused_link)
+        }
+    };
+    let cookie_of = |r: &reqwest::Response| {
+        assert_eq!(r.status(), 303);
+        let set = r.headers()["set-cookie"].to_str().unwrap();
+        set.split(';').next().unwrap().to_string()
+    };
+
+    for how in ["/revoke", "client revoke"] {
+        let (cid, tok) = signed_in(&d).await;
+        let (ch, spectator, session_link, unused_link) = minted(s(&tok, "access_token")).await;
+        let view = format!("{}/c/{ch}", d.base);
+        let spectator_cookie = cookie_of(&page(&spectator, None).await.unwrap());
+        let session = cookie_of(&page(&session_link, None).await.unwrap());
+        for c in [&spectator_cookie, &session] {
+            assert_eq!(page(&view, Some(c)).await.unwrap().status(), 200, "{how}");
+        }
+        if how == "/revoke" {
+            let r = http()
+                .post(format!("{}/revoke", d.base))
+                .form(&[
+                    ("token", s(&tok, "refresh_token").as_str()),
+                    ("token_type_hint", "refresh_token"),
+                    ("client_id", cid.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        } else {
+            let out = daemon_cmd(dir.path())
+                .args(["client", "revoke", &cid, "--state-dir"])
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_invalid_token(mcp_status(&d, &s(&tok, "access_token")).await);
+        for (what, c) in [
+            ("spectator link", &spectator_cookie),
+            ("member session", &session),
+        ] {
+            assert_eq!(
+                page(&view, Some(c)).await.unwrap().status(),
+                403,
+                "{how}: the {what} outlived its grant"
+            );
+        }
+        for (what, url) in [
+            ("spectator link", &spectator),
+            ("member link", &unused_link),
+        ] {
+            assert_ne!(
+                page(url, None).await.unwrap().status(),
+                303,
+                "{how}: the {what} still opens the page"
+            );
+        }
+    }
 }
 
 // ------------------------------------------------------------ audience
@@ -875,6 +1106,7 @@ async fn tokens_are_bound_to_this_resource() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
             ("resource", "https://other.example/mcp"),
         ],
@@ -945,6 +1177,7 @@ async fn token_endpoint_authenticates_clients() {
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("code_verifier", verifier.as_str()),
+        ("redirect_uri", REDIRECT),
         ("client_id", cid.as_str()),
     ];
     // No secret, wrong secret: invalid_client, 401, and the code survives.
@@ -1093,6 +1326,7 @@ async fn passphrase_approval_accepts_the_right_one_only() {
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
             ("client_id", &cid),
         ],
     )
