@@ -8,6 +8,9 @@ implementation. It checks, offline:
 - the document: format "mcp-multiplayer-transcript", version 1, not a page;
 - the chain: seqs 1..N, every link sha256(hash_{n-1} || JCS(entry_n)), and
   the causal order of bot entries (cause, state_hash);
+- the reader: every private body shown was sent by or to the reader the
+  export's `exported_as` names (an export relabelled with another member's
+  name shows bodies that member never receives);
 - the signed heads: Ed25519 signatures over
   "mcp-multiplayer/signed-head/v1\\n" + JCS(head without signature), by a
   listed (or pinned) key, within that key's period, naming the hash their
@@ -390,6 +393,29 @@ def head_problem(h: dict, keys: list, pure: bool):
     return None
 
 
+def check_reader(r: Report, doc: dict, entries: list[dict]):
+    """Every private body shown went to the reader `exported_as` names:
+    sent by it or addressed to it. Reported only when there are private
+    entries."""
+    reader = doc.get("exported_as")
+    private = shown = 0
+    for e in entries:
+        to = e.get("to")
+        if not isinstance(to, list):
+            continue
+        private += 1
+        if "body" not in e:
+            continue
+        shown += 1
+        if e.get("sender") != reader and reader not in to:
+            r.bad("reader", e.get("seq"),
+                  f"a private body from {e.get('sender')!r} to {to!r} is shown, which {reader!r}, "
+                  f"the reader the export names, never receives")
+            return
+    if private:
+        r.ok("reader", f"the {shown} private bodies shown, of {private} private entries, went to {reader!r}")
+
+
 def check_heads(r: Report, doc: dict, channel_id: str, entries: list[dict], keys, pinned, pure):
     if keys is None:
         keys = doc.get("keys")
@@ -545,6 +571,7 @@ def verify(doc, keys=None, pinned=(), pure=False) -> Report:
     r.summary = (f"Transcript of channel {channel_id} exported as {doc.get('exported_as')} at "
                  f"{doc.get('exported_at')}: {len(entries)} entries.")
     check_chain(r, channel_id, entries)
+    check_reader(r, doc, entries)
     check_heads(r, doc, channel_id, entries, keys, set(pinned), pure)
     check_bots(r, doc, entries)
     check_seeds(r, entries)

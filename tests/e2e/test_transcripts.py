@@ -310,6 +310,16 @@ def corpus(doc, key):
     out.append(("right seed, another state salt, re-signed with the right key", d, reveal["seq"], True,
                 reveal["seq"]))
 
+    # `exported_as` is under no signature: alice's export relabelled as
+    # bob's, to show a third party what bob "saw", shows alice's private
+    # note to the referee, which bob never receives (the reader check).
+    d = copy.deepcopy(doc)
+    assert d["exported_as"] == "alice"
+    note = [m for m in d["entries"] if m.get("to") == ["bot:referee"] and m["sender"] == "alice"][0]
+    assert "body" in note
+    d["exported_as"] = "bob"
+    out.append(("exported_as relabelled to another member", d, note["seq"], True, None))
+
     # The export's params are not covered by the chain; the attach's
     # params_hash is.
     d = copy.deepcopy(doc)

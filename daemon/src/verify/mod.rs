@@ -208,11 +208,53 @@ pub fn verify(doc: &Value, trust: &Trust) -> Report {
         return r;
     }
     check_chain(&mut r, channel_id, entries);
+    check_reader(&mut r, doc, entries);
     check_heads(&mut r, doc, channel_id, entries, trust);
     check_bots(&mut r, doc, entries);
     check_seeds(&mut r, entries);
     claims::check(&mut r, entries);
     r
+}
+
+/// The reader the export names could have read every private body it
+/// shows: a private entry's body goes only to its sender and recipients
+/// (and a kick seals a seat's earlier ones), so an export relabelled with
+/// another reader's name shows bodies that reader never received. Reported
+/// only for an export with private entries.
+fn check_reader(r: &mut Report, doc: &Value, entries: &[Value]) {
+    let reader = doc["exported_as"].as_str().unwrap_or("");
+    let (mut private, mut shown) = (0usize, 0usize);
+    for e in entries {
+        let Some(to) = e.get("to").and_then(Value::as_array) else {
+            continue;
+        };
+        private += 1;
+        if e.get("body").is_none() {
+            continue;
+        }
+        shown += 1;
+        if e["sender"] != reader && !to.iter().any(|t| t == reader) {
+            r.bad(
+                "reader",
+                At::Seq(e["seq"].as_i64().unwrap_or(0)),
+                format!(
+                    "the export shows the body of a private message from {} to {}, which {reader:?}, \
+                     the reader it names, never receives: it is not {reader:?}'s export",
+                    e["sender"],
+                    Value::Array(to.clone())
+                ),
+            );
+            return;
+        }
+    }
+    if private > 0 {
+        r.ok(
+            "reader",
+            format!(
+                "the {shown} private bod(ies) shown, of {private} private entries, were each sent by or to {reader:?}, the reader the export names"
+            ),
+        );
+    }
 }
 
 /// Seqs 1..N in order, each entry in this channel, then the links and the

@@ -144,6 +144,32 @@ async fn a_members_export_verifies_offline_and_a_tampered_copy_names_its_seq() {
     );
     let (code, out) = verify(&save(dir.path(), "carol.json", &carols), &[]);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("reader: the 0 private bod(ies) shown"),
+        "{out}"
+    );
+    // Attack: alice's export relabelled as carol's (`exported_as` is the
+    // document's word, under no signature) to show a third party what carol
+    // "saw". It shows the bid alice sent bob, which carol never receives:
+    // `verify`'s reader check fails it at the bid's seq.
+    let bid_seq = by_http["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m.get("to").is_some())
+        .unwrap()["seq"]
+        .as_i64()
+        .unwrap();
+    let mut relabelled = by_http.clone();
+    relabelled["exported_as"] = json!("carol");
+    let (code, out) = verify(
+        &save(dir.path(), "relabelled.json", &relabelled),
+        &["--json"],
+    );
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["first_bad_seq"], bid_seq, "{out}");
+    assert!(out.contains("it is not \\\"carol\\\"'s export"), "{out}");
     // Pinned to the published key list or its fingerprint: still verified;
     // pinned to another key: nothing is vouched for.
     let (code, out) = verify(&alice_file, &["--keys", keys_file.to_str().unwrap()]);
