@@ -677,6 +677,31 @@ async fn waiters_woken_together_share_an_answer_only_when_they_see_the_same() {
     }
 }
 
+/// Answers `reads` as one wake-up's batch, in one snapshot: the answers,
+/// and for each read (in order) the index of the answer it got.
+async fn answer_batch(
+    f: &Fixture,
+    cid: &str,
+    reads: Vec<shared::SyncRead>,
+) -> (shared::Answered, Vec<usize>) {
+    let batch: shared::Queue = reads
+        .into_iter()
+        .map(|r| (r, tokio::sync::oneshot::channel().0))
+        .collect();
+    let key = cid.to_string();
+    let answered =
+        f.t.store
+            .read(move |tx: &dyn ReadTx| Ok::<_, ToolError>(shared::answer_all(tx, &key, batch)))
+            .await
+            .unwrap();
+    let at = answered
+        .replies
+        .iter()
+        .map(|(_, o)| o.clone().unwrap().unwrap())
+        .collect();
+    (answered, at)
+}
+
 /// One batch of reads, as a wake-up queues them: the waiters that see the
 /// same share one answer, and only they.
 #[tokio::test]
@@ -703,28 +728,15 @@ async fn one_batch_builds_one_answer_per_principal_seat_and_page() {
         max_bytes: 1 << 20,
         last_read: false,
     };
-    let batch: shared::Queue = [
+    let reads = vec![
         read(&f.bob, None, head - 1),
         read(&f.carol, None, head - 1),
         read(&f.bob, Some("bob"), head - 1),
         read(&f.carol, None, head - 1),
         read(&f.bob, None, head - 2),
         read(&f.alice, None, head - 1),
-    ]
-    .into_iter()
-    .map(|r| (r, tokio::sync::oneshot::channel().0))
-    .collect();
-    let key = cid.clone();
-    let answered =
-        f.t.store
-            .read(move |tx: &dyn ReadTx| Ok::<_, ToolError>(shared::answer_all(tx, &key, batch)))
-            .await
-            .unwrap();
-    let at: Vec<usize> = answered
-        .replies
-        .iter()
-        .map(|(_, o)| o.clone().unwrap().unwrap())
-        .collect();
+    ];
+    let (answered, at) = answer_batch(&f, &cid, reads).await;
     assert_eq!(at[0], at[2], "bob, by default or by name, at one cursor");
     assert_eq!(at[1], at[3], "carol twice");
     let distinct: std::collections::HashSet<usize> = at.iter().copied().collect();
@@ -1229,21 +1241,12 @@ async fn the_admin_who_takes_a_kicked_seat_does_not_read_its_private_history() {
         max_bytes: 1 << 20,
         last_read: true,
     };
-    let batch: shared::Queue = [read(&f.carol, "carol"), read(&f.alice, "bob")]
-        .into_iter()
-        .map(|r| (r, tokio::sync::oneshot::channel().0))
-        .collect();
-    let key = cid.clone();
-    let answered =
-        f.t.store
-            .read(move |tx: &dyn ReadTx| Ok::<_, ToolError>(shared::answer_all(tx, &key, batch)))
-            .await
-            .unwrap();
-    let at: Vec<usize> = answered
-        .replies
-        .iter()
-        .map(|(_, o)| o.clone().unwrap().unwrap())
-        .collect();
+    let (answered, at) = answer_batch(
+        &f,
+        &cid,
+        vec![read(&f.carol, "carol"), read(&f.alice, "bob")],
+    )
+    .await;
     assert!(
         shows_bobs_secrets(&answered.answers[at[0]].messages),
         "carol still reads what she sent and received"
